@@ -1,0 +1,107 @@
+# netwall: one plain GNU Makefile.  `make` builds build/netwall; `make test` installs what is
+# missing, builds, and runs every test; `make run` starts a demo wall on loopback.
+
+CC       ?= cc
+CFLAGS   ?= -O2 -g
+PKGS     := libevent libevent_openssl libnghttp2 inih openssl
+WARN     := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
+            -Wmissing-prototypes -Wformat=2 -Wno-unused-parameter
+HARDEN   := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
+ALLCFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Isrc -MMD -MP \
+            $(shell pkg-config --cflags $(PKGS))
+LDLIBS   := $(shell pkg-config --libs $(PKGS)) -lm
+LDFLAGS  += -pie -Wl,-z,relro,-z,now
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+CORE_SRC := $(wildcard src/core/*.c)
+WALL_SRC := $(wildcard src/wall/*.c)
+CLI_SRC  := $(wildcard src/cli/*.c)
+LIB_SRC  := $(CORE_SRC) $(WALL_SRC)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+
+# build/      release objects and binary
+# build/asan/ the same, with AddressSanitizer and UndefinedBehaviorSanitizer
+B  := build
+BA := build/asan
+SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+all: $(B)/netwall
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@[ -n "$(Q)" ] && echo "  CC $<" || true
+	$(Q)$(CC) $(ALLCFLAGS) $(HARDEN) -c $< -o $@
+
+$(BA)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@[ -n "$(Q)" ] && echo "  CC(san) $<" || true
+	$(Q)$(CC) $(ALLCFLAGS) -O1 $(SAN) -c $< -o $@
+
+$(B)/netwall: $(addprefix $(B)/,$(LIB_SRC:.c=.o) $(CLI_SRC:.c=.o))
+	@[ -n "$(Q)" ] && echo "  LD $@" || true
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BA)/netwall: $(addprefix $(BA)/,$(LIB_SRC:.c=.o) $(CLI_SRC:.c=.o))
+	@[ -n "$(Q)" ] && echo "  LD $@" || true
+	$(Q)$(CC) $(SAN) -o $@ $^ $(LDLIBS)
+
+# Unit tests: each tests/unit/test_X.c links against the library objects.
+UNIT_BINS  := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
+UNIT_ABINS := $(patsubst tests/unit/%.c,$(BA)/tests/%,$(UNIT_SRC))
+
+$(B)/tests/%: $(B)/tests/unit/%.o $(addprefix $(B)/,$(LIB_SRC:.c=.o))
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+$(BA)/tests/%: $(BA)/tests/unit/%.o $(addprefix $(BA)/,$(LIB_SRC:.c=.o))
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(SAN) -o $@ $^ $(LDLIBS) -lcmocka
+
+asan: $(BA)/netwall $(UNIT_ABINS)
+
+deps:
+	$(Q)scripts/deps.sh
+
+unit: $(UNIT_BINS) $(UNIT_ABINS)
+	$(Q)scripts/unit.sh $(UNIT_BINS) $(UNIT_ABINS)
+
+integration: $(B)/netwall $(BA)/netwall
+	$(Q)scripts/integration.sh
+
+# Everything CI runs: install, build both flavours, unit tests, integration tests (both builds).
+test: deps
+	$(Q)$(MAKE) --no-print-directory all asan
+	$(Q)$(MAKE) --no-print-directory unit
+	$(Q)$(MAKE) --no-print-directory integration
+
+run: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)scripts/run.sh
+
+bench: deps all
+	$(Q)bench/wall.sh
+
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+fuzz: $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRC))
+$(B)/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
+	@mkdir -p $(dir $@)
+	$(Q)clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
+	    $(shell pkg-config --cflags $(PKGS)) -o $@ $^ $(LDLIBS)
+
+PREFIX ?= /usr/local
+install: $(B)/netwall
+	install -D -m 0755 $(B)/netwall $(DESTDIR)$(PREFIX)/bin/netwall
+
+clean:
+	rm -rf $(B)
+
+format:
+	clang-format -i src/*/*.c src/*/*.h tests/unit/*.c
+
+.PHONY: all asan deps unit integration test run bench fuzz install clean format
+-include $(shell find $(B) -name '*.d' 2>/dev/null)
