@@ -1,0 +1,183 @@
+#include "core/addr.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/num.h"
+
+int addr_split(const char *s, char *host, size_t hostlen, uint16_t *port)
+{
+	const char *colon, *hend;
+	uint64_t p;
+
+	if (s[0] == '[') {
+		hend = strchr(s, ']');
+		if (hend == NULL || hend[1] != ':')
+			return -1;
+		colon = hend + 1;
+		s++;
+	} else {
+		colon = strrchr(s, ':');
+		if (colon == NULL || memchr(s, ':', (size_t)(colon - s)) != NULL)
+			return -1; /* bare IPv6 needs brackets */
+		hend = colon;
+	}
+	if (hend == s || (size_t)(hend - s) >= hostlen)
+		return -1;
+	if (num_u64(colon + 1, 1, 65535, &p) == -1)
+		return -1;
+	memcpy(host, s, (size_t)(hend - s));
+	host[hend - s] = '\0';
+	*port = (uint16_t)p;
+	return 0;
+}
+
+int addr_parse(const char *s, struct addr *out, char *err, size_t errlen)
+{
+	struct addrinfo hints, *res = NULL;
+	char host[256];
+	uint16_t port;
+	int rc;
+
+	if (addr_split(s, host, sizeof(host), &port) == -1) {
+		snprintf(err, errlen, "bad address '%s' (want HOST:PORT or [IPV6]:PORT)", s);
+		return -1;
+	}
+	memset(out, 0, sizeof(*out));
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICHOST;
+	rc = getaddrinfo(host, NULL, &hints, &res);
+	if (rc == EAI_NONAME) {
+		hints.ai_flags = AI_ADDRCONFIG;
+		rc = getaddrinfo(host, NULL, &hints, &res);
+	}
+	if (rc != 0) {
+		snprintf(err, errlen, "cannot resolve '%s': %s", host, gai_strerror(rc));
+		return -1;
+	}
+	memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
+	out->len = res->ai_addrlen;
+	freeaddrinfo(res);
+	if (out->ss.ss_family == AF_INET)
+		((struct sockaddr_in *)&out->ss)->sin_port = htons(port);
+	else
+		((struct sockaddr_in6 *)&out->ss)->sin6_port = htons(port);
+	return 0;
+}
+
+/* If sa is IPv4-mapped IPv6, returns its IPv4 part; else NULL. */
+static const uint8_t *addr_mapped_v4(const struct sockaddr *sa)
+{
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+
+	if (sa->sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
+		return &s6->sin6_addr.s6_addr[12];
+	return NULL;
+}
+
+void addr_format_host(const struct sockaddr *sa, char *buf, size_t len)
+{
+	const uint8_t *v4 = addr_mapped_v4(sa);
+
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, (socklen_t)len);
+	else if (v4 != NULL)
+		inet_ntop(AF_INET, v4, buf, (socklen_t)len);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf,
+			  (socklen_t)len);
+	else if (sa->sa_family == AF_UNIX)
+		snprintf(buf, len, "unix");
+	else
+		snprintf(buf, len, "?");
+}
+
+uint16_t addr_port(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+	if (sa->sa_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+	return 0;
+}
+
+void addr_format(const struct sockaddr *sa, char *buf, size_t len)
+{
+	char host[INET6_ADDRSTRLEN];
+
+	addr_format_host(sa, host, sizeof(host));
+	if (sa->sa_family == AF_INET6 && addr_mapped_v4(sa) == NULL)
+		snprintf(buf, len, "[%s]:%u", host, addr_port(sa));
+	else if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
+		snprintf(buf, len, "%s:%u", host, addr_port(sa));
+	else
+		snprintf(buf, len, "%s", host);
+}
+
+bool addr_equal(const struct addr *a, const struct addr *b)
+{
+	return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+int addr_cidr_parse(const char *s, struct addr_cidr *out)
+{
+	char host[INET6_ADDRSTRLEN];
+	const char *slash = strchr(s, '/');
+	size_t hlen = slash ? (size_t)(slash - s) : strlen(s);
+	unsigned maxbits;
+	uint64_t prefix;
+
+	if (hlen == 0 || hlen >= sizeof(host))
+		return -1;
+	memcpy(host, s, hlen);
+	host[hlen] = '\0';
+	memset(out, 0, sizeof(*out));
+	if (inet_pton(AF_INET, host, out->net) == 1) {
+		out->family = AF_INET;
+		maxbits = 32;
+	} else if (inet_pton(AF_INET6, host, out->net) == 1) {
+		out->family = AF_INET6;
+		maxbits = 128;
+	} else {
+		return -1;
+	}
+	prefix = maxbits;
+	if (slash != NULL && num_u64(slash + 1, 0, maxbits, &prefix) == -1)
+		return -1;
+	out->prefix = (unsigned)prefix;
+	for (unsigned bit = out->prefix; bit < maxbits; bit++) {
+		if (out->net[bit / 8] & (0x80u >> (bit % 8)))
+			return -1; /* host bits set: almost always a typo */
+	}
+	return 0;
+}
+
+bool addr_cidr_match(const struct addr_cidr *c, const struct sockaddr *sa)
+{
+	const uint8_t *a;
+	unsigned full, rest;
+
+	if (c->family == AF_INET) {
+		a = addr_mapped_v4(sa);
+		if (a == NULL && sa->sa_family == AF_INET)
+			a = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
+	} else {
+		a = sa->sa_family == AF_INET6 && addr_mapped_v4(sa) == NULL
+			    ? ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr
+			    : NULL;
+	}
+	if (a == NULL)
+		return false;
+	full = c->prefix / 8;
+	rest = c->prefix % 8;
+	if (memcmp(a, c->net, full) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	return ((a[full] ^ c->net[full]) & (uint8_t)(0xffu << (8 - rest))) == 0;
+}

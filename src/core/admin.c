@@ -1,0 +1,115 @@
+#include "core/admin.h"
+
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/sock.h"
+
+#define ADMIN_TIMEOUT 10         /* seconds a scrape may take */
+#define ADMIN_MAX_HEADERS 8192   /* request header bytes */
+#define ADMIN_MAX_BODY 0         /* GET only */
+
+struct admin {
+	struct evhttp *http;
+	const struct admin_ops *ops;
+	void *arg;
+};
+
+static void admin_reply(struct evhttp_request *req, int code, const char *reason,
+			const char *type, struct evbuffer *body)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", type);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
+	evhttp_send_reply(req, code, reason, body);
+}
+
+static void admin_handle(struct evhttp_request *req, void *arg)
+{
+	struct admin *adm = arg;
+	const char *uri = evhttp_request_get_uri(req);
+	struct evbuffer *body = evbuffer_new();
+	char why[256] = "";
+
+	if (body == NULL)
+		abort();
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
+	    evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
+		evbuffer_add_printf(body, "method not allowed\n");
+		admin_reply(req, 405, "Method Not Allowed", "text/plain", body);
+	} else if (strcmp(uri, "/healthz") == 0) {
+		if (adm->ops->health == NULL || adm->ops->health(why, sizeof(why), adm->arg) == 0) {
+			evbuffer_add_printf(body, "ok\n");
+			admin_reply(req, 200, "OK", "text/plain", body);
+		} else {
+			evbuffer_add_printf(body, "unhealthy: %s\n", why);
+			admin_reply(req, 503, "Service Unavailable", "text/plain", body);
+		}
+	} else if (strcmp(uri, "/metrics") == 0) {
+		adm->ops->metrics(body, adm->arg);
+		admin_reply(req, 200, "OK", "text/plain; version=0.0.4", body);
+	} else if (strcmp(uri, "/status") == 0 && adm->ops->status != NULL) {
+		adm->ops->status(body, adm->arg);
+		admin_reply(req, 200, "OK", "application/json", body);
+	} else {
+		evbuffer_add_printf(body, "not found: try /healthz, /metrics, /status\n");
+		admin_reply(req, 404, "Not Found", "text/plain", body);
+	}
+	evbuffer_free(body);
+}
+
+struct admin *admin_new(struct event_base *base, const struct addr *a,
+			const struct admin_ops *ops, void *arg, char *err, size_t errlen)
+{
+	struct admin *adm = calloc(1, sizeof(*adm));
+	int fd;
+
+	if (adm == NULL)
+		abort();
+	adm->ops = ops;
+	adm->arg = arg;
+	fd = sock_listen(a, err, errlen);
+	if (fd == -1)
+		goto fail;
+	adm->http = evhttp_new(base);
+	if (adm->http == NULL || evhttp_accept_socket(adm->http, fd) == -1) {
+		snprintf(err, errlen, "cannot serve admin HTTP");
+		close(fd);
+		goto fail;
+	}
+	evhttp_set_timeout(adm->http, ADMIN_TIMEOUT);
+	evhttp_set_max_headers_size(adm->http, ADMIN_MAX_HEADERS);
+	evhttp_set_max_body_size(adm->http, ADMIN_MAX_BODY);
+	evhttp_set_allowed_methods(adm->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+	evhttp_set_gencb(adm->http, admin_handle, adm);
+	return adm;
+fail:
+	admin_free(adm);
+	return NULL;
+}
+
+void admin_free(struct admin *adm)
+{
+	if (adm == NULL)
+		return;
+	if (adm->http != NULL)
+		evhttp_free(adm->http);
+	free(adm);
+}
+
+void admin_family(struct evbuffer *out, const char *name, const char *type, const char *help)
+{
+	evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+void admin_sample(struct evbuffer *out, const char *name, const char *labels, uint64_t value)
+{
+	if (labels[0])
+		evbuffer_add_printf(out, "%s{%s} %" PRIu64 "\n", name, labels, value);
+	else
+		evbuffer_add_printf(out, "%s %" PRIu64 "\n", name, value);
+}

@@ -1,0 +1,33 @@
+/* The admin listener: a small HTTP server (libevent's evhttp) on loopback by default with
+ * /healthz, /metrics (Prometheus text format) and /status (JSON). The daemon supplies the
+ * renderers; this module owns the socket and the Prometheus text helpers. */
+#ifndef NETWALL_ADMIN_H
+#define NETWALL_ADMIN_H
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <stdint.h>
+
+#include "core/addr.h"
+
+struct admin;
+
+struct admin_ops {
+	/* Appends metric families to out. */
+	void (*metrics)(struct evbuffer *out, void *arg);
+	/* Appends a JSON object to out. */
+	void (*status)(struct evbuffer *out, void *arg);
+	/* Returns 0 when healthy; fills why otherwise. */
+	int (*health)(char *why, size_t len, void *arg);
+};
+
+/* Starts serving on a. Returns NULL with err filled if the address cannot be bound. */
+struct admin *admin_new(struct event_base *base, const struct addr *a,
+			const struct admin_ops *ops, void *arg, char *err, size_t errlen);
+void admin_free(struct admin *adm);
+
+/* Prometheus text helpers: a family header, then samples. labels is "" or 'k="v",k2="v2"'. */
+void admin_family(struct evbuffer *out, const char *name, const char *type, const char *help);
+void admin_sample(struct evbuffer *out, const char *name, const char *labels, uint64_t value);
+
+#endif

@@ -1,0 +1,185 @@
+#include "core/conf.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct conf_reader {
+	struct conf *c;
+	FILE *f;
+	bool long_line;
+};
+
+/* inih reads line by line through this, so the line number is known in the handler,
+ * and section headers are seen even when a section has no keys. */
+static char *conf_read_line(char *str, int num, void *stream)
+{
+	struct conf_reader *r = stream;
+	char *p, *end;
+
+	if (fgets(str, num, r->f) == NULL)
+		return NULL;
+	if (strchr(str, '\n') == NULL && !feof(r->f)) {
+		int ch;
+		r->c->line++;
+		conf_error(r->c, "line too long (limit %d bytes)", num - 2);
+		while ((ch = fgetc(r->f)) != EOF && ch != '\n')
+			;
+		str[0] = '\0';
+		return str;
+	}
+	r->c->line++;
+	for (p = str; isspace((unsigned char)*p); p++)
+		;
+	if (*p == '[' && (end = strchr(p, ']')) != NULL && r->c->on_section != NULL) {
+		char section[256];
+		size_t n = (size_t)(end - p - 1);
+		if (n >= sizeof(section))
+			n = sizeof(section) - 1;
+		memcpy(section, p + 1, n);
+		section[n] = '\0';
+		r->c->on_section(r->c, section);
+	}
+	return str;
+}
+
+static int conf_on_ini(void *user, const char *section, const char *name, const char *value)
+{
+	struct conf *c = user;
+
+	if (name == NULL)
+		return 1;
+	c->on_key(c, section, name, value ? value : "");
+	return 1;
+}
+
+int conf_load(struct conf *c)
+{
+	struct conf_reader r = { .c = c };
+	const char *slash;
+	int rc;
+
+	c->line = 0;
+	slash = strrchr(c->file, '/');
+	if (slash == NULL)
+		snprintf(c->dir, sizeof(c->dir), ".");
+	else
+		snprintf(c->dir, sizeof(c->dir), "%.*s", (int)(slash - c->file + (slash == c->file)),
+			 c->file);
+	r.f = fopen(c->file, "r");
+	if (r.f == NULL) {
+		conf_error(c, "cannot open: %s", strerror(errno));
+		return -1;
+	}
+	rc = ini_parse_stream(conf_read_line, &r, conf_on_ini, c);
+	fclose(r.f);
+	if (rc > 0) {
+		c->line = rc;
+		conf_error(c, "syntax error (want [section] or key = value)");
+	}
+	return c->errors ? -1 : 0;
+}
+
+void conf_done(struct conf *c)
+{
+	buf_free(&c->msgs);
+}
+
+void conf_error(struct conf *c, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	int n;
+
+	n = snprintf(line, sizeof(line), "%s:%d: ", c->file, c->line);
+	va_start(ap, fmt);
+	if (n > 0 && (size_t)n < sizeof(line))
+		vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	va_end(ap);
+	buf_append(&c->msgs, line, strlen(line));
+	buf_append(&c->msgs, "\n", 1);
+	c->errors++;
+}
+
+char *conf_path(const struct conf *c, const char *value)
+{
+	char *p;
+
+	if (value[0] == '/' || strcmp(c->dir, ".") == 0)
+		p = strdup(value);
+	else if (asprintf(&p, "%s/%s", c->dir, value) == -1)
+		p = NULL;
+	if (p == NULL) {
+		fprintf(stderr, "out of memory\n");
+		abort();
+	}
+	return p;
+}
+
+int conf_list(const char *value, int (*fn)(const char *item, void *arg), void *arg)
+{
+	char item[256];
+	const char *p = value;
+
+	while (*p) {
+		size_t n = strcspn(p, ", \t");
+		if (n > 0) {
+			if (n >= sizeof(item))
+				return -1;
+			memcpy(item, p, n);
+			item[n] = '\0';
+			if (fn(item, arg) == -1)
+				return -1;
+		}
+		p += n;
+		p += strspn(p, ", \t");
+	}
+	return 0;
+}
+
+bool conf_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > CONF_NAME_MAX)
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && *s != '.' && *s != '_' && *s != '-')
+			return false;
+	return true;
+}
+
+void conf_section_split(const char *section, char *kind, size_t kindlen, const char **name)
+{
+	size_t n = strcspn(section, " \t");
+
+	if (n >= kindlen)
+		n = kindlen - 1;
+	memcpy(kind, section, n);
+	kind[n] = '\0';
+	section += n;
+	section += strspn(section, " \t");
+	*name = section;
+}
+
+int conf_bool(const char *v, bool *out)
+{
+	static const char *const yes[] = { "on", "yes", "true", "1" };
+	static const char *const no[] = { "off", "no", "false", "0" };
+
+	for (size_t i = 0; i < 4; i++) {
+		if (strcmp(v, yes[i]) == 0) {
+			*out = true;
+			return 0;
+		}
+		if (strcmp(v, no[i]) == 0) {
+			*out = false;
+			return 0;
+		}
+	}
+	return -1;
+}
