@@ -70,6 +70,32 @@ int addr_parse(const char *s, struct addr *out, char *err, size_t errlen)
 	return 0;
 }
 
+int addr_parse_numeric(const char *s, struct addr *out)
+{
+	char host[256];
+	uint16_t port;
+
+	if (addr_split(s, host, sizeof(host), &port) == -1)
+		return -1;
+	memset(out, 0, sizeof(*out));
+	if (strchr(host, ':') == NULL) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&out->ss;
+		if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+			return -1;
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(port);
+		out->len = sizeof(*s4);
+	} else {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&out->ss;
+		if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
+			return -1;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(port);
+		out->len = sizeof(*s6);
+	}
+	return 0;
+}
+
 /* If sa is IPv4-mapped IPv6, returns its IPv4 part; else NULL. */
 static const uint8_t *addr_mapped_v4(const struct sockaddr *sa)
 {
@@ -83,18 +109,22 @@ static const uint8_t *addr_mapped_v4(const struct sockaddr *sa)
 void addr_format_host(const struct sockaddr *sa, char *buf, size_t len)
 {
 	const uint8_t *v4 = addr_mapped_v4(sa);
+	const char *s = buf;
 
 	if (sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, (socklen_t)len);
+		s = inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf,
+			      (socklen_t)len);
 	else if (v4 != NULL)
-		inet_ntop(AF_INET, v4, buf, (socklen_t)len);
+		s = inet_ntop(AF_INET, v4, buf, (socklen_t)len);
 	else if (sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf,
-			  (socklen_t)len);
+		s = inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf,
+			      (socklen_t)len);
 	else if (sa->sa_family == AF_UNIX)
 		snprintf(buf, len, "unix");
 	else
 		snprintf(buf, len, "?");
+	if (s == NULL && len > 0)
+		buf[0] = '\0'; /* inet_ntop leaves buf untouched when it does not fit */
 }
 
 uint16_t addr_port(const struct sockaddr *sa)
@@ -126,6 +156,7 @@ bool addr_equal(const struct addr *a, const struct addr *b)
 
 int addr_cidr_parse(const char *s, struct addr_cidr *out)
 {
+	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
 	char host[INET6_ADDRSTRLEN];
 	const char *slash = strchr(s, '/');
 	size_t hlen = slash ? (size_t)(slash - s) : strlen(s);
@@ -153,6 +184,13 @@ int addr_cidr_parse(const char *s, struct addr_cidr *out)
 	for (unsigned bit = out->prefix; bit < maxbits; bit++) {
 		if (out->net[bit / 8] & (0x80u >> (bit % 8)))
 			return -1; /* host bits set: almost always a typo */
+	}
+	/* "::ffff:10.0.0.0/104" names IPv4 peers, and those match as IPv4 (see below) */
+	if (out->family == AF_INET6 && out->prefix >= 96 && memcmp(out->net, mapped, 12) == 0) {
+		memmove(out->net, out->net + 12, 4);
+		memset(out->net + 4, 0, 12);
+		out->family = AF_INET;
+		out->prefix -= 96;
 	}
 	return 0;
 }

@@ -25,6 +25,9 @@ struct addr_cidr {
  * Fills err on failure. */
 int addr_parse(const char *s, struct addr *out, char *err, size_t errlen);
 
+/* Like addr_parse, but the host must be a numeric address: for peer-supplied text. */
+int addr_parse_numeric(const char *s, struct addr *out);
+
 /* Splits "HOST:PORT" into its host (brackets removed) and port; host must hold 256 bytes. */
 int addr_split(const char *s, char *host, size_t hostlen, uint16_t *port);
 

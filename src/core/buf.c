@@ -24,6 +24,8 @@ uint8_t *buf_tail(struct buf *b, size_t n)
 		log_fatal("event=oom bytes=%zu", cap);
 	if (b->len)
 		memcpy(p, b->data + b->off, b->len);
+	if (b->data != NULL)
+		explicit_bzero(b->data, b->cap); /* as buf_free: the old copy is live data too */
 	free(b->data);
 	b->data = p;
 	b->off = 0;
@@ -40,6 +42,8 @@ void buf_commit(struct buf *b, size_t n)
 
 void buf_append(struct buf *b, const void *p, size_t n)
 {
+	if (n == 0)
+		return; /* an unallocated buffer has no tail to copy to, even for nothing */
 	memcpy(buf_tail(b, n), p, n);
 	b->len += n;
 }

@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 int num_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
@@ -24,7 +25,8 @@ int num_seconds(const char *s, double min, double max, double *out)
 	double v;
 	char *end;
 
-	if (s == NULL || !isdigit((unsigned char)s[0]))
+	/* digits and a point only: strtod alone would take hex floats and exponents */
+	if (s == NULL || !isdigit((unsigned char)s[0]) || s[strspn(s, "0123456789.")] != '\0')
 		return -1;
 	errno = 0;
 	v = strtod(s, &end);

@@ -171,7 +171,7 @@ static int proxy_decode_v2(const uint8_t *buf, size_t len, struct sockaddr_stora
 static int proxy_decode_v1(const uint8_t *buf, size_t len, struct sockaddr_storage *src,
 			   struct sockaddr_storage *dst)
 {
-	char line[PROXY_V1_MAX + 1], *tok[6], *save = NULL;
+	char line[PROXY_V1_MAX + 1], *tok[6], *next;
 	const uint8_t *crlf = NULL;
 	uint8_t sip[16], dip[16];
 	uint64_t sp, dp;
@@ -187,13 +187,18 @@ static int proxy_decode_v1(const uint8_t *buf, size_t len, struct sockaddr_stora
 		return len >= PROXY_V1_MAX ? -1 : 0;
 	memcpy(line, buf, (size_t)(crlf - buf));
 	line[crlf - buf] = '\0';
-	for (char *t = strtok_r(line, " ", &save); t != NULL; t = strtok_r(NULL, " ", &save)) {
-		if (n == 6)
+	/* UNKNOWN: "the receiver must ignore anything presented before the CRLF is found" */
+	if (strncmp(line, "PROXY UNKNOWN", 13) == 0 && (line[13] == ' ' || line[13] == '\0'))
+		return (int)(crlf - buf + 2);
+	/* six fields, separated by exactly one space each */
+	for (char *t = line; t != NULL; t = next) {
+		next = strchr(t, ' ');
+		if (next != NULL)
+			*next++ = '\0';
+		if (n == 6 || *t == '\0')
 			return -1;
 		tok[n++] = t;
 	}
-	if (n >= 2 && strcmp(tok[1], "UNKNOWN") == 0)
-		return (int)(crlf - buf + 2);
 	if (n != 6)
 		return -1;
 	if (strcmp(tok[1], "TCP4") == 0)

@@ -72,6 +72,31 @@ SSL_CTX *tls_ctx_client(const char *cert, const char *key, char *err, size_t err
 	return tls_ctx_new(TLS_client_method(), cert, key, err, errlen);
 }
 
+SSL_CTX *tls_ctx_target(const char *ca, bool verify, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+	if (ctx == NULL) {
+		tls_err(err, errlen, "cannot create TLS context", "");
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+				      SSL_MODE_RELEASE_BUFFERS);
+	if (verify) {
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+		if (ca != NULL ? SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1
+			       : SSL_CTX_set_default_verify_paths(ctx) != 1) {
+			tls_err(err, errlen, "cannot load CA bundle", ca ? ca : "(system)");
+			SSL_CTX_free(ctx);
+			return NULL;
+		}
+	} else {
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	}
+	return ctx;
+}
+
 int tls_ctx_load_ca(SSL_CTX *ctx, const char *file, char *err, size_t errlen)
 {
 	if (SSL_CTX_load_verify_locations(ctx, file, NULL) != 1) {

@@ -4,6 +4,7 @@
 #define NETWALL_TLS_H
 
 #include <openssl/ssl.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -14,6 +15,10 @@
  * Return NULL and fill err on failure. The caller sets the verification policy. */
 SSL_CTX *tls_ctx_server(const char *cert, const char *key, char *err, size_t errlen);
 SSL_CTX *tls_ctx_client(const char *cert, const char *key, char *err, size_t errlen);
+
+/* A context for originating TLS to a private target (TLS 1.2 or 1.3, no client certificate).
+ * ca: PEM bundle to verify with, or NULL for the system store; verify false skips checks. */
+SSL_CTX *tls_ctx_target(const char *ca, bool verify, char *err, size_t errlen);
 
 /* Loads a PEM CA bundle into ctx's trust store. */
 int tls_ctx_load_ca(SSL_CTX *ctx, const char *file, char *err, size_t errlen);

@@ -1,0 +1,54 @@
+/* netwall check FILE */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "wall/config.h"
+
+int cmd_check_main(int argc, char **argv)
+{
+	char *msgs = NULL;
+	int kind;
+
+	if (argc != 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+		fputs("usage: netwall check FILE\n\nValidates a gateway or agent config (the kind is "
+		      "told by its [gateway] or [agent]\nsection) without starting anything. Errors "
+		      "are printed as FILE:LINE: message;\nthe exit status is 0 when the file is "
+		      "valid, 1 otherwise.\n",
+		      argc == 2 ? stdout : stderr);
+		return argc == 2 ? 0 : 2;
+	}
+	kind = config_kind(argv[1]);
+	if (kind == 'g') {
+		struct config_gateway *g = config_gateway_load(argv[1], &msgs);
+		if (g != NULL) {
+			printf("%s: ok (gateway: %zu services, %zu agents)\n", argv[1], g->nservices,
+			       g->nagents);
+			config_gateway_free(g);
+			return 0;
+		}
+	} else if (kind == 'a') {
+		struct config_agentd *a = config_agent_load(argv[1], &msgs);
+		if (a != NULL) {
+			printf("%s: ok (agent: %zu gateways, %zu services)\n", argv[1],
+			       a->ngateways, a->ntargets);
+			config_agent_free(a);
+			return 0;
+		}
+	} else {
+		FILE *f = fopen(argv[1], "r");
+		if (f == NULL)
+			perror(argv[1]);
+		else
+			fprintf(stderr, "%s:1: neither a [gateway] nor an [agent] section: not a "
+					"netwall config\n",
+				argv[1]);
+		if (f != NULL)
+			fclose(f);
+		return 1;
+	}
+	fputs(msgs ? msgs : "", stderr);
+	free(msgs);
+	return 1;
+}

@@ -1,0 +1,118 @@
+/* netwall gateway -c FILE, netwall agent -c FILE */
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "wall/agent.h"
+#include "wall/gateway.h"
+
+static const char gateway_usage[] =
+	"usage: netwall gateway -c FILE\n"
+	"\n"
+	"Runs the public gateway: listens for agents' tunnels and for visitors on every\n"
+	"[service] listener, and carries each visitor through a tunnel of an allowed agent.\n"
+	"Logs key=value lines to stderr. SIGTERM/SIGINT drain and exit; SIGHUP reloads FILE.\n"
+	"\n"
+	"  -c, --config FILE   gateway config (see examples/gateway.ini, docs/config.md)\n"
+	"  -h, --help          this text\n";
+
+static const char agent_usage[] =
+	"usage: netwall agent -c FILE\n"
+	"\n"
+	"Runs the agent inside the private network: dials out to the gateway(s), keeps its\n"
+	"tunnels up, and connects each stream to the service's local target. It never listens\n"
+	"except on its admin address (loopback by default).\n"
+	"Logs key=value lines to stderr. SIGTERM/SIGINT drain and exit; SIGHUP reloads FILE.\n"
+	"\n"
+	"  -c, --config FILE   agent config (see examples/agent.ini, docs/config.md)\n"
+	"  -h, --help          this text\n";
+
+static int daemon_args(int argc, char **argv, const char *usage, const char *name,
+		       const char **file)
+{
+	*file = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			fputs(usage, stdout);
+			return 0;
+		}
+		if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) &&
+		    i + 1 < argc) {
+			*file = argv[++i];
+			continue;
+		}
+		fprintf(stderr, "netwall %s: unexpected argument '%s'\n\n%s", name, argv[i], usage);
+		return 2;
+	}
+	if (*file == NULL) {
+		fprintf(stderr, "netwall %s: -c FILE is required\n\n%s", name, usage);
+		return 2;
+	}
+	return -1;
+}
+
+int cmd_gateway_main(int argc, char **argv)
+{
+	const char *file;
+	char *msgs = NULL;
+	struct config_gateway *cfg;
+	struct event_base *base;
+	struct gateway *gw;
+	int rc = daemon_args(argc, argv, gateway_usage, "gateway", &file);
+
+	if (rc >= 0)
+		return rc;
+	log_init("gateway", LOG_INFO);
+	cfg = config_gateway_load(file, &msgs);
+	if (cfg == NULL) {
+		fputs(msgs, stderr);
+		free(msgs);
+		return 1;
+	}
+	log_set_level(cfg->c.log_level);
+	base = loop_new();
+	gw = gateway_new(base, file, cfg);
+	if (gw == NULL) {
+		event_base_free(base);
+		return 1;
+	}
+	rc = gateway_run(gw);
+	gateway_free(gw);
+	event_base_free(base);
+	return rc;
+}
+
+int cmd_agent_main(int argc, char **argv)
+{
+	const char *file;
+	char *msgs = NULL;
+	struct config_agentd *cfg;
+	struct event_base *base;
+	struct agent *ag;
+	int rc = daemon_args(argc, argv, agent_usage, "agent", &file);
+
+	if (rc >= 0)
+		return rc;
+	log_init("agent", LOG_INFO);
+	cfg = config_agent_load(file, &msgs);
+	if (cfg == NULL) {
+		fputs(msgs, stderr);
+		free(msgs);
+		return 1;
+	}
+	log_set_level(cfg->c.log_level);
+	base = loop_new();
+	ag = agent_new(base, file, cfg);
+	if (ag == NULL) {
+		event_base_free(base);
+		return 1;
+	}
+	rc = agent_run(ag);
+	agent_free(ag);
+	event_base_free(base);
+	return rc;
+}

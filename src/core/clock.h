@@ -1,0 +1,25 @@
+/* Monotonic time in seconds, for timeouts and rates. */
+#ifndef NETWALL_CLOCK_H
+#define NETWALL_CLOCK_H
+
+#include <sys/time.h>
+#include <time.h>
+
+static inline double clock_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static inline struct timeval clock_tv(double seconds)
+{
+	struct timeval tv;
+
+	tv.tv_sec = (time_t)seconds;
+	tv.tv_usec = (suseconds_t)((seconds - (double)tv.tv_sec) * 1e6);
+	return tv;
+}
+
+#endif

@@ -1,0 +1,28 @@
+#include "core/loop.h"
+
+#include <signal.h>
+
+#include "core/log.h"
+
+struct event_base *loop_new(void)
+{
+	struct event_config *ec = event_config_new();
+	struct event_base *base;
+
+	signal(SIGPIPE, SIG_IGN);
+	if (ec == NULL)
+		log_fatal("event=startup_failed error=\"cannot create event config\"");
+	event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
+	base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	if (base == NULL || event_base_priority_init(base, 2) == -1)
+		log_fatal("event=startup_failed error=\"cannot create event loop\"");
+	return base;
+}
+
+void loop_free_event(struct event **ev)
+{
+	if (*ev != NULL)
+		event_free(*ev);
+	*ev = NULL;
+}

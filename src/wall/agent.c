@@ -1,0 +1,614 @@
+#include "wall/agent.h"
+
+#include <errno.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/admin.h"
+#include "core/backoff.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "core/sock.h"
+#include "core/tls.h"
+#include "wall/tunnel.h"
+
+#define AG_STABLE 5.0     /* seconds a tunnel must live before backoff starts over */
+#define AG_DRAIN_TICK 0.1
+
+struct agent;
+
+/* One tunnel slot: a connection to one gateway, redialled whenever it is lost. */
+struct ag_dialer {
+	struct agent *ag;
+	size_t gw;     /* index into cfg->gateways */
+	unsigned slot; /* 0 .. tunnels-1 */
+	struct backoff bo;
+	int fd;                /* while connecting */
+	struct event *ev;      /* connect wait or backoff timer */
+	struct tunnel *t;
+	double up_since;
+	unsigned failures;
+};
+
+struct agent {
+	struct event_base *base;
+	const char *path;
+	struct config_agentd *cfg;
+	SSL_CTX *ctx;
+	SSL_CTX **target_tls; /* per cfg->targets[i], NULL unless tls = on */
+	char instance[33];
+	char *services;
+	struct ag_dialer *dialers;
+	size_t ndialers;
+	struct admin *admin;
+	struct addr admin_addr;
+	struct event *sig_term, *sig_int, *sig_hup, *drain_ev;
+	double drain_deadline;
+	bool draining;
+	struct log_rate rate_dial, rate_visit;
+};
+
+static const struct tunnel_ops ag_tunnel_ops;
+static void ag_dial(struct ag_dialer *d);
+
+/* ---- gateway authentication ---- */
+
+static int ag_verify(X509_STORE_CTX *xs, void *arg)
+{
+	struct agent *ag = arg;
+	X509 *leaf = X509_STORE_CTX_get0_cert(xs);
+	uint8_t fp[TLS_FP_LEN];
+
+	if (ag->cfg->has_pin) {
+		if (leaf != NULL && tls_fingerprint(leaf, fp) == 0 &&
+		    memcmp(fp, ag->cfg->gateway_fp, TLS_FP_LEN) == 0)
+			return 1;
+		X509_STORE_CTX_set_error(xs, X509_V_ERR_CERT_REJECTED);
+		return 0;
+	}
+	return X509_verify_cert(xs);
+}
+
+static SSL_CTX *ag_ctx(struct agent *ag, const struct config_agentd *cfg)
+{
+	char err[512];
+	SSL_CTX *ctx = tls_ctx_client(cfg->c.cert, cfg->c.key, err, sizeof(err));
+
+	if (ctx == NULL) {
+		log_error("event=tls_setup_failed error=\"%s\"", err);
+		return NULL;
+	}
+	if (cfg->c.ca != NULL && tls_ctx_load_ca(ctx, cfg->c.ca, err, sizeof(err)) == -1) {
+		log_error("event=tls_setup_failed error=\"%s\"", err);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	SSL_CTX_set_cert_verify_callback(ctx, ag_verify, ag);
+	return ctx;
+}
+
+static SSL_CTX **ag_target_ctxs(const struct config_agentd *cfg)
+{
+	SSL_CTX **v = calloc(cfg->ntargets + 1, sizeof(*v));
+	char err[512];
+
+	if (v == NULL)
+		abort();
+	for (size_t i = 0; i < cfg->ntargets; i++) {
+		const struct config_target *tg = &cfg->targets[i];
+		if (!tg->tls)
+			continue;
+		v[i] = tls_ctx_target(tg->tls_ca, tg->tls_verify, err, sizeof(err));
+		if (v[i] == NULL) {
+			log_error("event=tls_setup_failed service=%s error=\"%s\"", tg->name, err);
+			for (size_t j = 0; j < i; j++)
+				SSL_CTX_free(v[j]);
+			free(v);
+			return NULL;
+		}
+	}
+	return v;
+}
+
+static void ag_target_ctxs_free(SSL_CTX **v, size_t n)
+{
+	if (v == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		SSL_CTX_free(v[i]);
+	free(v);
+}
+
+/* The comma-separated service list the hello announces. */
+static char *ag_services(const struct config_agentd *cfg)
+{
+	size_t len = 1, off = 0;
+	char *s;
+
+	for (size_t i = 0; i < cfg->ntargets; i++)
+		len += strlen(cfg->targets[i].name) + 1;
+	s = calloc(1, len);
+	if (s == NULL)
+		abort();
+	for (size_t i = 0; i < cfg->ntargets; i++) {
+		size_t n = strlen(cfg->targets[i].name);
+		if (i)
+			s[off++] = ',';
+		memcpy(s + off, cfg->targets[i].name, n);
+		off += n;
+	}
+	return s;
+}
+
+/* ---- dialing ---- */
+
+static double ag_rand01(void)
+{
+	uint32_t r = 0;
+
+	RAND_bytes((unsigned char *)&r, sizeof(r));
+	return (double)r / 4294967296.0;
+}
+
+static void ag_gateway_name(const struct ag_dialer *d, char *buf, size_t len)
+{
+	addr_format((const struct sockaddr *)&d->ag->cfg->gateways[d->gw].ss, buf, len);
+}
+
+static void ag_on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	ag_dial(arg);
+}
+
+static void ag_retry_later(struct ag_dialer *d)
+{
+	double delay = backoff_next(&d->bo, ag_rand01());
+	struct timeval tv = clock_tv(delay);
+
+	if (d->ag->draining)
+		return;
+	loop_free_event(&d->ev);
+	d->ev = evtimer_new(d->ag->base, ag_on_retry, d);
+	if (d->ev == NULL)
+		abort();
+	evtimer_add(d->ev, &tv);
+}
+
+static void ag_dial_failed(struct ag_dialer *d, const char *why)
+{
+	char gw[ADDR_STRLEN];
+
+	ag_gateway_name(d, gw, sizeof(gw));
+	d->failures++;
+	log_limited(&d->ag->rate_dial, d->failures == 1 ? LOG_WARN : LOG_DEBUG,
+		    "event=dial_failed gateway=%s slot=%u error=\"%s\" attempts=%u", gw, d->slot,
+		    why, d->failures);
+	ag_retry_later(d);
+}
+
+static void ag_on_connected(evutil_socket_t fd, short what, void *arg)
+{
+	struct ag_dialer *d = arg;
+	struct agent *ag = d->ag;
+	int err;
+
+	loop_free_event(&d->ev);
+	d->ev = NULL;
+	d->fd = -1;
+	if (what & EV_TIMEOUT) {
+		close(fd);
+		ag_dial_failed(d, "connect timeout");
+		return;
+	}
+	err = sock_error(fd);
+	if (err != 0) {
+		close(fd);
+		ag_dial_failed(d, strerror(err));
+		return;
+	}
+	d->t = tunnel_new(ag->base, TUNNEL_AGENT, fd, ag->ctx, &ag->cfg->c.tp, &ag_tunnel_ops, ag);
+	tunnel_set_user(d->t, d);
+	tunnel_set_hello(d->t, ag->instance, d->slot, ag->services);
+	if (ag->cfg->c.ca != NULL)
+		tunnel_set_server_name(d->t, ag->cfg->server_name ? ag->cfg->server_name
+								  : ag->cfg->gateway_host[d->gw]);
+}
+
+static void ag_dial(struct ag_dialer *d)
+{
+	struct agent *ag = d->ag;
+	const struct addr *a = &ag->cfg->gateways[d->gw];
+	struct timeval tv = clock_tv(ag->cfg->c.tp.handshake_timeout);
+	int fd;
+
+	loop_free_event(&d->ev);
+	d->ev = NULL;
+	if (ag->draining)
+		return;
+	fd = sock_connect((const struct sockaddr *)&a->ss, a->len);
+	if (fd == -1) {
+		ag_dial_failed(d, strerror(errno));
+		return;
+	}
+	d->fd = fd;
+	d->ev = event_new(ag->base, fd, EV_WRITE, ag_on_connected, d);
+	if (d->ev == NULL)
+		abort();
+	event_add(d->ev, &tv);
+}
+
+static void ag_dialer_stop(struct ag_dialer *d)
+{
+	loop_free_event(&d->ev);
+	d->ev = NULL;
+	if (d->fd != -1) {
+		close(d->fd);
+		d->fd = -1;
+	}
+	if (d->t != NULL)
+		tunnel_close(d->t, "shutdown");
+}
+
+/* ---- tunnel callbacks ---- */
+
+static void ag_tunnel_up(struct tunnel *t, void *arg)
+{
+	struct ag_dialer *d = tunnel_user(t);
+	char gw[ADDR_STRLEN];
+
+	(void)arg;
+	ag_gateway_name(d, gw, sizeof(gw));
+	d->up_since = clock_mono();
+	log_info("event=tunnel_up gateway=%s slot=%u attempts=%u", gw, d->slot, d->failures + 1);
+	d->failures = 0;
+}
+
+static void ag_tunnel_down(struct tunnel *t, const char *reason, void *arg)
+{
+	struct ag_dialer *d = tunnel_user(t);
+	char gw[ADDR_STRLEN];
+
+	(void)arg;
+	if (d == NULL)
+		return;
+	d->t = NULL;
+	ag_gateway_name(d, gw, sizeof(gw));
+	if (d->up_since > 0) {
+		log_info("event=tunnel_down gateway=%s slot=%u reason=%s", gw, d->slot, reason);
+		if (clock_mono() - d->up_since >= AG_STABLE)
+			backoff_reset(&d->bo);
+		d->up_since = 0;
+		ag_retry_later(d);
+	} else {
+		ag_dial_failed(d, reason);
+	}
+}
+
+static void ag_visit(struct tunnel *t, struct tstream *s, const struct tunnel_visit *v, void *arg)
+{
+	struct agent *ag = arg;
+	const struct config_target *tg = config_find_target(ag->cfg, v->service);
+	struct tstream_target target;
+
+	(void)t;
+	if (tg == NULL || ag->draining) {
+		log_limited(&ag->rate_visit, LOG_WARN, "event=stream_refused service=%s reason=%s",
+			    v->service, tg == NULL ? "unknown_service" : "draining");
+		tstream_refuse(s);
+		return;
+	}
+	memset(&target, 0, sizeof(target));
+	if (tg->kind == CONFIG_TARGET_TCP) {
+		target.sa = (const struct sockaddr *)&tg->addr.ss;
+		target.salen = tg->addr.len;
+	} else {
+		target.unix_path = tg->unix_path;
+	}
+	target.tls = ag->target_tls[tg - ag->cfg->targets];
+	target.tls_name = tg->tls_server_name ? tg->tls_server_name : tg->host;
+	target.connect_timeout = ag->cfg->connect_timeout;
+	tstream_connect(s, &target);
+}
+
+static const struct tunnel_ops ag_tunnel_ops = {
+	.up = ag_tunnel_up,
+	.down = ag_tunnel_down,
+	.visit = ag_visit,
+};
+
+/* ---- admin ---- */
+
+static void ag_metrics(struct evbuffer *out, void *arg)
+{
+	struct agent *ag = arg;
+	uint64_t up = 0;
+
+	for (size_t i = 0; i < ag->ndialers; i++)
+		up += ag->dialers[i].t != NULL && tunnel_is_up(ag->dialers[i].t);
+	admin_family(out, "netwall_tunnels_up", "gauge", "Tunnels connected to gateways.");
+	admin_sample(out, "netwall_tunnels_up", "", up);
+	admin_family(out, "netwall_tunnels_configured", "gauge", "Tunnels the agent keeps.");
+	admin_sample(out, "netwall_tunnels_configured", "", ag->ndialers);
+	admin_family(out, "netwall_streams_open", "gauge", "Streams open to targets.");
+	admin_sample(out, "netwall_streams_open", "", tunnel_stats.streams_open);
+	admin_family(out, "netwall_streams_total", "counter", "Streams opened to targets.");
+	admin_sample(out, "netwall_streams_total", "", tunnel_stats.streams_total);
+	admin_family(out, "netwall_bytes_in_total", "counter", "Bytes read from targets.");
+	admin_sample(out, "netwall_bytes_in_total", "", tunnel_stats.bytes_in);
+	admin_family(out, "netwall_bytes_out_total", "counter", "Bytes written to targets.");
+	admin_sample(out, "netwall_bytes_out_total", "", tunnel_stats.bytes_out);
+	admin_family(out, "netwall_stream_resets_total", "counter", "Streams ended by a reset.");
+	admin_sample(out, "netwall_stream_resets_total", "", tunnel_stats.resets);
+	admin_family(out, "netwall_handshake_failures_total", "counter",
+		     "Tunnel handshakes that failed.");
+	admin_sample(out, "netwall_handshake_failures_total", "", tunnel_stats.handshake_failures);
+}
+
+static void ag_status(struct evbuffer *out, void *arg)
+{
+	struct agent *ag = arg;
+
+	evbuffer_add_printf(out, "{\"role\":\"agent\",\"instance\":\"%s\",\"tunnels\":[",
+			    ag->instance);
+	for (size_t i = 0; i < ag->ndialers; i++) {
+		struct ag_dialer *d = &ag->dialers[i];
+		char gw[ADDR_STRLEN];
+		ag_gateway_name(d, gw, sizeof(gw));
+		evbuffer_add_printf(out, "%s{\"gateway\":\"%s\",\"slot\":%u,\"up\":%s,\"streams\":%zu}",
+				    i ? "," : "", gw, d->slot,
+				    d->t && tunnel_is_up(d->t) ? "true" : "false",
+				    d->t ? tunnel_nstreams(d->t) : (size_t)0);
+	}
+	evbuffer_add_printf(out, "]}\n");
+}
+
+static int ag_health(char *why, size_t len, void *arg)
+{
+	struct agent *ag = arg;
+
+	for (size_t i = 0; i < ag->ndialers; i++)
+		if (ag->dialers[i].t != NULL && tunnel_is_up(ag->dialers[i].t))
+			return 0;
+	snprintf(why, len, "no tunnel up");
+	return -1;
+}
+
+static const struct admin_ops ag_admin_ops = {
+	.metrics = ag_metrics,
+	.status = ag_status,
+	.health = ag_health,
+};
+
+static int ag_admin(struct agent *ag, const struct config_agentd *cfg)
+{
+	char err[256];
+
+	if (ag->admin != NULL && cfg->c.admin_on && addr_equal(&ag->admin_addr, &cfg->c.admin))
+		return 0;
+	admin_free(ag->admin);
+	ag->admin = NULL;
+	if (!cfg->c.admin_on)
+		return 0;
+	ag->admin = admin_new(ag->base, &cfg->c.admin, &ag_admin_ops, ag, err, sizeof(err));
+	if (ag->admin == NULL) {
+		log_error("event=admin_failed error=\"%s\"", err);
+		return -1;
+	}
+	ag->admin_addr = cfg->c.admin;
+	return 0;
+}
+
+/* ---- lifecycle ---- */
+
+static void ag_start_dialers(struct agent *ag)
+{
+	const struct config_agentd *cfg = ag->cfg;
+
+	ag->ndialers = cfg->ngateways * cfg->tunnels;
+	ag->dialers = calloc(ag->ndialers, sizeof(*ag->dialers));
+	if (ag->dialers == NULL)
+		abort();
+	for (size_t i = 0; i < ag->ndialers; i++) {
+		struct ag_dialer *d = &ag->dialers[i];
+		d->ag = ag;
+		d->gw = i / cfg->tunnels;
+		d->slot = (unsigned)(i % cfg->tunnels);
+		d->fd = -1;
+		d->bo.initial = cfg->backoff_initial;
+		d->bo.max = cfg->backoff_max;
+		ag_dial(d);
+	}
+}
+
+static void ag_stop_dialers(struct agent *ag)
+{
+	for (size_t i = 0; i < ag->ndialers; i++) {
+		struct ag_dialer *d = &ag->dialers[i];
+		if (d->t != NULL)
+			tunnel_set_user(d->t, NULL);
+		ag_dialer_stop(d);
+	}
+	free(ag->dialers);
+	ag->dialers = NULL;
+	ag->ndialers = 0;
+}
+
+/* True if the settings that shape the tunnels themselves are unchanged. */
+static bool ag_same_tunnels(const struct config_agentd *a, const struct config_agentd *b)
+{
+	if (a->ngateways != b->ngateways || a->tunnels != b->tunnels ||
+	    a->has_pin != b->has_pin || memcmp(a->gateway_fp, b->gateway_fp, TLS_FP_LEN) != 0)
+		return false;
+	for (size_t i = 0; i < a->ngateways; i++)
+		if (!addr_equal(&a->gateways[i], &b->gateways[i]))
+			return false;
+	if (strcmp(a->c.cert, b->c.cert) != 0 || strcmp(a->c.key, b->c.key) != 0)
+		return false;
+	if ((a->c.ca == NULL) != (b->c.ca == NULL) || (a->c.ca && strcmp(a->c.ca, b->c.ca) != 0))
+		return false;
+	return true;
+}
+
+static void ag_reload(struct agent *ag)
+{
+	char *msgs = NULL;
+	struct config_agentd *cfg = config_agent_load(ag->path, &msgs);
+	SSL_CTX **tls;
+	SSL_CTX *ctx;
+	bool same;
+
+	if (cfg == NULL) {
+		for (char *line = strtok(msgs, "\n"); line; line = strtok(NULL, "\n"))
+			log_error("event=reload_failed error=\"%s\"", line);
+		free(msgs);
+		return;
+	}
+	ctx = ag_ctx(ag, cfg);
+	tls = ctx ? ag_target_ctxs(cfg) : NULL;
+	if (ctx == NULL || tls == NULL) {
+		log_error("event=reload_failed error=\"kept the running configuration\"");
+		SSL_CTX_free(ctx);
+		config_agent_free(cfg);
+		return;
+	}
+	same = ag_same_tunnels(ag->cfg, cfg);
+	if (!same)
+		ag_stop_dialers(ag);
+	ag_target_ctxs_free(ag->target_tls, ag->cfg->ntargets);
+	ag->target_tls = tls;
+	SSL_CTX_free(ag->ctx);
+	ag->ctx = ctx;
+	config_agent_free(ag->cfg);
+	ag->cfg = cfg;
+	free(ag->services);
+	ag->services = ag_services(cfg);
+	log_set_level(cfg->c.log_level);
+	ag_admin(ag, cfg);
+	if (same) {
+		for (size_t i = 0; i < ag->ndialers; i++)
+			if (ag->dialers[i].t != NULL)
+				tunnel_set_hello(ag->dialers[i].t, ag->instance,
+						 ag->dialers[i].slot, ag->services);
+	} else {
+		ag_start_dialers(ag);
+	}
+	log_info("event=reloaded services=%s tunnels_kept=%s", ag->services, same ? "yes" : "no");
+}
+
+static void ag_on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct agent *ag = arg;
+	struct timeval tv = clock_tv(AG_DRAIN_TICK);
+	bool any = false;
+
+	(void)fd;
+	(void)what;
+	for (size_t i = 0; i < ag->ndialers; i++)
+		any |= ag->dialers[i].t != NULL;
+	if (!any || clock_mono() >= ag->drain_deadline) {
+		log_info("event=stopped streams_left=%llu",
+			 (unsigned long long)tunnel_stats.streams_open);
+		event_base_loopbreak(ag->base);
+		return;
+	}
+	evtimer_add(ag->drain_ev, &tv);
+}
+
+static void ag_on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct agent *ag = arg;
+
+	(void)what;
+	if (sig == SIGHUP) {
+		ag_reload(ag);
+		return;
+	}
+	if (ag->draining)
+		return;
+	ag->draining = true;
+	log_info("event=draining streams=%llu timeout_s=%g",
+		 (unsigned long long)tunnel_stats.streams_open, ag->cfg->c.drain_timeout);
+	for (size_t i = 0; i < ag->ndialers; i++) {
+		struct ag_dialer *d = &ag->dialers[i];
+		loop_free_event(&d->ev);
+		d->ev = NULL;
+		if (d->fd != -1) {
+			close(d->fd);
+			d->fd = -1;
+		}
+		if (d->t != NULL)
+			tunnel_drain(d->t);
+	}
+	ag->drain_deadline = clock_mono() + ag->cfg->c.drain_timeout;
+	ag_on_drain_tick(-1, 0, ag);
+}
+
+struct agent *agent_new(struct event_base *base, const char *path, struct config_agentd *cfg)
+{
+	struct agent *ag = calloc(1, sizeof(*ag));
+	uint8_t rnd[16];
+
+	if (ag == NULL)
+		abort();
+	ag->base = base;
+	ag->path = path;
+	ag->cfg = cfg;
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+		abort();
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(ag->instance + 2 * i, 3, "%02x", rnd[i]);
+	ag->services = ag_services(cfg);
+	ag->ctx = ag_ctx(ag, cfg);
+	ag->target_tls = ag->ctx ? ag_target_ctxs(cfg) : NULL;
+	if (ag->ctx == NULL || ag->target_tls == NULL || ag_admin(ag, cfg) == -1) {
+		agent_free(ag);
+		return NULL;
+	}
+	ag->sig_term = evsignal_new(base, SIGTERM, ag_on_signal, ag);
+	ag->sig_int = evsignal_new(base, SIGINT, ag_on_signal, ag);
+	ag->sig_hup = evsignal_new(base, SIGHUP, ag_on_signal, ag);
+	ag->drain_ev = evtimer_new(base, ag_on_drain_tick, ag);
+	if (!ag->sig_term || !ag->sig_int || !ag->sig_hup || !ag->drain_ev)
+		abort();
+	event_add(ag->sig_term, NULL);
+	event_add(ag->sig_int, NULL);
+	event_add(ag->sig_hup, NULL);
+	log_info("event=starting instance=%s gateways=%zu tunnels=%u services=%s", ag->instance,
+		 cfg->ngateways, cfg->tunnels, ag->services);
+	ag_start_dialers(ag);
+	return ag;
+}
+
+int agent_run(struct agent *ag)
+{
+	event_base_dispatch(ag->base);
+	return 0;
+}
+
+void agent_free(struct agent *ag)
+{
+	if (ag == NULL)
+		return;
+	ag_stop_dialers(ag);
+	admin_free(ag->admin);
+	if (ag->sig_term != NULL) {
+		loop_free_event(&ag->sig_term);
+		loop_free_event(&ag->sig_int);
+		loop_free_event(&ag->sig_hup);
+		loop_free_event(&ag->drain_ev);
+	}
+	ag_target_ctxs_free(ag->target_tls, ag->cfg->ntargets);
+	SSL_CTX_free(ag->ctx);
+	free(ag->services);
+	config_agent_free(ag->cfg);
+	free(ag);
+}

@@ -1,0 +1,572 @@
+#include "wall/config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/num.h"
+
+#define CONFIG_WINDOW_MIN (64u * 1024)
+#define CONFIG_WINDOW_MAX (1u << 30)
+
+static void *config_push(void *arr, size_t *n, size_t size)
+{
+	char *p = realloc(arr, (*n + 1) * size);
+
+	if (p == NULL)
+		abort();
+	memset(p + *n * size, 0, size);
+	(*n)++;
+	return p;
+}
+
+static void config_common_defaults(struct config_common *c, uint16_t admin_port)
+{
+	char err[128];
+
+	c->admin_on = true;
+	if (admin_port == 9100)
+		addr_parse("127.0.0.1:9100", &c->admin, err, sizeof(err));
+	else
+		addr_parse("127.0.0.1:9101", &c->admin, err, sizeof(err));
+	c->log_level = LOG_INFO;
+	c->tp.ping_interval = 1;
+	c->tp.peer_timeout = 3;
+	c->tp.handshake_timeout = 5;
+	c->tp.stream_window = 4u * 1024 * 1024;
+	c->drain_timeout = 10;
+}
+
+static void config_common_free(struct config_common *c)
+{
+	free(c->cert);
+	free(c->key);
+	free(c->ca);
+}
+
+static void config_addr(struct conf *cf, const char *key, const char *v, struct addr *out)
+{
+	char err[300];
+
+	if (addr_parse(v, out, err, sizeof(err)) == -1)
+		conf_error(cf, "%s: %s", key, err);
+}
+
+static void config_seconds(struct conf *cf, const char *key, const char *v, double min,
+			   double max, double *out)
+{
+	if (num_seconds(v, min, max, out) == -1)
+		conf_error(cf, "%s: want seconds between %g and %g, got '%s'", key, min, max, v);
+}
+
+/* Keys shared by [gateway] and [agent]. Returns 1 if key was one of them. */
+static int config_common_key(struct conf *cf, struct config_common *c, const char *key,
+			     const char *v)
+{
+	uint64_t n;
+
+	if (strcmp(key, "cert") == 0) {
+		free(c->cert);
+		c->cert = conf_path(cf, v);
+	} else if (strcmp(key, "key") == 0) {
+		free(c->key);
+		c->key = conf_path(cf, v);
+	} else if (strcmp(key, "ca") == 0) {
+		free(c->ca);
+		c->ca = conf_path(cf, v);
+	} else if (strcmp(key, "admin") == 0) {
+		c->admin_on = strcmp(v, "off") != 0;
+		if (c->admin_on)
+			config_addr(cf, key, v, &c->admin);
+	} else if (strcmp(key, "log_level") == 0) {
+		if (log_level_parse(v, &c->log_level) == -1)
+			conf_error(cf, "log_level: want debug, info, warn or error, got '%s'", v);
+	} else if (strcmp(key, "ping_interval") == 0) {
+		config_seconds(cf, key, v, 0.05, 3600, &c->tp.ping_interval);
+	} else if (strcmp(key, "peer_timeout") == 0) {
+		config_seconds(cf, key, v, 0.1, 3600, &c->tp.peer_timeout);
+	} else if (strcmp(key, "handshake_timeout") == 0) {
+		config_seconds(cf, key, v, 0.1, 600, &c->tp.handshake_timeout);
+	} else if (strcmp(key, "drain_timeout") == 0) {
+		config_seconds(cf, key, v, 0, 3600, &c->drain_timeout);
+	} else if (strcmp(key, "stream_window") == 0) {
+		if (num_u64(v, CONFIG_WINDOW_MIN, CONFIG_WINDOW_MAX - 1, &n) == -1)
+			conf_error(cf, "stream_window: want bytes between %u and %u, got '%s'",
+				   CONFIG_WINDOW_MIN, CONFIG_WINDOW_MAX - 1, v);
+		else
+			c->tp.stream_window = (uint32_t)n;
+	} else {
+		return 0;
+	}
+	return 1;
+}
+
+static void config_common_check(struct conf *cf, const struct config_common *c,
+				const char *section)
+{
+	if (c->cert == NULL)
+		conf_error(cf, "[%s]: missing required key 'cert'", section);
+	if (c->key == NULL)
+		conf_error(cf, "[%s]: missing required key 'key'", section);
+	if (c->tp.peer_timeout <= c->tp.ping_interval)
+		conf_error(cf, "[%s]: peer_timeout must be longer than ping_interval", section);
+}
+
+/* ---- gateway ---- */
+
+struct gw_load {
+	struct config_gateway *g;
+	struct config_agent *agent;     /* section being read */
+	struct config_service *service; /* section being read */
+	bool in_gateway, seen_gateway, bad_section;
+};
+
+static void gw_on_section(struct conf *cf, const char *section)
+{
+	struct gw_load *l = cf->user;
+	struct config_gateway *g = l->g;
+	char kind[32];
+	const char *name;
+
+	l->agent = NULL;
+	l->service = NULL;
+	l->in_gateway = false;
+	l->bad_section = false;
+	conf_section_split(section, kind, sizeof(kind), &name);
+	if (strcmp(section, "gateway") == 0) {
+		if (l->seen_gateway)
+			conf_error(cf, "[gateway] appears twice");
+		l->in_gateway = l->seen_gateway = true;
+	} else if (strcmp(kind, "agent") == 0 && conf_name_ok(name)) {
+		if (config_find_agent(g, name) != NULL)
+			conf_error(cf, "[agent %s] appears twice", name);
+		g->agents = config_push(g->agents, &g->nagents, sizeof(*g->agents));
+		l->agent = &g->agents[g->nagents - 1];
+		snprintf(l->agent->name, sizeof(l->agent->name), "%s", name);
+	} else if (strcmp(kind, "service") == 0 && conf_name_ok(name)) {
+		if (config_find_service(g, name) != NULL)
+			conf_error(cf, "[service %s] appears twice", name);
+		g->services = config_push(g->services, &g->nservices, sizeof(*g->services));
+		l->service = &g->services[g->nservices - 1];
+		snprintf(l->service->name, sizeof(l->service->name), "%s", name);
+		l->service->line = cf->line;
+		l->service->max_connections = 10000;
+	} else {
+		l->bad_section = true;
+		conf_error(cf, "unknown section [%s] (want [gateway], [agent NAME] or "
+			       "[service NAME]; names are letters, digits, '.', '_', '-')",
+			   section);
+	}
+}
+
+struct list_ctx {
+	struct conf *cf;
+	struct config_service *s;
+};
+
+static int gw_agent_item(const char *item, void *arg)
+{
+	struct list_ctx *x = arg;
+
+	if (!conf_name_ok(item)) {
+		conf_error(x->cf, "agents: bad agent name '%s'", item);
+		return -1;
+	}
+	if (x->s->nagents == CONFIG_MAX_LIST) {
+		conf_error(x->cf, "agents: more than %d", CONFIG_MAX_LIST);
+		return -1;
+	}
+	snprintf(x->s->agents[x->s->nagents++], CONF_NAME_MAX + 1, "%s", item);
+	return 0;
+}
+
+static int gw_allow_item(const char *item, void *arg)
+{
+	struct list_ctx *x = arg;
+
+	if (x->s->nallow == CONFIG_MAX_LIST) {
+		conf_error(x->cf, "allow: more than %d entries", CONFIG_MAX_LIST);
+		return -1;
+	}
+	if (addr_cidr_parse(item, &x->s->allow[x->s->nallow]) == -1) {
+		conf_error(x->cf, "allow: bad address or CIDR '%s' (e.g. 203.0.113.0/24, "
+				  "2001:db8::/32; host bits must be zero)",
+			   item);
+		return -1;
+	}
+	x->s->nallow++;
+	return 0;
+}
+
+static void gw_on_key(struct conf *cf, const char *section, const char *key, const char *v)
+{
+	struct gw_load *l = cf->user;
+	struct config_gateway *g = l->g;
+	struct config_service *s = l->service;
+	struct list_ctx x = { cf, s };
+	uint64_t n;
+
+	if (l->bad_section)
+		return;
+	if (l->in_gateway) {
+		if (config_common_key(cf, &g->c, key, v))
+			return;
+		if (strcmp(key, "listen") == 0) {
+			if (g->nlisten == CONFIG_MAX_LIST)
+				conf_error(cf, "listen: more than %d", CONFIG_MAX_LIST);
+			else
+				config_addr(cf, key, v, &g->listen[g->nlisten++]);
+		} else {
+			conf_error(cf, "unknown key '%s' in [gateway]", key);
+		}
+	} else if (l->agent != NULL) {
+		if (strcmp(key, "fingerprint") == 0) {
+			if (tls_fingerprint_parse(v, l->agent->fp) == -1)
+				conf_error(cf, "fingerprint: want 64 hex digits (SHA-256), got '%s'",
+					   v);
+			else
+				l->agent->has_fp = true;
+		} else {
+			conf_error(cf, "unknown key '%s' in [%s]", key, section);
+		}
+	} else if (s != NULL) {
+		if (strcmp(key, "listen") == 0) {
+			if (s->nlisten == CONFIG_MAX_LIST)
+				conf_error(cf, "listen: more than %d", CONFIG_MAX_LIST);
+			else
+				config_addr(cf, key, v, &s->listen[s->nlisten++]);
+		} else if (strcmp(key, "agents") == 0) {
+			conf_list(v, gw_agent_item, &x);
+		} else if (strcmp(key, "allow") == 0) {
+			conf_list(v, gw_allow_item, &x);
+		} else if (strcmp(key, "max_connections") == 0) {
+			if (num_u64(v, 1, 1000000, &n) == -1)
+				conf_error(cf, "max_connections: want 1..1000000, got '%s'", v);
+			else
+				s->max_connections = n;
+		} else if (strcmp(key, "proxy_protocol") == 0) {
+			if (strcmp(v, "off") == 0)
+				s->proxy = 0;
+			else if (strcmp(v, "v1") == 0)
+				s->proxy = 1;
+			else if (strcmp(v, "v2") == 0)
+				s->proxy = 2;
+			else
+				conf_error(cf, "proxy_protocol: want off, v1 or v2, got '%s'", v);
+		} else {
+			conf_error(cf, "unknown key '%s' in [%s]", key, section);
+		}
+	} else {
+		conf_error(cf, "key '%s' outside any section", key);
+	}
+}
+
+static void gw_check(struct conf *cf, struct config_gateway *g, bool seen)
+{
+	cf->line = 0;
+	if (!seen) {
+		conf_error(cf, "missing [gateway] section");
+		return;
+	}
+	config_common_check(cf, &g->c, "gateway");
+	if (g->nlisten == 0)
+		conf_error(cf, "[gateway]: missing required key 'listen' (the agents' address)");
+	for (size_t i = 0; i < g->nagents; i++) {
+		if (!g->agents[i].has_fp && g->c.ca == NULL)
+			conf_error(cf, "[agent %s]: missing 'fingerprint' (required unless [gateway] "
+				       "sets 'ca')",
+				   g->agents[i].name);
+	}
+	for (size_t i = 0; i < g->nservices; i++) {
+		struct config_service *s = &g->services[i];
+		cf->line = s->line;
+		if (s->nlisten == 0)
+			conf_error(cf, "[service %s]: missing required key 'listen'", s->name);
+		if (s->nagents == 0)
+			conf_error(cf, "[service %s]: missing required key 'agents'", s->name);
+		for (size_t j = 0; j < s->nagents; j++)
+			if (config_find_agent(g, s->agents[j]) == NULL)
+				conf_error(cf, "[service %s]: agent '%s' has no [agent %s] section",
+					   s->name, s->agents[j], s->agents[j]);
+		for (size_t j = 0; j < s->nlisten; j++)
+			for (size_t k = 0; k < g->nlisten; k++)
+				if (addr_equal(&s->listen[j], &g->listen[k]))
+					conf_error(cf, "[service %s]: listen address is also the "
+						       "gateway's tunnel address",
+						   s->name);
+	}
+}
+
+struct config_gateway *config_gateway_load(const char *file, char **msgs)
+{
+	struct config_gateway *g = calloc(1, sizeof(*g));
+	struct gw_load l = { .g = g };
+	struct conf cf = { .file = file, .user = &l, .on_section = gw_on_section,
+			   .on_key = gw_on_key };
+
+	if (g == NULL)
+		abort();
+	config_common_defaults(&g->c, 9100);
+	conf_load(&cf);
+	if (cf.errors == 0 || l.seen_gateway)
+		gw_check(&cf, g, l.seen_gateway);
+	if (cf.errors) {
+		if (msgs != NULL)
+			*msgs = strndup((const char *)buf_head(&cf.msgs), cf.msgs.len);
+		conf_done(&cf);
+		config_gateway_free(g);
+		return NULL;
+	}
+	conf_done(&cf);
+	return g;
+}
+
+void config_gateway_free(struct config_gateway *g)
+{
+	if (g == NULL)
+		return;
+	config_common_free(&g->c);
+	free(g->agents);
+	free(g->services);
+	free(g);
+}
+
+const struct config_agent *config_find_agent(const struct config_gateway *g, const char *name)
+{
+	for (size_t i = 0; i < g->nagents; i++)
+		if (strcmp(g->agents[i].name, name) == 0)
+			return &g->agents[i];
+	return NULL;
+}
+
+const struct config_service *config_find_service(const struct config_gateway *g,
+						 const char *name)
+{
+	for (size_t i = 0; i < g->nservices; i++)
+		if (strcmp(g->services[i].name, name) == 0)
+			return &g->services[i];
+	return NULL;
+}
+
+/* ---- agent ---- */
+
+struct ag_load {
+	struct config_agentd *a;
+	struct config_target *target;
+	bool in_agent, seen_agent, bad_section;
+};
+
+static void ag_on_section(struct conf *cf, const char *section)
+{
+	struct ag_load *l = cf->user;
+	struct config_agentd *a = l->a;
+	char kind[32];
+	const char *name;
+
+	l->target = NULL;
+	l->in_agent = false;
+	l->bad_section = false;
+	conf_section_split(section, kind, sizeof(kind), &name);
+	if (strcmp(section, "agent") == 0) {
+		if (l->seen_agent)
+			conf_error(cf, "[agent] appears twice");
+		l->in_agent = l->seen_agent = true;
+	} else if (strcmp(kind, "service") == 0 && conf_name_ok(name)) {
+		if (config_find_target(a, name) != NULL)
+			conf_error(cf, "[service %s] appears twice", name);
+		a->targets = config_push(a->targets, &a->ntargets, sizeof(*a->targets));
+		l->target = &a->targets[a->ntargets - 1];
+		snprintf(l->target->name, sizeof(l->target->name), "%s", name);
+		l->target->line = cf->line;
+		l->target->tls_verify = true;
+	} else {
+		l->bad_section = true;
+		conf_error(cf, "unknown section [%s] (want [agent] or [service NAME])", section);
+	}
+}
+
+static void ag_target_key(struct conf *cf, struct config_target *t, const char *section,
+			  const char *key, const char *v)
+{
+	uint16_t port;
+
+	if (strcmp(key, "target") == 0) {
+		if (strncmp(v, "unix:", 5) == 0) {
+			t->kind = CONFIG_TARGET_UNIX;
+			free(t->unix_path);
+			t->unix_path = conf_path(cf, v + 5);
+			snprintf(t->host, sizeof(t->host), "localhost");
+		} else {
+			t->kind = CONFIG_TARGET_TCP;
+			config_addr(cf, key, v, &t->addr);
+			if (addr_split(v, t->host, sizeof(t->host), &port) == -1)
+				t->host[0] = '\0';
+		}
+	} else if (strcmp(key, "tls") == 0) {
+		if (conf_bool(v, &t->tls) == -1)
+			conf_error(cf, "tls: want on or off, got '%s'", v);
+	} else if (strcmp(key, "tls_verify") == 0) {
+		if (conf_bool(v, &t->tls_verify) == -1)
+			conf_error(cf, "tls_verify: want on or off, got '%s'", v);
+	} else if (strcmp(key, "tls_ca") == 0) {
+		free(t->tls_ca);
+		t->tls_ca = conf_path(cf, v);
+	} else if (strcmp(key, "tls_server_name") == 0) {
+		free(t->tls_server_name);
+		t->tls_server_name = strdup(v);
+	} else {
+		conf_error(cf, "unknown key '%s' in [%s]", key, section);
+	}
+}
+
+static void ag_on_key(struct conf *cf, const char *section, const char *key, const char *v)
+{
+	struct ag_load *l = cf->user;
+	struct config_agentd *a = l->a;
+	uint64_t n;
+
+	if (l->bad_section)
+		return;
+	if (l->target != NULL) {
+		ag_target_key(cf, l->target, section, key, v);
+		return;
+	}
+	if (!l->in_agent) {
+		conf_error(cf, "key '%s' outside any section", key);
+		return;
+	}
+	if (config_common_key(cf, &a->c, key, v))
+		return;
+	if (strcmp(key, "gateway") == 0) {
+		uint16_t port;
+		if (a->ngateways == CONFIG_MAX_LIST) {
+			conf_error(cf, "gateway: more than %d", CONFIG_MAX_LIST);
+			return;
+		}
+		config_addr(cf, key, v, &a->gateways[a->ngateways]);
+		if (addr_split(v, a->gateway_host[a->ngateways], 256, &port) == -1)
+			a->gateway_host[a->ngateways][0] = '\0';
+		a->ngateways++;
+	} else if (strcmp(key, "gateway_fingerprint") == 0) {
+		if (tls_fingerprint_parse(v, a->gateway_fp) == -1)
+			conf_error(cf, "gateway_fingerprint: want 64 hex digits (SHA-256), got '%s'",
+				   v);
+		else
+			a->has_pin = true;
+	} else if (strcmp(key, "server_name") == 0) {
+		free(a->server_name);
+		a->server_name = strdup(v);
+	} else if (strcmp(key, "tunnels") == 0) {
+		if (num_u64(v, 1, 16, &n) == -1)
+			conf_error(cf, "tunnels: want 1..16, got '%s'", v);
+		else
+			a->tunnels = (unsigned)n;
+	} else if (strcmp(key, "backoff_initial") == 0) {
+		config_seconds(cf, key, v, 0.01, 60, &a->backoff_initial);
+	} else if (strcmp(key, "backoff_max") == 0) {
+		config_seconds(cf, key, v, 0.01, 3600, &a->backoff_max);
+	} else if (strcmp(key, "connect_timeout") == 0) {
+		config_seconds(cf, key, v, 0.1, 600, &a->connect_timeout);
+	} else {
+		conf_error(cf, "unknown key '%s' in [agent]", key);
+	}
+}
+
+static void ag_check(struct conf *cf, struct config_agentd *a, bool seen)
+{
+	cf->line = 0;
+	if (!seen) {
+		conf_error(cf, "missing [agent] section");
+		return;
+	}
+	config_common_check(cf, &a->c, "agent");
+	if (a->ngateways == 0)
+		conf_error(cf, "[agent]: missing required key 'gateway'");
+	if (!a->has_pin && a->c.ca == NULL)
+		conf_error(cf, "[agent]: set 'gateway_fingerprint' (pinned) or 'ca' to verify the "
+			       "gateway");
+	if (a->backoff_max < a->backoff_initial)
+		conf_error(cf, "[agent]: backoff_max is shorter than backoff_initial");
+	if (a->ntargets == 0)
+		conf_error(cf, "no [service NAME] section: the agent would serve nothing");
+	for (size_t i = 0; i < a->ntargets; i++) {
+		struct config_target *t = &a->targets[i];
+		cf->line = t->line;
+		if (t->kind == CONFIG_TARGET_TCP && t->addr.len == 0 && t->unix_path == NULL)
+			conf_error(cf, "[service %s]: missing required key 'target'", t->name);
+		if (t->kind == CONFIG_TARGET_UNIX && t->tls && t->tls_server_name == NULL &&
+		    t->tls_verify)
+			conf_error(cf, "[service %s]: TLS to a Unix socket needs tls_server_name",
+				   t->name);
+	}
+}
+
+struct config_agentd *config_agent_load(const char *file, char **msgs)
+{
+	struct config_agentd *a = calloc(1, sizeof(*a));
+	struct ag_load l = { .a = a };
+	struct conf cf = { .file = file, .user = &l, .on_section = ag_on_section,
+			   .on_key = ag_on_key };
+
+	if (a == NULL)
+		abort();
+	config_common_defaults(&a->c, 9101);
+	a->tunnels = 2;
+	a->backoff_initial = 0.1;
+	a->backoff_max = 2;
+	a->connect_timeout = 5;
+	conf_load(&cf);
+	if (cf.errors == 0 || l.seen_agent)
+		ag_check(&cf, a, l.seen_agent);
+	if (cf.errors) {
+		if (msgs != NULL)
+			*msgs = strndup((const char *)buf_head(&cf.msgs), cf.msgs.len);
+		conf_done(&cf);
+		config_agent_free(a);
+		return NULL;
+	}
+	conf_done(&cf);
+	return a;
+}
+
+void config_agent_free(struct config_agentd *a)
+{
+	if (a == NULL)
+		return;
+	config_common_free(&a->c);
+	for (size_t i = 0; i < a->ntargets; i++) {
+		free(a->targets[i].unix_path);
+		free(a->targets[i].tls_ca);
+		free(a->targets[i].tls_server_name);
+	}
+	free(a->targets);
+	free(a->server_name);
+	free(a);
+}
+
+const struct config_target *config_find_target(const struct config_agentd *a, const char *name)
+{
+	for (size_t i = 0; i < a->ntargets; i++)
+		if (strcmp(a->targets[i].name, name) == 0)
+			return &a->targets[i];
+	return NULL;
+}
+
+int config_kind(const char *file)
+{
+	char line[512];
+	FILE *f = fopen(file, "r");
+	int kind = 0;
+
+	if (f == NULL)
+		return 0;
+	while (kind == 0 && fgets(line, sizeof(line), f) != NULL) {
+		const char *p = line + strspn(line, " \t");
+		if (strncmp(p, "[gateway]", 9) == 0)
+			kind = 'g';
+		else if (strncmp(p, "[agent]", 7) == 0)
+			kind = 'a';
+	}
+	fclose(f);
+	return kind;
+}

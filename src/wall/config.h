@@ -1,0 +1,103 @@
+/* The gateway's and the agent's configuration: structures, loading and validation.
+ * docs/config.md documents every key. */
+#ifndef NETWALL_CONFIG_H
+#define NETWALL_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/addr.h"
+#include "core/conf.h"
+#include "core/log.h"
+#include "core/tls.h"
+#include "wall/tunnel.h"
+
+#define CONFIG_MAX_LIST 64 /* listeners, agents, allow entries, gateways per config */
+
+struct config_agent {
+	char name[CONF_NAME_MAX + 1];
+	bool has_fp;
+	uint8_t fp[TLS_FP_LEN];
+};
+
+struct config_service {
+	char name[CONF_NAME_MAX + 1];
+	int line;
+	struct addr listen[CONFIG_MAX_LIST];
+	size_t nlisten;
+	char agents[CONFIG_MAX_LIST][CONF_NAME_MAX + 1];
+	size_t nagents;
+	struct addr_cidr allow[CONFIG_MAX_LIST];
+	size_t nallow;
+	uint64_t max_connections;
+	int proxy; /* 0, 1 or 2 */
+};
+
+enum config_target_kind { CONFIG_TARGET_TCP = 0, CONFIG_TARGET_UNIX };
+
+struct config_target {
+	char name[CONF_NAME_MAX + 1];
+	int line;
+	enum config_target_kind kind;
+	struct addr addr;
+	char *unix_path;
+	char host[256]; /* the target's host, the default TLS server name */
+	bool tls;
+	bool tls_verify;
+	char *tls_ca;
+	char *tls_server_name;
+};
+
+struct config_common {
+	char *cert;
+	char *key;
+	char *ca;
+	bool admin_on;
+	struct addr admin;
+	enum log_level log_level;
+	struct tunnel_params tp;
+	double drain_timeout;
+};
+
+struct config_gateway {
+	struct config_common c;
+	struct addr listen[CONFIG_MAX_LIST];
+	size_t nlisten;
+	struct config_agent *agents;
+	size_t nagents;
+	struct config_service *services;
+	size_t nservices;
+};
+
+struct config_agentd {
+	struct config_common c;
+	struct addr gateways[CONFIG_MAX_LIST];
+	char gateway_host[CONFIG_MAX_LIST][256];
+	size_t ngateways;
+	bool has_pin;
+	uint8_t gateway_fp[TLS_FP_LEN];
+	char *server_name;
+	unsigned tunnels;
+	double backoff_initial;
+	double backoff_max;
+	double connect_timeout;
+	struct config_target *targets;
+	size_t ntargets;
+};
+
+/* Load and validate. On error returns NULL and, if msgs is non-NULL, hands over a
+ * malloc'd string of "file:line: message" lines (caller frees). */
+struct config_gateway *config_gateway_load(const char *file, char **msgs);
+void config_gateway_free(struct config_gateway *g);
+struct config_agentd *config_agent_load(const char *file, char **msgs);
+void config_agent_free(struct config_agentd *a);
+
+/* Which daemon a file configures: 'g' ([gateway]), 'a' ([agent]), or 0 if neither. */
+int config_kind(const char *file);
+
+const struct config_agent *config_find_agent(const struct config_gateway *g, const char *name);
+const struct config_service *config_find_service(const struct config_gateway *g,
+						 const char *name);
+const struct config_target *config_find_target(const struct config_agentd *a, const char *name);
+
+#endif

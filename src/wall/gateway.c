@@ -1,0 +1,736 @@
+#include "wall/gateway.h"
+
+#include <event2/listener.h>
+#include <openssl/x509.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/admin.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "core/sock.h"
+#include "core/tls.h"
+#include "wall/tunnel.h"
+
+#define GW_MAX_TUNNELS 4096     /* agents' connections, handshaking ones included */
+#define GW_ACCEPT_PAUSE 0.1     /* seconds a listener rests after accept() fails (EMFILE) */
+#define GW_DRAIN_TICK 0.1
+
+struct gw_service;
+
+struct gw_listener {
+	struct gateway *gw;
+	struct gw_service *svc; /* NULL: the agents' tunnel listener */
+	struct addr a;
+	struct evconnlistener *l;
+	struct event *pause;
+};
+
+struct gw_service {
+	struct gateway *gw;
+	struct config_service cfg;
+	struct gw_listener *ls[CONFIG_MAX_LIST];
+	size_t nls;
+	uint64_t open;
+	uint64_t connections;
+	uint64_t rej_source, rej_limit, rej_no_agent;
+	unsigned rr;
+	bool removed; /* gone from the config; freed when its last visitor leaves */
+};
+
+struct gateway {
+	struct event_base *base;
+	const char *path;
+	struct config_gateway *cfg;
+	SSL_CTX *ctx;
+	struct gw_listener *tls[CONFIG_MAX_LIST];
+	size_t ntls;
+	struct gw_service **svcs;
+	size_t nsvcs;
+	struct tunnel *tunnels[GW_MAX_TUNNELS];
+	size_t ntunnels;
+	struct admin *admin;
+	struct addr admin_addr;
+	struct event *sig_term, *sig_int, *sig_hup, *drain_ev;
+	double drain_deadline;
+	bool draining;
+	int status;
+	struct log_rate rate_reject;
+};
+
+static const struct tunnel_ops gw_tunnel_ops;
+
+/* ---- agent authentication ---- */
+
+static int gw_verify(X509_STORE_CTX *xs, void *arg)
+{
+	struct gateway *gw = arg;
+	SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct tunnel *t = tunnel_from_ssl(ssl);
+	X509 *leaf = X509_STORE_CTX_get0_cert(xs);
+	const struct config_gateway *cfg = gw->cfg;
+	uint8_t fp[TLS_FP_LEN];
+
+	if (leaf == NULL || tls_fingerprint(leaf, fp) == -1)
+		goto reject;
+	for (size_t i = 0; i < cfg->nagents; i++) {
+		if (cfg->agents[i].has_fp && memcmp(cfg->agents[i].fp, fp, TLS_FP_LEN) == 0) {
+			tunnel_set_peer(t, cfg->agents[i].name);
+			return 1;
+		}
+	}
+	if (cfg->c.ca != NULL && X509_verify_cert(xs) == 1) {
+		char cn[CONF_NAME_MAX + 1] = "";
+		const struct config_agent *ag;
+		X509_NAME_get_text_by_NID(X509_get_subject_name(leaf), NID_commonName, cn,
+					  sizeof(cn));
+		ag = config_find_agent(cfg, cn);
+		if (ag != NULL && !ag->has_fp) {
+			tunnel_set_peer(t, ag->name);
+			return 1;
+		}
+	}
+reject:
+	tunnel_set_reject(t, "unknown_certificate");
+	X509_STORE_CTX_set_error(xs, X509_V_ERR_CERT_REJECTED);
+	return 0;
+}
+
+static SSL_CTX *gw_ctx(struct gateway *gw, const struct config_gateway *cfg)
+{
+	char err[512];
+	SSL_CTX *ctx = tls_ctx_server(cfg->c.cert, cfg->c.key, err, sizeof(err));
+
+	if (ctx == NULL) {
+		log_error("event=tls_setup_failed error=\"%s\"", err);
+		return NULL;
+	}
+	if (cfg->c.ca != NULL && tls_ctx_load_ca(ctx, cfg->c.ca, err, sizeof(err)) == -1) {
+		log_error("event=tls_setup_failed error=\"%s\"", err);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	SSL_CTX_set_cert_verify_callback(ctx, gw_verify, gw);
+	return ctx;
+}
+
+/* ---- tunnels ---- */
+
+static bool gw_list_has(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = list; *p;) {
+		size_t len = strcspn(p, ",");
+		if (len == n && memcmp(p, name, n) == 0)
+			return true;
+		p += len;
+		p += *p == ',';
+	}
+	return false;
+}
+
+static void gw_tunnel_up(struct tunnel *t, void *arg)
+{
+	struct gateway *gw = arg;
+
+	/* A reconnecting agent replaces its stale registration at once: same identity and
+	 * slot, or another instance (the process restarted) of the same identity. */
+	for (size_t i = 0; i < gw->ntunnels; i++) {
+		struct tunnel *u = gw->tunnels[i];
+		if (u == t || strcmp(tunnel_peer(u), tunnel_peer(t)) != 0 ||
+		    tunnel_instance(u)[0] == '\0')
+			continue;
+		if (strcmp(tunnel_instance(u), tunnel_instance(t)) != 0 ||
+		    tunnel_slot(u) == tunnel_slot(t))
+			tunnel_close(u, "replaced");
+	}
+	log_info("event=tunnel_up agent=%s peer=%s slot=%u services=%s", tunnel_peer(t),
+		 tunnel_peer_addr(t), tunnel_slot(t), tunnel_services(t));
+}
+
+static void gw_tunnel_draining(struct tunnel *t, void *arg)
+{
+	(void)arg;
+	log_info("event=tunnel_draining agent=%s peer=%s slot=%u", tunnel_peer(t),
+		 tunnel_peer_addr(t), tunnel_slot(t));
+}
+
+static void gw_tunnel_down(struct tunnel *t, const char *reason, void *arg)
+{
+	struct gateway *gw = arg;
+
+	for (size_t i = 0; i < gw->ntunnels; i++) {
+		if (gw->tunnels[i] == t) {
+			gw->tunnels[i] = gw->tunnels[--gw->ntunnels];
+			break;
+		}
+	}
+	if (tunnel_instance(t)[0] != '\0')
+		log_info("event=tunnel_down agent=%s peer=%s slot=%u reason=%s", tunnel_peer(t),
+			 tunnel_peer_addr(t), tunnel_slot(t), reason);
+}
+
+static void gw_service_unref(struct gw_service *svc);
+
+static void gw_stream_done(struct tunnel *t, void *owner, void *arg)
+{
+	struct gw_service *svc = owner;
+
+	(void)t;
+	(void)arg;
+	if (svc == NULL)
+		return;
+	svc->open--;
+	if (svc->removed && svc->open == 0)
+		gw_service_unref(svc);
+}
+
+static const struct tunnel_ops gw_tunnel_ops = {
+	.up = gw_tunnel_up,
+	.draining = gw_tunnel_draining,
+	.down = gw_tunnel_down,
+	.stream_done = gw_stream_done,
+};
+
+/* Picks the tunnel for a new visitor: among up tunnels of agents allowed for the service
+ * that announced it, the one with the fewest streams, starting the scan at a rotating
+ * index so ties spread. */
+static struct tunnel *gw_pick(struct gateway *gw, struct gw_service *svc)
+{
+	struct tunnel *best = NULL;
+	size_t n = gw->ntunnels;
+
+	for (size_t k = 0; k < n; k++) {
+		struct tunnel *t = gw->tunnels[(svc->rr + k) % n];
+		bool allowed = false;
+		if (!tunnel_is_up(t) || !gw_list_has(tunnel_services(t), svc->cfg.name))
+			continue;
+		for (size_t j = 0; j < svc->cfg.nagents && !allowed; j++)
+			allowed = strcmp(svc->cfg.agents[j], tunnel_peer(t)) == 0;
+		if (allowed && (best == NULL || tunnel_nstreams(t) < tunnel_nstreams(best)))
+			best = t;
+	}
+	svc->rr++;
+	return best;
+}
+
+/* ---- listeners ---- */
+
+static void gw_reject(struct gw_service *svc, int fd, const char *peer, const char *reason)
+{
+	struct gateway *gw = svc->gw;
+
+	log_limited(&gw->rate_reject, LOG_WARN, "event=visitor_rejected service=%s peer=%s reason=%s",
+		    svc->cfg.name, peer, reason);
+	sock_abort(fd);
+}
+
+static void gw_on_visitor(struct gw_listener *gl, int fd, struct sockaddr *sa)
+{
+	struct gw_service *svc = gl->svc;
+	struct tunnel_visit v;
+	char peer[ADDR_STRLEN];
+	socklen_t len = sizeof(v.dst);
+	bool allowed = svc->cfg.nallow == 0;
+	struct tunnel *t;
+
+	addr_format(sa, peer, sizeof(peer));
+	for (size_t i = 0; i < svc->cfg.nallow && !allowed; i++)
+		allowed = addr_cidr_match(&svc->cfg.allow[i], sa);
+	if (!allowed) {
+		svc->rej_source++;
+		gw_reject(svc, fd, peer, "source_not_allowed");
+		return;
+	}
+	if (svc->open >= svc->cfg.max_connections) {
+		svc->rej_limit++;
+		gw_reject(svc, fd, peer, "limit");
+		return;
+	}
+	memset(&v, 0, sizeof(v));
+	v.service = svc->cfg.name;
+	v.proxy = svc->cfg.proxy;
+	memcpy(&v.src, sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+						     : sizeof(struct sockaddr_in));
+	if (getsockname(fd, (struct sockaddr *)&v.dst, &len) == -1)
+		memcpy(&v.dst, &gl->a.ss, sizeof(v.dst));
+	sock_nodelay(fd);
+	t = gw_pick(svc->gw, svc);
+	if (t == NULL || tunnel_open(t, fd, &v, svc) == -1) {
+		svc->rej_no_agent++;
+		gw_reject(svc, fd, peer, "no_agent");
+		return;
+	}
+	svc->open++;
+	svc->connections++;
+	log_debug("event=visitor service=%s peer=%s agent=%s", svc->cfg.name, peer, tunnel_peer(t));
+}
+
+static void gw_on_agent(struct gw_listener *gl, int fd)
+{
+	struct gateway *gw = gl->gw;
+	struct tunnel *t;
+
+	if (gw->ntunnels == GW_MAX_TUNNELS || gw->draining) {
+		close(fd);
+		return;
+	}
+	sock_nodelay(fd);
+	t = tunnel_new(gw->base, TUNNEL_GATEWAY, fd, gw->ctx, &gw->cfg->c.tp, &gw_tunnel_ops, gw);
+	gw->tunnels[gw->ntunnels++] = t;
+}
+
+static void gw_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+			 int salen, void *arg)
+{
+	struct gw_listener *gl = arg;
+
+	(void)l;
+	(void)salen;
+	if (gl->gw->draining) {
+		close(fd);
+		return;
+	}
+	if (gl->svc != NULL)
+		gw_on_visitor(gl, fd, sa);
+	else
+		gw_on_agent(gl, fd);
+}
+
+static void gw_on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_listener *gl = arg;
+
+	(void)fd;
+	(void)what;
+	evconnlistener_enable(gl->l);
+}
+
+static void gw_on_accept_error(struct evconnlistener *l, void *arg)
+{
+	struct gw_listener *gl = arg;
+	struct timeval tv = clock_tv(GW_ACCEPT_PAUSE);
+
+	log_limited(&gl->gw->rate_reject, LOG_WARN, "event=accept_failed error=\"%s\"",
+		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	evconnlistener_disable(l);
+	evtimer_add(gl->pause, &tv);
+}
+
+static struct gw_listener *gw_listen(struct gateway *gw, struct gw_service *svc,
+				     const struct addr *a)
+{
+	struct gw_listener *gl = calloc(1, sizeof(*gl));
+	char err[256];
+	int fd;
+
+	if (gl == NULL)
+		abort();
+	fd = sock_listen(a, err, sizeof(err));
+	if (fd == -1) {
+		log_error("event=listen_failed service=%s error=\"%s\"", svc ? svc->cfg.name : "(tunnel)",
+			  err);
+		free(gl);
+		return NULL;
+	}
+	gl->gw = gw;
+	gl->svc = svc;
+	gl->a = *a;
+	gl->l = evconnlistener_new(gw->base, gw_on_accept, gl,
+				   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	gl->pause = evtimer_new(gw->base, gw_on_resume, gl);
+	if (gl->l == NULL || gl->pause == NULL)
+		abort();
+	evconnlistener_set_error_cb(gl->l, gw_on_accept_error);
+	return gl;
+}
+
+static void gw_listener_free(struct gw_listener *gl)
+{
+	if (gl == NULL)
+		return;
+	evconnlistener_free(gl->l);
+	loop_free_event(&gl->pause);
+	free(gl);
+}
+
+/* Makes *ls listen exactly on want[], keeping listeners whose address stays. Listeners
+ * are opened before any is closed, so a failure changes nothing. */
+static int gw_sync_listeners(struct gateway *gw, struct gw_service *svc, struct gw_listener **ls,
+			     size_t *nls, const struct addr *want, size_t nwant)
+{
+	struct gw_listener *next[CONFIG_MAX_LIST] = { 0 };
+	bool kept[CONFIG_MAX_LIST] = { 0 };
+
+	for (size_t i = 0; i < nwant; i++) {
+		for (size_t j = 0; j < *nls && next[i] == NULL; j++) {
+			if (!kept[j] && addr_equal(&ls[j]->a, &want[i])) {
+				next[i] = ls[j];
+				kept[j] = true;
+			}
+		}
+		if (next[i] == NULL && (next[i] = gw_listen(gw, svc, &want[i])) == NULL) {
+			for (size_t k = 0; k < i; k++) {
+				bool old = false;
+				for (size_t j = 0; j < *nls; j++)
+					old |= ls[j] == next[k];
+				if (!old)
+					gw_listener_free(next[k]);
+			}
+			return -1;
+		}
+	}
+	for (size_t j = 0; j < *nls; j++)
+		if (!kept[j])
+			gw_listener_free(ls[j]);
+	memcpy(ls, next, sizeof(next));
+	*nls = nwant;
+	for (size_t i = 0; i < nwant; i++)
+		ls[i]->svc = svc;
+	return 0;
+}
+
+/* ---- services ---- */
+
+static void gw_service_unref(struct gw_service *svc)
+{
+	for (size_t i = 0; i < svc->nls; i++)
+		gw_listener_free(svc->ls[i]);
+	free(svc);
+}
+
+static struct gw_service *gw_find_service(struct gateway *gw, const char *name)
+{
+	for (size_t i = 0; i < gw->nsvcs; i++)
+		if (strcmp(gw->svcs[i]->cfg.name, name) == 0)
+			return gw->svcs[i];
+	return NULL;
+}
+
+/* Applies cfg's listeners and services. On failure nothing has changed. */
+static int gw_apply(struct gateway *gw, const struct config_gateway *cfg)
+{
+	struct gw_service **next = calloc(cfg->nservices + 1, sizeof(*next));
+	struct gw_listener *tls[CONFIG_MAX_LIST];
+	size_t ntls = gw->ntls;
+	size_t i;
+
+	if (next == NULL)
+		abort();
+	memcpy(tls, gw->tls, sizeof(tls));
+	for (i = 0; i < cfg->nservices; i++) {
+		struct gw_service *old = gw_find_service(gw, cfg->services[i].name);
+		struct gw_service *svc = old;
+		if (svc == NULL) {
+			svc = calloc(1, sizeof(*svc));
+			if (svc == NULL)
+				abort();
+			svc->gw = gw;
+			svc->cfg = cfg->services[i];
+		}
+		if (gw_sync_listeners(gw, svc, svc->ls, &svc->nls, cfg->services[i].listen,
+				      cfg->services[i].nlisten) == -1) {
+			if (old == NULL)
+				free(svc);
+			goto fail;
+		}
+		svc->cfg = cfg->services[i];
+		next[i] = svc;
+	}
+	if (gw_sync_listeners(gw, NULL, tls, &ntls, cfg->listen, cfg->nlisten) == -1)
+		goto fail;
+	memcpy(gw->tls, tls, sizeof(tls));
+	gw->ntls = ntls;
+	for (size_t k = 0; k < gw->nsvcs; k++) {
+		struct gw_service *svc = gw->svcs[k];
+		bool stays = false;
+		for (size_t j = 0; j < cfg->nservices; j++)
+			stays |= next[j] == svc;
+		if (stays)
+			continue;
+		for (size_t j = 0; j < svc->nls; j++)
+			gw_listener_free(svc->ls[j]);
+		svc->nls = 0;
+		svc->removed = true;
+		if (svc->open == 0)
+			gw_service_unref(svc);
+	}
+	free(gw->svcs);
+	gw->svcs = next;
+	gw->nsvcs = cfg->nservices;
+	return 0;
+fail:
+	/* services created in this pass that were not kept are freed; kept ones are intact
+	 * except for listeners already synced, which match the new config: acceptable, as a
+	 * failed bind is reported and the operator fixes the address. */
+	for (size_t k = 0; k < i; k++)
+		if (gw_find_service(gw, next[k]->cfg.name) == NULL)
+			gw_service_unref(next[k]);
+	free(next);
+	return -1;
+}
+
+/* ---- admin ---- */
+
+static void gw_metrics(struct evbuffer *out, void *arg)
+{
+	struct gateway *gw = arg;
+	char labels[160];
+	uint64_t up = 0;
+
+	for (size_t i = 0; i < gw->ntunnels; i++)
+		up += tunnel_is_up(gw->tunnels[i]);
+	admin_family(out, "netwall_tunnels_up", "gauge", "Agent tunnels connected and serving.");
+	admin_sample(out, "netwall_tunnels_up", "", up);
+	admin_family(out, "netwall_streams_open", "gauge", "Visitor streams open.");
+	admin_sample(out, "netwall_streams_open", "", tunnel_stats.streams_open);
+	admin_family(out, "netwall_streams_total", "counter", "Visitor streams opened.");
+	admin_sample(out, "netwall_streams_total", "", tunnel_stats.streams_total);
+	admin_family(out, "netwall_bytes_in_total", "counter", "Bytes read from visitors.");
+	admin_sample(out, "netwall_bytes_in_total", "", tunnel_stats.bytes_in);
+	admin_family(out, "netwall_bytes_out_total", "counter", "Bytes written to visitors.");
+	admin_sample(out, "netwall_bytes_out_total", "", tunnel_stats.bytes_out);
+	admin_family(out, "netwall_stream_resets_total", "counter", "Streams ended by a reset.");
+	admin_sample(out, "netwall_stream_resets_total", "", tunnel_stats.resets);
+	admin_family(out, "netwall_handshake_failures_total", "counter",
+		     "Agent connections refused during the TLS handshake.");
+	admin_sample(out, "netwall_handshake_failures_total", "", tunnel_stats.handshake_failures);
+	admin_family(out, "netwall_connections_total", "counter", "Visitors accepted per service.");
+	for (size_t i = 0; i < gw->nsvcs; i++) {
+		snprintf(labels, sizeof(labels), "service=\"%s\"", gw->svcs[i]->cfg.name);
+		admin_sample(out, "netwall_connections_total", labels, gw->svcs[i]->connections);
+	}
+	admin_family(out, "netwall_connections_open", "gauge", "Visitors open per service.");
+	for (size_t i = 0; i < gw->nsvcs; i++) {
+		snprintf(labels, sizeof(labels), "service=\"%s\"", gw->svcs[i]->cfg.name);
+		admin_sample(out, "netwall_connections_open", labels, gw->svcs[i]->open);
+	}
+	admin_family(out, "netwall_rejected_total", "counter",
+		     "Visitors refused, by service and reason.");
+	for (size_t i = 0; i < gw->nsvcs; i++) {
+		struct gw_service *s = gw->svcs[i];
+		const char *reasons[] = { "source", "limit", "no_agent" };
+		uint64_t vals[] = { s->rej_source, s->rej_limit, s->rej_no_agent };
+		for (size_t r = 0; r < 3; r++) {
+			snprintf(labels, sizeof(labels), "service=\"%s\",reason=\"%s\"", s->cfg.name,
+				 reasons[r]);
+			admin_sample(out, "netwall_rejected_total", labels, vals[r]);
+		}
+	}
+}
+
+static void gw_status(struct evbuffer *out, void *arg)
+{
+	struct gateway *gw = arg;
+
+	evbuffer_add_printf(out, "{\"role\":\"gateway\",\"draining\":%s,\"tunnels\":[",
+			    gw->draining ? "true" : "false");
+	for (size_t i = 0; i < gw->ntunnels; i++) {
+		struct tunnel *t = gw->tunnels[i];
+		evbuffer_add_printf(out,
+				    "%s{\"agent\":\"%s\",\"peer\":\"%s\",\"slot\":%u,\"up\":%s,"
+				    "\"streams\":%zu}",
+				    i ? "," : "", tunnel_peer(t), tunnel_peer_addr(t), tunnel_slot(t),
+				    tunnel_is_up(t) ? "true" : "false", tunnel_nstreams(t));
+	}
+	evbuffer_add_printf(out, "],\"services\":[");
+	for (size_t i = 0; i < gw->nsvcs; i++)
+		evbuffer_add_printf(out, "%s{\"name\":\"%s\",\"open\":%llu}", i ? "," : "",
+				    gw->svcs[i]->cfg.name, (unsigned long long)gw->svcs[i]->open);
+	evbuffer_add_printf(out, "]}\n");
+}
+
+static int gw_health(char *why, size_t len, void *arg)
+{
+	struct gateway *gw = arg;
+
+	if (gw->draining) {
+		snprintf(why, len, "draining");
+		return -1;
+	}
+	return 0;
+}
+
+static const struct admin_ops gw_admin_ops = {
+	.metrics = gw_metrics,
+	.status = gw_status,
+	.health = gw_health,
+};
+
+static int gw_admin(struct gateway *gw, const struct config_gateway *cfg)
+{
+	char err[256];
+
+	if (gw->admin != NULL && cfg->c.admin_on && addr_equal(&gw->admin_addr, &cfg->c.admin))
+		return 0;
+	admin_free(gw->admin);
+	gw->admin = NULL;
+	if (!cfg->c.admin_on)
+		return 0;
+	gw->admin = admin_new(gw->base, &cfg->c.admin, &gw_admin_ops, gw, err, sizeof(err));
+	if (gw->admin == NULL) {
+		log_error("event=admin_failed error=\"%s\"", err);
+		return -1;
+	}
+	gw->admin_addr = cfg->c.admin;
+	return 0;
+}
+
+/* ---- signals ---- */
+
+static void gw_reload(struct gateway *gw)
+{
+	char *msgs = NULL;
+	struct config_gateway *cfg = config_gateway_load(gw->path, &msgs);
+	SSL_CTX *ctx;
+
+	if (cfg == NULL) {
+		for (char *line = strtok(msgs, "\n"); line; line = strtok(NULL, "\n"))
+			log_error("event=reload_failed error=\"%s\"", line);
+		free(msgs);
+		return;
+	}
+	ctx = gw_ctx(gw, cfg);
+	if (ctx == NULL || gw_apply(gw, cfg) == -1) {
+		log_error("event=reload_failed error=\"kept the running configuration\"");
+		SSL_CTX_free(ctx);
+		config_gateway_free(cfg);
+		return;
+	}
+	SSL_CTX_free(gw->ctx);
+	gw->ctx = ctx;
+	config_gateway_free(gw->cfg);
+	gw->cfg = cfg;
+	log_set_level(cfg->c.log_level);
+	gw_admin(gw, cfg);
+	/* Tunnels of agents no longer allowed, or whose certificate changed, go. */
+	for (size_t i = gw->ntunnels; i-- > 0;) {
+		struct tunnel *t = gw->tunnels[i];
+		const struct config_agent *ag = config_find_agent(cfg, tunnel_peer(t));
+		uint8_t fp[TLS_FP_LEN];
+		if (tunnel_peer(t)[0] == '\0')
+			continue;
+		if (ag == NULL || (ag->has_fp && (tunnel_peer_fingerprint(t, fp) == -1 ||
+						  memcmp(fp, ag->fp, TLS_FP_LEN) != 0)) ||
+		    (!ag->has_fp && cfg->c.ca == NULL))
+			tunnel_close(t, "not_allowed");
+	}
+	log_info("event=reloaded services=%zu agents=%zu", cfg->nservices, cfg->nagents);
+}
+
+static void gw_on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct gateway *gw = arg;
+	struct timeval tv = clock_tv(GW_DRAIN_TICK);
+
+	(void)fd;
+	(void)what;
+	if (tunnel_stats.streams_open == 0 || clock_mono() >= gw->drain_deadline) {
+		log_info("event=stopped streams_left=%llu",
+			 (unsigned long long)tunnel_stats.streams_open);
+		event_base_loopbreak(gw->base);
+		return;
+	}
+	evtimer_add(gw->drain_ev, &tv);
+}
+
+static void gw_drain(struct gateway *gw)
+{
+	if (gw->draining)
+		return;
+	gw->draining = true;
+	log_info("event=draining streams=%llu timeout_s=%g",
+		 (unsigned long long)tunnel_stats.streams_open, gw->cfg->c.drain_timeout);
+	for (size_t i = 0; i < gw->nsvcs; i++) {
+		for (size_t j = 0; j < gw->svcs[i]->nls; j++)
+			gw_listener_free(gw->svcs[i]->ls[j]);
+		gw->svcs[i]->nls = 0;
+	}
+	gw->drain_deadline = clock_mono() + gw->cfg->c.drain_timeout;
+	gw_on_drain_tick(-1, 0, gw);
+}
+
+static void gw_on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct gateway *gw = arg;
+
+	(void)what;
+	if (sig == SIGHUP)
+		gw_reload(gw);
+	else
+		gw_drain(gw);
+}
+
+struct gateway *gateway_new(struct event_base *base, const char *path, struct config_gateway *cfg)
+{
+	struct gateway *gw = calloc(1, sizeof(*gw));
+
+	if (gw == NULL)
+		abort();
+	gw->base = base;
+	gw->path = path;
+	gw->cfg = cfg;
+	gw->ctx = gw_ctx(gw, cfg);
+	if (gw->ctx == NULL || gw_apply(gw, cfg) == -1 || gw_admin(gw, cfg) == -1) {
+		gateway_free(gw);
+		return NULL;
+	}
+	gw->sig_term = evsignal_new(base, SIGTERM, gw_on_signal, gw);
+	gw->sig_int = evsignal_new(base, SIGINT, gw_on_signal, gw);
+	gw->sig_hup = evsignal_new(base, SIGHUP, gw_on_signal, gw);
+	gw->drain_ev = evtimer_new(base, gw_on_drain_tick, gw);
+	if (!gw->sig_term || !gw->sig_int || !gw->sig_hup || !gw->drain_ev)
+		abort();
+	event_add(gw->sig_term, NULL);
+	event_add(gw->sig_int, NULL);
+	event_add(gw->sig_hup, NULL);
+	for (size_t i = 0; i < gw->ntls; i++) {
+		char a[ADDR_STRLEN];
+		addr_format((struct sockaddr *)&gw->tls[i]->a.ss, a, sizeof(a));
+		log_info("event=listening what=tunnel addr=%s", a);
+	}
+	for (size_t i = 0; i < gw->nsvcs; i++) {
+		for (size_t j = 0; j < gw->svcs[i]->nls; j++) {
+			char a[ADDR_STRLEN];
+			addr_format((struct sockaddr *)&gw->svcs[i]->ls[j]->a.ss, a, sizeof(a));
+			log_info("event=listening what=service service=%s addr=%s",
+				 gw->svcs[i]->cfg.name, a);
+		}
+	}
+	return gw;
+}
+
+int gateway_run(struct gateway *gw)
+{
+	event_base_dispatch(gw->base);
+	return gw->status;
+}
+
+void gateway_free(struct gateway *gw)
+{
+	if (gw == NULL)
+		return;
+	while (gw->ntunnels > 0)
+		tunnel_close(gw->tunnels[gw->ntunnels - 1], "shutdown");
+	for (size_t i = 0; i < gw->nsvcs; i++)
+		gw_service_unref(gw->svcs[i]);
+	free(gw->svcs);
+	for (size_t i = 0; i < gw->ntls; i++)
+		gw_listener_free(gw->tls[i]);
+	admin_free(gw->admin);
+	if (gw->sig_term != NULL) {
+		loop_free_event(&gw->sig_term);
+		loop_free_event(&gw->sig_int);
+		loop_free_event(&gw->sig_hup);
+		loop_free_event(&gw->drain_ev);
+	}
+	SSL_CTX_free(gw->ctx);
+	config_gateway_free(gw->cfg);
+	free(gw);
+}

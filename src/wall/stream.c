@@ -1,0 +1,537 @@
+/* The bytes of one stream: a local socket (visitor on the gateway, target on the agent)
+ * pumped to and from its HTTP/2 stream. Flow control is end to end: stream window is
+ * returned to the peer only when bytes have been written to the socket, and the socket is
+ * read only while its unframed bytes stay under STREAM_IN_CAP. EOF travels as END_STREAM
+ * and becomes shutdown(SHUT_WR) on the far side; errors travel as RST_STREAM and become a
+ * TCP reset. */
+#include <errno.h>
+#include <openssl/err.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "core/sock.h"
+#include "core/tls.h"
+#include "wall/tunnel_int.h"
+
+static struct log_rate stream_log_rate;
+
+static void stream_on_read(evutil_socket_t fd, short what, void *arg);
+static void stream_on_write(evutil_socket_t fd, short what, void *arg);
+
+struct tstream *tstream_new(struct tunnel *t)
+{
+	struct tstream *s = calloc(1, sizeof(*s));
+
+	if (s == NULL)
+		abort();
+	s->t = t;
+	s->fd = -1;
+	s->in = evbuffer_new();
+	s->out = evbuffer_new();
+	if (s->in == NULL || s->out == NULL)
+		abort();
+	s->next = t->streams;
+	if (t->streams != NULL)
+		t->streams->prev = s;
+	t->streams = s;
+	t->nstreams++;
+	return s;
+}
+
+static void stream_set_reading(struct tstream *s, bool on)
+{
+	if (on == s->reading || s->fd == -1)
+		return;
+	s->reading = on;
+	if (on)
+		event_add(s->rev, NULL);
+	else
+		event_del(s->rev);
+}
+
+static void stream_set_writing(struct tstream *s, bool on)
+{
+	if (on == s->writing || s->fd == -1)
+		return;
+	s->writing = on;
+	if (on)
+		event_add(s->wev, NULL);
+	else
+		event_del(s->wev);
+}
+
+void tstream_start(struct tstream *s)
+{
+	struct event_base *base = s->t->base;
+
+	s->rev = event_new(base, s->fd, EV_READ | EV_PERSIST, stream_on_read, s);
+	s->wev = event_new(base, s->fd, EV_WRITE | EV_PERSIST, stream_on_write, s);
+	if (s->rev == NULL || s->wev == NULL)
+		abort();
+	s->counted = true;
+	tunnel_stats.streams_open++;
+	tunnel_stats.streams_total++;
+	if (s->connecting)
+		stream_set_writing(s, true);
+	else
+		stream_set_reading(s, true);
+}
+
+/* Closes the socket: gracefully, or with a reset when hard is set. */
+static void stream_close_fd(struct tstream *s, bool hard)
+{
+	struct tunnel *t = s->t;
+
+	if (s->fd == -1)
+		return;
+	loop_free_event(&s->rev);
+	loop_free_event(&s->wev);
+	loop_free_event(&s->tmo);
+	s->rev = s->wev = s->tmo = NULL;
+	s->reading = s->writing = false;
+	if (s->ssl != NULL) {
+		if (!hard)
+			SSL_shutdown(s->ssl);
+		SSL_free(s->ssl);
+		s->ssl = NULL;
+		ERR_clear_error();
+	}
+	if (hard)
+		sock_abort(s->fd);
+	else
+		close(s->fd);
+	s->fd = -1;
+	if (s->counted) {
+		s->counted = false;
+		tunnel_stats.streams_open--;
+		if (t->ops->stream_done != NULL)
+			t->ops->stream_done(t, s->owner, t->arg);
+	}
+}
+
+void tstream_free(struct tstream *s)
+{
+	struct tunnel *t = s->t;
+
+	stream_close_fd(s, true);
+	if (!s->h2_closed && s->id > 0 && t->h2 != NULL)
+		nghttp2_session_set_stream_user_data(t->h2, s->id, NULL);
+	if (s->dirty) {
+		struct tstream **pp = &t->dirty;
+		while (*pp != s)
+			pp = &(*pp)->dirty_next;
+		*pp = s->dirty_next;
+	}
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		t->streams = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	t->nstreams--;
+	evbuffer_free(s->in);
+	evbuffer_free(s->out);
+	if (s->req != NULL) {
+		explicit_bzero(s->req, sizeof(*s->req));
+		free(s->req);
+	}
+	free(s);
+}
+
+void tstream_kill(struct tstream *s)
+{
+	if (s->fd != -1)
+		tunnel_stats.resets++;
+	tstream_free(s);
+}
+
+/* Ends the stream both ways with a reset: RST_STREAM to the peer, TCP RST to the socket. */
+static void stream_reset(struct tstream *s, uint32_t code)
+{
+	struct tunnel *t = s->t;
+
+	if (!s->h2_closed && s->id > 0 && t->h2 != NULL) {
+		nghttp2_submit_rst_stream(t->h2, NGHTTP2_FLAG_NONE, s->id, code);
+		tunnel_schedule_flush(t);
+	}
+	tunnel_stats.resets++;
+	tstream_free(s);
+}
+
+void tstream_refuse(struct tstream *s)
+{
+	stream_reset(s, NGHTTP2_REFUSED_STREAM);
+}
+
+ssize_t tstream_provide(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len,
+			uint32_t *flags, nghttp2_data_source *src, void *user)
+{
+	struct tstream *s = nghttp2_session_get_stream_user_data(h2, id);
+	size_t avail, n;
+
+	(void)buf;
+	(void)src;
+	(void)user;
+	if (s == NULL)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	avail = evbuffer_get_length(s->in);
+	if (avail == 0) {
+		if (!s->rd_eof) {
+			s->deferred = true;
+			return NGHTTP2_ERR_DEFERRED;
+		}
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+		s->eof_sent = true;
+		return 0;
+	}
+	n = avail < len ? avail : len;
+	*flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+	if (s->rd_eof && n == avail) {
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+		s->eof_sent = true;
+	}
+	return (ssize_t)n;
+}
+
+int tstream_send_data(struct tstream *s, const uint8_t *framehd, size_t length)
+{
+	struct tunnel *t;
+	uint8_t *p;
+
+	if (s == NULL)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	t = s->t;
+	p = buf_tail(&t->plain, 9 + length);
+	memcpy(p, framehd, 9);
+	if (evbuffer_remove(s->in, p + 9, length) != (int)length)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	buf_commit(&t->plain, 9 + length);
+	if (!s->rd_eof && !s->connecting && !s->handshaking &&
+	    evbuffer_get_length(s->in) < STREAM_IN_CAP)
+		stream_set_reading(s, true);
+	return 0;
+}
+
+void tstream_on_data(struct tstream *s, const uint8_t *data, size_t len)
+{
+	evbuffer_add(s->out, data, len);
+	tunnel_mark_dirty(s->t, s);
+}
+
+void tstream_remote_eof(struct tstream *s)
+{
+	s->remote_eof = true;
+	tunnel_mark_dirty(s->t, s);
+}
+
+void tstream_h2_closed(struct tstream *s, uint32_t code)
+{
+	s->h2_closed = true;
+	if (code != NGHTTP2_NO_ERROR) {
+		tunnel_stats.resets++;
+		tstream_free(s);
+		return;
+	}
+	if (s->fd == -1 || evbuffer_get_length(s->out) == 0) {
+		if (s->fd != -1 && !s->wr_shut)
+			shutdown(s->fd, SHUT_WR);
+		stream_close_fd(s, false);
+		tstream_free(s);
+	}
+}
+
+void tstream_on_response(struct tstream *s, const char *status)
+{
+	if (memcmp(status, "200", 3) != 0)
+		stream_reset(s, NGHTTP2_CANCEL);
+}
+
+/* ---- socket side ---- */
+
+/* Reads from the socket into s->in. Returns bytes read, 0 at EOF, -1 with errno. */
+static ssize_t stream_read_some(struct tstream *s, size_t room)
+{
+	struct evbuffer_iovec v;
+	int n, err;
+
+	if (s->ssl == NULL)
+		return evbuffer_read(s->in, s->fd, (int)room);
+	if (evbuffer_reserve_space(s->in, (ev_ssize_t)(room < 16384 ? room : 16384), &v, 1) < 1)
+		abort();
+	ERR_clear_error();
+	n = SSL_read(s->ssl, v.iov_base, (int)(v.iov_len < room ? v.iov_len : room));
+	if (n > 0) {
+		v.iov_len = (size_t)n;
+		evbuffer_commit_space(s->in, &v, 1);
+		return n;
+	}
+	err = SSL_get_error(s->ssl, n);
+	if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+		errno = EAGAIN;
+		return -1;
+	}
+	if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0))
+		return 0;
+	ERR_clear_error();
+	errno = ECONNRESET;
+	return -1;
+}
+
+static void stream_read(struct tstream *s)
+{
+	struct tunnel *t = s->t;
+	size_t have = evbuffer_get_length(s->in);
+	size_t room = have < STREAM_IN_CAP ? STREAM_IN_CAP - have : 0;
+	ssize_t n;
+
+	if (room == 0) {
+		stream_set_reading(s, false);
+		return;
+	}
+	n = stream_read_some(s, room < STREAM_READ_CHUNK ? room : STREAM_READ_CHUNK);
+	if (n > 0) {
+		tunnel_stats.bytes_in += (uint64_t)n;
+		if ((size_t)n >= room)
+			stream_set_reading(s, false);
+	} else if (n == 0) {
+		s->rd_eof = true;
+		stream_set_reading(s, false);
+	} else if (errno == EAGAIN || errno == EINTR) {
+		return;
+	} else {
+		log_debug("event=stream_read_error stream=%d errno=%d", s->id, errno);
+		stream_reset(s, NGHTTP2_CONNECT_ERROR);
+		return;
+	}
+	if (s->provider && s->deferred) {
+		s->deferred = false;
+		nghttp2_session_resume_data(t->h2, s->id);
+	}
+	tunnel_schedule_flush(t);
+}
+
+static ssize_t stream_write_some(struct tstream *s)
+{
+	struct evbuffer_iovec v;
+	int n, err;
+
+	if (s->ssl == NULL)
+		return evbuffer_write(s->out, s->fd);
+	if (evbuffer_peek(s->out, -1, NULL, &v, 1) < 1)
+		return 0;
+	ERR_clear_error();
+	n = SSL_write(s->ssl, v.iov_base, (int)(v.iov_len > 65536 ? 65536 : v.iov_len));
+	if (n > 0) {
+		evbuffer_drain(s->out, (size_t)n);
+		return n;
+	}
+	err = SSL_get_error(s->ssl, n);
+	if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+		errno = EAGAIN;
+		return -1;
+	}
+	ERR_clear_error();
+	errno = EPIPE;
+	return -1;
+}
+
+void tstream_flush(struct tstream *s)
+{
+	struct tunnel *t = s->t;
+
+	if (s->fd == -1 || s->connecting || s->handshaking)
+		return;
+	while (evbuffer_get_length(s->out) > 0) {
+		ssize_t n = stream_write_some(s);
+		if (n > 0) {
+			tunnel_stats.bytes_out += (uint64_t)n;
+			if (!s->h2_closed && t->h2 != NULL) {
+				nghttp2_session_consume_stream(t->h2, s->id, (size_t)n);
+				tunnel_schedule_flush(t);
+			}
+			continue;
+		}
+		if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
+			stream_set_writing(s, true);
+			return;
+		}
+		log_debug("event=stream_write_error stream=%d errno=%d", s->id, errno);
+		stream_reset(s, NGHTTP2_CANCEL);
+		return;
+	}
+	stream_set_writing(s, false);
+	if (s->remote_eof && !s->wr_shut) {
+		s->wr_shut = true;
+		if (s->ssl != NULL)
+			SSL_shutdown(s->ssl);
+		else
+			shutdown(s->fd, SHUT_WR);
+	}
+	if (s->h2_closed) {
+		stream_close_fd(s, false);
+		tstream_free(s);
+	}
+}
+
+/* ---- agent: connecting to the target ---- */
+
+static void stream_established(struct tstream *s)
+{
+	struct tunnel *t = s->t;
+	nghttp2_nv nv = { (uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE };
+	nghttp2_data_provider prd = { .source.ptr = NULL, .read_callback = tstream_provide };
+
+	loop_free_event(&s->tmo);
+	s->tmo = NULL;
+	if (s->req != NULL) {
+		explicit_bzero(s->req, sizeof(*s->req));
+		free(s->req);
+		s->req = NULL;
+	}
+	if (nghttp2_submit_response(t->h2, s->id, &nv, 1, &prd) != 0) {
+		stream_reset(s, NGHTTP2_INTERNAL_ERROR);
+		return;
+	}
+	s->provider = true;
+	stream_set_writing(s, false);
+	stream_set_reading(s, true);
+	tunnel_mark_dirty(t, s);
+	tunnel_schedule_flush(t);
+}
+
+static void stream_handshake(struct tstream *s)
+{
+	char detail[160];
+	int rc, err;
+
+	ERR_clear_error();
+	rc = SSL_do_handshake(s->ssl);
+	if (rc == 1) {
+		s->handshaking = false;
+		stream_established(s);
+		return;
+	}
+	err = SSL_get_error(s->ssl, rc);
+	if (err == SSL_ERROR_WANT_READ) {
+		stream_set_writing(s, false);
+		stream_set_reading(s, true);
+		return;
+	}
+	if (err == SSL_ERROR_WANT_WRITE) {
+		stream_set_writing(s, true);
+		return;
+	}
+	log_limited(&stream_log_rate, LOG_WARN, "event=target_tls_failed stream=%d reason=%s detail=%s",
+		    s->id, tls_failure_reason(detail, sizeof(detail)), detail);
+	stream_reset(s, NGHTTP2_CONNECT_ERROR);
+}
+
+static void stream_connected(struct tstream *s)
+{
+	int err = sock_error(s->fd);
+
+	if (err != 0) {
+		log_limited(&stream_log_rate, LOG_WARN,
+			    "event=target_connect_failed stream=%d error=\"%s\"", s->id,
+			    strerror(err));
+		stream_reset(s, NGHTTP2_CONNECT_ERROR);
+		return;
+	}
+	s->connecting = false;
+	if (s->req != NULL && s->req->hdrlen > 0 &&
+	    write(s->fd, s->req->hdr, s->req->hdrlen) != (ssize_t)s->req->hdrlen) {
+		stream_reset(s, NGHTTP2_CONNECT_ERROR);
+		return;
+	}
+	if (s->ssl != NULL) {
+		s->handshaking = true;
+		stream_handshake(s);
+	} else {
+		stream_established(s);
+	}
+}
+
+static void stream_on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct tstream *s = arg;
+	struct tunnel *t = s->t;
+
+	(void)fd;
+	(void)what;
+	tunnel_busy(t);
+	log_limited(&stream_log_rate, LOG_WARN, "event=target_connect_failed stream=%d error=timeout",
+		    s->id);
+	stream_reset(s, NGHTTP2_CONNECT_ERROR);
+	tunnel_unbusy(t);
+}
+
+void tstream_connect(struct tstream *s, const struct tstream_target *tg)
+{
+	struct timeval tv = clock_tv(tg->connect_timeout);
+	int fd;
+
+	fd = tg->sa != NULL ? sock_connect(tg->sa, tg->salen) : sock_connect_unix(tg->unix_path);
+	if (fd == -1) {
+		log_limited(&stream_log_rate, LOG_WARN,
+			    "event=target_connect_failed stream=%d error=\"%s\"", s->id,
+			    strerror(errno));
+		stream_reset(s, NGHTTP2_CONNECT_ERROR);
+		return;
+	}
+	s->fd = fd;
+	s->connecting = true;
+	if (tg->tls != NULL) {
+		s->ssl = SSL_new(tg->tls);
+		if (s->ssl == NULL || SSL_set_fd(s->ssl, fd) != 1)
+			abort();
+		SSL_set_connect_state(s->ssl);
+		if (tg->tls_name != NULL) {
+			SSL_set_tlsext_host_name(s->ssl, tg->tls_name);
+			SSL_set1_host(s->ssl, tg->tls_name);
+		}
+	}
+	s->tmo = evtimer_new(s->t->base, stream_on_timeout, s);
+	if (s->tmo == NULL)
+		abort();
+	evtimer_add(s->tmo, &tv);
+	tstream_start(s);
+}
+
+/* ---- events ---- */
+
+static void stream_on_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct tstream *s = arg;
+	struct tunnel *t = s->t;
+
+	(void)fd;
+	(void)what;
+	tunnel_busy(t);
+	if (s->handshaking)
+		stream_handshake(s);
+	else
+		stream_read(s);
+	tunnel_unbusy(t);
+}
+
+static void stream_on_write(evutil_socket_t fd, short what, void *arg)
+{
+	struct tstream *s = arg;
+	struct tunnel *t = s->t;
+
+	(void)fd;
+	(void)what;
+	tunnel_busy(t);
+	if (s->connecting)
+		stream_connected(s);
+	else if (s->handshaking)
+		stream_handshake(s);
+	else
+		tstream_flush(s);
+	tunnel_unbusy(t);
+}

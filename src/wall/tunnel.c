@@ -1,0 +1,883 @@
+#include "wall/tunnel.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <openssl/err.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "core/tls.h"
+#include "wall/tunnel_int.h"
+
+#define TUNNEL_TICK 0.25 /* seconds between liveness checks */
+
+struct tunnel_stats tunnel_stats;
+static struct log_rate tunnel_fail_rate;
+
+/* ---- TLS output: records go into t->cipher, written in large chunks ---- */
+
+static int cipher_bio_write(BIO *b, const char *data, int len)
+{
+	struct tunnel *t = BIO_get_data(b);
+
+	BIO_clear_retry_flags(b);
+	if (t->cipher.len >= TUNNEL_CIPHER_HIGH) {
+		BIO_set_retry_write(b);
+		return -1;
+	}
+	buf_append(&t->cipher, data, (size_t)len);
+	return len;
+}
+
+static long cipher_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	(void)b;
+	(void)num;
+	(void)ptr;
+	return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static BIO_METHOD *cipher_bio_method(void)
+{
+	static BIO_METHOD *m;
+
+	if (m == NULL) {
+		m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "netwall-cipher");
+		if (m == NULL || BIO_meth_set_write(m, cipher_bio_write) != 1 ||
+		    BIO_meth_set_ctrl(m, cipher_bio_ctrl) != 1)
+			log_fatal("event=bug what=bio_method");
+	}
+	return m;
+}
+
+/* ---- lifetime ---- */
+
+static void tunnel_destroy(struct tunnel *t)
+{
+	while (t->streams != NULL)
+		tstream_kill(t->streams);
+	if (t->ops->down != NULL)
+		t->ops->down(t, t->close_reason ? t->close_reason : "closed", t->arg);
+	if (t->h2 != NULL)
+		nghttp2_session_del(t->h2);
+	loop_free_event(&t->rev);
+	loop_free_event(&t->wev);
+	loop_free_event(&t->timer);
+	loop_free_event(&t->flush_ev);
+	SSL_free(t->ssl);
+	close(t->fd);
+	buf_free(&t->plain);
+	buf_free(&t->cipher);
+	if (t->rbuf != NULL)
+		explicit_bzero(t->rbuf, TUNNEL_RBUF);
+	free(t->rbuf);
+	free(t->services);
+	free(t);
+}
+
+void tunnel_busy(struct tunnel *t)
+{
+	t->busy++;
+}
+
+void tunnel_unbusy(struct tunnel *t)
+{
+	if (--t->busy == 0 && t->dead)
+		tunnel_destroy(t);
+}
+
+void tunnel_close(struct tunnel *t, const char *reason)
+{
+	if (t->dead)
+		return;
+	t->dead = true;
+	t->close_reason = reason;
+	tunnel_busy(t);
+	tunnel_unbusy(t);
+}
+
+static void tunnel_handshake_failed(struct tunnel *t, const char *reason, const char *detail)
+{
+	tunnel_stats.handshake_failures++;
+	log_limited(&tunnel_fail_rate, LOG_WARN, "event=handshake_failed peer=%s reason=%s%s%s",
+		    t->addr, reason, detail[0] ? " detail=" : "", detail);
+	tunnel_close(t, reason);
+}
+
+/* ---- output ---- */
+
+static void tunnel_want_write(struct tunnel *t, bool on)
+{
+	if (on == t->wev_on)
+		return;
+	t->wev_on = on;
+	if (on)
+		event_add(t->wev, NULL);
+	else
+		event_del(t->wev);
+}
+
+/* Moves bytes along: HTTP/2 frames into plain, plain through TLS into cipher, cipher into
+ * the socket; until the socket is full or nothing is left. */
+static void tunnel_flush(struct tunnel *t)
+{
+	bool progress = true;
+
+	while (progress && !t->dead) {
+		progress = false;
+		if (t->h2 != NULL && t->plain.len < TUNNEL_PLAIN_HIGH &&
+		    nghttp2_session_want_write(t->h2)) {
+			size_t before = t->plain.len;
+			if (nghttp2_session_send(t->h2) != 0) {
+				tunnel_close(t, "protocol_error");
+				return;
+			}
+			progress = t->plain.len != before;
+		}
+		while (t->plain.len > 0 && t->cipher.len < TUNNEL_CIPHER_HIGH &&
+		       t->state != TUNNEL_HANDSHAKE) {
+			size_t len = t->plain.len > INT_MAX ? INT_MAX : t->plain.len;
+			int n;
+			ERR_clear_error();
+			n = SSL_write(t->ssl, buf_head(&t->plain), (int)len);
+			if (n > 0) {
+				buf_consume(&t->plain, (size_t)n);
+				progress = true;
+				continue;
+			}
+			if (SSL_get_error(t->ssl, n) == SSL_ERROR_WANT_WRITE)
+				break;
+			tunnel_close(t, "tls_error");
+			return;
+		}
+		if (t->cipher.len > 0) {
+			ssize_t n = write(t->fd, buf_head(&t->cipher), t->cipher.len);
+			if (n > 0) {
+				buf_consume(&t->cipher, (size_t)n);
+				progress = true;
+			} else if (n == -1 && errno == EINTR) {
+				progress = true;
+			} else if (n == -1 && errno != EAGAIN) {
+				tunnel_close(t, errno == EPIPE || errno == ECONNRESET ? "reset"
+										: "write_error");
+				return;
+			}
+		}
+	}
+	tunnel_want_write(t, t->cipher.len > 0);
+	if (t->state == TUNNEL_DRAIN && t->role == TUNNEL_AGENT && t->nstreams == 0 &&
+	    t->cipher.len == 0 && t->plain.len == 0)
+		tunnel_close(t, "drained");
+}
+
+static void tunnel_on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct tunnel *t = arg;
+
+	(void)fd;
+	(void)what;
+	t->flush_on = false;
+	tunnel_busy(t);
+	tunnel_flush(t);
+	tunnel_unbusy(t);
+}
+
+/* Output is batched: everything a turn of the loop produced goes out in one flush, which
+ * runs after the turn's I/O callbacks (it has the lower priority). */
+void tunnel_schedule_flush(struct tunnel *t)
+{
+	if (t->flush_on || t->dead)
+		return;
+	t->flush_on = true;
+	event_active(t->flush_ev, EV_WRITE, 0);
+}
+
+void tunnel_mark_dirty(struct tunnel *t, struct tstream *s)
+{
+	if (s->dirty)
+		return;
+	s->dirty = true;
+	s->dirty_next = t->dirty;
+	t->dirty = s;
+}
+
+static void tunnel_flush_dirty(struct tunnel *t)
+{
+	while (t->dirty != NULL && !t->dead) {
+		struct tstream *s = t->dirty;
+		t->dirty = s->dirty_next;
+		s->dirty = false;
+		s->dirty_next = NULL;
+		tstream_flush(s);
+	}
+}
+
+/* ---- nghttp2 callbacks ---- */
+
+static ssize_t h2_send(nghttp2_session *h2, const uint8_t *data, size_t len, int flags,
+		       void *user)
+{
+	struct tunnel *t = user;
+
+	(void)h2;
+	(void)flags;
+	if (t->plain.len >= TUNNEL_PLAIN_HIGH)
+		return NGHTTP2_ERR_WOULDBLOCK;
+	buf_append(&t->plain, data, len);
+	return (ssize_t)len;
+}
+
+static int h2_send_data(nghttp2_session *h2, nghttp2_frame *frame, const uint8_t *framehd,
+			size_t length, nghttp2_data_source *source, void *user)
+{
+	struct tunnel *t = user;
+
+	(void)source;
+	if (t->plain.len >= TUNNEL_PLAIN_HIGH)
+		return NGHTTP2_ERR_WOULDBLOCK;
+	return tstream_send_data(nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id),
+				 framehd, length);
+}
+
+static void h2_copy_header(char *dst, size_t dstlen, const uint8_t *v, size_t vlen)
+{
+	if (vlen >= dstlen)
+		vlen = dstlen - 1;
+	memcpy(dst, v, vlen);
+	dst[vlen] = '\0';
+}
+
+#define HDR_IS(name, namelen, lit) ((namelen) == sizeof(lit) - 1 && memcmp(name, lit, namelen) == 0)
+
+static int h2_on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *name,
+			size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+			void *user)
+{
+	struct tunnel *t = user;
+	int32_t id = frame->hd.stream_id;
+	struct tstream *s = nghttp2_session_get_stream_user_data(h2, id);
+
+	(void)flags;
+	if (frame->hd.type != NGHTTP2_HEADERS)
+		return 0;
+	if (t->role == TUNNEL_GATEWAY && id == t->hello_id) {
+		if (HDR_IS(name, namelen, ":status"))
+			h2_copy_header(t->hello_status, sizeof(t->hello_status), value, valuelen);
+		else if (HDR_IS(name, namelen, "x-netwall-instance"))
+			h2_copy_header(t->instance, sizeof(t->instance), value, valuelen);
+		else if (HDR_IS(name, namelen, "x-netwall-slot"))
+			t->slot = (unsigned)strtoul((const char *)value, NULL, 10) & 0xff;
+		else if (HDR_IS(name, namelen, "x-netwall-services")) {
+			free(t->services);
+			t->services = strndup((const char *)value, valuelen);
+		}
+		return 0;
+	}
+	if (s == NULL)
+		return 0;
+	if (t->role == TUNNEL_GATEWAY) {
+		if (HDR_IS(name, namelen, ":status"))
+			tstream_on_response(s, valuelen == 3 ? (const char *)value : "bad");
+		return 0;
+	}
+	if (s->req == NULL)
+		return 0;
+	if (HDR_IS(name, namelen, ":method"))
+		h2_copy_header(s->req->method, sizeof(s->req->method), value, valuelen);
+	else if (HDR_IS(name, namelen, ":path"))
+		h2_copy_header(s->req->path, sizeof(s->req->path), value, valuelen);
+	else if (HDR_IS(name, namelen, ":authority"))
+		h2_copy_header(s->req->service, sizeof(s->req->service), value, valuelen);
+	else if (HDR_IS(name, namelen, "x-netwall-src"))
+		h2_copy_header(s->req->src, sizeof(s->req->src), value, valuelen);
+	else if (HDR_IS(name, namelen, "x-netwall-dst"))
+		h2_copy_header(s->req->dst, sizeof(s->req->dst), value, valuelen);
+	else if (HDR_IS(name, namelen, "x-netwall-proxy"))
+		h2_copy_header(s->req->proxy, sizeof(s->req->proxy), value, valuelen);
+	return 0;
+}
+
+static int h2_on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame, void *user)
+{
+	struct tunnel *t = user;
+	struct tstream *s;
+
+	if (t->role != TUNNEL_AGENT || frame->hd.type != NGHTTP2_HEADERS ||
+	    frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	s = tstream_new(t);
+	s->id = frame->hd.stream_id;
+	s->req = calloc(1, sizeof(*s->req));
+	if (s->req == NULL)
+		abort();
+	nghttp2_session_set_stream_user_data(h2, s->id, s);
+	return 0;
+}
+
+/* Peer-supplied addresses are numeric only, never resolved. */
+static int tunnel_parse_addr(const char *s, struct sockaddr_storage *out)
+{
+	struct addr a;
+
+	if (addr_parse_numeric(s, &a) == -1)
+		return -1;
+	memcpy(out, &a.ss, sizeof(*out));
+	return 0;
+}
+
+static void tunnel_answer_hello(struct tunnel *t, int32_t id)
+{
+	char slot[8];
+	const char *svc = t->services ? t->services : "";
+	nghttp2_nv nva[] = {
+		{ (uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE },
+		{ (uint8_t *)"x-netwall-instance", (uint8_t *)t->instance, 18, strlen(t->instance),
+		  NGHTTP2_NV_FLAG_NONE },
+		{ (uint8_t *)"x-netwall-slot", (uint8_t *)slot, 14, 0, NGHTTP2_NV_FLAG_NONE },
+		{ (uint8_t *)"x-netwall-services", (uint8_t *)svc, 18, strlen(svc),
+		  NGHTTP2_NV_FLAG_NONE },
+	};
+
+	snprintf(slot, sizeof(slot), "%u", t->slot);
+	nva[2].valuelen = strlen(slot);
+	nghttp2_submit_response(t->h2, id, nva, 4, NULL);
+}
+
+/* Agent: a complete request header block arrived on stream s. */
+static void tunnel_on_request(struct tunnel *t, struct tstream *s)
+{
+	struct tstream_req *r = s->req;
+	struct tunnel_visit v;
+	int rc = 0;
+
+	if (strcmp(r->method, "GET") == 0 && strcmp(r->path, "/netwall/hello") == 0) {
+		tunnel_answer_hello(t, s->id);
+		nghttp2_session_set_stream_user_data(t->h2, s->id, NULL);
+		tstream_free(s);
+		return;
+	}
+	memset(&v, 0, sizeof(v));
+	v.service = r->service;
+	v.proxy = strcmp(r->proxy, "v1") == 0 ? 1 : strcmp(r->proxy, "v2") == 0 ? 2 : 0;
+	if (strcmp(r->method, "CONNECT") != 0 || r->service[0] == '\0' ||
+	    tunnel_parse_addr(r->src, &v.src) == -1 || tunnel_parse_addr(r->dst, &v.dst) == -1) {
+		log_warn("event=bad_stream_request stream=%d", s->id);
+		tstream_refuse(s);
+		return;
+	}
+	if (v.proxy == 1)
+		rc = proxy_v1_encode((char *)r->hdr, sizeof(r->hdr), (struct sockaddr *)&v.src,
+				     (struct sockaddr *)&v.dst);
+	else if (v.proxy == 2)
+		rc = proxy_v2_encode(r->hdr, sizeof(r->hdr), (struct sockaddr *)&v.src,
+				     (struct sockaddr *)&v.dst);
+	if (rc < 0) {
+		tstream_refuse(s);
+		return;
+	}
+	r->hdrlen = (size_t)rc;
+	t->ops->visit(t, s, &v, t->arg);
+}
+
+static void tunnel_send_hello(struct tunnel *t)
+{
+	nghttp2_nv nva[] = {
+		{ (uint8_t *)":method", (uint8_t *)"GET", 7, 3, NGHTTP2_NV_FLAG_NONE },
+		{ (uint8_t *)":scheme", (uint8_t *)"https", 7, 5, NGHTTP2_NV_FLAG_NONE },
+		{ (uint8_t *)":authority", (uint8_t *)"netwall", 10, 7, NGHTTP2_NV_FLAG_NONE },
+		{ (uint8_t *)":path", (uint8_t *)"/netwall/hello", 5, 14, NGHTTP2_NV_FLAG_NONE },
+	};
+	int32_t id = nghttp2_submit_request(t->h2, NULL, nva, 4, NULL, NULL);
+
+	if (id < 0) {
+		tunnel_close(t, "protocol_error");
+		return;
+	}
+	t->hello_id = id;
+	t->hello_status[0] = '\0';
+	tunnel_schedule_flush(t);
+}
+
+static void tunnel_on_hello(struct tunnel *t)
+{
+	t->hello_id = -1;
+	if (strcmp(t->hello_status, "200") != 0 || t->instance[0] == '\0') {
+		log_warn("event=bad_hello peer=%s agent=%s", t->addr, t->peer);
+		tunnel_close(t, "bad_hello");
+		return;
+	}
+	if (t->state == TUNNEL_HELLO)
+		t->state = TUNNEL_UP;
+	t->ops->up(t, t->arg);
+}
+
+static int h2_on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, void *user)
+{
+	struct tunnel *t = user;
+	int32_t id = frame->hd.stream_id;
+	struct tstream *s = id ? nghttp2_session_get_stream_user_data(h2, id) : NULL;
+
+	switch (frame->hd.type) {
+	case NGHTTP2_HEADERS:
+		if (t->role == TUNNEL_AGENT && frame->headers.cat == NGHTTP2_HCAT_REQUEST && s) {
+			tunnel_on_request(t, s);
+			s = nghttp2_session_get_stream_user_data(h2, id);
+		} else if (t->role == TUNNEL_GATEWAY && id == t->hello_id &&
+			   frame->headers.cat == NGHTTP2_HCAT_RESPONSE) {
+			tunnel_on_hello(t);
+		}
+		if (s != NULL && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+			tstream_remote_eof(s);
+		break;
+	case NGHTTP2_DATA:
+		if (s != NULL && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+			tstream_remote_eof(s);
+		break;
+	case NGHTTP2_PING:
+		if (t->role == TUNNEL_GATEWAY && !(frame->hd.flags & NGHTTP2_FLAG_ACK) &&
+		    memcmp(frame->ping.opaque_data, TUNNEL_PING_REHELLO, 8) == 0 &&
+		    t->hello_id <= 0 && t->state == TUNNEL_UP)
+			tunnel_send_hello(t);
+		break;
+	case NGHTTP2_GOAWAY:
+		if (t->state == TUNNEL_UP || t->state == TUNNEL_HELLO) {
+			t->state = TUNNEL_DRAIN;
+			if (t->ops->draining != NULL)
+				t->ops->draining(t, t->arg);
+		}
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+static int h2_on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id, const uint8_t *data,
+			    size_t len, void *user)
+{
+	struct tstream *s = nghttp2_session_get_stream_user_data(h2, id);
+
+	(void)flags;
+	(void)user;
+	/* The connection window is returned at once: streams bound the memory, and a
+	 * stalled stream must not hold back the others. */
+	nghttp2_session_consume_connection(h2, len);
+	if (s == NULL || s->fd == -1) {
+		nghttp2_session_consume_stream(h2, id, len);
+		return 0;
+	}
+	tstream_on_data(s, data, len);
+	return 0;
+}
+
+static int h2_on_stream_close(nghttp2_session *h2, int32_t id, uint32_t code, void *user)
+{
+	struct tunnel *t = user;
+	struct tstream *s = nghttp2_session_get_stream_user_data(h2, id);
+
+	if (id == t->hello_id) {
+		tunnel_close(t, "bad_hello");
+		return 0;
+	}
+	if (s != NULL)
+		tstream_h2_closed(s, code);
+	return 0;
+}
+
+static nghttp2_session_callbacks *h2_callbacks(void)
+{
+	static nghttp2_session_callbacks *cb;
+
+	if (cb == NULL) {
+		if (nghttp2_session_callbacks_new(&cb) != 0)
+			abort();
+		nghttp2_session_callbacks_set_send_callback(cb, h2_send);
+		nghttp2_session_callbacks_set_send_data_callback(cb, h2_send_data);
+		nghttp2_session_callbacks_set_on_header_callback(cb, h2_on_header);
+		nghttp2_session_callbacks_set_on_begin_headers_callback(cb, h2_on_begin_headers);
+		nghttp2_session_callbacks_set_on_frame_recv_callback(cb, h2_on_frame_recv);
+		nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, h2_on_data_chunk);
+		nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2_on_stream_close);
+	}
+	return cb;
+}
+
+/* ---- handshake and input ---- */
+
+static void tunnel_established(struct tunnel *t)
+{
+	nghttp2_settings_entry iv[] = {
+		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, TUNNEL_MAX_STREAMS },
+		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, t->p.stream_window },
+		{ NGHTTP2_SETTINGS_MAX_FRAME_SIZE, TUNNEL_FRAME_MAX },
+		{ NGHTTP2_SETTINGS_ENABLE_PUSH, 0 },
+	};
+	nghttp2_option *opt;
+	int rc;
+
+	if (t->role == TUNNEL_GATEWAY && t->peer[0] == '\0') {
+		tunnel_handshake_failed(t, "unknown_certificate", "");
+		return;
+	}
+	t->established = true;
+	t->last_rx = clock_mono();
+	if (nghttp2_option_new(&opt) != 0)
+		abort();
+	nghttp2_option_set_no_auto_window_update(opt, 1);
+	nghttp2_option_set_peer_max_concurrent_streams(opt, TUNNEL_MAX_STREAMS);
+	if (t->role == TUNNEL_GATEWAY)
+		rc = nghttp2_session_client_new2(&t->h2, h2_callbacks(), t, opt);
+	else
+		rc = nghttp2_session_server_new2(&t->h2, h2_callbacks(), t, opt);
+	nghttp2_option_del(opt);
+	if (rc != 0)
+		abort();
+	nghttp2_submit_settings(t->h2, NGHTTP2_FLAG_NONE, iv,
+				t->role == TUNNEL_GATEWAY ? 4 : 3);
+	nghttp2_session_set_local_window_size(t->h2, NGHTTP2_FLAG_NONE, 0, TUNNEL_CONN_WINDOW);
+	if (t->role == TUNNEL_GATEWAY) {
+		t->state = TUNNEL_HELLO;
+		tunnel_send_hello(t);
+	} else {
+		t->state = TUNNEL_UP;
+		t->ops->up(t, t->arg);
+	}
+	tunnel_schedule_flush(t);
+}
+
+static void tunnel_handshake(struct tunnel *t)
+{
+	char detail[160];
+	int rc, err;
+
+	ERR_clear_error();
+	rc = SSL_do_handshake(t->ssl);
+	tunnel_flush(t); /* handshake records */
+	if (t->dead)
+		return;
+	if (rc == 1) {
+		tunnel_established(t);
+		return;
+	}
+	err = SSL_get_error(t->ssl, rc);
+	if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+		return;
+	if (t->reject[0]) {
+		ERR_clear_error();
+		tunnel_handshake_failed(t, t->reject, "");
+	} else if (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
+		tunnel_handshake_failed(t, "eof", "");
+	} else {
+		const char *reason = tls_failure_reason(detail, sizeof(detail));
+		tunnel_handshake_failed(t, reason, detail);
+	}
+}
+
+static void tunnel_read(struct tunnel *t)
+{
+	size_t budget = TUNNEL_READ_BUDGET;
+	char detail[160];
+
+	if (t->rbuf == NULL && (t->rbuf = malloc(TUNNEL_RBUF)) == NULL)
+		abort();
+	while (budget > 0 && !t->dead) {
+		int n, err;
+		ERR_clear_error();
+		n = SSL_read(t->ssl, t->rbuf, TUNNEL_RBUF);
+		if (n > 0) {
+			ssize_t rv;
+			t->last_rx = clock_mono();
+			rv = nghttp2_session_mem_recv(t->h2, t->rbuf, (size_t)n);
+			if (rv < 0) {
+				log_warn("event=protocol_error peer=%s agent=%s detail=%s", t->addr,
+					 t->peer, nghttp2_strerror((int)rv));
+				tunnel_close(t, "protocol_error");
+				return;
+			}
+			budget = (size_t)n > budget ? 0 : budget - (size_t)n;
+			continue;
+		}
+		err = SSL_get_error(t->ssl, n);
+		if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+			break;
+		if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
+			tunnel_close(t, "eof");
+		} else {
+			const char *reason = tls_failure_reason(detail, sizeof(detail));
+			log_info("event=tunnel_error peer=%s reason=%s detail=%s", t->addr, reason,
+				 detail);
+			tunnel_close(t, reason);
+		}
+		return;
+	}
+	if (budget == 0 && SSL_has_pending(t->ssl))
+		event_active(t->rev, EV_READ, 0);
+	tunnel_flush_dirty(t);
+	tunnel_flush(t);
+}
+
+static void tunnel_on_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct tunnel *t = arg;
+
+	(void)fd;
+	(void)what;
+	tunnel_busy(t);
+	if (t->state == TUNNEL_HANDSHAKE)
+		tunnel_handshake(t);
+	else
+		tunnel_read(t);
+	tunnel_unbusy(t);
+}
+
+static void tunnel_on_write(evutil_socket_t fd, short what, void *arg)
+{
+	struct tunnel *t = arg;
+
+	(void)fd;
+	(void)what;
+	tunnel_busy(t);
+	if (t->state == TUNNEL_HANDSHAKE)
+		tunnel_handshake(t);
+	else
+		tunnel_flush(t);
+	tunnel_unbusy(t);
+}
+
+static void tunnel_on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct tunnel *t = arg;
+	double now = clock_mono();
+
+	(void)fd;
+	(void)what;
+	tunnel_busy(t);
+	if (t->state == TUNNEL_HANDSHAKE) {
+		if (now - t->t0 > t->p.handshake_timeout)
+			tunnel_handshake_failed(t, "timeout", "");
+	} else if (t->state == TUNNEL_HELLO && now - t->t0 > t->p.handshake_timeout) {
+		tunnel_close(t, "hello_timeout");
+	} else if (now - t->last_rx > t->p.peer_timeout) {
+		log_info("event=peer_timeout peer=%s silent_s=%.1f", t->addr, now - t->last_rx);
+		tunnel_close(t, "peer_timeout");
+	} else if (now - t->last_rx >= t->p.ping_interval &&
+		   now - t->last_ping >= t->p.ping_interval) {
+		t->last_ping = now;
+		nghttp2_submit_ping(t->h2, NGHTTP2_FLAG_NONE, NULL);
+		tunnel_schedule_flush(t);
+	}
+	if (!t->dead && t->plain.len == 0 && t->cipher.len == 0 && now - t->last_rx > 1) {
+		buf_release(&t->plain);
+		buf_release(&t->cipher);
+		if (t->rbuf != NULL) {
+			explicit_bzero(t->rbuf, TUNNEL_RBUF);
+			free(t->rbuf);
+			t->rbuf = NULL;
+		}
+	}
+	tunnel_unbusy(t);
+}
+
+struct tunnel *tunnel_new(struct event_base *base, enum tunnel_role role, int fd, SSL_CTX *ctx,
+			  const struct tunnel_params *p, const struct tunnel_ops *ops, void *arg)
+{
+	struct tunnel *t = calloc(1, sizeof(*t));
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct timeval tick = clock_tv(TUNNEL_TICK);
+	BIO *rbio, *wbio;
+
+	if (t == NULL)
+		abort();
+	t->base = base;
+	t->role = role;
+	t->fd = fd;
+	t->p = *p;
+	t->ops = ops;
+	t->arg = arg;
+	t->hello_id = -1;
+	t->t0 = clock_mono();
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+		addr_format((struct sockaddr *)&ss, t->addr, sizeof(t->addr));
+	else
+		snprintf(t->addr, sizeof(t->addr), "?");
+	t->ssl = SSL_new(ctx);
+	rbio = BIO_new_socket(fd, BIO_NOCLOSE);
+	wbio = BIO_new(cipher_bio_method());
+	if (t->ssl == NULL || rbio == NULL || wbio == NULL)
+		abort();
+	BIO_set_data(wbio, t);
+	BIO_set_init(wbio, 1);
+	SSL_set_bio(t->ssl, rbio, wbio);
+	SSL_set_app_data(t->ssl, t);
+	if (role == TUNNEL_GATEWAY)
+		SSL_set_accept_state(t->ssl);
+	else
+		SSL_set_connect_state(t->ssl);
+	t->rev = event_new(base, fd, EV_READ | EV_PERSIST, tunnel_on_read, t);
+	t->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, tunnel_on_write, t);
+	t->timer = event_new(base, -1, EV_PERSIST, tunnel_on_tick, t);
+	t->flush_ev = event_new(base, -1, 0, tunnel_on_flush, t);
+	if (t->rev == NULL || t->wev == NULL || t->timer == NULL || t->flush_ev == NULL)
+		abort();
+	event_priority_set(t->flush_ev, 1);
+	event_add(t->rev, NULL);
+	event_add(t->timer, &tick);
+	if (role == TUNNEL_AGENT)
+		tunnel_want_write(t, true); /* the client speaks first */
+	return t;
+}
+
+void tunnel_drain(struct tunnel *t)
+{
+	if (t->h2 == NULL || t->state == TUNNEL_HANDSHAKE) {
+		tunnel_close(t, "drained");
+		return;
+	}
+	if (t->state != TUNNEL_DRAIN) {
+		t->state = TUNNEL_DRAIN;
+		nghttp2_submit_goaway(t->h2, NGHTTP2_FLAG_NONE,
+				      nghttp2_session_get_last_proc_stream_id(t->h2),
+				      NGHTTP2_NO_ERROR, NULL, 0);
+	}
+	tunnel_schedule_flush(t);
+}
+
+void tunnel_set_hello(struct tunnel *t, const char *instance, unsigned slot, const char *services)
+{
+	bool changed = t->services == NULL || strcmp(t->services, services) != 0;
+
+	snprintf(t->instance, sizeof(t->instance), "%s", instance);
+	t->slot = slot;
+	if (!changed)
+		return;
+	free(t->services);
+	t->services = strdup(services);
+	if (t->services == NULL)
+		abort();
+	if (t->h2 != NULL && t->state == TUNNEL_UP) {
+		nghttp2_submit_ping(t->h2, NGHTTP2_FLAG_NONE,
+				    (const uint8_t *)TUNNEL_PING_REHELLO);
+		tunnel_schedule_flush(t);
+	}
+}
+
+int tunnel_open(struct tunnel *t, int fd, const struct tunnel_visit *v, void *owner)
+{
+	char src[ADDR_STRLEN], dst[ADDR_STRLEN];
+	const char *proxy = v->proxy == 1 ? "v1" : v->proxy == 2 ? "v2" : "off";
+	nghttp2_nv nva[] = {
+		{ (uint8_t *)":method", (uint8_t *)"CONNECT", 7, 7, NGHTTP2_NV_FLAG_NONE },
+		{ (uint8_t *)":authority", (uint8_t *)v->service, 10, strlen(v->service),
+		  NGHTTP2_NV_FLAG_NONE },
+		{ (uint8_t *)"x-netwall-src", (uint8_t *)src, 13, 0, NGHTTP2_NV_FLAG_NONE },
+		{ (uint8_t *)"x-netwall-dst", (uint8_t *)dst, 13, 0, NGHTTP2_NV_FLAG_NONE },
+		{ (uint8_t *)"x-netwall-proxy", (uint8_t *)proxy, 15, strlen(proxy),
+		  NGHTTP2_NV_FLAG_NONE },
+	};
+	nghttp2_data_provider prd;
+	struct tstream *s;
+	int32_t id;
+
+	if (t->dead || t->state != TUNNEL_UP)
+		return -1;
+	addr_format((const struct sockaddr *)&v->src, src, sizeof(src));
+	addr_format((const struct sockaddr *)&v->dst, dst, sizeof(dst));
+	nva[2].valuelen = strlen(src);
+	nva[3].valuelen = strlen(dst);
+	s = tstream_new(t);
+	prd.source.ptr = s;
+	prd.read_callback = tstream_provide;
+	id = nghttp2_submit_request(t->h2, NULL, nva, 5, &prd, s);
+	if (id < 0) {
+		tstream_free(s);
+		return -1;
+	}
+	s->id = id;
+	s->fd = fd;
+	s->owner = owner;
+	s->provider = true;
+	tstream_start(s);
+	tunnel_schedule_flush(t);
+	return 0;
+}
+
+void tunnel_set_server_name(struct tunnel *t, const char *name)
+{
+	SSL_set_tlsext_host_name(t->ssl, name);
+	SSL_set1_host(t->ssl, name);
+}
+
+int tunnel_peer_fingerprint(const struct tunnel *t, uint8_t fp[32])
+{
+	X509 *x = SSL_get0_peer_certificate(t->ssl);
+
+	if (x == NULL)
+		return -1;
+	return tls_fingerprint(x, fp);
+}
+
+struct tunnel *tunnel_from_ssl(SSL *ssl)
+{
+	return SSL_get_app_data(ssl);
+}
+
+void tunnel_set_peer(struct tunnel *t, const char *name)
+{
+	snprintf(t->peer, sizeof(t->peer), "%s", name);
+}
+
+void tunnel_set_reject(struct tunnel *t, const char *reason)
+{
+	snprintf(t->reject, sizeof(t->reject), "%s", reason);
+}
+
+const char *tunnel_peer(const struct tunnel *t)
+{
+	return t->peer;
+}
+
+const char *tunnel_peer_addr(const struct tunnel *t)
+{
+	return t->addr;
+}
+
+const char *tunnel_instance(const struct tunnel *t)
+{
+	return t->instance;
+}
+
+unsigned tunnel_slot(const struct tunnel *t)
+{
+	return t->slot;
+}
+
+const char *tunnel_services(const struct tunnel *t)
+{
+	return t->services ? t->services : "";
+}
+
+bool tunnel_is_up(const struct tunnel *t)
+{
+	return !t->dead && t->state == TUNNEL_UP;
+}
+
+size_t tunnel_nstreams(const struct tunnel *t)
+{
+	return t->nstreams;
+}
+
+void *tunnel_user(const struct tunnel *t)
+{
+	return t->user;
+}
+
+void tunnel_set_user(struct tunnel *t, void *user)
+{
+	t->user = user;
+}

@@ -1,0 +1,126 @@
+/* A tunnel: one TLS 1.3 connection between agent and gateway carrying an HTTP/2 session
+ * (nghttp2). The agent dials and plays the HTTP/2 server; the gateway opens one CONNECT
+ * stream per visitor. This module owns the TLS record I/O, the HTTP/2 session, liveness
+ * (PING) and the hello exchange; stream.c owns the bytes of each stream.
+ *
+ * Hello: the gateway's first request (GET /netwall/hello) is answered by the agent with
+ * x-netwall-instance (random per agent process), x-netwall-slot (which of its tunnels) and
+ * x-netwall-services (the services it can reach). When its services change, the agent sends
+ * a PING whose payload is TUNNEL_PING_REHELLO and the gateway asks again. */
+#ifndef NETWALL_TUNNEL_H
+#define NETWALL_TUNNEL_H
+
+#include <event2/event.h>
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "core/addr.h"
+
+enum tunnel_role {
+	TUNNEL_GATEWAY = 0, /* TLS server, HTTP/2 client */
+	TUNNEL_AGENT,       /* TLS client, HTTP/2 server */
+};
+
+struct tunnel_params {
+	double ping_interval;     /* seconds between PINGs on a quiet tunnel */
+	double peer_timeout;      /* seconds of silence after which the peer is dead */
+	double handshake_timeout; /* TLS handshake (and hello) must finish within this */
+	uint32_t stream_window;   /* SETTINGS_INITIAL_WINDOW_SIZE we advertise */
+};
+
+/* What a visitor's stream carries to the agent. */
+struct tunnel_visit {
+	const char *service;
+	struct sockaddr_storage src; /* the visitor */
+	struct sockaddr_storage dst; /* the gateway address it reached */
+	int proxy;                   /* 0, 1 or 2: PROXY header version to write to the target */
+};
+
+struct tunnel;
+struct tstream;
+
+struct tunnel_ops {
+	/* Gateway: the agent answered hello (first time or again). Agent: TLS is up. */
+	void (*up)(struct tunnel *t, void *arg);
+	/* The agent asked for no new streams (GOAWAY); existing ones go on. */
+	void (*draining)(struct tunnel *t, void *arg);
+	/* The tunnel is gone; all its streams are already closed. t is freed after this. */
+	void (*down)(struct tunnel *t, const char *reason, void *arg);
+	/* Agent: a visitor's stream arrived. The callee must call tstream_connect or
+	 * tstream_refuse on s before returning. */
+	void (*visit)(struct tunnel *t, struct tstream *s, const struct tunnel_visit *v, void *arg);
+	/* A stream that carried a socket has ended; owner is what tunnel_open set. */
+	void (*stream_done)(struct tunnel *t, void *owner, void *arg);
+};
+
+/* Traffic counters, summed over every tunnel of a process. */
+struct tunnel_stats {
+	uint64_t streams_open;
+	uint64_t streams_total;
+	uint64_t bytes_in;  /* read from local sockets (visitors, targets) */
+	uint64_t bytes_out; /* written to local sockets */
+	uint64_t resets;    /* streams ended by a reset, either way */
+	uint64_t handshake_failures;
+};
+extern struct tunnel_stats tunnel_stats;
+
+#define TUNNEL_PING_REHELLO "nw-hello"
+
+/* Takes ownership of fd (a connected TCP socket) and starts the TLS handshake.
+ * ctx must already hold the verification policy; a verify callback may call
+ * tunnel_set_peer() to name the peer, or tunnel_set_reject() to say why it refused. */
+struct tunnel *tunnel_new(struct event_base *base, enum tunnel_role role, int fd, SSL_CTX *ctx,
+			  const struct tunnel_params *p, const struct tunnel_ops *ops, void *arg);
+
+/* Closes now: every stream is reset, ops->down is called, t is freed. */
+void tunnel_close(struct tunnel *t, const char *reason);
+
+/* Agent: GOAWAY, then close once the streams have ended (or at deadline). */
+void tunnel_drain(struct tunnel *t);
+
+/* Agent: what hello answers. services is copied; a change on an up tunnel triggers a
+ * re-hello. */
+void tunnel_set_hello(struct tunnel *t, const char *instance, unsigned slot, const char *services);
+
+/* Gateway: opens a CONNECT stream for visitor socket fd (ownership passes to the tunnel,
+ * which closes it when the stream ends). owner is handed back to ops->stream_done.
+ * Returns 0, or -1 if the tunnel cannot take a stream (fd is then still the caller's). */
+int tunnel_open(struct tunnel *t, int fd, const struct tunnel_visit *v, void *owner);
+
+/* Agent: SNI and (in CA mode) the name the gateway certificate must carry. Call right after
+ * tunnel_new, before the loop runs again. */
+void tunnel_set_server_name(struct tunnel *t, const char *name);
+
+/* SHA-256 of the peer's certificate; -1 if none. */
+int tunnel_peer_fingerprint(const struct tunnel *t, uint8_t fp[32]);
+
+/* Accessors. */
+struct tunnel *tunnel_from_ssl(SSL *ssl);
+void tunnel_set_peer(struct tunnel *t, const char *name);
+void tunnel_set_reject(struct tunnel *t, const char *reason);
+const char *tunnel_peer(const struct tunnel *t);      /* verified peer name, or "" */
+const char *tunnel_peer_addr(const struct tunnel *t); /* "1.2.3.4:5678" */
+const char *tunnel_instance(const struct tunnel *t);  /* gateway: from hello */
+unsigned tunnel_slot(const struct tunnel *t);
+const char *tunnel_services(const struct tunnel *t);  /* gateway: from hello, comma list */
+bool tunnel_is_up(const struct tunnel *t);            /* hello done, not draining */
+size_t tunnel_nstreams(const struct tunnel *t);
+void *tunnel_user(const struct tunnel *t);
+void tunnel_set_user(struct tunnel *t, void *user);
+
+/* Agent side of a stream: connect it to a target. */
+struct tstream_target {
+	const struct sockaddr *sa; /* TCP target, or NULL for a Unix socket */
+	socklen_t salen;
+	const char *unix_path;
+	SSL_CTX *tls; /* non-NULL: originate TLS to the target */
+	const char *tls_name; /* SNI and verified name, or NULL */
+	double connect_timeout;
+};
+void tstream_connect(struct tstream *s, const struct tstream_target *target);
+/* Agent: refuse the stream (REFUSED_STREAM); the gateway closes the visitor. */
+void tstream_refuse(struct tstream *s);
+
+#endif

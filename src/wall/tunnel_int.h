@@ -1,0 +1,114 @@
+/* Private to tunnel.c and stream.c: the structures they share. */
+#ifndef NETWALL_TUNNEL_INT_H
+#define NETWALL_TUNNEL_INT_H
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/ssl.h>
+#include <stdbool.h>
+
+#include "core/buf.h"
+#include "core/proxy.h"
+#include "wall/tunnel.h"
+
+/* Limits, each a ceiling on memory a peer can make us hold. */
+#define TUNNEL_PLAIN_HIGH (256 * 1024)  /* HTTP/2 bytes queued for TLS */
+#define TUNNEL_CIPHER_HIGH (256 * 1024) /* TLS records queued for the socket */
+#define TUNNEL_RBUF 65536               /* one SSL_read */
+#define TUNNEL_READ_BUDGET (4u << 20)   /* bytes decrypted per turn before others run */
+#define TUNNEL_FRAME_MAX 65536          /* SETTINGS_MAX_FRAME_SIZE we accept */
+#define TUNNEL_CONN_WINDOW (1 << 30)    /* connection window; streams bound the memory */
+#define TUNNEL_MAX_STREAMS 100000       /* SETTINGS_MAX_CONCURRENT_STREAMS */
+#define STREAM_IN_CAP (512 * 1024)      /* bytes read from a socket, not yet framed */
+#define STREAM_READ_CHUNK (256 * 1024)  /* one read from a socket */
+#define STREAM_HDR_MAX 256              /* a header value we keep (service, address) */
+
+enum tunnel_state {
+	TUNNEL_HANDSHAKE = 0,
+	TUNNEL_HELLO, /* gateway: waiting for the agent's hello answer */
+	TUNNEL_UP,
+	TUNNEL_DRAIN, /* GOAWAY sent or received */
+};
+
+struct tunnel {
+	struct event_base *base;
+	enum tunnel_role role;
+	const struct tunnel_ops *ops;
+	void *arg;
+	void *user;
+	struct tunnel_params p;
+	int fd;
+	SSL *ssl;
+	struct event *rev, *wev, *timer, *flush_ev;
+	nghttp2_session *h2;
+	enum tunnel_state state;
+	struct buf plain;  /* HTTP/2 output not yet encrypted */
+	struct buf cipher; /* TLS output not yet written */
+	uint8_t *rbuf;
+	double t0, last_rx, last_ping;
+	struct tstream *streams;
+	size_t nstreams;
+	struct tstream *dirty; /* streams with bytes for their socket */
+	int32_t hello_id;
+	int busy;
+	bool dead, established, wev_on, flush_on;
+	const char *close_reason;
+	char peer[64];
+	char reject[32];
+	char addr[ADDR_STRLEN];
+	char instance[33];
+	unsigned slot;
+	char *services;
+	char hello_status[4];
+};
+
+/* Agent side: what the request headers said, kept until the stream is dispatched. */
+struct tstream_req {
+	char method[16];
+	char path[32];
+	char service[STREAM_HDR_MAX];
+	char src[STREAM_HDR_MAX];
+	char dst[STREAM_HDR_MAX];
+	char proxy[4];
+	uint8_t hdr[PROXY_V2_MAX]; /* PROXY header to write once connected */
+	size_t hdrlen;
+	char tls_name[STREAM_HDR_MAX];
+};
+
+struct tstream {
+	struct tunnel *t;
+	int32_t id;
+	int fd;
+	SSL *ssl;
+	struct event *rev, *wev, *tmo;
+	struct evbuffer *in;  /* socket -> tunnel */
+	struct evbuffer *out; /* tunnel -> socket */
+	void *owner;
+	struct tstream_req *req;
+	struct tstream *prev, *next, *dirty_next;
+	bool connecting, handshaking, rd_eof, eof_sent, remote_eof, wr_shut;
+	bool h2_closed, deferred, reading, writing, dirty, provider, counted, aborted;
+};
+
+/* stream.c, called by tunnel.c */
+struct tstream *tstream_new(struct tunnel *t);
+void tstream_start(struct tstream *s);
+void tstream_free(struct tstream *s);
+void tstream_kill(struct tstream *s);
+ssize_t tstream_provide(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len,
+			uint32_t *flags, nghttp2_data_source *src, void *user);
+int tstream_send_data(struct tstream *s, const uint8_t *framehd, size_t length);
+void tstream_on_data(struct tstream *s, const uint8_t *data, size_t len);
+void tstream_flush(struct tstream *s);
+void tstream_remote_eof(struct tstream *s);
+void tstream_h2_closed(struct tstream *s, uint32_t code);
+void tstream_on_response(struct tstream *s, const char *status);
+
+/* tunnel.c, called by stream.c */
+void tunnel_schedule_flush(struct tunnel *t);
+void tunnel_busy(struct tunnel *t);
+void tunnel_unbusy(struct tunnel *t);
+void tunnel_mark_dirty(struct tunnel *t, struct tstream *s);
+
+#endif
