@@ -11,11 +11,15 @@
 struct conf_reader {
 	struct conf *c;
 	FILE *f;
-	bool long_line;
+	/* The section being read, in full: inih cuts section names at 49 bytes. */
+	char section[256];
 };
 
 /* inih reads line by line through this, so the line number is known in the handler,
- * and section headers are seen even when a section has no keys. */
+ * and section headers are seen even when a section has no keys. Leading blanks are
+ * dropped before inih sees a line: it would take an indented line after a key as more
+ * of that key's value, and a section header there would be announced here but not
+ * applied by inih. */
 static char *conf_read_line(char *str, int num, void *stream)
 {
 	struct conf_reader *r = stream;
@@ -33,27 +37,33 @@ static char *conf_read_line(char *str, int num, void *stream)
 		return str;
 	}
 	r->c->line++;
-	for (p = str; isspace((unsigned char)*p); p++)
-		;
-	if (*p == '[' && (end = strchr(p, ']')) != NULL && r->c->on_section != NULL) {
-		char section[256];
-		size_t n = (size_t)(end - p - 1);
-		if (n >= sizeof(section))
-			n = sizeof(section) - 1;
-		memcpy(section, p + 1, n);
-		section[n] = '\0';
-		r->c->on_section(r->c, section);
+	p = str;
+	if (r->c->line == 1 && strncmp(p, "\xef\xbb\xbf", 3) == 0)
+		p += 3; /* a UTF-8 byte order mark */
+	while (isspace((unsigned char)*p))
+		p++;
+	if (p != str)
+		memmove(str, p, strlen(p) + 1);
+	if (str[0] == '[' && (end = strchr(str, ']')) != NULL) {
+		size_t n = (size_t)(end - str - 1);
+		if (n >= sizeof(r->section))
+			n = sizeof(r->section) - 1;
+		memcpy(r->section, str + 1, n);
+		r->section[n] = '\0';
+		if (r->c->on_section != NULL)
+			r->c->on_section(r->c, r->section);
 	}
 	return str;
 }
 
 static int conf_on_ini(void *user, const char *section, const char *name, const char *value)
 {
-	struct conf *c = user;
+	struct conf_reader *r = user;
 
+	(void)section; /* possibly cut short: r->section has it whole */
 	if (name == NULL)
 		return 1;
-	c->on_key(c, section, name, value ? value : "");
+	r->c->on_key(r->c, r->section, name, value ? value : "");
 	return 1;
 }
 
@@ -75,7 +85,7 @@ int conf_load(struct conf *c)
 		conf_error(c, "cannot open: %s", strerror(errno));
 		return -1;
 	}
-	rc = ini_parse_stream(conf_read_line, &r, conf_on_ini, c);
+	rc = ini_parse_stream(conf_read_line, &r, conf_on_ini, &r);
 	fclose(r.f);
 	if (rc > 0) {
 		c->line = rc;
@@ -111,7 +121,7 @@ char *conf_path(const struct conf *c, const char *value)
 
 	if (value[0] == '/' || strcmp(c->dir, ".") == 0)
 		p = strdup(value);
-	else if (asprintf(&p, "%s/%s", c->dir, value) == -1)
+	else if (asprintf(&p, "%s%s%s", c->dir, strcmp(c->dir, "/") == 0 ? "" : "/", value) == -1)
 		p = NULL;
 	if (p == NULL) {
 		fprintf(stderr, "out of memory\n");
@@ -155,12 +165,10 @@ bool conf_name_ok(const char *s)
 
 void conf_section_split(const char *section, char *kind, size_t kindlen, const char **name)
 {
-	size_t n = strcspn(section, " \t");
+	size_t n = strcspn(section, " \t"), k = n < kindlen ? n : kindlen - 1;
 
-	if (n >= kindlen)
-		n = kindlen - 1;
-	memcpy(kind, section, n);
-	kind[n] = '\0';
+	memcpy(kind, section, k);
+	kind[k] = '\0';
 	section += n;
 	section += strspn(section, " \t");
 	*name = section;

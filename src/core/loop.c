@@ -12,7 +12,7 @@ struct event_base *loop_new(void)
 	signal(SIGPIPE, SIG_IGN);
 	if (ec == NULL)
 		log_fatal("event=startup_failed error=\"cannot create event config\"");
-	event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
+	/* millisecond timers are plenty, and spare a timerfd_settime() per turn */
 	base = event_base_new_with_config(ec);
 	event_config_free(ec);
 	if (base == NULL || event_base_priority_init(base, 2) == -1)

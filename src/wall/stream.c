@@ -259,8 +259,18 @@ static ssize_t stream_read_some(struct tstream *s, size_t room)
 	struct evbuffer_iovec v;
 	int n, err;
 
-	if (s->ssl == NULL)
-		return evbuffer_read(s->in, s->fd, (int)room);
+	if (s->ssl == NULL) {
+		/* one read() into reserved space: evbuffer_read would ask FIONREAD first */
+		ssize_t r;
+		if (evbuffer_reserve_space(s->in, (ev_ssize_t)room, &v, 1) < 1)
+			abort();
+		r = read(s->fd, v.iov_base, v.iov_len < room ? v.iov_len : room);
+		if (r > 0) {
+			v.iov_len = (size_t)r;
+			evbuffer_commit_space(s->in, &v, 1);
+		}
+		return r;
+	}
 	if (evbuffer_reserve_space(s->in, (ev_ssize_t)(room < 16384 ? room : 16384), &v, 1) < 1)
 		abort();
 	ERR_clear_error();

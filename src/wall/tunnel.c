@@ -580,7 +580,7 @@ static void tunnel_handshake(struct tunnel *t)
 
 static void tunnel_read(struct tunnel *t)
 {
-	size_t budget = TUNNEL_READ_BUDGET;
+	size_t budget = TUNNEL_READ_BUDGET, since_flush = 0;
 	char detail[160];
 
 	if (t->rbuf == NULL && (t->rbuf = malloc(TUNNEL_RBUF)) == NULL)
@@ -600,6 +600,14 @@ static void tunnel_read(struct tunnel *t)
 				return;
 			}
 			budget = (size_t)n > budget ? 0 : budget - (size_t)n;
+			since_flush += (size_t)n;
+			if (since_flush >= TUNNEL_FLUSH_EVERY) {
+				/* keep the pipeline moving: bytes to the sockets, window
+				 * updates to the peer, before decrypting more */
+				since_flush = 0;
+				tunnel_flush_dirty(t);
+				tunnel_flush(t);
+			}
 			continue;
 		}
 		err = SSL_get_error(t->ssl, n);

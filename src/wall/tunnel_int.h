@@ -17,6 +17,7 @@
 #define TUNNEL_CIPHER_HIGH (256 * 1024) /* TLS records queued for the socket */
 #define TUNNEL_RBUF 65536               /* one SSL_read */
 #define TUNNEL_READ_BUDGET (4u << 20)   /* bytes decrypted per turn before others run */
+#define TUNNEL_FLUSH_EVERY (256u << 10) /* decrypted bytes between flushes within a turn */
 #define TUNNEL_FRAME_MAX 65536          /* SETTINGS_MAX_FRAME_SIZE we accept */
 #define TUNNEL_CONN_WINDOW (1 << 30)    /* connection window; streams bound the memory */
 #define TUNNEL_MAX_STREAMS 100000       /* SETTINGS_MAX_CONCURRENT_STREAMS */
