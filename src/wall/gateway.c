@@ -141,7 +141,7 @@ static void gw_tunnel_up(struct tunnel *t, void *arg)
 
 	/* A reconnecting agent replaces its stale registration at once: same identity and
 	 * slot, or another instance (the process restarted) of the same identity. */
-	for (size_t i = 0; i < gw->ntunnels; i++) {
+	for (size_t i = gw->ntunnels; i-- > 0;) { /* backwards: closing swaps the last in */
 		struct tunnel *u = gw->tunnels[i];
 		if (u == t || strcmp(tunnel_peer(u), tunnel_peer(t)) != 0 ||
 		    tunnel_instance(u)[0] == '\0')

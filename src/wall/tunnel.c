@@ -438,6 +438,15 @@ static int h2_on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, voi
 		if (s != NULL && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
 			tstream_remote_eof(s);
 		break;
+	case NGHTTP2_SETTINGS:
+		/* Agent: the gateway's first SETTINGS proves it accepted our certificate (in
+		 * TLS 1.3 the client finishes its handshake before the server has checked it). */
+		if (t->role == TUNNEL_AGENT && t->state == TUNNEL_HELLO &&
+		    !(frame->hd.flags & NGHTTP2_FLAG_ACK)) {
+			t->state = TUNNEL_UP;
+			t->ops->up(t, t->arg);
+		}
+		break;
 	case NGHTTP2_PING:
 		if (t->role == TUNNEL_GATEWAY && !(frame->hd.flags & NGHTTP2_FLAG_ACK) &&
 		    memcmp(frame->ping.opaque_data, TUNNEL_PING_REHELLO, 8) == 0 &&
@@ -544,8 +553,7 @@ static void tunnel_established(struct tunnel *t)
 		t->state = TUNNEL_HELLO;
 		tunnel_send_hello(t);
 	} else {
-		t->state = TUNNEL_UP;
-		t->ops->up(t, t->arg);
+		t->state = TUNNEL_HELLO; /* up when the gateway's SETTINGS arrive */
 	}
 	tunnel_schedule_flush(t);
 }

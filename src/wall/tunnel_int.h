@@ -27,7 +27,7 @@
 
 enum tunnel_state {
 	TUNNEL_HANDSHAKE = 0,
-	TUNNEL_HELLO, /* gateway: waiting for the agent's hello answer */
+	TUNNEL_HELLO, /* gateway: waiting for hello's answer; agent: for the gateway's SETTINGS */
 	TUNNEL_UP,
 	TUNNEL_DRAIN, /* GOAWAY sent or received */
 };
