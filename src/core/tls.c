@@ -39,12 +39,10 @@ static SSL_CTX *tls_ctx_new(const SSL_METHOD *m, const char *cert, const char *k
 	SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
 	SSL_CTX_set_ciphersuites(ctx, TLS_SUITES);
 	/* Tunnels are few and busy: keep OpenSSL's buffers rather than freeing them after every
-	 * record, and read ahead in large chunks to save system calls. */
+	 * record. The caller's BIO does the socket reads, in large chunks. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_num_tickets(ctx, 0);
-	SSL_CTX_set_read_ahead(ctx, 1);
-	SSL_CTX_set_default_read_buffer_len(ctx, 128 * 1024);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
 		tls_err(err, errlen, "cannot load certificate", cert);
 		goto fail;

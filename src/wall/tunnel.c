@@ -34,6 +34,26 @@ static int cipher_bio_write(BIO *b, const char *data, int len)
 	return len;
 }
 
+/* TLS input: OpenSSL reads records from t->cin, which tunnel_fill() tops up with large
+ * read()s. Reading the socket ourselves costs one copy; OpenSSL's own read-ahead moves its
+ * buffer's tail to the front on every record, which costs several. */
+static int cipher_bio_read(BIO *b, char *out, int len)
+{
+	struct tunnel *t = BIO_get_data(b);
+	size_t n = t->cin.len < (size_t)len ? t->cin.len : (size_t)len;
+
+	BIO_clear_retry_flags(b);
+	if (n == 0) {
+		if (t->sock_eof)
+			return 0;
+		BIO_set_retry_read(b);
+		return -1;
+	}
+	memcpy(out, buf_head(&t->cin), n);
+	buf_consume(&t->cin, n);
+	return (int)n;
+}
+
 static long cipher_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
 	(void)b;
@@ -49,6 +69,7 @@ static BIO_METHOD *cipher_bio_method(void)
 	if (m == NULL) {
 		m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "netwall-cipher");
 		if (m == NULL || BIO_meth_set_write(m, cipher_bio_write) != 1 ||
+		    BIO_meth_set_read(m, cipher_bio_read) != 1 ||
 		    BIO_meth_set_ctrl(m, cipher_bio_ctrl) != 1)
 			log_fatal("event=bug what=bio_method");
 	}
@@ -73,6 +94,7 @@ static void tunnel_destroy(struct tunnel *t)
 	close(t->fd);
 	buf_free(&t->plain);
 	buf_free(&t->cipher);
+	buf_free(&t->cin);
 	if (t->rbuf != NULL)
 		explicit_bzero(t->rbuf, TUNNEL_RBUF);
 	free(t->rbuf);
@@ -578,12 +600,34 @@ static void tunnel_handshake(struct tunnel *t)
 	if (t->reject[0]) {
 		ERR_clear_error();
 		tunnel_handshake_failed(t, t->reject, "");
-	} else if (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
+	} else if (t->sock_eof || (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
+		ERR_clear_error();
 		tunnel_handshake_failed(t, "eof", "");
 	} else {
 		const char *reason = tls_failure_reason(detail, sizeof(detail));
 		tunnel_handshake_failed(t, reason, detail);
 	}
+}
+
+/* One read() from the socket into t->cin. Returns 1 if bytes came, 0 if none are ready,
+ * -1 at EOF or on an error (t->sock_eof is then set, and the BIO reports EOF). */
+static int tunnel_fill(struct tunnel *t)
+{
+	ssize_t n;
+
+	if (t->sock_eof)
+		return -1;
+	if (t->cin.len >= TUNNEL_RAW_CHUNK)
+		return 1;
+	n = read(t->fd, buf_tail(&t->cin, TUNNEL_RAW_CHUNK), TUNNEL_RAW_CHUNK);
+	if (n > 0) {
+		buf_commit(&t->cin, (size_t)n);
+		return 1;
+	}
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	t->sock_eof = true;
+	return -1;
 }
 
 static void tunnel_read(struct tunnel *t)
@@ -619,9 +663,16 @@ static void tunnel_read(struct tunnel *t)
 			continue;
 		}
 		err = SSL_get_error(t->ssl, n);
-		if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+		if (err == SSL_ERROR_WANT_READ) {
+			if (tunnel_fill(t) == 0)
+				break; /* -1: go round once more so OpenSSL sees the EOF */
+			continue;
+		}
+		if (err == SSL_ERROR_WANT_WRITE)
 			break;
-		if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
+		if (t->sock_eof || err == SSL_ERROR_ZERO_RETURN ||
+		    (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
+			ERR_clear_error();
 			tunnel_close(t, "eof");
 		} else {
 			const char *reason = tls_failure_reason(detail, sizeof(detail));
@@ -631,7 +682,7 @@ static void tunnel_read(struct tunnel *t)
 		}
 		return;
 	}
-	if (budget == 0 && SSL_has_pending(t->ssl))
+	if (budget == 0 && t->cin.len > 0)
 		event_active(t->rev, EV_READ, 0);
 	tunnel_flush_dirty(t);
 	tunnel_flush(t);
@@ -644,10 +695,12 @@ static void tunnel_on_read(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	tunnel_busy(t);
-	if (t->state == TUNNEL_HANDSHAKE)
+	if (t->state == TUNNEL_HANDSHAKE) {
+		tunnel_fill(t);
 		tunnel_handshake(t);
-	else
+	} else {
 		tunnel_read(t);
+	}
 	tunnel_unbusy(t);
 }
 
@@ -687,9 +740,10 @@ static void tunnel_on_tick(evutil_socket_t fd, short what, void *arg)
 		nghttp2_submit_ping(t->h2, NGHTTP2_FLAG_NONE, NULL);
 		tunnel_schedule_flush(t);
 	}
-	if (!t->dead && t->plain.len == 0 && t->cipher.len == 0 && now - t->last_rx > 1) {
+	if (!t->dead && t->plain.len == 0 && t->cipher.len == 0 && t->cin.len == 0 && now - t->last_rx > 1) {
 		buf_release(&t->plain);
 		buf_release(&t->cipher);
+		buf_release(&t->cin);
 		if (t->rbuf != NULL) {
 			explicit_bzero(t->rbuf, TUNNEL_RBUF);
 			free(t->rbuf);
@@ -706,7 +760,7 @@ struct tunnel *tunnel_new(struct event_base *base, enum tunnel_role role, int fd
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	struct timeval tick = clock_tv(TUNNEL_TICK);
-	BIO *rbio, *wbio;
+	BIO *bio;
 
 	if (t == NULL)
 		abort();
@@ -723,13 +777,12 @@ struct tunnel *tunnel_new(struct event_base *base, enum tunnel_role role, int fd
 	else
 		snprintf(t->addr, sizeof(t->addr), "?");
 	t->ssl = SSL_new(ctx);
-	rbio = BIO_new_socket(fd, BIO_NOCLOSE);
-	wbio = BIO_new(cipher_bio_method());
-	if (t->ssl == NULL || rbio == NULL || wbio == NULL)
+	bio = BIO_new(cipher_bio_method());
+	if (t->ssl == NULL || bio == NULL)
 		abort();
-	BIO_set_data(wbio, t);
-	BIO_set_init(wbio, 1);
-	SSL_set_bio(t->ssl, rbio, wbio);
+	BIO_set_data(bio, t);
+	BIO_set_init(bio, 1);
+	SSL_set_bio(t->ssl, bio, bio);
 	SSL_set_app_data(t->ssl, t);
 	if (role == TUNNEL_GATEWAY)
 		SSL_set_accept_state(t->ssl);

@@ -16,6 +16,7 @@
 #define TUNNEL_PLAIN_HIGH (256 * 1024)  /* HTTP/2 bytes queued for TLS */
 #define TUNNEL_CIPHER_HIGH (256 * 1024) /* TLS records queued for the socket */
 #define TUNNEL_RBUF 65536               /* one SSL_read */
+#define TUNNEL_RAW_CHUNK (256 * 1024)   /* one read() of TLS records from the socket */
 #define TUNNEL_READ_BUDGET (4u << 20)   /* bytes decrypted per turn before others run */
 #define TUNNEL_FLUSH_EVERY (256u << 10) /* decrypted bytes between flushes within a turn */
 #define TUNNEL_FRAME_MAX 65536          /* SETTINGS_MAX_FRAME_SIZE we accept */
@@ -46,6 +47,7 @@ struct tunnel {
 	enum tunnel_state state;
 	struct buf plain;  /* HTTP/2 output not yet encrypted */
 	struct buf cipher; /* TLS output not yet written */
+	struct buf cin;    /* TLS input not yet decrypted */
 	uint8_t *rbuf;
 	double t0, last_rx, last_ping;
 	struct tstream *streams;
@@ -53,7 +55,7 @@ struct tunnel {
 	struct tstream *dirty; /* streams with bytes for their socket */
 	int32_t hello_id;
 	int busy;
-	bool dead, established, wev_on, flush_on;
+	bool dead, established, wev_on, flush_on, sock_eof;
 	const char *close_reason;
 	char peer[64];
 	char reject[32];
