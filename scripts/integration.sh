@@ -6,10 +6,10 @@ cd "$(dirname "$0")/.."
 ulimit -n 65536 2>/dev/null || true
 rc=0
 echo "== integration tests: release build"
-NETWALL_BIN=$PWD/build/netwall python3 -m pytest -q -p no:cacheprovider tests/integration || rc=1
+NETWALL_BIN=$PWD/build/netwall /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration || rc=1
 echo "== integration tests: sanitizer build"
 NETWALL_BIN=$PWD/build/asan/netwall NETWALL_SANITIZED=1 \
 ASAN_OPTIONS=abort_on_error=0:detect_leaks=1:exitcode=99 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	python3 -m pytest -q -p no:cacheprovider tests/integration || rc=1
+	/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration || rc=1
 exit $rc

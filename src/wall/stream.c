@@ -180,6 +180,11 @@ ssize_t tstream_provide(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t le
 	if (s == NULL)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	avail = evbuffer_get_length(s->in);
+	if (avail == 0 && s->rd_err) {
+		/* what was read before the socket failed has gone out: now the reset */
+		nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, id, NGHTTP2_CONNECT_ERROR);
+		return NGHTTP2_ERR_DEFERRED;
+	}
 	if (avail == 0) {
 		if (!s->rd_eof) {
 			s->deferred = true;
@@ -211,7 +216,7 @@ int tstream_send_data(struct tstream *s, const uint8_t *framehd, size_t length)
 	if (evbuffer_remove(s->in, p + 9, length) != (int)length)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	buf_commit(&t->plain, 9 + length);
-	if (!s->rd_eof && !s->connecting && !s->handshaking &&
+	if (!s->rd_eof && !s->rd_err && !s->connecting && !s->handshaking &&
 	    evbuffer_get_length(s->in) < STREAM_IN_CAP)
 		stream_set_reading(s, true);
 	return 0;
@@ -315,8 +320,13 @@ static void stream_read(struct tstream *s)
 		return;
 	} else {
 		log_debug("event=stream_read_error stream=%d errno=%d", s->id, errno);
-		stream_reset(s, NGHTTP2_CONNECT_ERROR);
-		return;
+		if (evbuffer_get_length(s->in) == 0 || !s->provider) {
+			stream_reset(s, NGHTTP2_CONNECT_ERROR);
+			return;
+		}
+		/* deliver the bytes read before the error, then reset (tstream_provide) */
+		s->rd_err = true;
+		stream_set_reading(s, false);
 	}
 	if (s->provider && s->deferred) {
 		s->deferred = false;

@@ -90,7 +90,7 @@ struct tstream {
 	void *owner;
 	struct tstream_req *req;
 	struct tstream *prev, *next, *dirty_next;
-	bool connecting, handshaking, rd_eof, eof_sent, remote_eof, wr_shut;
+	bool connecting, handshaking, rd_eof, rd_err, eof_sent, remote_eof, wr_shut;
 	bool h2_closed, deferred, reading, writing, dirty, provider, counted, aborted;
 };
 
