@@ -119,6 +119,7 @@ struct gw_load {
 	struct config_agent *agent;     /* section being read */
 	struct config_service *service; /* section being read */
 	bool in_gateway, seen_gateway, bad_section;
+	int gateway_line; /* where [gateway] starts: missing keys are reported there */
 };
 
 static void gw_on_section(struct conf *cf, const char *section)
@@ -137,12 +138,14 @@ static void gw_on_section(struct conf *cf, const char *section)
 		if (l->seen_gateway)
 			conf_error(cf, "[gateway] appears twice");
 		l->in_gateway = l->seen_gateway = true;
+		l->gateway_line = cf->line;
 	} else if (strcmp(kind, "agent") == 0 && conf_name_ok(name)) {
 		if (config_find_agent(g, name) != NULL)
 			conf_error(cf, "[agent %s] appears twice", name);
 		g->agents = config_push(g->agents, &g->nagents, sizeof(*g->agents));
 		l->agent = &g->agents[g->nagents - 1];
 		snprintf(l->agent->name, sizeof(l->agent->name), "%s", name);
+		l->agent->line = cf->line;
 	} else if (strcmp(kind, "service") == 0 && conf_name_ok(name)) {
 		if (config_find_service(g, name) != NULL)
 			conf_error(cf, "[service %s] appears twice", name);
@@ -261,9 +264,9 @@ static void gw_on_key(struct conf *cf, const char *section, const char *key, con
 	}
 }
 
-static void gw_check(struct conf *cf, struct config_gateway *g, bool seen)
+static void gw_check(struct conf *cf, struct config_gateway *g, bool seen, int line)
 {
-	cf->line = 0;
+	cf->line = seen ? line : 1;
 	if (!seen) {
 		conf_error(cf, "missing [gateway] section");
 		return;
@@ -272,6 +275,7 @@ static void gw_check(struct conf *cf, struct config_gateway *g, bool seen)
 	if (g->nlisten == 0)
 		conf_error(cf, "[gateway]: missing required key 'listen' (the agents' address)");
 	for (size_t i = 0; i < g->nagents; i++) {
+		cf->line = g->agents[i].line;
 		if (!g->agents[i].has_fp && g->c.ca == NULL)
 			conf_error(cf, "[agent %s]: missing 'fingerprint' (required unless [gateway] "
 				       "sets 'ca')",
@@ -309,7 +313,7 @@ struct config_gateway *config_gateway_load(const char *file, char **msgs)
 	config_common_defaults(&g->c, 9100);
 	conf_load(&cf);
 	if (cf.errors == 0 || l.seen_gateway)
-		gw_check(&cf, g, l.seen_gateway);
+		gw_check(&cf, g, l.seen_gateway, l.gateway_line);
 	if (cf.errors) {
 		if (msgs != NULL)
 			*msgs = strndup((const char *)buf_head(&cf.msgs), cf.msgs.len);
@@ -354,6 +358,7 @@ struct ag_load {
 	struct config_agentd *a;
 	struct config_target *target;
 	bool in_agent, seen_agent, bad_section;
+	int agent_line;
 };
 
 static void ag_on_section(struct conf *cf, const char *section)
@@ -371,6 +376,7 @@ static void ag_on_section(struct conf *cf, const char *section)
 		if (l->seen_agent)
 			conf_error(cf, "[agent] appears twice");
 		l->in_agent = l->seen_agent = true;
+		l->agent_line = cf->line;
 	} else if (strcmp(kind, "service") == 0 && conf_name_ok(name)) {
 		if (config_find_target(a, name) != NULL)
 			conf_error(cf, "[service %s] appears twice", name);
@@ -472,9 +478,9 @@ static void ag_on_key(struct conf *cf, const char *section, const char *key, con
 	}
 }
 
-static void ag_check(struct conf *cf, struct config_agentd *a, bool seen)
+static void ag_check(struct conf *cf, struct config_agentd *a, bool seen, int line)
 {
-	cf->line = 0;
+	cf->line = seen ? line : 1;
 	if (!seen) {
 		conf_error(cf, "missing [agent] section");
 		return;
@@ -517,7 +523,7 @@ struct config_agentd *config_agent_load(const char *file, char **msgs)
 	a->connect_timeout = 5;
 	conf_load(&cf);
 	if (cf.errors == 0 || l.seen_agent)
-		ag_check(&cf, a, l.seen_agent);
+		ag_check(&cf, a, l.seen_agent, l.agent_line);
 	if (cf.errors) {
 		if (msgs != NULL)
 			*msgs = strndup((const char *)buf_head(&cf.msgs), cf.msgs.len);

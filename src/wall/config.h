@@ -16,6 +16,7 @@
 
 struct config_agent {
 	char name[CONF_NAME_MAX + 1];
+	int line;
 	bool has_fp;
 	uint8_t fp[TLS_FP_LEN];
 };
