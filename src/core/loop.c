@@ -1,5 +1,6 @@
 #include "core/loop.h"
 
+#include <malloc.h>
 #include <signal.h>
 
 #include "core/log.h"
@@ -25,4 +26,18 @@ void loop_free_event(struct event **ev)
 	if (*ev != NULL)
 		event_free(*ev);
 	*ev = NULL;
+}
+
+void loop_trim(uint64_t live)
+{
+	static uint64_t high;
+
+	if (live > high) {
+		high = live;
+		return;
+	}
+	if (high >= 16 && live < high / 2) {
+		malloc_trim(0);
+		high = live;
+	}
 }

@@ -3,6 +3,9 @@
 #define NETWALL_LOOP_H
 
 #include <event2/event.h>
+#include <stdint.h>
+
+#define LOOP_HOUSEKEEPING 2.0 /* seconds between housekeeping turns (heap trim) */
 
 /* The process's one event loop: two priorities (I/O first, then the output flushes that
  * batch a turn's writes), millisecond timers, SIGPIPE ignored. Exits on failure. */
@@ -10,5 +13,11 @@ struct event_base *loop_new(void);
 
 /* Frees *ev if set (libevent's event_free does not accept NULL) and clears it. */
 void loop_free_event(struct event **ev);
+
+/* Gives freed heap back to the kernel once the number of live connections has fallen
+ * below half of its high-water mark since the last call (glibc keeps freed memory in its
+ * arenas otherwise, and a burst of visitors would leave the daemon large). Call it from a
+ * slow timer. */
+void loop_trim(uint64_t live);
 
 #endif

@@ -48,7 +48,7 @@ struct agent {
 	size_t ndialers;
 	struct admin *admin;
 	struct addr admin_addr;
-	struct event *sig_term, *sig_int, *sig_hup, *drain_ev;
+	struct event *sig_term, *sig_int, *sig_hup, *drain_ev, *housekeeping;
 	double drain_deadline;
 	bool draining;
 	struct log_rate rate_dial, rate_visit;
@@ -552,6 +552,14 @@ static void ag_on_signal(evutil_socket_t sig, short what, void *arg)
 	ag_on_drain_tick(-1, 0, ag);
 }
 
+static void ag_on_housekeeping(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	loop_trim(tunnel_stats.streams_open);
+}
+
 struct agent *agent_new(struct event_base *base, const char *path, struct config_agentd *cfg)
 {
 	struct agent *ag = calloc(1, sizeof(*ag));
@@ -577,8 +585,13 @@ struct agent *agent_new(struct event_base *base, const char *path, struct config
 	ag->sig_int = evsignal_new(base, SIGINT, ag_on_signal, ag);
 	ag->sig_hup = evsignal_new(base, SIGHUP, ag_on_signal, ag);
 	ag->drain_ev = evtimer_new(base, ag_on_drain_tick, ag);
-	if (!ag->sig_term || !ag->sig_int || !ag->sig_hup || !ag->drain_ev)
+	ag->housekeeping = event_new(base, -1, EV_PERSIST, ag_on_housekeeping, ag);
+	if (!ag->sig_term || !ag->sig_int || !ag->sig_hup || !ag->drain_ev || !ag->housekeeping)
 		abort();
+	{
+		struct timeval tv = clock_tv(LOOP_HOUSEKEEPING);
+		event_add(ag->housekeeping, &tv);
+	}
 	event_add(ag->sig_term, NULL);
 	event_add(ag->sig_int, NULL);
 	event_add(ag->sig_hup, NULL);
@@ -605,6 +618,7 @@ void agent_free(struct agent *ag)
 		loop_free_event(&ag->sig_int);
 		loop_free_event(&ag->sig_hup);
 		loop_free_event(&ag->drain_ev);
+		loop_free_event(&ag->housekeeping);
 	}
 	ag_target_ctxs_free(ag->target_tls, ag->cfg->ntargets);
 	SSL_CTX_free(ag->ctx);

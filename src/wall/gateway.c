@@ -55,7 +55,7 @@ struct gateway {
 	size_t ntunnels;
 	struct admin *admin;
 	struct addr admin_addr;
-	struct event *sig_term, *sig_int, *sig_hup, *drain_ev;
+	struct event *sig_term, *sig_int, *sig_hup, *drain_ev, *housekeeping;
 	double drain_deadline;
 	bool draining;
 	int status;
@@ -667,6 +667,14 @@ static void gw_on_signal(evutil_socket_t sig, short what, void *arg)
 		gw_drain(gw);
 }
 
+static void gw_on_housekeeping(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	loop_trim(tunnel_stats.streams_open);
+}
+
 struct gateway *gateway_new(struct event_base *base, const char *path, struct config_gateway *cfg)
 {
 	struct gateway *gw = calloc(1, sizeof(*gw));
@@ -685,8 +693,13 @@ struct gateway *gateway_new(struct event_base *base, const char *path, struct co
 	gw->sig_int = evsignal_new(base, SIGINT, gw_on_signal, gw);
 	gw->sig_hup = evsignal_new(base, SIGHUP, gw_on_signal, gw);
 	gw->drain_ev = evtimer_new(base, gw_on_drain_tick, gw);
-	if (!gw->sig_term || !gw->sig_int || !gw->sig_hup || !gw->drain_ev)
+	gw->housekeeping = event_new(base, -1, EV_PERSIST, gw_on_housekeeping, gw);
+	if (!gw->sig_term || !gw->sig_int || !gw->sig_hup || !gw->drain_ev || !gw->housekeeping)
 		abort();
+	{
+		struct timeval tv = clock_tv(LOOP_HOUSEKEEPING);
+		event_add(gw->housekeeping, &tv);
+	}
 	event_add(gw->sig_term, NULL);
 	event_add(gw->sig_int, NULL);
 	event_add(gw->sig_hup, NULL);
@@ -729,6 +742,7 @@ void gateway_free(struct gateway *gw)
 		loop_free_event(&gw->sig_int);
 		loop_free_event(&gw->sig_hup);
 		loop_free_event(&gw->drain_ev);
+		loop_free_event(&gw->housekeeping);
 	}
 	SSL_CTX_free(gw->ctx);
 	config_gateway_free(gw->cfg);

@@ -561,6 +561,8 @@ static void tunnel_established(struct tunnel *t)
 		abort();
 	nghttp2_option_set_no_auto_window_update(opt, 1);
 	nghttp2_option_set_peer_max_concurrent_streams(opt, TUNNEL_MAX_STREAMS);
+	/* no priorities are used: closed streams need not be kept for the tree */
+	nghttp2_option_set_no_closed_streams(opt, 1);
 	if (t->role == TUNNEL_GATEWAY)
 		rc = nghttp2_session_client_new2(&t->h2, h2_callbacks(), t, opt);
 	else
