@@ -6,7 +6,7 @@
 
 #include "core/num.h"
 
-#define CONFIG_WINDOW_MIN (64u * 1024)
+#define CONFIG_WINDOW_MIN (64u * 1024) /* stream_window: 64 KiB .. 1 GiB, both included */
 #define CONFIG_WINDOW_MAX (1u << 30)
 
 static void *config_push(void *arr, size_t *n, size_t size)
@@ -65,6 +65,11 @@ static int config_common_key(struct conf *cf, struct config_common *c, const cha
 {
 	uint64_t n;
 
+	if ((strcmp(key, "cert") == 0 || strcmp(key, "key") == 0 || strcmp(key, "ca") == 0) &&
+	    v[0] == '\0') {
+		conf_error(cf, "%s: empty value (want a file path)", key);
+		return 1;
+	}
 	if (strcmp(key, "cert") == 0) {
 		free(c->cert);
 		c->cert = conf_path(cf, v);
@@ -90,9 +95,9 @@ static int config_common_key(struct conf *cf, struct config_common *c, const cha
 	} else if (strcmp(key, "drain_timeout") == 0) {
 		config_seconds(cf, key, v, 0, 3600, &c->drain_timeout);
 	} else if (strcmp(key, "stream_window") == 0) {
-		if (num_u64(v, CONFIG_WINDOW_MIN, CONFIG_WINDOW_MAX - 1, &n) == -1)
+		if (num_u64(v, CONFIG_WINDOW_MIN, CONFIG_WINDOW_MAX, &n) == -1)
 			conf_error(cf, "stream_window: want bytes between %u and %u, got '%s'",
-				   CONFIG_WINDOW_MIN, CONFIG_WINDOW_MAX - 1, v);
+				   CONFIG_WINDOW_MIN, CONFIG_WINDOW_MAX, v);
 		else
 			c->tp.stream_window = (uint32_t)n;
 	} else {
@@ -241,7 +246,10 @@ static void gw_on_key(struct conf *cf, const char *section, const char *key, con
 		} else if (strcmp(key, "agents") == 0) {
 			conf_list(v, gw_agent_item, &x);
 		} else if (strcmp(key, "allow") == 0) {
-			conf_list(v, gw_allow_item, &x);
+			if (v[0] == '\0')
+				conf_error(cf, "allow: empty value (omit the key to allow everyone)");
+			else
+				conf_list(v, gw_allow_item, &x);
 		} else if (strcmp(key, "max_connections") == 0) {
 			if (num_u64(v, 1, 1000000, &n) == -1)
 				conf_error(cf, "max_connections: want 1..1000000, got '%s'", v);
@@ -397,7 +405,9 @@ static void ag_target_key(struct conf *cf, struct config_target *t, const char *
 	uint16_t port;
 
 	if (strcmp(key, "target") == 0) {
-		if (strncmp(v, "unix:", 5) == 0) {
+		if (strncmp(v, "unix:", 5) == 0 && v[5] == '\0') {
+			conf_error(cf, "target: empty Unix socket path");
+		} else if (strncmp(v, "unix:", 5) == 0) {
 			t->kind = CONFIG_TARGET_UNIX;
 			free(t->unix_path);
 			t->unix_path = conf_path(cf, v + 5);
@@ -566,8 +576,11 @@ int config_kind(const char *file)
 
 	if (f == NULL)
 		return 0;
-	while (kind == 0 && fgets(line, sizeof(line), f) != NULL) {
-		const char *p = line + strspn(line, " \t");
+	for (int n = 1; kind == 0 && fgets(line, sizeof(line), f) != NULL; n++) {
+		const char *p = line;
+		if (n == 1 && strncmp(p, "\xef\xbb\xbf", 3) == 0)
+			p += 3; /* a UTF-8 byte order mark, as conf_load skips it */
+		p += strspn(p, " \t");
 		if (strncmp(p, "[gateway]", 9) == 0)
 			kind = 'g';
 		else if (strncmp(p, "[agent]", 7) == 0)
