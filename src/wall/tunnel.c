@@ -197,28 +197,6 @@ static void tunnel_flush(struct tunnel *t)
 		tunnel_close(t, "drained");
 }
 
-static void tunnel_on_flush(evutil_socket_t fd, short what, void *arg)
-{
-	struct tunnel *t = arg;
-
-	(void)fd;
-	(void)what;
-	t->flush_on = false;
-	tunnel_busy(t);
-	tunnel_flush(t);
-	tunnel_unbusy(t);
-}
-
-/* Output is batched: everything a turn of the loop produced goes out in one flush, which
- * runs after the turn's I/O callbacks (it has the lower priority). */
-void tunnel_schedule_flush(struct tunnel *t)
-{
-	if (t->flush_on || t->dead)
-		return;
-	t->flush_on = true;
-	event_active(t->flush_ev, EV_WRITE, 0);
-}
-
 void tunnel_mark_dirty(struct tunnel *t, struct tstream *s)
 {
 	if (s->dirty)
@@ -237,6 +215,29 @@ static void tunnel_flush_dirty(struct tunnel *t)
 		s->dirty_next = NULL;
 		tstream_flush(s);
 	}
+}
+
+static void tunnel_on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct tunnel *t = arg;
+
+	(void)fd;
+	(void)what;
+	t->flush_on = false;
+	tunnel_busy(t);
+	tunnel_flush_dirty(t);
+	tunnel_flush(t);
+	tunnel_unbusy(t);
+}
+
+/* Output is batched: everything a turn of the loop produced goes out in one flush, which
+ * runs after the turn's I/O callbacks (it has the lower priority). */
+void tunnel_schedule_flush(struct tunnel *t)
+{
+	if (t->flush_on || t->dead)
+		return;
+	t->flush_on = true;
+	event_active(t->flush_ev, EV_WRITE, 0);
 }
 
 /* ---- nghttp2 callbacks ---- */
