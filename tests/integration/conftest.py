@@ -26,6 +26,7 @@ Needs: nginx, redis-server and redis-tools, postgresql 15, curl, openssl,
 iproute2 and nftables (netns test only).
 """
 
+import ctypes
 import hashlib
 import os
 import random
@@ -227,6 +228,25 @@ def closed_within(s, seconds):
         # Bytes arrived (e.g. a TLS alert): keep reading until close.
 
 
+def visitor_closed_within(port, seconds, host="127.0.0.1", source=None, send=b""):
+    """Connect as a visitor (optionally sending bytes) and return the seconds
+    until the gateway closed the connection, or None if it stayed open. A
+    reset that lands while connect() is still returning counts as closed."""
+    start = time.monotonic()
+    try:
+        s = connect(port, host, source)
+    except (ConnectionResetError, ConnectionAbortedError):
+        return time.monotonic() - start
+    with s:
+        if send:
+            try:
+                s.sendall(send)
+            except (ConnectionError, OSError):
+                return time.monotonic() - start
+        took = closed_within(s, seconds)
+    return None if took is None else time.monotonic() - start
+
+
 def echo_works(port, host="127.0.0.1", source=None, timeout=5):
     with connect(port, host, source, timeout) as s:
         return roundtrip(s, timeout=timeout)
@@ -350,6 +370,15 @@ class Proc:
         except AssertionError as e:
             raise AssertionError(f"{e}\n--- {self.name} log tail ---\n{self.tail(40)}") from None
 
+    def wait_log(self, pattern, timeout=5, since=0):
+        """Wait for a log line matching regex `pattern`; return the match."""
+        rx = re.compile(pattern, re.M)
+        try:
+            return wait_until(lambda: rx.search(self.text(since)), timeout,
+                              f"{self.name} log to match {pattern!r}")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n--- {self.name} log tail ---\n{self.tail(40)}") from None
+
     def signal(self, sig):
         os.kill(self.pid, sig)
 
@@ -383,6 +412,19 @@ class Proc:
         return None
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    """In the child before exec: be killed if the test process dies, so an
+    interrupted run leaves no servers behind."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", ": runtime error: ")
+
+
 class Procs:
     """Processes started by one test, stopped in reverse order at teardown."""
 
@@ -410,7 +452,7 @@ class Procs:
             popen = subprocess.Popen(
                 [str(a) for a in argv], stdin=subprocess.DEVNULL, stdout=logf,
                 stderr=subprocess.STDOUT, env=full_env, cwd=cwd,
-                start_new_session=True, **kw)
+                start_new_session=True, preexec_fn=_die_with_parent, **kw)
         finally:
             logf.close()
         p = Proc(name, argv, log_path, popen, stop_signal, check_exit)
@@ -424,7 +466,15 @@ class Procs:
             prob = p.stop()
             if prob:
                 problems.append(prob)
-            if not p.check_exit or p.killed:
+            if not p.check_exit:
+                continue
+            text = p.text()
+            for marker in SANITIZER_MARKERS:
+                if marker in text:
+                    problems.append(f"{p.name} (pid {p.pid}) log has a sanitizer report "
+                                    f"({marker.strip()}); log {p.log_path}")
+                    break
+            if p.killed:
                 continue
             rc = p.returncode
             if rc != 0:
@@ -459,6 +509,15 @@ def parse_metrics(text):
 def http_get(port, path, host="127.0.0.1", timeout=3):
     with urllib.request.urlopen(f"http://{hostport(host, port)}{path}", timeout=timeout) as r:
         return r.status, r.read().decode("utf-8", "replace")
+
+
+def admin_answers(port):
+    """True once an HTTP server answers on port, whatever the status."""
+    try:
+        http_get(port, "/healthz")
+    except urllib.error.HTTPError:
+        pass
+    return True
 
 
 class Admin:
@@ -658,7 +717,7 @@ class Gateway:
                 raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.proc.tail(40)}")
             if self.prefix:   # in another netns: only the listeners can be seen
                 return listening(self.tunnel_port, pid)
-            return http_get(self.admin.port, "/healthz")[0] == 200 and listening(self.tunnel_port)
+            return admin_answers(self.admin.port) and listening(self.tunnel_port)
         wait_until(ready, timeout, f"{self.name} to be ready")
         if not self.prefix:
             for spec in self.services.values():
@@ -696,8 +755,8 @@ class Agent:
             def ready():
                 if not self.proc.alive():
                     raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.proc.tail(40)}")
-                return http_get(self.admin.port, "/healthz")[0] == 200
-            wait_until(ready, 10, f"{self.name} admin /healthz")
+                return admin_answers(self.admin.port)
+            wait_until(ready, 10, f"{self.name} admin listener")
         return self
 
 
@@ -944,13 +1003,14 @@ def www(tmp_path_factory):
     d = tmp_path_factory.mktemp("www")
     sizes = {"empty.bin": 0, "1k.bin": 1024, "64m.bin": 64 * MiB, "256m.bin": 256 * MiB}
     files = {}
+    rnd = random.Random(os.urandom(16))   # fast, and different in every run
     for name, size in sizes.items():
         h = hashlib.sha256()
         path = d / name
         with open(path, "wb") as f:
             left = size
             while left:
-                chunk = os.urandom(min(left, 4 * MiB))
+                chunk = rnd.randbytes(min(left, 4 * MiB))
                 f.write(chunk)
                 h.update(chunk)
                 left -= len(chunk)

@@ -1,5 +1,7 @@
 """HTTP through the wall: curl -> gateway -> agent -> nginx, byte-exact."""
 
+import subprocess
+
 import pytest
 
 from conftest import HAVE_IPV6, curl_sha256, free_port, svc
@@ -21,12 +23,26 @@ def test_body_is_byte_exact(wall, nginx, www, name):
     assert ag.metric("netwall_bytes_in_total") >= want.size
 
 
+def test_admin_endpoints(wall, nginx):
+    web = nginx()
+    gw, ag = wall.stack(web.addr, "web")
+    for admin in (gw.admin, ag.admin):
+        status, body = admin.healthz()
+        assert (status, body.strip()) == (200, "ok")
+        text = admin.metrics_text()
+        for name in ("netwall_tunnels_up", "netwall_streams_open", "netwall_bytes_in_total",
+                     "netwall_bytes_out_total"):
+            assert admin.metric(name) >= 0, name
+    assert gw.metric("netwall_handshake_failures_total") == 0
+    assert "# TYPE netwall_tunnels_up gauge" in gw.admin.metrics_text()
+    assert "# TYPE netwall_bytes_out_total counter" in text
+
+
 def test_several_requests_on_one_visitor_connection(wall, nginx, www):
     """HTTP keep-alive: curl fetches two URLs over one tunneled connection."""
     web = nginx()
     gw, _ = wall.stack(web.addr, "web")
     base = f"http://127.0.0.1:{gw.port('web')}"
-    import subprocess
     r = subprocess.run(["curl", "-sS", "--fail", "-o", "/dev/null", "-o", "/dev/null",
                         "-w", "%{num_connects} %{http_code}\n", f"{base}/1k.bin", f"{base}/1k.bin"],
                        capture_output=True, text=True, timeout=30)

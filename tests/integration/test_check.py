@@ -1,0 +1,191 @@
+"""`netwall check`, `keygen` and `fingerprint`."""
+
+import os
+import shutil
+import stat
+
+import pytest
+
+from conftest import FP_RE, netwall, openssl_fingerprint, openssl_identity
+
+
+@pytest.fixture
+def confdir(tmp_path, keys):
+    """A directory with key files and configs referring to them relatively."""
+    for ident in (keys["gateway"], keys["site-a"]):
+        shutil.copy(ident.crt, tmp_path / ident.crt.name)
+        shutil.copy(ident.key, tmp_path / ident.key.name)
+    return tmp_path
+
+
+def gateway_lines(keys):
+    return [
+        "; gateway for the check tests",
+        "[gateway]",
+        "listen = 127.0.0.1:17443",
+        "listen = [::1]:17443",
+        "cert = gateway.crt",
+        "key = gateway.key",
+        "admin = 127.0.0.1:19100",
+        "drain_timeout = 0.5",
+        "",
+        "[agent site-a]",
+        f"fingerprint = {keys['site-a'].fingerprint}",
+        "",
+        "[service web]",
+        "listen = 127.0.0.1:18080",
+        "agents = site-a",
+        "allow = 127.0.0.0/8, ::1",
+        "allow = 2001:db8::/32",
+        "max_connections = 100",
+        "proxy_protocol = v2",
+        "",
+    ]
+
+
+def agent_lines(keys):
+    return [
+        "[agent]",
+        "gateway = 127.0.0.1:17443",
+        "cert = site-a.crt",
+        "key = site-a.key",
+        f"gateway_fingerprint = {keys['gateway'].fingerprint}",
+        "tunnels = 2",
+        "admin = off",
+        "",
+        "[service web]",
+        "target = 127.0.0.1:18081",
+        "",
+        "[service sock]",
+        "target = unix:/run/some.sock",
+        "",
+    ]
+
+
+def run_check(path):
+    return netwall("check", path)
+
+
+def write(path, lines):
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_valid_gateway_config(confdir, keys):
+    r = run_check(write(confdir / "gateway.ini", gateway_lines(keys)))
+    assert r.returncode == 0, r.stderr
+
+
+def test_valid_agent_config(confdir, keys):
+    r = run_check(write(confdir / "agent.ini", agent_lines(keys)))
+    assert r.returncode == 0, r.stderr
+
+
+def replace(lines, old, new):
+    i = lines.index(old)
+    lines[i] = new
+    return i + 1
+
+
+def insert_after(lines, anchor, new):
+    i = lines.index(anchor)
+    lines.insert(i + 1, new)
+    return i + 2
+
+
+def remove(lines, old, header):
+    lines.remove(old)
+    return lines.index(header) + 1
+
+
+# name: (which config, edit(lines) -> expected 1-based line)
+BAD = {
+    "unknown_key": ("gateway", lambda l: insert_after(l, "key = gateway.key", "colour = blue")),
+    "unknown_section": ("gateway", lambda l: insert_after(l, "", "[bogus]")),
+    "bad_address": ("gateway", lambda l: replace(l, "listen = 127.0.0.1:18080",
+                                                 "listen = 127.0.0.1:notaport")),
+    "port_out_of_range": ("gateway", lambda l: replace(l, "listen = 127.0.0.1:18080",
+                                                       "listen = 127.0.0.1:70000")),
+    "address_no_port": ("gateway", lambda l: replace(l, "listen = 127.0.0.1:17443",
+                                                     "listen = 127.0.0.1")),
+    "bad_cidr_prefix": ("gateway", lambda l: replace(l, "allow = 127.0.0.0/8, ::1",
+                                                     "allow = 127.0.0.0/33")),
+    "bad_cidr_address": ("gateway", lambda l: replace(l, "allow = 2001:db8::/32",
+                                                      "allow = 127.0.0.300/8")),
+    "missing_cert": ("gateway", lambda l: remove(l, "cert = gateway.crt", "[gateway]")),
+    "missing_service_agents": ("gateway", lambda l: remove(l, "agents = site-a", "[service web]")),
+    "bad_fingerprint": ("gateway", lambda l: replace(
+        l, next(x for x in l if x.startswith("fingerprint")), "fingerprint = abcdef")),
+    # A cross-reference: the agents line or its section header both name it.
+    "unknown_agent_in_service": ("gateway", lambda l: (
+        replace(l, "agents = site-a", "agents = site-zz"), l.index("[service web]") + 1)),
+    "bad_proxy_protocol": ("gateway", lambda l: replace(l, "proxy_protocol = v2",
+                                                        "proxy_protocol = v3")),
+    "bad_duration": ("gateway", lambda l: replace(l, "drain_timeout = 0.5",
+                                                  "drain_timeout = soon")),
+    "window_too_small": ("gateway", lambda l: insert_after(l, "drain_timeout = 0.5",
+                                                           "stream_window = 1000")),
+    "agent_unknown_key": ("agent", lambda l: insert_after(l, "tunnels = 2", "tunels = 3")),
+    "agent_tunnels_range": ("agent", lambda l: replace(l, "tunnels = 2", "tunnels = 17")),
+    "agent_missing_target": ("agent", lambda l: remove(l, "target = 127.0.0.1:18081",
+                                                       "[service web]")),
+    "agent_bad_target": ("agent", lambda l: replace(l, "target = 127.0.0.1:18081",
+                                                    "target = 127.0.0.1")),
+    "agent_missing_gateway": ("agent", lambda l: remove(l, "gateway = 127.0.0.1:17443",
+                                                        "[agent]")),
+    "agent_bad_gateway_fingerprint": ("agent", lambda l: replace(
+        l, next(x for x in l if x.startswith("gateway_fingerprint")),
+        "gateway_fingerprint = " + "g" * 64)),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_invalid_config_names_file_and_line(confdir, keys, case):
+    kind, edit = BAD[case]
+    lines = gateway_lines(keys) if kind == "gateway" else agent_lines(keys)
+    want = edit(lines)
+    want = want if isinstance(want, tuple) else (want,)
+    path = write(confdir / f"{case}.ini", lines)
+
+    r = run_check(path)
+
+    assert r.returncode == 1, f"exit {r.returncode}, stderr: {r.stderr!r}"
+    assert any(f"{path}:{n}:" in r.stderr for n in want), (
+        f"expected '{path}:{want[0]}:' (line: {lines[want[0] - 1]!r}) in stderr:\n{r.stderr}")
+
+
+def test_check_missing_file(tmp_path, netwall_bin):
+    r = run_check(tmp_path / "nope.ini")
+    assert r.returncode == 1
+    assert "nope.ini" in r.stderr
+
+
+def test_keygen_fingerprint_matches_openssl(tmp_path, netwall_bin):
+    r = netwall("keygen", "--out", tmp_path, "node")
+    assert r.returncode == 0, r.stderr
+    fp = r.stdout.strip()
+    assert r.stdout == fp + "\n" and FP_RE.match(fp), repr(r.stdout)
+    crt, key = tmp_path / "node.crt", tmp_path / "node.key"
+    assert fp == openssl_fingerprint(crt)
+    assert stat.S_IMODE(os.stat(key).st_mode) & 0o077 == 0, "private key readable by others"
+
+    again = netwall("fingerprint", crt)
+    assert again.returncode == 0 and again.stdout == fp + "\n"
+
+    other = netwall("keygen", "--out", tmp_path, "node2").stdout.strip()
+    assert FP_RE.match(other) and other != fp
+
+
+def test_fingerprint_of_foreign_certificate(tmp_path, netwall_bin):
+    ident = openssl_identity(tmp_path, "foreign", keytype="rsa")
+    r = netwall("fingerprint", ident.crt)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ident.fingerprint + "\n"
+
+
+def test_fingerprint_of_non_certificate_fails(tmp_path, netwall_bin):
+    junk = tmp_path / "junk.crt"
+    junk.write_text("not a certificate\n")
+    r = netwall("fingerprint", junk)
+    assert r.returncode != 0
+    assert r.stdout == ""
