@@ -16,6 +16,7 @@
 
 struct admin {
 	struct evhttp *http;
+	struct addr addr;
 	const struct admin_ops *ops;
 	void *arg;
 };
@@ -72,6 +73,7 @@ struct admin *admin_new(struct event_base *base, const struct addr *a,
 		abort();
 	adm->ops = ops;
 	adm->arg = arg;
+	adm->addr = *a;
 	fd = sock_listen(a, err, errlen);
 	if (fd == -1)
 		goto fail;
@@ -99,6 +101,19 @@ void admin_free(struct admin *adm)
 	if (adm->http != NULL)
 		evhttp_free(adm->http);
 	free(adm);
+}
+
+int admin_reconfigure(struct admin **adm, struct event_base *base, const struct addr *a,
+		      const struct admin_ops *ops, void *arg, char *err, size_t errlen)
+{
+	if (*adm != NULL && a != NULL && addr_equal(&(*adm)->addr, a))
+		return 0;
+	admin_free(*adm);
+	*adm = NULL;
+	if (a == NULL)
+		return 0;
+	*adm = admin_new(base, a, ops, arg, err, errlen);
+	return *adm == NULL ? -1 : 0;
 }
 
 void admin_family(struct evbuffer *out, const char *name, const char *type, const char *help)

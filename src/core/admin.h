@@ -26,6 +26,12 @@ struct admin *admin_new(struct event_base *base, const struct addr *a,
 			const struct admin_ops *ops, void *arg, char *err, size_t errlen);
 void admin_free(struct admin *adm);
 
+/* Makes *adm serve on a (or nothing when a is NULL), keeping the running listener when the
+ * address is unchanged. Returns -1 with err filled if a new address cannot be bound; *adm
+ * is then NULL. */
+int admin_reconfigure(struct admin **adm, struct event_base *base, const struct addr *a,
+		      const struct admin_ops *ops, void *arg, char *err, size_t errlen);
+
 /* Prometheus text helpers: a family header, then samples. labels is "" or 'k="v",k2="v2"'. */
 void admin_family(struct evbuffer *out, const char *name, const char *type, const char *help);
 void admin_sample(struct evbuffer *out, const char *name, const char *labels, uint64_t value);

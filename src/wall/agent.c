@@ -47,7 +47,6 @@ struct agent {
 	struct ag_dialer *dialers;
 	size_t ndialers;
 	struct admin *admin;
-	struct addr admin_addr;
 	struct event *sig_term, *sig_int, *sig_hup, *drain_ev, *housekeeping;
 	double drain_deadline;
 	bool draining;
@@ -338,19 +337,7 @@ static void ag_metrics(struct evbuffer *out, void *arg)
 	admin_sample(out, "netwall_tunnels_up", "", up);
 	admin_family(out, "netwall_tunnels_configured", "gauge", "Tunnels the agent keeps.");
 	admin_sample(out, "netwall_tunnels_configured", "", ag->ndialers);
-	admin_family(out, "netwall_streams_open", "gauge", "Streams open to targets.");
-	admin_sample(out, "netwall_streams_open", "", tunnel_stats.streams_open);
-	admin_family(out, "netwall_streams_total", "counter", "Streams opened to targets.");
-	admin_sample(out, "netwall_streams_total", "", tunnel_stats.streams_total);
-	admin_family(out, "netwall_bytes_in_total", "counter", "Bytes read from targets.");
-	admin_sample(out, "netwall_bytes_in_total", "", tunnel_stats.bytes_in);
-	admin_family(out, "netwall_bytes_out_total", "counter", "Bytes written to targets.");
-	admin_sample(out, "netwall_bytes_out_total", "", tunnel_stats.bytes_out);
-	admin_family(out, "netwall_stream_resets_total", "counter", "Streams ended by a reset.");
-	admin_sample(out, "netwall_stream_resets_total", "", tunnel_stats.resets);
-	admin_family(out, "netwall_handshake_failures_total", "counter",
-		     "Tunnel handshakes that failed.");
-	admin_sample(out, "netwall_handshake_failures_total", "", tunnel_stats.handshake_failures);
+	tunnel_stats_render(out, "targets");
 }
 
 static void ag_status(struct evbuffer *out, void *arg)
@@ -392,18 +379,11 @@ static int ag_admin(struct agent *ag, const struct config_agentd *cfg)
 {
 	char err[256];
 
-	if (ag->admin != NULL && cfg->c.admin_on && addr_equal(&ag->admin_addr, &cfg->c.admin))
-		return 0;
-	admin_free(ag->admin);
-	ag->admin = NULL;
-	if (!cfg->c.admin_on)
-		return 0;
-	ag->admin = admin_new(ag->base, &cfg->c.admin, &ag_admin_ops, ag, err, sizeof(err));
-	if (ag->admin == NULL) {
+	if (admin_reconfigure(&ag->admin, ag->base, cfg->c.admin_on ? &cfg->c.admin : NULL,
+			      &ag_admin_ops, ag, err, sizeof(err)) == -1) {
 		log_error("event=admin_failed error=\"%s\"", err);
 		return -1;
 	}
-	ag->admin_addr = cfg->c.admin;
 	return 0;
 }
 

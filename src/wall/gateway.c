@@ -54,7 +54,6 @@ struct gateway {
 	struct tunnel *tunnels[GW_MAX_TUNNELS];
 	size_t ntunnels;
 	struct admin *admin;
-	struct addr admin_addr;
 	struct event *sig_term, *sig_int, *sig_hup, *drain_ev, *housekeeping;
 	double drain_deadline;
 	bool draining;
@@ -488,19 +487,7 @@ static void gw_metrics(struct evbuffer *out, void *arg)
 		up += tunnel_is_up(gw->tunnels[i]);
 	admin_family(out, "netwall_tunnels_up", "gauge", "Agent tunnels connected and serving.");
 	admin_sample(out, "netwall_tunnels_up", "", up);
-	admin_family(out, "netwall_streams_open", "gauge", "Visitor streams open.");
-	admin_sample(out, "netwall_streams_open", "", tunnel_stats.streams_open);
-	admin_family(out, "netwall_streams_total", "counter", "Visitor streams opened.");
-	admin_sample(out, "netwall_streams_total", "", tunnel_stats.streams_total);
-	admin_family(out, "netwall_bytes_in_total", "counter", "Bytes read from visitors.");
-	admin_sample(out, "netwall_bytes_in_total", "", tunnel_stats.bytes_in);
-	admin_family(out, "netwall_bytes_out_total", "counter", "Bytes written to visitors.");
-	admin_sample(out, "netwall_bytes_out_total", "", tunnel_stats.bytes_out);
-	admin_family(out, "netwall_stream_resets_total", "counter", "Streams ended by a reset.");
-	admin_sample(out, "netwall_stream_resets_total", "", tunnel_stats.resets);
-	admin_family(out, "netwall_handshake_failures_total", "counter",
-		     "Agent connections refused during the TLS handshake.");
-	admin_sample(out, "netwall_handshake_failures_total", "", tunnel_stats.handshake_failures);
+	tunnel_stats_render(out, "visitors");
 	admin_family(out, "netwall_connections_total", "counter", "Visitors accepted per service.");
 	for (size_t i = 0; i < gw->nsvcs; i++) {
 		snprintf(labels, sizeof(labels), "service=\"%s\"", gw->svcs[i]->cfg.name);
@@ -567,18 +554,11 @@ static int gw_admin(struct gateway *gw, const struct config_gateway *cfg)
 {
 	char err[256];
 
-	if (gw->admin != NULL && cfg->c.admin_on && addr_equal(&gw->admin_addr, &cfg->c.admin))
-		return 0;
-	admin_free(gw->admin);
-	gw->admin = NULL;
-	if (!cfg->c.admin_on)
-		return 0;
-	gw->admin = admin_new(gw->base, &cfg->c.admin, &gw_admin_ops, gw, err, sizeof(err));
-	if (gw->admin == NULL) {
+	if (admin_reconfigure(&gw->admin, gw->base, cfg->c.admin_on ? &cfg->c.admin : NULL,
+			      &gw_admin_ops, gw, err, sizeof(err)) == -1) {
 		log_error("event=admin_failed error=\"%s\"", err);
 		return -1;
 	}
-	gw->admin_addr = cfg->c.admin;
 	return 0;
 }
 

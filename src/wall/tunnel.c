@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/admin.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/loop.h"
@@ -18,6 +19,27 @@
 
 struct tunnel_stats tunnel_stats;
 static struct log_rate tunnel_fail_rate;
+
+void tunnel_stats_render(struct evbuffer *out, const char *local)
+{
+	char help[96];
+
+	admin_family(out, "netwall_streams_open", "gauge", "Streams open.");
+	admin_sample(out, "netwall_streams_open", "", tunnel_stats.streams_open);
+	admin_family(out, "netwall_streams_total", "counter", "Streams opened.");
+	admin_sample(out, "netwall_streams_total", "", tunnel_stats.streams_total);
+	snprintf(help, sizeof(help), "Bytes read from %s.", local);
+	admin_family(out, "netwall_bytes_in_total", "counter", help);
+	admin_sample(out, "netwall_bytes_in_total", "", tunnel_stats.bytes_in);
+	snprintf(help, sizeof(help), "Bytes written to %s.", local);
+	admin_family(out, "netwall_bytes_out_total", "counter", help);
+	admin_sample(out, "netwall_bytes_out_total", "", tunnel_stats.bytes_out);
+	admin_family(out, "netwall_stream_resets_total", "counter", "Streams ended by a reset.");
+	admin_sample(out, "netwall_stream_resets_total", "", tunnel_stats.resets);
+	admin_family(out, "netwall_handshake_failures_total", "counter",
+		     "Tunnel TLS handshakes that failed.");
+	admin_sample(out, "netwall_handshake_failures_total", "", tunnel_stats.handshake_failures);
+}
 
 /* ---- TLS output: records go into t->cipher, written in large chunks ---- */
 

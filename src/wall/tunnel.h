@@ -66,6 +66,11 @@ struct tunnel_stats {
 };
 extern struct tunnel_stats tunnel_stats;
 
+/* Appends the tunnel_stats families to a Prometheus page; local names the sockets counted
+ * ("visitors" on the gateway, "targets" on the agent). */
+struct evbuffer;
+void tunnel_stats_render(struct evbuffer *out, const char *local);
+
 #define TUNNEL_PING_REHELLO "nw-hello"
 
 /* Takes ownership of fd (a connected TCP socket) and starts the TLS handshake.
