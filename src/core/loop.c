@@ -16,7 +16,7 @@ struct event_base *loop_new(void)
 	/* millisecond timers are plenty, and spare a timerfd_settime() per turn */
 	base = event_base_new_with_config(ec);
 	event_config_free(ec);
-	if (base == NULL || event_base_priority_init(base, 2) == -1)
+	if (base == NULL)
 		log_fatal("event=startup_failed error=\"cannot create event loop\"");
 	return base;
 }

@@ -252,8 +252,11 @@ static void tunnel_on_flush(evutil_socket_t fd, short what, void *arg)
 	tunnel_unbusy(t);
 }
 
-/* Output is batched: everything a turn of the loop produced goes out in one flush, which
- * runs after the turn's I/O callbacks (it has the lower priority). */
+/* Output is batched: everything a turn of the loop produced goes out in one flush. An event
+ * activated during a turn joins the end of the turn's active queue, so the flush runs after
+ * the I/O callbacks that were already due. It must not have a lower priority: libevent runs
+ * lower priorities only in turns with no higher-priority work, so under steady load the
+ * flush (and with it PINGs and window updates) would starve. */
 void tunnel_schedule_flush(struct tunnel *t)
 {
 	if (t->flush_on || t->dead)
@@ -819,7 +822,6 @@ struct tunnel *tunnel_new(struct event_base *base, enum tunnel_role role, int fd
 	t->flush_ev = event_new(base, -1, 0, tunnel_on_flush, t);
 	if (t->rev == NULL || t->wev == NULL || t->timer == NULL || t->flush_ev == NULL)
 		abort();
-	event_priority_set(t->flush_ev, 1);
 	event_add(t->rev, NULL);
 	event_add(t->timer, &tick);
 	if (role == TUNNEL_AGENT)
