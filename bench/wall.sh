@@ -28,10 +28,10 @@ Markdown table (medians of repeated runs, plus netwall ratios). The table, the d
 description are added to bench/RESULTS.md (newest run first).
 
 Options:
-  --quick            smoke run: 1 repetition, 1 s loads, smaller redis counts (under a minute)
+  --quick            smoke run: 1 repetition, 1 s loads, redis -n 5000 (about a minute)
   --reps N           repetitions of each throughput/rate measurement (default 3; quick 1)
   --duration S       seconds per iperf3 / wrk run (default 5; quick 1)
-  --redis-n N        requests per redis-benchmark test (default 100000; quick 10000)
+  --redis-n N        requests per redis-benchmark test (default 100000; quick 5000)
   --conns N          idle connections for the memory figure (default 1000)
   --paths LIST       comma-separated subset of: direct,netwall,ssh,stunnel (default all)
   --netwall FILE     netwall binary (default \$NETWALL or $REPO/build/netwall)
@@ -47,7 +47,7 @@ EOF
 QUICK=0
 for a in "$@"; do [[ $a == --quick ]] && QUICK=1; done
 if ((QUICK)); then
-    REPS=1; DURATION=1; REDIS_N=10000; SETTLE=0.2; IDLE_WAIT=1
+    REPS=1; DURATION=1; REDIS_N=5000; SETTLE=0.2; IDLE_WAIT=1
 else
     REPS=3; DURATION=5; REDIS_N=100000; SETTLE=1; IDLE_WAIT=2
 fi
@@ -158,19 +158,36 @@ alive() {   # running and not a zombie
     [[ -n $st && $st != Z && $st != X ]]
 }
 
+# wait_gone SECONDS PID... : until none of them is running
+wait_gone() {
+    local limit=$1 p any _
+    shift
+    for _ in $(seq 1 $((limit * 10))); do
+        any=0
+        for p in "$@"; do alive "$p" && { any=1; break; }; done
+        ((any)) || return 0
+        sleep 0.1
+    done
+    return 1
+}
+
 cleanup() {
-    local rc=$? all p any
+    local rc=$? all p i
     trap - EXIT INT TERM
     if ((${#PIDS[@]})); then
         all=$(our_processes)
         log "stopping $(wc -w <<<"$all") background processes"
-        for p in $all; do kill -TERM "$p" 2>/dev/null; done
-        for _ in $(seq 1 50); do
-            any=0
-            for p in $all; do alive "$p" && { any=1; break; }; done
-            ((any)) || break
-            sleep 0.1
+        # newest first: clients and relays go before the servers they use, so server-side
+        # sessions end on their own and are reaped by their parents
+        for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+            p=${PIDS[i]}
+            grep -qx "$p" <<<"$all" || continue
+            kill -TERM "$p" 2>/dev/null
+            wait_gone 1 "$p"
         done
+        # whatever is left of their process trees
+        for p in $all; do alive "$p" && kill -TERM "$p" 2>/dev/null; done
+        wait_gone 3 $all
         for p in $all; do alive "$p" && kill -KILL "$p" 2>/dev/null; done
         wait 2>/dev/null
     fi
@@ -199,6 +216,20 @@ untrack() {
     unset "PID_START[$1]"
 }
 
+# run_client SECONDS OUT ERR CMD... : a bounded load-generating client. It runs in the background
+# and is waited for, so that Ctrl-C interrupts the wait at once and the exit trap stops it.
+run_client() {
+    local limit=$1 out=$2 err=$3 pid rc
+    shift 3
+    timeout "$limit" "$@" >"$out" 2>"$err" &
+    pid=$!
+    track "$pid"
+    wait "$pid"
+    rc=$?
+    untrack "$pid"
+    return "$rc"
+}
+
 listening() { [[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]]; }
 
 # wait_listen PORT WHAT PID [SECONDS]
@@ -219,8 +250,12 @@ show_logs() {
 }
 
 die_path() {
-    local path=$1; shift
+    local path=$1 p; shift
     show_logs "$path"
+    for p in ${TARGET_PIDS:-}; do
+        alive "$p" || printf 'wall.sh: note: target server PID %s (%s) is no longer running; was it stopped from outside?\n' \
+            "$p" "$(tr '\0' ' ' <"$TMP/cmd.$p" 2>/dev/null)" >&2
+    done
     die "path '$path' failed: $*"
 }
 
@@ -232,7 +267,7 @@ median() {
 
 is_num() { [[ $1 =~ ^[0-9]+([.][0-9]+)?([eE][-+]?[0-9]+)?$ ]]; }
 
-add_res() { RES["$1|$2"]="${RES["$1|$2"]:-}${RES["$1|$2"]:+ }$3"; }
+add_res() { RES["$1|$2"]="${RES["$1|$2"]:-}${RES["$1|$2"]:+ }$3"; log "  $2: $1 = $3"; }
 
 # Sum of user+system CPU ticks of the given processes (whole thread groups).
 cpu_ticks() {
@@ -282,7 +317,8 @@ ensure_packages() {
 }
 ensure_packages
 
-PY=$(command -v python3)
+PY=/usr/bin/python3
+[[ -x $PY ]] || PY=$(command -v python3)
 STUNNEL=$(command -v stunnel4 || command -v stunnel)
 SSHD=/usr/sbin/sshd
 
@@ -294,6 +330,7 @@ fi
 want_nofile=$((4 * CONNS + 4096))
 ((want_nofile < 65536)) && want_nofile=65536
 ulimit -n "$want_nofile" 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null
+want_nofile=$(ulimit -n)
 (($(ulimit -n) >= 2 * CONNS + 512)) || die "open-file limit $(ulimit -n) too low for --conns $CONNS"
 
 for port in $P_IPERF $P_REDIS $P_HTTP $NW_TUN $NW_IPERF $NW_REDIS $NW_HTTP $SSH_PORT $SSH_IPERF $SSH_REDIS \
@@ -303,6 +340,19 @@ done
 
 TMP=$(mktemp -d /tmp/netwall-bench.XXXXXX) || die "mktemp failed"
 mkdir -p "$TMP/log"
+
+# The binary under test, frozen for the whole run (the tree may be rebuilt meanwhile), and what it is.
+NETWALL_DESC=""
+if has_path netwall; then
+    mkdir -p "$TMP/bin"
+    cp "$NETWALL" "$TMP/bin/netwall" || die "cannot copy $NETWALL"
+    NETWALL_DESC="$("$TMP/bin/netwall" version 2>/dev/null | head -n 1)"
+    NETWALL_DESC="${NETWALL_DESC:-netwall} (binary sha256 $(sha256sum "$TMP/bin/netwall" | cut -c1-12)"
+    NETWALL_DESC+=", tree at commit $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    [[ -n $(git -C "$REPO" status --porcelain -- src 2>/dev/null) ]] && NETWALL_DESC+=" + uncommitted changes in src/"
+    NETWALL_DESC+=" at start)"
+    NETWALL=$TMP/bin/netwall
+fi
 CLK_TCK=$(getconf CLK_TCK)
 
 # ---------------------------------------------------------------- client helper (python, stdlib only)
@@ -335,7 +385,9 @@ def probe_http(port):
             if not d:
                 break
             buf += d
-    return buf.startswith(b"HTTP/1.1 200") and buf.endswith(b"\n")
+    head, _, body = buf.partition(b"\r\n\r\n")
+    length = [l.split(b":", 1)[1].strip() for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")]
+    return head.startswith(b"HTTP/1.1 200") and length == [str(len(body)).encode()]
 
 def hold(port, n, ready, release, limit):
     # Open n connections to a redis target, prove each is established end to end with a PING,
@@ -455,6 +507,9 @@ EOF
     spawn nginx nginx -p "$TMP/nginx/" -e "$TMP/log/nginx-error.log" -c "$TMP/nginx/nginx.conf"
     local nginx_pid=$LAST_PID
 
+    TARGET_PIDS="$iperf_pid $redis_pid $nginx_pid"
+    local p
+    for p in $TARGET_PIDS; do cat "/proc/$p/cmdline" >"$TMP/cmd.$p" 2>/dev/null; done
     wait_listen "$P_IPERF" "iperf3 server" "$iperf_pid"
     wait_listen "$P_REDIS" "redis-server" "$redis_pid"
     wait_listen "$P_HTTP" "nginx" "$nginx_pid"
@@ -493,7 +548,9 @@ start_netwall() {
     local gw_cert=$KG_CERT gw_key=$KG_KEY gw_fp=$KG_FP
     keygen_netwall "$d/agent-keys" bench-agent
     local ag_cert=$KG_CERT ag_key=$KG_KEY ag_fp=$KG_FP
-    NETWALL_KEYTYPE=$(openssl x509 -in "$gw_cert" -noout -text | awk -F': *' '/Public Key Algorithm/ { print $2; exit }')
+    NETWALL_KEYTYPE=$(openssl x509 -in "$gw_cert" -noout -text |
+        awk -F': *' '/NIST CURVE/ { c = "EC " $2 } /Public-Key:/ && k == "" { k = $0 } END { print (c != "" ? c : k) }' |
+        sed 's/^ *//')
 
     cat >"$d/gateway.ini" <<EOF
 [gateway]
@@ -509,17 +566,14 @@ fingerprint = $ag_fp
 [service iperf]
 listen = 127.0.0.1:$NW_IPERF
 agents = bench
-max_connections = $((2 * CONNS + 1000))
 
 [service redis]
 listen = 127.0.0.1:$NW_REDIS
 agents = bench
-max_connections = $((2 * CONNS + 1000))
 
 [service http]
 listen = 127.0.0.1:$NW_HTTP
 agents = bench
-max_connections = $((2 * CONNS + 1000))
 EOF
     cat >"$d/agent.ini" <<EOF
 [agent]
@@ -664,7 +718,7 @@ wait_path() {
         done
     done
     port=$(port_of "$path" iperf)
-    timeout 30 iperf3 -c 127.0.0.1 -p "$port" -n 1M >"$TMP/log/probe-iperf-$path.log" 2>&1 ||
+    run_client 30 "$TMP/log/probe-iperf-$path.log" "$TMP/log/probe-iperf-$path.log" iperf3 -c 127.0.0.1 -p "$port" -n 1M ||
         die_path "$path" "iperf3 -n 1M through 127.0.0.1:$port failed: $(tail -n 3 "$TMP/log/probe-iperf-$path.log")"
     log "path $path is up"
 }
@@ -681,8 +735,8 @@ measure_iperf() {
     fi
     local try
     for try in 1 2 3; do
-        timeout $((DURATION + 30)) iperf3 -c 127.0.0.1 -p "$port" -t "$DURATION" -P "$streams" -J \
-            >"$TMP/iperf.json" 2>"$TMP/log/iperf-client.err"
+        run_client $((DURATION + 30)) "$TMP/iperf.json" "$TMP/log/iperf-client.err" \
+            iperf3 -c 127.0.0.1 -p "$port" -t "$DURATION" -P "$streams" -J
         if [[ -n $pids ]]; then after=$(cpu_ticks $pids); fi
         out=$("$PY" "$TMP/helper.py" iperf "$TMP/iperf.json" 2>&1) && break
         # a server still finishing the previous test answers "busy": wait and retry
@@ -702,9 +756,11 @@ measure_iperf() {
 measure_redis() {
     local path=$1 port out t v
     port=$(port_of "$path" redis)
-    out=$(timeout 300 redis-benchmark -h 127.0.0.1 -p "$port" -c 50 -n "$REDIS_N" -q -t ping,set,get 2>&1 | tr '\r' '\n')
+    run_client 600 "$TMP/redis.out" "$TMP/redis.out" \
+        redis-benchmark -h 127.0.0.1 -p "$port" -c 50 -n "$REDIS_N" -q -t ping,set,get
+    out=$(tr '\r' '\n' <"$TMP/redis.out")
     for t in PING_MBULK SET GET; do
-        v=$(awk -F'[: ]+' -v k="$t" '$1 == k { print $2; exit }' <<<"$out")
+        v=$(awk -F'[: ]+' -v k="$t" '$1 == k && / requests per second/ { print $2; exit }' <<<"$out")
         is_num "$v" || die_path "$path" "redis-benchmark gave no $t figure: $(tail -n 5 <<<"$out")"
         add_res "redis_${t%_MBULK}" "$path" "$v"
     done
@@ -725,11 +781,17 @@ measure_wrk() {
     port=$(port_of "$path" http)
     local args=(-t2 -c50 -d"${DURATION}s" --latency)
     [[ $mode == close ]] && args+=(-H "Connection: close")
-    out=$(timeout $((DURATION + 60)) wrk "${args[@]}" "http://127.0.0.1:$port/small.html" 2>&1)
+    run_client $((DURATION + 60)) "$TMP/wrk.out" "$TMP/wrk.out" wrk "${args[@]}" "http://127.0.0.1:$port/small.html"
+    out=$(cat "$TMP/wrk.out")
     rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
     is_num "$rps" || die_path "$path" "wrk ($mode) gave no Requests/sec: $(tail -n 5 <<<"$out")"
     errs=$(wrk_errors "$out")
     [[ -n $errs ]] && NOTES+=("wrk $mode via $path: $errs")
+    if ! grep -qE '^ +[1-9][0-9]* requests in ' <<<"$out"; then
+        NOTES+=("wrk $mode via $path: no request completed in ${DURATION} s (counted as 0 req/s, no latency)")
+        add_res "$([[ $mode == keepalive ]] && echo wrk_rps || echo conn_rate)" "$path" 0
+        return 0
+    fi
     if [[ $mode == keepalive ]]; then
         p99=$(awk '$1 == "99%" { v = $2
                   if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 }
@@ -755,6 +817,7 @@ measure_memory() {
     "$PY" "$TMP/helper.py" hold "$port" "$CONNS" "$ready" "$release" 120 >"$TMP/log/hold-$path.log" 2>&1 &
     local hold_pid=$!
     track "$hold_pid"
+    local t0=$EPOCHREALTIME
     for _ in $(seq 1 1200); do
         [[ -e $ready ]] && break
         alive "$hold_pid" || break
@@ -765,6 +828,7 @@ measure_memory() {
         touch "$release"
         die_path "$path" "could not hold $CONNS idle connections: ${st:-no report} $(tail -n 3 "$TMP/log/hold-$path.log")"
     fi
+    log "  $path: $CONNS connections established in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s"
     sleep "$IDLE_WAIT"
     pids=$(relay_pids "$path")   # a relay may have started processes or threads for the connections
     after=$(pss_kib $pids)
@@ -779,6 +843,7 @@ measure_memory() {
 # ---------------------------------------------------------------- run
 
 RUN_DATE=$(date -u)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 log "temporary directory $TMP; paths: ${PATHS[*]}; reps $REPS, ${DURATION}s loads, redis -n $REDIS_N, $CONNS idle conns"
 
 start_targets
@@ -812,6 +877,12 @@ done
 for rep in $(seq 1 "$REPS"); do
     log "wrk Connection: close (new connections), repetition $rep/$REPS"
     for path in "${PATHS[@]}"; do measure_wrk "$path" close; sleep "$SETTLE"; done
+done
+
+# anything a relay logged (netwall runs at log_level = warn, so every line is worth a look)
+for f in netwall-gateway netwall-agent; do
+    [[ -s $TMP/log/$f.log ]] &&
+        NOTES+=("$f logged $(wc -l <"$TMP/log/$f.log") line(s); first: $(head -n 1 "$TMP/log/$f.log" | cut -c1-200)")
 done
 
 # every relay must still be running after the loads
@@ -859,13 +930,12 @@ ratio() {   # netwall value / other value for figure $1 against path $2
 }
 
 REPORT=$TMP/report.md
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 {
     cores=$(nproc)
     cpu_model=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
     mem_total=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
     os_name=$(. /etc/os-release 2>/dev/null && echo "${PRETTY_NAME:-unknown}")
-    nw_rev=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
-    [[ -n $(git -C "$REPO" status --porcelain -- src 2>/dev/null) ]] && nw_rev+=" + uncommitted changes in src/"
     mode="full run"; ((QUICK)) && mode="quick smoke run (--quick; short loads, not for comparison)"
 
     echo "## $RUN_DATE — $mode"
@@ -874,20 +944,23 @@ REPORT=$TMP/report.md
     echo "- Versions: $(openssl version | cut -d' ' -f1-2); $(ssh -V 2>&1 | cut -d, -f1);" \
         "$("$STUNNEL" -version 2>&1 | awk '/^stunnel/ { print $1, $2; exit }');" \
         "$(iperf3 --version | head -n 1 | cut -d' ' -f1-2); $(nginx -v 2>&1 | cut -d' ' -f3);" \
-        "redis $(redis-server --version | grep -o 'v=[^ ]*' | cut -c3-); wrk $(wrk -v 2>&1 | awk 'NR == 1 { print $2 }');" \
-        "netwall at commit $nw_rev"
-    echo "- Settings: median of $REPS repetition(s); iperf3 -t $DURATION (receiver side); redis-benchmark -c 50 -n $REDIS_N -q;" \
+        "redis $(redis-server --version | grep -o 'v=[^ ]*' | cut -c3-); wrk $(wrk -v 2>&1 | awk 'NR == 1 { print $2 }')${NETWALL_DESC:+;}" \
+        "$NETWALL_DESC"
+    echo "- Load average (1/5/15 min) at start: $LOAD_START; at end: $LOAD_END. Other work on the machine during the run skews the figures."
+    echo "- Settings: median of $REPS run(s) per figure (memory: one run); iperf3 -t $DURATION (receiver side); redis-benchmark -c 50 -n $REDIS_N -q;" \
         "wrk -t2 -c50 -d${DURATION}s --latency on a 1 KiB static file (nginx, worker_processes auto);" \
-        "new connections = the same wrk run with \`Connection: close\`; memory = relay PSS (smaps_rollup) growth with $CONNS idle redis connections, divided by $CONNS."
-    echo "- Relay processes counted: netwall gateway + agent (tunnels = 2${NETWALL_KEYTYPE:+, key $NETWALL_KEYTYPE});" \
-        "sshd (all its processes) + ssh client (cipher ${SSH_CIPHER:-default});" \
-        "stunnel client + server (${STUNNEL_CIPHER:-TLS 1.3}, EC P-256, mutual, one TLS session per visitor connection)."
+        "new connections = the same wrk run with \`Connection: close\`; memory = relay PSS (smaps_rollup) growth with $CONNS idle redis connections, divided by $CONNS; GB = 10^9 bytes received."
+    relays=()
+    has_path netwall && relays+=("netwall gateway + agent (tunnels = 2${NETWALL_KEYTYPE:+, key $NETWALL_KEYTYPE}, mutual, one HTTP/2 stream per visitor connection)")
+    has_path ssh && relays+=("sshd (all its processes) + ssh client (default cipher: ${SSH_CIPHER:-unknown})")
+    has_path stunnel && relays+=("stunnel client + server (${STUNNEL_CIPHER:-TLS 1.3}, EC P-256, mutual, one TLS session per visitor connection)")
+    ((${#relays[@]})) && echo "- Relay processes counted: $(printf '%s; ' "${relays[@]}" | sed 's/; $/./')"
     echo
     printf '| figure | better | '
-    for path in "${PATHS[@]}"; do printf '%s | ' "${PATH_LABEL[$path]}"; done
-    has_path netwall && has_path ssh && printf 'netwall/ssh | '
-    has_path netwall && has_path stunnel && printf 'netwall/stunnel | '
-    has_path netwall && has_path direct && printf 'netwall/direct | '
+    for path in "${PATHS[@]}"; do printf '%s |' "${PATH_LABEL[$path]}"; [[ $path == "${PATHS[-1]}" ]] || printf ' '; done
+    has_path netwall && has_path ssh && printf ' netwall/ssh |'
+    has_path netwall && has_path stunnel && printf ' netwall/stunnel |'
+    has_path netwall && has_path direct && printf ' netwall/direct |'
     echo
     printf '|---|---|'
     for path in "${PATHS[@]}"; do printf -- '---:|'; done
@@ -896,15 +969,17 @@ REPORT=$TMP/report.md
     has_path netwall && has_path direct && printf -- '---:|'
     echo
     for f in "${FIGS[@]}"; do
-        printf '| %s | %s | ' "${LABEL[$f]}" "${BETTER[$f]}"
+        printf '| %s | %s |' "${LABEL[$f]}" "${BETTER[$f]}"
+        row=""
         for path in "${PATHS[@]}"; do
             v=${MED["$f|$path"]:-}
-            if [[ -n $v ]]; then printf '%s | ' "$(fmt "${FMT[$f]}" "$v")"; else printf '— | '; fi
+            if [[ -n $v ]]; then row+=" $(fmt "${FMT[$f]}" "$v") |"; else row+=" — |"; fi
         done
-        has_path netwall && has_path ssh && printf '%s | ' "$(ratio "$f" ssh)"
-        has_path netwall && has_path stunnel && printf '%s | ' "$(ratio "$f" stunnel)"
-        has_path netwall && has_path direct && printf '%s | ' "$(ratio "$f" direct)"
-        echo
+        has_path netwall && has_path ssh && row+=" $(ratio "$f" ssh) |"
+        has_path netwall && has_path stunnel && row+=" $(ratio "$f" stunnel) |"
+        has_path netwall && has_path direct && row+=" $(ratio "$f" direct) |"
+        echo "$row"
+
     done
     echo
     if ((REPS > 1)); then
