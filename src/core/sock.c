@@ -53,7 +53,11 @@ static int sock_connect_any(int family, const struct sockaddr *sa, socklen_t len
 		return -1;
 	if (family != AF_UNIX)
 		sock_nodelay(fd);
-	if (connect(fd, sa, len) == -1 && errno != EINPROGRESS) {
+	if (connect(fd, sa, len) == 0) {
+		errno = 0;
+		return fd;
+	}
+	if (errno != EINPROGRESS) {
 		saved = errno;
 		close(fd);
 		errno = saved;

@@ -11,8 +11,9 @@
  * 0.0.0.0 and [::] can be listed side by side). Returns the fd, or -1 with err filled. */
 int sock_listen(const struct addr *a, char *err, size_t errlen);
 
-/* Starts a non-blocking TCP connect (TCP_NODELAY set). Returns the fd, or -1 with errno set;
- * completion is signalled by writability, and sock_error() tells the result. */
+/* Starts a non-blocking TCP connect (TCP_NODELAY set). Returns the fd, or -1 with errno set.
+ * On success errno is 0 if the connection is already made (as on loopback), or EINPROGRESS:
+ * then completion is signalled by writability, and sock_error() tells the result. */
 int sock_connect(const struct sockaddr *sa, socklen_t len);
 /* The same for a Unix stream socket at path. */
 int sock_connect_unix(const char *path);

@@ -1,6 +1,8 @@
 #include "wall/gateway.h"
 
+#include <arpa/inet.h>
 #include <event2/listener.h>
+#include <netinet/in.h>
 #include <openssl/x509.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,6 +30,7 @@ struct gw_listener {
 	struct addr a;
 	struct evconnlistener *l;
 	struct event *pause;
+	bool wildcard; /* bound to 0.0.0.0 or [::] */
 };
 
 struct gw_service {
@@ -257,7 +260,8 @@ static void gw_on_visitor(struct gw_listener *gl, int fd, struct sockaddr *sa)
 	v.proxy = svc->cfg.proxy;
 	memcpy(&v.src, sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
 						     : sizeof(struct sockaddr_in));
-	if (getsockname(fd, (struct sockaddr *)&v.dst, &len) == -1)
+	/* the address the visitor reached: the listener's own, unless it is a wildcard */
+	if (!gl->wildcard || getsockname(fd, (struct sockaddr *)&v.dst, &len) == -1)
 		memcpy(&v.dst, &gl->a.ss, sizeof(v.dst));
 	sock_nodelay(fd);
 	t = gw_pick(svc->gw, svc);
@@ -341,6 +345,9 @@ static struct gw_listener *gw_listen(struct gateway *gw, struct gw_service *svc,
 	gl->gw = gw;
 	gl->svc = svc;
 	gl->a = *a;
+	gl->wildcard = a->ss.ss_family == AF_INET
+			       ? ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == htonl(INADDR_ANY)
+			       : IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
 	gl->l = evconnlistener_new(gw->base, gw_on_accept, gl,
 				   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
 	gl->pause = evtimer_new(gw->base, gw_on_resume, gl);

@@ -78,7 +78,7 @@ void tstream_start(struct tstream *s)
 	tunnel_stats.streams_total++;
 	if (s->connecting)
 		stream_set_writing(s, true);
-	else
+	else if (s->owner != NULL || s->provider)
 		stream_set_reading(s, true);
 }
 
@@ -302,14 +302,24 @@ static void stream_read(struct tstream *s)
 	struct tunnel *t = s->t;
 	size_t have = evbuffer_get_length(s->in);
 	size_t room = have < STREAM_IN_CAP ? STREAM_IN_CAP - have : 0;
+	size_t want;
 	ssize_t n;
 
 	if (room == 0) {
 		stream_set_reading(s, false);
 		return;
 	}
-	n = stream_read_some(s, room < STREAM_READ_CHUNK ? room : STREAM_READ_CHUNK);
+	/* Read sizes adapt: small for request/response traffic (a large reservation would be
+	 * allocated and freed for every message), growing while reads come back full. */
+	if (s->rhint == 0)
+		s->rhint = STREAM_READ_MIN;
+	want = room < s->rhint ? room : s->rhint;
+	n = stream_read_some(s, want);
 	if (n > 0) {
+		if ((size_t)n == want && s->rhint < STREAM_READ_CHUNK)
+			s->rhint *= 2;
+		else if ((size_t)n < want / 4 && s->rhint > STREAM_READ_MIN)
+			s->rhint /= 2;
 		tunnel_stats.bytes_in += (uint64_t)n;
 		if ((size_t)n >= room)
 			stream_set_reading(s, false);
@@ -493,9 +503,11 @@ static void stream_on_timeout(evutil_socket_t fd, short what, void *arg)
 void tstream_connect(struct tstream *s, const struct tstream_target *tg)
 {
 	struct timeval tv = clock_tv(tg->connect_timeout);
+	bool pending;
 	int fd;
 
 	fd = tg->sa != NULL ? sock_connect(tg->sa, tg->salen) : sock_connect_unix(tg->unix_path);
+	pending = errno == EINPROGRESS;
 	if (fd == -1) {
 		log_limited(&stream_log_rate, LOG_WARN,
 			    "event=target_connect_failed stream=%d error=\"%s\"", s->id,
@@ -519,7 +531,12 @@ void tstream_connect(struct tstream *s, const struct tstream_target *tg)
 	if (s->tmo == NULL)
 		abort();
 	evtimer_add(s->tmo, &tv);
-	tstream_start(s);
+	s->connecting = pending;
+	tstream_start(s); /* waits for writability while the connect is pending */
+	if (!pending) {
+		s->connecting = true;
+		stream_connected(s);
+	}
 }
 
 /* ---- events ---- */

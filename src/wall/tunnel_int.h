@@ -23,7 +23,8 @@
 #define TUNNEL_CONN_WINDOW (1 << 30)    /* connection window; streams bound the memory */
 #define TUNNEL_MAX_STREAMS 100000       /* SETTINGS_MAX_CONCURRENT_STREAMS */
 #define STREAM_IN_CAP (512 * 1024)      /* bytes read from a socket, not yet framed */
-#define STREAM_READ_CHUNK (256 * 1024)  /* one read from a socket */
+#define STREAM_READ_CHUNK (256 * 1024)  /* largest read from a socket */
+#define STREAM_READ_MIN (16 * 1024)     /* smallest read from a socket */
 #define STREAM_HDR_MAX 256              /* a header value we keep (service, address) */
 
 enum tunnel_state {
@@ -89,6 +90,7 @@ struct tstream {
 	struct evbuffer *out; /* tunnel -> socket */
 	void *owner;
 	struct tstream_req *req;
+	uint32_t rhint; /* next read size */
 	struct tstream *prev, *next, *dirty_next;
 	bool connecting, handshaking, rd_eof, rd_err, eof_sent, remote_eof, wr_shut;
 	bool h2_closed, deferred, reading, writing, dirty, provider, counted, aborted;
