@@ -11,6 +11,11 @@ struct event_base *loop_new(void)
 	struct event_base *base;
 
 	signal(SIGPIPE, SIG_IGN);
+	/* Buffers come and go with every burst of traffic; left to itself glibc gives the top of
+	 * the heap back and takes it again many times a second (brk and page faults on the hot
+	 * path). Keep it, and give memory back from the housekeeping timer (loop_trim). */
+	mallopt(M_MMAP_THRESHOLD, 4 << 20);
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 	if (ec == NULL)
 		log_fatal("event=startup_failed error=\"cannot create event config\"");
 	/* millisecond timers are plenty, and spare a timerfd_settime() per turn */
