@@ -33,16 +33,10 @@ void loop_free_event(struct event **ev)
 	*ev = NULL;
 }
 
-void loop_trim(uint64_t live)
+void loop_trim(uint64_t live, uint64_t *peak)
 {
-	static uint64_t high;
-
-	if (live > high) {
-		high = live;
-		return;
-	}
-	if (high >= 16 && live < high / 2) {
+	if (*peak >= 16 && live < *peak / 2) {
 		malloc_trim(0);
-		high = live;
+		*peak = live;
 	}
 }

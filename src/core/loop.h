@@ -15,9 +15,9 @@ struct event_base *loop_new(void);
 void loop_free_event(struct event **ev);
 
 /* Gives freed heap back to the kernel once the number of live connections has fallen
- * below half of its high-water mark since the last call (glibc keeps freed memory in its
- * arenas otherwise, and a burst of visitors would leave the daemon large). Call it from a
- * slow timer. */
-void loop_trim(uint64_t live);
+ * below half of its peak since the last trim (glibc keeps freed memory in its arenas, and a
+ * burst of visitors would leave the daemon large). *peak is the high-water mark the caller
+ * keeps up to date; it is reset to live after a trim. Call it from a slow timer. */
+void loop_trim(uint64_t live, uint64_t *peak);
 
 #endif

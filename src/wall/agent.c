@@ -537,7 +537,7 @@ static void ag_on_housekeeping(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	loop_trim(tunnel_stats.streams_open);
+	loop_trim(tunnel_stats.streams_open, &tunnel_stats.streams_peak);
 }
 
 struct agent *agent_new(struct event_base *base, const char *path, struct config_agentd *cfg)

@@ -659,7 +659,7 @@ static void gw_on_housekeeping(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	loop_trim(tunnel_stats.streams_open);
+	loop_trim(tunnel_stats.streams_open, &tunnel_stats.streams_peak);
 }
 
 struct gateway *gateway_new(struct event_base *base, const char *path, struct config_gateway *cfg)

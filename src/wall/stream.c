@@ -76,6 +76,8 @@ void tstream_start(struct tstream *s)
 	s->counted = true;
 	tunnel_stats.streams_open++;
 	tunnel_stats.streams_total++;
+	if (tunnel_stats.streams_open > tunnel_stats.streams_peak)
+		tunnel_stats.streams_peak = tunnel_stats.streams_open;
 	if (s->connecting)
 		stream_set_writing(s, true);
 	else if (s->owner != NULL || s->provider)

@@ -58,6 +58,7 @@ struct tunnel_ops {
 /* Traffic counters, summed over every tunnel of a process. */
 struct tunnel_stats {
 	uint64_t streams_open;
+	uint64_t streams_peak; /* high-water mark of streams_open since the last heap trim */
 	uint64_t streams_total;
 	uint64_t bytes_in;  /* read from local sockets (visitors, targets) */
 	uint64_t bytes_out; /* written to local sockets */
