@@ -18,7 +18,11 @@ struct event_base *loop_new(void)
 	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 	if (ec == NULL)
 		log_fatal("event=startup_failed error=\"cannot create event config\"");
-	/* millisecond timers are plenty, and spare a timerfd_settime() per turn */
+	/* millisecond timers are plenty, and spare a timerfd_settime() per turn; the changelist
+	 * folds a turn's interest changes per fd into at most one epoll_ctl (a stream that stops
+	 * waiting for its connect and starts reading costs one call, not two). netwall never
+	 * dup()s a socket it watches, which is the changelist's one caveat. */
+	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
 	base = event_base_new_with_config(ec);
 	event_config_free(ec);
 	if (base == NULL)
