@@ -154,6 +154,22 @@ bool addr_equal(const struct addr *a, const struct addr *b)
 	return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
+bool addr_same_host(const struct sockaddr *a, const struct sockaddr *b)
+{
+	const uint8_t *a4 = addr_mapped_v4(a), *b4 = addr_mapped_v4(b);
+
+	if (a->sa_family == AF_INET)
+		a4 = (const uint8_t *)&((const struct sockaddr_in *)a)->sin_addr;
+	if (b->sa_family == AF_INET)
+		b4 = (const uint8_t *)&((const struct sockaddr_in *)b)->sin_addr;
+	if (a4 != NULL || b4 != NULL)
+		return a4 != NULL && b4 != NULL && memcmp(a4, b4, 4) == 0;
+	if (a->sa_family != AF_INET6 || b->sa_family != AF_INET6)
+		return false;
+	return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+		      &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
+}
+
 int addr_cidr_parse(const char *s, struct addr_cidr *out)
 {
 	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };

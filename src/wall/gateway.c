@@ -19,6 +19,7 @@
 #include "wall/tunnel.h"
 
 #define GW_MAX_TUNNELS 4096     /* agents' connections, handshaking ones included */
+#define GW_MAX_PENDING_PER_ADDR 16 /* connections in their handshake from one address */
 #define GW_ACCEPT_PAUSE 0.1     /* seconds a listener rests after accept() fails (EMFILE) */
 #define GW_DRAIN_TICK 0.1
 
@@ -275,12 +276,32 @@ static void gw_on_visitor(struct gw_listener *gl, int fd, struct sockaddr *sa)
 	log_debug("event=visitor service=%s peer=%s agent=%s", svc->cfg.name, peer, tunnel_peer(t));
 }
 
-static void gw_on_agent(struct gw_listener *gl, int fd)
+/* True if addr already has GW_MAX_PENDING_PER_ADDR connections still in their handshake:
+ * one source must not fill every tunnel slot and lock the real agents out. */
+static bool gw_too_many_pending(struct gateway *gw, const struct sockaddr *sa)
+{
+	unsigned n = 0;
+
+	for (size_t i = 0; i < gw->ntunnels; i++) {
+		if (!tunnel_is_established(gw->tunnels[i]) &&
+		    addr_same_host((const struct sockaddr *)tunnel_peer_sockaddr(gw->tunnels[i]), sa) &&
+		    ++n >= GW_MAX_PENDING_PER_ADDR)
+			return true;
+	}
+	return false;
+}
+
+static void gw_on_agent(struct gw_listener *gl, int fd, struct sockaddr *sa)
 {
 	struct gateway *gw = gl->gw;
 	struct tunnel *t;
+	char peer[ADDR_STRLEN];
 
-	if (gw->ntunnels == GW_MAX_TUNNELS || gw->draining) {
+	if (gw->ntunnels == GW_MAX_TUNNELS || gw->draining || gw_too_many_pending(gw, sa)) {
+		addr_format(sa, peer, sizeof(peer));
+		tunnel_stats.handshake_failures++;
+		log_limited(&gw->rate_reject, LOG_WARN, "event=handshake_failed peer=%s reason=%s",
+			    peer, gw->draining ? "draining" : "too_many_pending");
 		close(fd);
 		return;
 	}
@@ -303,7 +324,7 @@ static void gw_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct so
 	if (gl->svc != NULL)
 		gw_on_visitor(gl, fd, sa);
 	else
-		gw_on_agent(gl, fd);
+		gw_on_agent(gl, fd, sa);
 }
 
 static void gw_on_resume(evutil_socket_t fd, short what, void *arg)

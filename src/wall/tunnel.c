@@ -785,8 +785,7 @@ struct tunnel *tunnel_new(struct event_base *base, enum tunnel_role role, int fd
 			  const struct tunnel_params *p, const struct tunnel_ops *ops, void *arg)
 {
 	struct tunnel *t = calloc(1, sizeof(*t));
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
+	socklen_t sl = sizeof(t->peer_ss);
 	struct timeval tick = clock_tv(TUNNEL_TICK);
 	BIO *bio;
 
@@ -800,8 +799,8 @@ struct tunnel *tunnel_new(struct event_base *base, enum tunnel_role role, int fd
 	t->arg = arg;
 	t->hello_id = -1;
 	t->t0 = clock_mono();
-	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
-		addr_format((struct sockaddr *)&ss, t->addr, sizeof(t->addr));
+	if (getpeername(fd, (struct sockaddr *)&t->peer_ss, &sl) == 0)
+		addr_format((struct sockaddr *)&t->peer_ss, t->addr, sizeof(t->addr));
 	else
 		snprintf(t->addr, sizeof(t->addr), "?");
 	t->ssl = SSL_new(ctx);
@@ -943,6 +942,11 @@ const char *tunnel_peer_addr(const struct tunnel *t)
 	return t->addr;
 }
 
+const struct sockaddr_storage *tunnel_peer_sockaddr(const struct tunnel *t)
+{
+	return &t->peer_ss;
+}
+
 const char *tunnel_instance(const struct tunnel *t)
 {
 	return t->instance;
@@ -961,6 +965,11 @@ const char *tunnel_services(const struct tunnel *t)
 bool tunnel_is_up(const struct tunnel *t)
 {
 	return !t->dead && t->state == TUNNEL_UP;
+}
+
+bool tunnel_is_established(const struct tunnel *t)
+{
+	return t->established;
 }
 
 size_t tunnel_nstreams(const struct tunnel *t)

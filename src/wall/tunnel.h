@@ -108,10 +108,12 @@ void tunnel_set_peer(struct tunnel *t, const char *name);
 void tunnel_set_reject(struct tunnel *t, const char *reason);
 const char *tunnel_peer(const struct tunnel *t);      /* verified peer name, or "" */
 const char *tunnel_peer_addr(const struct tunnel *t); /* "1.2.3.4:5678" */
+const struct sockaddr_storage *tunnel_peer_sockaddr(const struct tunnel *t);
 const char *tunnel_instance(const struct tunnel *t);  /* gateway: from hello */
 unsigned tunnel_slot(const struct tunnel *t);
 const char *tunnel_services(const struct tunnel *t);  /* gateway: from hello, comma list */
 bool tunnel_is_up(const struct tunnel *t);            /* hello done, not draining */
+bool tunnel_is_established(const struct tunnel *t);   /* TLS handshake done */
 size_t tunnel_nstreams(const struct tunnel *t);
 void *tunnel_user(const struct tunnel *t);
 void tunnel_set_user(struct tunnel *t, void *user);

@@ -61,6 +61,7 @@ struct tunnel {
 	char peer[64];
 	char reject[32];
 	char addr[ADDR_STRLEN];
+	struct sockaddr_storage peer_ss;
 	char instance[33];
 	unsigned slot;
 	char *services;

@@ -470,6 +470,29 @@ static void test_cidr_match_family_mismatch(void **state)
 	assert_false(addr_cidr_match(&c, sa(&ss)));
 }
 
+/* addr_same_host */
+
+static void test_same_host(void **state)
+{
+	struct sockaddr_storage a, b, m;
+
+	(void)state;
+	make_v4(&a, "127.0.0.2", 1000);
+	make_v4(&b, "127.0.0.2", 2000);
+	assert_true(addr_same_host(sa(&a), sa(&b)));       /* ports do not matter */
+	make_v4(&b, "127.0.0.20", 1000);
+	assert_false(addr_same_host(sa(&a), sa(&b)));      /* no prefix matching */
+	make_v6(&m, "::ffff:127.0.0.2", 5);
+	assert_true(addr_same_host(sa(&a), sa(&m)));       /* mapped equals IPv4 */
+	assert_true(addr_same_host(sa(&m), sa(&a)));
+	make_v6(&a, "2001:db8::1", 1);
+	make_v6(&b, "2001:db8::1", 2);
+	assert_true(addr_same_host(sa(&a), sa(&b)));
+	make_v6(&b, "2001:db8::2", 1);
+	assert_false(addr_same_host(sa(&a), sa(&b)));
+	assert_false(addr_same_host(sa(&a), sa(&m)));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -498,6 +521,7 @@ int main(void)
 		cmocka_unit_test(test_cidr_match_mapped),
 		cmocka_unit_test(test_cidr_match_mapped_range),
 		cmocka_unit_test(test_cidr_match_family_mismatch),
+		cmocka_unit_test(test_same_host),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,36 @@
+"""One source cannot fill the gateway's tunnel slots with handshakes that never finish."""
+
+import select
+import socket
+
+from conftest import echo_works, wait_until
+
+PER_ADDR = 16  # GW_MAX_PENDING_PER_ADDR
+
+
+def test_silent_handshakes_from_one_address_are_capped(wall, echo):
+    target = echo()
+    gw, ag = wall.stack(target.addr, "echo")
+    host, port = gw.tunnel_addr.rsplit(":", 1)
+    mark = gw.proc.mark()
+    held = []
+    try:
+        for _ in range(PER_ADDR + 4):
+            s = socket.socket()
+            s.bind(("127.0.0.2", 0))
+            s.connect((host, int(port)))
+            held.append(s)
+        wait_until(lambda: len(gw.proc.events("handshake_failed", since=mark,
+                                              reason="too_many_pending")) >= 4,
+                   5, "the connections over the cap to be refused")
+        # the refused ones are readable (EOF) now; the others are still waiting for a
+        # ClientHello, well inside handshake_timeout
+        readable, _, _ = select.select(held, [], [], 0.5)
+        refused = sum(1 for s in readable if s.recv(1) == b"")
+        assert refused == 4, f"{refused} of {len(held)} silent connections closed at once"
+        # the real agent, from another address, is untouched and visitors still pass
+        assert gw.metric("netwall_tunnels_up") == 2
+        assert echo_works(gw.port("echo"))
+    finally:
+        for s in held:
+            s.close()
