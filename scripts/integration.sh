@@ -3,7 +3,7 @@
 # AddressSanitizer/UndefinedBehaviorSanitizer build (any sanitizer report fails a test).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-ulimit -n 65536 2>/dev/null || true
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 rc=0
 echo "== integration tests: release build"
 NETWALL_BIN=$PWD/build/netwall /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration || rc=1

@@ -2,6 +2,7 @@
 
 #include <malloc.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include "core/log.h"
 
@@ -9,8 +10,14 @@ struct event_base *loop_new(void)
 {
 	struct event_config *ec = event_config_new();
 	struct event_base *base;
+	struct rlimit rl;
 
 	signal(SIGPIPE, SIG_IGN);
+	/* Every visitor costs a descriptor on each side: use all the kernel allows us. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
 	/* Buffers come and go with every burst of traffic; left to itself glibc gives the top of
 	 * the heap back and takes it again many times a second (brk and page faults on the hot
 	 * path). Keep it, and give memory back from the housekeeping timer (loop_trim). */

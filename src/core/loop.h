@@ -8,7 +8,8 @@
 #define LOOP_HOUSEKEEPING 2.0 /* seconds between housekeeping turns (heap trim) */
 
 /* The process's one event loop: one priority (see tunnel_schedule_flush for why),
- * millisecond timers, SIGPIPE ignored. Exits on failure. */
+ * millisecond timers, SIGPIPE ignored, the descriptor limit raised to its hard limit.
+ * Exits on failure. */
 struct event_base *loop_new(void);
 
 /* Frees *ev if set (libevent's event_free does not accept NULL) and clears it. */
