@@ -159,6 +159,7 @@ static void gw_on_section(struct conf *cf, const char *section)
 		snprintf(l->service->name, sizeof(l->service->name), "%s", name);
 		l->service->line = cf->line;
 		l->service->max_connections = 10000;
+		l->service->idle_timeout = 3600;
 	} else {
 		l->bad_section = true;
 		conf_error(cf, "unknown section [%s] (want [gateway], [agent NAME] or "
@@ -255,6 +256,8 @@ static void gw_on_key(struct conf *cf, const char *section, const char *key, con
 				conf_error(cf, "max_connections: want 1..1000000, got '%s'", v);
 			else
 				s->max_connections = n;
+		} else if (strcmp(key, "idle_timeout") == 0) {
+			config_seconds(cf, key, v, 0, 7 * 86400, &s->idle_timeout);
 		} else if (strcmp(key, "proxy_protocol") == 0) {
 			if (strcmp(v, "off") == 0)
 				s->proxy = 0;

@@ -32,6 +32,7 @@ struct config_service {
 	size_t nallow;
 	uint64_t max_connections;
 	int proxy; /* 0, 1 or 2 */
+	double idle_timeout; /* seconds, 0: none */
 };
 
 enum config_target_kind { CONFIG_TARGET_TCP = 0, CONFIG_TARGET_UNIX };

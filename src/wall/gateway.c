@@ -259,6 +259,7 @@ static void gw_on_visitor(struct gw_listener *gl, int fd, struct sockaddr *sa)
 	memset(&v, 0, sizeof(v));
 	v.service = svc->cfg.name;
 	v.proxy = svc->cfg.proxy;
+	v.idle_timeout = svc->cfg.idle_timeout;
 	memcpy(&v.src, sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
 						     : sizeof(struct sockaddr_in));
 	/* the address the visitor reached: the listener's own, unless it is a wildcard */

@@ -258,6 +258,22 @@ void tstream_on_response(struct tstream *s, const char *status)
 		stream_reset(s, NGHTTP2_CANCEL);
 }
 
+/* Resets the streams of t that carried nothing, either way, for their idle limit. */
+void tstream_expire_idle(struct tunnel *t, double now)
+{
+	struct tstream *s = t->streams, *next;
+
+	for (; s != NULL; s = next) {
+		next = s->next;
+		if (s->idle_limit > 0 && s->fd != -1 && now - s->last_io > s->idle_limit) {
+			log_debug("event=stream_idle_timeout stream=%d idle_s=%.1f", s->id,
+				  now - s->last_io);
+			tunnel_stats.idle_timeouts++;
+			stream_reset(s, NGHTTP2_CANCEL);
+		}
+	}
+}
+
 /* ---- socket side ---- */
 
 /* Reads from the socket into s->in. Returns bytes read, 0 at EOF, -1 with errno. */
@@ -323,6 +339,8 @@ static void stream_read(struct tstream *s)
 		else if ((size_t)n < want / 4 && s->rhint > STREAM_READ_MIN)
 			s->rhint /= 2;
 		tunnel_stats.bytes_in += (uint64_t)n;
+		if (s->idle_limit > 0)
+			s->last_io = clock_mono();
 		if ((size_t)n >= room)
 			stream_set_reading(s, false);
 	} else if (n == 0) {
@@ -382,6 +400,8 @@ void tstream_flush(struct tstream *s)
 		ssize_t n = stream_write_some(s);
 		if (n > 0) {
 			tunnel_stats.bytes_out += (uint64_t)n;
+			if (s->idle_limit > 0)
+				s->last_io = clock_mono();
 			if (!s->h2_closed && t->h2 != NULL) {
 				nghttp2_session_consume_stream(t->h2, s->id, (size_t)n);
 				tunnel_schedule_flush(t);

@@ -39,6 +39,9 @@ void tunnel_stats_render(struct evbuffer *out, const char *local)
 	admin_family(out, "netwall_handshake_failures_total", "counter",
 		     "Tunnel TLS handshakes that failed.");
 	admin_sample(out, "netwall_handshake_failures_total", "", tunnel_stats.handshake_failures);
+	admin_family(out, "netwall_stream_idle_timeouts_total", "counter",
+		     "Streams reset after carrying nothing for idle_timeout.");
+	admin_sample(out, "netwall_stream_idle_timeouts_total", "", tunnel_stats.idle_timeouts);
 }
 
 /* ---- TLS output: records go into t->cipher, written in large chunks ---- */
@@ -768,6 +771,8 @@ static void tunnel_on_tick(evutil_socket_t fd, short what, void *arg)
 		nghttp2_submit_ping(t->h2, NGHTTP2_FLAG_NONE, NULL);
 		tunnel_schedule_flush(t);
 	}
+	if (!t->dead && ++t->ticks % 4 == 0)
+		tstream_expire_idle(t, now);
 	if (!t->dead && t->plain.len == 0 && t->cipher.len == 0 && t->cin.len == 0 && now - t->last_rx > 1) {
 		buf_release(&t->plain);
 		buf_release(&t->cipher);
@@ -897,6 +902,8 @@ int tunnel_open(struct tunnel *t, int fd, const struct tunnel_visit *v, void *ow
 	s->fd = fd;
 	s->owner = owner;
 	s->provider = true;
+	s->idle_limit = v->idle_timeout;
+	s->last_io = clock_mono();
 	tstream_start(s);
 	tunnel_schedule_flush(t);
 	return 0;

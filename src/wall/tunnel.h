@@ -36,6 +36,7 @@ struct tunnel_visit {
 	struct sockaddr_storage src; /* the visitor */
 	struct sockaddr_storage dst; /* the gateway address it reached */
 	int proxy;                   /* 0, 1 or 2: PROXY header version to write to the target */
+	double idle_timeout;         /* gateway: seconds without traffic before reset; 0: none */
 };
 
 struct tunnel;
@@ -64,6 +65,7 @@ struct tunnel_stats {
 	uint64_t bytes_out; /* written to local sockets */
 	uint64_t resets;    /* streams ended by a reset, either way */
 	uint64_t handshake_failures;
+	uint64_t idle_timeouts; /* streams reset for carrying nothing for idle_timeout */
 };
 extern struct tunnel_stats tunnel_stats;
 

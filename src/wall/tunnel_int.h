@@ -55,6 +55,7 @@ struct tunnel {
 	size_t nstreams;
 	struct tstream *dirty; /* streams with bytes for their socket */
 	int32_t hello_id;
+	unsigned ticks;
 	int busy;
 	bool dead, established, wev_on, flush_on, sock_eof;
 	const char *close_reason;
@@ -92,6 +93,8 @@ struct tstream {
 	void *owner;
 	struct tstream_req *req;
 	uint32_t rhint; /* next read size */
+	double idle_limit; /* seconds; 0: no idle timeout */
+	double last_io;    /* monotonic time of the last byte either way */
 	struct tstream *prev, *next, *dirty_next;
 	bool connecting, handshaking, rd_eof, rd_err, eof_sent, remote_eof, wr_shut;
 	bool h2_closed, deferred, reading, writing, dirty, provider, counted, aborted;
@@ -110,6 +113,7 @@ void tstream_flush(struct tstream *s);
 void tstream_remote_eof(struct tstream *s);
 void tstream_h2_closed(struct tstream *s, uint32_t code);
 void tstream_on_response(struct tstream *s, const char *status);
+void tstream_expire_idle(struct tunnel *t, double now);
 
 /* tunnel.c, called by stream.c */
 void tunnel_schedule_flush(struct tunnel *t);

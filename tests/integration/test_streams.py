@@ -2,11 +2,13 @@
 ways, and the agent's other target kinds (Unix socket, TLS origination)."""
 
 import os
+import select
 import socket
 import ssl
 import struct
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -232,3 +234,37 @@ def test_tls_origination_refuses_wrong_name(wall, server, tmp_path):
     assert data == b""
     ag.proc.wait_event("target_tls_failed", timeout=5)
     s.close()
+
+
+def test_idle_visitor_is_reset_after_idle_timeout(wall, echo):
+    """idle_timeout = 1: a silent visitor is reset after about a second; one that keeps
+    talking stays, well past the limit."""
+    target = echo()
+    gw, _ = wall.stack(target.addr, "svc", svc_opts={"idle_timeout": "1"})
+    quiet = connect(gw.port("svc"))
+    busy = connect(gw.port("svc"))
+    quiet.sendall(b"q")
+    assert recv_exact(quiet, 1) == b"q"
+    t0 = time.monotonic()
+    closed_after = None
+    while time.monotonic() - t0 < 4:
+        busy.sendall(b"b")
+        assert recv_exact(busy, 1) == b"b"
+        if closed_after is None:
+            r, _, _ = select.select([quiet], [], [], 0.3)
+            if r:
+                try:
+                    gone = quiet.recv(1) == b""
+                except ConnectionResetError:
+                    gone = True
+                if gone:
+                    closed_after = time.monotonic() - t0
+        else:
+            time.sleep(0.3)
+    assert closed_after is not None, "silent visitor still open 4 s into a 1 s idle_timeout"
+    assert 0.9 <= closed_after <= 3, f"silent visitor closed after {closed_after:.2f} s"
+    busy.sendall(b"x")
+    assert recv_exact(busy, 1) == b"x", "the busy visitor was closed too"
+    assert gw.metric("netwall_stream_idle_timeouts_total") == 1
+    quiet.close()
+    busy.close()
