@@ -575,6 +575,7 @@ static void tunnel_established(struct tunnel *t)
 		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, TUNNEL_MAX_STREAMS },
 		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, t->p.stream_window },
 		{ NGHTTP2_SETTINGS_MAX_FRAME_SIZE, TUNNEL_FRAME_MAX },
+		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, TUNNEL_HEADERS_MAX },
 		{ NGHTTP2_SETTINGS_ENABLE_PUSH, 0 },
 	};
 	nghttp2_option *opt;
@@ -600,7 +601,7 @@ static void tunnel_established(struct tunnel *t)
 	if (rc != 0)
 		abort();
 	nghttp2_submit_settings(t->h2, NGHTTP2_FLAG_NONE, iv,
-				t->role == TUNNEL_GATEWAY ? 4 : 3);
+				t->role == TUNNEL_GATEWAY ? 5 : 4);
 	nghttp2_session_set_local_window_size(t->h2, NGHTTP2_FLAG_NONE, 0, TUNNEL_CONN_WINDOW);
 	if (t->role == TUNNEL_GATEWAY) {
 		t->state = TUNNEL_HELLO;

@@ -20,6 +20,7 @@
 #define TUNNEL_READ_BUDGET (4u << 20)   /* bytes decrypted per turn before others run */
 #define TUNNEL_FLUSH_EVERY (256u << 10) /* decrypted bytes between flushes within a turn */
 #define TUNNEL_FRAME_MAX 65536          /* SETTINGS_MAX_FRAME_SIZE we accept */
+#define TUNNEL_HEADERS_MAX 8192         /* SETTINGS_MAX_HEADER_LIST_SIZE we accept */
 #define TUNNEL_CONN_WINDOW (1 << 30)    /* connection window; streams bound the memory */
 #define TUNNEL_MAX_STREAMS 100000       /* SETTINGS_MAX_CONCURRENT_STREAMS */
 #define STREAM_IN_CAP (512 * 1024)      /* bytes read from a socket, not yet framed */
