@@ -103,5 +103,8 @@ clean:
 format:
 	clang-format -i src/*/*.c src/*/*.h tests/unit/*.c
 
+# keep unit test objects between runs
+.SECONDARY:
+
 .PHONY: all asan deps unit integration test run bench fuzz install clean format
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

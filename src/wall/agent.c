@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include "core/admin.h"
 #include "core/backoff.h"
 #include "core/clock.h"
+#include "core/lifecycle.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/sock.h"
@@ -19,7 +19,6 @@
 #include "wall/tunnel.h"
 
 #define AG_STABLE 5.0     /* seconds a tunnel must live before backoff starts over */
-#define AG_DRAIN_TICK 0.1
 
 struct agent;
 
@@ -47,8 +46,7 @@ struct agent {
 	struct ag_dialer *dialers;
 	size_t ndialers;
 	struct admin *admin;
-	struct event *sig_term, *sig_int, *sig_hup, *drain_ev, *housekeeping;
-	double drain_deadline;
+	struct lifecycle *life;
 	bool draining;
 	struct log_rate rate_dial, rate_visit;
 };
@@ -484,43 +482,16 @@ static void ag_reload(struct agent *ag)
 	log_info("event=reloaded services=%s tunnels_kept=%s", ag->services, same ? "yes" : "no");
 }
 
-static void ag_on_drain_tick(evutil_socket_t fd, short what, void *arg)
-{
-	struct agent *ag = arg;
-	struct timeval tv = clock_tv(AG_DRAIN_TICK);
-	bool any = false;
-
-	(void)fd;
-	(void)what;
-	for (size_t i = 0; i < ag->ndialers; i++)
-		any |= ag->dialers[i].t != NULL;
-	if (!any || clock_mono() >= ag->drain_deadline) {
-		log_info("event=stopped streams_left=%llu",
-			 (unsigned long long)tunnel_stats.streams_open);
-		event_base_loopbreak(ag->base);
-		return;
-	}
-	evtimer_add(ag->drain_ev, &tv);
-}
-
-static void ag_on_signal(evutil_socket_t sig, short what, void *arg)
+/* SIGTERM: GOAWAY on every tunnel, no redialling; streams in hand get drain_timeout. */
+static double ag_drain(void *arg)
 {
 	struct agent *ag = arg;
 
-	(void)what;
-	if (sig == SIGHUP) {
-		ag_reload(ag);
-		return;
-	}
-	if (ag->draining)
-		return;
 	ag->draining = true;
-	log_info("event=draining streams=%llu timeout_s=%g",
-		 (unsigned long long)tunnel_stats.streams_open, ag->cfg->c.drain_timeout);
+	log_info("event=drain_started streams=%llu", (unsigned long long)tunnel_stats.streams_open);
 	for (size_t i = 0; i < ag->ndialers; i++) {
 		struct ag_dialer *d = &ag->dialers[i];
 		loop_free_event(&d->ev);
-		d->ev = NULL;
 		if (d->fd != -1) {
 			close(d->fd);
 			d->fd = -1;
@@ -528,17 +499,36 @@ static void ag_on_signal(evutil_socket_t sig, short what, void *arg)
 		if (d->t != NULL)
 			tunnel_drain(d->t);
 	}
-	ag->drain_deadline = clock_mono() + ag->cfg->c.drain_timeout;
-	ag_on_drain_tick(-1, 0, ag);
+	return ag->cfg->c.drain_timeout;
 }
 
-static void ag_on_housekeeping(evutil_socket_t fd, short what, void *arg)
+static bool ag_idle(void *arg)
 {
-	(void)fd;
-	(void)what;
+	struct agent *ag = arg;
+
+	for (size_t i = 0; i < ag->ndialers; i++)
+		if (ag->dialers[i].t != NULL)
+			return false;
+	return true;
+}
+
+static void ag_housekeeping(void *arg)
+{
 	(void)arg;
 	loop_trim(tunnel_stats.streams_open, &tunnel_stats.streams_peak);
 }
+
+static void ag_on_reload(void *arg)
+{
+	ag_reload(arg);
+}
+
+static const struct lifecycle_ops ag_lifecycle_ops = {
+	.reload = ag_on_reload,
+	.drain = ag_drain,
+	.idle = ag_idle,
+	.housekeeping = ag_housekeeping,
+};
 
 struct agent *agent_new(struct event_base *base, const char *path, struct config_agentd *cfg)
 {
@@ -561,20 +551,7 @@ struct agent *agent_new(struct event_base *base, const char *path, struct config
 		agent_free(ag);
 		return NULL;
 	}
-	ag->sig_term = evsignal_new(base, SIGTERM, ag_on_signal, ag);
-	ag->sig_int = evsignal_new(base, SIGINT, ag_on_signal, ag);
-	ag->sig_hup = evsignal_new(base, SIGHUP, ag_on_signal, ag);
-	ag->drain_ev = evtimer_new(base, ag_on_drain_tick, ag);
-	ag->housekeeping = event_new(base, -1, EV_PERSIST, ag_on_housekeeping, ag);
-	if (!ag->sig_term || !ag->sig_int || !ag->sig_hup || !ag->drain_ev || !ag->housekeeping)
-		abort();
-	{
-		struct timeval tv = clock_tv(LOOP_HOUSEKEEPING);
-		event_add(ag->housekeeping, &tv);
-	}
-	event_add(ag->sig_term, NULL);
-	event_add(ag->sig_int, NULL);
-	event_add(ag->sig_hup, NULL);
+	ag->life = lifecycle_new(base, &ag_lifecycle_ops, ag);
 	log_info("event=starting instance=%s gateways=%zu tunnels=%u services=%s", ag->instance,
 		 cfg->ngateways, cfg->tunnels, ag->services);
 	ag_start_dialers(ag);
@@ -593,13 +570,7 @@ void agent_free(struct agent *ag)
 		return;
 	ag_stop_dialers(ag);
 	admin_free(ag->admin);
-	if (ag->sig_term != NULL) {
-		loop_free_event(&ag->sig_term);
-		loop_free_event(&ag->sig_int);
-		loop_free_event(&ag->sig_hup);
-		loop_free_event(&ag->drain_ev);
-		loop_free_event(&ag->housekeeping);
-	}
+	lifecycle_free(ag->life);
 	ag_target_ctxs_free(ag->target_tls, ag->cfg->ntargets);
 	SSL_CTX_free(ag->ctx);
 	free(ag->services);

@@ -4,7 +4,6 @@
 #include <event2/listener.h>
 #include <netinet/in.h>
 #include <openssl/x509.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 
 #include "core/admin.h"
 #include "core/clock.h"
+#include "core/lifecycle.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/sock.h"
@@ -21,7 +21,6 @@
 #define GW_MAX_TUNNELS 4096     /* agents' connections, handshaking ones included */
 #define GW_MAX_PENDING_PER_ADDR 16 /* connections in their handshake from one address */
 #define GW_ACCEPT_PAUSE 0.1     /* seconds a listener rests after accept() fails (EMFILE) */
-#define GW_DRAIN_TICK 0.1
 
 struct gw_service;
 
@@ -58,8 +57,7 @@ struct gateway {
 	struct tunnel *tunnels[GW_MAX_TUNNELS];
 	size_t ntunnels;
 	struct admin *admin;
-	struct event *sig_term, *sig_int, *sig_hup, *drain_ev, *housekeeping;
-	double drain_deadline;
+	struct lifecycle *life;
 	bool draining;
 	int status;
 	struct log_rate rate_reject;
@@ -633,56 +631,44 @@ static void gw_reload(struct gateway *gw)
 	log_info("event=reloaded services=%zu agents=%zu", cfg->nservices, cfg->nagents);
 }
 
-static void gw_on_drain_tick(evutil_socket_t fd, short what, void *arg)
+/* SIGTERM: no new visitors; the streams in hand get drain_timeout to finish. */
+static double gw_drain(void *arg)
 {
 	struct gateway *gw = arg;
-	struct timeval tv = clock_tv(GW_DRAIN_TICK);
 
-	(void)fd;
-	(void)what;
-	if (tunnel_stats.streams_open == 0 || clock_mono() >= gw->drain_deadline) {
-		log_info("event=stopped streams_left=%llu",
-			 (unsigned long long)tunnel_stats.streams_open);
-		event_base_loopbreak(gw->base);
-		return;
-	}
-	evtimer_add(gw->drain_ev, &tv);
-}
-
-static void gw_drain(struct gateway *gw)
-{
-	if (gw->draining)
-		return;
 	gw->draining = true;
-	log_info("event=draining streams=%llu timeout_s=%g",
-		 (unsigned long long)tunnel_stats.streams_open, gw->cfg->c.drain_timeout);
 	for (size_t i = 0; i < gw->nsvcs; i++) {
 		for (size_t j = 0; j < gw->svcs[i]->nls; j++)
 			gw_listener_free(gw->svcs[i]->ls[j]);
 		gw->svcs[i]->nls = 0;
 	}
-	gw->drain_deadline = clock_mono() + gw->cfg->c.drain_timeout;
-	gw_on_drain_tick(-1, 0, gw);
+	log_info("event=drain_started streams=%llu", (unsigned long long)tunnel_stats.streams_open);
+	return gw->cfg->c.drain_timeout;
 }
 
-static void gw_on_signal(evutil_socket_t sig, short what, void *arg)
+static bool gw_idle(void *arg)
 {
-	struct gateway *gw = arg;
-
-	(void)what;
-	if (sig == SIGHUP)
-		gw_reload(gw);
-	else
-		gw_drain(gw);
+	(void)arg;
+	return tunnel_stats.streams_open == 0;
 }
 
-static void gw_on_housekeeping(evutil_socket_t fd, short what, void *arg)
+static void gw_housekeeping(void *arg)
 {
-	(void)fd;
-	(void)what;
 	(void)arg;
 	loop_trim(tunnel_stats.streams_open, &tunnel_stats.streams_peak);
 }
+
+static void gw_on_reload(void *arg)
+{
+	gw_reload(arg);
+}
+
+static const struct lifecycle_ops gw_lifecycle_ops = {
+	.reload = gw_on_reload,
+	.drain = gw_drain,
+	.idle = gw_idle,
+	.housekeeping = gw_housekeeping,
+};
 
 struct gateway *gateway_new(struct event_base *base, const char *path, struct config_gateway *cfg)
 {
@@ -698,20 +684,7 @@ struct gateway *gateway_new(struct event_base *base, const char *path, struct co
 		gateway_free(gw);
 		return NULL;
 	}
-	gw->sig_term = evsignal_new(base, SIGTERM, gw_on_signal, gw);
-	gw->sig_int = evsignal_new(base, SIGINT, gw_on_signal, gw);
-	gw->sig_hup = evsignal_new(base, SIGHUP, gw_on_signal, gw);
-	gw->drain_ev = evtimer_new(base, gw_on_drain_tick, gw);
-	gw->housekeeping = event_new(base, -1, EV_PERSIST, gw_on_housekeeping, gw);
-	if (!gw->sig_term || !gw->sig_int || !gw->sig_hup || !gw->drain_ev || !gw->housekeeping)
-		abort();
-	{
-		struct timeval tv = clock_tv(LOOP_HOUSEKEEPING);
-		event_add(gw->housekeeping, &tv);
-	}
-	event_add(gw->sig_term, NULL);
-	event_add(gw->sig_int, NULL);
-	event_add(gw->sig_hup, NULL);
+	gw->life = lifecycle_new(base, &gw_lifecycle_ops, gw);
 	for (size_t i = 0; i < gw->ntls; i++) {
 		char a[ADDR_STRLEN];
 		addr_format((struct sockaddr *)&gw->tls[i]->a.ss, a, sizeof(a));
@@ -746,13 +719,7 @@ void gateway_free(struct gateway *gw)
 	for (size_t i = 0; i < gw->ntls; i++)
 		gw_listener_free(gw->tls[i]);
 	admin_free(gw->admin);
-	if (gw->sig_term != NULL) {
-		loop_free_event(&gw->sig_term);
-		loop_free_event(&gw->sig_int);
-		loop_free_event(&gw->sig_hup);
-		loop_free_event(&gw->drain_ev);
-		loop_free_event(&gw->housekeeping);
-	}
+	lifecycle_free(gw->life);
 	SSL_CTX_free(gw->ctx);
 	config_gateway_free(gw->cfg);
 	free(gw);
