@@ -604,8 +604,12 @@ static void tunnel_established(struct tunnel *t)
 				t->role == TUNNEL_GATEWAY ? 5 : 4);
 	nghttp2_session_set_local_window_size(t->h2, NGHTTP2_FLAG_NONE, 0, TUNNEL_CONN_WINDOW);
 	if (t->role == TUNNEL_GATEWAY) {
+		const char *first = getenv("NETWALL_TEST_STREAM_ID");
 		t->state = TUNNEL_HELLO;
 		tunnel_send_hello(t);
+		/* test hook: start stream IDs near retirement instead of opening 2^30 streams */
+		if (first != NULL)
+			nghttp2_session_set_next_stream_id(t->h2, (int32_t)strtol(first, NULL, 10));
 	} else {
 		t->state = TUNNEL_HELLO; /* up when the gateway's SETTINGS arrive */
 	}
@@ -750,6 +754,16 @@ static void tunnel_on_write(evutil_socket_t fd, short what, void *arg)
 	tunnel_unbusy(t);
 }
 
+/* Gateway: HTTP/2 stream IDs are 31 bits and never reused, so a tunnel that has opened
+ * about a billion streams stops taking new ones and closes once empty; the agent redials.
+ * The threshold differs per slot so an agent's tunnels do not retire together. */
+static bool tunnel_retiring(const struct tunnel *t)
+{
+	return t->role == TUNNEL_GATEWAY && t->h2 != NULL &&
+	       nghttp2_session_get_next_stream_id(t->h2) >
+		       TUNNEL_RETIRE_ID + (t->slot % 16) * TUNNEL_RETIRE_STAGGER;
+}
+
 static void tunnel_on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct tunnel *t = arg;
@@ -763,6 +777,10 @@ static void tunnel_on_tick(evutil_socket_t fd, short what, void *arg)
 			tunnel_handshake_failed(t, "timeout", "");
 	} else if (t->state == TUNNEL_HELLO && now - t->t0 > t->p.handshake_timeout) {
 		tunnel_close(t, "hello_timeout");
+	} else if (t->nstreams == 0 && tunnel_retiring(t)) {
+		log_info("event=tunnel_retired peer=%s agent=%s slot=%u reason=stream_ids_used",
+			 t->addr, t->peer, t->slot);
+		tunnel_close(t, "retired");
 	} else if (now - t->last_rx > t->p.peer_timeout) {
 		log_info("event=peer_timeout peer=%s silent_s=%.1f", t->addr, now - t->last_rx);
 		tunnel_close(t, "peer_timeout");
@@ -972,7 +990,7 @@ const char *tunnel_services(const struct tunnel *t)
 
 bool tunnel_is_up(const struct tunnel *t)
 {
-	return !t->dead && t->state == TUNNEL_UP;
+	return !t->dead && t->state == TUNNEL_UP && !tunnel_retiring(t);
 }
 
 bool tunnel_is_established(const struct tunnel *t)

@@ -23,6 +23,8 @@
 #define TUNNEL_HEADERS_MAX 8192         /* SETTINGS_MAX_HEADER_LIST_SIZE we accept */
 #define TUNNEL_CONN_WINDOW (1 << 30)    /* connection window; streams bound the memory */
 #define TUNNEL_MAX_STREAMS 100000       /* SETTINGS_MAX_CONCURRENT_STREAMS */
+#define TUNNEL_RETIRE_ID (1 << 30)      /* gateway: stream ID past which a tunnel retires */
+#define TUNNEL_RETIRE_STAGGER (1 << 26) /* ... plus this much per agent slot */
 #define STREAM_IN_CAP (512 * 1024)      /* bytes read from a socket, not yet framed */
 #define STREAM_READ_CHUNK (256 * 1024)  /* largest read from a socket */
 #define STREAM_READ_MIN (16 * 1024)     /* smallest read from a socket */
