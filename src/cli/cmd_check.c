@@ -13,15 +13,20 @@ int cmd_check_main(int argc, char **argv)
 
 	if (argc != 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
 		fputs("usage: netwall check FILE\n\nValidates a gateway or agent config (the kind is "
-		      "told by its [gateway] or [agent]\nsection) without starting anything. Errors "
-		      "are printed as FILE:LINE: message;\nthe exit status is 0 when the file is "
-		      "valid, 1 otherwise.\n",
+		      "told by its [gateway] or [agent]\nsection) without starting anything: every "
+		      "key, and the certificates, keys and CA\nbundles it names are loaded as the "
+		      "daemon would. Errors are printed as\nFILE:LINE: message; the exit status is 0 "
+		      "when the file is valid, 1 otherwise.\n",
 		      argc == 2 ? stdout : stderr);
 		return argc == 2 ? 0 : 2;
 	}
 	kind = config_kind(argv[1]);
 	if (kind == 'g') {
 		struct config_gateway *g = config_gateway_load(argv[1], &msgs);
+		if (g != NULL && config_gateway_check_tls(argv[1], g, &msgs) == -1) {
+			config_gateway_free(g);
+			g = NULL;
+		}
 		if (g != NULL) {
 			printf("%s: ok (gateway: %zu services, %zu agents)\n", argv[1], g->nservices,
 			       g->nagents);
@@ -30,6 +35,10 @@ int cmd_check_main(int argc, char **argv)
 		}
 	} else if (kind == 'a') {
 		struct config_agentd *a = config_agent_load(argv[1], &msgs);
+		if (a != NULL && config_agent_check_tls(argv[1], a, &msgs) == -1) {
+			config_agent_free(a);
+			a = NULL;
+		}
 		if (a != NULL) {
 			printf("%s: ok (agent: %zu gateways, %zu services)\n", argv[1],
 			       a->ngateways, a->ntargets);

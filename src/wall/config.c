@@ -73,12 +73,15 @@ static int config_common_key(struct conf *cf, struct config_common *c, const cha
 	if (strcmp(key, "cert") == 0) {
 		free(c->cert);
 		c->cert = conf_path(cf, v);
+		c->cert_line = cf->line;
 	} else if (strcmp(key, "key") == 0) {
 		free(c->key);
 		c->key = conf_path(cf, v);
+		c->key_line = cf->line;
 	} else if (strcmp(key, "ca") == 0) {
 		free(c->ca);
 		c->ca = conf_path(cf, v);
+		c->ca_line = cf->line;
 	} else if (strcmp(key, "admin") == 0) {
 		c->admin_on = strcmp(v, "off") != 0;
 		if (c->admin_on)
@@ -422,6 +425,7 @@ static void ag_target_key(struct conf *cf, struct config_target *t, const char *
 				t->host[0] = '\0';
 		}
 	} else if (strcmp(key, "tls") == 0) {
+		t->tls_line = cf->line;
 		if (conf_bool(v, &t->tls) == -1)
 			conf_error(cf, "tls: want on or off, got '%s'", v);
 	} else if (strcmp(key, "tls_verify") == 0) {
@@ -591,4 +595,70 @@ int config_kind(const char *file)
 	}
 	fclose(f);
 	return kind;
+}
+
+/* ---- TLS material ---- */
+
+static void config_tls_error(struct buf *out, const char *file, int line, const char *err)
+{
+	char head[64];
+
+	snprintf(head, sizeof(head), ":%d: ", line);
+	buf_append(out, file, strlen(file));
+	buf_append(out, head, strlen(head));
+	buf_append(out, err, strlen(err));
+	buf_append(out, "\n", 1);
+}
+
+static void config_check_common(const char *file, const struct config_common *c, bool server,
+				struct buf *out)
+{
+	char err[512];
+	SSL_CTX *ctx = server ? tls_ctx_server(c->cert, c->key, err, sizeof(err))
+			      : tls_ctx_client(c->cert, c->key, err, sizeof(err));
+
+	if (ctx == NULL) {
+		/* name the line of whichever file OpenSSL could not use */
+		config_tls_error(out, file, strstr(err, c->key) ? c->key_line : c->cert_line, err);
+		return;
+	}
+	if (c->ca != NULL && tls_ctx_load_ca(ctx, c->ca, err, sizeof(err)) == -1)
+		config_tls_error(out, file, c->ca_line, err);
+	SSL_CTX_free(ctx);
+}
+
+static int config_check_done(struct buf *out, char **msgs)
+{
+	if (out->len == 0)
+		return 0;
+	*msgs = strndup((const char *)buf_head(out), out->len);
+	buf_free(out);
+	return -1;
+}
+
+int config_gateway_check_tls(const char *file, const struct config_gateway *g, char **msgs)
+{
+	struct buf out = { 0 };
+
+	config_check_common(file, &g->c, true, &out);
+	return config_check_done(&out, msgs);
+}
+
+int config_agent_check_tls(const char *file, const struct config_agentd *a, char **msgs)
+{
+	struct buf out = { 0 };
+	char err[512];
+
+	config_check_common(file, &a->c, false, &out);
+	for (size_t i = 0; i < a->ntargets; i++) {
+		const struct config_target *t = &a->targets[i];
+		SSL_CTX *ctx;
+		if (!t->tls)
+			continue;
+		ctx = tls_ctx_target(t->tls_ca, t->tls_verify, err, sizeof(err));
+		if (ctx == NULL)
+			config_tls_error(&out, file, t->tls_line, err);
+		SSL_CTX_free(ctx);
+	}
+	return config_check_done(&out, msgs);
 }

@@ -47,6 +47,7 @@ struct config_target {
 	bool tls;
 	bool tls_verify;
 	char *tls_ca;
+	int tls_line; /* where tls was set */
 	char *tls_server_name;
 };
 
@@ -54,6 +55,7 @@ struct config_common {
 	char *cert;
 	char *key;
 	char *ca;
+	int cert_line, key_line, ca_line; /* where they were set, for later errors */
 	bool admin_on;
 	struct addr admin;
 	enum log_level log_level;
@@ -101,5 +103,10 @@ const struct config_agent *config_find_agent(const struct config_gateway *g, con
 const struct config_service *config_find_service(const struct config_gateway *g,
 						 const char *name);
 const struct config_target *config_find_target(const struct config_agentd *a, const char *name);
+
+/* Loads the TLS material a config names (certificate, key, CA bundles) the way the daemon
+ * will. Returns 0, or -1 with msgs set to malloc'd "file:line: message" lines. */
+int config_gateway_check_tls(const char *file, const struct config_gateway *g, char **msgs);
+int config_agent_check_tls(const char *file, const struct config_agentd *a, char **msgs);
 
 #endif

@@ -189,3 +189,31 @@ def test_fingerprint_of_non_certificate_fails(tmp_path, netwall_bin):
     r = netwall("fingerprint", junk)
     assert r.returncode != 0
     assert r.stdout == ""
+
+
+def test_check_loads_tls_material(confdir, keys):
+    """check loads certificates and keys as the daemon would, naming the config line."""
+    lines = gateway_lines(keys)
+    bad = [l.replace("cert = gateway.crt", "cert = missing.crt") for l in lines]
+    r = run_check(write(confdir / "nocert.ini", bad))
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"{confdir / 'nocert.ini'}:5: cannot load certificate"), r.stderr
+
+    (confdir / "garbage.key").write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n")
+    bad = [l.replace("key = gateway.key", "key = garbage.key") for l in lines]
+    r = run_check(write(confdir / "badkey.ini", bad))
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"{confdir / 'badkey.ini'}:6: cannot load private key"), r.stderr
+
+    # a key that is valid but belongs to another certificate
+    bad = [l.replace("key = gateway.key", "key = site-a.key") for l in lines]
+    r = run_check(write(confdir / "mismatch.ini", bad))
+    assert r.returncode == 1 and ":6: " in r.stderr, r.stderr
+
+
+def test_check_loads_target_ca(confdir, keys):
+    lines = agent_lines(keys) + ["[service api]", "target = 127.0.0.1:18443", "tls = on",
+                                 "tls_ca = nowhere.pem", ""]
+    r = run_check(write(confdir / "agent-ca.ini", lines))
+    assert r.returncode == 1
+    assert f"{confdir / 'agent-ca.ini'}:17: cannot load CA bundle" in r.stderr, r.stderr
