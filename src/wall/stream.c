@@ -43,15 +43,25 @@ struct tstream *tstream_new(struct tunnel *t)
 	return s;
 }
 
+/* OpenSSL may hold decrypted bytes a short read left behind: the socket will not say so,
+ * so the read event is fired by hand. */
+static void stream_kick_tls(struct tstream *s)
+{
+	if (s->ssl != NULL && s->reading && !s->handshaking && SSL_has_pending(s->ssl))
+		event_active(s->rev, EV_READ, 0);
+}
+
 static void stream_set_reading(struct tstream *s, bool on)
 {
 	if (on == s->reading || s->fd == -1)
 		return;
 	s->reading = on;
-	if (on)
+	if (on) {
 		event_add(s->rev, NULL);
-	else
+		stream_kick_tls(s);
+	} else {
 		event_del(s->rev);
+	}
 }
 
 static void stream_set_writing(struct tstream *s, bool on)
@@ -343,6 +353,8 @@ static void stream_read(struct tstream *s)
 			s->last_io = clock_mono();
 		if ((size_t)n >= room)
 			stream_set_reading(s, false);
+		else
+			stream_kick_tls(s);
 	} else if (n == 0) {
 		s->rd_eof = true;
 		stream_set_reading(s, false);

@@ -268,3 +268,61 @@ def test_idle_visitor_is_reset_after_idle_timeout(wall, echo):
     assert gw.metric("netwall_stream_idle_timeouts_total") == 1
     quiet.close()
     busy.close()
+
+
+def test_tls_target_bytes_held_by_openssl_are_delivered(wall, server, tmp_path):
+    """The agent's short read from a TLS target leaves part of a record decrypted inside
+    OpenSSL, where the socket no longer signals it. Stop the target exactly when the agent
+    stops reading (the visitor reads nothing yet): every byte must still arrive."""
+    crt, key = tmp_path / "target.crt", tmp_path / "target.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj",
+                    "/CN=target.internal", "-keyout", key, "-out", crt],
+                   check=True, capture_output=True)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(crt, key)
+    box = {}
+    done = threading.Event()
+
+    def handler(conn):
+        recv_exact(conn, 2)
+        record, sent = bytes(range(250)) * 40, 0     # 10,000-byte TLS records
+        while True:
+            before = ag.metric("netwall_bytes_in_total")
+            conn.sendall(record)
+            sent += len(record)
+            # has the agent read everything so far? if not within 0.3 s, it has stopped
+            if not wait_quietly(lambda: ag.metric("netwall_bytes_in_total") - before
+                                >= len(record)):
+                break
+        box["sent"] = sent
+        done.set()
+        time.sleep(30)                               # keep the connection open
+        return sent
+
+    def wait_quietly(pred):
+        try:
+            wait_until(pred, 0.3, "agent read", interval=0.01)
+            return True
+        except AssertionError:
+            return False
+
+    srv = server(handler, tls_ctx=ctx)
+    gw, ag = wall.stack(srv.addr, "svc", target_opts={
+        "tls": "on", "tls_ca": str(crt), "tls_server_name": "target.internal"})
+    v = connect(gw.port("svc"))
+    v.sendall(b"go")
+    assert done.wait(120), "target never saw the agent stop reading"
+    want = box["sent"]
+    got = 0
+    v.settimeout(5)
+    try:
+        while got < want:
+            chunk = v.recv(1 << 20)
+            if not chunk:
+                break
+            got += len(chunk)
+    except socket.timeout:
+        pass
+    v.close()
+    assert got == want, f"visitor got {got} of {want} bytes ({want - got} held back)"
