@@ -39,7 +39,10 @@ static void lifecycle_on_signal(evutil_socket_t sig, short what, void *arg)
 
 	(void)what;
 	if (sig == SIGHUP) {
-		lc->ops->reload(lc->arg);
+		if (lc->draining)
+			log_warn("event=reload_ignored reason=draining");
+		else
+			lc->ops->reload(lc->arg);
 		return;
 	}
 	if (lc->draining)

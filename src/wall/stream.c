@@ -146,6 +146,8 @@ void tstream_free(struct tstream *s)
 	if (s->next != NULL)
 		s->next->prev = s->prev;
 	t->nstreams--;
+	if (t->nstreams == 0 && t->state == TUNNEL_DRAIN)
+		tunnel_schedule_flush(t); /* the flush closes a drained tunnel */
 	evbuffer_free(s->in);
 	evbuffer_free(s->out);
 	if (s->req != NULL) {

@@ -541,7 +541,11 @@ static int h2_on_stream_close(nghttp2_session *h2, int32_t id, uint32_t code, vo
 	struct tstream *s = nghttp2_session_get_stream_user_data(h2, id);
 
 	if (id == t->hello_id) {
-		tunnel_close(t, "bad_hello");
+		/* a re-hello that crossed the agent's GOAWAY is refused: the tunnel is draining,
+		 * not broken */
+		t->hello_id = -1;
+		if (t->state != TUNNEL_DRAIN && code != NGHTTP2_REFUSED_STREAM)
+			tunnel_close(t, "bad_hello");
 		return 0;
 	}
 	if (s != NULL)
