@@ -154,7 +154,17 @@ bool addr_equal(const struct addr *a, const struct addr *b)
 	return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
-bool addr_same_host(const struct sockaddr *a, const struct sockaddr *b)
+static bool addr_prefix_equal(const uint8_t *a, const uint8_t *b, unsigned bits)
+{
+	unsigned full = bits / 8, rest = bits % 8;
+
+	if (memcmp(a, b, full) != 0)
+		return false;
+	return rest == 0 || ((a[full] ^ b[full]) & (uint8_t)(0xffu << (8 - rest))) == 0;
+}
+
+bool addr_same_net(const struct sockaddr *a, const struct sockaddr *b, unsigned v4_bits,
+		   unsigned v6_bits)
 {
 	const uint8_t *a4 = addr_mapped_v4(a), *b4 = addr_mapped_v4(b);
 
@@ -163,11 +173,12 @@ bool addr_same_host(const struct sockaddr *a, const struct sockaddr *b)
 	if (b->sa_family == AF_INET)
 		b4 = (const uint8_t *)&((const struct sockaddr_in *)b)->sin_addr;
 	if (a4 != NULL || b4 != NULL)
-		return a4 != NULL && b4 != NULL && memcmp(a4, b4, 4) == 0;
+		return a4 != NULL && b4 != NULL && addr_prefix_equal(a4, b4, v4_bits > 32 ? 32 : v4_bits);
 	if (a->sa_family != AF_INET6 || b->sa_family != AF_INET6)
 		return false;
-	return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-		      &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
+	return addr_prefix_equal(((const struct sockaddr_in6 *)a)->sin6_addr.s6_addr,
+				 ((const struct sockaddr_in6 *)b)->sin6_addr.s6_addr,
+				 v6_bits > 128 ? 128 : v6_bits);
 }
 
 int addr_cidr_parse(const char *s, struct addr_cidr *out)

@@ -39,8 +39,10 @@ void addr_format_host(const struct sockaddr *sa, char *buf, size_t len);
 
 uint16_t addr_port(const struct sockaddr *sa);
 bool addr_equal(const struct addr *a, const struct addr *b);
-/* True if a and b are the same IP host (ports ignored; IPv4-mapped IPv6 equals IPv4). */
-bool addr_same_host(const struct sockaddr *a, const struct sockaddr *b);
+/* True if a and b are in the same network: their first v4_bits (IPv4) or v6_bits (IPv6)
+ * bits agree. Ports are ignored; IPv4-mapped IPv6 counts as IPv4. 32/128 compare hosts. */
+bool addr_same_net(const struct sockaddr *a, const struct sockaddr *b, unsigned v4_bits,
+		   unsigned v6_bits);
 
 /* Parses "10.0.0.0/8", "2001:db8::/32" or a single address (a /32 or /128). Host bits
  * beyond the prefix must be zero. */

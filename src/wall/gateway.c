@@ -19,7 +19,8 @@
 #include "wall/tunnel.h"
 
 #define GW_MAX_TUNNELS 4096     /* agents' connections, handshaking ones included */
-#define GW_MAX_PENDING_PER_ADDR 16 /* connections in their handshake from one address */
+#define GW_MAX_PENDING 256        /* connections in their handshake, all together */
+#define GW_MAX_PENDING_PER_NET 16  /* ... from one /24 or /64 */
 #define GW_ACCEPT_PAUSE 0.1     /* seconds a listener rests after accept() fails (EMFILE) */
 
 struct gw_service;
@@ -277,30 +278,49 @@ static void gw_on_visitor(struct gw_listener *gl, int fd, struct sockaddr *sa)
 
 /* True if addr already has GW_MAX_PENDING_PER_ADDR connections still in their handshake:
  * one source must not fill every tunnel slot and lock the real agents out. */
-static bool gw_too_many_pending(struct gateway *gw, const struct sockaddr *sa)
+/* Handshakes not yet done: one network (a /24 or a /64) may hold GW_MAX_PENDING_PER_NET of
+ * them, and all together GW_MAX_PENDING; past that the oldest is dropped, since a real agent
+ * finishes its handshake in milliseconds and a squatter holds its slot for the timeout.
+ * Returns the reason to refuse the new connection, or NULL. */
+static const char *gw_admit_pending(struct gateway *gw, const struct sockaddr *sa)
 {
-	unsigned n = 0;
+	struct tunnel *oldest = NULL;
+	unsigned same = 0, pending = 0;
 
 	for (size_t i = 0; i < gw->ntunnels; i++) {
-		if (!tunnel_is_established(gw->tunnels[i]) &&
-		    addr_same_host((const struct sockaddr *)tunnel_peer_sockaddr(gw->tunnels[i]), sa) &&
-		    ++n >= GW_MAX_PENDING_PER_ADDR)
-			return true;
+		struct tunnel *t = gw->tunnels[i];
+		if (tunnel_is_established(t))
+			continue;
+		pending++;
+		if (oldest == NULL || tunnel_age(t) > tunnel_age(oldest))
+			oldest = t;
+		if (addr_same_net((const struct sockaddr *)tunnel_peer_sockaddr(t), sa, 24, 64) &&
+		    ++same >= GW_MAX_PENDING_PER_NET)
+			return "too_many_pending";
 	}
-	return false;
+	if (pending >= GW_MAX_PENDING && oldest != NULL) {
+		tunnel_stats.handshake_failures++;
+		log_limited(&gw->rate_reject, LOG_WARN,
+			    "event=handshake_failed peer=%s reason=evicted", tunnel_peer_addr(oldest));
+		tunnel_close(oldest, "evicted");
+	}
+	if (gw->ntunnels == GW_MAX_TUNNELS)
+		return "tunnels_full";
+	return NULL;
 }
 
 static void gw_on_agent(struct gw_listener *gl, int fd, struct sockaddr *sa)
 {
 	struct gateway *gw = gl->gw;
-	struct tunnel *t;
 	char peer[ADDR_STRLEN];
+	struct tunnel *t;
+	const char *refuse = gw->draining ? "draining" : gw_admit_pending(gw, sa);
 
-	if (gw->ntunnels == GW_MAX_TUNNELS || gw->draining || gw_too_many_pending(gw, sa)) {
+	if (refuse != NULL) {
 		addr_format(sa, peer, sizeof(peer));
 		tunnel_stats.handshake_failures++;
 		log_limited(&gw->rate_reject, LOG_WARN, "event=handshake_failed peer=%s reason=%s",
-			    peer, gw->draining ? "draining" : "too_many_pending");
+			    peer, refuse);
 		close(fd);
 		return;
 	}

@@ -997,6 +997,11 @@ bool tunnel_is_up(const struct tunnel *t)
 	return !t->dead && t->state == TUNNEL_UP && !tunnel_retiring(t);
 }
 
+double tunnel_age(const struct tunnel *t)
+{
+	return clock_mono() - t->t0;
+}
+
 bool tunnel_is_established(const struct tunnel *t)
 {
 	return t->established;

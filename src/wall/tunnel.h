@@ -116,6 +116,7 @@ unsigned tunnel_slot(const struct tunnel *t);
 const char *tunnel_services(const struct tunnel *t);  /* gateway: from hello, comma list */
 bool tunnel_is_up(const struct tunnel *t);            /* hello done, not draining */
 bool tunnel_is_established(const struct tunnel *t);   /* TLS handshake done */
+double tunnel_age(const struct tunnel *t);            /* seconds since accepted or dialled */
 size_t tunnel_nstreams(const struct tunnel *t);
 void *tunnel_user(const struct tunnel *t);
 void tunnel_set_user(struct tunnel *t, void *user);

@@ -470,7 +470,27 @@ static void test_cidr_match_family_mismatch(void **state)
 	assert_false(addr_cidr_match(&c, sa(&ss)));
 }
 
-/* addr_same_host */
+/* addr_same_net */
+
+#define addr_same_host(a, b) addr_same_net(a, b, 32, 128)
+
+static void test_same_net_prefixes(void **state)
+{
+	struct sockaddr_storage a, b;
+
+	(void)state;
+	make_v4(&a, "203.0.113.7", 1);
+	make_v4(&b, "203.0.113.200", 2);
+	assert_true(addr_same_net(sa(&a), sa(&b), 24, 64));
+	make_v4(&b, "203.0.114.7", 2);
+	assert_false(addr_same_net(sa(&a), sa(&b), 24, 64));
+	assert_true(addr_same_net(sa(&a), sa(&b), 22, 64));
+	make_v6(&a, "2001:db8:1:2::1", 1);
+	make_v6(&b, "2001:db8:1:2:ffff::9", 1);
+	assert_true(addr_same_net(sa(&a), sa(&b), 24, 64));
+	make_v6(&b, "2001:db8:1:3::1", 1);
+	assert_false(addr_same_net(sa(&a), sa(&b), 24, 64));
+}
 
 static void test_same_host(void **state)
 {
@@ -522,6 +542,7 @@ int main(void)
 		cmocka_unit_test(test_cidr_match_mapped_range),
 		cmocka_unit_test(test_cidr_match_family_mismatch),
 		cmocka_unit_test(test_same_host),
+		cmocka_unit_test(test_same_net_prefixes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
