@@ -45,6 +45,8 @@ struct agent {
 	char *services;
 	struct ag_dialer *dialers;
 	size_t ndialers;
+	struct tunnel **retired; /* tunnels the gateway retired, finishing their streams */
+	size_t nretired;
 	struct admin *admin;
 	struct lifecycle *life;
 	bool draining;
@@ -274,9 +276,16 @@ static void ag_tunnel_down(struct tunnel *t, const char *reason, void *arg)
 	struct ag_dialer *d = tunnel_user(t);
 	char gw[ADDR_STRLEN];
 
-	(void)arg;
-	if (d == NULL)
+	if (d == NULL) {
+		struct agent *ag = arg;
+		for (size_t i = 0; i < ag->nretired; i++) {
+			if (ag->retired[i] == t) {
+				ag->retired[i] = ag->retired[--ag->nretired];
+				break;
+			}
+		}
 		return;
+	}
 	d->t = NULL;
 	ag_gateway_name(d, gw, sizeof(gw));
 	if (d->up_since > 0) {
@@ -288,6 +297,28 @@ static void ag_tunnel_down(struct tunnel *t, const char *reason, void *arg)
 	} else {
 		ag_dial_failed(d, reason);
 	}
+}
+
+/* The gateway retires this tunnel (GOAWAY): its streams finish on it, and the slot dials a
+ * replacement now, so the slot never goes without a tunnel. */
+static void ag_tunnel_draining(struct tunnel *t, void *arg)
+{
+	struct agent *ag = arg;
+	struct ag_dialer *d = tunnel_user(t);
+	struct tunnel **v;
+
+	if (d == NULL || ag->draining)
+		return;
+	v = realloc(ag->retired, (ag->nretired + 1) * sizeof(*v));
+	if (v == NULL)
+		abort();
+	ag->retired = v;
+	ag->retired[ag->nretired++] = t;
+	tunnel_set_user(t, NULL);
+	d->t = NULL;
+	d->up_since = 0;
+	log_info("event=tunnel_retiring slot=%u streams=%zu", d->slot, tunnel_nstreams(t));
+	ag_dial(d);
 }
 
 static void ag_visit(struct tunnel *t, struct tstream *s, const struct tunnel_visit *v, void *arg)
@@ -318,6 +349,7 @@ static void ag_visit(struct tunnel *t, struct tstream *s, const struct tunnel_vi
 
 static const struct tunnel_ops ag_tunnel_ops = {
 	.up = ag_tunnel_up,
+	.draining = ag_tunnel_draining,
 	.down = ag_tunnel_down,
 	.visit = ag_visit,
 };
@@ -499,6 +531,8 @@ static double ag_drain(void *arg)
 		if (d->t != NULL)
 			tunnel_drain(d->t);
 	}
+	for (size_t i = 0; i < ag->nretired; i++)
+		tunnel_drain(ag->retired[i]);
 	return ag->cfg->c.drain_timeout;
 }
 
@@ -509,7 +543,7 @@ static bool ag_idle(void *arg)
 	for (size_t i = 0; i < ag->ndialers; i++)
 		if (ag->dialers[i].t != NULL)
 			return false;
-	return true;
+	return ag->nretired == 0;
 }
 
 static void ag_housekeeping(void *arg)
@@ -569,6 +603,9 @@ void agent_free(struct agent *ag)
 	if (ag == NULL)
 		return;
 	ag_stop_dialers(ag);
+	while (ag->nretired > 0)
+		tunnel_close(ag->retired[ag->nretired - 1], "shutdown");
+	free(ag->retired);
 	admin_free(ag->admin);
 	lifecycle_free(ag->life);
 	ag_target_ctxs_free(ag->target_tls, ag->cfg->ntargets);

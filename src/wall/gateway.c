@@ -149,7 +149,7 @@ static void gw_tunnel_up(struct tunnel *t, void *arg)
 		    tunnel_instance(u)[0] == '\0')
 			continue;
 		if (strcmp(tunnel_instance(u), tunnel_instance(t)) != 0 ||
-		    tunnel_slot(u) == tunnel_slot(t))
+		    (tunnel_slot(u) == tunnel_slot(t) && !tunnel_is_retiring(u)))
 			tunnel_close(u, "replaced");
 	}
 	log_info("event=tunnel_up agent=%s peer=%s slot=%u services=%s", tunnel_peer(t),
@@ -215,7 +215,12 @@ static struct tunnel *gw_pick(struct gateway *gw, struct gw_service *svc)
 			continue;
 		for (size_t j = 0; j < svc->cfg.nagents && !allowed; j++)
 			allowed = strcmp(svc->cfg.agents[j], tunnel_peer(t)) == 0;
-		if (allowed && (best == NULL || tunnel_nstreams(t) < tunnel_nstreams(best)))
+		if (!allowed)
+			continue;
+		/* a retiring tunnel only when nothing else can take the visitor */
+		if (best == NULL || (tunnel_is_retiring(best) && !tunnel_is_retiring(t)) ||
+		    (tunnel_is_retiring(best) == tunnel_is_retiring(t) &&
+		     tunnel_nstreams(t) < tunnel_nstreams(best)))
 			best = t;
 	}
 	svc->rr++;

@@ -19,6 +19,7 @@
 
 struct tunnel_stats tunnel_stats;
 static struct log_rate tunnel_fail_rate;
+static bool tunnel_hook_spent; /* NETWALL_TEST_STREAM_ID applies until a tunnel retires */
 
 void tunnel_stats_render(struct evbuffer *out, const char *local)
 {
@@ -611,8 +612,9 @@ static void tunnel_established(struct tunnel *t)
 		const char *first = getenv("NETWALL_TEST_STREAM_ID");
 		t->state = TUNNEL_HELLO;
 		tunnel_send_hello(t);
-		/* test hook: start stream IDs near retirement instead of opening 2^30 streams */
-		if (first != NULL)
+		/* test hook: start stream IDs near retirement instead of opening 2^30 streams
+		 * (until the first tunnel retires: replacements start afresh, as in life) */
+		if (first != NULL && !tunnel_hook_spent)
 			nghttp2_session_set_next_stream_id(t->h2, (int32_t)strtol(first, NULL, 10));
 	} else {
 		t->state = TUNNEL_HELLO; /* up when the gateway's SETTINGS arrive */
@@ -758,14 +760,45 @@ static void tunnel_on_write(evutil_socket_t fd, short what, void *arg)
 	tunnel_unbusy(t);
 }
 
-/* Gateway: HTTP/2 stream IDs are 31 bits and never reused, so a tunnel that has opened
- * about a billion streams stops taking new ones and closes once empty; the agent redials.
- * The threshold differs per slot so an agent's tunnels do not retire together. */
-static bool tunnel_retiring(const struct tunnel *t)
+/* Gateway: HTTP/2 stream IDs are 31 bits and never reused. Past TUNNEL_RETIRE_ID (plus a
+ * stagger per slot, so an agent's tunnels do not retire together) a tunnel says GOAWAY, on
+ * which the agent dials a fresh tunnel for the slot and leaves this one to finish its
+ * streams; the gateway prefers other tunnels from then on, stops giving this one streams
+ * at all TUNNEL_RETIRE_GRACE IDs later, and closes it once it is empty. */
+static uint32_t tunnel_retire_id(const struct tunnel *t)
+{
+	return (uint32_t)TUNNEL_RETIRE_ID + (t->slot % 16) * (uint32_t)TUNNEL_RETIRE_STAGGER;
+}
+
+bool tunnel_is_retiring(const struct tunnel *t)
+{
+	return t->role == TUNNEL_GATEWAY && t->h2 != NULL &&
+	       nghttp2_session_get_next_stream_id(t->h2) > tunnel_retire_id(t);
+}
+
+static bool tunnel_retired(const struct tunnel *t)
 {
 	return t->role == TUNNEL_GATEWAY && t->h2 != NULL &&
 	       nghttp2_session_get_next_stream_id(t->h2) >
-		       TUNNEL_RETIRE_ID + (t->slot % 16) * TUNNEL_RETIRE_STAGGER;
+		       tunnel_retire_id(t) + (uint32_t)TUNNEL_RETIRE_GRACE;
+}
+
+static void tunnel_retire(struct tunnel *t)
+{
+	if (!t->retire_sent) {
+		t->retire_sent = true;
+		tunnel_hook_spent = true;
+		t->retire_at = clock_mono();
+		log_info("event=tunnel_retiring peer=%s agent=%s slot=%u reason=stream_ids_used "
+			 "streams=%zu",
+			 t->addr, t->peer, t->slot, t->nstreams);
+		nghttp2_submit_goaway(t->h2, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, NULL, 0);
+		tunnel_schedule_flush(t);
+	} else if (t->nstreams == 0 && clock_mono() - t->retire_at >= TUNNEL_RETIRE_WAIT) {
+		log_info("event=tunnel_retired peer=%s agent=%s slot=%u reason=stream_ids_used",
+			 t->addr, t->peer, t->slot);
+		tunnel_close(t, "retired");
+	}
 }
 
 static void tunnel_on_tick(evutil_socket_t fd, short what, void *arg)
@@ -781,10 +814,8 @@ static void tunnel_on_tick(evutil_socket_t fd, short what, void *arg)
 			tunnel_handshake_failed(t, "timeout", "");
 	} else if (t->state == TUNNEL_HELLO && now - t->t0 > t->p.handshake_timeout) {
 		tunnel_close(t, "hello_timeout");
-	} else if (t->nstreams == 0 && tunnel_retiring(t)) {
-		log_info("event=tunnel_retired peer=%s agent=%s slot=%u reason=stream_ids_used",
-			 t->addr, t->peer, t->slot);
-		tunnel_close(t, "retired");
+	} else if (t->state == TUNNEL_UP && tunnel_is_retiring(t)) {
+		tunnel_retire(t);
 	} else if (now - t->last_rx > t->p.peer_timeout) {
 		log_info("event=peer_timeout peer=%s silent_s=%.1f", t->addr, now - t->last_rx);
 		tunnel_close(t, "peer_timeout");
@@ -927,6 +958,8 @@ int tunnel_open(struct tunnel *t, int fd, const struct tunnel_visit *v, void *ow
 	s->provider = true;
 	s->idle_limit = v->idle_timeout;
 	s->last_io = clock_mono();
+	if (tunnel_is_retiring(t))
+		tunnel_retire(t);
 	tstream_start(s);
 	tunnel_schedule_flush(t);
 	return 0;
@@ -994,7 +1027,7 @@ const char *tunnel_services(const struct tunnel *t)
 
 bool tunnel_is_up(const struct tunnel *t)
 {
-	return !t->dead && t->state == TUNNEL_UP && !tunnel_retiring(t);
+	return !t->dead && t->state == TUNNEL_UP && !tunnel_retired(t);
 }
 
 double tunnel_age(const struct tunnel *t)

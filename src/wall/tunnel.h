@@ -45,7 +45,8 @@ struct tstream;
 struct tunnel_ops {
 	/* Gateway: the agent answered hello (first time or again). Agent: TLS is up. */
 	void (*up)(struct tunnel *t, void *arg);
-	/* The agent asked for no new streams (GOAWAY); existing ones go on. */
+	/* The peer sent GOAWAY: no new streams; existing ones go on. (Gateway: the agent is
+	 * draining. Agent: the gateway retires this tunnel, so dial a replacement.) */
 	void (*draining)(struct tunnel *t, void *arg);
 	/* The tunnel is gone; all its streams are already closed. t is freed after this. */
 	void (*down)(struct tunnel *t, const char *reason, void *arg);
@@ -117,6 +118,7 @@ const char *tunnel_services(const struct tunnel *t);  /* gateway: from hello, co
 bool tunnel_is_up(const struct tunnel *t);            /* hello done, not draining */
 bool tunnel_is_established(const struct tunnel *t);   /* TLS handshake done */
 double tunnel_age(const struct tunnel *t);            /* seconds since accepted or dialled */
+bool tunnel_is_retiring(const struct tunnel *t);      /* gateway: stream IDs nearly used up */
 size_t tunnel_nstreams(const struct tunnel *t);
 void *tunnel_user(const struct tunnel *t);
 void tunnel_set_user(struct tunnel *t, void *user);

@@ -25,6 +25,8 @@
 #define TUNNEL_MAX_STREAMS 100000       /* SETTINGS_MAX_CONCURRENT_STREAMS */
 #define TUNNEL_RETIRE_ID (1 << 30)      /* gateway: stream ID past which a tunnel retires */
 #define TUNNEL_RETIRE_STAGGER (1 << 26) /* ... plus this much per agent slot */
+#define TUNNEL_RETIRE_GRACE (1 << 24)   /* IDs a retiring tunnel may still use, if it must */
+#define TUNNEL_RETIRE_WAIT 2.0          /* seconds after GOAWAY before an empty one closes */
 #define STREAM_IN_CAP (512 * 1024)      /* bytes read from a socket, not yet framed */
 #define STREAM_READ_CHUNK (256 * 1024)  /* largest read from a socket */
 #define STREAM_READ_MIN (16 * 1024)     /* smallest read from a socket */
@@ -53,14 +55,14 @@ struct tunnel {
 	struct buf cipher; /* TLS output not yet written */
 	struct buf cin;    /* TLS input not yet decrypted */
 	uint8_t *rbuf;
-	double t0, last_rx, last_ping;
+	double t0, last_rx, last_ping, retire_at;
 	struct tstream *streams;
 	size_t nstreams;
 	struct tstream *dirty; /* streams with bytes for their socket */
 	int32_t hello_id;
 	unsigned ticks;
 	int busy;
-	bool dead, established, wev_on, flush_on, sock_eof;
+	bool dead, established, wev_on, flush_on, sock_eof, retire_sent;
 	const char *close_reason;
 	char peer[64];
 	char reject[32];
