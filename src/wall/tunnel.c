@@ -218,6 +218,10 @@ static void tunnel_flush(struct tunnel *t)
 		}
 	}
 	tunnel_want_write(t, t->cipher.len > 0);
+	if (t->read_blocked && t->cipher.len < TUNNEL_CIPHER_HIGH) {
+		t->read_blocked = false;
+		event_active(t->rev, EV_READ, 0);
+	}
 	if (t->state == TUNNEL_DRAIN && t->role == TUNNEL_AGENT && t->nstreams == 0 &&
 	    t->cipher.len == 0 && t->plain.len == 0)
 		tunnel_close(t, "drained");
@@ -710,8 +714,12 @@ static void tunnel_read(struct tunnel *t)
 				break; /* -1: go round once more so OpenSSL sees the EOF */
 			continue;
 		}
-		if (err == SSL_ERROR_WANT_WRITE)
+		if (err == SSL_ERROR_WANT_WRITE) {
+			/* OpenSSL must answer (a KeyUpdate) but the TLS output queue is full:
+			 * resume reading once tunnel_flush has drained it */
+			t->read_blocked = true;
 			break;
+		}
 		if (t->sock_eof || err == SSL_ERROR_ZERO_RETURN ||
 		    (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
 			ERR_clear_error();

@@ -62,7 +62,7 @@ struct tunnel {
 	int32_t hello_id;
 	unsigned ticks;
 	int busy;
-	bool dead, established, wev_on, flush_on, sock_eof, retire_sent;
+	bool dead, established, wev_on, flush_on, sock_eof, retire_sent, read_blocked;
 	const char *close_reason;
 	char peer[64];
 	char reject[32];
