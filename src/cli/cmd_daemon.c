@@ -55,64 +55,98 @@ static int daemon_args(int argc, char **argv, const char *usage, const char *nam
 	return -1;
 }
 
-int cmd_gateway_main(int argc, char **argv)
-{
-	const char *file;
-	char *msgs = NULL;
-	struct config_gateway *cfg;
-	struct event_base *base;
-	struct gateway *gw;
-	int rc = daemon_args(argc, argv, gateway_usage, "gateway", &file);
+/* What differs between the daemons; everything else is daemon_main. */
+struct daemon_kind {
+	const char *name;
+	const char *usage;
+	/* Loads file and builds the daemon on base; NULL once the reason is printed. */
+	void *(*start)(struct event_base *base, const char *file);
+	int (*run)(void *d);
+	void (*stop)(void *d);
+};
 
-	if (rc >= 0)
-		return rc;
-	log_init("gateway", LOG_INFO);
-	cfg = config_gateway_load(file, &msgs);
+static void *gateway_start(struct event_base *base, const char *file)
+{
+	char *msgs = NULL;
+	struct config_gateway *cfg = config_gateway_load(file, &msgs);
+
 	if (cfg == NULL) {
 		fputs(msgs, stderr);
 		free(msgs);
-		return 1;
+		return NULL;
 	}
 	log_set_level(cfg->c.log_level);
+	return gateway_new(base, file, cfg);
+}
+
+static void *agent_start(struct event_base *base, const char *file)
+{
+	char *msgs = NULL;
+	struct config_agentd *cfg = config_agent_load(file, &msgs);
+
+	if (cfg == NULL) {
+		fputs(msgs, stderr);
+		free(msgs);
+		return NULL;
+	}
+	log_set_level(cfg->c.log_level);
+	return agent_new(base, file, cfg);
+}
+
+static int gateway_run_any(void *d)
+{
+	return gateway_run(d);
+}
+
+static void gateway_free_any(void *d)
+{
+	gateway_free(d);
+}
+
+static int agent_run_any(void *d)
+{
+	return agent_run(d);
+}
+
+static void agent_free_any(void *d)
+{
+	agent_free(d);
+}
+
+static int daemon_main(int argc, char **argv, const struct daemon_kind *k)
+{
+	struct event_base *base;
+	const char *file;
+	void *d;
+	int rc = daemon_args(argc, argv, k->usage, k->name, &file);
+
+	if (rc >= 0)
+		return rc;
+	log_init(k->name, LOG_INFO);
 	base = loop_new();
-	gw = gateway_new(base, file, cfg);
-	if (gw == NULL) {
+	d = k->start(base, file);
+	if (d == NULL) {
 		event_base_free(base);
 		return 1;
 	}
-	rc = gateway_run(gw);
-	gateway_free(gw);
+	rc = k->run(d);
+	k->stop(d);
 	event_base_free(base);
 	return rc;
 }
 
+int cmd_gateway_main(int argc, char **argv)
+{
+	static const struct daemon_kind gateway = { "gateway", gateway_usage, gateway_start,
+						     gateway_run_any, gateway_free_any };
+
+	return daemon_main(argc, argv, &gateway);
+}
+
 int cmd_agent_main(int argc, char **argv)
 {
-	const char *file;
-	char *msgs = NULL;
-	struct config_agentd *cfg;
-	struct event_base *base;
-	struct agent *ag;
-	int rc = daemon_args(argc, argv, agent_usage, "agent", &file);
+	static const struct daemon_kind agent = { "agent", agent_usage, agent_start,
+						   agent_run_any, agent_free_any };
 
-	if (rc >= 0)
-		return rc;
-	log_init("agent", LOG_INFO);
-	cfg = config_agent_load(file, &msgs);
-	if (cfg == NULL) {
-		fputs(msgs, stderr);
-		free(msgs);
-		return 1;
-	}
-	log_set_level(cfg->c.log_level);
-	base = loop_new();
-	ag = agent_new(base, file, cfg);
-	if (ag == NULL) {
-		event_base_free(base);
-		return 1;
-	}
-	rc = agent_run(ag);
-	agent_free(ag);
-	event_base_free(base);
-	return rc;
+	return daemon_main(argc, argv, &agent);
 }

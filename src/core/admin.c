@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/log.h"
 #include "core/sock.h"
 
 #define ADMIN_TIMEOUT 10         /* seconds a scrape may take */
@@ -113,7 +114,11 @@ int admin_reconfigure(struct admin **adm, struct event_base *base, const struct 
 	if (a == NULL)
 		return 0;
 	*adm = admin_new(base, a, ops, arg, err, errlen);
-	return *adm == NULL ? -1 : 0;
+	if (*adm == NULL) {
+		log_error("event=admin_failed error=\"%s\"", err);
+		return -1;
+	}
+	return 0;
 }
 
 void admin_family(struct evbuffer *out, const char *name, const char *type, const char *help)

@@ -27,8 +27,8 @@ struct admin *admin_new(struct event_base *base, const struct addr *a,
 void admin_free(struct admin *adm);
 
 /* Makes *adm serve on a (or nothing when a is NULL), keeping the running listener when the
- * address is unchanged. Returns -1 with err filled if a new address cannot be bound; *adm
- * is then NULL. */
+ * address is unchanged. Returns -1, logged and with err filled, if a new address cannot be
+ * bound; *adm is then NULL. */
 int admin_reconfigure(struct admin **adm, struct event_base *base, const struct addr *a,
 		      const struct admin_ops *ops, void *arg, char *err, size_t errlen);
 

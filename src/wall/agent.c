@@ -409,12 +409,8 @@ static int ag_admin(struct agent *ag, const struct config_agentd *cfg)
 {
 	char err[256];
 
-	if (admin_reconfigure(&ag->admin, ag->base, cfg->c.admin_on ? &cfg->c.admin : NULL,
-			      &ag_admin_ops, ag, err, sizeof(err)) == -1) {
-		log_error("event=admin_failed error=\"%s\"", err);
-		return -1;
-	}
-	return 0;
+	return admin_reconfigure(&ag->admin, ag->base, cfg->c.admin_on ? &cfg->c.admin : NULL,
+				 &ag_admin_ops, ag, err, sizeof(err));
 }
 
 /* ---- lifecycle ---- */

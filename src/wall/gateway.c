@@ -606,12 +606,8 @@ static int gw_admin(struct gateway *gw, const struct config_gateway *cfg)
 {
 	char err[256];
 
-	if (admin_reconfigure(&gw->admin, gw->base, cfg->c.admin_on ? &cfg->c.admin : NULL,
-			      &gw_admin_ops, gw, err, sizeof(err)) == -1) {
-		log_error("event=admin_failed error=\"%s\"", err);
-		return -1;
-	}
-	return 0;
+	return admin_reconfigure(&gw->admin, gw->base, cfg->c.admin_on ? &cfg->c.admin : NULL,
+				 &gw_admin_ops, gw, err, sizeof(err));
 }
 
 /* ---- signals ---- */
