@@ -464,8 +464,9 @@ static bool ag_same_tunnels(const struct config_agentd *a, const struct config_a
 	return true;
 }
 
-static void ag_reload(struct agent *ag)
+static void ag_reload(void *arg)
 {
+	struct agent *ag = arg;
 	char *msgs = NULL;
 	struct config_agentd *cfg = config_agent_load(ag->path, &msgs);
 	SSL_CTX **tls;
@@ -542,22 +543,11 @@ static bool ag_idle(void *arg)
 	return ag->nretired == 0;
 }
 
-static void ag_housekeeping(void *arg)
-{
-	(void)arg;
-	loop_trim(tunnel_stats.streams_open, &tunnel_stats.streams_peak);
-}
-
-static void ag_on_reload(void *arg)
-{
-	ag_reload(arg);
-}
-
 static const struct lifecycle_ops ag_lifecycle_ops = {
-	.reload = ag_on_reload,
+	.reload = ag_reload,
 	.drain = ag_drain,
 	.idle = ag_idle,
-	.housekeeping = ag_housekeeping,
+	.housekeeping = tunnel_housekeeping,
 };
 
 struct agent *agent_new(struct event_base *base, const char *path, struct config_agentd *cfg)

@@ -612,8 +612,9 @@ static int gw_admin(struct gateway *gw, const struct config_gateway *cfg)
 
 /* ---- signals ---- */
 
-static void gw_reload(struct gateway *gw)
+static void gw_reload(void *arg)
 {
+	struct gateway *gw = arg;
 	char *msgs = NULL;
 	struct config_gateway *cfg = config_gateway_load(gw->path, &msgs);
 	SSL_CTX *ctx;
@@ -673,22 +674,11 @@ static bool gw_idle(void *arg)
 	return tunnel_stats.streams_open == 0;
 }
 
-static void gw_housekeeping(void *arg)
-{
-	(void)arg;
-	loop_trim(tunnel_stats.streams_open, &tunnel_stats.streams_peak);
-}
-
-static void gw_on_reload(void *arg)
-{
-	gw_reload(arg);
-}
-
 static const struct lifecycle_ops gw_lifecycle_ops = {
-	.reload = gw_on_reload,
+	.reload = gw_reload,
 	.drain = gw_drain,
 	.idle = gw_idle,
-	.housekeeping = gw_housekeeping,
+	.housekeeping = tunnel_housekeeping,
 };
 
 struct gateway *gateway_new(struct event_base *base, const char *path, struct config_gateway *cfg)

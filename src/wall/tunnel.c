@@ -21,6 +21,12 @@ struct tunnel_stats tunnel_stats;
 static struct log_rate tunnel_fail_rate;
 static bool tunnel_hook_spent; /* NETWALL_TEST_STREAM_ID applies until a tunnel retires */
 
+void tunnel_housekeeping(void *unused)
+{
+	(void)unused;
+	loop_trim(tunnel_stats.streams_open, &tunnel_stats.streams_peak);
+}
+
 void tunnel_stats_render(struct evbuffer *out, const char *local)
 {
 	char help[96];

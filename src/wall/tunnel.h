@@ -75,6 +75,10 @@ extern struct tunnel_stats tunnel_stats;
 struct evbuffer;
 void tunnel_stats_render(struct evbuffer *out, const char *local);
 
+/* A daemon's housekeeping turn (lifecycle_ops.housekeeping): gives heap back after a burst
+ * of streams. */
+void tunnel_housekeeping(void *unused);
+
 #define TUNNEL_PING_REHELLO "nw-hello"
 
 /* Takes ownership of fd (a connected TCP socket) and starts the TLS handshake.
