@@ -3,13 +3,14 @@
 
 CC       ?= cc
 CFLAGS   ?= -O2 -g
-PKGS     := libevent libevent_openssl libnghttp2 inih openssl
+PKGS     := libevent libevent_openssl libnghttp2 inih openssl sqlite3 libpq \
+            libcurl jansson
 WARN     := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
             -Wmissing-prototypes -Wformat=2 -Wno-unused-parameter
 HARDEN   := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
 ALLCFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Isrc -MMD -MP \
             $(shell pkg-config --cflags $(PKGS))
-LDLIBS   := $(shell pkg-config --libs $(PKGS)) -lm
+LDLIBS   := $(shell pkg-config --libs $(PKGS)) -lpthread -lm
 LDFLAGS  += -pie -Wl,-z,relro,-z,now
 
 ifeq ($(V),1)
@@ -20,8 +21,9 @@ endif
 
 CORE_SRC := $(wildcard src/core/*.c)
 WALL_SRC := $(wildcard src/wall/*.c)
+HL7_SRC  := $(wildcard src/hl7/*.c)
 CLI_SRC  := $(wildcard src/cli/*.c)
-LIB_SRC  := $(CORE_SRC) $(WALL_SRC)
+LIB_SRC  := $(CORE_SRC) $(WALL_SRC) $(HL7_SRC)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 
 # build/      release objects and binary

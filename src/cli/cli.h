@@ -8,5 +8,8 @@ int cmd_keygen_fingerprint_main(int argc, char **argv);
 int cmd_check_main(int argc, char **argv);
 int cmd_gateway_main(int argc, char **argv);
 int cmd_agent_main(int argc, char **argv);
+int cmd_intake_main(int argc, char **argv);
+int cmd_send_main(int argc, char **argv);
+int cmd_messages_main(int argc, char **argv);
 
 #endif

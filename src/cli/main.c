@@ -18,7 +18,10 @@ static const char usage[] =
 	"commands:\n"
 	"  gateway -c FILE          run the public gateway\n"
 	"  agent -c FILE            run the agent inside the private network\n"
-	"  check FILE               validate a gateway or agent config and exit\n"
+	"  intake -c FILE           run the HL7 v2 (MLLP) intake of an EMAR\n"
+	"  send HOST:PORT [FILE...] send HL7 v2 messages over MLLP and print each ACK\n"
+	"  messages [CMD] -c FILE   list, show, count and replay stored messages\n"
+	"  check FILE               validate a gateway, agent or intake config and exit\n"
 	"  keygen --out DIR NAME    write DIR/NAME.key and DIR/NAME.crt, print the fingerprint\n"
 	"  fingerprint FILE.crt     print the SHA-256 fingerprint of a certificate\n"
 	"  version                  print the version\n"
@@ -33,6 +36,12 @@ int main(int argc, char **argv)
 		return cmd_gateway_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "agent") == 0)
 		return cmd_agent_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "intake") == 0)
+		return cmd_intake_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "send") == 0)
+		return cmd_send_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "messages") == 0)
+		return cmd_messages_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "check") == 0)
 		return cmd_check_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "keygen") == 0)

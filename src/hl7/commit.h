@@ -1,0 +1,55 @@
+/* Group commit: one thread owns a store connection and writes, in one transaction, every
+ * message that queued up while the previous transaction was committing, so concurrent
+ * senders share fsyncs. Requests come from the event loop thread; their results go back to
+ * it through an eventfd the loop watches, and each request's done callback runs there.
+ *
+ * Ownership: a submitted request belongs to the committer until its done callback runs (in
+ * the loop thread); the submitter must keep it alive, even if its connection closes, and
+ * frees it from done at the earliest. */
+#ifndef NETWALL_COMMIT_H
+#define NETWALL_COMMIT_H
+#include <event2/event.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "hl7/store.h"
+
+#define COMMIT_MAX_BATCH 512 /* messages per transaction at most */
+
+struct commit_req {
+	struct store_msg msg; /* in and out (duplicate, id, orig_ack) */
+	int rc;               /* 0 stored (or found duplicate), -1 the transaction failed */
+	char err[128];        /* why, when rc is -1; no message content */
+	void (*done)(struct commit_req *r, void *arg);
+	void *arg;
+	struct commit_req *next; /* the committer's queue link */
+};
+
+struct commit_stats {
+	uint64_t transactions;
+	uint64_t rows;     /* messages written (new) */
+	uint64_t dups;     /* duplicates found */
+	uint64_t failures; /* failed transactions */
+	uint64_t max_batch;
+};
+
+struct commit;
+
+/* Opens its own connection to spec and starts the thread. after (may be NULL) is called
+ * in the committer thread after each commit that stored a RECEIVED message, e.g. to wake
+ * the delivery worker. Returns NULL with err filled. */
+struct commit *commit_new(struct event_base *base, const char *spec,
+			  void (*after)(void *arg), void *after_arg, char *err, size_t errlen);
+
+/* Queues r (loop thread only). */
+void commit_submit(struct commit *c, struct commit_req *r);
+
+/* Requests queued or being committed. */
+size_t commit_pending(const struct commit *c);
+
+void commit_stats(struct commit *c, struct commit_stats *out);
+
+/* Commits what is queued, runs the remaining done callbacks, stops the thread, closes the
+ * connection and frees. Accepts NULL. */
+void commit_free(struct commit *c);
+
+#endif

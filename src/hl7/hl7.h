@@ -1,0 +1,145 @@
+/* The HL7 v2 parser: one pass over a message indexes its segments and fields as offsets into
+ * the caller's bytes (zero-copy; the bytes must outlive the struct hl7_msg views). The
+ * index arrays belong to the struct and are reused from message to message, so parsing
+ * allocates only when a message is larger than any before it; never per field.
+ *
+ * Repetitions, components and subcomponents are found on demand inside a field view;
+ * escape sequences are decoded on demand by hl7_unescape. Views are never NUL-terminated.
+ *
+ * Numbering follows the standard: fields are 1-based (MSH-1 is the field separator itself,
+ * MSH-2 the encoding characters, so MSH-9 is the message type as everywhere else);
+ * repetitions, components and subcomponents are 1-based; segment occurrences are 1-based.
+ *
+ * Error text never contains message content (it may be patient data): only segment names,
+ * positions and the HL7 table 0357 code. */
+#ifndef NETWALL_HL7_H
+#define NETWALL_HL7_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HL7_MAX_SEGMENTS 65536 /* per message; more is an error */
+#define HL7_MAX_FIELDS 1024    /* per segment; more is an error */
+
+/* A view into the message bytes. */
+struct hl7_str {
+	const char *p;
+	size_t len;
+};
+
+/* Delimiters from MSH-1 and MSH-2. trunc is the v2.7 truncation character, 0 if absent. */
+struct hl7_delims {
+	char field; /* MSH-1, usually '|' */
+	char comp;  /* '^' */
+	char rep;   /* '~' */
+	char esc;   /* '\\', 0 if MSH-2 omits it (then nothing is an escape) */
+	char sub;   /* '&', 0 if MSH-2 omits it */
+	char trunc; /* '#', 0 if absent */
+};
+
+/* HL7 table 0357, message error condition codes. */
+enum hl7_code {
+	HL7_OK = 0,
+	HL7_SEGMENT_SEQUENCE = 100, /* e.g. the message does not start with MSH */
+	HL7_REQUIRED_FIELD = 101,   /* e.g. MSH-9, MSH-10, MSH-12 missing */
+	HL7_DATA_TYPE = 102,        /* e.g. a malformed MSH-2 */
+	HL7_TABLE_VALUE = 103,
+	HL7_UNSUPPORTED_TYPE = 200,
+	HL7_UNSUPPORTED_EVENT = 201,
+	HL7_UNSUPPORTED_PROCESSING_ID = 202,
+	HL7_UNSUPPORTED_VERSION = 203,
+	HL7_UNKNOWN_KEY = 204,
+	HL7_DUPLICATE_KEY = 205,
+	HL7_RECORD_LOCKED = 206,
+	HL7_INTERNAL = 207,
+};
+
+/* Where and what went wrong, for the ERR segment and the log. No message content. */
+struct hl7_error {
+	enum hl7_code code;
+	char segment[4]; /* "MSH", "" if none */
+	unsigned seq;    /* segment sequence in the message, 1-based; 0 if none */
+	unsigned field;  /* field position, 0 if none */
+	char text[96];   /* e.g. "MSH-2 encoding characters malformed" */
+};
+
+struct hl7_seg {
+	uint32_t off;    /* of the segment's first byte (its name) */
+	uint32_t len;    /* without the terminator */
+	uint32_t field0; /* index in hl7_msg.fields of this segment's field 1 */
+	uint32_t nfields;
+	char name[4]; /* NUL-terminated copy of the 3-character segment ID */
+};
+
+struct hl7_msg {
+	const char *data; /* the message, not owned */
+	size_t len;
+	struct hl7_delims d;
+	struct hl7_str charset; /* MSH-18, first repetition; len 0 if absent */
+	/* Segment and field index, reused between parses. fields[] hold offsets and lengths;
+	 * field 1 of MSH is the field separator (len 1), field 2 the encoding characters. */
+	struct hl7_seg *segs;
+	uint32_t nsegs, segcap;
+	struct hl7_fld {
+		uint32_t off, len;
+	} *fields;
+	uint32_t nfields, fieldcap;
+};
+
+void hl7_msg_init(struct hl7_msg *m);
+void hl7_msg_free(struct hl7_msg *m);
+
+/* Parses one message (starting with MSH; for batches use hl7_batch_next first) from
+ * data[0..len). Segments end at CR, LF or CRLF; empty lines are skipped; a trailing
+ * terminator is optional. Fills m, which then points into data. Returns 0, or -1 with err
+ * filled (code, segment, position, a content-free text). A malformed MSH-2 (fewer than
+ * 2 or repeated or alphanumeric encoding characters, a delimiter equal to another) is an
+ * error, not a guess. */
+int hl7_parse(struct hl7_msg *m, const char *data, size_t len, struct hl7_error *err);
+
+/* Index of the n-th (1-based) segment named name, or -1. */
+int hl7_seg_find(const struct hl7_msg *m, const char *name, unsigned n);
+
+/* Field f (1-based) of segment index si. Returns true and the raw (still escaped) view if
+ * present; false (and an empty view) if the segment has fewer fields. */
+bool hl7_field(const struct hl7_msg *m, unsigned si, unsigned f, struct hl7_str *out);
+
+/* Within a field view: repetition r, component c, subcomponent s (1-based). Return false
+ * and an empty view when absent. MSH-1 and MSH-2 are not split. */
+bool hl7_rep(const struct hl7_delims *d, struct hl7_str field, unsigned r, struct hl7_str *out);
+bool hl7_comp(const struct hl7_delims *d, struct hl7_str rep, unsigned c, struct hl7_str *out);
+bool hl7_sub(const struct hl7_delims *d, struct hl7_str comp, unsigned s, struct hl7_str *out);
+/* Number of repetitions in a field (0 for an empty field). */
+unsigned hl7_reps(const struct hl7_delims *d, struct hl7_str field);
+
+/* Looks up a path: SEG[(occ)]-F[\[rep\]][.C[.S]], e.g. "MSH-9.1", "PID-3[2].1",
+ * "OBX(2)-5", "PID-5.1.1". Without [rep] the first repetition is used (except MSH-1/2).
+ * Returns 1 and the raw view when present, 0 when absent, -1 for a malformed path. */
+int hl7_get(const struct hl7_msg *m, const char *path, struct hl7_str *out);
+
+/* True for the explicit null "" (two double quotes). */
+bool hl7_is_null(struct hl7_str v);
+
+/* Decodes escape sequences in v into out (outlen >= v.len always suffices; the decoded
+ * form is never longer): \F\ \S\ \T\ \R\ \E\ give the delimiters, \Xhh..\ the bytes,
+ * \.br\ and \.sp\ a line feed, other formatting (\H\ \N\ \.in\ \.ti\ \.sk\ \.ce\ \.fi\
+ * \.nf\) and character-set escapes (\C..\ \M..\ \Z..\) are dropped; an unterminated or
+ * unknown escape is copied literally. Returns the decoded length. */
+size_t hl7_unescape(const struct hl7_delims *d, struct hl7_str v, char *out, size_t outlen);
+
+/* Copies the decoded value into out as a NUL-terminated string, truncated to outlen-1.
+ * Returns the full decoded length. Convenience for header fields. */
+size_t hl7_copy(const struct hl7_delims *d, struct hl7_str v, char *out, size_t outlen);
+
+/* Batches: true if data begins with FHS or BHS. */
+bool hl7_is_batch(const char *data, size_t len);
+/* Iterates the messages of a batch (or of a plain run of messages): starting at *pos,
+ * skips FHS/BHS/BTS/FTS segments and returns in *msg the next span that starts with MSH
+ * and ends before the next MSH, BTS, FTS or the end. Returns 1 with *pos advanced, 0 when
+ * no message is left. */
+int hl7_batch_next(const char *data, size_t len, size_t *pos, struct hl7_str *msg);
+
+/* True if MSH-9.1 is ACK (we never acknowledge an acknowledgement). */
+bool hl7_is_ack(const struct hl7_msg *m);
+
+#endif
