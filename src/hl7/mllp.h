@@ -5,8 +5,8 @@
  * skipped when it comes, so a sender that omits it is still answered.
  *
  * A frame longer than the limit is not kept: its first max bytes are, so the caller can
- * still read the header and reject it; the rest is skipped up to <FS>. Memory per framer
- * is therefore bounded by max. */
+ * still read the header and reject it; the rest is skipped up to <FS> (a <VT> in the skipped
+ * part restarts as anywhere else in a frame). Memory per framer is therefore bounded by max. */
 #ifndef NETWALL_MLLP_H
 #define NETWALL_MLLP_H
 #include <stdbool.h>
@@ -46,8 +46,8 @@ void mllp_free(struct mllp *f);
 
 /* Feeds p[0..len). Consumes bytes up to and including the end of the first frame that
  * completes and returns MLLP_FRAME or MLLP_OVERSIZE with *used set; the caller handles
- * the frame and calls again with the rest. Returns MLLP_MORE when all len bytes were
- * consumed without completing one. A frame returned stays valid until the next call. */
+ * the frame and calls again with the rest. Returns MLLP_MORE, with *used = len, when all
+ * len bytes were consumed without completing one. A frame returned stays valid until the next call. */
 enum mllp_result mllp_feed(struct mllp *f, const uint8_t *p, size_t len, size_t *used);
 
 /* The frame completed by the last mllp_feed. */
@@ -59,7 +59,8 @@ bool mllp_partial(const struct mllp *f);
 /* Appends <VT> data <FS><CR> to out. */
 void mllp_wrap(struct buf *out, const void *data, size_t len);
 
-/* Releases the frame buffer's memory when no frame is in progress (idle connections). */
+/* Releases the frame buffer's memory when no frame is in progress (idle connections). The
+ * frame last returned is dropped with it. */
 void mllp_trim(struct mllp *f);
 
 #endif
