@@ -1,0 +1,747 @@
+/* The delivery worker (contract in deliver.h).
+ *
+ * One thread owns everything here except the counters and two flags: its store connection,
+ * a libcurl multi handle and the transfers in it. Each turn it
+ *   1. claims due jobs when transfer slots are free and a scan is due (after a kick, after
+ *      a claim that filled every slot, or every `poll` seconds when the queue was empty);
+ *   2. turns each job into a transfer: parse the stored message, build its JSON, POST it;
+ *   3. lets libcurl progress and collects finished transfers as outcomes;
+ *   4. records outcomes in one store transaction per batch: DELIVER_BATCH outcomes, or the
+ *      oldest waited DELIVER_BATCH_WAIT, or nothing else is in flight;
+ *   5. sleeps in curl_multi_poll until a socket, a libcurl timer, the next scan, the batch
+ *      deadline, or curl_multi_wakeup (deliver_kick, deliver_free).
+ * Leases cover the transfer timeout plus DELIVER_LEASE_MARGIN, so a job is never posted by
+ * two workers at once, and one that a crashed worker held is claimed again once its lease
+ * expires. The EMAR sees each message at least once; the Idempotency-Key header lets it
+ * drop a repeat.
+ *
+ * Memory per transfer is bounded: the request body (the message's JSON), DELIVER_RESP_MAX
+ * bytes of response, fixed headers. Bodies hold patient data and are wiped before free. */
+#include <stddef.h> /* deliver.h uses size_t without including it */
+
+#include "hl7/deliver.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/backoff.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "hl7/hl7.h"
+#include "hl7/hl7json.h"
+#include "hl7/store.h"
+
+#define DELIVER_LEASE_MARGIN 15.0   /* seconds of lease beyond the transfer timeout */
+#define DELIVER_BATCH 64            /* outcomes recorded in one transaction at most */
+#define DELIVER_BATCH_WAIT 0.005    /* seconds an outcome waits for others to share a commit */
+#define DELIVER_PENDING_MAX 1024    /* outcomes kept while the store is failing */
+#define DELIVER_STORE_RETRY 1.0     /* seconds before using the store again after an error */
+#define DELIVER_RESP_MAX 200        /* response bytes kept, for the dead-letter detail */
+#define DELIVER_CONCURRENCY_MAX 256 /* transfers in flight, whatever the config says */
+#define DELIVER_TOKEN_MAX 4096      /* bytes of bearer token file */
+#define DELIVER_KEY_MAX 640         /* Idempotency-Key header, 3 x 63 bytes percent-encoded */
+
+/* One POST in flight. */
+struct xfer {
+	struct deliver *d;
+	CURL *easy;
+	int64_t id;
+	unsigned attempts;      /* made before this one */
+	char control_id[64];    /* printable, for the log */
+	char type[32];          /* printable, for the log */
+	char *body;             /* the JSON; patient data */
+	size_t body_len;
+	char resp[DELIVER_RESP_MAX];
+	size_t resp_len;
+	char errbuf[CURL_ERROR_SIZE];
+	char key[DELIVER_KEY_MAX];
+	char msgid[48];
+	struct curl_slist hdr[5]; /* ours, not curl_slist_append's: libcurl only reads them */
+};
+
+/* An outcome waiting for its batch. */
+struct pending {
+	struct store_outcome o;
+	char detail[DELIVER_RESP_MAX + 32];
+};
+
+struct deliver {
+	char *url, *ca_file, *owner;
+	char *auth; /* "Authorization: Bearer <token>", or NULL; wiped on free */
+	size_t auth_len;
+	double timeout, connect_timeout, backoff_min, backoff_max, poll;
+	unsigned max_attempts, concurrency;
+
+	struct store *store;
+	CURLM *multi;
+	pthread_t thread;
+	bool started;
+	double grace; /* written before stop is set */
+	atomic_bool stop;
+	atomic_bool kicked;
+	_Atomic uint64_t n_attempts, n_delivered, n_failures, n_dead, n_in_flight;
+
+	/* worker thread only */
+	struct hl7_msg msg;
+	struct xfer **xfers;
+	unsigned nxfers;
+	struct pending *pend;
+	size_t npend;
+	double pend_since, store_ok_at, next_scan;
+	uint64_t rng;
+	struct log_rate retry_rate, store_rate;
+};
+
+static void *deliver_calloc(size_t n, size_t size)
+{
+	void *p = calloc(n, size);
+
+	if (p == NULL)
+		log_fatal("out of memory");
+	return p;
+}
+
+static char *deliver_strdup(const char *s)
+{
+	char *p;
+
+	if (s == NULL)
+		return NULL;
+	p = strdup(s);
+	if (p == NULL)
+		log_fatal("out of memory");
+	return p;
+}
+
+static int64_t deliver_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* xorshift64*: jitter only, nothing secret. */
+static double deliver_rand01(struct deliver *d)
+{
+	d->rng ^= d->rng >> 12;
+	d->rng ^= d->rng << 25;
+	d->rng ^= d->rng >> 27;
+	return (double)((d->rng * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
+}
+
+/* Copies s into out as printable ASCII ('?' for anything else), NUL-terminated. */
+static void deliver_printable(const char *s, size_t n, char *out, size_t outlen)
+{
+	size_t i;
+
+	for (i = 0; i < n && i + 1 < outlen; i++)
+		out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+	out[i] = '\0';
+}
+
+/* Appends s to out at *o, percent-encoding '%', '|', space and every byte outside
+ * printable ASCII, so the three parts of the key stay apart and the header stays one line. */
+static void deliver_key_part(const char *s, char *out, size_t outlen, size_t *o)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c > 0x20 && c < 0x7f && c != '%' && c != '|') {
+			if (*o + 1 < outlen)
+				out[(*o)++] = (char)c;
+		} else if (*o + 3 < outlen) {
+			out[(*o)++] = '%';
+			out[(*o)++] = hex[c >> 4];
+			out[(*o)++] = hex[c & 15];
+		}
+	}
+	out[*o] = '\0';
+}
+
+/* Reads the bearer token: one line of visible ASCII (token68), surrounding white space
+ * ignored. Fills d->auth. The token never reaches the log or err. */
+static int deliver_read_token(struct deliver *d, const char *path, char *err, size_t errlen)
+{
+	char buf[DELIVER_TOKEN_MAX + 1];
+	static const char prefix[] = "Authorization: Bearer ";
+	size_t n = 0, a, b;
+	int fd, rc = -1;
+	ssize_t r;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1) {
+		snprintf(err, errlen, "token_file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (n < sizeof(buf)) {
+		r = read(fd, buf + n, sizeof(buf) - n);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1) {
+			snprintf(err, errlen, "token_file %s: %s", path, strerror(errno));
+			goto out;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	if (n > DELIVER_TOKEN_MAX) {
+		snprintf(err, errlen, "token_file %s: longer than %d bytes", path, DELIVER_TOKEN_MAX);
+		goto out;
+	}
+	for (a = 0; a < n && (buf[a] == ' ' || buf[a] == '\t' || buf[a] == '\r' || buf[a] == '\n');)
+		a++;
+	for (b = n; b > a && (buf[b - 1] == ' ' || buf[b - 1] == '\t' || buf[b - 1] == '\r' ||
+			      buf[b - 1] == '\n');)
+		b--;
+	if (a == b) {
+		snprintf(err, errlen, "token_file %s: empty", path);
+		goto out;
+	}
+	for (size_t i = a; i < b; i++) {
+		if (buf[i] <= 0x20 || buf[i] >= 0x7f) {
+			snprintf(err, errlen, "token_file %s: not a single token of visible ASCII", path);
+			goto out;
+		}
+	}
+	d->auth_len = sizeof(prefix) - 1 + (b - a);
+	d->auth = deliver_calloc(1, d->auth_len + 1);
+	memcpy(d->auth, prefix, sizeof(prefix) - 1);
+	memcpy(d->auth + sizeof(prefix) - 1, buf + a, b - a);
+	rc = 0;
+out:
+	explicit_bzero(buf, sizeof(buf));
+	close(fd);
+	return rc;
+}
+
+static int deliver_check_url(const char *url, char *err, size_t errlen)
+{
+	CURLU *u = curl_url();
+	char *scheme = NULL, *host = NULL;
+	int rc = -1;
+
+	if (u == NULL)
+		log_fatal("out of memory");
+	if (url == NULL || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
+		snprintf(err, errlen, "url: not a valid URL");
+		goto out;
+	}
+	if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	    (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
+		snprintf(err, errlen, "url: must be http:// or https://");
+		goto out;
+	}
+	if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || host[0] == '\0') {
+		snprintf(err, errlen, "url: no host");
+		goto out;
+	}
+	rc = 0;
+out:
+	curl_free(host);
+	curl_free(scheme);
+	curl_url_cleanup(u);
+	return rc;
+}
+
+static size_t deliver_on_body(char *p, size_t size, size_t nmemb, void *arg)
+{
+	struct xfer *x = arg;
+	size_t n = size * nmemb, room = sizeof(x->resp) - x->resp_len;
+
+	/* keep the head, drop the rest: the transfer timeout bounds the time spent */
+	if (room > 0) {
+		size_t k = n < room ? n : room;
+
+		memcpy(x->resp + x->resp_len, p, k);
+		x->resp_len += k;
+	}
+	return n;
+}
+
+static void deliver_xfer_free(struct xfer *x)
+{
+	if (x == NULL)
+		return;
+	if (x->easy != NULL)
+		curl_easy_cleanup(x->easy);
+	if (x->body != NULL)
+		hl7json_free(x->body, x->body_len);
+	explicit_bzero(x->resp, sizeof(x->resp));
+	free(x);
+}
+
+/* Queues an outcome for the next batch. detail may be NULL. */
+static void deliver_record(struct deliver *d, int64_t id, enum store_state state,
+			   double retry_in, int http_status, const char *detail)
+{
+	struct pending *p;
+	int64_t now = deliver_wall_ms();
+
+	if (d->npend == DELIVER_PENDING_MAX) {
+		/* the store has been failing for a while: the lease expires and the job is
+		 * delivered again */
+		log_limited(&d->store_rate, LOG_ERROR, "deliver: outcome dropped id=%" PRId64
+			    " reason=store_backlog", id);
+		return;
+	}
+	if (d->npend == 0)
+		d->pend_since = clock_mono();
+	p = &d->pend[d->npend++];
+	memset(p, 0, sizeof(*p));
+	p->o.id = id;
+	p->o.state = state;
+	p->o.at_ms = now;
+	p->o.next_ms = now + (int64_t)(retry_in * 1000);
+	p->o.http_status = http_status;
+	snprintf(p->detail, sizeof(p->detail), "%s", detail != NULL ? detail : "");
+}
+
+/* Records the pending outcomes, DELIVER_BATCH per transaction. Keeps them on failure. */
+static void deliver_flush(struct deliver *d)
+{
+	char err[256];
+	size_t done = 0;
+
+	while (done < d->npend) {
+		size_t n = d->npend - done;
+		struct store_outcome o[DELIVER_BATCH];
+
+		if (n > DELIVER_BATCH)
+			n = DELIVER_BATCH;
+		for (size_t i = 0; i < n; i++) {
+			o[i] = d->pend[done + i].o;
+			o[i].detail = d->pend[done + i].detail;
+		}
+		if (store_finish(d->store, d->owner, o, n, err, sizeof(err)) == -1) {
+			log_limited(&d->store_rate, LOG_ERROR,
+				    "deliver: recording outcomes failed n=%zu error=\"%s\"", n, err);
+			d->store_ok_at = clock_mono() + DELIVER_STORE_RETRY;
+			break;
+		}
+		done += n;
+	}
+	if (done > 0) {
+		memmove(d->pend, d->pend + done, (d->npend - done) * sizeof(*d->pend));
+		d->npend -= done;
+		d->pend_since = clock_mono();
+	}
+}
+
+static void deliver_log_dead(struct deliver *d, int64_t id, const char *control_id,
+			     const char *type, int status, unsigned attempts, const char *reason)
+{
+	log_warn("deliver: dead-lettered id=%" PRId64 " control_id=%s type=%s status=%d "
+		 "attempts=%u reason=%s",
+		 id, control_id, type, status, attempts, reason);
+}
+
+/* Decides what a finished transfer means. */
+static void deliver_done(struct deliver *d, struct xfer *x, CURLcode rc)
+{
+	long status = 0;
+	unsigned attempt = x->attempts + 1;
+	char detail[DELIVER_RESP_MAX + 32];
+	struct backoff b;
+	double delay;
+
+	atomic_fetch_add(&d->n_attempts, 1);
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+	if (rc == CURLE_OK && status >= 200 && status < 300) {
+		atomic_fetch_add(&d->n_delivered, 1);
+		deliver_record(d, x->id, STORE_DELIVERED, 0, (int)status, NULL);
+		log_debug("deliver: delivered id=%" PRId64 " control_id=%s type=%s status=%ld",
+			  x->id, x->control_id, x->type, status);
+		return;
+	}
+	atomic_fetch_add(&d->n_failures, 1);
+	if (rc != CURLE_OK) {
+		const char *e = x->errbuf[0] != '\0' ? x->errbuf : curl_easy_strerror(rc);
+
+		deliver_printable(e, strlen(e), detail, sizeof(detail));
+	} else if (x->resp_len > 0)
+		deliver_printable(x->resp, x->resp_len, detail, sizeof(detail));
+	else
+		snprintf(detail, sizeof(detail), "HTTP %ld", status);
+	if (rc == CURLE_OK && status >= 400 && status < 500) {
+		atomic_fetch_add(&d->n_dead, 1);
+		deliver_record(d, x->id, STORE_DEAD, 0, (int)status, detail);
+		deliver_log_dead(d, x->id, x->control_id, x->type, (int)status, attempt, "rejected");
+		goto out;
+	}
+	if (attempt >= d->max_attempts) {
+		atomic_fetch_add(&d->n_dead, 1);
+		deliver_record(d, x->id, STORE_DEAD, 0, (int)status, detail);
+		deliver_log_dead(d, x->id, x->control_id, x->type, (int)status, attempt,
+				 "attempts_exhausted");
+		goto out;
+	}
+	b = (struct backoff){ .initial = d->backoff_min, .max = d->backoff_max, .attempt = x->attempts };
+	delay = backoff_next(&b, deliver_rand01(d));
+	deliver_record(d, x->id, STORE_FAILED, delay, (int)status, detail);
+	if (rc != CURLE_OK)
+		log_limited(&d->retry_rate, LOG_INFO,
+			    "deliver: retry id=%" PRId64 " control_id=%s type=%s attempts=%u "
+			    "in=%.1fs error=\"%s\"",
+			    x->id, x->control_id, x->type, attempt, delay, detail);
+	else
+		log_limited(&d->retry_rate, LOG_INFO,
+			    "deliver: retry id=%" PRId64 " control_id=%s type=%s attempts=%u "
+			    "in=%.1fs status=%ld",
+			    x->id, x->control_id, x->type, attempt, delay, status);
+out:
+	explicit_bzero(detail, sizeof(detail));
+}
+
+/* Turns a claimed job into a transfer in the multi handle, or records it dead when the
+ * stored message no longer parses. */
+static void deliver_start(struct deliver *d, const struct store_job *job)
+{
+	struct hl7_error perr;
+	struct xfer *x;
+	size_t o = 0;
+	char *p;
+
+	x = deliver_calloc(1, sizeof(*x));
+	x->d = d;
+	x->id = job->id;
+	x->attempts = job->attempts;
+	deliver_printable(job->control_id, strnlen(job->control_id, sizeof(job->control_id)),
+			  x->control_id, sizeof(x->control_id));
+	deliver_printable(job->type, strnlen(job->type, sizeof(job->type)), x->type,
+			  sizeof(x->type));
+	if (hl7_parse(&d->msg, job->raw, job->raw_len, &perr) == -1 ||
+	    (x->body = hl7json_message(&d->msg, job->id, &x->body_len)) == NULL) {
+		atomic_fetch_add(&d->n_dead, 1);
+		deliver_record(d, job->id, STORE_DEAD, 0, 0, "unparsable");
+		deliver_log_dead(d, job->id, x->control_id, x->type, 0, job->attempts + 1,
+				 "unparsable");
+		deliver_xfer_free(x);
+		return;
+	}
+
+	p = x->key;
+	o = (size_t)snprintf(p, sizeof(x->key), "Idempotency-Key: ");
+	deliver_key_part(job->app, p, sizeof(x->key), &o);
+	if (o + 1 < sizeof(x->key))
+		p[o++] = '|';
+	deliver_key_part(job->facility, p, sizeof(x->key), &o);
+	if (o + 1 < sizeof(x->key))
+		p[o++] = '|';
+	deliver_key_part(job->control_id, p, sizeof(x->key), &o);
+	snprintf(x->msgid, sizeof(x->msgid), "X-Netwall-Message-Id: %" PRId64, job->id);
+	x->hdr[0].data = (char *)"Content-Type: application/json";
+	x->hdr[1].data = (char *)"Expect:";
+	x->hdr[2].data = x->key;
+	x->hdr[3].data = x->msgid;
+	x->hdr[4].data = d->auth;
+	for (int i = 0; i < 4; i++)
+		x->hdr[i].next = (i == 3 && d->auth == NULL) ? NULL : &x->hdr[i + 1];
+	x->hdr[4].next = NULL;
+
+	x->easy = curl_easy_init();
+	if (x->easy == NULL)
+		log_fatal("out of memory");
+	curl_easy_setopt(x->easy, CURLOPT_URL, d->url);
+	curl_easy_setopt(x->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(x->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(x->easy, CURLOPT_POST, 1L);
+	curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, x->body);
+	curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body_len);
+	curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, &x->hdr[0]);
+	curl_easy_setopt(x->easy, CURLOPT_USERAGENT, "netwall");
+	curl_easy_setopt(x->easy, CURLOPT_WRITEFUNCTION, deliver_on_body);
+	curl_easy_setopt(x->easy, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(x->easy, CURLOPT_ERRORBUFFER, x->errbuf);
+	curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
+	curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, (long)(d->timeout * 1000));
+	curl_easy_setopt(x->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)(d->connect_timeout * 1000));
+	curl_easy_setopt(x->easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(x->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	if (d->ca_file != NULL)
+		curl_easy_setopt(x->easy, CURLOPT_CAINFO, d->ca_file);
+	if (curl_multi_add_handle(d->multi, x->easy) != CURLM_OK)
+		log_fatal("deliver: curl_multi_add_handle failed");
+	d->xfers[d->nxfers++] = x;
+	atomic_store(&d->n_in_flight, d->nxfers);
+}
+
+/* Claims due jobs for the free slots and starts them. */
+static void deliver_claim(struct deliver *d, double now)
+{
+	struct store_job *jobs = NULL;
+	size_t want = d->concurrency - d->nxfers;
+	char err[256];
+	int n;
+
+	n = store_claim(d->store, d->owner, deliver_wall_ms(),
+			(int64_t)((d->timeout + d->connect_timeout + DELIVER_LEASE_MARGIN) * 1000),
+			want, &jobs, err, sizeof(err));
+	if (n == -1) {
+		log_limited(&d->store_rate, LOG_ERROR, "deliver: claiming jobs failed error=\"%s\"",
+			    err);
+		d->next_scan = now + DELIVER_STORE_RETRY;
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		deliver_start(d, &jobs[i]);
+	store_jobs_free(jobs, (size_t)n);
+	/* a full claim means more may be waiting: scan again as soon as slots free up */
+	d->next_scan = (size_t)n == want ? now : now + d->poll;
+}
+
+/* Collects finished transfers. */
+static void deliver_reap(struct deliver *d)
+{
+	CURLMsg *m;
+	int left;
+
+	while ((m = curl_multi_info_read(d->multi, &left)) != NULL) {
+		struct xfer *x = NULL;
+
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+		deliver_done(d, x, m->data.result);
+		curl_multi_remove_handle(d->multi, x->easy);
+		for (unsigned i = 0; i < d->nxfers; i++) {
+			if (d->xfers[i] == x) {
+				d->xfers[i] = d->xfers[--d->nxfers];
+				break;
+			}
+		}
+		atomic_store(&d->n_in_flight, d->nxfers);
+		deliver_xfer_free(x);
+	}
+}
+
+static long deliver_ms_until(double t, double now)
+{
+	double ms = (t - now) * 1000;
+
+	if (ms <= 0)
+		return 0;
+	if (ms > 60000)
+		return 60000;
+	return (long)ms + 1;
+}
+
+/* True when enough slots are free to claim: a quarter of them, so claims come in batches,
+ * or any when nothing is in flight. */
+static bool deliver_slots(const struct deliver *d)
+{
+	unsigned min_free = d->nxfers == 0 ? 1 : (d->concurrency + 3) / 4;
+
+	return d->concurrency - d->nxfers >= min_free;
+}
+
+static void *deliver_main(void *arg)
+{
+	struct deliver *d = arg;
+	double deadline = 0;
+	int running;
+
+	for (;;) {
+		double now = clock_mono();
+		bool stopping = atomic_load(&d->stop);
+		long wait, ct = -1;
+
+		if (stopping && deadline == 0)
+			deadline = now + d->grace;
+		if (atomic_exchange(&d->kicked, false))
+			d->next_scan = now;
+		if (!stopping && deliver_slots(d) && now >= d->next_scan && now >= d->store_ok_at)
+			deliver_claim(d, now);
+		curl_multi_perform(d->multi, &running);
+		deliver_reap(d);
+
+		now = clock_mono();
+		if (d->npend > 0 && now >= d->store_ok_at &&
+		    (d->npend >= DELIVER_BATCH || now - d->pend_since >= DELIVER_BATCH_WAIT ||
+		     d->nxfers == 0 || stopping))
+			deliver_flush(d);
+		if (stopping && (d->nxfers == 0 || now >= deadline))
+			break;
+
+		wait = 1000;
+		if (curl_multi_timeout(d->multi, &ct) == CURLM_OK && ct >= 0 && ct < wait)
+			wait = ct;
+		if (!stopping && deliver_slots(d)) {
+			double at = d->next_scan > d->store_ok_at ? d->next_scan : d->store_ok_at;
+			long w = deliver_ms_until(at, now);
+
+			if (w < wait)
+				wait = w;
+		}
+		if (d->npend > 0) {
+			double at = d->pend_since + DELIVER_BATCH_WAIT;
+			long w;
+
+			if (at < d->store_ok_at)
+				at = d->store_ok_at;
+			w = deliver_ms_until(at, now);
+			if (w < wait)
+				wait = w;
+		}
+		if (stopping) {
+			long w = deliver_ms_until(deadline, now);
+
+			if (w < wait)
+				wait = w;
+		}
+		curl_multi_poll(d->multi, NULL, 0, (int)wait, NULL);
+	}
+
+	/* what did not finish within the grace keeps its lease, which expires */
+	for (unsigned i = 0; i < d->nxfers; i++) {
+		curl_multi_remove_handle(d->multi, d->xfers[i]->easy);
+		deliver_xfer_free(d->xfers[i]);
+	}
+	d->nxfers = 0;
+	atomic_store(&d->n_in_flight, 0);
+	if (d->npend > 0) {
+		d->store_ok_at = 0;
+		deliver_flush(d);
+	}
+	return NULL;
+}
+
+static pthread_once_t deliver_curl_once = PTHREAD_ONCE_INIT;
+
+static void deliver_curl_init(void)
+{
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		log_fatal("curl_global_init failed");
+}
+
+static void deliver_destroy(struct deliver *d)
+{
+	if (d->multi != NULL)
+		curl_multi_cleanup(d->multi);
+	store_close(d->store);
+	hl7_msg_free(&d->msg);
+	if (d->auth != NULL)
+		explicit_bzero(d->auth, d->auth_len);
+	free(d->auth);
+	free(d->url);
+	free(d->ca_file);
+	free(d->owner);
+	free(d->xfers);
+	if (d->pend != NULL)
+		explicit_bzero(d->pend, DELIVER_PENDING_MAX * sizeof(*d->pend));
+	free(d->pend);
+	free(d);
+}
+
+struct deliver *deliver_new(const struct deliver_conf *c, char *err, size_t errlen)
+{
+	struct deliver *d;
+	sigset_t all, old;
+	char serr[256];
+	int rc;
+
+	pthread_once(&deliver_curl_once, deliver_curl_init);
+	if (deliver_check_url(c->url, err, errlen) == -1)
+		return NULL;
+	if (!(c->timeout > 0) || !(c->connect_timeout > 0) || !(c->backoff_min > 0) ||
+	    c->backoff_max < c->backoff_min || !(c->poll > 0)) {
+		snprintf(err, errlen, "timeouts, backoff and poll must be positive, "
+				      "backoff_max >= backoff_min");
+		return NULL;
+	}
+	d = deliver_calloc(1, sizeof(*d));
+	d->url = deliver_strdup(c->url);
+	d->ca_file = deliver_strdup(c->ca_file);
+	if (c->owner != NULL) {
+		d->owner = deliver_strdup(c->owner);
+	} else {
+		char host[128] = "localhost", own[256];
+
+		gethostname(host, sizeof(host) - 1);
+		snprintf(own, sizeof(own), "%s:%d:%p", host, (int)getpid(), (void *)d);
+		d->owner = deliver_strdup(own);
+	}
+	d->timeout = c->timeout;
+	d->connect_timeout = c->connect_timeout;
+	d->backoff_min = c->backoff_min;
+	d->backoff_max = c->backoff_max;
+	d->poll = c->poll;
+	d->max_attempts = c->max_attempts > 0 ? c->max_attempts : 1;
+	d->concurrency = c->concurrency > 0 ? c->concurrency : 1;
+	if (d->concurrency > DELIVER_CONCURRENCY_MAX)
+		d->concurrency = DELIVER_CONCURRENCY_MAX;
+	if (getrandom(&d->rng, sizeof(d->rng), 0) != sizeof(d->rng))
+		d->rng = (uint64_t)deliver_wall_ms() ^ ((uint64_t)getpid() << 32);
+	d->rng |= 1;
+	hl7_msg_init(&d->msg);
+	d->xfers = deliver_calloc(d->concurrency, sizeof(*d->xfers));
+	d->pend = deliver_calloc(DELIVER_PENDING_MAX, sizeof(*d->pend));
+	if (c->token_file != NULL && deliver_read_token(d, c->token_file, err, errlen) == -1)
+		goto fail;
+	d->store = store_open(c->store, serr, sizeof(serr));
+	if (d->store == NULL) {
+		snprintf(err, errlen, "store: %s", serr);
+		goto fail;
+	}
+	d->multi = curl_multi_init();
+	if (d->multi == NULL)
+		log_fatal("out of memory");
+
+	/* the worker takes no signals: the daemon's loop handles them */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&d->thread, NULL, deliver_main, d);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		snprintf(err, errlen, "thread: %s", strerror(rc));
+		goto fail;
+	}
+	d->started = true;
+	return d;
+fail:
+	deliver_destroy(d);
+	return NULL;
+}
+
+void deliver_kick(struct deliver *d)
+{
+	atomic_store(&d->kicked, true);
+	curl_multi_wakeup(d->multi);
+}
+
+void deliver_stats(struct deliver *d, struct deliver_stats *out)
+{
+	out->attempts = atomic_load(&d->n_attempts);
+	out->delivered = atomic_load(&d->n_delivered);
+	out->failures = atomic_load(&d->n_failures);
+	out->dead = atomic_load(&d->n_dead);
+	out->in_flight = atomic_load(&d->n_in_flight);
+}
+
+void deliver_free(struct deliver *d, double grace)
+{
+	if (d == NULL)
+		return;
+	d->grace = grace > 0 ? grace : 0;
+	atomic_store(&d->stop, true);
+	curl_multi_wakeup(d->multi);
+	if (d->started)
+		pthread_join(d->thread, NULL);
+	deliver_destroy(d);
+}

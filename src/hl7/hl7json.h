@@ -1,0 +1,71 @@
+/* The JSON form of a parsed HL7 v2 message: what the EMAR's API receives from the delivery
+ * worker (deliver.h). One object, keys always present:
+ *
+ *   {
+ *     "id": 42,                          the store's message id
+ *     "control_id": "EF0100...",         MSH-10
+ *     "type": "RDE^O11",                 MSH-9.1 "^" MSH-9.2 (MSH-9.1 alone without a trigger)
+ *     "message_type": "RDE",             MSH-9.1
+ *     "trigger": "O11",                  MSH-9.2
+ *     "structure": "RDE_O11",            MSH-9.3
+ *     "sending_application": "...",      MSH-3.1
+ *     "sending_facility": "...",         MSH-4.1
+ *     "receiving_application": "...",    MSH-5.1
+ *     "receiving_facility": "...",       MSH-6.1
+ *     "datetime": "20101217181500",      MSH-7.1
+ *     "version": "2.5.1",                MSH-12.1
+ *     "charset": "",                     MSH-18, first repetition
+ *     "patient": {                       from the first PID segment; null without one
+ *       "identifiers": [                 one per PID-3 repetition
+ *         {"id": CX.1, "authority": CX.4.1 (CX.4.2 when CX.4.1 is empty), "type": CX.5}
+ *       ],
+ *       "name": {"family": PID-5.1.1, "given": PID-5.2, "middle": PID-5.3},
+ *       "birth_date": PID-7.1,
+ *       "sex": PID-8
+ *     },
+ *     "segments": [                      every segment after MSH, in order
+ *       {"name": "PID", "fields": [F1, F2, ...]}   fields[0] is field 1 (PID-1)
+ *     ],
+ *     "raw": "MSH|^~\\&|...\r..."        the message text as received (segments end in CR)
+ *   }
+ *
+ * Scalar values above are strings: "" when absent or empty, JSON null for the HL7 explicit
+ * null "" (two double quotes). Each field F in "segments" is
+ *
+ *   value                          when the field has one repetition (or none: "")
+ *   {"repetitions": [value, ...]}  when it has two or more
+ *
+ *   value     = string | null | [component, ...]   an array as soon as the repetition
+ *                                                  holds a component or subcomponent
+ *                                                  separator
+ *   component = string | null | [string|null, ...] an array of subcomponents as soon as
+ *                                                  it holds a subcomponent separator
+ *
+ * so "a^b&c~d" is {"repetitions": [["a", ["b", "c"]], "d"]}. Every string is decoded with
+ * hl7_unescape (\F\ -> the field separator, \X41\ -> "A", ...), except "raw".
+ *
+ * Characters: JSON is UTF-8. When MSH-18 is "8859/1" (ISO IR100) the bytes are read as
+ * Latin-1 and converted; otherwise they are taken as UTF-8 (ASCII, MSH-18 "UNICODE UTF-8")
+ * and every byte that is not part of a valid UTF-8 sequence becomes U+FFFD, so the output
+ * is always valid JSON. This applies to "raw" as well. */
+#ifndef NETWALL_HL7JSON_H
+#define NETWALL_HL7JSON_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hl7/hl7.h"
+
+/* Builds the JSON text (compact, NUL-terminated) of the parsed message m, whose bytes
+ * m->data stay the caller's. Returns a malloc'd string with its length in *len; the caller
+ * owns it and releases it with hl7json_free (it holds patient data). Returns NULL only
+ * for a message without MSH, which hl7_parse never yields; out of memory aborts. */
+char *hl7json_message(const struct hl7_msg *m, int64_t id, size_t *len);
+
+/* Wipes and frees a string from hl7json_message. NULL is fine. */
+void hl7json_free(char *json, size_t len);
+
+/* Appends to out (outcap >= 3 * len) the UTF-8 form of p[0..len): Latin-1 converted when
+ * latin1, otherwise invalid UTF-8 bytes replaced by U+FFFD. Returns the bytes written. */
+size_t hl7json_utf8(const char *p, size_t len, int latin1, char *out, size_t outcap);
+
+#endif
