@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "hl7/intake_config.h"
 #include "wall/config.h"
 
 int cmd_check_main(int argc, char **argv)
@@ -12,8 +13,8 @@ int cmd_check_main(int argc, char **argv)
 	int kind;
 
 	if (argc != 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
-		fputs("usage: netwall check FILE\n\nValidates a gateway or agent config (the kind is "
-		      "told by its [gateway] or [agent]\nsection) without starting anything: every "
+		fputs("usage: netwall check FILE\n\nValidates a gateway, agent or intake config (the "
+		      "kind is told by its [gateway],\n[agent] or [intake] section) without starting anything: every "
 		      "key, and the certificates, keys and CA\nbundles it names are loaded as the "
 		      "daemon would. Errors are printed as\nFILE:LINE: message; the exit status is 0 "
 		      "when the file is valid, 1 otherwise.\n",
@@ -45,12 +46,24 @@ int cmd_check_main(int argc, char **argv)
 			config_agent_free(a);
 			return 0;
 		}
+	} else if (kind == 'i') {
+		struct intake_config *in = intake_config_load(argv[1], &msgs);
+		if (in != NULL && intake_config_check_tls(argv[1], in, &msgs) == -1) {
+			intake_config_free(in);
+			in = NULL;
+		}
+		if (in != NULL) {
+			printf("%s: ok (intake: %zu listeners, %zu routing rules, delivery %s)\n",
+			       argv[1], in->nlisten, in->nrules, in->url ? "on" : "off");
+			intake_config_free(in);
+			return 0;
+		}
 	} else {
 		FILE *f = fopen(argv[1], "r");
 		if (f == NULL)
 			perror(argv[1]);
 		else
-			fprintf(stderr, "%s:1: neither a [gateway] nor an [agent] section: not a "
+			fprintf(stderr, "%s:1: no [gateway], [agent] or [intake] section: not a "
 					"netwall config\n",
 				argv[1]);
 		if (f != NULL)

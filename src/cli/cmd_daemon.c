@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "hl7/intake.h"
 #include "wall/agent.h"
 #include "wall/gateway.h"
 
@@ -29,6 +30,18 @@ static const char agent_usage[] =
 	"Logs key=value lines to stderr. SIGTERM/SIGINT drain and exit; SIGHUP reloads FILE.\n"
 	"\n"
 	"  -c, --config FILE   agent config (see examples/agent.ini, docs/config.md)\n"
+	"  -h, --help          this text\n";
+
+static const char intake_usage[] =
+	"usage: netwall intake -c FILE\n"
+	"\n"
+	"Runs the HL7 v2 intake of an EMAR: receives messages over MLLP (plain or TLS), parses,\n"
+	"deduplicates and routes them, stores each durably before acknowledging it, and\n"
+	"delivers accepted messages to the EMAR's HTTP API in the background.\n"
+	"Logs key=value lines to stderr, never message content. SIGTERM/SIGINT drain and exit;\n"
+	"SIGHUP reloads routing, limits and the log level from FILE.\n"
+	"\n"
+	"  -c, --config FILE   intake config (see examples/intake.ini, docs/config.md)\n"
 	"  -h, --help          this text\n";
 
 static int daemon_args(int argc, char **argv, const char *usage, const char *name,
@@ -93,6 +106,30 @@ static void *agent_start(struct event_base *base, const char *file)
 	return agent_new(base, file, cfg);
 }
 
+static void *intake_start(struct event_base *base, const char *file)
+{
+	char *msgs = NULL;
+	struct intake_config *cfg = intake_config_load(file, &msgs);
+
+	if (cfg == NULL) {
+		fputs(msgs, stderr);
+		free(msgs);
+		return NULL;
+	}
+	log_set_level(cfg->log_level);
+	return intake_new(base, file, cfg);
+}
+
+static int intake_run_any(void *d)
+{
+	return intake_run(d);
+}
+
+static void intake_free_any(void *d)
+{
+	intake_free(d);
+}
+
 static int gateway_run_any(void *d)
 {
 	return gateway_run(d);
@@ -149,4 +186,12 @@ int cmd_agent_main(int argc, char **argv)
 						   agent_run_any, agent_free_any };
 
 	return daemon_main(argc, argv, &agent);
+}
+
+int cmd_intake_main(int argc, char **argv)
+{
+	static const struct daemon_kind intake = { "intake", intake_usage, intake_start,
+						    intake_run_any, intake_free_any };
+
+	return daemon_main(argc, argv, &intake);
 }

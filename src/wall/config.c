@@ -592,6 +592,8 @@ int config_kind(const char *file)
 			kind = 'g';
 		else if (strncmp(p, "[agent]", 7) == 0)
 			kind = 'a';
+		else if (strncmp(p, "[intake]", 8) == 0)
+			kind = 'i';
 	}
 	fclose(f);
 	return kind;

@@ -1,0 +1,438 @@
+#include "hl7/intake_config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/conf.h"
+#include "core/num.h"
+#include "core/tls.h"
+
+#define INTAKE_MESSAGE_MIN 1024u                 /* max_message: 1 KiB .. 64 MiB */
+#define INTAKE_MESSAGE_MAX (64u * 1024 * 1024)
+
+/* The pharmacy message families and ADT: accepted when no [route] says otherwise. */
+static const char *const intake_default_accept[] = { "RDE", "RDS", "RAS", "RGV", "OMP",
+						     "ADT" };
+
+struct intake_load {
+	struct intake_config *c;
+	char section[32];
+	bool seen_intake, seen_route;
+	int intake_line;
+};
+
+static void intake_defaults(struct intake_config *c)
+{
+	char err[128];
+
+	c->tls_min = 12;
+	c->max_message = 1024 * 1024;
+	c->max_connections = 1024;
+	c->max_inflight = 64;
+	c->idle_timeout = 600;
+	c->frame_timeout = 30;
+	memcpy(c->processing_ids, "PTD", 4);
+	c->default_action = INTAKE_IGNORE;
+	c->deliver_timeout = 10;
+	c->connect_timeout = 5;
+	c->backoff_min = 1;
+	c->backoff_max = 300;
+	c->poll = 1;
+	c->max_attempts = 10;
+	c->concurrency = 8;
+	c->admin_on = true;
+	addr_parse("127.0.0.1:9102", &c->admin, err, sizeof(err));
+	c->log_level = LOG_INFO;
+	c->drain_timeout = 10;
+}
+
+static void intake_seconds(struct conf *cf, const char *key, const char *v, double min,
+			   double max, double *out)
+{
+	if (num_seconds(v, min, max, out) == -1)
+		conf_error(cf, "%s: want seconds between %g and %g, got '%s'", key, min, max, v);
+}
+
+static void intake_count(struct conf *cf, const char *key, const char *v, uint64_t min,
+			 uint64_t max, uint64_t *out)
+{
+	if (num_u64(v, min, max, out) == -1)
+		conf_error(cf, "%s: want a whole number between %llu and %llu, got '%s'", key,
+			   (unsigned long long)min, (unsigned long long)max, v);
+}
+
+static void intake_file(struct conf *cf, const char *key, const char *v, char **out, int *line)
+{
+	if (v[0] == '\0') {
+		conf_error(cf, "%s: empty value (want a file path)", key);
+		return;
+	}
+	free(*out);
+	*out = conf_path(cf, v);
+	if (line != NULL)
+		*line = cf->line;
+}
+
+static int intake_listen_item(const char *item, void *arg)
+{
+	struct conf *cf = arg;
+	struct intake_config *c = ((struct intake_load *)cf->user)->c;
+	char err[300];
+
+	if (c->nlisten == INTAKE_MAX_LIST) {
+		conf_error(cf, "listen: more than %d addresses", INTAKE_MAX_LIST);
+		return -1;
+	}
+	if (addr_parse(item, &c->listen[c->nlisten], err, sizeof(err)) == -1) {
+		conf_error(cf, "listen: %s", err);
+		return -1;
+	}
+	c->nlisten++;
+	return 0;
+}
+
+static int intake_allow_item(const char *item, void *arg)
+{
+	struct conf *cf = arg;
+	struct intake_config *c = ((struct intake_load *)cf->user)->c;
+
+	if (c->nallow == INTAKE_MAX_LIST) {
+		conf_error(cf, "allow: more than %d entries", INTAKE_MAX_LIST);
+		return -1;
+	}
+	if (addr_cidr_parse(item, &c->allow[c->nallow]) == -1) {
+		conf_error(cf, "allow: '%s' is not an address or CIDR range", item);
+		return -1;
+	}
+	c->nallow++;
+	return 0;
+}
+
+/* A pattern is "*", "TYPE" or "TYPE^TRIGGER" with 3-character alphanumeric parts. */
+static bool intake_pattern_ok(const char *p)
+{
+	size_t n = strlen(p);
+
+	if (strcmp(p, "*") == 0)
+		return true;
+	if (n != 3 && n != 7)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		bool alnum = (p[i] >= 'A' && p[i] <= 'Z') || (p[i] >= '0' && p[i] <= '9');
+		if (i == 3 ? p[i] != '^' : !alnum)
+			return false;
+	}
+	return true;
+}
+
+struct intake_rule_arg {
+	struct conf *cf;
+	enum intake_action action;
+};
+
+static int intake_rule_item(const char *item, void *arg)
+{
+	struct intake_rule_arg *ra = arg;
+	struct intake_config *c = ((struct intake_load *)ra->cf->user)->c;
+	struct intake_rule *r;
+
+	if (!intake_pattern_ok(item)) {
+		conf_error(ra->cf, "'%s' is not a message type (want TYPE, TYPE^TRIGGER or *, "
+				   "e.g. RDE^O11)", item);
+		return -1;
+	}
+	if (c->nrules == INTAKE_MAX_LIST * 3) {
+		conf_error(ra->cf, "more than %d routing patterns", INTAKE_MAX_LIST * 3);
+		return -1;
+	}
+	c->rules = realloc(c->rules, (c->nrules + 1) * sizeof(*c->rules));
+	if (c->rules == NULL)
+		abort();
+	r = &c->rules[c->nrules++];
+	snprintf(r->pattern, sizeof(r->pattern), "%s", item);
+	r->action = ra->action;
+	return 0;
+}
+
+static int intake_action_parse(const char *v, enum intake_action *out)
+{
+	if (strcmp(v, "accept") == 0)
+		*out = INTAKE_ACCEPT;
+	else if (strcmp(v, "ignore") == 0)
+		*out = INTAKE_IGNORE;
+	else if (strcmp(v, "reject") == 0)
+		*out = INTAKE_REJECT;
+	else
+		return -1;
+	return 0;
+}
+
+static void intake_on_section(struct conf *cf, const char *section)
+{
+	struct intake_load *l = cf->user;
+
+	snprintf(l->section, sizeof(l->section), "%s", section);
+	if (strcmp(section, "intake") == 0) {
+		l->seen_intake = true;
+		l->intake_line = cf->line;
+	} else if (strcmp(section, "route") == 0) {
+		l->seen_route = true;
+	} else if (strcmp(section, "deliver") != 0) {
+		conf_error(cf, "unknown section [%s] (want [intake], [route] or [deliver])",
+			   section);
+	}
+}
+
+static void intake_key_intake(struct conf *cf, struct intake_config *c, const char *key,
+			      const char *v)
+{
+	uint64_t n;
+
+	if (strcmp(key, "listen") == 0) {
+		c->nlisten = 0;
+		conf_list(v, intake_listen_item, cf);
+	} else if (strcmp(key, "tls") == 0) {
+		if (conf_bool(v, &c->tls) == -1)
+			conf_error(cf, "tls: want on or off, got '%s'", v);
+	} else if (strcmp(key, "cert") == 0) {
+		intake_file(cf, key, v, &c->cert, &c->cert_line);
+	} else if (strcmp(key, "key") == 0) {
+		intake_file(cf, key, v, &c->key, &c->key_line);
+	} else if (strcmp(key, "client_ca") == 0) {
+		intake_file(cf, key, v, &c->client_ca, &c->ca_line);
+	} else if (strcmp(key, "client_certs") == 0) {
+		if (strcmp(v, "off") == 0)
+			c->client_certs = INTAKE_CERTS_OFF;
+		else if (strcmp(v, "optional") == 0)
+			c->client_certs = INTAKE_CERTS_OPTIONAL;
+		else if (strcmp(v, "required") == 0)
+			c->client_certs = INTAKE_CERTS_REQUIRED;
+		else
+			conf_error(cf, "client_certs: want off, optional or required, got '%s'", v);
+	} else if (strcmp(key, "tls_min") == 0) {
+		if (strcmp(v, "1.2") == 0)
+			c->tls_min = 12;
+		else if (strcmp(v, "1.3") == 0)
+			c->tls_min = 13;
+		else
+			conf_error(cf, "tls_min: want 1.2 or 1.3, got '%s'", v);
+	} else if (strcmp(key, "proxy") == 0) {
+		if (conf_bool(v, &c->proxy) == -1)
+			conf_error(cf, "proxy: want on or off, got '%s'", v);
+	} else if (strcmp(key, "allow") == 0) {
+		c->nallow = 0;
+		conf_list(v, intake_allow_item, cf);
+	} else if (strcmp(key, "store") == 0) {
+		if (v[0] == '\0') {
+			conf_error(cf, "store: empty value (want a SQLite file or postgresql://...)");
+			return;
+		}
+		free(c->store);
+		if (strncmp(v, "postgresql://", 13) == 0 || strncmp(v, "postgres://", 11) == 0)
+			c->store = strdup(v);
+		else
+			c->store = conf_path(cf, v);
+	} else if (strcmp(key, "max_message") == 0) {
+		intake_count(cf, key, v, INTAKE_MESSAGE_MIN, INTAKE_MESSAGE_MAX, &c->max_message);
+	} else if (strcmp(key, "max_connections") == 0) {
+		intake_count(cf, key, v, 1, 1000000, &c->max_connections);
+	} else if (strcmp(key, "max_inflight") == 0) {
+		intake_count(cf, key, v, 1, 4096, &c->max_inflight);
+	} else if (strcmp(key, "idle_timeout") == 0) {
+		intake_seconds(cf, key, v, 0.1, 86400, &c->idle_timeout);
+	} else if (strcmp(key, "frame_timeout") == 0) {
+		intake_seconds(cf, key, v, 0.1, 3600, &c->frame_timeout);
+	} else if (strcmp(key, "processing_ids") == 0) {
+		size_t len = strlen(v);
+		n = 0;
+		for (size_t i = 0; i < len && n < sizeof(c->processing_ids) - 1; i++)
+			if (v[i] == 'P' || v[i] == 'T' || v[i] == 'D')
+				c->processing_ids[n++] = v[i];
+			else if (v[i] != ',' && v[i] != ' ')
+				conf_error(cf, "processing_ids: want P, T and/or D, got '%s'", v);
+		c->processing_ids[n] = '\0';
+	} else if (strcmp(key, "admin") == 0) {
+		char err[300];
+		c->admin_on = strcmp(v, "off") != 0;
+		if (c->admin_on && addr_parse(v, &c->admin, err, sizeof(err)) == -1)
+			conf_error(cf, "admin: %s", err);
+	} else if (strcmp(key, "log_level") == 0) {
+		if (log_level_parse(v, &c->log_level) == -1)
+			conf_error(cf, "log_level: want debug, info, warn or error, got '%s'", v);
+	} else if (strcmp(key, "drain_timeout") == 0) {
+		intake_seconds(cf, key, v, 0, 3600, &c->drain_timeout);
+	} else {
+		conf_error(cf, "unknown key '%s' in [intake]", key);
+	}
+}
+
+static void intake_key_route(struct conf *cf, struct intake_config *c, const char *key,
+			     const char *v)
+{
+	struct intake_rule_arg ra = { cf, INTAKE_ACCEPT };
+
+	if (strcmp(key, "default") == 0) {
+		if (intake_action_parse(v, &c->default_action) == -1)
+			conf_error(cf, "default: want accept, ignore or reject, got '%s'", v);
+		return;
+	}
+	if (intake_action_parse(key, &ra.action) == -1) {
+		conf_error(cf, "unknown key '%s' in [route] (want accept, ignore, reject or "
+			       "default)", key);
+		return;
+	}
+	conf_list(v, intake_rule_item, &ra);
+}
+
+static void intake_key_deliver(struct conf *cf, struct intake_config *c, const char *key,
+			       const char *v)
+{
+	if (strcmp(key, "url") == 0) {
+		if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
+			conf_error(cf, "url: want an http:// or https:// URL, got '%s'", v);
+			return;
+		}
+		free(c->url);
+		c->url = strdup(v);
+	} else if (strcmp(key, "token_file") == 0) {
+		intake_file(cf, key, v, &c->token_file, NULL);
+	} else if (strcmp(key, "ca") == 0) {
+		intake_file(cf, key, v, &c->deliver_ca, NULL);
+	} else if (strcmp(key, "timeout") == 0) {
+		intake_seconds(cf, key, v, 0.1, 3600, &c->deliver_timeout);
+	} else if (strcmp(key, "connect_timeout") == 0) {
+		intake_seconds(cf, key, v, 0.1, 600, &c->connect_timeout);
+	} else if (strcmp(key, "backoff_min") == 0) {
+		intake_seconds(cf, key, v, 0.01, 86400, &c->backoff_min);
+	} else if (strcmp(key, "backoff_max") == 0) {
+		intake_seconds(cf, key, v, 0.01, 7 * 86400, &c->backoff_max);
+	} else if (strcmp(key, "poll") == 0) {
+		intake_seconds(cf, key, v, 0.01, 3600, &c->poll);
+	} else if (strcmp(key, "max_attempts") == 0) {
+		intake_count(cf, key, v, 1, 1000, &c->max_attempts);
+	} else if (strcmp(key, "concurrency") == 0) {
+		intake_count(cf, key, v, 1, 256, &c->concurrency);
+	} else {
+		conf_error(cf, "unknown key '%s' in [deliver]", key);
+	}
+}
+
+static void intake_on_key(struct conf *cf, const char *section, const char *key, const char *v)
+{
+	struct intake_load *l = cf->user;
+
+	if (strcmp(section, "intake") == 0)
+		intake_key_intake(cf, l->c, key, v);
+	else if (strcmp(section, "route") == 0)
+		intake_key_route(cf, l->c, key, v);
+	else if (strcmp(section, "deliver") == 0)
+		intake_key_deliver(cf, l->c, key, v);
+	else if (section[0] == '\0')
+		conf_error(cf, "key '%s' outside a section", key);
+}
+
+static void intake_check(struct conf *cf, struct intake_config *c, const struct intake_load *l)
+{
+	struct intake_rule_arg ra = { cf, INTAKE_ACCEPT };
+
+	cf->line = l->intake_line;
+	if (!l->seen_intake) {
+		conf_error(cf, "missing [intake] section");
+		return;
+	}
+	if (c->nlisten == 0)
+		conf_error(cf, "[intake]: missing required key 'listen'");
+	if (c->store == NULL)
+		conf_error(cf, "[intake]: missing required key 'store'");
+	if (c->tls && (c->cert == NULL || c->key == NULL))
+		conf_error(cf, "[intake]: tls = on needs 'cert' and 'key'");
+	if (c->client_certs != INTAKE_CERTS_OFF && c->client_ca == NULL)
+		conf_error(cf, "[intake]: client_certs needs 'client_ca'");
+	if (c->client_certs != INTAKE_CERTS_OFF && !c->tls)
+		conf_error(cf, "[intake]: client_certs needs tls = on");
+	if (c->processing_ids[0] == '\0')
+		conf_error(cf, "[intake]: processing_ids is empty");
+	if (c->backoff_max < c->backoff_min)
+		conf_error(cf, "[deliver]: backoff_max is shorter than backoff_min");
+	if (!l->seen_route)
+		for (size_t i = 0; i < sizeof(intake_default_accept) / sizeof(*intake_default_accept);
+		     i++)
+			intake_rule_item(intake_default_accept[i], &ra);
+}
+
+struct intake_config *intake_config_load(const char *file, char **msgs)
+{
+	struct intake_config *c = calloc(1, sizeof(*c));
+	struct intake_load l = { .c = c };
+	struct conf cf = { .file = file, .user = &l, .on_section = intake_on_section,
+			   .on_key = intake_on_key };
+
+	if (c == NULL)
+		abort();
+	intake_defaults(c);
+	conf_load(&cf);
+	if (cf.errors == 0)
+		intake_check(&cf, c, &l);
+	if (cf.errors) {
+		if (msgs != NULL)
+			*msgs = strndup((const char *)buf_head(&cf.msgs), cf.msgs.len);
+		conf_done(&cf);
+		intake_config_free(c);
+		return NULL;
+	}
+	conf_done(&cf);
+	return c;
+}
+
+void intake_config_free(struct intake_config *c)
+{
+	if (c == NULL)
+		return;
+	free(c->cert);
+	free(c->key);
+	free(c->client_ca);
+	free(c->store);
+	free(c->rules);
+	free(c->url);
+	free(c->token_file);
+	free(c->deliver_ca);
+	free(c);
+}
+
+enum intake_action intake_config_route(const struct intake_config *c, const char *type,
+				       const char *trigger)
+{
+	for (size_t i = 0; i < c->nrules; i++) {
+		const char *p = c->rules[i].pattern;
+		if (strcmp(p, "*") == 0 ||
+		    (strncmp(p, type, 3) == 0 && type[3] == '\0' &&
+		     (p[3] == '\0' || strcmp(p + 4, trigger) == 0)))
+			return c->rules[i].action;
+	}
+	return c->default_action;
+}
+
+int intake_config_check_tls(const char *file, const struct intake_config *c, char **msgs)
+{
+	char err[512], line[600];
+	SSL_CTX *ctx;
+
+	if (!c->tls)
+		return 0;
+	ctx = tls_ctx_server(c->cert, c->key, err, sizeof(err));
+	if (ctx == NULL) {
+		snprintf(line, sizeof(line), "%s:%d: %s\n", file,
+			 strstr(err, c->key) ? c->key_line : c->cert_line, err);
+		*msgs = strdup(line);
+		return -1;
+	}
+	if (c->client_ca != NULL && tls_ctx_load_ca(ctx, c->client_ca, err, sizeof(err)) == -1) {
+		snprintf(line, sizeof(line), "%s:%d: %s\n", file, c->ca_line, err);
+		*msgs = strdup(line);
+		SSL_CTX_free(ctx);
+		return -1;
+	}
+	SSL_CTX_free(ctx);
+	return 0;
+}

@@ -1,0 +1,70 @@
+/* The intake's configuration: [intake] (listeners, TLS, limits, store), [route] (which
+ * message types are accepted, ignored or rejected) and [deliver] (the EMAR API).
+ * docs/config.md documents every key. */
+#ifndef NETWALL_INTAKE_CONFIG_H
+#define NETWALL_INTAKE_CONFIG_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/addr.h"
+#include "core/log.h"
+
+#define INTAKE_MAX_LIST 64   /* listeners, allow entries, route patterns per list */
+#define INTAKE_PATTERN_MAX 16 /* "RDE^O11", "ADT", "*" */
+
+enum intake_action { INTAKE_ACCEPT = 0, INTAKE_IGNORE, INTAKE_REJECT };
+enum intake_client_certs { INTAKE_CERTS_OFF = 0, INTAKE_CERTS_OPTIONAL, INTAKE_CERTS_REQUIRED };
+
+struct intake_rule {
+	char pattern[INTAKE_PATTERN_MAX + 1]; /* "TYPE^TRIGGER", "TYPE" (any trigger) or "*" */
+	enum intake_action action;
+};
+
+struct intake_config {
+	struct addr listen[INTAKE_MAX_LIST];
+	size_t nlisten;
+	bool tls;
+	char *cert, *key, *client_ca;
+	int cert_line, key_line, ca_line;
+	enum intake_client_certs client_certs;
+	int tls_min; /* 12 or 13 */
+	bool proxy;  /* a PROXY v1/v2 header is required at the start of every connection */
+	struct addr_cidr allow[INTAKE_MAX_LIST];
+	size_t nallow;
+	char *store;
+	uint64_t max_message;     /* bytes per MLLP frame */
+	uint64_t max_connections; /* in all */
+	uint64_t max_inflight;    /* messages read ahead of their ACK per connection */
+	double idle_timeout;      /* no frame started for this long: close */
+	double frame_timeout;     /* a frame partly received for this long: close */
+	char processing_ids[8];   /* accepted MSH-11.1 values, e.g. "PTD" */
+	/* routing: first matching rule wins; else default_action */
+	struct intake_rule *rules;
+	size_t nrules;
+	enum intake_action default_action;
+	/* delivery */
+	char *url;
+	char *token_file;
+	char *deliver_ca;
+	double deliver_timeout, connect_timeout, backoff_min, backoff_max, poll;
+	uint64_t max_attempts, concurrency;
+	bool admin_on;
+	struct addr admin;
+	enum log_level log_level;
+	double drain_timeout;
+};
+
+/* Loads and validates. On error returns NULL and, if msgs is non-NULL, hands over a
+ * malloc'd string of "file:line: message" lines. */
+struct intake_config *intake_config_load(const char *file, char **msgs);
+void intake_config_free(struct intake_config *c);
+
+/* What the rules say about a message of type "TYPE^TRIGGER" (trigger may be empty). */
+enum intake_action intake_config_route(const struct intake_config *c, const char *type,
+				       const char *trigger);
+
+/* Loads the TLS material as the daemon will. Returns 0, or -1 with msgs set. */
+int intake_config_check_tls(const char *file, const struct intake_config *c, char **msgs);
+
+#endif
