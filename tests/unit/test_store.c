@@ -1,0 +1,969 @@
+/* Unit tests for hl7/store: the same cases against SQLite (a file in a temporary
+ * directory, always) and PostgreSQL (when NETWALL_TEST_PG_URL names a database the tests
+ * may wipe: they drop and recreate the store's tables). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "hl7/store.h"
+
+#define NOW 1000000 /* claims happen at this time; messages arrive before it */
+#define LEASE 30000
+
+struct ctx {
+	int pg;
+	char spec[512];
+	struct store *s;
+};
+
+static char tmpdir[256];
+static unsigned db_seq;
+static const char *pg_url;
+
+static int pg_exec(const char *url, const char *sql)
+{
+	PGconn *c = PQconnectdb(url);
+	PGresult *r;
+	int ok;
+
+	if (PQstatus(c) != CONNECTION_OK) {
+		fprintf(stderr, "pg connect: %s", PQerrorMessage(c));
+		PQfinish(c);
+		return -1;
+	}
+	r = PQexec(c, sql);
+	ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+	if (!ok)
+		fprintf(stderr, "pg exec: %s", PQerrorMessage(c));
+	PQclear(r);
+	PQfinish(c);
+	return ok ? 0 : -1;
+}
+
+static int sqlite_exec(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	int rc = sqlite3_open(path, &db);
+
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		fprintf(stderr, "sqlite exec: %s\n", sqlite3_errmsg(db));
+	sqlite3_close(db);
+	return rc == SQLITE_OK ? 0 : -1;
+}
+
+/* Runs sql with a separate connection to the test's database. */
+static void exec_sql(struct ctx *c, const char *sqlite_sql, const char *pg_sql)
+{
+	if (c->pg)
+		assert_int_equal(pg_exec(c->spec, pg_sql), 0);
+	else
+		assert_int_equal(sqlite_exec(c->spec, sqlite_sql), 0);
+}
+
+static int open_fresh(void **state, int pg)
+{
+	struct ctx *c = calloc(1, sizeof(*c));
+	char err[256] = "";
+
+	c->pg = pg;
+	if (pg) {
+		snprintf(c->spec, sizeof(c->spec), "%s", pg_url);
+		if (pg_exec(pg_url, "DROP TABLE IF EXISTS deliveries, messages, netwall_meta CASCADE;"
+				    "DROP FUNCTION IF EXISTS boom() CASCADE") == -1)
+			return -1;
+	} else {
+		snprintf(c->spec, sizeof(c->spec), "%s/t%u.db", tmpdir, db_seq++);
+	}
+	c->s = store_open(c->spec, err, sizeof(err));
+	if (c->s == NULL) {
+		fprintf(stderr, "store_open: %s\n", err);
+		free(c);
+		return -1;
+	}
+	*state = c;
+	return 0;
+}
+
+static int setup_sqlite(void **state)
+{
+	return open_fresh(state, 0);
+}
+
+static int setup_pg(void **state)
+{
+	return open_fresh(state, 1);
+}
+
+static int teardown(void **state)
+{
+	struct ctx *c = *state;
+
+	store_close(c->s);
+	free(c);
+	return 0;
+}
+
+static struct store *reopen(struct ctx *c)
+{
+	char err[256] = "";
+	struct store *s = store_open(c->spec, err, sizeof(err));
+
+	if (s == NULL)
+		fail_msg("store_open: %s", err);
+	return s;
+}
+
+static char raw_buf[64][128];
+static char ack_buf[64][64];
+
+/* A message with its own key; raw and ack are built in static slots (slot < 64). */
+static struct store_msg msg(unsigned slot, const char *cid, const char *type,
+			    enum store_state st, int64_t at)
+{
+	struct store_msg m = {
+		.app = "PHARM",
+		.facility = "SITE1",
+		.control_id = cid,
+		.type = type,
+		.version = "2.5.1",
+		.peer = "127.0.0.1:4000",
+		.state = st,
+		.received_ms = at,
+	};
+
+	snprintf(raw_buf[slot], sizeof(raw_buf[slot]), "MSH|^~\\&|PHARM|SITE1|||x||%s|%s|P|2.5.1\r",
+		 type, cid);
+	snprintf(ack_buf[slot], sizeof(ack_buf[slot]), "MSA|AA|%s|slot%u\r", cid, slot);
+	m.raw = raw_buf[slot];
+	m.raw_len = strlen(raw_buf[slot]);
+	m.ack = ack_buf[slot];
+	m.ack_len = strlen(ack_buf[slot]);
+	return m;
+}
+
+static void put_ok(struct store *s, struct store_msg *m, size_t n)
+{
+	char err[256] = "";
+
+	if (store_put(s, m, n, err, sizeof(err)) != 0)
+		fail_msg("store_put: %s", err);
+}
+
+static void put_one(struct store *s, unsigned slot, const char *cid, const char *type,
+		    enum store_state st, int64_t at, int64_t *id)
+{
+	struct store_msg m = msg(slot, cid, type, st, at);
+
+	put_ok(s, &m, 1);
+	assert_false(m.duplicate);
+	assert_true(m.id > 0);
+	buf_free(&m.orig_ack);
+	if (id != NULL)
+		*id = m.id;
+}
+
+static uint64_t depth(struct store *s)
+{
+	uint64_t n = 999;
+	char err[256];
+
+	assert_int_equal(store_queue_depth(s, &n, err, sizeof(err)), 0);
+	return n;
+}
+
+static uint64_t count_of(struct store *s, enum store_state st, const char *type)
+{
+	struct store_count *cs = NULL;
+	char err[256];
+	int n = store_counts(s, &cs, err, sizeof(err));
+	uint64_t total = 0;
+
+	assert_true(n >= 0);
+	for (int i = 0; i < n; i++) {
+		if (cs[i].state == st && (type == NULL || strcmp(cs[i].type, type) == 0))
+			total += cs[i].n;
+	}
+	free(cs);
+	return total;
+}
+
+static uint64_t count_all(struct store *s)
+{
+	uint64_t total = 0;
+
+	for (int st = 0; st < STORE_NSTATES; st++)
+		total += count_of(s, (enum store_state)st, NULL);
+	return total;
+}
+
+static void get_row(struct store *s, int64_t id, struct store_row *row)
+{
+	char err[256] = "";
+
+	if (store_get(s, id, row, err, sizeof(err)) != 1)
+		fail_msg("store_get %lld: %s", (long long)id, err);
+}
+
+static int claim(struct store *s, const char *owner, int64_t now, size_t max,
+		 struct store_job **jobs)
+{
+	char err[256] = "";
+	int n = store_claim(s, owner, now, LEASE, max, jobs, err, sizeof(err));
+
+	if (n < 0)
+		fail_msg("store_claim: %s", err);
+	return n;
+}
+
+static void finish(struct store *s, const char *owner, int64_t id, enum store_state st,
+		   int status, int64_t next)
+{
+	struct store_outcome o = {.id = id, .state = st, .next_ms = next, .at_ms = NOW + 5,
+				  .http_status = status, .detail = status ? "answer" : "timeout"};
+	char err[256] = "";
+
+	if (store_finish(s, owner, &o, 1, err, sizeof(err)) != 0)
+		fail_msg("store_finish: %s", err);
+}
+
+/* ---------------------------------------------------------------- cases */
+
+static void test_state_names(void **state)
+{
+	enum store_state st;
+
+	for (int i = 0; i < STORE_NSTATES; i++) {
+		assert_int_equal(store_state_parse(store_state_name((enum store_state)i), &st), 0);
+		assert_int_equal(st, i);
+	}
+	assert_string_equal(store_state_name(STORE_DEAD), "dead");
+	assert_int_equal(store_state_parse("Dead", &st), -1);
+	assert_int_equal(store_state_parse("", &st), -1);
+	assert_int_equal(store_state_parse(NULL, &st), -1);
+}
+
+static void test_put_get(void **state)
+{
+	struct ctx *c = *state;
+	struct store_msg m[3] = {
+		msg(0, "C1", "RDE^O11", STORE_RECEIVED, 100),
+		msg(1, "C2", "ADT^A01", STORE_IGNORED, 101),
+		msg(2, "C3", "ORU^R01", STORE_REJECTED, 102),
+	};
+	struct store_row row;
+	char err[256];
+
+	assert_string_equal(store_kind(c->s), c->pg ? "postgresql" : "sqlite");
+	put_ok(c->s, m, 3);
+	for (int i = 0; i < 3; i++) {
+		assert_false(m[i].duplicate);
+		assert_true(m[i].id > 0);
+		assert_int_equal(m[i].orig_ack.len, 0);
+	}
+	assert_true(m[0].id < m[1].id && m[1].id < m[2].id);
+
+	get_row(c->s, m[0].id, &row);
+	assert_int_equal(row.id, m[0].id);
+	assert_int_equal(row.state, STORE_RECEIVED);
+	assert_string_equal(row.app, "PHARM");
+	assert_string_equal(row.facility, "SITE1");
+	assert_string_equal(row.control_id, "C1");
+	assert_string_equal(row.type, "RDE^O11");
+	assert_string_equal(row.version, "2.5.1");
+	assert_string_equal(row.peer, "127.0.0.1:4000");
+	assert_int_equal(row.received_ms, 100);
+	assert_int_equal(row.updated_ms, 100);
+	assert_int_equal(row.attempts, 0);
+	assert_int_equal(row.http_status, 0);
+	assert_null(row.detail);
+	assert_int_equal(row.raw_len, m[0].raw_len);
+	assert_memory_equal(row.raw, m[0].raw, m[0].raw_len);
+	assert_int_equal(row.ack_len, m[0].ack_len);
+	assert_memory_equal(row.ack, m[0].ack, m[0].ack_len);
+	store_row_clear(&row);
+
+	get_row(c->s, m[2].id, &row);
+	assert_int_equal(row.state, STORE_REJECTED);
+	store_row_clear(&row);
+
+	assert_int_equal(store_get(c->s, m[2].id + 1000, &row, err, sizeof(err)), 0);
+	/* only RECEIVED creates a job */
+	assert_int_equal(depth(c->s), 1);
+}
+
+static void test_binary_raw(void **state)
+{
+	struct ctx *c = *state;
+	unsigned char raw[4096];
+	struct store_msg m = msg(0, "BIN", "RDE^O11", STORE_RECEIVED, 1);
+	struct store_row row;
+
+	for (size_t i = 0; i < sizeof(raw); i++)
+		raw[i] = (unsigned char)(i * 7);
+	m.raw = raw;
+	m.raw_len = sizeof(raw);
+	m.ack = "";
+	m.ack_len = 0;
+	put_ok(c->s, &m, 1);
+	get_row(c->s, m.id, &row);
+	assert_int_equal(row.raw_len, sizeof(raw));
+	assert_memory_equal(row.raw, raw, sizeof(raw));
+	assert_int_equal(row.ack_len, 0);
+	store_row_clear(&row);
+}
+
+static void test_dedupe(void **state)
+{
+	struct ctx *c = *state;
+	struct store_msg a = msg(0, "D1", "RDE^O11", STORE_RECEIVED, 10);
+	struct store_msg again = msg(1, "D1", "RDE^O11", STORE_RECEIVED, 20);
+	struct store_msg other_app = msg(2, "D1", "RDE^O11", STORE_RECEIVED, 21);
+	struct store_msg batch[3] = {
+		msg(3, "D2", "RDE^O11", STORE_RECEIVED, 30),
+		msg(4, "D2", "RDE^O11", STORE_RECEIVED, 31),
+		msg(5, "D1", "RDE^O11", STORE_IGNORED, 32),
+	};
+	struct store_row row;
+
+	put_ok(c->s, &a, 1);
+	put_ok(c->s, &again, 1);
+	assert_true(again.duplicate);
+	assert_int_equal(again.id, a.id);
+	assert_int_equal(again.orig_ack.len, a.ack_len);
+	assert_memory_equal(buf_head(&again.orig_ack), a.ack, a.ack_len);
+	buf_free(&again.orig_ack);
+
+	/* the key is (application, facility, control id) */
+	other_app.app = "OTHER";
+	put_ok(c->s, &other_app, 1);
+	assert_false(other_app.duplicate);
+	assert_true(other_app.id != a.id);
+
+	/* duplicates within a batch see the earlier rows */
+	put_ok(c->s, batch, 3);
+	assert_false(batch[0].duplicate);
+	assert_true(batch[1].duplicate);
+	assert_int_equal(batch[1].id, batch[0].id);
+	assert_int_equal(batch[1].orig_ack.len, batch[0].ack_len);
+	assert_memory_equal(buf_head(&batch[1].orig_ack), batch[0].ack, batch[0].ack_len);
+	assert_true(batch[2].duplicate);
+	assert_int_equal(batch[2].id, a.id);
+	assert_memory_equal(buf_head(&batch[2].orig_ack), a.ack, a.ack_len);
+	for (int i = 0; i < 3; i++)
+		buf_free(&batch[i].orig_ack);
+
+	/* no second row, no second job; the original is untouched */
+	assert_int_equal(count_all(c->s), 3);
+	assert_int_equal(depth(c->s), 3);
+	get_row(c->s, a.id, &row);
+	assert_int_equal(row.received_ms, 10);
+	assert_memory_equal(row.ack, a.ack, a.ack_len);
+	store_row_clear(&row);
+}
+
+static void test_counts(void **state)
+{
+	struct ctx *c = *state;
+	struct store_count *cs = NULL;
+	char err[256];
+	int n;
+
+	assert_int_equal(store_counts(c->s, &cs, err, sizeof(err)), 0);
+	free(cs);
+	put_one(c->s, 0, "N1", "RDE^O11", STORE_RECEIVED, 1, NULL);
+	put_one(c->s, 1, "N2", "RDE^O11", STORE_RECEIVED, 2, NULL);
+	put_one(c->s, 2, "N3", "RDS^O13", STORE_RECEIVED, 3, NULL);
+	put_one(c->s, 3, "N4", "ADT^A01", STORE_IGNORED, 4, NULL);
+	put_one(c->s, 4, "N5", "ADT^A08", STORE_IGNORED, 5, NULL);
+	put_one(c->s, 5, "N6", "ORU^R01", STORE_REJECTED, 6, NULL);
+
+	n = store_counts(c->s, &cs, err, sizeof(err));
+	assert_int_equal(n, 5);
+	free(cs);
+	assert_int_equal(count_of(c->s, STORE_RECEIVED, "RDE^O11"), 2);
+	assert_int_equal(count_of(c->s, STORE_RECEIVED, "RDS^O13"), 1);
+	assert_int_equal(count_of(c->s, STORE_IGNORED, NULL), 2);
+	assert_int_equal(count_of(c->s, STORE_REJECTED, "ORU^R01"), 1);
+	assert_int_equal(count_of(c->s, STORE_DEAD, NULL), 0);
+	assert_int_equal(depth(c->s), 3);
+}
+
+static int list(struct store *s, int st, const char *type, int64_t before, size_t limit,
+		struct store_row **rows)
+{
+	struct store_filter f = {.state = st, .type = type, .before_id = before, .limit = limit};
+	char err[256] = "";
+	int n = store_list(s, &f, rows, err, sizeof(err));
+
+	if (n < 0)
+		fail_msg("store_list: %s", err);
+	return n;
+}
+
+static void test_list(void **state)
+{
+	struct ctx *c = *state;
+	static const char *const types[] = {"RDE^O11", "RDE^O25", "RDS^O13", "ADT^A01", "RDE"};
+	int64_t ids[10];
+	struct store_row *rows;
+	char cid[16];
+	int n;
+
+	for (unsigned i = 0; i < 10; i++) {
+		snprintf(cid, sizeof(cid), "L%u", i);
+		put_one(c->s, i, cid, types[i % 5], i % 5 == 3 ? STORE_IGNORED : STORE_RECEIVED,
+			100 + i, &ids[i]);
+	}
+	n = list(c->s, -1, NULL, 0, 0, &rows);
+	assert_int_equal(n, 10);
+	for (int i = 0; i < 10; i++) {
+		assert_int_equal(rows[i].id, ids[9 - i]); /* newest first */
+		assert_null(rows[i].raw);
+		assert_null(rows[i].ack);
+	}
+	assert_string_equal(rows[0].control_id, "L9");
+	assert_string_equal(rows[0].type, "RDE");
+	store_rows_free(rows, (size_t)n);
+
+	n = list(c->s, STORE_IGNORED, NULL, 0, 0, &rows);
+	assert_int_equal(n, 2);
+	assert_int_equal(rows[0].id, ids[8]);
+	assert_int_equal(rows[1].id, ids[3]);
+	store_rows_free(rows, (size_t)n);
+
+	n = list(c->s, -1, "RDE^O11", 0, 0, &rows); /* exact */
+	assert_int_equal(n, 2);
+	assert_int_equal(rows[0].id, ids[5]);
+	store_rows_free(rows, (size_t)n);
+
+	n = list(c->s, -1, "RDE", 0, 0, &rows); /* prefix: RDE^O11, RDE^O25 and plain RDE */
+	assert_int_equal(n, 6);
+	for (int i = 0; i < n; i++)
+		assert_int_equal(strncmp(rows[i].type, "RDE", 3), 0);
+	store_rows_free(rows, (size_t)n);
+
+	n = list(c->s, -1, "RD", 0, 0, &rows); /* a code prefix is not a code */
+	assert_int_equal(n, 0);
+	store_rows_free(rows, (size_t)n);
+
+	n = list(c->s, STORE_RECEIVED, "RDE", ids[6], 2, &rows); /* paging */
+	assert_int_equal(n, 2);
+	assert_int_equal(rows[0].id, ids[5]);
+	assert_int_equal(rows[1].id, ids[4]);
+	store_rows_free(rows, (size_t)n);
+
+	n = list(c->s, -1, NULL, 0, 3, &rows);
+	assert_int_equal(n, 3);
+	store_rows_free(rows, (size_t)n);
+	assert_int_equal(store_list(c->s, NULL, &rows, NULL, 0), 10);
+	store_rows_free(rows, 10);
+}
+
+static void test_claim_lease_expiry(void **state)
+{
+	struct ctx *c = *state;
+	int64_t ids[3];
+	struct store_job *jobs;
+	int n;
+
+	put_one(c->s, 0, "J0", "RDE^O11", STORE_RECEIVED, 100, &ids[0]);
+	put_one(c->s, 1, "J1", "RDE^O11", STORE_IGNORED, 101, NULL);
+	put_one(c->s, 2, "J2", "RDS^O13", STORE_RECEIVED, 102, &ids[1]);
+	put_one(c->s, 3, "J3", "RDE^O11", STORE_RECEIVED, NOW + 100, &ids[2]); /* not due */
+
+	assert_int_equal(claim(c->s, "w1", 50, 10, &jobs), 0); /* nothing due yet */
+	store_jobs_free(jobs, 0);
+
+	n = claim(c->s, "w1", NOW, 1, &jobs);
+	assert_int_equal(n, 1);
+	assert_int_equal(jobs[0].id, ids[0]); /* oldest first */
+	assert_int_equal(jobs[0].attempts, 0);
+	assert_string_equal(jobs[0].type, "RDE^O11");
+	assert_string_equal(jobs[0].control_id, "J0");
+	assert_string_equal(jobs[0].app, "PHARM");
+	assert_string_equal(jobs[0].facility, "SITE1");
+	assert_int_equal(jobs[0].raw_len, strlen(raw_buf[0]));
+	assert_memory_equal(jobs[0].raw, raw_buf[0], jobs[0].raw_len);
+	store_jobs_free(jobs, (size_t)n);
+
+	n = claim(c->s, "w2", NOW, 10, &jobs);
+	assert_int_equal(n, 1);
+	assert_int_equal(jobs[0].id, ids[1]);
+	store_jobs_free(jobs, (size_t)n);
+	assert_int_equal(claim(c->s, "w2", NOW + 1, 10, &jobs), 0); /* all leased */
+	store_jobs_free(jobs, 0);
+
+	/* leases expire: all three are due and free at NOW + LEASE */
+	n = claim(c->s, "w3", NOW + LEASE, 10, &jobs);
+	assert_int_equal(n, 3);
+	assert_int_equal(jobs[0].id, ids[0]);
+	assert_int_equal(jobs[1].id, ids[1]);
+	assert_int_equal(jobs[2].id, ids[2]);
+	store_jobs_free(jobs, (size_t)n);
+	assert_int_equal(depth(c->s), 3);
+}
+
+#define CONC_JOBS 300
+
+static pthread_barrier_t claim_start;
+
+struct claimer {
+	struct store *s;
+	const char *owner;
+	int64_t got[CONC_JOBS];
+	size_t n;
+	int failed;
+};
+
+static void *claim_loop(void *arg)
+{
+	struct claimer *w = arg;
+	char err[256];
+
+	pthread_barrier_wait(&claim_start);
+	for (;;) {
+		struct store_job *jobs;
+		int n = store_claim(w->s, w->owner, NOW, LEASE, 3, &jobs, err, sizeof(err));
+
+		if (n < 0) {
+			fprintf(stderr, "claim: %s\n", err);
+			w->failed = 1;
+			return NULL;
+		}
+		if (n == 0)
+			return NULL;
+		for (int i = 0; i < n && w->n < CONC_JOBS; i++)
+			w->got[w->n++] = jobs[i].id;
+		store_jobs_free(jobs, (size_t)n);
+		usleep(500); /* a worker does something between claims */
+	}
+}
+
+static void test_claim_concurrent(void **state)
+{
+	struct ctx *c = *state;
+	static struct store_msg m[CONC_JOBS];
+	static char cids[CONC_JOBS][16];
+	static struct claimer w[2];
+	pthread_t t[2];
+	static unsigned char seen[CONC_JOBS + 1];
+	int64_t first;
+
+	for (int i = 0; i < CONC_JOBS; i++) {
+		snprintf(cids[i], sizeof(cids[i]), "K%d", i);
+		m[i] = msg(0, cids[i], "RDE^O11", STORE_RECEIVED, 100);
+	}
+	put_ok(c->s, m, CONC_JOBS);
+	first = m[0].id;
+	memset(w, 0, sizeof(w));
+	memset(seen, 0, sizeof(seen));
+	w[0].s = c->s;
+	w[0].owner = "a";
+	w[1].s = reopen(c);
+	w[1].owner = "b";
+	pthread_barrier_init(&claim_start, NULL, 2);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, claim_loop, &w[i]), 0);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&claim_start);
+	store_close(w[1].s);
+	assert_false(w[0].failed);
+	assert_false(w[1].failed);
+	assert_int_equal(w[0].n + w[1].n, CONC_JOBS);
+	for (int k = 0; k < 2; k++) {
+		for (size_t i = 0; i < w[k].n; i++) {
+			int64_t off = w[k].got[i] - first;
+
+			assert_true(off >= 0 && off < CONC_JOBS);
+			if (seen[off])
+				fail_msg("job %lld claimed twice", (long long)w[k].got[i]);
+			seen[off] = 1;
+		}
+	}
+	printf("concurrent claims: a=%zu b=%zu\n", w[0].n, w[1].n);
+}
+
+static void test_finish(void **state)
+{
+	struct ctx *c = *state;
+	int64_t ids[4];
+	struct store_job *jobs;
+	struct store_row row;
+	int n;
+
+	for (unsigned i = 0; i < 4; i++) {
+		char cid[8];
+
+		snprintf(cid, sizeof(cid), "F%u", i);
+		put_one(c->s, i, cid, "RDE^O11", STORE_RECEIVED, 100 + i, &ids[i]);
+	}
+	n = claim(c->s, "w1", NOW, 10, &jobs);
+	assert_int_equal(n, 4);
+	store_jobs_free(jobs, (size_t)n);
+
+	finish(c->s, "w1", ids[0], STORE_DELIVERED, 201, 0);
+	finish(c->s, "w1", ids[1], STORE_FAILED, 503, NOW + 1000);
+	finish(c->s, "w1", ids[2], STORE_DEAD, 400, 0);
+	finish(c->s, "intruder", ids[3], STORE_DELIVERED, 200, 0); /* not its lease */
+
+	get_row(c->s, ids[0], &row);
+	assert_int_equal(row.state, STORE_DELIVERED);
+	assert_int_equal(row.attempts, 1);
+	assert_int_equal(row.http_status, 201);
+	assert_string_equal(row.detail, "answer");
+	assert_int_equal(row.updated_ms, NOW + 5);
+	store_row_clear(&row);
+	get_row(c->s, ids[1], &row);
+	assert_int_equal(row.state, STORE_FAILED);
+	assert_int_equal(row.attempts, 1);
+	assert_int_equal(row.http_status, 503);
+	store_row_clear(&row);
+	get_row(c->s, ids[2], &row);
+	assert_int_equal(row.state, STORE_DEAD);
+	store_row_clear(&row);
+	get_row(c->s, ids[3], &row);
+	assert_int_equal(row.state, STORE_RECEIVED);
+	assert_int_equal(row.attempts, 0);
+	store_row_clear(&row);
+
+	/* the failed one and the untouched one stay queued */
+	assert_int_equal(depth(c->s), 2);
+	/* the failed one is not due before next_ms, even though its lease is gone */
+	assert_int_equal(claim(c->s, "w2", NOW + 999, 10, &jobs), 0);
+	store_jobs_free(jobs, 0);
+	n = claim(c->s, "w2", NOW + 1000, 10, &jobs);
+	assert_int_equal(n, 1);
+	assert_int_equal(jobs[0].id, ids[1]);
+	assert_int_equal(jobs[0].attempts, 1);
+	store_jobs_free(jobs, (size_t)n);
+
+	/* a second failure, then out of attempts: dead, job gone */
+	finish(c->s, "w2", ids[1], STORE_FAILED, 0, NOW + 2000);
+	n = claim(c->s, "w2", NOW + 2000, 10, &jobs);
+	assert_int_equal(n, 1);
+	assert_int_equal(jobs[0].attempts, 2);
+	store_jobs_free(jobs, (size_t)n);
+	finish(c->s, "w2", ids[1], STORE_DEAD, 0, 0);
+	get_row(c->s, ids[1], &row);
+	assert_int_equal(row.state, STORE_DEAD);
+	assert_int_equal(row.attempts, 3);
+	assert_int_equal(row.http_status, 0);
+	assert_string_equal(row.detail, "timeout");
+	store_row_clear(&row);
+	assert_int_equal(depth(c->s), 1);
+
+	/* an expired lease claimed by another owner is not the first owner's any more */
+	n = claim(c->s, "w3", NOW + 2 * LEASE, 10, &jobs);
+	assert_int_equal(n, 1);
+	assert_int_equal(jobs[0].id, ids[3]);
+	store_jobs_free(jobs, (size_t)n);
+	finish(c->s, "w1", ids[3], STORE_DELIVERED, 200, 0);
+	get_row(c->s, ids[3], &row);
+	assert_int_equal(row.state, STORE_RECEIVED);
+	store_row_clear(&row);
+	finish(c->s, "w3", ids[3], STORE_DELIVERED, 200, 0);
+	assert_int_equal(depth(c->s), 0);
+}
+
+static void test_finish_batch(void **state)
+{
+	struct ctx *c = *state;
+	int64_t ids[3];
+	struct store_job *jobs;
+	struct store_outcome o[3];
+	char err[256];
+	int n;
+
+	for (unsigned i = 0; i < 3; i++) {
+		char cid[8];
+
+		snprintf(cid, sizeof(cid), "B%u", i);
+		put_one(c->s, i, cid, "RDE^O11", STORE_RECEIVED, 100, &ids[i]);
+	}
+	n = claim(c->s, "w", NOW, 10, &jobs);
+	assert_int_equal(n, 3);
+	store_jobs_free(jobs, (size_t)n);
+	for (int i = 0; i < 3; i++) {
+		o[i] = (struct store_outcome){.id = ids[i], .state = STORE_DELIVERED, .at_ms = NOW,
+					      .http_status = 200, .detail = NULL};
+	}
+	assert_int_equal(store_finish(c->s, "w", o, 3, err, sizeof(err)), 0);
+	assert_int_equal(count_of(c->s, STORE_DELIVERED, NULL), 3);
+	assert_int_equal(depth(c->s), 0);
+	o[0].state = STORE_RECEIVED; /* not an outcome */
+	assert_int_equal(store_finish(c->s, "w", o, 1, err, sizeof(err)), -1);
+}
+
+static void test_replay(void **state)
+{
+	struct ctx *c = *state;
+	int64_t ids[5];
+	struct store_job *jobs;
+	struct store_row row;
+	char err[256];
+	int n;
+
+	for (unsigned i = 0; i < 5; i++) {
+		char cid[8];
+
+		snprintf(cid, sizeof(cid), "R%u", i);
+		put_one(c->s, i, cid, "RDE^O11", i == 4 ? STORE_IGNORED : STORE_RECEIVED, 100,
+			&ids[i]);
+	}
+	n = claim(c->s, "w", NOW, 10, &jobs);
+	assert_int_equal(n, 4);
+	store_jobs_free(jobs, (size_t)n);
+	finish(c->s, "w", ids[0], STORE_DEAD, 400, 0);
+	finish(c->s, "w", ids[1], STORE_DEAD, 404, 0);
+	finish(c->s, "w", ids[2], STORE_DELIVERED, 200, 0);
+	finish(c->s, "w", ids[3], STORE_FAILED, 500, NOW + 100000);
+	assert_int_equal(depth(c->s), 1);
+
+	/* one by id */
+	assert_int_equal(store_replay(c->s, ids[2], STORE_DEAD, err, sizeof(err)), 1);
+	get_row(c->s, ids[2], &row);
+	assert_int_equal(row.state, STORE_RECEIVED);
+	assert_int_equal(row.attempts, 0);
+	store_row_clear(&row);
+	assert_int_equal(depth(c->s), 2);
+	/* not replayable: RECEIVED (just replayed) and IGNORED; unknown ids */
+	assert_int_equal(store_replay(c->s, ids[2], STORE_DEAD, err, sizeof(err)), 0);
+	assert_int_equal(store_replay(c->s, ids[4], STORE_DEAD, err, sizeof(err)), 0);
+	assert_int_equal(store_replay(c->s, ids[4] + 100, STORE_DEAD, err, sizeof(err)), 0);
+
+	/* every dead one */
+	assert_int_equal(store_replay(c->s, 0, STORE_DEAD, err, sizeof(err)), 2);
+	assert_int_equal(count_of(c->s, STORE_DEAD, NULL), 0);
+	assert_int_equal(depth(c->s), 4);
+	/* every failed one: due now (the job existed with a later next_ms) */
+	assert_int_equal(store_replay(c->s, 0, STORE_FAILED, err, sizeof(err)), 1);
+	assert_int_equal(depth(c->s), 4);
+	assert_int_equal(store_replay(c->s, 0, STORE_DELIVERED, err, sizeof(err)), -1);
+
+	/* replayed jobs are due now, with attempts reset */
+	n = store_claim(c->s, "w2", INT64_MAX / 4, LEASE, 10, &jobs, err, sizeof(err));
+	assert_int_equal(n, 4);
+	for (int i = 0; i < n; i++)
+		assert_int_equal(jobs[i].attempts, 0);
+	store_jobs_free(jobs, (size_t)n);
+}
+
+/* A batch that fails part way stores nothing at all, and the store goes on working. */
+static void test_put_rollback(void **state)
+{
+	struct ctx *c = *state;
+	struct store_msg m[3] = {
+		msg(0, "X1", "RDE^O11", STORE_RECEIVED, 1),
+		msg(1, "X2", "RDE^O11", STORE_RECEIVED, 2),
+		msg(2, "BOOM", "RDE^O11", STORE_RECEIVED, 3),
+	};
+	struct store_msg dup;
+	char err[256] = "";
+
+	put_one(c->s, 3, "X0", "RDE^O11", STORE_RECEIVED, 0, NULL);
+	exec_sql(c,
+		 "CREATE TRIGGER boom BEFORE INSERT ON messages WHEN NEW.control_id = 'BOOM' "
+		 "BEGIN SELECT RAISE(ABORT, 'boom'); END",
+		 "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+		 "IF NEW.control_id = 'BOOM' THEN RAISE EXCEPTION 'boom'; END IF; RETURN NEW; "
+		 "END $$; CREATE TRIGGER boom BEFORE INSERT ON messages FOR EACH ROW "
+		 "EXECUTE FUNCTION boom()");
+	m[0].app = "PHARM"; /* also a duplicate in the failing batch */
+	dup = msg(4, "X0", "RDE^O11", STORE_RECEIVED, 4);
+	{
+		struct store_msg b[4] = {m[0], dup, m[1], m[2]};
+
+		assert_int_equal(store_put(c->s, b, 4, err, sizeof(err)), -1);
+		assert_true(err[0] != '\0');
+		assert_null(strstr(err, "MSH"));
+		assert_null(strstr(err, "BOOM"));
+		for (int i = 0; i < 4; i++) {
+			assert_false(b[i].duplicate);
+			assert_int_equal(b[i].id, 0);
+			assert_int_equal(b[i].orig_ack.len, 0);
+		}
+	}
+	assert_int_equal(count_all(c->s), 1);
+	assert_int_equal(depth(c->s), 1);
+	printf("failed put: %s\n", err);
+
+	/* the connection is usable after the rollback */
+	put_ok(c->s, m, 2);
+	assert_false(m[0].duplicate);
+	assert_false(m[1].duplicate);
+	assert_int_equal(count_all(c->s), 3);
+	assert_int_equal(depth(c->s), 3);
+}
+
+static void test_header_text_cleaned(void **state)
+{
+	struct ctx *c = *state;
+	struct store_msg a = msg(0, "U1", "RDE^O11", STORE_RECEIVED, 1);
+	struct store_msg b = msg(1, "U1", "RDE^O11", STORE_RECEIVED, 2);
+	struct store_row row;
+	const char *latin1 = "H\xf4pital\x01";
+
+	a.facility = latin1;
+	b.facility = latin1;
+	put_ok(c->s, &a, 1);
+	assert_ptr_equal(a.facility, latin1); /* the caller's pointers are put back */
+	put_ok(c->s, &b, 1);
+	assert_true(b.duplicate);
+	assert_int_equal(b.id, a.id);
+	buf_free(&b.orig_ack);
+	get_row(c->s, a.id, &row);
+	assert_string_equal(row.facility, "H\\xF4pital\\x01");
+	store_row_clear(&row);
+	/* valid UTF-8 is kept as it is */
+	a = msg(2, "U2", "RDE^O11", STORE_RECEIVED, 3);
+	a.facility = "H\xc3\xb4pital";
+	put_ok(c->s, &a, 1);
+	get_row(c->s, a.id, &row);
+	assert_string_equal(row.facility, "H\xc3\xb4pital");
+	store_row_clear(&row);
+}
+
+static void test_bad_arguments(void **state)
+{
+	struct ctx *c = *state;
+	struct store_msg m = msg(0, "A1", "RDE^O11", STORE_DELIVERED, 1);
+	struct store_job *jobs;
+	char err[256];
+
+	assert_int_equal(store_put(c->s, &m, 1, err, sizeof(err)), -1);
+	assert_int_equal(store_put(c->s, &m, 0, err, sizeof(err)), 0);
+	assert_int_equal(store_claim(c->s, "", NOW, LEASE, 1, &jobs, err, sizeof(err)), -1);
+	assert_int_equal(store_claim(c->s, "w", NOW, 0, 1, &jobs, err, sizeof(err)), -1);
+	assert_int_equal(count_all(c->s), 0);
+}
+
+/* SQLite only: the disk fills up part way through a batch (RLIMIT_FSIZE stands in for a
+ * full disk); nothing of the batch is stored, and the store works once there is room. */
+static void test_sqlite_disk_full(void **state)
+{
+	struct ctx *c = *state;
+	enum { N = 64, SIZE = 64 * 1024 };
+	static struct store_msg m[N];
+	static char cids[N][16];
+	char *big = malloc(SIZE);
+	struct rlimit old, lim;
+	char err[256] = "";
+	int rc;
+
+	memset(big, 'x', SIZE);
+	put_one(c->s, 0, "FULL0", "RDE^O11", STORE_RECEIVED, 0, NULL);
+	for (int i = 0; i < N; i++) {
+		snprintf(cids[i], sizeof(cids[i]), "FULL%d", i + 1);
+		m[i] = msg(1, cids[i], "RDE^O11", STORE_RECEIVED, 1);
+		m[i].raw = big;
+		m[i].raw_len = SIZE;
+	}
+	signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = 1024 * 1024; /* the batch needs about 4 MiB */
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	rc = store_put(c->s, m, N, err, sizeof(err));
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	assert_int_equal(rc, -1);
+	printf("disk full: %s\n", err);
+	assert_true(strstr(err, "full") != NULL || strstr(err, "I/O") != NULL);
+	assert_int_equal(count_all(c->s), 1);
+	assert_int_equal(depth(c->s), 1);
+	put_ok(c->s, m, N);
+	assert_int_equal(count_all(c->s), N + 1);
+	free(big);
+}
+
+static void test_open_errors(void **state)
+{
+	char err[256] = "";
+
+	assert_null(store_open("", err, sizeof(err)));
+	assert_true(err[0] != '\0');
+	assert_null(store_open("/nonexistent-dir/x/y.db", err, sizeof(err)));
+	assert_non_null(strstr(err, "sqlite"));
+	assert_null(store_open("postgresql://127.0.0.1:1/nothing?connect_timeout=2", err,
+			       sizeof(err)));
+	assert_non_null(strstr(err, "postgresql"));
+}
+
+#define BOTH(f) cmocka_unit_test_setup_teardown(f, SETUP, teardown)
+
+int main(void)
+{
+	char tmpl[] = "/tmp/netwall-test-store-XXXXXX";
+	int failed = 0;
+
+	if (mkdtemp(tmpl) == NULL)
+		return 1;
+	snprintf(tmpdir, sizeof(tmpdir), "%s", tmpl);
+	{
+#define SETUP setup_sqlite
+		const struct CMUnitTest sqlite_tests[] = {
+			cmocka_unit_test(test_state_names),
+			cmocka_unit_test(test_open_errors),
+			BOTH(test_put_get),
+			BOTH(test_binary_raw),
+			BOTH(test_dedupe),
+			BOTH(test_counts),
+			BOTH(test_list),
+			BOTH(test_claim_lease_expiry),
+			BOTH(test_claim_concurrent),
+			BOTH(test_finish),
+			BOTH(test_finish_batch),
+			BOTH(test_replay),
+			BOTH(test_put_rollback),
+			BOTH(test_header_text_cleaned),
+			BOTH(test_bad_arguments),
+			BOTH(test_sqlite_disk_full),
+		};
+#undef SETUP
+		failed += cmocka_run_group_tests_name("store_sqlite", sqlite_tests, NULL, NULL);
+	}
+	pg_url = getenv("NETWALL_TEST_PG_URL");
+	if (pg_url != NULL && pg_url[0] != '\0') {
+#define SETUP setup_pg
+		const struct CMUnitTest pg_tests[] = {
+			BOTH(test_put_get),
+			BOTH(test_binary_raw),
+			BOTH(test_dedupe),
+			BOTH(test_counts),
+			BOTH(test_list),
+			BOTH(test_claim_lease_expiry),
+			BOTH(test_claim_concurrent),
+			BOTH(test_finish),
+			BOTH(test_finish_batch),
+			BOTH(test_replay),
+			BOTH(test_put_rollback),
+			BOTH(test_header_text_cleaned),
+			BOTH(test_bad_arguments),
+		};
+#undef SETUP
+		failed += cmocka_run_group_tests_name("store_postgresql", pg_tests, NULL, NULL);
+	}
+	{
+		char cmd[300];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+		if (system(cmd) != 0)
+			failed++;
+	}
+	return failed ? 1 : 0;
+}
