@@ -96,6 +96,11 @@ void hl7_msg_free(struct hl7_msg *m);
  * 2 or repeated or alphanumeric encoding characters, a delimiter equal to another) is an
  * error, not a guess. */
 int hl7_parse(struct hl7_msg *m, const char *data, size_t len, struct hl7_error *err);
+/* Errors: no MSH first -> HL7_SEGMENT_SEQUENCE; MSH-1 absent -> HL7_REQUIRED_FIELD; bad
+ * MSH-1 or MSH-2 -> HL7_DATA_TYPE; a segment name that is not 3 of [A-Z0-9] or more than
+ * HL7_MAX_SEGMENTS segments -> HL7_SEGMENT_SEQUENCE; more than HL7_MAX_FIELDS fields in a
+ * segment -> HL7_DATA_TYPE. Leading CR/LF and lines of blanks only are skipped. After a
+ * failure m holds no segments. err may be NULL. */
 
 /* Index of the n-th (1-based) segment named name, or -1. */
 int hl7_seg_find(const struct hl7_msg *m, const char *name, unsigned n);
@@ -105,7 +110,9 @@ int hl7_seg_find(const struct hl7_msg *m, const char *name, unsigned n);
 bool hl7_field(const struct hl7_msg *m, unsigned si, unsigned f, struct hl7_str *out);
 
 /* Within a field view: repetition r, component c, subcomponent s (1-based). Return false
- * and an empty view when absent. MSH-1 and MSH-2 are not split. */
+ * and an empty view when absent; an empty input has no parts, a non-empty one has one more
+ * part than it has delimiters (some may be empty). Callers must not split MSH-1 and MSH-2
+ * (hl7_get does not). Without a subcomponent separator, s == 1 is the whole view. */
 bool hl7_rep(const struct hl7_delims *d, struct hl7_str field, unsigned r, struct hl7_str *out);
 bool hl7_comp(const struct hl7_delims *d, struct hl7_str rep, unsigned c, struct hl7_str *out);
 bool hl7_sub(const struct hl7_delims *d, struct hl7_str comp, unsigned s, struct hl7_str *out);
@@ -113,15 +120,18 @@ bool hl7_sub(const struct hl7_delims *d, struct hl7_str comp, unsigned s, struct
 unsigned hl7_reps(const struct hl7_delims *d, struct hl7_str field);
 
 /* Looks up a path: SEG[(occ)]-F[\[rep\]][.C[.S]], e.g. "MSH-9.1", "PID-3[2].1",
- * "OBX(2)-5", "PID-5.1.1". Without [rep] the first repetition is used (except MSH-1/2).
- * Returns 1 and the raw view when present, 0 when absent, -1 for a malformed path. */
+ * "OBX(2)-5", "PID-5.1.1". Without [rep] the first repetition is used (except MSH-1/2,
+ * returned whole; any index past 1 under them is absent). Numbers are 1 to 999999 without
+ * leading zeros. Returns 1 and the raw view when present and not empty, 0 when absent or
+ * empty (HL7's "not valued"; "" is valued, see hl7_is_null), -1 for a malformed path. */
 int hl7_get(const struct hl7_msg *m, const char *path, struct hl7_str *out);
 
 /* True for the explicit null "" (two double quotes). */
 bool hl7_is_null(struct hl7_str v);
 
 /* Decodes escape sequences in v into out (outlen >= v.len always suffices; the decoded
- * form is never longer): \F\ \S\ \T\ \R\ \E\ give the delimiters, \Xhh..\ the bytes,
+ * form is never longer; with less room the output is cut at outlen): \F\ \S\ \T\ \R\ \E\
+ * (and v2.7's \P\ when MSH-2 has a truncation character) give the delimiters, \Xhh..\ the bytes,
  * \.br\ and \.sp\ a line feed, other formatting (\H\ \N\ \.in\ \.ti\ \.sk\ \.ce\ \.fi\
  * \.nf\) and character-set escapes (\C..\ \M..\ \Z..\) are dropped; an unterminated or
  * unknown escape is copied literally. Returns the decoded length. */
@@ -134,9 +144,11 @@ size_t hl7_copy(const struct hl7_delims *d, struct hl7_str v, char *out, size_t 
 /* Batches: true if data begins with FHS or BHS. */
 bool hl7_is_batch(const char *data, size_t len);
 /* Iterates the messages of a batch (or of a plain run of messages): starting at *pos,
- * skips FHS/BHS/BTS/FTS segments and returns in *msg the next span that starts with MSH
- * and ends before the next MSH, BTS, FTS or the end. Returns 1 with *pos advanced, 0 when
- * no message is left. */
+ * skips FHS/BHS/BTS/FTS segments and empty lines and returns in *msg the next span that
+ * starts with MSH and ends before the next MSH, FHS, BHS, BTS, FTS or the end. Stray
+ * segments outside a message come out as a span of their own (not starting with MSH), so
+ * that hl7_parse rejects them instead of them vanishing unanswered. Returns 1 with *pos
+ * advanced, 0 when no message is left. */
 int hl7_batch_next(const char *data, size_t len, size_t *pos, struct hl7_str *msg);
 
 /* True if MSH-9.1 is ACK (we never acknowledge an acknowledgement). */
