@@ -296,7 +296,7 @@ static void deliver_record(struct deliver *d, int64_t id, enum store_state state
 	if (d->npend == DELIVER_PENDING_MAX) {
 		/* the store has been failing for a while: the lease expires and the job is
 		 * delivered again */
-		log_limited(&d->store_rate, LOG_ERROR, "deliver: outcome dropped id=%" PRId64
+		log_limited(&d->store_rate, LOG_ERROR, "event=delivery_outcome_dropped id=%" PRId64
 			    " reason=store_backlog", id);
 		return;
 	}
@@ -330,7 +330,7 @@ static void deliver_flush(struct deliver *d)
 		}
 		if (store_finish(d->store, d->owner, o, n, err, sizeof(err)) == -1) {
 			log_limited(&d->store_rate, LOG_ERROR,
-				    "deliver: recording outcomes failed n=%zu error=\"%s\"", n, err);
+				    "event=delivery_store_failed op=finish n=%zu error=\"%s\"", n, err);
 			d->store_ok_at = clock_mono() + DELIVER_STORE_RETRY;
 			break;
 		}
@@ -346,7 +346,7 @@ static void deliver_flush(struct deliver *d)
 static void deliver_log_dead(struct deliver *d, int64_t id, const char *control_id,
 			     const char *type, int status, unsigned attempts, const char *reason)
 {
-	log_warn("deliver: dead-lettered id=%" PRId64 " control_id=%s type=%s status=%d "
+	log_warn("event=delivery_dead id=%" PRId64 " control_id=%s type=%s status=%d "
 		 "attempts=%u reason=%s",
 		 id, control_id, type, status, attempts, reason);
 }
@@ -366,7 +366,7 @@ static void deliver_done(struct deliver *d, struct xfer *x, CURLcode rc)
 	if (rc == CURLE_OK && status >= 200 && status < 300) {
 		atomic_fetch_add(&d->n_delivered, 1);
 		deliver_record(d, x->id, STORE_DELIVERED, 0, (int)status, NULL);
-		log_debug("deliver: delivered id=%" PRId64 " control_id=%s type=%s status=%ld",
+		log_debug("event=delivered id=%" PRId64 " control_id=%s type=%s status=%ld",
 			  x->id, x->control_id, x->type, status);
 		return;
 	}
@@ -397,12 +397,12 @@ static void deliver_done(struct deliver *d, struct xfer *x, CURLcode rc)
 	deliver_record(d, x->id, STORE_FAILED, delay, (int)status, detail);
 	if (rc != CURLE_OK)
 		log_limited(&d->retry_rate, LOG_INFO,
-			    "deliver: retry id=%" PRId64 " control_id=%s type=%s attempts=%u "
+			    "event=delivery_retry id=%" PRId64 " control_id=%s type=%s attempts=%u "
 			    "in=%.1fs error=\"%s\"",
 			    x->id, x->control_id, x->type, attempt, delay, detail);
 	else
 		log_limited(&d->retry_rate, LOG_INFO,
-			    "deliver: retry id=%" PRId64 " control_id=%s type=%s attempts=%u "
+			    "event=delivery_retry id=%" PRId64 " control_id=%s type=%s attempts=%u "
 			    "in=%.1fs status=%ld",
 			    x->id, x->control_id, x->type, attempt, delay, status);
 out:
@@ -477,7 +477,7 @@ static void deliver_start(struct deliver *d, const struct store_job *job)
 	if (d->ca_file != NULL)
 		curl_easy_setopt(x->easy, CURLOPT_CAINFO, d->ca_file);
 	if (curl_multi_add_handle(d->multi, x->easy) != CURLM_OK)
-		log_fatal("deliver: curl_multi_add_handle failed");
+		log_fatal("event=delivery_curl_failed op=add_handle");
 	d->xfers[d->nxfers++] = x;
 	atomic_store(&d->n_in_flight, d->nxfers);
 }
@@ -494,7 +494,7 @@ static void deliver_claim(struct deliver *d, double now)
 			(int64_t)((d->timeout + d->connect_timeout + DELIVER_LEASE_MARGIN) * 1000),
 			want, &jobs, err, sizeof(err));
 	if (n == -1) {
-		log_limited(&d->store_rate, LOG_ERROR, "deliver: claiming jobs failed error=\"%s\"",
+		log_limited(&d->store_rate, LOG_ERROR, "event=delivery_store_failed op=claim error=\"%s\"",
 			    err);
 		d->next_scan = now + DELIVER_STORE_RETRY;
 		return;
