@@ -1,0 +1,253 @@
+/* Group commit. The loop thread queues requests; one thread takes everything queued (up to
+ * COMMIT_MAX_BATCH) and writes it with one store_put, so the messages that arrived while
+ * the previous transaction was being made durable share the next one. Finished requests
+ * go back on a second list, and an eventfd wakes the loop, which runs their done
+ * callbacks in submission order. The loop's event base is only ever touched from the
+ * loop thread (no libevent threading support is assumed). */
+#include "hl7/commit.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+struct commit {
+	struct event_base *base;
+	struct store *store; /* the committer thread's alone once it runs */
+	void (*after)(void *arg);
+	void *after_arg;
+
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	/* under lock */
+	struct commit_req *queue, *queue_tail; /* submitted, not yet taken */
+	struct commit_req *done, *done_tail;   /* committed, done not yet run */
+	bool stop;
+	struct commit_stats stats;
+
+	int efd;
+	struct event *ev;
+	size_t pending; /* loop thread only: submitted, done not yet run */
+
+	/* committer thread only */
+	struct commit_req *batch[COMMIT_MAX_BATCH];
+	struct store_msg msgs[COMMIT_MAX_BATCH];
+};
+
+/* Writes one batch: requests batch[0..n) in order. Called in the committer thread. */
+static void commit_batch(struct commit *c, size_t n)
+{
+	char err[sizeof(c->batch[0]->err)] = "";
+	uint64_t rows = 0, dups = 0;
+	bool received = false;
+	int rc;
+
+	for (size_t i = 0; i < n; i++)
+		c->msgs[i] = c->batch[i]->msg;
+	rc = store_put(c->store, c->msgs, n, err, sizeof(err));
+	for (size_t i = 0; i < n; i++) {
+		struct commit_req *r = c->batch[i];
+
+		r->msg = c->msgs[i];
+		r->rc = rc;
+		if (rc == -1) {
+			memcpy(r->err, err, sizeof(r->err));
+			continue;
+		}
+		r->err[0] = '\0';
+		if (r->msg.duplicate) {
+			dups++;
+			continue;
+		}
+		rows++;
+		if (r->msg.state == STORE_RECEIVED)
+			received = true;
+	}
+	explicit_bzero(c->msgs, n * sizeof(c->msgs[0]));
+
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < n; i++) {
+		c->batch[i]->next = NULL;
+		if (c->done_tail != NULL)
+			c->done_tail->next = c->batch[i];
+		else
+			c->done = c->batch[i];
+		c->done_tail = c->batch[i];
+	}
+	if (rc == -1) {
+		c->stats.failures++;
+	} else {
+		c->stats.transactions++;
+		c->stats.rows += rows;
+		c->stats.dups += dups;
+	}
+	if (n > c->stats.max_batch)
+		c->stats.max_batch = n;
+	pthread_mutex_unlock(&c->lock);
+
+	uint64_t one = 1;
+	while (write(c->efd, &one, sizeof(one)) == -1 && errno == EINTR)
+		; /* EAGAIN: the counter is already far from zero, the loop will wake */
+	if (received && c->after != NULL)
+		c->after(c->after_arg);
+}
+
+static void *commit_main(void *arg)
+{
+	struct commit *c = arg;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		size_t n = 0;
+
+		while (c->queue == NULL && !c->stop)
+			pthread_cond_wait(&c->wake, &c->lock);
+		if (c->queue == NULL)
+			break; /* stopping, and nothing left to write */
+		while (c->queue != NULL && n < COMMIT_MAX_BATCH) {
+			c->batch[n++] = c->queue;
+			c->queue = c->queue->next;
+		}
+		if (c->queue == NULL)
+			c->queue_tail = NULL;
+		pthread_mutex_unlock(&c->lock);
+		commit_batch(c, n);
+		pthread_mutex_lock(&c->lock);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/* Runs the done callbacks of everything committed so far, in order (loop thread). */
+static void run_done(struct commit *c)
+{
+	struct commit_req *r, *next;
+
+	pthread_mutex_lock(&c->lock);
+	r = c->done;
+	c->done = c->done_tail = NULL;
+	pthread_mutex_unlock(&c->lock);
+	for (; r != NULL; r = next) {
+		next = r->next; /* done may free r */
+		r->next = NULL;
+		c->pending--;
+		r->done(r, r->arg);
+	}
+}
+
+static void on_eventfd(evutil_socket_t fd, short what, void *arg)
+{
+	struct commit *c = arg;
+	uint64_t v;
+
+	while (read(fd, &v, sizeof(v)) == -1 && errno == EINTR)
+		;
+	run_done(c);
+}
+
+struct commit *commit_new(struct event_base *base, const char *spec,
+			  void (*after)(void *arg), void *after_arg, char *err, size_t errlen)
+{
+	struct commit *c = calloc(1, sizeof(*c));
+	sigset_t all, old;
+	int rc;
+
+	if (c == NULL)
+		log_fatal("event=oom bytes=%zu", sizeof(*c));
+	c->base = base;
+	c->after = after;
+	c->after_arg = after_arg;
+	c->efd = -1;
+	c->store = store_open(spec, err, errlen);
+	if (c->store == NULL)
+		goto fail;
+	c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (c->efd == -1) {
+		if (err != NULL)
+			snprintf(err, errlen, "eventfd: %s", strerror(errno));
+		goto fail;
+	}
+	c->ev = event_new(base, c->efd, EV_READ | EV_PERSIST, on_eventfd, c);
+	if (c->ev == NULL || event_add(c->ev, NULL) == -1) {
+		if (err != NULL)
+			snprintf(err, errlen, "cannot watch the commit eventfd");
+		goto fail;
+	}
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->wake, NULL);
+	/* signals stay with the loop thread */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&c->thread, NULL, commit_main, c);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		if (err != NULL)
+			snprintf(err, errlen, "commit thread: %s", strerror(rc));
+		pthread_cond_destroy(&c->wake);
+		pthread_mutex_destroy(&c->lock);
+		goto fail;
+	}
+	return c;
+fail:
+	if (c->ev != NULL)
+		event_free(c->ev);
+	if (c->efd != -1)
+		close(c->efd);
+	store_close(c->store);
+	free(c);
+	return NULL;
+}
+
+void commit_submit(struct commit *c, struct commit_req *r)
+{
+	r->next = NULL;
+	r->rc = 0;
+	r->err[0] = '\0';
+	c->pending++;
+	pthread_mutex_lock(&c->lock);
+	if (c->queue_tail != NULL)
+		c->queue_tail->next = r;
+	else
+		c->queue = r;
+	c->queue_tail = r;
+	pthread_cond_signal(&c->wake);
+	pthread_mutex_unlock(&c->lock);
+}
+
+size_t commit_pending(const struct commit *c)
+{
+	return c->pending;
+}
+
+void commit_stats(struct commit *c, struct commit_stats *out)
+{
+	pthread_mutex_lock(&c->lock);
+	*out = c->stats;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void commit_free(struct commit *c)
+{
+	if (c == NULL)
+		return;
+	pthread_mutex_lock(&c->lock);
+	c->stop = true;
+	pthread_cond_signal(&c->wake);
+	pthread_mutex_unlock(&c->lock);
+	pthread_join(c->thread, NULL); /* the thread writes what is queued first */
+	run_done(c);
+	event_free(c->ev);
+	close(c->efd);
+	store_close(c->store);
+	pthread_cond_destroy(&c->wake);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
