@@ -351,7 +351,16 @@ static void deliver_log_dead(struct deliver *d, int64_t id, const char *control_
 		 id, control_id, type, status, attempts, reason);
 }
 
-/* Decides what a finished transfer means. */
+/* True for an answer that says the message itself is wrong: 4xx, except 408 Request
+ * Timeout, 425 Too Early and 429 Too Many Requests, which say "not now" and are retried. */
+static bool deliver_rejected(long status)
+{
+	return status >= 400 && status < 500 && status != 408 && status != 425 && status != 429;
+}
+
+/* Decides what a finished transfer means: 2xx delivered; a rejection (see above) dead at
+ * once; anything else (5xx, 3xx, timeouts, network errors) retried after a backoff, or
+ * dead once this was attempt max_attempts. */
 static void deliver_done(struct deliver *d, struct xfer *x, CURLcode rc)
 {
 	long status = 0;
@@ -379,7 +388,7 @@ static void deliver_done(struct deliver *d, struct xfer *x, CURLcode rc)
 		deliver_printable(x->resp, x->resp_len, detail, sizeof(detail));
 	else
 		snprintf(detail, sizeof(detail), "HTTP %ld", status);
-	if (rc == CURLE_OK && status >= 400 && status < 500) {
+	if (rc == CURLE_OK && deliver_rejected(status)) {
 		atomic_fetch_add(&d->n_dead, 1);
 		deliver_record(d, x->id, STORE_DEAD, 0, (int)status, detail);
 		deliver_log_dead(d, x->id, x->control_id, x->type, (int)status, attempt, "rejected");
@@ -657,6 +666,10 @@ struct deliver *deliver_new(const struct deliver_conf *c, char *err, size_t errl
 	int rc;
 
 	pthread_once(&deliver_curl_once, deliver_curl_init);
+	if (c->store == NULL) {
+		snprintf(err, errlen, "store: not set");
+		return NULL;
+	}
 	if (deliver_check_url(c->url, err, errlen) == -1)
 		return NULL;
 	if (!(c->timeout > 0) || !(c->connect_timeout > 0) || !(c->backoff_min > 0) ||

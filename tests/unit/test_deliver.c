@@ -293,6 +293,11 @@ static void test_delivers(void **state)
 	assert_non_null(lf);
 	while (fgets(line, sizeof(line), lf) != NULL) {
 		if (strstr(line, "\"idempotency_key\": \"APP|FAC|OK3\"") != NULL) {
+			char want[64];
+
+			snprintf(want, sizeof(want), "\"message_id_header\": \"%lld\"",
+				 (long long)ids[3]);
+			assert_non_null(strstr(line, want));
 			assert_non_null(strstr(line, "\"authorization\": true"));
 			assert_non_null(strstr(line, "\"type\": \"RDE^O11\""));
 			found = true;
@@ -373,6 +378,25 @@ static void test_4xx_dead_at_once(void **state)
 	deliver_stats(d, &st);
 	assert_int_equal(st.dead, 1);
 	assert_int_equal(st.delivered, 0);
+	deliver_free(d, 1);
+}
+
+static void test_429_retried(void **state)
+{
+	struct fixture *f = *state;
+	struct deliver_conf c = conf_for(f);
+	struct store_row row;
+	char err[256];
+	struct deliver *d;
+	int64_t id;
+
+	emar_mode("{\"mode\": \"429\", \"count\": 1}");
+	id = put(f, "L1", NULL);
+	d = deliver_new(&c, err, sizeof(err));
+	assert_non_null(d);
+	wait_state(f, id, STORE_DELIVERED, 5, &row);
+	assert_int_equal(row.attempts, 2);
+	store_row_clear(&row);
 	deliver_free(d, 1);
 }
 
@@ -484,6 +508,80 @@ static void test_unparsable_dead(void **state)
 	assert_int_equal(emar_accepted(), 0);
 }
 
+static void test_many_in_batches(void **state)
+{
+	struct fixture *f = *state;
+	struct deliver_conf c = conf_for(f);
+	struct deliver_stats st;
+	struct store_row row;
+	enum { N = 300 };
+	struct store_msg m[N];
+	char cids[N][16], raws[N][160], err[256];
+	struct deliver *d;
+	double until;
+
+	memset(m, 0, sizeof(m));
+	for (int i = 0; i < N; i++) {
+		snprintf(cids[i], sizeof(cids[i]), "B%d", i);
+		snprintf(raws[i], sizeof(raws[i]),
+			 "MSH|^~\\&|APP|FAC|||20240101||RDE^O11|%s|P|2.5\rPID|1||%d\r", cids[i], i);
+		m[i] = (struct store_msg){ .app = "APP", .facility = "FAC", .control_id = cids[i],
+					   .type = "RDE^O11", .version = "2.5", .peer = "p",
+					   .state = STORE_RECEIVED, .raw = raws[i],
+					   .raw_len = strlen(raws[i]), .ack = "A", .ack_len = 1 };
+	}
+	assert_int_equal(store_put(f->s, m, N, err, sizeof(err)), 0);
+	c.concurrency = 16;
+	d = deliver_new(&c, err, sizeof(err));
+	assert_non_null(d);
+	until = clock_mono() + 8;
+	do {
+		usleep(50000);
+		deliver_stats(d, &st);
+	} while (st.delivered < N && clock_mono() < until);
+	assert_int_equal(st.delivered, N);
+	assert_int_equal(st.attempts, N);
+	assert_true(st.in_flight == 0);
+	deliver_free(d, 1);
+	wait_state(f, m[N - 1].id, STORE_DELIVERED, 1, &row);
+	store_row_clear(&row);
+	assert_int_equal(emar_accepted(), N);
+}
+
+/* deliver_free gives a stuck transfer its grace, then leaves the job leased and queued. */
+static void test_free_abandons_stuck_transfer(void **state)
+{
+	struct fixture *f = *state;
+	struct deliver_conf c = conf_for(f);
+	struct deliver_stats st;
+	struct store_row row;
+	uint64_t depth = 0;
+	char err[256];
+	struct deliver *d;
+	double t0;
+	int64_t id;
+
+	c.timeout = 10;
+	emar_mode("{\"mode\": \"hang\"}");
+	id = put(f, "H1", NULL);
+	d = deliver_new(&c, err, sizeof(err));
+	assert_non_null(d);
+	t0 = clock_mono() + 3;
+	do {
+		usleep(20000);
+		deliver_stats(d, &st);
+	} while (st.in_flight == 0 && clock_mono() < t0);
+	assert_int_equal(st.in_flight, 1);
+	t0 = clock_mono();
+	deliver_free(d, 0.2);
+	assert_true(clock_mono() - t0 < 1.5);
+	wait_state(f, id, STORE_RECEIVED, 1, &row);
+	assert_int_equal(row.attempts, 0);
+	store_row_clear(&row);
+	assert_int_equal(store_queue_depth(f->s, &depth, err, sizeof(err)), 0);
+	assert_int_equal(depth, 1);
+}
+
 static void test_bad_config(void **state)
 {
 	struct fixture *f = *state;
@@ -522,6 +620,7 @@ int main(void)
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_4xx_dead_at_once, fixture_setup,
 						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_429_retried, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_timeout_retried, fixture_setup,
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_connection_closed_retried, fixture_setup,
@@ -531,6 +630,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unreachable_endpoint_dead, fixture_setup,
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_unparsable_dead, fixture_setup,
+						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_many_in_batches, fixture_setup,
+						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_free_abandons_stuck_transfer, fixture_setup,
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_bad_config, fixture_setup, fixture_teardown),
 	};

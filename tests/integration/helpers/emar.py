@@ -9,7 +9,7 @@ stdout, flushed: "delivered id=<id> control_id=<..> type=<..>". No patient data 
 or logged. A body that is not JSON is answered 400.
 
 Runtime control (never logged as a delivery):
-    POST /_control  {"mode": "ok"|"500"|"503"|"400"|"422"|"hang"|"close",
+    POST /_control  {"mode": "ok"|"500"|"503"|"400"|"422"|"429"|"hang"|"close",
                      "count": N,      optional: the next N deliveries get this mode,
                                       then the mode goes back to "ok"
                      "delay": secs}   optional: added before every answer (0 to clear)
@@ -17,7 +17,7 @@ Runtime control (never logged as a delivery):
                      "mode": "...", "remaining": n|null, "delay": s}
     POST /_reset    clears the counters and goes back to mode "ok", no delay
 
-Modes: "ok" accepts; "500", "503", "400", "422" answer that status with a short JSON error
+Modes: "ok" accepts; "500", "503", "400", "422", "429" answer that status with a short JSON error
 body; "hang" reads the request and never answers (until the client gives up or the server
 stops); "close" reads the request and closes the connection without answering.
 
@@ -32,7 +32,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MAX_BODY = 64 << 20  # bytes; larger requests are answered 413
-MODES = ("ok", "500", "503", "400", "422", "hang", "close")
+MODES = ("ok", "500", "503", "400", "422", "429", "hang", "close")
 HANG_MAX = 600.0  # seconds a "hang" answer waits at most
 
 
