@@ -666,6 +666,7 @@ struct deliver *deliver_new(const struct deliver_conf *c, char *err, size_t errl
 	int rc;
 
 	pthread_once(&deliver_curl_once, deliver_curl_init);
+	hl7json_init();
 	if (c->store == NULL) {
 		snprintf(err, errlen, "store: not set");
 		return NULL;

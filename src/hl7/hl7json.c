@@ -332,9 +332,15 @@ static bool hj_is_latin1(struct hl7_str cs)
 	return false;
 }
 
-char *hl7json_message(const struct hl7_msg *m, int64_t id, size_t *len)
+void hl7json_init(void)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, hj_alloc_init);
+}
+
+char *hl7json_message(const struct hl7_msg *m, int64_t id, size_t *len)
+{
 	struct hj h = { .m = m };
 	int msh = hl7_seg_find(m, "MSH", 1);
 	struct hl7_str trig, raw = { m->data, m->len };
@@ -342,7 +348,7 @@ char *hl7json_message(const struct hl7_msg *m, int64_t id, size_t *len)
 	char *out = NULL;
 	size_t n;
 
-	pthread_once(&once, hj_alloc_init);
+	hl7json_init();
 	*len = 0;
 	if (msh < 0)
 		return NULL;

@@ -55,6 +55,11 @@
 
 #include "hl7/hl7.h"
 
+/* Sets jansson's allocator, process-wide, to one that wipes every block before freeing it
+ * (jansson's copies of strings hold patient data). Idempotent; hl7json_message calls it,
+ * but a program with threads should call it once at start, before any uses jansson. */
+void hl7json_init(void);
+
 /* Builds the JSON text (compact, NUL-terminated) of the parsed message m, whose bytes
  * m->data stay the caller's. Returns a malloc'd string with its length in *len; the caller
  * owns it and releases it with hl7json_free (it holds patient data). Returns NULL only
@@ -64,7 +69,7 @@ char *hl7json_message(const struct hl7_msg *m, int64_t id, size_t *len);
 /* Wipes and frees a string from hl7json_message. NULL is fine. */
 void hl7json_free(char *json, size_t len);
 
-/* Appends to out (outcap >= 3 * len) the UTF-8 form of p[0..len): Latin-1 converted when
+/* Writes to out (outcap >= 3 * len) the UTF-8 form of p[0..len): Latin-1 converted when
  * latin1, otherwise invalid UTF-8 bytes replaced by U+FFFD. Returns the bytes written. */
 size_t hl7json_utf8(const char *p, size_t len, int latin1, char *out, size_t outcap);
 
