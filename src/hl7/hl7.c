@@ -397,6 +397,37 @@ unsigned hl7_reps(const struct hl7_delims *d, struct hl7_str field)
 	return n;
 }
 
+void hl7_iter_init(struct hl7_iter *it, struct hl7_str v, char delim)
+{
+	it->p = v.p;
+	it->end = v.p + v.len;
+	it->delim = delim;
+	it->done = v.len == 0;
+}
+
+bool hl7_iter_next(struct hl7_iter *it, struct hl7_str *out)
+{
+	const char *q;
+
+	if (it->done) {
+		out->p = empty_view;
+		out->len = 0;
+		return false;
+	}
+	/* parts are short: a plain loop beats a call to memchr */
+	for (q = it->p; q < it->end && *q != it->delim; q++)
+		;
+	out->p = it->p;
+	if (q == it->end || it->delim == 0) {
+		out->len = (size_t)(it->end - it->p);
+		it->done = true;
+	} else {
+		out->len = (size_t)(q - it->p);
+		it->p = q + 1;
+	}
+	return true;
+}
+
 /* A path number: 1 to 999999, no sign, no leading zero. */
 static int path_num(const char **s, unsigned *out)
 {

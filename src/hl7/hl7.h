@@ -119,6 +119,18 @@ bool hl7_sub(const struct hl7_delims *d, struct hl7_str comp, unsigned s, struct
 /* Number of repetitions in a field (0 for an empty field). */
 unsigned hl7_reps(const struct hl7_delims *d, struct hl7_str field);
 
+/* Walking all parts in order: hl7_rep/comp/sub rescan from the start, so a loop over them
+ * costs O(n^2) in the parts; the iterator is linear. It yields exactly the parts those
+ * functions number 1, 2, ... (none for an empty view). delim is d->rep, d->comp or d->sub
+ * (0: the whole view is one part). The iterator holds views into v only. */
+struct hl7_iter {
+	const char *p, *end;
+	char delim;
+	bool done;
+};
+void hl7_iter_init(struct hl7_iter *it, struct hl7_str v, char delim);
+bool hl7_iter_next(struct hl7_iter *it, struct hl7_str *out);
+
 /* Looks up a path: SEG[(occ)]-F[\[rep\]][.C[.S]], e.g. "MSH-9.1", "PID-3[2].1",
  * "OBX(2)-5", "PID-5.1.1". Without [rep] the first repetition is used (except MSH-1/2,
  * returned whole; any index past 1 under them is absent). Numbers are 1 to 999999 without

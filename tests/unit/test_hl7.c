@@ -114,6 +114,27 @@ static const struct sample samples[] = {
 	{"vxu_v04_v26_lfh_rxa.hl7", 12, "VXU^V04^VXU_V04", "MSG.Valid_01", "2.6"},
 };
 
+/* The iterator yields exactly what the numbered lookups give. */
+static void iter_matches(struct hl7_str v, char delim, bool (*nth)(const struct hl7_delims *,
+								  struct hl7_str, unsigned,
+								  struct hl7_str *),
+			 const struct hl7_delims *d)
+{
+	struct hl7_iter it;
+	struct hl7_str a, b;
+	unsigned i = 1;
+
+	hl7_iter_init(&it, v, delim);
+	for (; hl7_iter_next(&it, &a); i++) {
+		assert_true(nth(d, v, i, &b));
+		assert_ptr_equal(a.p, b.p);
+		assert_int_equal(a.len, b.len);
+	}
+	assert_false(nth(d, v, i, &b));
+	assert_false(hl7_iter_next(&it, &a));
+	assert_int_equal(a.len, 0);
+}
+
 /* Walks every field down to subcomponents and decodes each; the views must stay inside the
  * message and the segments must not contain a terminator. */
 static void walk(const struct hl7_msg *m)
@@ -130,11 +151,16 @@ static void walk(const struct hl7_msg *m)
 		assert_memory_equal(m->data + g->off, g->name, 3);
 		for (unsigned fi = 1; hl7_field(m, si, fi, &f); fi++) {
 			assert_true(f.p >= m->data && f.p + f.len <= m->data + g->off + g->len);
-			for (unsigned ri = 1; hl7_rep(&m->d, f, ri, &r); ri++)
-				for (unsigned ci = 1; hl7_comp(&m->d, r, ci, &c); ci++)
+			iter_matches(f, m->d.rep, hl7_rep, &m->d);
+			for (unsigned ri = 1; hl7_rep(&m->d, f, ri, &r); ri++) {
+				iter_matches(r, m->d.comp, hl7_comp, &m->d);
+				for (unsigned ci = 1; hl7_comp(&m->d, r, ci, &c); ci++) {
+					iter_matches(c, m->d.sub, hl7_sub, &m->d);
 					for (unsigned k = 1; hl7_sub(&m->d, c, k, &s); k++)
-						assert_true(hl7_unescape(&m->d, s, buf, sizeof(buf)) <=
-							    s.len);
+						assert_true(hl7_unescape(&m->d, s, buf,
+									 sizeof(buf)) <= s.len);
+				}
+			}
 		}
 	}
 }
@@ -343,6 +369,7 @@ static void test_odd_delimiters(void **state)
 	assert_string_equal(get(&m, "PID-3.2"), "B@C!D%E");
 	assert_string_equal(get(&m, "PID-3.2.2"), "C!D%E");
 	assert_string_equal(get(&m, "PID-3[2].2"), "Y");
+	walk(&m);
 	assert_string_equal(get(&m, "PID-4"), "<absent>");
 	{
 		struct hl7_str v;
@@ -362,6 +389,7 @@ static void test_odd_delimiters(void **state)
 	assert_string_equal(get(&m, "MSH-3"), "A\\B&C");
 	assert_string_equal(get(&m, "MSH-3.1.1"), "A\\B&C");
 	assert_string_equal(get(&m, "MSH-3.1.2"), "<absent>");
+	walk(&m);
 	{
 		struct hl7_str v = {"\\F\\", 3};
 		char out[8];
@@ -541,6 +569,7 @@ static void test_paths(void **state)
 		if (hl7_get(&m, bad[i], &v) != -1)
 			fail_msg("path '%s' accepted", bad[i]);
 	}
+	walk(&m);
 	assert_string_equal(get(&m, "PID-3"), "a^b&c&d^e");
 	assert_string_equal(get(&m, "PID-3[1]"), "a^b&c&d^e");
 	assert_string_equal(get(&m, "PID-3.2"), "b&c&d");
