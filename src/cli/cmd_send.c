@@ -141,6 +141,7 @@ struct send {
 	struct send_opts o;
 	const char *target;
 	char host[256];
+	uint16_t port;
 	struct addrinfo *ai;
 	SSL_CTX *tls;
 	bool verify;
@@ -157,6 +158,7 @@ struct send {
 	size_t next, done;
 	unsigned counts[SEND_NOUTCOMES];
 	bool bar, bar_drawn;
+	bool out_tty; /* stdout is a terminal too: clear the bar before a message line */
 	char last_err[256];
 	double start;
 };
@@ -271,6 +273,30 @@ static void send_msg_end(struct send *s, struct send_src *src)
 	}
 }
 
+/* Refuses bytes that would break the framing (<VT>, <FS>) or that no HL7 text holds (NUL),
+ * naming the line of the first. Lines end as send_split sees them: LF, CR or CRLF. */
+static int send_check_bytes(const uint8_t *raw, size_t len, char *err, size_t errlen)
+{
+	static const uint8_t bad[] = {MLLP_VT, MLLP_FS, 0};
+	size_t at = len;
+	unsigned line = 1;
+
+	for (size_t i = 0; i < sizeof(bad); i++) {
+		const uint8_t *p = memchr(raw, bad[i], at);
+
+		if (p != NULL)
+			at = (size_t)(p - raw);
+	}
+	if (at == len)
+		return 0;
+	for (size_t i = 0; i < at; i++) {
+		if (raw[i] == '\n' || (raw[i] == '\r' && (i + 1 == len || raw[i + 1] != '\n')))
+			line++;
+	}
+	snprintf(err, errlen, "line %u: byte 0x%02x cannot be sent over MLLP", line, raw[at]);
+	return -1;
+}
+
 /* Splits the bytes of one input into messages (see the usage text), appending them to
  * s->msgs with their text in src->text. Returns 0, or -1 with err filled ("LINE: why"). */
 static int send_split(struct send *s, struct send_src *src, const uint8_t *raw, size_t len,
@@ -280,25 +306,20 @@ static int send_split(struct send *s, struct send_src *src, const uint8_t *raw, 
 	unsigned line = 0, n = 0;
 	bool batch = false, any = false;
 
+	if (send_check_bytes(raw, len, err, errlen) == -1)
+		return -1;
 	if (len >= 3 && memcmp(raw, "\xef\xbb\xbf", 3) == 0)
 		pos = 3; /* a UTF-8 byte order mark */
 	while (pos < len) {
-		size_t end = pos, blank = 0;
+		const uint8_t *p = raw + pos;
+		size_t end = pos, blank = 0, seglen;
 
 		line++;
 		for (; end < len && raw[end] != '\n' && raw[end] != '\r'; end++) {
-			uint8_t c = raw[end];
-
-			if (c == MLLP_VT || c == MLLP_FS || c == '\0') {
-				snprintf(err, errlen, "line %u: byte 0x%02x cannot be sent over MLLP", line,
-					 c);
-				goto fail;
-			}
-			if (c == ' ' || c == '\t')
+			if (raw[end] == ' ' || raw[end] == '\t')
 				blank++;
 		}
-		const uint8_t *p = raw + pos;
-		size_t seglen = end - pos;
+		seglen = end - pos;
 
 		pos = end;
 		if (pos < len && raw[pos] == '\r' && pos + 1 < len && raw[pos + 1] == '\n')
@@ -310,8 +331,8 @@ static int send_split(struct send *s, struct send_src *src, const uint8_t *raw, 
 		if (!any) {
 			batch = send_seg_is(p, seglen, "FHS") || send_seg_is(p, seglen, "BHS");
 			if (!batch && !send_seg_is(p, seglen, "MSH")) {
-				snprintf(err, errlen, "line %u: a message must start with MSH (or a batch "
-					 "with FHS or BHS)", line);
+				snprintf(err, errlen, "line %u: a message must start with MSH "
+					 "(a batch with FHS or BHS)", line);
 				goto fail;
 			}
 		}
@@ -420,14 +441,15 @@ static void send_report(struct send *s, const struct send_msg *m)
 	s->done++;
 	show = !send_accepted(m->out) || (!s->o.quiet && (!s->bar || s->o.verbose));
 	if (show) {
-		send_bar_clear(s);
+		if (s->out_tty)
+			send_bar_clear(s);
 		if (s->o.json) {
 			fputs("{\"source\":", stdout);
 			send_json_str(stdout, m->src->name);
 			printf(",\"n\":%u,\"control_id\":", m->n);
 			send_json_str(stdout, m->ctrl);
-			printf(",\"code\":\"%s\",\"latency_ms\":%.3f}\n", send_outcome_names[m->out],
-			       m->latency * 1e3);
+			printf(",\"code\":\"%s\",\"latency_ms\":%.3f}\n",
+			       send_outcome_names[m->out], m->latency * 1e3);
 		} else {
 			printf("%s:%u %s %s\n", m->src->name, m->n, m->ctrl,
 			       send_outcome_names[m->out]);
@@ -439,7 +461,8 @@ static void send_report(struct send *s, const struct send_msg *m)
 }
 
 /* Prints a connection-level problem on stderr, unless it repeats the last one printed. */
-static void send_problem(struct send *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void send_problem(struct send *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 static void send_problem(struct send *s, const char *fmt, ...)
 {
 	char line[sizeof(s->last_err)];
@@ -492,6 +515,19 @@ static int conn_tls_wait(struct send_conn *c, int rc, double deadline)
 		errno = EPIPE;
 		return -1;
 	}
+}
+
+/* After a failed read or write on a TLS connection: says why, when OpenSSL knows (an alert
+ * from the server, such as a refused client certificate). */
+static void conn_tls_failed(struct send_conn *c)
+{
+	char detail[256];
+	const char *why;
+
+	if (c->ssl == NULL || ERR_peek_error() == 0)
+		return;
+	why = tls_failure_reason(detail, sizeof(detail));
+	send_problem(c->s, "TLS connection to %s failed: %s (%s)", c->s->target, why, detail);
 }
 
 static void conn_close(struct send_conn *c)
@@ -615,6 +651,7 @@ static int conn_write(struct send_conn *c, const uint8_t *p, size_t len, double 
 				p += n;
 				len -= n;
 			} else if (conn_tls_wait(c, rc, deadline) == -1) {
+				conn_tls_failed(c);
 				return -1;
 			}
 		} else {
@@ -648,8 +685,10 @@ static int conn_read(struct send_conn *c, double deadline)
 				c->inlen = n;
 				return 0;
 			}
-			if (conn_tls_wait(c, rc, deadline) == -1)
+			if (conn_tls_wait(c, rc, deadline) == -1) {
+				conn_tls_failed(c);
 				return -1;
+			}
 		} else {
 			ssize_t n = recv(c->fd, c->in, sizeof(c->in), 0);
 
@@ -708,7 +747,9 @@ static enum send_outcome conn_ack(struct send_conn *c, const struct send_msg *m,
 				for (size_t i = 0; i < sizeof(shown); i++) {
 					unsigned char ch = (unsigned char)ctrl[i];
 
-					shown[i] = ch == '\0' || (ch > 0x20 && ch < 0x7f) ? ctrl[i] : '?';
+					bool ok = ch == '\0' || (ch > 0x20 && ch < 0x7f);
+
+					shown[i] = ok ? ctrl[i] : '?';
 					if (ch == '\0')
 						break;
 				}
@@ -850,16 +891,9 @@ static int send_resolve(struct send *s)
 {
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
 	char port[8];
-	uint16_t p;
 	int rc;
 
-	if (addr_split(s->target, s->host, sizeof(s->host), &p) == -1) {
-		fprintf(stderr, "netwall send: '%s' is not HOST:PORT (e.g. 127.0.0.1:2575, "
-				"[::1]:2575, emar.example:2575)\n%s",
-			s->target, send_usage);
-		return 2;
-	}
-	snprintf(port, sizeof(port), "%u", p);
+	snprintf(port, sizeof(port), "%u", s->port);
 	rc = getaddrinfo(s->host, port, &hints, &s->ai);
 	if (rc != 0) {
 		fprintf(stderr, "netwall send: cannot resolve %s: %s\n", s->host, gai_strerror(rc));
@@ -888,6 +922,50 @@ static int send_opt(int argc, char **argv, int *i, const char *name, const char 
 	return 1;
 }
 
+/* Sets option valued[k] (see send_args) to val. Returns 0, or -1 after saying what is wrong. */
+static int send_opt_set(struct send *s, size_t k, const char *val)
+{
+	uint64_t v;
+
+	switch (k) {
+	case 0:
+	case 1:
+		if (num_u64(val, 1, SEND_MAX_CONNS, &v) == -1) {
+			fprintf(stderr, "netwall send: -c wants 1 to %u\n", SEND_MAX_CONNS);
+			return -1;
+		}
+		s->o.conns = (unsigned)v;
+		return 0;
+	case 2:
+		if (num_seconds(val, 0.001, 86400, &s->o.timeout) == -1) {
+			fputs("netwall send: --timeout wants seconds, more than 0\n", stderr);
+			return -1;
+		}
+		return 0;
+	case 3:
+		if (num_seconds(val, 0, 30 * 86400, &s->o.retry_for) == -1) {
+			fputs("netwall send: --retry-for wants seconds\n", stderr);
+			return -1;
+		}
+		return 0;
+	case 4:
+		s->o.ca = val;
+		return 0;
+	case 5:
+		s->o.cert = val;
+		return 0;
+	case 6:
+		s->o.key = val;
+		return 0;
+	case 7:
+		s->o.server_name = val;
+		return 0;
+	default:
+		s->o.fingerprint = val;
+		return 0;
+	}
+}
+
 /* Parses the command line into s and the list of inputs. Returns 0, or the exit status. */
 static int send_args(struct send *s, int argc, char **argv, const char ***files, size_t *nfiles)
 {
@@ -895,7 +973,6 @@ static int send_args(struct send *s, int argc, char **argv, const char ***files,
 					     "--ca", "--cert", "--key", "--server-name",
 					     "--fingerprint"};
 	bool opts = true, stdin_seen = false;
-	uint64_t v;
 
 	*files = calloc((size_t)argc + 1, sizeof(**files));
 	if (*files == NULL)
@@ -911,7 +988,7 @@ static int send_args(struct send *s, int argc, char **argv, const char ***files,
 			} else {
 				if (strcmp(a, "-") == 0) {
 					if (stdin_seen) {
-						fputs("netwall send: stdin (-) given twice\n", stderr);
+						fputs("netwall send: - given twice\n", stderr);
 						return 2;
 					}
 					stdin_seen = true;
@@ -940,7 +1017,7 @@ static int send_args(struct send *s, int argc, char **argv, const char ***files,
 					break;
 			}
 			if (r == -1) {
-				fprintf(stderr, "netwall send: %s needs a value\n%s", a, send_usage);
+				fprintf(stderr, "netwall send: %s needs a value\n", a);
 				return 2;
 			}
 			if (r == 0) {
@@ -948,49 +1025,18 @@ static int send_args(struct send *s, int argc, char **argv, const char ***files,
 					send_usage);
 				return 2;
 			}
-			switch (k) {
-			case 0:
-			case 1:
-				if (num_u64(val, 1, SEND_MAX_CONNS, &v) == -1) {
-					fprintf(stderr, "netwall send: -c wants 1 to %u\n",
-						SEND_MAX_CONNS);
-					return 2;
-				}
-				s->o.conns = (unsigned)v;
-				break;
-			case 2:
-				if (num_seconds(val, 0.001, 86400, &s->o.timeout) == -1) {
-					fputs("netwall send: --timeout wants seconds, more than 0\n",
-					      stderr);
-					return 2;
-				}
-				break;
-			case 3:
-				if (num_seconds(val, 0, 30 * 86400, &s->o.retry_for) == -1) {
-					fputs("netwall send: --retry-for wants seconds\n", stderr);
-					return 2;
-				}
-				break;
-			case 4:
-				s->o.ca = val;
-				break;
-			case 5:
-				s->o.cert = val;
-				break;
-			case 6:
-				s->o.key = val;
-				break;
-			case 7:
-				s->o.server_name = val;
-				break;
-			default:
-				s->o.fingerprint = val;
-				break;
-			}
+			if (send_opt_set(s, k, val) == -1)
+				return 2;
 		}
 	}
 	if (s->target == NULL) {
-		fprintf(stderr, "netwall send: HOST:PORT is required\n%s", send_usage);
+		fputs("netwall send: HOST:PORT is required (see netwall send --help)\n", stderr);
+		return 2;
+	}
+	if (addr_split(s->target, s->host, sizeof(s->host), &s->port) == -1) {
+		fprintf(stderr, "netwall send: '%s' is not HOST:PORT (e.g. 127.0.0.1:2575, "
+				"[::1]:2575, emar.example:2575)\n",
+			s->target);
 		return 2;
 	}
 	if ((s->o.cert == NULL) != (s->o.key == NULL)) {
@@ -1046,7 +1092,8 @@ static int send_run(struct send *s)
 		c->fail_since = -1;
 		c->backoff.initial = SEND_BACKOFF_FIRST;
 		c->backoff.max = SEND_BACKOFF_MAX;
-		c->rng = ((uint64_t)getpid() << 32) ^ (uint64_t)(s->start * 1e9) ^ (i + 1) * 0x9e37u;
+		c->rng = ((uint64_t)getpid() << 32) ^ (uint64_t)(s->start * 1e9);
+		c->rng ^= (uint64_t)(i + 1) * 0x9e3779b97f4a7c15u;
 		c->rng |= 1;
 		mllp_init(&c->mllp, SEND_MAX_ACK);
 		if (pthread_create(&c->thread, NULL, conn_main, c) != 0) {
@@ -1110,7 +1157,11 @@ int cmd_send_main(int argc, char **argv)
 		abort();
 	for (size_t i = 0; i < nfiles; i++) {
 		if (send_load(&s, files[i]) == -1)
-			goto out;
+			rc = -1; /* go on, so every bad file is named at once */
+	}
+	if (rc == -1) {
+		rc = 1;
+		goto out;
 	}
 	rc = send_resolve(&s);
 	if (rc != 0)
@@ -1121,6 +1172,7 @@ int cmd_send_main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	s.bar = !s.o.quiet && s.nmsgs > SEND_BAR_MIN && isatty(STDERR_FILENO);
+	s.out_tty = isatty(STDOUT_FILENO);
 	if (send_run(&s) == -1)
 		goto out;
 	fflush(stdout);
