@@ -7,6 +7,7 @@
  * time. Nothing here logs message content. */
 #ifndef NETWALL_DELIVER_H
 #define NETWALL_DELIVER_H
+#include <stddef.h>
 #include <stdint.h>
 
 struct deliver_conf {
