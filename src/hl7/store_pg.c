@@ -1,8 +1,869 @@
-/* The PostgreSQL backend (being written). */
+/* The PostgreSQL backend (libpq). Every session runs with synchronous_commit on, so a
+ * commit is durable when its result arrives. Writes of several rows go out as one
+ * pipeline (libpq pipeline mode): the statements travel together and run in one implicit
+ * transaction that the closing Sync commits, or rolls back whole if any of them fails; a
+ * batch costs one round trip. Dedupe is the messages table's unique key (ON CONFLICT DO
+ * NOTHING), claims lock their rows FOR UPDATE SKIP LOCKED, so any number of processes can
+ * share the database. A connection found broken is reset once per call.
+ *
+ * Error text is built from the SQLSTATE class only: the server's own message can quote
+ * values (DETAIL, invalid byte sequences), and values here are patient data. */
+#include <libpq-fe.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/buf.h"
 #include "hl7/store_int.h"
+
+#define ROW_COLS                                                                                   \
+	"id, state, sending_app, sending_facility, control_id, type, version, peer, "           \
+	"received_ms, updated_ms, attempts, http_status, detail"
+#define REPLAYABLE "('dead', 'failed', 'delivered')"
+#define REPLAY_WHERE                                                                               \
+	"($2::bigint <> 0 AND id = $2::bigint AND state IN " REPLAYABLE ") OR "                   \
+	"($2::bigint = 0 AND state = $3::text)"
+
+/* One simple query, so one transaction; the advisory lock (any constant) serialises
+ * schema creation between processes starting together. */
+static const char schema_sql[] =
+	"SELECT pg_advisory_xact_lock(1853321265);"
+	"CREATE TABLE IF NOT EXISTS netwall_meta (key text PRIMARY KEY, value text NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS messages ("
+	" id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+	" sending_app text NOT NULL,"
+	" sending_facility text NOT NULL,"
+	" control_id text NOT NULL,"
+	" type text NOT NULL,"
+	" version text NOT NULL,"
+	" peer text NOT NULL,"
+	" state text NOT NULL,"
+	" received_ms bigint NOT NULL,"
+	" updated_ms bigint NOT NULL,"
+	" size bigint NOT NULL,"
+	" raw bytea NOT NULL,"
+	" ack bytea NOT NULL,"
+	" attempts integer NOT NULL DEFAULT 0,"
+	" http_status integer NOT NULL DEFAULT 0,"
+	" detail text,"
+	" UNIQUE (sending_app, sending_facility, control_id));"
+	"CREATE INDEX IF NOT EXISTS messages_state ON messages (state, id);"
+	"CREATE TABLE IF NOT EXISTS deliveries ("
+	" message_id bigint PRIMARY KEY REFERENCES messages (id),"
+	" next_ms bigint NOT NULL,"
+	" lease_owner text,"
+	" lease_until bigint NOT NULL DEFAULT 0);"
+	"CREATE INDEX IF NOT EXISTS deliveries_next ON deliveries (next_ms);"
+	"INSERT INTO netwall_meta VALUES ('schema_version', '1') ON CONFLICT DO NOTHING;"
+	"SELECT value FROM netwall_meta WHERE key = 'schema_version';";
+
+struct pg_stmt {
+	const char *name;
+	const char *sql;
+};
+
+/* Prepared on every (re)connection. */
+static const struct pg_stmt stmts[] = {
+	{"put",
+	 "WITH ins AS (INSERT INTO messages (sending_app, sending_facility, control_id, type, "
+	 "version, peer, state, received_ms, updated_ms, size, raw, ack) VALUES ($1::text, "
+	 "$2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::bigint, $8::bigint, "
+	 "$9::bigint, $10::bytea, $11::bytea) ON CONFLICT (sending_app, sending_facility, "
+	 "control_id) DO NOTHING RETURNING id, state), "
+	 "job AS (INSERT INTO deliveries (message_id, next_ms) SELECT id, $8::bigint FROM ins "
+	 "WHERE state = 'received') "
+	 "SELECT id, 0::int4, NULL::bytea FROM ins UNION ALL "
+	 "SELECT id, 1::int4, ack FROM messages WHERE sending_app = $1::text AND "
+	 "sending_facility = $2::text AND control_id = $3::text AND NOT EXISTS (SELECT 1 FROM ins)"},
+	{"lookup", "SELECT id, 1::int4, ack FROM messages WHERE sending_app = $1::text AND "
+		   "sending_facility = $2::text AND control_id = $3::text"},
+	{"claim",
+	 "WITH c AS (SELECT message_id FROM deliveries WHERE next_ms <= $2::bigint AND "
+	 "(lease_owner IS NULL OR lease_until <= $2::bigint) ORDER BY next_ms, message_id "
+	 "LIMIT $4::bigint FOR UPDATE SKIP LOCKED), "
+	 "u AS (UPDATE deliveries d SET lease_owner = $1::text, lease_until = $2::bigint + "
+	 "$3::bigint FROM c WHERE d.message_id = c.message_id RETURNING d.message_id, d.next_ms) "
+	 "SELECT m.id, m.attempts, m.type, m.control_id, m.sending_app, m.sending_facility, m.raw "
+	 "FROM u JOIN messages m ON m.id = u.message_id ORDER BY u.next_ms, u.message_id"},
+	{"finish",
+	 "WITH j AS (SELECT message_id FROM deliveries WHERE message_id = $1::bigint AND "
+	 "lease_owner = $2::text FOR UPDATE), "
+	 "m AS (UPDATE messages SET attempts = attempts + 1, state = $3::text, http_status = "
+	 "$4::int4, detail = $5::text, updated_ms = $6::bigint WHERE id IN (SELECT message_id "
+	 "FROM j) RETURNING id), "
+	 "d AS (DELETE FROM deliveries WHERE message_id IN (SELECT id FROM m) AND $3::text <> "
+	 "'failed'), "
+	 "r AS (UPDATE deliveries SET next_ms = $7::bigint, lease_owner = NULL, lease_until = 0 "
+	 "WHERE message_id IN (SELECT id FROM m) AND $3::text = 'failed') "
+	 "SELECT count(*) FROM m"},
+	{"get", "SELECT " ROW_COLS ", raw, ack FROM messages WHERE id = $1::bigint"},
+	{"counts", "SELECT state, type, count(*) FROM messages GROUP BY state, type "
+		   "ORDER BY state, type"},
+	{"depth", "SELECT count(*) FROM deliveries"},
+	{"replay_jobs",
+	 "INSERT INTO deliveries (message_id, next_ms, lease_owner, lease_until) "
+	 "SELECT id, $1::bigint, NULL, 0 FROM messages WHERE " REPLAY_WHERE
+	 " ON CONFLICT (message_id) DO UPDATE SET next_ms = excluded.next_ms"},
+	{"replay_msgs",
+	 "UPDATE messages SET state = 'received', attempts = 0, http_status = 0, detail = NULL, "
+	 "updated_ms = $1::bigint WHERE " REPLAY_WHERE},
+};
+
+struct pg_store {
+	struct store base;
+	PGconn *conn;
+};
+
+/* One statement of a pipeline: a prepared statement and its parameters (text, except
+ * where formats says 1: binary). */
+struct pg_call {
+	const char *stmt;
+	int nparams;
+	const char *const *values;
+	const int *lengths;
+	const int *formats;
+};
+
+static const struct store_ops pg_ops;
+
+static void quiet(void *arg, const char *message)
+{
+	/* NOTICEs (e.g. "relation already exists, skipping") are not for stderr */
+}
+
+static const char *state_class(const char *sqlstate)
+{
+	static const struct {
+		const char *cls, *text;
+	} classes[] = {
+		{"08", "connection lost"},
+		{"53", "insufficient resources (disk full or out of memory)"},
+		{"57", "server shutting down or statement cancelled"},
+		{"40", "transaction rolled back (serialization failure or deadlock)"},
+		{"23", "integrity constraint violated"},
+		{"22", "invalid data"},
+		{"42", "schema or permission problem"},
+		{"25", "invalid transaction state"},
+		{"P0", "raised by a trigger or function"},
+		{"XX", "internal error"},
+	};
+
+	if (sqlstate == NULL)
+		return "failed";
+	for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++) {
+		if (strncmp(sqlstate, classes[i].cls, 2) == 0)
+			return classes[i].text;
+	}
+	return "failed";
+}
+
+/* Content-free error text for result r (NULL: the connection broke). */
+static void pg_fail(struct pg_store *p, const PGresult *r, const char *what, char *err,
+		    size_t errlen)
+{
+	const char *code = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+
+	if (PQstatus(p->conn) == CONNECTION_BAD)
+		store_err(err, errlen, "postgresql: %s: connection lost", what);
+	else
+		store_err(err, errlen, "postgresql: %s: %s (SQLSTATE %s)", what, state_class(code),
+			  code ? code : "none");
+}
+
+static bool result_ok(const PGresult *r)
+{
+	ExecStatusType st = PQresultStatus(r);
+
+	return st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK;
+}
+
+static int64_t col_int(const PGresult *r, int row, int col)
+{
+	const unsigned char *v = (const unsigned char *)PQgetvalue(r, row, col);
+	int len = PQgetlength(r, row, col);
+	uint64_t x = 0;
+
+	if (PQgetisnull(r, row, col) || len < 1 || len > 8)
+		return 0;
+	for (int i = 0; i < len; i++)
+		x = x << 8 | v[i];
+	if (len < 8 && (v[0] & 0x80))
+		x |= ~(uint64_t)0 << (len * 8);
+	return (int64_t)x;
+}
+
+static void col_text(char *dst, size_t cap, const PGresult *r, int row, int col)
+{
+	store_copy(dst, cap, PQgetvalue(r, row, col), (size_t)PQgetlength(r, row, col));
+}
+
+static char *col_dup(const PGresult *r, int row, int col, size_t *len)
+{
+	size_t n = (size_t)PQgetlength(r, row, col);
+
+	if (len != NULL)
+		*len = n;
+	return store_strndup(PQgetvalue(r, row, col), n);
+}
+
+/* Wipes a column of every row (raw messages) before the result is freed. */
+static void col_wipe(PGresult *r, int col)
+{
+	if (r == NULL || col >= PQnfields(r))
+		return;
+	for (int i = 0; i < PQntuples(r); i++)
+		explicit_bzero(PQgetvalue(r, i, col), (size_t)PQgetlength(r, i, col));
+}
+
+/* Session settings and prepared statements, after every (re)connection. */
+static int session(struct pg_store *p, char *err, size_t errlen)
+{
+	PGresult *r = PQexec(p->conn, "SET synchronous_commit = on");
+
+	if (!result_ok(r)) {
+		pg_fail(p, r, "session", err, errlen);
+		PQclear(r);
+		return -1;
+	}
+	PQclear(r);
+	for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
+		r = PQprepare(p->conn, stmts[i].name, stmts[i].sql, 0, NULL);
+		if (!result_ok(r)) {
+			pg_fail(p, r, "prepare", err, errlen);
+			PQclear(r);
+			return -1;
+		}
+		PQclear(r);
+	}
+	return 0;
+}
+
+static int reconnect(struct pg_store *p, char *err, size_t errlen)
+{
+	PQreset(p->conn);
+	if (PQstatus(p->conn) != CONNECTION_OK) {
+		store_err(err, errlen, "postgresql: reconnect failed");
+		return -1;
+	}
+	return session(p, err, errlen);
+}
+
+/* Before a call: a connection known to be broken is reset (that is the call's one
+ * reconnect, recorded in *used). */
+static int call_begin(struct pg_store *p, bool *used, char *err, size_t errlen)
+{
+	*used = false;
+	if (PQstatus(p->conn) == CONNECTION_OK)
+		return 0;
+	*used = true;
+	return reconnect(p, err, errlen);
+}
+
+/* After a failed call: true when the connection broke, had not been reset in this call,
+ * and is back; the call runs once more. */
+static bool call_again(struct pg_store *p, bool *used, char *err, size_t errlen)
+{
+	if (*used || PQstatus(p->conn) != CONNECTION_BAD)
+		return false;
+	*used = true;
+	return reconnect(p, err, errlen) == 0;
+}
+
+/* Sends calls[0..n) as one pipeline and collects one result each into res (the caller
+ * PQclears them, even on failure; missing ones are NULL). Without an explicit BEGIN, the
+ * pipeline is one transaction, committed at its Sync. Returns 0 when every statement
+ * succeeded, -1 with err otherwise (then nothing was committed). */
+static int pipeline(struct pg_store *p, const struct pg_call *calls, size_t n, PGresult **res,
+		    const char *what, char *err, size_t errlen)
+{
+	PGconn *c = p->conn;
+	int rc = 0;
+	size_t got = 0;
+
+	memset(res, 0, n * sizeof(*res));
+	if (PQenterPipelineMode(c) != 1) {
+		pg_fail(p, NULL, what, err, errlen);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!PQsendQueryPrepared(c, calls[i].stmt, calls[i].nparams, calls[i].values,
+					 calls[i].lengths, calls[i].formats, 1))
+			goto broken;
+	}
+	if (!PQpipelineSync(c) || PQflush(c) == -1)
+		goto broken;
+	for (; got < n; got++) {
+		PGresult *r = PQgetResult(c);
+
+		if (r == NULL)
+			goto broken;
+		res[got] = r;
+		if (rc == 0 && !result_ok(r)) {
+			if (PQresultStatus(r) == PGRES_PIPELINE_ABORTED)
+				store_err(err, errlen, "postgresql: %s: aborted", what);
+			else
+				pg_fail(p, r, what, err, errlen);
+			rc = -1;
+		}
+		/* the end of this statement's results */
+		while ((r = PQgetResult(c)) != NULL) {
+			PQclear(r);
+			if (PQstatus(c) == CONNECTION_BAD)
+				goto broken;
+		}
+	}
+	for (;;) {
+		PGresult *r = PQgetResult(c);
+		ExecStatusType st;
+
+		if (r == NULL) {
+			if (PQstatus(c) == CONNECTION_BAD)
+				goto broken;
+			continue;
+		}
+		st = PQresultStatus(r);
+		PQclear(r);
+		if (st == PGRES_PIPELINE_SYNC)
+			break;
+		if (PQstatus(c) == CONNECTION_BAD)
+			goto broken;
+	}
+	if (PQexitPipelineMode(c) != 1)
+		goto broken;
+	return rc;
+broken:
+	store_err(err, errlen, "postgresql: %s: connection lost", what);
+	/* a connection in an unknown state is not reused: a broken one is reset by the
+	 * caller's retry, one that still looks fine is reset here */
+	if (PQstatus(c) != CONNECTION_BAD)
+		reconnect(p, NULL, 0);
+	return -1;
+}
+
+static void clear_all(PGresult **res, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		PQclear(res[i]);
+}
+
+/* The parameters of one "put" statement. */
+struct put_args {
+	const char *v[11];
+	int len[11];
+	int fmt[11];
+	char at[24], size[24];
+};
+
+static void put_undo(struct store_msg *msgs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (msgs[i].duplicate)
+			buf_free(&msgs[i].orig_ack);
+		msgs[i].duplicate = false;
+		msgs[i].id = 0;
+	}
+}
+
+static void put_result(struct store_msg *m, const PGresult *r)
+{
+	m->id = col_int(r, 0, 0);
+	if (col_int(r, 0, 1) == 0)
+		return;
+	m->duplicate = true;
+	buf_consume(&m->orig_ack, m->orig_ack.len);
+	buf_append(&m->orig_ack, PQgetvalue(r, 0, 2), (size_t)PQgetlength(r, 0, 2));
+}
+
+static int put_once(struct pg_store *p, struct store_msg *msgs, size_t n, char *err,
+		    size_t errlen)
+{
+	struct put_args *a = store_zalloc(n, sizeof(*a));
+	struct pg_call *calls = store_zalloc(n, sizeof(*calls));
+	PGresult **res = store_zalloc(n, sizeof(*res));
+	size_t late = 0; /* keys another transaction inserted while this one ran */
+	int rc;
+
+	for (size_t i = 0; i < n; i++) {
+		struct store_msg *m = &msgs[i];
+
+		snprintf(a[i].at, sizeof(a[i].at), "%lld", (long long)m->received_ms);
+		snprintf(a[i].size, sizeof(a[i].size), "%zu", m->raw_len);
+		a[i].v[0] = m->app;
+		a[i].v[1] = m->facility;
+		a[i].v[2] = m->control_id;
+		a[i].v[3] = m->type;
+		a[i].v[4] = m->version;
+		a[i].v[5] = m->peer;
+		a[i].v[6] = store_state_name(m->state);
+		a[i].v[7] = a[i].at;
+		a[i].v[8] = a[i].size;
+		a[i].v[9] = m->raw ? m->raw : "";
+		a[i].len[9] = (int)m->raw_len;
+		a[i].fmt[9] = 1;
+		a[i].v[10] = m->ack ? m->ack : "";
+		a[i].len[10] = (int)m->ack_len;
+		a[i].fmt[10] = 1;
+		calls[i] = (struct pg_call){"put", 11, a[i].v, a[i].len, a[i].fmt};
+	}
+	rc = pipeline(p, calls, n, res, "put", err, errlen);
+	if (rc == 0) {
+		for (size_t i = 0; i < n; i++) {
+			if (PQntuples(res[i]) == 1) {
+				put_result(&msgs[i], res[i]);
+				col_wipe(res[i], 2);
+			} else {
+				/* the insert waited for another transaction that stored the key,
+				 * whose row this statement's snapshot could not see */
+				calls[late++] = (struct pg_call){"lookup", 3, a[i].v, NULL, NULL};
+			}
+		}
+	}
+	clear_all(res, n);
+	if (rc == 0 && late > 0) {
+		/* the batch is committed; this only reads the originals */
+		if (pipeline(p, calls, late, res, "put lookup", err, errlen) == 0) {
+			size_t k = 0;
+
+			for (size_t i = 0; i < n; i++) {
+				if (msgs[i].id != 0)
+					continue;
+				if (PQntuples(res[k]) == 1)
+					put_result(&msgs[i], res[k]);
+				else
+					msgs[i].duplicate = true; /* stored by another, then gone */
+				col_wipe(res[k], 2);
+				k++;
+			}
+		} else {
+			for (size_t i = 0; i < n; i++)
+				if (msgs[i].id == 0)
+					msgs[i].duplicate = true;
+		}
+		clear_all(res, late);
+	}
+	if (rc == -1)
+		put_undo(msgs, n);
+	free(res);
+	free(calls);
+	free(a);
+	return rc;
+}
+
+static int pg_put(struct store *s, struct store_msg *msgs, size_t n, char *err, size_t errlen)
+{
+	struct pg_store *p = (struct pg_store *)s;
+	bool used;
+	int rc;
+
+	for (size_t i = 0; i < n; i++) {
+		if (msgs[i].raw_len > INT_MAX || msgs[i].ack_len > INT_MAX) {
+			store_err(err, errlen, "postgresql: put: message %zu is too large", i);
+			return -1;
+		}
+	}
+	if (call_begin(p, &used, err, errlen) == -1)
+		return -1;
+	do
+		rc = put_once(p, msgs, n, err, errlen);
+	while (rc == -1 && call_again(p, &used, err, errlen));
+	return rc;
+}
+
+static int claim_once(struct pg_store *p, const char *owner, int64_t now_ms, int64_t lease_ms,
+		      size_t max, struct store_job **jobs, char *err, size_t errlen)
+{
+	char now[24], lease[24], lim[24];
+	const char *v[4] = {owner, now, lease, lim};
+	struct pg_call call = {"claim", 4, v, NULL, NULL};
+	PGresult *r;
+	struct store_job *out;
+	int n;
+
+	snprintf(now, sizeof(now), "%lld", (long long)now_ms);
+	snprintf(lease, sizeof(lease), "%lld", (long long)lease_ms);
+	snprintf(lim, sizeof(lim), "%zu", max);
+	if (pipeline(p, &call, 1, &r, "claim", err, errlen) == -1) {
+		PQclear(r);
+		return -1;
+	}
+	n = PQntuples(r);
+	out = store_zalloc((size_t)n, sizeof(*out));
+	for (int i = 0; i < n; i++) {
+		out[i].id = col_int(r, i, 0);
+		out[i].attempts = (unsigned)col_int(r, i, 1);
+		col_text(out[i].type, sizeof(out[i].type), r, i, 2);
+		col_text(out[i].control_id, sizeof(out[i].control_id), r, i, 3);
+		col_text(out[i].app, sizeof(out[i].app), r, i, 4);
+		col_text(out[i].facility, sizeof(out[i].facility), r, i, 5);
+		out[i].raw = col_dup(r, i, 6, &out[i].raw_len);
+	}
+	col_wipe(r, 6);
+	PQclear(r);
+	*jobs = out;
+	return n;
+}
+
+static int pg_claim(struct store *s, const char *owner, int64_t now_ms, int64_t lease_ms,
+		    size_t max, struct store_job **jobs, char *err, size_t errlen)
+{
+	struct pg_store *p = (struct pg_store *)s;
+	bool used;
+	int rc;
+
+	if (call_begin(p, &used, err, errlen) == -1)
+		return -1;
+	do
+		rc = claim_once(p, owner, now_ms, lease_ms, max, jobs, err, errlen);
+	while (rc == -1 && call_again(p, &used, err, errlen));
+	return rc;
+}
+
+struct finish_args {
+	const char *v[7];
+	char id[24], status[16], at[24], next[24];
+};
+
+static int finish_once(struct pg_store *p, const char *owner, const struct store_outcome *o,
+		       size_t n, char *err, size_t errlen)
+{
+	struct finish_args *a = store_zalloc(n, sizeof(*a));
+	struct pg_call *calls = store_zalloc(n, sizeof(*calls));
+	PGresult **res = store_zalloc(n, sizeof(*res));
+	int rc;
+
+	for (size_t i = 0; i < n; i++) {
+		snprintf(a[i].id, sizeof(a[i].id), "%lld", (long long)o[i].id);
+		snprintf(a[i].status, sizeof(a[i].status), "%d", o[i].http_status);
+		snprintf(a[i].at, sizeof(a[i].at), "%lld", (long long)o[i].at_ms);
+		snprintf(a[i].next, sizeof(a[i].next), "%lld", (long long)o[i].next_ms);
+		a[i].v[0] = a[i].id;
+		a[i].v[1] = owner;
+		a[i].v[2] = store_state_name(o[i].state);
+		a[i].v[3] = a[i].status;
+		a[i].v[4] = o[i].detail; /* NULL is SQL NULL */
+		a[i].v[5] = a[i].at;
+		a[i].v[6] = a[i].next;
+		calls[i] = (struct pg_call){"finish", 7, a[i].v, NULL, NULL};
+	}
+	rc = pipeline(p, calls, n, res, "finish", err, errlen);
+	clear_all(res, n);
+	free(res);
+	free(calls);
+	free(a);
+	return rc;
+}
+
+static int pg_finish(struct store *s, const char *owner, const struct store_outcome *o, size_t n,
+		     char *err, size_t errlen)
+{
+	struct pg_store *p = (struct pg_store *)s;
+	bool used;
+	int rc;
+
+	if (call_begin(p, &used, err, errlen) == -1)
+		return -1;
+	do
+		rc = finish_once(p, owner, o, n, err, errlen);
+	while (rc == -1 && call_again(p, &used, err, errlen));
+	return rc;
+}
+
+static int read_row(const PGresult *r, int i, struct store_row *row, bool with_body)
+{
+	char state[16];
+
+	memset(row, 0, sizeof(*row));
+	row->id = col_int(r, i, 0);
+	col_text(state, sizeof(state), r, i, 1);
+	if (store_state_parse(state, &row->state) == -1)
+		return -1;
+	col_text(row->app, sizeof(row->app), r, i, 2);
+	col_text(row->facility, sizeof(row->facility), r, i, 3);
+	col_text(row->control_id, sizeof(row->control_id), r, i, 4);
+	col_text(row->type, sizeof(row->type), r, i, 5);
+	col_text(row->version, sizeof(row->version), r, i, 6);
+	col_text(row->peer, sizeof(row->peer), r, i, 7);
+	row->received_ms = col_int(r, i, 8);
+	row->updated_ms = col_int(r, i, 9);
+	row->attempts = (unsigned)col_int(r, i, 10);
+	row->http_status = (int)col_int(r, i, 11);
+	if (!PQgetisnull(r, i, 12))
+		row->detail = col_dup(r, i, 12, NULL);
+	if (with_body) {
+		row->raw = col_dup(r, i, 13, &row->raw_len);
+		row->ack = col_dup(r, i, 14, &row->ack_len);
+	}
+	return 0;
+}
+
+/* One statement outside a pipeline, with a broken connection reset and retried once. */
+static PGresult *exec_params(struct pg_store *p, const char *sql, int nparams,
+			     const char *const *values, const char *what, char *err,
+			     size_t errlen)
+{
+	PGresult *r = NULL;
+	bool used;
+
+	if (call_begin(p, &used, err, errlen) == -1)
+		return NULL;
+	do {
+		PQclear(r);
+		r = PQexecParams(p->conn, sql, nparams, NULL, values, NULL, NULL, 1);
+		if (result_ok(r))
+			return r;
+		pg_fail(p, r, what, err, errlen);
+	} while (call_again(p, &used, err, errlen));
+	PQclear(r);
+	return NULL;
+}
+
+static PGresult *exec_prepared(struct pg_store *p, const char *stmt, int nparams,
+			       const char *const *values, char *err, size_t errlen)
+{
+	PGresult *r = NULL;
+	bool used;
+
+	if (call_begin(p, &used, err, errlen) == -1)
+		return NULL;
+	do {
+		PQclear(r);
+		r = PQexecPrepared(p->conn, stmt, nparams, values, NULL, NULL, 1);
+		if (result_ok(r))
+			return r;
+		pg_fail(p, r, stmt, err, errlen);
+	} while (call_again(p, &used, err, errlen));
+	PQclear(r);
+	return NULL;
+}
+
+static int pg_list(struct store *s, const struct store_filter *f, struct store_row **rows,
+		   char *err, size_t errlen)
+{
+	struct pg_store *p = (struct pg_store *)s;
+	char sql[512], before[24], lim[24], cond[320] = "";
+	const char *v[4];
+	int k = 0, n;
+	size_t used = 0;
+	PGresult *r;
+	struct store_row *out;
+
+	/* parameters numbered in the order the clauses appear */
+	if (f->state >= 0) {
+		v[k++] = store_state_name((enum store_state)f->state);
+		used += (size_t)snprintf(cond + used, sizeof(cond) - used, " AND state = $%d", k);
+	}
+	if (f->type != NULL) {
+		v[k++] = f->type;
+		used += (size_t)snprintf(cond + used, sizeof(cond) - used,
+					 " AND (type = $%d OR left(type, length($%d) + 1) = $%d || '^')",
+					 k, k, k);
+	}
+	if (f->before_id > 0) {
+		snprintf(before, sizeof(before), "%lld", (long long)f->before_id);
+		v[k++] = before;
+		used += (size_t)snprintf(cond + used, sizeof(cond) - used, " AND id < $%d::bigint", k);
+	}
+	if (f->limit > 0) {
+		snprintf(lim, sizeof(lim), "%zu", f->limit > INT64_MAX ? (size_t)INT64_MAX : f->limit);
+		v[k++] = lim;
+	}
+	if (f->limit > 0)
+		snprintf(sql, sizeof(sql),
+			 "SELECT " ROW_COLS " FROM messages WHERE true%s ORDER BY id DESC LIMIT $%d::bigint",
+			 cond, k);
+	else
+		snprintf(sql, sizeof(sql), "SELECT " ROW_COLS " FROM messages WHERE true%s ORDER BY id DESC",
+			 cond);
+	r = exec_params(p, sql, k, v, "list", err, errlen);
+	if (r == NULL)
+		return -1;
+	n = PQntuples(r);
+	out = store_zalloc((size_t)n, sizeof(*out));
+	for (int i = 0; i < n; i++) {
+		if (read_row(r, i, &out[i], false) == -1) {
+			store_rows_free(out, (size_t)i);
+			PQclear(r);
+			store_err(err, errlen, "postgresql: list: a row has an unknown state");
+			return -1;
+		}
+	}
+	PQclear(r);
+	*rows = out;
+	return n;
+}
+
+static int pg_get(struct store *s, int64_t id, struct store_row *row, char *err, size_t errlen)
+{
+	struct pg_store *p = (struct pg_store *)s;
+	char ids[24];
+	const char *v[1] = {ids};
+	PGresult *r;
+	int found = 0;
+
+	snprintf(ids, sizeof(ids), "%lld", (long long)id);
+	r = exec_prepared(p, "get", 1, v, err, errlen);
+	if (r == NULL)
+		return -1;
+	if (PQntuples(r) == 1) {
+		found = 1;
+		if (read_row(r, 0, row, true) == -1) {
+			store_row_clear(row);
+			store_err(err, errlen, "postgresql: get: the row has an unknown state");
+			found = -1;
+		}
+	}
+	col_wipe(r, 13);
+	col_wipe(r, 14);
+	PQclear(r);
+	return found;
+}
+
+static int pg_counts(struct store *s, struct store_count **outp, char *err, size_t errlen)
+{
+	struct pg_store *p = (struct pg_store *)s;
+	PGresult *r = exec_prepared(p, "counts", 0, NULL, err, errlen);
+	struct store_count *out;
+	int n, k = 0;
+
+	if (r == NULL)
+		return -1;
+	n = PQntuples(r);
+	out = store_zalloc((size_t)n, sizeof(*out));
+	for (int i = 0; i < n; i++) {
+		char state[16];
+
+		col_text(state, sizeof(state), r, i, 0);
+		if (store_state_parse(state, &out[k].state) == -1)
+			continue;
+		col_text(out[k].type, sizeof(out[k].type), r, i, 1);
+		out[k].n = (uint64_t)col_int(r, i, 2);
+		k++;
+	}
+	PQclear(r);
+	*outp = out;
+	return k;
+}
+
+static int pg_queue_depth(struct store *s, uint64_t *n, char *err, size_t errlen)
+{
+	struct pg_store *p = (struct pg_store *)s;
+	PGresult *r = exec_prepared(p, "depth", 0, NULL, err, errlen);
+
+	if (r == NULL)
+		return -1;
+	*n = (uint64_t)col_int(r, 0, 0);
+	PQclear(r);
+	return 0;
+}
+
+static int replay_once(struct pg_store *p, int64_t id, enum store_state from, int64_t now_ms,
+		       char *err, size_t errlen)
+{
+	char now[24], ids[24];
+	const char *v[3] = {now, ids, store_state_name(from)};
+	struct pg_call calls[2] = {
+		{"replay_jobs", 3, v, NULL, NULL},
+		{"replay_msgs", 3, v, NULL, NULL},
+	};
+	PGresult *res[2];
+	int rc;
+
+	snprintf(now, sizeof(now), "%lld", (long long)now_ms);
+	snprintf(ids, sizeof(ids), "%lld", (long long)id);
+	rc = pipeline(p, calls, 2, res, "replay", err, errlen);
+	if (rc == 0)
+		rc = atoi(PQcmdTuples(res[1]));
+	clear_all(res, 2);
+	return rc;
+}
+
+static int pg_replay(struct store *s, int64_t id, enum store_state from, int64_t now_ms,
+		     char *err, size_t errlen)
+{
+	struct pg_store *p = (struct pg_store *)s;
+	bool used;
+	int rc;
+
+	if (call_begin(p, &used, err, errlen) == -1)
+		return -1;
+	do
+		rc = replay_once(p, id, from, now_ms, err, errlen);
+	while (rc == -1 && call_again(p, &used, err, errlen));
+	return rc;
+}
+
+static void pg_close(struct store *s)
+{
+	struct pg_store *p = (struct pg_store *)s;
+
+	PQfinish(p->conn);
+	free(p);
+}
+
+static int schema(struct pg_store *p, char *err, size_t errlen)
+{
+	PGresult *r = PQexec(p->conn, schema_sql);
+	long version;
+
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+		pg_fail(p, r, "schema", err, errlen);
+		PQclear(r);
+		return -1;
+	}
+	version = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	if (version != STORE_SCHEMA_VERSION) {
+		store_err(err, errlen, "postgresql: schema version %ld is not this program's %d",
+			  version, STORE_SCHEMA_VERSION);
+		return -1;
+	}
+	return 0;
+}
 
 struct store *store_pg_open(const char *url, char *err, size_t errlen)
 {
-	store_err(err, errlen, "postgresql: not built yet");
+	static const char *const keys[] = {"dbname", "fallback_application_name", NULL};
+	const char *const vals[] = {url, "netwall", NULL};
+	struct pg_store *p = store_zalloc(1, sizeof(*p));
+
+	p->base.ops = &pg_ops;
+	p->conn = PQconnectdbParams(keys, vals, 1);
+	if (p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK) {
+		/* libpq's text names the host and the reason; the URL's password is not in it */
+		char msg[256];
+		size_t len;
+
+		store_copy(msg, sizeof(msg), p->conn ? PQerrorMessage(p->conn) : "out of memory",
+			   p->conn ? strlen(PQerrorMessage(p->conn)) : 13);
+		len = strlen(msg);
+		while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
+			msg[--len] = '\0';
+		for (size_t i = 0; i < len; i++)
+			if (msg[i] == '\n')
+				msg[i] = ' ';
+		store_err(err, errlen, "postgresql: connect: %s", msg);
+		goto fail;
+	}
+	PQsetNoticeProcessor(p->conn, quiet, NULL);
+	if (schema(p, err, errlen) == -1 || session(p, err, errlen) == -1)
+		goto fail;
+	return &p->base;
+fail:
+	pg_close(&p->base);
 	return NULL;
 }
+
+static const struct store_ops pg_ops = {
+	.kind = "postgresql",
+	.close = pg_close,
+	.put = pg_put,
+	.claim = pg_claim,
+	.finish = pg_finish,
+	.list = pg_list,
+	.get = pg_get,
+	.counts = pg_counts,
+	.queue_depth = pg_queue_depth,
+	.replay = pg_replay,
+};

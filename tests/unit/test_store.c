@@ -44,6 +44,7 @@ static int pg_exec(const char *url, const char *sql)
 		PQfinish(c);
 		return -1;
 	}
+	PQclear(PQexec(c, "SET client_min_messages = warning"));
 	r = PQexec(c, sql);
 	ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
 	if (!ok)
@@ -839,6 +840,101 @@ static void test_header_text_cleaned(void **state)
 	store_row_clear(&row);
 }
 
+#define RACE_KEYS 200
+
+struct racer {
+	struct store *s;
+	struct store_msg m[RACE_KEYS];
+	char cid[RACE_KEYS][16];
+	unsigned fresh;
+	int failed;
+};
+
+static void *race_loop(void *arg)
+{
+	struct racer *w = arg;
+	char err[256];
+
+	pthread_barrier_wait(&claim_start);
+	for (size_t i = 0; i < RACE_KEYS; i += 10) {
+		if (store_put(w->s, &w->m[i], 10, err, sizeof(err)) != 0) {
+			fprintf(stderr, "put: %s\n", err);
+			w->failed = 1;
+			return NULL;
+		}
+	}
+	return NULL;
+}
+
+/* Two connections store the same keys at the same time: each key is stored once, and
+ * the loser of each race gets the winner's id and ACK. */
+static void test_put_concurrent_same_keys(void **state)
+{
+	struct ctx *c = *state;
+	static struct racer w[2];
+	pthread_t t[2];
+
+	memset(w, 0, sizeof(w));
+	for (int k = 0; k < 2; k++) {
+		for (int i = 0; i < RACE_KEYS; i++) {
+			snprintf(w[k].cid[i], sizeof(w[k].cid[i]), "Q%d", i);
+			w[k].m[i] = msg((unsigned)k, w[k].cid[i], "RDE^O11", STORE_RECEIVED, 5);
+		}
+	}
+	w[0].s = c->s;
+	w[1].s = reopen(c);
+	pthread_barrier_init(&claim_start, NULL, 2);
+	for (int k = 0; k < 2; k++)
+		assert_int_equal(pthread_create(&t[k], NULL, race_loop, &w[k]), 0);
+	for (int k = 0; k < 2; k++)
+		pthread_join(t[k], NULL);
+	pthread_barrier_destroy(&claim_start);
+	store_close(w[1].s);
+	assert_false(w[0].failed);
+	assert_false(w[1].failed);
+	for (int i = 0; i < RACE_KEYS; i++) {
+		struct store_msg *a = &w[0].m[i], *b = &w[1].m[i];
+
+		assert_true(a->duplicate != b->duplicate);
+		assert_true(a->id > 0);
+		assert_int_equal(a->id, b->id);
+		if (a->duplicate)
+			assert_memory_equal(buf_head(&a->orig_ack), b->ack, b->ack_len);
+		else
+			assert_memory_equal(buf_head(&b->orig_ack), a->ack, a->ack_len);
+		buf_free(&a->orig_ack);
+		buf_free(&b->orig_ack);
+	}
+	assert_int_equal(count_all(c->s), RACE_KEYS);
+	assert_int_equal(depth(c->s), RACE_KEYS);
+}
+
+/* PostgreSQL only: the server drops the store's connection; the next calls reconnect. */
+static void test_pg_reconnect(void **state)
+{
+	struct ctx *c = *state;
+	static const char kill_sql[] =
+		"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+		"WHERE application_name = 'netwall' AND pid <> pg_backend_pid()";
+	struct store_row *rows;
+	struct store_job *jobs;
+	int n;
+
+	put_one(c->s, 0, "P1", "RDE^O11", STORE_RECEIVED, 1, NULL);
+	exec_sql(c, NULL, kill_sql);
+	put_one(c->s, 1, "P2", "RDE^O11", STORE_RECEIVED, 2, NULL);
+	exec_sql(c, NULL, kill_sql);
+	n = list(c->s, -1, NULL, 0, 0, &rows);
+	assert_int_equal(n, 2);
+	store_rows_free(rows, (size_t)n);
+	exec_sql(c, NULL, kill_sql);
+	n = claim(c->s, "w", NOW, 10, &jobs);
+	assert_int_equal(n, 2);
+	store_jobs_free(jobs, (size_t)n);
+	exec_sql(c, NULL, kill_sql);
+	assert_int_equal(depth(c->s), 2);
+}
+
 static void test_bad_arguments(void **state)
 {
 	struct ctx *c = *state;
@@ -932,6 +1028,7 @@ int main(void)
 			BOTH(test_put_rollback),
 			BOTH(test_header_text_cleaned),
 			BOTH(test_bad_arguments),
+			BOTH(test_put_concurrent_same_keys),
 			BOTH(test_sqlite_disk_full),
 		};
 #undef SETUP
@@ -954,6 +1051,8 @@ int main(void)
 			BOTH(test_put_rollback),
 			BOTH(test_header_text_cleaned),
 			BOTH(test_bad_arguments),
+			BOTH(test_put_concurrent_same_keys),
+			BOTH(test_pg_reconnect),
 		};
 #undef SETUP
 		failed += cmocka_run_group_tests_name("store_postgresql", pg_tests, NULL, NULL);
