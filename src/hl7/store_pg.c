@@ -642,7 +642,7 @@ static int pg_list(struct store *s, const struct store_filter *f, struct store_r
 		   char *err, size_t errlen)
 {
 	struct pg_store *p = (struct pg_store *)s;
-	char sql[512], before[24], lim[24], cond[320] = "";
+	char sql[1024], before[24], lim[24], cond[320] = "";
 	const char *v[4];
 	int k = 0, n;
 	size_t used = 0;
