@@ -80,7 +80,7 @@ struct store_job {
  * expired), leasing them to owner until now + lease_ms. On PostgreSQL the candidate rows
  * are locked FOR UPDATE SKIP LOCKED, so concurrent claimers, in this or other processes,
  * never get the same job. Returns the number claimed with *jobs malloc'd (free with
- * store_jobs_free), or -1 with err. */
+ * store_jobs_free; NULL when none), or -1 with err. */
 int store_claim(struct store *s, const char *owner, int64_t now_ms, int64_t lease_ms, size_t max,
 		struct store_job **jobs, char *err, size_t errlen);
 void store_jobs_free(struct store_job *jobs, size_t n);
@@ -124,7 +124,8 @@ struct store_filter {
 	size_t limit;     /* 0 for no limit */
 };
 
-/* Newest first. Returns the number of rows with *rows malloc'd, or -1 with err. */
+/* Newest first. Returns the number of rows with *rows malloc'd (NULL when none), or -1
+ * with err. */
 int store_list(struct store *s, const struct store_filter *f, struct store_row **rows,
 	       char *err, size_t errlen);
 /* Returns 1 and fills row, 0 if there is no such id, -1 with err. */

@@ -489,7 +489,7 @@ static int claim_once(struct pg_store *p, const char *owner, int64_t now_ms, int
 		return -1;
 	}
 	n = PQntuples(r);
-	out = store_zalloc((size_t)n, sizeof(*out));
+	out = n > 0 ? store_zalloc((size_t)n, sizeof(*out)) : NULL;
 	for (int i = 0; i < n; i++) {
 		out[i].id = col_int(r, i, 0);
 		out[i].attempts = (unsigned)col_int(r, i, 1);
@@ -680,7 +680,7 @@ static int pg_list(struct store *s, const struct store_filter *f, struct store_r
 	if (r == NULL)
 		return -1;
 	n = PQntuples(r);
-	out = store_zalloc((size_t)n, sizeof(*out));
+	out = n > 0 ? store_zalloc((size_t)n, sizeof(*out)) : NULL;
 	for (int i = 0; i < n; i++) {
 		if (read_row(r, i, &out[i], false) == -1) {
 			store_rows_free(out, (size_t)i);
@@ -730,7 +730,7 @@ static int pg_counts(struct store *s, struct store_count **outp, char *err, size
 	if (r == NULL)
 		return -1;
 	n = PQntuples(r);
-	out = store_zalloc((size_t)n, sizeof(*out));
+	out = n > 0 ? store_zalloc((size_t)n, sizeof(*out)) : NULL;
 	for (int i = 0; i < n; i++) {
 		char state[16];
 
@@ -742,6 +742,10 @@ static int pg_counts(struct store *s, struct store_count **outp, char *err, size
 		k++;
 	}
 	PQclear(r);
+	if (k == 0) {
+		free(out);
+		out = NULL;
+	}
 	*outp = out;
 	return k;
 }
