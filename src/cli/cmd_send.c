@@ -36,6 +36,7 @@
 #include "core/sock.h"
 #include "core/tls.h"
 #include "hl7/ack.h"
+#include "hl7/hl7.h"
 #include "hl7/mllp.h"
 
 /* Limits. */
@@ -721,6 +722,31 @@ static enum send_outcome conn_code(const char code[3])
 	return SEND_BADACK;
 }
 
+static int conn_rank(enum send_outcome o)
+{
+	return send_rejected(o) ? 2 : send_errored(o) ? 1 : 0;
+}
+
+/* A batch is answered by a batch of ACKs, one per message or none at all (enhanced mode
+ * acknowledges only what MSH-15 asks for, such as errors only): the worst code counts, and
+ * a batch with no ACK in it reads as CA. */
+static enum send_outcome conn_batch_ack(const char *p, size_t len)
+{
+	enum send_outcome worst = SEND_CA, o;
+	struct hl7_str span;
+	size_t pos = 0;
+	char code[3], ctrl[SEND_CTRL_MAX];
+
+	while (hl7_batch_next(p, len, &pos, &span) == 1) {
+		if (ack_parse(span.p, span.len, code, ctrl, sizeof(ctrl)) == -1)
+			return SEND_BADACK;
+		o = conn_code(code);
+		if (conn_rank(o) > conn_rank(worst))
+			worst = o;
+	}
+	return worst;
+}
+
 /* Waits for the next frame and reads it as the ACK for m. */
 static enum send_outcome conn_ack(struct send_conn *c, const struct send_msg *m, double deadline)
 {
@@ -738,6 +764,8 @@ static enum send_outcome conn_ack(struct send_conn *c, const struct send_msg *m,
 			if (r == MLLP_OVERSIZE)
 				return SEND_BADACK;
 			fr = mllp_frame(&c->mllp, &flen);
+			if (hl7_is_batch((const char *)fr, flen))
+				return conn_batch_ack((const char *)fr, flen);
 			if (ack_parse((const char *)fr, flen, code, ctrl, sizeof(ctrl)) == -1)
 				return SEND_BADACK;
 			if (ctrl[0] != '\0' && strcmp(m->ctrl, "-") != 0 &&
