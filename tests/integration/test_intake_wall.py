@@ -1,0 +1,80 @@
+"""The EMAR layout: a pharmacy sends through the wall (gateway -> agent -> intake, PROXY v2
+so the intake knows the pharmacy's real address); and the intake's own TLS listener with
+client certificates, driven by `netwall send`."""
+
+import socket
+import subprocess
+
+from conftest import NETWALL_BIN, svc
+from hl7util import DATA, ack_code, intake, msg  # noqa: F401
+
+
+def send(*args, input=None, timeout=120):
+    return subprocess.run([NETWALL_BIN, "send", *map(str, args)], capture_output=True,
+                          input=input, timeout=timeout)
+
+
+def test_send_through_the_wall_with_proxy_v2(wall, intake, tmp_path):
+    it = intake(intake={"proxy": "on", "allow": "127.0.0.0/8"})
+    gw = wall.gateway({"mllp": svc(proxy_protocol="v2")})
+    wall.agent("site-a", gw, {"mllp": f"127.0.0.1:{it.port}"})
+    gw.wait_tunnels(2)
+    port = gw.port("mllp")
+    samples = sorted(str(p) for p in DATA.glob("rde_*.hl7")) + \
+        sorted(str(p) for p in DATA.glob("rds_*.hl7"))
+    r = send("-c", "2", f"127.0.0.1:{port}", *samples)
+    out = r.stdout.decode()
+    # rde_o01_v25_google_simple has no MSH-11: rejected; every other one accepted
+    codes = {line.split()[0].rsplit(":", 1)[0].rsplit("/", 1)[1]: line.split()[-1]
+             for line in out.splitlines()}
+    assert codes.pop("rde_o01_v25_google_simple.hl7") == "AR"
+    assert set(codes.values()) == {"AA"}, out
+    assert r.returncode == 1, "one message was not accepted: exit status 1"
+    assert b"sent 6" in r.stderr
+    # the intake saw the pharmacy's own address, not the agent's
+    src = socket.socket()
+    src.bind(("127.0.0.2", 0))
+    src_port = src.getsockname()[1]
+    src.connect(("127.0.0.1", port))
+    src.sendall(b"\x0b" + msg("VIA-WALL") + b"\x1c\r")
+    src.settimeout(10)
+    assert b"MSA|AA|VIA-WALL" in src.recv(65536)
+    src.close()
+    peers = {r["control_id"]: r["peer"] for r in it.rows()}
+    assert peers["VIA-WALL"] == f"127.0.0.2:{src_port}"
+
+
+def test_send_many_from_stdin_and_files(intake, tmp_path):
+    it = intake()
+    many = b"\n".join(msg(f"S-{i}") for i in range(300))
+    r = send("-c", "4", "-q", f"127.0.0.1:{it.port}", "-", input=many)
+    assert r.returncode == 0, r.stderr
+    assert len(it.rows()) == 300
+    # a message the intake rejects makes the exit status 1 and is printed even with -q
+    bad = msg("S-BAD").replace(b"|P|2.5.1", b"|P|4.0")
+    r = send("-q", f"127.0.0.1:{it.port}", "-", input=bad)
+    assert r.returncode == 1 and b"S-BAD AR" in r.stdout
+    # nothing listening: a clear failure, not a hang
+    r = send("--timeout", "2", "127.0.0.1:1", "-", input=msg("S-X"))
+    assert r.returncode == 1 and b"noconn" in r.stdout
+
+
+def test_tls_intake_with_client_certificates(intake, keys):
+    server, client, stranger = keys["gateway"], keys["site-a"], keys["stranger"]
+    it = intake(intake={"tls": "on", "cert": server.crt, "key": server.key,
+                        "client_ca": client.crt, "client_certs": "required"})
+    base = ["--tls", "--fingerprint", server.fingerprint]
+    r = send(*base, "--cert", client.crt, "--key", client.key, f"127.0.0.1:{it.port}", "-",
+             input=msg("TLS-1"))
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert b"TLS-1 AA" in r.stdout
+    r = send(*base, "--cert", stranger.crt, "--key", stranger.key, "--timeout", "5",
+             f"127.0.0.1:{it.port}", "-", input=msg("TLS-2"))
+    assert r.returncode == 1
+    r = send(*base, "--timeout", "5", f"127.0.0.1:{it.port}", "-", input=msg("TLS-3"))
+    assert r.returncode == 1
+    assert [x["control_id"] for x in it.rows()] == ["TLS-1"]
+    # a wrong pin: the client refuses the server
+    r = send("--tls", "--fingerprint", "00" * 32, "--cert", client.crt, "--key", client.key,
+             "--timeout", "5", f"127.0.0.1:{it.port}", "-", input=msg("TLS-4"))
+    assert r.returncode == 1
