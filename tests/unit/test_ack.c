@@ -225,6 +225,36 @@ static void test_header_fields(void **state)
 	hl7_msg_free(&m);
 }
 
+/* Found by fuzzing: with only two encoding characters there is no escape character, so
+ * delimiters in what we write cannot be escaped and are dropped; a backslash that is the
+ * component separator is a delimiter like any other. */
+static void test_no_escape_character(void **state)
+{
+	static const char two[] = "MSH|^&||\\~|||20090926173004||X^Y|C1|P|2.5\r";
+	static const char bs[] = "MSH|\\~|||||2009||A\\B|C2\r";
+	struct hl7_msg m;
+	struct buf b = {0};
+	char code[3], ctrl[16];
+
+	hl7_msg_init(&m);
+	parse(&m, two);
+	assert_int_equal(m.d.esc, 0);
+	assert_int_equal(m.d.rep, '&');
+	assert_int_equal(ack_build(&b, &m, ACK_ACCEPT, NULL, "ACK|1^2&3~4", NOW), 0);
+	assert_string_equal(text(&b), "MSH|^&||||\\~|20231114221320+0000||ACK^Y^ACK|ACK123~4|P|2.5\n"
+				      "MSA|AA|C1\n");
+	assert_int_equal(ack_parse((const char *)buf_head(&b), b.len, code, ctrl, sizeof(ctrl)), 0);
+	assert_string_equal(ctrl, "C1");
+	b.len = 0;
+	parse(&m, bs);
+	assert_int_equal(m.d.comp, '\\');
+	assert_int_equal(ack_build(&b, &m, ACK_ACCEPT, NULL, "ACK|1^2\\3", NOW), 0);
+	assert_string_equal(text(&b), "MSH|\\~|||||20231114221320+0000||ACK\\B\\ACK|ACK1^23||\n"
+				      "MSA|AA|C2\n");
+	buf_free(&b);
+	hl7_msg_free(&m);
+}
+
 static void test_never_ack_an_ack(void **state)
 {
 	struct hl7_msg m;
@@ -397,7 +427,7 @@ int main(void)
 		cmocka_unit_test(test_err_by_version),	cmocka_unit_test(test_enhanced_matrix),
 		cmocka_unit_test(test_header_fields),	cmocka_unit_test(test_never_ack_an_ack),
 		cmocka_unit_test(test_unparsed),	cmocka_unit_test(test_parse),
-		cmocka_unit_test(test_samples_round_trip),
+		cmocka_unit_test(test_samples_round_trip), cmocka_unit_test(test_no_escape_character),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
