@@ -190,8 +190,7 @@ static void intake_key_intake(struct conf *cf, struct intake_config *c, const ch
 	uint64_t n;
 
 	if (strcmp(key, "listen") == 0) {
-		c->nlisten = 0;
-		conf_list(v, intake_listen_item, cf);
+		conf_list(v, intake_listen_item, cf); /* repeatable */
 	} else if (strcmp(key, "tls") == 0) {
 		if (conf_bool(v, &c->tls) == -1)
 			conf_error(cf, "tls: want on or off, got '%s'", v);
@@ -221,8 +220,7 @@ static void intake_key_intake(struct conf *cf, struct intake_config *c, const ch
 		if (conf_bool(v, &c->proxy) == -1)
 			conf_error(cf, "proxy: want on or off, got '%s'", v);
 	} else if (strcmp(key, "allow") == 0) {
-		c->nallow = 0;
-		conf_list(v, intake_allow_item, cf);
+		conf_list(v, intake_allow_item, cf); /* repeatable */
 	} else if (strcmp(key, "store") == 0) {
 		if (v[0] == '\0') {
 			conf_error(cf, "store: empty value (want a SQLite file or postgresql://...)");
