@@ -433,7 +433,8 @@ static void test_junk_counting(void **state)
 
 	mllp_init(&f, 64);
 	/* the CR right after FS is not junk; a second one is; a stray FS and a NUL are */
-	expect_frames(&f, VT "a" FS CR CR FS "\0" VT "b" FS, 10, (const char *const[]){"a", "b", NULL});
+	expect_frames(&f, VT "a" FS CR CR FS "\0" VT "b" FS, 10,
+		      (const char *const[]){"a", "b", NULL});
 	assert_int_equal(f.junk, 3);
 	/* what follows the last FS is junk when it is not a CR */
 	expect_frames(&f, "zz", 2, (const char *const[]){NULL});
