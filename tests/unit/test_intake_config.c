@@ -1,0 +1,144 @@
+/* Unit tests for hl7/intake_config: defaults, routing rules, and file:line errors. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hl7/intake_config.h"
+
+/* Writes text to a temporary file and loads it; *msgs gets the errors. */
+static struct intake_config *load(const char *text, char **msgs)
+{
+	char path[] = "/tmp/netwall-intake-XXXXXX";
+	int fd = mkstemp(path);
+	struct intake_config *c;
+
+	assert_true(fd != -1);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	*msgs = NULL;
+	c = intake_config_load(path, msgs);
+	unlink(path);
+	return c;
+}
+
+#define BASE "[intake]\nlisten = 127.0.0.1:2575\nstore = /tmp/x.db\n" /* lines 1-3 */
+
+static void test_defaults_accept_pharmacy_and_adt(void **state)
+{
+	char *msgs;
+	struct intake_config *c = load(BASE, &msgs);
+
+	assert_non_null(c);
+	assert_int_equal(c->nlisten, 1);
+	assert_int_equal(c->max_message, 1024 * 1024);
+	assert_int_equal(intake_config_route(c, "RDE", "O11"), INTAKE_ACCEPT);
+	assert_int_equal(intake_config_route(c, "RAS", "O17"), INTAKE_ACCEPT);
+	assert_int_equal(intake_config_route(c, "ADT", "A08"), INTAKE_ACCEPT);
+	assert_int_equal(intake_config_route(c, "ADT", ""), INTAKE_ACCEPT);
+	assert_int_equal(intake_config_route(c, "ORU", "R01"), INTAKE_IGNORE);
+	assert_null(c->url);
+	intake_config_free(c);
+}
+
+static void test_rules_first_match_wins(void **state)
+{
+	char *msgs;
+	struct intake_config *c = load(BASE "[route]\n"
+					    "reject = ADT^A04\n"
+					    "accept = ADT, RDE^O11\n"
+					    "ignore = *\n",
+				       &msgs);
+
+	assert_non_null(c);
+	assert_int_equal(intake_config_route(c, "ADT", "A04"), INTAKE_REJECT);
+	assert_int_equal(intake_config_route(c, "ADT", "A01"), INTAKE_ACCEPT);
+	assert_int_equal(intake_config_route(c, "RDE", "O11"), INTAKE_ACCEPT);
+	assert_int_equal(intake_config_route(c, "RDE", "O25"), INTAKE_IGNORE);
+	/* no [route] defaults are added when the section exists */
+	assert_int_equal(intake_config_route(c, "RAS", "O17"), INTAKE_IGNORE);
+	intake_config_free(c);
+}
+
+static void test_default_action(void **state)
+{
+	char *msgs;
+	struct intake_config *c = load(BASE "[route]\naccept = RDE\ndefault = reject\n", &msgs);
+
+	assert_non_null(c);
+	assert_int_equal(intake_config_route(c, "ORM", "O01"), INTAKE_REJECT);
+	assert_int_equal(intake_config_route(c, "RDEX", "O01"), INTAKE_REJECT);
+	intake_config_free(c);
+}
+
+static void expect_error(const char *text, const char *where, const char *what)
+{
+	char *msgs;
+	struct intake_config *c = load(text, &msgs);
+
+	assert_null(c);
+	assert_non_null(msgs);
+	if (strstr(msgs, where) == NULL || strstr(msgs, what) == NULL)
+		fail_msg("want '%s' ... '%s' in: %s", where, what, msgs);
+	free(msgs);
+}
+
+static void test_errors_name_file_and_line(void **state)
+{
+	expect_error(BASE "max_message = 10\n", ":4: ", "max_message");
+	expect_error(BASE "max_message = 67108865\n", ":4: ", "max_message");
+	expect_error(BASE "frobnicate = 1\n", ":4: ", "unknown key 'frobnicate'");
+	expect_error(BASE "[route]\naccept = RDE^O1\n", ":5: ", "RDE^O1");
+	expect_error(BASE "[route]\naccept = rde\n", ":5: ", "rde");
+	expect_error(BASE "[route]\nsend = RDE\n", ":5: ", "unknown key 'send'");
+	expect_error(BASE "[route]\ndefault = drop\n", ":5: ", "default");
+	expect_error(BASE "[deliver]\nurl = ftp://x\n", ":5: ", "url");
+	expect_error(BASE "[deliver]\nmax_attempts = 0\n", ":5: ", "max_attempts");
+	expect_error(BASE "[wall]\n", ":4: ", "unknown section");
+	expect_error(BASE "processing_ids = PX\n", ":4: ", "processing_ids");
+	expect_error(BASE "allow = 10.0.0.0/33\n", ":4: ", "allow");
+	expect_error("[intake]\nstore = x.db\n", ":1: ", "listen");
+	expect_error("[intake]\nlisten = 127.0.0.1:1\n", ":1: ", "store");
+	expect_error(BASE "tls = on\n", ":1: ", "cert");
+	expect_error(BASE "client_certs = required\n", ":1: ", "client_ca");
+	expect_error("[route]\naccept = RDE\n", "", "missing [intake]");
+}
+
+static void test_repeatable_and_store_kinds(void **state)
+{
+	char *msgs;
+	struct intake_config *c = load("[intake]\nlisten = 127.0.0.1:1\nlisten = [::1]:1, "
+				       "127.0.0.1:2\nstore = postgresql://u@h/db\n"
+				       "allow = 10.0.0.0/8\nallow = ::1\n",
+				       &msgs);
+
+	assert_non_null(c);
+	assert_int_equal(c->nlisten, 3);
+	assert_int_equal(c->nallow, 2);
+	assert_string_equal(c->store, "postgresql://u@h/db");
+	intake_config_free(c);
+	c = load("[intake]\nlisten = 127.0.0.1:1\nstore = rel.db\n", &msgs);
+	assert_non_null(c);
+	assert_string_equal(c->store, "/tmp/rel.db"); /* relative to the config's directory */
+	intake_config_free(c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults_accept_pharmacy_and_adt),
+		cmocka_unit_test(test_rules_first_match_wins),
+		cmocka_unit_test(test_default_action),
+		cmocka_unit_test(test_errors_name_file_and_line),
+		cmocka_unit_test(test_repeatable_and_store_kinds),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
