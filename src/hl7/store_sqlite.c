@@ -3,6 +3,7 @@
  * connection waits in short steps, since the committer and the delivery worker write
  * through separate connections and a millisecond sleep would cost more than a commit.
  * The hot path (store_put) runs only statements prepared at open. */
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +115,7 @@ struct sqlite_store {
 	struct store base;
 	sqlite3 *db;
 	long busy_us; /* waited so far for the current lock */
+	bool writing; /* holds the process's writer ticket */
 	sqlite3_stmt *st[ST_N];
 };
 
@@ -150,6 +152,37 @@ static int busy_wait(void *arg, int count)
 	return 1;
 }
 
+/* Writers in one process (the committer and the delivery worker, each with its own
+ * connection) take turns through a FIFO ticket lock before BEGIN IMMEDIATE, so neither can
+ * starve the other by re-taking SQLite's lock in a tight loop while the other polls in its
+ * busy handler. Other processes (netwall messages replay) still meet the busy handler. */
+static pthread_mutex_t writer_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t writer_cv = PTHREAD_COND_INITIALIZER;
+static uint64_t writer_next, writer_serving;
+
+static void writer_lock(struct sqlite_store *q)
+{
+	uint64_t ticket;
+
+	pthread_mutex_lock(&writer_mu);
+	ticket = writer_next++;
+	while (ticket != writer_serving)
+		pthread_cond_wait(&writer_cv, &writer_mu);
+	pthread_mutex_unlock(&writer_mu);
+	q->writing = true;
+}
+
+static void writer_unlock(struct sqlite_store *q)
+{
+	if (!q->writing)
+		return;
+	q->writing = false;
+	pthread_mutex_lock(&writer_mu);
+	writer_serving++;
+	pthread_cond_broadcast(&writer_cv);
+	pthread_mutex_unlock(&writer_mu);
+}
+
 /* Runs a statement that returns no rows and resets it. */
 static int run(struct sqlite_store *q, sqlite3_stmt *st)
 {
@@ -161,10 +194,14 @@ static int run(struct sqlite_store *q, sqlite3_stmt *st)
 
 static int begin(struct sqlite_store *q, char *err, size_t errlen)
 {
-	int rc = run(q, q->st[ST_BEGIN]);
+	int rc;
 
-	if (rc != SQLITE_OK)
+	writer_lock(q);
+	rc = run(q, q->st[ST_BEGIN]);
+	if (rc != SQLITE_OK) {
+		writer_unlock(q);
 		return sq_fail(q, rc, "begin", err, errlen);
+	}
 	return 0;
 }
 
@@ -176,8 +213,10 @@ static int commit(struct sqlite_store *q, char *err, size_t errlen)
 		sq_fail(q, rc, "commit", err, errlen);
 		if (!sqlite3_get_autocommit(q->db))
 			run(q, q->st[ST_ROLLBACK]);
+		writer_unlock(q);
 		return -1;
 	}
+	writer_unlock(q);
 	return 0;
 }
 
@@ -185,6 +224,7 @@ static void rollback(struct sqlite_store *q)
 {
 	if (!sqlite3_get_autocommit(q->db))
 		run(q, q->st[ST_ROLLBACK]);
+	writer_unlock(q);
 }
 
 static void text_col(char *dst, size_t cap, sqlite3_stmt *st, int col)
