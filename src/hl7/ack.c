@@ -98,7 +98,15 @@ static void put_field(struct buf *out, const struct hl7_msg *m, unsigned f)
 		put(out, v.p, v.len);
 }
 
-static void put_time(struct buf *out, time_t now)
+static bool is_delim(const struct hl7_delims *d, char c)
+{
+	return c == d->field || c == d->comp || c == d->rep || (d->esc && c == d->esc) ||
+	       (d->sub && c == d->sub) || (d->trunc && c == d->trunc);
+}
+
+/* MSH-7 in UTC. A sender whose delimiters include '+' gets the time without its offset:
+ * an escaped sign would not read as a time anywhere. */
+static void put_time(struct buf *out, const struct hl7_delims *d, time_t now)
 {
 	struct tm tm;
 	char ts[32];
@@ -106,7 +114,7 @@ static void put_time(struct buf *out, time_t now)
 
 	if (gmtime_r(&now, &tm) == NULL)
 		memset(&tm, 0, sizeof(tm));
-	n = strftime(ts, sizeof(ts), "%Y%m%d%H%M%S+0000", &tm);
+	n = strftime(ts, sizeof(ts), is_delim(d, '+') ? "%Y%m%d%H%M%S" : "%Y%m%d%H%M%S+0000", &tm);
 	put(out, ts, n);
 }
 
@@ -221,7 +229,7 @@ int ack_build(struct buf *out, const struct hl7_msg *m, enum ack_code code,
 	putc_(out, d->field);
 	put_field(out, m, 4);
 	putc_(out, d->field);
-	put_time(out, now);
+	put_time(out, d, now);
 	putc_(out, d->field); /* MSH-8 security stays empty */
 	putc_(out, d->field);
 	puts_(out, "ACK");
@@ -261,7 +269,7 @@ void ack_build_unparsed(struct buf *out, const struct hl7_error *err, const char
 	static const struct hl7_delims d = {'|', '^', '~', '\\', '&', 0};
 
 	puts_(out, "MSH|^~\\&|||||");
-	put_time(out, now);
+	put_time(out, &d, now);
 	puts_(out, "||ACK|");
 	put_escaped(out, &d, control_id);
 	puts_(out, "|P|2.5\rMSA|AR|");

@@ -251,6 +251,13 @@ static void test_no_escape_character(void **state)
 	assert_int_equal(ack_build(&b, &m, ACK_ACCEPT, NULL, "ACK|1^2\\3", NOW), 0);
 	assert_string_equal(text(&b), "MSH|\\~|||||20231114221320+0000||ACK\\B\\ACK|ACK1^23||\n"
 				      "MSA|AA|C2\n");
+	/* found by fuzzing: '+' as a delimiter; MSH-7 then goes without its offset */
+	b.len = 0;
+	parse(&m, "MSH+|\\&");
+	assert_int_equal(ack_build(&b, &m, ACK_ACCEPT, NULL, "ACK|1^2", NOW), 0);
+	assert_string_equal(text(&b), "MSH+|\\&+++++20231114221320++ACK+ACK&S&1^2++\nMSA+AA+\n");
+	assert_int_equal(ack_parse((const char *)buf_head(&b), b.len, code, ctrl, sizeof(ctrl)), 0);
+	assert_string_equal(code, "AA");
 	buf_free(&b);
 	hl7_msg_free(&m);
 }
