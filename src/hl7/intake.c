@@ -198,7 +198,8 @@ static bool intake_copy_key(struct hl7_str v, char *out)
 {
 	if (v.len > INTAKE_KEY_MAX)
 		return false;
-	memcpy(out, v.p, v.len);
+	if (v.len > 0)
+		memcpy(out, v.p, v.len);
 	out[v.len] = '\0';
 	return true;
 }
@@ -208,7 +209,7 @@ static bool intake_copy_key(struct hl7_str v, char *out)
 static int intake_validate(const struct intake_config *cfg, const struct hl7_msg *m,
 			   struct jmsg *j, char trigger[4], struct hl7_error *e)
 {
-	struct hl7_str v, t;
+	struct hl7_str v = { 0 }, t = { 0 };
 
 	if (hl7_get(m, "MSH-9.1", &v) != 1 || !intake_alnum3(v)) {
 		intake_error(e, v.len == 0 ? HL7_REQUIRED_FIELD : HL7_DATA_TYPE, 9,
