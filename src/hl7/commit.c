@@ -16,7 +16,11 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/log.h"
+
+#define COMMIT_DEPTH_EVERY 1.0  /* seconds: queue depth is read at most this often */
+#define COMMIT_COUNTS_EVERY 5.0 /* seconds: counts by state (a scan) at most this often */
 
 struct commit {
 	struct event_base *base;
@@ -32,6 +36,8 @@ struct commit {
 	struct commit_req *done, *done_tail;   /* committed, done not yet run */
 	bool stop;
 	struct commit_stats stats;
+	struct commit_snapshot snap;
+	bool want_depth, want_counts; /* the loop asked for fresher figures */
 
 	int efd;
 	struct event *ev;
@@ -100,6 +106,46 @@ static void commit_batch(struct commit *c, size_t n)
 		c->after(c->after_arg);
 }
 
+/* Reads the figures the loop asked for, if they are old enough (committer thread, called
+ * and returning with the lock held). Reading them here keeps a slow database from
+ * stalling the loop thread, which serves /metrics and /status from the snapshot. */
+static void commit_refresh(struct commit *c)
+{
+	double now = clock_mono();
+	bool depth = c->want_depth && now - c->snap.depth_at >= COMMIT_DEPTH_EVERY;
+	bool counts = c->want_counts && now - c->snap.counts_at >= COMMIT_COUNTS_EVERY;
+	uint64_t d = 0, by[STORE_NSTATES] = { 0 };
+	struct store_count *cnt = NULL;
+	char err[128];
+	int n = 0, drc = 0;
+
+	if (!depth && !counts)
+		return;
+	c->want_depth = c->want_counts = false;
+	pthread_mutex_unlock(&c->lock);
+	if (depth)
+		drc = store_queue_depth(c->store, &d, err, sizeof(err));
+	if (counts) {
+		n = store_counts(c->store, &cnt, err, sizeof(err));
+		for (int i = 0; i < n; i++)
+			by[cnt[i].state] += cnt[i].n;
+		free(cnt);
+	}
+	pthread_mutex_lock(&c->lock);
+	if (depth && drc == 0) {
+		c->snap.depth = d;
+		c->snap.depth_ok = true;
+	}
+	if (depth)
+		c->snap.depth_at = now;
+	if (counts && n >= 0) {
+		memcpy(c->snap.by_state, by, sizeof(by));
+		c->snap.counts_ok = true;
+	}
+	if (counts)
+		c->snap.counts_at = now;
+}
+
 static void *commit_main(void *arg)
 {
 	struct commit *c = arg;
@@ -108,10 +154,13 @@ static void *commit_main(void *arg)
 	for (;;) {
 		size_t n = 0;
 
-		while (c->queue == NULL && !c->stop)
+		while (c->queue == NULL && !c->stop && !c->want_depth && !c->want_counts)
 			pthread_cond_wait(&c->wake, &c->lock);
-		if (c->queue == NULL)
+		commit_refresh(c);
+		if (c->queue == NULL && c->stop)
 			break; /* stopping, and nothing left to write */
+		if (c->queue == NULL)
+			continue;
 		while (c->queue != NULL && n < COMMIT_MAX_BATCH) {
 			c->batch[n++] = c->queue;
 			c->queue = c->queue->next;
@@ -231,6 +280,17 @@ void commit_stats(struct commit *c, struct commit_stats *out)
 {
 	pthread_mutex_lock(&c->lock);
 	*out = c->stats;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void commit_snapshot(struct commit *c, bool counts, struct commit_snapshot *out)
+{
+	pthread_mutex_lock(&c->lock);
+	*out = c->snap;
+	c->want_depth = true;
+	if (counts)
+		c->want_counts = true;
+	pthread_cond_signal(&c->wake);
 	pthread_mutex_unlock(&c->lock);
 }
 

@@ -9,6 +9,7 @@
 #ifndef NETWALL_COMMIT_H
 #define NETWALL_COMMIT_H
 #include <event2/event.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "hl7/store.h"
@@ -32,6 +33,14 @@ struct commit_stats {
 	uint64_t max_batch;
 };
 
+/* Figures read from the store by the committer thread for /metrics and /status. */
+struct commit_snapshot {
+	bool depth_ok, counts_ok; /* read at least once */
+	uint64_t depth;           /* delivery jobs waiting */
+	uint64_t by_state[STORE_NSTATES];
+	double depth_at, counts_at; /* clock_mono() of the reads */
+};
+
 struct commit;
 
 /* Opens its own connection to spec and starts the thread. after (may be NULL) is called
@@ -48,7 +57,12 @@ size_t commit_pending(const struct commit *c);
 
 void commit_stats(struct commit *c, struct commit_stats *out);
 
-/* Commits what is queued, runs the remaining done callbacks, stops the thread, closes the
+/* Copies the last snapshot into out and asks the committer for a fresher one (the queue
+ * depth at most every second; with counts, the counts by state at most every 5 s), so
+ * a scrape shows figures at most one scrape old and never waits for the database. */
+void commit_snapshot(struct commit *c, bool counts, struct commit_snapshot *out);
+
+/* Must not be called from a done callback. Commits what is queued, runs the remaining done callbacks, stops the thread, closes the
  * connection and frees. Accepts NULL. */
 void commit_free(struct commit *c);
 

@@ -31,7 +31,12 @@
 #define INTAKE_READ_CHUNK 65536        /* bytes fed to the framer per step */
 #define INTAKE_OUT_MAX (1024 * 1024)   /* unread ACK bytes before we stop reading */
 #define INTAKE_KEY_MAX 63              /* MSH-3, MSH-4, MSH-10 bytes (the dedupe key) */
-#define INTAKE_DEPTH_EVERY 1.0         /* seconds between queue depth reads for /metrics */
+#define INTAKE_BATCH_MAX 4096          /* messages in one batch frame; more: AR for the batch */
+#define INTAKE_INFLIGHT_MSGS 4096      /* messages awaiting their answer per connection */
+#define INTAKE_INFLIGHT_BYTES (4u << 20) /* frame bytes awaiting their answer per connection,
+					   * at least one max_message */
+#define INTAKE_CLOSE_GRACE 5.0         /* seconds a closing connection gets to take its ACKs */
+#define INTAKE_ACCEPT_PAUSE 0.5        /* seconds listeners rest when out of descriptors */
 
 /* ACK latency histogram bounds, seconds. */
 static const double intake_buckets[] = { 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
@@ -75,6 +80,7 @@ struct jmsg {
 	struct commit_req req;
 	struct job *job;
 	bool stored;     /* goes to the store (else the ack is final) */
+	char peer[ADDR_STRLEN]; /* for the store: the connection may be gone by then */
 	bool want;       /* an ACK is to be sent for it */
 	bool enhanced;   /* the sender asked for enhanced mode */
 	struct buf ack;  /* the ACK built for it */
@@ -105,9 +111,16 @@ struct conn {
 	char peer[ADDR_STRLEN];
 	struct sockaddr_storage src;
 	bool proxy_done;
+	bool tls_ready; /* the handshake is done (at once for plain TCP) */
 	bool eof;
 	struct job *head, *tail; /* frames in arrival order, answered in that order */
 	unsigned jobs;
+	size_t inflight_msgs, inflight_bytes;
+	double frame_start;  /* when the frame in progress began */
+	double last_frame;   /* when the last frame completed (or the connection came) */
+	double started;      /* accept time: TLS handshake and PROXY header must finish in time */
+	bool closing;        /* answering what it has, then closed */
+	const char *close_reason;
 };
 
 struct intake {
@@ -121,52 +134,64 @@ struct intake {
 	size_t nls;
 	struct commit *commit;
 	struct deliver *deliver;
-	struct store *reader; /* for /metrics and /status only */
-	uint64_t depth;
-	double depth_at;
+	const char *store_kind; /* "sqlite" or "postgresql" */
 	struct conn *conns;
 	uint64_t nconns;
 	uint64_t peak;
 	bool draining;
 	int status;
-	char ack_prefix[11]; /* at most 10 characters */
+	char ack_prefix[12]; /* 11 characters */
 	uint64_t ack_seq;
 	char owner[128];
 	struct intake_stats st;
 	struct log_rate rate;
+	struct event *accept_pause;
 };
 
 static void conn_close(struct conn *c, const char *reason);
 static void conn_pump(struct conn *c);
 
-/* ---- ACKs ---- */
+/* ---- ACKs and log text ---- */
 
-static void base36(char *out, size_t len, uint64_t v)
+/* Writes v in base 36 as exactly width characters (v modulo 36^width, zero-padded). */
+static void base36(char *out, size_t width, uint64_t v)
 {
-	char tmp[16];
-	size_t n = 0;
-
-	do {
-		tmp[n++] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"[v % 36];
+	for (size_t i = width; i > 0; i--) {
+		out[i - 1] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"[v % 36];
 		v /= 36;
-	} while (v != 0 && n < sizeof(tmp));
-	if (n >= len)
-		n = len - 1;
-	for (size_t i = 0; i < n; i++)
-		out[i] = tmp[n - 1 - i];
-	out[n] = '\0';
+	}
+	out[width] = '\0';
 }
 
-/* A new ACK control ID, unique across processes and restarts: the start second and the
- * process ID, then a counter; at most 20 characters, the oldest versions' limit. */
+/* A new ACK control ID, unique across processes and restarts: 6 characters of the start
+ * second, 5 of the process ID, then a counter of at most 9; 20 characters at most, the
+ * oldest versions' limit. */
 static void intake_ack_id(struct intake *in, char out[21])
 {
 	char seq[10];
-	size_t n = strnlen(in->ack_prefix, 10);
+	uint64_t v = ++in->ack_seq;
+	size_t w = 1;
 
-	base36(seq, sizeof(seq), ++in->ack_seq);
-	memcpy(out, in->ack_prefix, n);
-	memcpy(out + n, seq, strlen(seq) + 1);
+	for (uint64_t x = v / 36; x != 0 && w < 9; x /= 36)
+		w++;
+	base36(seq, w, v);
+	memcpy(out, in->ack_prefix, 11);
+	memcpy(out + 11, seq, w + 1);
+}
+
+/* A copy of a peer-supplied value that cannot forge a key=value log field: printable ASCII
+ * except space, quote, backslash and '=' is kept, the rest becomes '_'. */
+static const char *log_safe(char *out, size_t len, const char *in)
+{
+	size_t i = 0;
+
+	for (; in[i] != '\0' && i + 1 < len; i++) {
+		unsigned char ch = (unsigned char)in[i];
+		out[i] = ch > 0x20 && ch < 0x7f && ch != '"' && ch != '\\' && ch != '=' ? (char)ch
+										: '_';
+	}
+	out[i] = '\0';
+	return out;
 }
 
 static void intake_error(struct hl7_error *e, enum hl7_code code, unsigned field,
@@ -194,10 +219,15 @@ static bool intake_alnum3(struct hl7_str v)
 	return true;
 }
 
+/* Copies a dedupe key part (raw, still escaped). Refuses control characters (a NUL would
+ * cut the key short and make two messages one) and more than INTAKE_KEY_MAX bytes. */
 static bool intake_copy_key(struct hl7_str v, char *out)
 {
 	if (v.len > INTAKE_KEY_MAX)
 		return false;
+	for (size_t i = 0; i < v.len; i++)
+		if ((unsigned char)v.p[i] < 0x20 || v.p[i] == 0x7f)
+			return false;
 	if (v.len > 0)
 		memcpy(out, v.p, v.len);
 	out[v.len] = '\0';
@@ -228,15 +258,20 @@ static int intake_validate(const struct intake_config *cfg, const struct hl7_msg
 		trigger[3] = '\0';
 		snprintf(j->type + 3, sizeof(j->type) - 3, "^%s", trigger);
 	}
-	if (hl7_get(m, "MSH-10", &v) != 1 || v.len == 0 || !intake_copy_key(v, j->ctrl)) {
-		intake_error(e, HL7_REQUIRED_FIELD, 10, "MSH-10 control ID missing or too long");
+	if (hl7_get(m, "MSH-10", &v) != 1 || v.len == 0 || hl7_is_null(v)) {
+		intake_error(e, HL7_REQUIRED_FIELD, 10, "MSH-10 control ID missing");
+		return -1;
+	}
+	if (!intake_copy_key(v, j->ctrl)) {
+		intake_error(e, HL7_DATA_TYPE, 10,
+			     "MSH-10 control ID too long or holds control characters");
 		return -1;
 	}
 	if (hl7_get(m, "MSH-11.1", &v) != 1 || v.len == 0) {
 		intake_error(e, HL7_REQUIRED_FIELD, 11, "MSH-11 processing ID missing");
 		return -1;
 	}
-	if (v.len != 1 || strchr(cfg->processing_ids, v.p[0]) == NULL) {
+	if (v.len != 1 || v.p[0] == '\0' || strchr(cfg->processing_ids, v.p[0]) == NULL) {
 		intake_error(e, HL7_UNSUPPORTED_PROCESSING_ID, 11,
 			     "MSH-11 processing ID not accepted");
 		return -1;
@@ -245,20 +280,28 @@ static int intake_validate(const struct intake_config *cfg, const struct hl7_msg
 		intake_error(e, HL7_REQUIRED_FIELD, 12, "MSH-12 version ID missing");
 		return -1;
 	}
-	if (v.len < 3 || v.len >= sizeof(j->version) || v.p[0] != '2' || v.p[1] != '.') {
+	if (v.len < 3 || v.len >= sizeof(j->version) || v.p[0] != '2' || v.p[1] != '.' ||
+	    v.p[2] < '0' || v.p[2] > '9') {
 		intake_error(e, HL7_UNSUPPORTED_VERSION, 12, "MSH-12 version is not 2.x");
 		return -1;
 	}
 	memcpy(j->version, v.p, v.len);
 	j->version[v.len] = '\0';
+	for (size_t i = 0; i < v.len; i++)
+		if ((unsigned char)j->version[i] < 0x20)
+			j->version[i] = '_';
+	v.len = 0;
 	hl7_get(m, "MSH-3", &v);
 	if (!intake_copy_key(v, j->app)) {
-		intake_error(e, HL7_DATA_TYPE, 3, "MSH-3 longer than 63 bytes");
+		intake_error(e, HL7_DATA_TYPE, 3,
+			     "MSH-3 longer than 63 bytes or holds control characters");
 		return -1;
 	}
+	v.len = 0;
 	hl7_get(m, "MSH-4", &v);
 	if (!intake_copy_key(v, j->fac)) {
-		intake_error(e, HL7_DATA_TYPE, 4, "MSH-4 longer than 63 bytes");
+		intake_error(e, HL7_DATA_TYPE, 4,
+			     "MSH-4 longer than 63 bytes or holds control characters");
 		return -1;
 	}
 	return 0;
@@ -298,7 +341,11 @@ static const struct buf *jmsg_ack(const struct jmsg *j)
 	return &j->ack;
 }
 
-/* Writes the answers of the finished frames at the head of the queue, in order. */
+static void conn_maybe_close(struct conn *c);
+
+/* Writes the answers of the finished frames at the head of the queue, in order: one MLLP
+ * frame per frame received (a batch gets BHS, its ACKs, BTS), none when nothing is to be
+ * sent (an ACK received, MSH-15 NE). */
 static void conn_answer(struct conn *c)
 {
 	struct intake *in = c->in;
@@ -307,37 +354,33 @@ static void conn_answer(struct conn *c)
 
 	while (c->head != NULL && c->head->pending == 0) {
 		struct job *jb = c->head;
-		struct buf resp = { 0 };
 		unsigned nacks = 0;
 
 		c->head = jb->next;
 		if (c->head == NULL)
 			c->tail = NULL;
 		c->jobs--;
-		if (jb->batch) {
-			static const char bhs[] = "BHS|^~\\&\r";
-			buf_append(&resp, bhs, sizeof(bhs) - 1);
-		}
-		for (unsigned i = 0; i < jb->n; i++) {
-			const struct buf *a = jmsg_ack(&jb->msgs[i]);
-			if (!jb->msgs[i].want || a->len == 0)
-				continue;
-			buf_append(&resp, buf_head(a), a->len);
-			nacks++;
-		}
-		if (jb->batch) {
-			char bts[32];
-			int n = snprintf(bts, sizeof(bts), "BTS|%u\r", nacks);
-			buf_append(&resp, bts, (size_t)n);
-		}
+		c->inflight_msgs -= jb->n;
+		c->inflight_bytes -= jb->len;
+		for (unsigned i = 0; i < jb->n; i++)
+			if (jb->msgs[i].want && jmsg_ack(&jb->msgs[i])->len > 0)
+				nacks++;
 		if (nacks > 0 || jb->batch) {
-			struct buf framed = { 0 };
-			mllp_wrap(&framed, buf_head(&resp), resp.len);
-			evbuffer_add(out, buf_head(&framed), framed.len);
-			buf_free(&framed);
+			static const uint8_t vt = MLLP_VT, end[2] = { MLLP_FS, MLLP_CR };
+			static const char bhs[] = "BHS|^~\\&\r";
+			evbuffer_add(out, &vt, 1);
+			if (jb->batch)
+				evbuffer_add(out, bhs, sizeof(bhs) - 1);
+			for (unsigned i = 0; i < jb->n; i++) {
+				const struct buf *a = jmsg_ack(&jb->msgs[i]);
+				if (jb->msgs[i].want && a->len > 0)
+					evbuffer_add(out, buf_head(a), a->len);
+			}
+			if (jb->batch)
+				evbuffer_add_printf(out, "BTS|%u\r", nacks);
+			evbuffer_add(out, end, 2);
 			intake_observe(in, now - jb->t0);
 		}
-		buf_free(&resp);
 		job_free(jb);
 	}
 }
@@ -349,6 +392,7 @@ static void jmsg_done(struct commit_req *r, void *arg)
 	struct job *jb = j->job;
 	struct intake *in;
 	struct conn *c = jb->c;
+	char ctrl[INTAKE_KEY_MAX + 1];
 
 	(void)r;
 	jb->pending--;
@@ -366,7 +410,7 @@ static void jmsg_done(struct commit_req *r, void *arg)
 		in->st.reasons[R_STORE]++;
 		log_limited(&in->rate, LOG_WARN,
 			    "event=store_failed peer=%s control_id=%s type=%s error=\"%s\"",
-			    c->peer, j->ctrl, j->type, j->req.err);
+			    c->peer, log_safe(ctrl, sizeof(ctrl), j->ctrl), j->type, j->req.err);
 		/* AE (or CE): nothing was stored, the sender is to retry */
 		buf_free(&j->ack);
 		hl7_msg_init(&m);
@@ -379,8 +423,9 @@ static void jmsg_done(struct commit_req *r, void *arg)
 		hl7_msg_free(&m);
 	} else if (j->req.msg.duplicate) {
 		in->st.duplicates++;
-		log_info("event=duplicate peer=%s control_id=%s type=%s id=%lld", c->peer, j->ctrl,
-			 j->type, (long long)j->req.msg.id);
+		log_limited(&in->rate, LOG_INFO, "event=duplicate peer=%s control_id=%s type=%s id=%lld",
+			    c->peer, log_safe(ctrl, sizeof(ctrl), j->ctrl), j->type,
+			    (long long)j->req.msg.id);
 	} else {
 		if (j->req.msg.state == STORE_RECEIVED)
 			in->st.accepted++;
@@ -389,12 +434,15 @@ static void jmsg_done(struct commit_req *r, void *arg)
 		else
 			in->st.rejected_stored++;
 		log_debug("event=stored peer=%s control_id=%s type=%s id=%lld state=%s", c->peer,
-			  j->ctrl, j->type, (long long)j->req.msg.id,
+			  log_safe(ctrl, sizeof(ctrl), j->ctrl), j->type, (long long)j->req.msg.id,
 			  store_state_name(j->req.msg.state));
 	}
 	if (jb->pending == 0 && jb == c->head) {
 		conn_answer(c);
-		conn_pump(c);
+		if (c->closing)
+			conn_maybe_close(c);
+		else
+			conn_pump(c);
 	}
 }
 
@@ -447,13 +495,14 @@ static void intake_message(struct intake *in, struct conn *c, struct job *jb, st
 	ack_build(&j->ack, m, code, code == ACK_ACCEPT ? NULL : &e, id, time(NULL));
 	j->want = ack_wanted(m, code);
 	j->stored = true;
+	memcpy(j->peer, c->peer, sizeof(j->peer));
 	j->req.msg = (struct store_msg){
 		.app = j->app,
 		.facility = j->fac,
 		.control_id = j->ctrl,
 		.type = j->type,
 		.version = j->version,
-		.peer = c->peer,
+		.peer = j->peer,
 		.state = act == INTAKE_ACCEPT ? STORE_RECEIVED
 			 : act == INTAKE_IGNORE ? STORE_IGNORED
 						: STORE_REJECTED,
@@ -465,8 +514,41 @@ static void intake_message(struct intake *in, struct conn *c, struct job *jb, st
 	};
 	j->req.done = jmsg_done;
 	j->req.arg = j;
-	j->job = jb;
 	jb->pending++;
+}
+
+/* Answers a frame that cannot be taken as it is (over the size limit, a batch over
+ * INTAKE_BATCH_MAX) with one AR built from its header if that parses, never for an ACK. */
+static void conn_refuse_frame(struct conn *c, struct job *jb, struct hl7_msg *m,
+			      const char *why)
+{
+	struct intake *in = c->in;
+	const char *p = (const char *)jb->frame;
+	struct hl7_str first = { p, jb->len };
+	struct hl7_error e;
+	size_t pos = 0;
+	char id[21];
+
+	jb->batch = false;
+	jb->n = 1;
+	jb->msgs = calloc(1, sizeof(*jb->msgs));
+	if (jb->msgs == NULL)
+		abort();
+	in->st.received++;
+	intake_ack_id(in, id);
+	if (hl7_is_batch(p, jb->len))
+		hl7_batch_next(p, jb->len, &pos, &first);
+	if (hl7_parse(m, first.p, first.len, &e) == 0) {
+		if (hl7_is_ack(m))
+			return;
+		intake_error(&e, HL7_INTERNAL, 0, why);
+		ack_build(&jb->msgs[0].ack, m, ACK_REJECT, &e, id, time(NULL));
+		jb->msgs[0].want = ack_wanted(m, ACK_REJECT);
+	} else {
+		intake_error(&e, HL7_INTERNAL, 0, why);
+		ack_build_unparsed(&jb->msgs[0].ack, &e, id, time(NULL));
+		jb->msgs[0].want = true;
+	}
 }
 
 /* A complete frame (or the first max_message bytes of an oversize one). */
@@ -476,7 +558,7 @@ static void conn_frame(struct conn *c, const uint8_t *p, size_t len, bool oversi
 	struct job *jb = calloc(1, sizeof(*jb));
 	struct hl7_msg m;
 	struct hl7_str span;
-	size_t pos = 0, cap = 1;
+	size_t pos = 0, n = 0;
 
 	if (jb == NULL || (jb->frame = malloc(len ? len : 1)) == NULL)
 		abort();
@@ -486,55 +568,37 @@ static void conn_frame(struct conn *c, const uint8_t *p, size_t len, bool oversi
 	jb->t0 = clock_mono();
 	in->st.frames++;
 	hl7_msg_init(&m);
-	if (oversize) {
-		struct hl7_error e;
-		char id[21];
-		jb->n = 1;
-		jb->msgs = calloc(1, sizeof(*jb->msgs));
-		if (jb->msgs == NULL)
-			abort();
-		in->st.received++;
+	jb->batch = hl7_is_batch((const char *)p, len);
+	if (jb->batch)
+		while (n <= INTAKE_BATCH_MAX && hl7_batch_next((const char *)p, len, &pos, &span) == 1)
+			n++;
+	if (oversize || n > INTAKE_BATCH_MAX) {
 		in->st.reasons[R_TOO_BIG]++;
 		log_limited(&in->rate, LOG_WARN,
-			    "event=rejected reason=too_big peer=%s limit=%llu", c->peer,
-			    (unsigned long long)in->cfg->max_message);
-		intake_error(&e, HL7_INTERNAL, 0, "message larger than the receiver's limit");
-		intake_ack_id(in, id);
-		/* the header sits at the start: answer with what it says, if it parses */
-		if (hl7_parse(&m, (const char *)p, len, &e) == 0 && !hl7_is_ack(&m)) {
-			intake_error(&e, HL7_INTERNAL, 0, "message larger than the receiver's limit");
-			ack_build(&jb->msgs[0].ack, &m, ACK_REJECT, &e, id, time(NULL));
-			jb->msgs[0].want = ack_wanted(&m, ACK_REJECT);
-		} else {
-			intake_error(&e, HL7_INTERNAL, 0, "message larger than the receiver's limit");
-			ack_build_unparsed(&jb->msgs[0].ack, &e, id, time(NULL));
-			jb->msgs[0].want = true;
-		}
+			    "event=rejected reason=too_big peer=%s size=%zu limit=%s", c->peer, len,
+			    oversize ? "max_message" : "batch_messages");
+		conn_refuse_frame(c, jb, &m, oversize ? "message larger than the receiver's limit"
+						      : "batch holds too many messages");
 		goto queue;
 	}
-	jb->batch = hl7_is_batch((const char *)p, len);
-	jb->msgs = calloc(cap, sizeof(*jb->msgs));
+	jb->n = jb->batch ? (unsigned)n : 1;
+	jb->msgs = calloc(jb->n ? jb->n : 1, sizeof(*jb->msgs));
 	if (jb->msgs == NULL)
 		abort();
 	if (!jb->batch) {
-		jb->n = 1;
 		jb->msgs[0].raw_len = len;
 	} else {
-		while (hl7_batch_next((const char *)p, len, &pos, &span) == 1) {
-			if (jb->n == cap) {
-				cap *= 2;
-				jb->msgs = realloc(jb->msgs, cap * sizeof(*jb->msgs));
-				if (jb->msgs == NULL)
-					abort();
-				memset(jb->msgs + jb->n, 0, (cap - jb->n) * sizeof(*jb->msgs));
-			}
-			jb->msgs[jb->n].raw_off = (size_t)((const uint8_t *)span.p - p);
-			jb->msgs[jb->n].raw_len = span.len;
-			jb->n++;
+		pos = 0;
+		for (unsigned i = 0; i < jb->n && hl7_batch_next((const char *)p, len, &pos, &span);
+		     i++) {
+			jb->msgs[i].raw_off = (size_t)((const uint8_t *)span.p - p);
+			jb->msgs[i].raw_len = span.len;
 		}
 	}
-	for (unsigned i = 0; i < jb->n; i++)
+	for (unsigned i = 0; i < jb->n; i++) {
+		jb->msgs[i].job = jb;
 		intake_message(in, c, jb, &jb->msgs[i], &m);
+	}
 queue:
 	hl7_msg_free(&m);
 	if (c->tail != NULL)
@@ -543,6 +607,8 @@ queue:
 		c->head = jb;
 	c->tail = jb;
 	c->jobs++;
+	c->inflight_msgs += jb->n;
+	c->inflight_bytes += jb->len;
 	/* submit after queueing: done callbacks run later, in the loop */
 	for (unsigned i = 0; i < jb->n; i++)
 		if (jb->msgs[i].stored)
@@ -553,11 +619,28 @@ queue:
 
 /* ---- connections ---- */
 
+/* Ready: the TLS handshake and the PROXY header (whichever apply) are done. */
+static bool conn_ready(const struct conn *c)
+{
+	return c->tls_ready && (!c->in->cfg->proxy || c->proxy_done);
+}
+
+/* Arms the connection's one timer for its next deadline. */
 static void conn_arm(struct conn *c)
 {
-	struct timeval tv = clock_tv(mllp_partial(&c->f) ? c->in->cfg->frame_timeout
-							  : c->in->cfg->idle_timeout);
+	const struct intake_config *cfg = c->in->cfg;
+	double now = clock_mono(), due;
+	struct timeval tv;
 
+	if (c->closing)
+		due = c->started + INTAKE_CLOSE_GRACE; /* started is reset when closing begins */
+	else if (!conn_ready(c))
+		due = c->started + cfg->frame_timeout;
+	else if (mllp_partial(&c->f))
+		due = c->frame_start + cfg->frame_timeout;
+	else
+		due = c->last_frame + cfg->idle_timeout;
+	tv = clock_tv(due > now ? due - now : 0);
 	evtimer_add(c->timer, &tv);
 }
 
@@ -571,33 +654,96 @@ static bool intake_allowed(const struct intake *in, const struct sockaddr *sa)
 	return false;
 }
 
+static bool intake_proxy_trusted(const struct intake *in, const struct sockaddr *sa)
+{
+	for (size_t i = 0; i < in->cfg->nproxy_from; i++)
+		if (addr_cidr_match(&in->cfg->proxy_from[i], sa))
+			return true;
+	return false;
+}
+
+static bool same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+	if (a->ss_family == AF_INET6)
+		return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+			      &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
+	return false;
+}
+
+/* True if src already has max_per_source connections (not counting self). */
+static bool intake_source_full(const struct intake *in, const struct conn *self,
+			       const struct sockaddr_storage *src)
+{
+	uint64_t n = 0;
+
+	if (in->cfg->max_per_source == 0)
+		return false;
+	for (const struct conn *c = in->conns; c != NULL; c = c->next)
+		if (c != self && !c->closing && same_host(&c->src, src) && ++n >= in->cfg->max_per_source)
+			return true;
+	return false;
+}
+
+/* Starts closing: nothing more is read; what was read is answered, the answers are
+ * written, then the connection closes (or after INTAKE_CLOSE_GRACE). */
+static void conn_finish(struct conn *c, const char *reason)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	c->close_reason = reason;
+	c->started = clock_mono();
+	bufferevent_disable(c->bev, EV_READ);
+	conn_arm(c);
+	conn_maybe_close(c);
+}
+
+static void conn_maybe_close(struct conn *c)
+{
+	if (c->jobs == 0 && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		conn_close(c, c->close_reason);
+}
+
 /* Reads a PROXY header at the start of the connection. Returns 1 when done, 0 for more
- * bytes, -1 when the connection is to be closed. */
+ * bytes, -1 when the connection was closed. */
 static int conn_proxy(struct conn *c, struct evbuffer *inb)
 {
+	struct intake *in = c->in;
 	size_t have = evbuffer_get_length(inb);
 	size_t n = have < PROXY_V2_MAX ? have : PROXY_V2_MAX;
 	struct sockaddr_storage src, dst;
 	const uint8_t *p = evbuffer_pullup(inb, (ev_ssize_t)n);
 	int used = proxy_decode(p, n, &src, &dst);
+	const char *why = NULL;
 
-	if (used == 0 && n < PROXY_V2_MAX)
+	if (used == 0 && n < PROXY_V2_MAX && !c->eof)
 		return 0;
 	if (used <= 0) {
-		conn_close(c, "bad_proxy_header");
+		conn_close(c, c->eof ? "closed_in_proxy_header" : "bad_proxy_header");
 		return -1;
 	}
 	evbuffer_drain(inb, (size_t)used);
 	c->proxy_done = true;
-	if (src.ss_family != AF_UNSPEC) {
+	if (src.ss_family != AF_UNSPEC) { /* LOCAL and UNKNOWN keep the socket's address */
 		c->src = src;
 		addr_format((struct sockaddr *)&src, c->peer, sizeof(c->peer));
 	}
-	if (!intake_allowed(c->in, (struct sockaddr *)&c->src)) {
-		c->in->st.conns_refused++;
-		conn_close(c, "not_allowed");
+	if (!intake_allowed(in, (struct sockaddr *)&c->src))
+		why = "not_allowed";
+	else if (intake_source_full(in, c, &c->src))
+		why = "max_per_source";
+	if (why != NULL) {
+		in->st.conns_refused++;
+		log_limited(&in->rate, LOG_WARN, "event=refused peer=%s reason=%s", c->peer, why);
+		conn_close(c, why);
 		return -1;
 	}
+	c->last_frame = clock_mono();
 	return 1;
 }
 
@@ -607,17 +753,32 @@ static void conn_pump(struct conn *c)
 	struct intake *in = c->in;
 	struct evbuffer *inb = bufferevent_get_input(c->bev);
 	struct evbuffer *outb = bufferevent_get_output(c->bev);
+	size_t max_bytes = in->cfg->max_message > INTAKE_INFLIGHT_BYTES ? in->cfg->max_message
+									: INTAKE_INFLIGHT_BYTES;
+	bool room = true;
 
-	if (in->cfg->proxy && !c->proxy_done && conn_proxy(c, inb) != 1)
+	if (c->closing)
 		return;
-	while (evbuffer_get_length(inb) > 0 && c->jobs < in->cfg->max_inflight &&
-	       evbuffer_get_length(outb) < INTAKE_OUT_MAX) {
+	if (!c->tls_ready)
+		goto arm;
+	if (in->cfg->proxy && !c->proxy_done) {
+		int r = conn_proxy(c, inb);
+		if (r == -1)
+			return;
+		if (r == 0)
+			goto arm;
+	}
+	for (;;) {
 		struct evbuffer_iovec v;
 		size_t used = 0;
 		enum mllp_result r;
 		uint64_t junk = c->f.junk;
+		bool was_partial = mllp_partial(&c->f);
 
-		if (evbuffer_peek(inb, INTAKE_READ_CHUNK, NULL, &v, 1) < 1)
+		room = c->jobs < in->cfg->max_inflight && c->inflight_msgs < INTAKE_INFLIGHT_MSGS &&
+		       c->inflight_bytes < max_bytes && evbuffer_get_length(outb) < INTAKE_OUT_MAX;
+		if (!room || evbuffer_get_length(inb) == 0 ||
+		    evbuffer_peek(inb, INTAKE_READ_CHUNK, NULL, &v, 1) < 1)
 			break;
 		if (v.iov_len > INTAKE_READ_CHUNK)
 			v.iov_len = INTAKE_READ_CHUNK;
@@ -627,17 +788,22 @@ static void conn_pump(struct conn *c)
 		if (r != MLLP_MORE) {
 			size_t len;
 			const uint8_t *fr = mllp_frame(&c->f, &len);
+			c->last_frame = clock_mono();
 			conn_frame(c, fr, len, r == MLLP_OVERSIZE);
+		} else if (!was_partial && mllp_partial(&c->f)) {
+			c->frame_start = clock_mono();
 		}
 	}
-	if (c->jobs < in->cfg->max_inflight && evbuffer_get_length(outb) < INTAKE_OUT_MAX)
+	if (room && !c->eof && !in->draining)
 		bufferevent_enable(c->bev, EV_READ);
 	else
 		bufferevent_disable(c->bev, EV_READ);
-	if (c->eof && c->jobs == 0 && evbuffer_get_length(inb) == 0)
-		conn_close(c, mllp_partial(&c->f) ? "closed_mid_frame" : "closed");
-	else
-		conn_arm(c);
+	if (c->eof && evbuffer_get_length(inb) == 0) {
+		conn_finish(c, mllp_partial(&c->f) ? "closed_mid_frame" : "closed");
+		return;
+	}
+arm:
+	conn_arm(c);
 }
 
 static void conn_read_cb(struct bufferevent *bev, void *arg)
@@ -649,17 +815,29 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 
-	/* the output drained: more may be read */
-	conn_pump(c);
+	/* the output drained: more may be read, or a closing connection may go */
+	if (c->closing)
+		conn_maybe_close(c);
+	else
+		conn_pump(c);
 }
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
 
+	if (what & BEV_EVENT_CONNECTED) { /* the TLS handshake is done */
+		c->tls_ready = true;
+		c->last_frame = clock_mono();
+		conn_pump(c);
+		return;
+	}
 	if (what & BEV_EVENT_EOF) {
 		c->eof = true;
-		conn_pump(c);
+		if (c->closing)
+			conn_maybe_close(c);
+		else
+			conn_pump(c);
 		return;
 	}
 	if (what & BEV_EVENT_ERROR) {
@@ -675,11 +853,19 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 
-	if (c->jobs > 0) { /* waiting for the store, not for the peer */
+	if (c->closing) {
+		conn_close(c, c->close_reason);
+		return;
+	}
+	if (c->jobs > 0 && conn_ready(c) && !mllp_partial(&c->f)) {
+		/* waiting for the store, not for the peer */
+		c->last_frame = clock_mono();
 		conn_arm(c);
 		return;
 	}
-	conn_close(c, mllp_partial(&c->f) ? "frame_timeout" : "idle_timeout");
+	conn_close(c, !conn_ready(c) ? (c->tls_ready ? "proxy_timeout" : "handshake_timeout")
+		      : mllp_partial(&c->f) ? "frame_timeout"
+					    : "idle_timeout");
 }
 
 static void conn_close(struct conn *c, const char *reason)
@@ -707,6 +893,23 @@ static void conn_close(struct conn *c, const char *reason)
 	free(c);
 }
 
+static void intake_listeners_enable(struct intake *in, bool on)
+{
+	for (size_t i = 0; i < in->nls; i++)
+		if (on)
+			event_add(in->ls[i]->ev, NULL);
+		else
+			event_del(in->ls[i]->ev);
+}
+
+static void intake_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct intake *in = arg;
+
+	if (!in->draining)
+		intake_listeners_enable(in, true);
+}
+
 static void intake_accept_cb(evutil_socket_t lfd, short what, void *arg)
 {
 	struct intake_listener *l = arg;
@@ -718,21 +921,36 @@ static void intake_accept_cb(evutil_socket_t lfd, short what, void *arg)
 		struct conn *c;
 		int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		char peer[ADDR_STRLEN];
+		const char *why = NULL;
 
 		if (fd == -1) {
-			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				/* out of descriptors: rest instead of spinning on the backlog */
+				struct timeval tv = clock_tv(INTAKE_ACCEPT_PAUSE);
+				log_limited(&in->rate, LOG_WARN, "event=accept_paused error=\"%s\"",
+					    strerror(errno));
+				intake_listeners_enable(in, false);
+				evtimer_add(in->accept_pause, &tv);
+			} else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
 				log_limited(&in->rate, LOG_WARN, "event=accept_failed error=\"%s\"",
 					    strerror(errno));
+			}
 			return;
 		}
 		addr_format((struct sockaddr *)&ss, peer, sizeof(peer));
 		in->st.conns_total++;
-		if (in->nconns >= in->cfg->max_connections ||
-		    (!in->cfg->proxy && !intake_allowed(in, (struct sockaddr *)&ss))) {
+		if (in->nconns >= in->cfg->max_connections)
+			why = "max_connections";
+		else if (in->cfg->proxy && !intake_proxy_trusted(in, (struct sockaddr *)&ss))
+			why = "untrusted_proxy";
+		else if (!in->cfg->proxy && !intake_allowed(in, (struct sockaddr *)&ss))
+			why = "not_allowed";
+		else if (!in->cfg->proxy && intake_source_full(in, NULL, &ss))
+			why = "max_per_source";
+		if (why != NULL) {
 			in->st.conns_refused++;
-			log_limited(&in->rate, LOG_WARN, "event=refused peer=%s reason=%s", peer,
-				    in->nconns >= in->cfg->max_connections ? "max_connections"
-									   : "not_allowed");
+			log_limited(&in->rate, LOG_WARN, "event=refused peer=%s reason=%s", peer, why);
 			close(fd);
 			continue;
 		}
@@ -744,6 +962,7 @@ static void intake_accept_cb(evutil_socket_t lfd, short what, void *arg)
 		c->src = ss;
 		memcpy(c->peer, peer, sizeof(peer));
 		mllp_init(&c->f, in->cfg->max_message);
+		c->started = c->last_frame = clock_mono();
 		if (in->tls != NULL) {
 			SSL *ssl = SSL_new(in->tls);
 			if (ssl == NULL)
@@ -753,6 +972,7 @@ static void intake_accept_cb(evutil_socket_t lfd, short what, void *arg)
 								BEV_OPT_CLOSE_ON_FREE);
 		} else {
 			c->bev = bufferevent_socket_new(in->base, fd, BEV_OPT_CLOSE_ON_FREE);
+			c->tls_ready = true;
 		}
 		if (c->bev == NULL)
 			abort();
@@ -773,31 +993,20 @@ static void intake_accept_cb(evutil_socket_t lfd, short what, void *arg)
 
 /* ---- admin ---- */
 
-static void intake_refresh_depth(struct intake *in)
-{
-	double now = clock_mono();
-	char err[256];
-
-	if (in->reader == NULL || now - in->depth_at < INTAKE_DEPTH_EVERY)
-		return;
-	in->depth_at = now;
-	if (store_queue_depth(in->reader, &in->depth, err, sizeof(err)) == -1)
-		log_limited(&in->rate, LOG_WARN, "event=store_read_failed error=\"%s\"", err);
-}
-
 static void intake_metrics(struct evbuffer *out, void *arg)
 {
 	struct intake *in = arg;
 	struct intake_stats *s = &in->st;
 	struct commit_stats cs;
+	struct commit_snapshot snap;
 	struct deliver_stats ds = { 0 };
 	uint64_t cum = 0;
 	char labels[64];
 
 	commit_stats(in->commit, &cs);
+	commit_snapshot(in->commit, false, &snap);
 	if (in->deliver != NULL)
 		deliver_stats(in->deliver, &ds);
-	intake_refresh_depth(in);
 	admin_family(out, "netwall_intake_connections_open", "gauge", "MLLP connections open");
 	admin_sample(out, "netwall_intake_connections_open", "", in->nconns);
 	admin_family(out, "netwall_intake_connections_total", "counter", "MLLP connections accepted");
@@ -854,7 +1063,7 @@ static void intake_metrics(struct evbuffer *out, void *arg)
 		     "most messages in one transaction");
 	admin_sample(out, "netwall_intake_store_batch_max", "", cs.max_batch);
 	admin_family(out, "netwall_intake_queue_depth", "gauge", "delivery jobs waiting");
-	admin_sample(out, "netwall_intake_queue_depth", "", in->depth);
+	admin_sample(out, "netwall_intake_queue_depth", "", snap.depth);
 	admin_family(out, "netwall_intake_delivery_attempts_total", "counter",
 		     "POSTs to the EMAR API");
 	admin_sample(out, "netwall_intake_delivery_attempts_total", "", ds.attempts);
@@ -871,25 +1080,20 @@ static void intake_metrics(struct evbuffer *out, void *arg)
 static void intake_status(struct evbuffer *out, void *arg)
 {
 	struct intake *in = arg;
-	struct store_count *cnt = NULL;
-	char err[256];
-	int n = in->reader != NULL ? store_counts(in->reader, &cnt, err, sizeof(err)) : -1;
-	uint64_t by[STORE_NSTATES] = { 0 };
+	struct commit_snapshot snap;
 
-	intake_refresh_depth(in);
-	for (int i = 0; i < n; i++)
-		by[cnt[i].state] += cnt[i].n;
-	free(cnt);
+	commit_snapshot(in->commit, true, &snap);
 	evbuffer_add_printf(out, "{\"role\":\"intake\",\"store\":\"%s\",\"connections\":%llu,"
 				 "\"received\":%llu,\"duplicates\":%llu,\"queue_depth\":%llu,"
 				 "\"states\":{",
-			    store_kind(in->reader), (unsigned long long)in->nconns,
+			    in->store_kind, (unsigned long long)in->nconns,
 			    (unsigned long long)in->st.received,
-			    (unsigned long long)in->st.duplicates, (unsigned long long)in->depth);
+			    (unsigned long long)in->st.duplicates, (unsigned long long)snap.depth);
 	for (int i = 0; i < STORE_NSTATES; i++)
 		evbuffer_add_printf(out, "%s\"%s\":%llu", i ? "," : "", store_state_name(i),
-				    (unsigned long long)by[i]);
-	evbuffer_add_printf(out, "}}\n");
+				    (unsigned long long)snap.by_state[i]);
+	evbuffer_add_printf(out, "},\"counts_age_s\":%.1f}\n",
+			    snap.counts_ok ? clock_mono() - snap.counts_at : -1.0);
 }
 
 static int intake_health(char *why, size_t len, void *arg)
@@ -951,6 +1155,9 @@ static void intake_reload(void *arg)
 	in->cfg->nallow = cfg->nallow;
 	memcpy(in->cfg->allow, cfg->allow, sizeof(cfg->allow));
 	in->cfg->log_level = cfg->log_level;
+	in->cfg->max_message = cfg->max_message; /* for connections accepted from now on */
+	in->cfg->max_per_source = cfg->max_per_source;
+	in->cfg->drain_timeout = cfg->drain_timeout;
 	log_set_level(cfg->log_level);
 	intake_config_free(cfg);
 	log_info("event=reloaded file=%s rules=%zu", in->path, in->cfg->nrules);
@@ -963,6 +1170,11 @@ static double intake_drain(void *arg)
 	in->draining = true;
 	intake_listeners_free(in);
 	log_info("event=draining connections=%llu", (unsigned long long)in->nconns);
+	/* every connection answers what it has read, writes it out, and closes */
+	for (struct conn *c = in->conns, *next; c != NULL; c = next) {
+		next = c->next;
+		conn_finish(c, "draining");
+	}
 	return in->cfg->drain_timeout;
 }
 
@@ -970,10 +1182,7 @@ static bool intake_idle(void *arg)
 {
 	struct intake *in = arg;
 
-	for (struct conn *c = in->conns; c != NULL; c = c->next)
-		if (c->jobs > 0)
-			return false;
-	return commit_pending(in->commit) == 0;
+	return in->conns == NULL && commit_pending(in->commit) == 0;
 }
 
 static void intake_housekeeping(void *arg)
@@ -1059,6 +1268,7 @@ static int intake_listen(struct intake *in)
 struct intake *intake_new(struct event_base *base, const char *path, struct intake_config *cfg)
 {
 	struct intake *in = calloc(1, sizeof(*in));
+	struct store *reader;
 	char err[512], host[64] = "host", t[16], p[8];
 	struct deliver_conf dc;
 
@@ -1067,19 +1277,24 @@ struct intake *intake_new(struct event_base *base, const char *path, struct inta
 	in->base = base;
 	in->path = path;
 	in->cfg = cfg;
-	base36(t, sizeof(t), (uint64_t)time(NULL));
-	base36(p, sizeof(p), (uint64_t)getpid());
-	snprintf(in->ack_prefix, sizeof(in->ack_prefix), "%.6s%.4s", t, p);
+	base36(t, 6, (uint64_t)time(NULL));
+	base36(p, 5, (uint64_t)getpid());
+	memcpy(in->ack_prefix, t, 6);
+	memcpy(in->ack_prefix + 6, p, 6);
 	gethostname(host, sizeof(host) - 1);
 	snprintf(in->owner, sizeof(in->owner), "%s:%d:%s", host, (int)getpid(), t);
 	if (cfg->tls && (in->tls = intake_tls(cfg)) == NULL)
 		goto fail;
-	in->reader = store_open(cfg->store, err, sizeof(err));
-	if (in->reader == NULL) {
+	/* the committer opens its own connection; this one checks the store (and creates the
+	 * schema) before anything is listening, then goes */
+	reader = store_open(cfg->store, err, sizeof(err));
+	if (reader == NULL) {
 		log_error("event=store_failed store=%s error=\"%s\"",
 			  strncmp(cfg->store, "postgres", 8) == 0 ? "postgresql" : cfg->store, err);
 		goto fail;
 	}
+	in->store_kind = store_kind(reader);
+	store_close(reader);
 	in->commit = commit_new(base, cfg->store, intake_kick, in, err, sizeof(err));
 	if (in->commit == NULL) {
 		log_error("event=store_failed error=\"%s\"", err);
@@ -1106,6 +1321,7 @@ struct intake *intake_new(struct event_base *base, const char *path, struct inta
 			goto fail;
 		}
 	}
+	in->accept_pause = evtimer_new(base, intake_accept_resume, in);
 	if (intake_listen(in) == -1)
 		goto fail;
 	if (cfg->admin_on) {
@@ -1116,7 +1332,7 @@ struct intake *intake_new(struct event_base *base, const char *path, struct inta
 		}
 	}
 	in->life = lifecycle_new(base, &intake_lifecycle_ops, in);
-	log_info("event=started store=%s deliver=%s rules=%zu", store_kind(in->reader),
+	log_info("event=started store=%s deliver=%s rules=%zu", in->store_kind,
 		 cfg->url != NULL ? "on" : "off", cfg->nrules);
 	return in;
 fail:
@@ -1135,12 +1351,12 @@ void intake_free(struct intake *in)
 	if (in == NULL)
 		return;
 	intake_listeners_free(in);
+	loop_free_event(&in->accept_pause);
 	while (in->conns != NULL)
 		conn_close(in->conns, "shutdown");
 	commit_free(in->commit); /* runs the last done callbacks: their jobs are orphans now */
 	if (in->deliver != NULL)
 		deliver_free(in->deliver, 2.0);
-	store_close(in->reader);
 	admin_free(in->admin);
 	lifecycle_free(in->life);
 	SSL_CTX_free(in->tls);

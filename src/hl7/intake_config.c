@@ -18,7 +18,7 @@ static const char *const intake_default_accept[] = { "RDE", "RDS", "RAS", "RGV",
 struct intake_load {
 	struct intake_config *c;
 	char section[32];
-	bool seen_intake, seen_route;
+	bool seen_intake, seen_route, seen_proxy_from;
 	int intake_line;
 };
 
@@ -30,6 +30,10 @@ static void intake_defaults(struct intake_config *c)
 	c->max_message = 1024 * 1024;
 	c->max_connections = 1024;
 	c->max_inflight = 64;
+	c->max_per_source = 64;
+	/* a PROXY header is believed from loopback (an agent on this host) unless told */
+	addr_cidr_parse("127.0.0.0/8", &c->proxy_from[c->nproxy_from++]);
+	addr_cidr_parse("::1", &c->proxy_from[c->nproxy_from++]);
 	c->idle_timeout = 600;
 	c->frame_timeout = 30;
 	memcpy(c->processing_ids, "PTD", 4);
@@ -89,6 +93,23 @@ static int intake_listen_item(const char *item, void *arg)
 		return -1;
 	}
 	c->nlisten++;
+	return 0;
+}
+
+static int intake_proxy_from_item(const char *item, void *arg)
+{
+	struct conf *cf = arg;
+	struct intake_config *c = ((struct intake_load *)cf->user)->c;
+
+	if (c->nproxy_from == INTAKE_MAX_LIST) {
+		conf_error(cf, "proxy_from: more than %d entries", INTAKE_MAX_LIST);
+		return -1;
+	}
+	if (addr_cidr_parse(item, &c->proxy_from[c->nproxy_from]) == -1) {
+		conf_error(cf, "proxy_from: '%s' is not an address or CIDR range", item);
+		return -1;
+	}
+	c->nproxy_from++;
 	return 0;
 }
 
@@ -184,6 +205,16 @@ static void intake_on_section(struct conf *cf, const char *section)
 	}
 }
 
+/* True after the first proxy_from line; marks it seen. */
+static bool l_proxy_from_seen(struct conf *cf)
+{
+	struct intake_load *l = cf->user;
+	bool seen = l->seen_proxy_from;
+
+	l->seen_proxy_from = true;
+	return seen;
+}
+
 static void intake_key_intake(struct conf *cf, struct intake_config *c, const char *key,
 			      const char *v)
 {
@@ -219,6 +250,12 @@ static void intake_key_intake(struct conf *cf, struct intake_config *c, const ch
 	} else if (strcmp(key, "proxy") == 0) {
 		if (conf_bool(v, &c->proxy) == -1)
 			conf_error(cf, "proxy: want on or off, got '%s'", v);
+	} else if (strcmp(key, "proxy_from") == 0) {
+		if (!l_proxy_from_seen(cf))
+			c->nproxy_from = 0; /* the first one replaces the loopback default */
+		conf_list(v, intake_proxy_from_item, cf); /* repeatable */
+	} else if (strcmp(key, "max_per_source") == 0) {
+		intake_count(cf, key, v, 0, 1000000, &c->max_per_source);
 	} else if (strcmp(key, "allow") == 0) {
 		conf_list(v, intake_allow_item, cf); /* repeatable */
 	} else if (strcmp(key, "store") == 0) {
@@ -242,14 +279,22 @@ static void intake_key_intake(struct conf *cf, struct intake_config *c, const ch
 	} else if (strcmp(key, "frame_timeout") == 0) {
 		intake_seconds(cf, key, v, 0.1, 3600, &c->frame_timeout);
 	} else if (strcmp(key, "processing_ids") == 0) {
+		char ids[sizeof(c->processing_ids)] = "";
 		size_t len = strlen(v);
+		bool ok = true;
 		n = 0;
-		for (size_t i = 0; i < len && n < sizeof(c->processing_ids) - 1; i++)
-			if (v[i] == 'P' || v[i] == 'T' || v[i] == 'D')
-				c->processing_ids[n++] = v[i];
-			else if (v[i] != ',' && v[i] != ' ')
-				conf_error(cf, "processing_ids: want P, T and/or D, got '%s'", v);
-		c->processing_ids[n] = '\0';
+		for (size_t i = 0; i < len && ok; i++) {
+			if (v[i] == ',' || v[i] == ' ')
+				continue;
+			ok = (v[i] == 'P' || v[i] == 'T' || v[i] == 'D') &&
+			     strchr(ids, v[i]) == NULL;
+			if (ok)
+				ids[n++] = v[i];
+		}
+		if (!ok || n == 0)
+			conf_error(cf, "processing_ids: want some of P, T and D, got '%s'", v);
+		else
+			memcpy(c->processing_ids, ids, sizeof(ids));
 	} else if (strcmp(key, "admin") == 0) {
 		char err[300];
 		c->admin_on = strcmp(v, "off") != 0;
@@ -349,6 +394,9 @@ static void intake_check(struct conf *cf, struct intake_config *c, const struct 
 		conf_error(cf, "[intake]: client_certs needs 'client_ca'");
 	if (c->client_certs != INTAKE_CERTS_OFF && !c->tls)
 		conf_error(cf, "[intake]: client_certs needs tls = on");
+	if (c->proxy && c->tls)
+		conf_error(cf, "[intake]: proxy and tls cannot both be on (behind the wall the "
+			       "agent speaks plain TCP to the intake; TLS is for direct senders)");
 	if (c->processing_ids[0] == '\0')
 		conf_error(cf, "[intake]: processing_ids is empty");
 	if (c->backoff_max < c->backoff_min)

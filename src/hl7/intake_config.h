@@ -30,12 +30,15 @@ struct intake_config {
 	enum intake_client_certs client_certs;
 	int tls_min; /* 12 or 13 */
 	bool proxy;  /* a PROXY v1/v2 header is required at the start of every connection */
+	struct addr_cidr proxy_from[INTAKE_MAX_LIST]; /* who may send a PROXY header */
+	size_t nproxy_from;
 	struct addr_cidr allow[INTAKE_MAX_LIST];
 	size_t nallow;
+	uint64_t max_per_source;  /* connections from one address, 0: no limit */
 	char *store;
 	uint64_t max_message;     /* bytes per MLLP frame */
 	uint64_t max_connections; /* in all */
-	uint64_t max_inflight;    /* messages read ahead of their ACK per connection */
+	uint64_t max_inflight;    /* frames read ahead of their ACK per connection */
 	double idle_timeout;      /* no frame started for this long: close */
 	double frame_timeout;     /* a frame partly received for this long: close */
 	char processing_ids[8];   /* accepted MSH-11.1 values, e.g. "PTD" */

@@ -29,7 +29,8 @@ enum store_state {
 const char *store_state_name(enum store_state s);
 int store_state_parse(const char *name, enum store_state *out);
 
-/* One message to store. The strings are NUL-terminated, decoded header values. */
+/* One message to store. The strings are NUL-terminated header values as received (still
+ * escaped), so a retransmission's key matches byte for byte. */
 struct store_msg {
 	const char *app;        /* MSH-3 */
 	const char *facility;   /* MSH-4 */

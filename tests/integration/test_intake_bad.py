@@ -2,6 +2,7 @@
 connections go on unaffected."""
 
 import os
+import struct
 import socket
 import threading
 import time
@@ -184,3 +185,127 @@ def test_max_inflight_reads_ahead_boundedly(intake):
     assert sent < 200 * 1024 * 1024
     with it.client() as c:
         assert ack_code(c.call(msg("AFTER-FLOOD"))) == "AA"
+
+
+def test_half_close_still_gets_every_ack(intake):
+    """A sender that sends its messages and shuts its side down still reads every ACK."""
+    it = intake()
+    for n in (1, 5, 50):
+        s = socket.create_connection(("127.0.0.1", it.port), timeout=10)
+        s.sendall(b"".join(frame(msg(f"HC-{n}-{i}")) for i in range(n)))
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        assert data.count(b"MSA|AA|") == n, f"{n} messages, {data.count(b'MSA|AA|')} ACKs"
+
+
+def test_connections_reset_while_their_messages_wait_for_the_store(intake):
+    """The store is locked by another process; 20 senders give up (reset) before their
+    messages are stored. The intake stores them later and stays healthy."""
+    import sqlite3
+    it = intake()
+    with it.client() as c:
+        assert ack_code(c.call(msg("WARM"))) == "AA"
+    db = sqlite3.connect(it.store, timeout=10, isolation_level=None)
+    db.execute("BEGIN EXCLUSIVE")
+    socks = []
+    for i in range(20):
+        s = socket.create_connection(("127.0.0.1", it.port), timeout=5)
+        s.sendall(frame(msg(f"RST-{i}")))
+        socks.append(s)
+    time.sleep(0.3)
+    for s in socks:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    time.sleep(0.3)
+    db.execute("ROLLBACK")
+    db.close()
+    with it.client() as c:
+        assert ack_code(c.call(msg("AFTER-RST"))) == "AA"
+    assert it.proc.alive()
+
+
+def test_nul_or_null_in_the_dedupe_key_is_rejected(intake):
+    it = intake()
+    with it.client() as c:
+        a = c.call(msg("NUL\x00A", pid="111"))
+        b = c.call(msg("NUL\x00B", pid="222"))
+        n = c.call(msg('""'))
+        app = c.call(msg("APP-NUL", app="PH\x00ARM"))
+    assert ack_code(a) == "AR" and ack_code(b) == "AR"
+    assert ack_code(n) == "AR" and ack_code(app) == "AR"
+    assert it.rows() == []
+
+
+def test_batch_with_too_many_messages_is_rejected_whole(intake):
+    it = intake(intake={"max_message": "1048576"})
+    body = (b"BHS|^~\\&\r" +
+            b"".join(b"MSH|^~\\&|A|B|C|D|2026||ADT^A01|B%d|P|2.5\r" % i for i in range(5000)) +
+            b"BTS|5000\r")
+    assert len(body) < 1048576
+    with it.client() as c:
+        resp = c.call(body, timeout=30)
+        assert resp is not None and b"MSA|AR|" in resp and resp.count(b"MSA|") == 1
+        assert ack_code(c.call(msg("AFTER-BATCH"))) == "AA"
+    assert [r["control_id"] for r in it.rows()] == ["AFTER-BATCH"]
+
+
+def test_frame_timeout_is_not_extended_by_trickling_bytes(intake):
+    it = intake(intake={"frame_timeout": "1", "idle_timeout": "30"})
+    with it.client() as c:
+        c.send_raw(b"\x0b" + msg("TRICKLE")[:20])
+        t0 = time.monotonic()
+        closed = False
+        for i in range(12):
+            try:
+                c.send_raw(b"x")
+            except OSError:
+                closed = True
+                break
+            if c.closed_within(0.5):
+                closed = True
+                break
+        assert closed and time.monotonic() - t0 < 4
+
+
+def test_partial_proxy_header_is_closed_by_the_frame_timeout(intake):
+    it = intake(intake={"proxy": "on", "frame_timeout": "0.5", "idle_timeout": "30"})
+    with it.client() as c:
+        c.send_raw(b"PROXY TCP4 10.1")
+        t0 = time.monotonic()
+        assert c.closed_within(5)
+        assert time.monotonic() - t0 < 3
+
+
+def test_proxy_header_only_from_trusted_proxies(intake):
+    """With proxy = on, only connections from proxy_from may claim another source."""
+    it = intake(intake={"proxy": "on", "proxy_from": "127.0.0.2", "allow": "10.0.0.0/8"})
+    with it.client() as c:     # from 127.0.0.1: not a trusted proxy, closed at once
+        assert c.closed_within(5)
+    it.proc.wait_event("refused", reason="untrusted_proxy")
+    src = socket.socket()
+    src.bind(("127.0.0.2", 0))
+    src.connect(("127.0.0.1", it.port))
+    src.sendall(b"PROXY TCP4 10.1.2.3 127.0.0.1 5555 2575\r\n" + frame(msg("TRUSTED")))
+    src.settimeout(5)
+    assert b"MSA|AA|TRUSTED" in src.recv(65536)
+    src.close()
+    assert {r["control_id"]: r["peer"] for r in it.rows()} == {"TRUSTED": "10.1.2.3:5555"}
+
+
+def test_log_lines_cannot_be_forged_by_control_ids(intake):
+    it = intake()
+    with it.client() as c:
+        evil = 'X event=forged level=error "'
+        ack = c.call(msg(evil))
+        assert ack_code(ack) == "AA"
+        assert c.call(msg(evil)) == ack       # duplicate: logged
+    time.sleep(0.2)
+    assert not it.proc.events("forged")
+    for line in it.proc.text().splitlines():
+        assert "event=forged" not in line
