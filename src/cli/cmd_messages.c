@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "core/num.h"
 #include "hl7/hl7.h"
+#include "hl7/hl7json.h"
 #include "hl7/intake_config.h"
 #include "hl7/store.h"
 
@@ -73,11 +74,44 @@ static json_t *row_json(const struct store_row *r)
 	return o;
 }
 
-static void json_print(json_t *o)
+static int json_print(json_t *o)
 {
-	json_dumpf(o, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+	int rc = json_dumpf(o, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+
 	fputc('\n', stdout);
 	json_decref(o);
+	if (rc == -1)
+		fprintf(stderr, "netwall messages: cannot write the JSON output\n");
+	return rc == -1 ? 1 : 0;
+}
+
+/* A JSON string of stored bytes: valid UTF-8 always (Latin-1 when MSH-18 says 8859/1,
+ * otherwise invalid bytes become U+FFFD), as the delivery JSON does. */
+static json_t *json_bytes(const char *p, size_t len)
+{
+	char *tmp = malloc(3 * len + 1);
+	size_t n;
+	json_t *j;
+	const char *cs = len > 0 ? memmem(p, len < 4096 ? len : 4096, "8859/1", 6) : NULL;
+
+	if (tmp == NULL)
+		abort();
+	n = hl7json_utf8(p, len, cs != NULL, tmp, 3 * len + 1);
+	j = json_stringn(tmp, n);
+	explicit_bzero(tmp, 3 * len + 1);
+	free(tmp);
+	return j != NULL ? j : json_string("");
+}
+
+/* Prints a stored header value with control characters made harmless for a terminal. */
+static const char *tty_safe(char *out, size_t len, const char *in)
+{
+	size_t i = 0;
+
+	for (; in[i] != '\0' && i + 1 < len; i++)
+		out[i] = (unsigned char)in[i] < 0x20 || in[i] == 0x7f ? '?' : in[i];
+	out[i] = '\0';
+	return out;
 }
 
 static int do_list(struct store *s, const struct opts *o)
@@ -96,16 +130,20 @@ static int do_list(struct store *s, const struct opts *o)
 		json_t *a = json_array();
 		for (int i = 0; i < n; i++)
 			json_array_append_new(a, row_json(&rows[i]));
-		json_print(a);
+		store_rows_free(rows, (size_t)n);
+		return json_print(a);
 	} else {
 		printf("%-8s %-20s %-10s %-9s %-20s %-8s %s\n", "ID", "RECEIVED", "STATE", "TYPE",
 		       "CONTROL ID", "ATTEMPTS", "SENDER");
 		for (int i = 0; i < n; i++) {
 			const struct store_row *r = &rows[i];
+			char ctrl[64], app[64], fac[64];
 			fmt_time(r->received_ms, t, sizeof(t));
 			printf("%-8lld %-20s %-10s %-9s %-20s %-8u %s%s%s\n", (long long)r->id, t,
-			       store_state_name(r->state), r->type, r->control_id, r->attempts,
-			       r->app, r->facility[0] ? "/" : "", r->facility);
+			       store_state_name(r->state), r->type,
+			       tty_safe(ctrl, sizeof(ctrl), r->control_id), r->attempts,
+			       tty_safe(app, sizeof(app), r->app), r->facility[0] ? "/" : "",
+			       tty_safe(fac, sizeof(fac), r->facility));
 		}
 	}
 	store_rows_free(rows, (size_t)n);
@@ -143,7 +181,8 @@ static int do_count(struct store *s, const struct opts *o)
 		json_object_set_new(root, "total", json_integer((json_int_t)total));
 		json_object_set_new(root, "states", st);
 		json_object_set_new(root, "types", ty);
-		json_print(root);
+		free(c);
+		return json_print(root);
 	} else {
 		printf("%-10s %10s\n", "STATE", "MESSAGES");
 		for (int i = 0; i < STORE_NSTATES; i++)
@@ -226,8 +265,15 @@ static void show_fields(const struct hl7_msg *m)
 
 static void print_segments(const char *p, size_t len)
 {
-	for (size_t i = 0; i < len; i++)
-		fputc(p[i] == '\r' ? '\n' : p[i], stdout);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)p[i];
+		if (ch == '\r' || ch == '\n')
+			fputc('\n', stdout);
+		else if (ch < 0x20 || ch == 0x7f)
+			printf("\\x%02x", ch); /* no terminal escape sequences from a sender */
+		else
+			fputc(ch, stdout);
+	}
 	if (len > 0 && p[len - 1] != '\r' && p[len - 1] != '\n')
 		fputc('\n', stdout);
 }
@@ -245,14 +291,19 @@ static int do_show(struct store *s, const struct opts *o)
 	}
 	if (o->json) {
 		json_t *j = row_json(&r);
-		json_object_set_new(j, "raw", json_stringn_nocheck(r.raw, r.raw_len));
-		json_object_set_new(j, "ack", json_stringn_nocheck(r.ack, r.ack_len));
-		json_print(j);
+		json_object_set_new(j, "raw", json_bytes(r.raw, r.raw_len));
+		json_object_set_new(j, "ack", json_bytes(r.ack, r.ack_len));
 		store_row_clear(&r);
-		return 0;
+		return json_print(j);
 	}
 	fmt_time(r.received_ms, t1, sizeof(t1));
 	fmt_time(r.updated_ms, t2, sizeof(t2));
+	for (char *f = r.control_id; *f != '\0'; f++)
+		*f = (unsigned char)*f < 0x20 ? '?' : *f;
+	for (char *f = r.app; *f != '\0'; f++)
+		*f = (unsigned char)*f < 0x20 ? '?' : *f;
+	for (char *f = r.facility; *f != '\0'; f++)
+		*f = (unsigned char)*f < 0x20 ? '?' : *f;
 	printf("id %lld  state %s  type %s  control id %s  version %s\n"
 	       "from %s%s%s at %s (peer %s), %zu bytes\n"
 	       "delivery: %u attempts, last HTTP status %d, updated %s%s%s\n\n",
@@ -290,11 +341,17 @@ static int do_replay(struct store *s, const struct opts *o)
 		fprintf(stderr, "netwall messages: %s\n", err);
 		return 1;
 	}
+	if (o->id > 0 && n == 0) {
+		fprintf(stderr, "netwall messages: message %lld is not there or not delivered, "
+				"failed or dead (only those can be replayed)\n",
+			(long long)o->id);
+		return 1;
+	}
 	if (o->json)
 		printf("{\"replayed\": %d}\n", n);
 	else
 		printf("replayed %d message%s\n", n, n == 1 ? "" : "s");
-	return o->id > 0 && n == 0 ? 1 : 0;
+	return 0;
 }
 
 static int parse_id(const char *s, int64_t *out)
@@ -350,7 +407,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				return 2;
 		} else if (o->cmd == NULL && a[0] != '-') {
 			o->cmd = a;
-		} else if (o->cmd != NULL && o->id == 0 && a[0] != '-') {
+		} else if (o->cmd != NULL && o->id == 0 && a[0] != '-' &&
+			   (strcmp(o->cmd, "show") == 0 || strcmp(o->cmd, "replay") == 0)) {
 			if (parse_id(a, &o->id) == -1)
 				return 2;
 		} else {

@@ -226,3 +226,17 @@ def test_check_validates_intake_config(intake, tmp_path):
     lines = r.stderr.strip().splitlines()
     assert any(line.startswith(f"{bad}:4:") and "max_message" in line for line in lines)
     assert any(line.startswith(f"{bad}:6:") and "RDE^O1" in line for line in lines)
+
+
+def test_messages_json_of_latin1_content(intake):
+    """MSH-18 8859/1 content: --json output is still valid JSON, with the text converted."""
+    it = intake()
+    m = msg("L1-1", extra_msh="||||||8859/1").replace(b"DOE^JANE", b"M\xfcLLER^J\xe9R\xd4ME")
+    with it.client() as c:
+        assert ack_code(c.call(m)) == "AA"
+    (row,) = it.rows()
+    shown = it.messages("show", str(row["id"]))
+    assert "M\u00fcLLER^J\u00e9R\u00d4ME" in shown["raw"]
+    r = subprocess.run([NETWALL_BIN, "messages", "--store", it.store, "replay", str(row["id"])],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "only those can be replayed" in r.stderr
