@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/clock.h"
@@ -43,10 +44,40 @@ struct commit {
 	struct event *ev;
 	size_t pending; /* loop thread only: submitted, done not yet run */
 
+	size_t queued; /* under lock: requests in queue */
+
 	/* committer thread only */
 	struct commit_req *batch[COMMIT_MAX_BATCH];
 	struct store_msg msgs[COMMIT_MAX_BATCH];
+	const void *seen[2 * COMMIT_MAX_BATCH]; /* sources of the last two batches */
+	size_t nseen[2];
+	unsigned cur;
+	size_t expect; /* distinct sources in the last two batches */
 };
+
+/* Remembers the sources of the batch just taken and counts the distinct ones of the last
+ * two batches (committer thread). */
+static void commit_note_sources(struct commit *c, size_t n)
+{
+	const void **mine = c->seen + c->cur * COMMIT_MAX_BATCH;
+	const void **other = c->seen + (1 - c->cur) * COMMIT_MAX_BATCH;
+	size_t distinct = 0;
+
+	for (size_t i = 0; i < n; i++)
+		mine[i] = c->batch[i]->source;
+	c->nseen[c->cur] = n;
+	c->cur = 1 - c->cur;
+	/* quadratic but over at most a few dozen senders in practice; capped below */
+	for (size_t i = 0; i < n + c->nseen[c->cur] && distinct < 64; i++) {
+		const void *s = i < n ? mine[i] : other[i - n];
+		bool dup = false;
+		for (size_t j = 0; j < i && !dup; j++)
+			dup = (j < n ? mine[j] : other[j - n]) == s;
+		if (!dup && s != NULL)
+			distinct++;
+	}
+	c->expect = distinct;
+}
 
 /* Writes one batch: requests batch[0..n) in order. Called in the committer thread. */
 static void commit_batch(struct commit *c, size_t n)
@@ -161,12 +192,29 @@ static void *commit_main(void *arg)
 			break; /* stopping, and nothing left to write */
 		if (c->queue == NULL)
 			continue;
+		/* gather: wait briefly for the other recent senders' next messages */
+		if (!c->stop && c->queued < c->expect && c->queued < COMMIT_MAX_BATCH) {
+			double until = c->queue->queued_at + COMMIT_GATHER_US / 1e6;
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			double left = until - clock_mono();
+			if (left > 0) {
+				long ns = ts.tv_nsec + (long)(left * 1e9);
+				ts.tv_sec += ns / 1000000000L;
+				ts.tv_nsec = ns % 1000000000L;
+				while (!c->stop && c->queued < c->expect &&
+				       pthread_cond_timedwait(&c->wake, &c->lock, &ts) == 0)
+					;
+			}
+		}
 		while (c->queue != NULL && n < COMMIT_MAX_BATCH) {
 			c->batch[n++] = c->queue;
 			c->queue = c->queue->next;
 		}
+		c->queued -= n;
 		if (c->queue == NULL)
 			c->queue_tail = NULL;
+		commit_note_sources(c, n);
 		pthread_mutex_unlock(&c->lock);
 		commit_batch(c, n);
 		pthread_mutex_lock(&c->lock);
@@ -261,7 +309,9 @@ void commit_submit(struct commit *c, struct commit_req *r)
 	r->rc = 0;
 	r->err[0] = '\0';
 	c->pending++;
+	r->queued_at = clock_mono();
 	pthread_mutex_lock(&c->lock);
+	c->queued++;
 	if (c->queue_tail != NULL)
 		c->queue_tail->next = r;
 	else

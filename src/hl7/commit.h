@@ -15,6 +15,12 @@
 #include "hl7/store.h"
 
 #define COMMIT_MAX_BATCH 512 /* messages per transaction at most */
+/* Gathering: when the last two transactions carried messages from more sources than are
+ * queued now, the committer waits for the others' next messages, at most this long after
+ * the oldest queued one arrived. Senders that wait for each ACK otherwise settle into
+ * groups that alternate between transactions, each paying its own fsync. One sender
+ * never waits. */
+#define COMMIT_GATHER_US 300
 
 struct commit_req {
 	struct store_msg msg; /* in and out (duplicate, id, orig_ack) */
@@ -22,7 +28,9 @@ struct commit_req {
 	char err[128];        /* why, when rc is -1; no message content */
 	void (*done)(struct commit_req *r, void *arg);
 	void *arg;
+	const void *source;      /* who sent it (a connection), a hint for gathering */
 	struct commit_req *next; /* the committer's queue link */
+	double queued_at;        /* the committer's */
 };
 
 struct commit_stats {

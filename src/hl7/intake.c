@@ -146,6 +146,7 @@ struct intake {
 	struct intake_stats st;
 	struct log_rate rate;
 	struct event *accept_pause;
+	struct evbuffer *scratch; /* ACKs on their way to a socket (loop thread) */
 };
 
 static void conn_close(struct conn *c, const char *reason);
@@ -349,7 +350,12 @@ static void conn_maybe_close(struct conn *c);
 static void conn_answer(struct conn *c)
 {
 	struct intake *in = c->in;
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *queued = bufferevent_get_output(c->bev);
+	/* Plain TCP with nothing queued: ACKs are assembled aside and written at once, not
+	 * through the bufferevent, whose write event would cost two epoll_ctl calls and a
+	 * loop turn per ACK. What the socket does not take is queued on the bufferevent. */
+	bool direct = in->tls == NULL && evbuffer_get_length(queued) == 0;
+	struct evbuffer *out = direct ? in->scratch : queued;
 	double now = clock_mono();
 
 	while (c->head != NULL && c->head->pending == 0) {
@@ -382,6 +388,11 @@ static void conn_answer(struct conn *c)
 			intake_observe(in, now - jb->t0);
 		}
 		job_free(jb);
+	}
+	if (direct && evbuffer_get_length(out) > 0) {
+		evbuffer_write(out, bufferevent_getfd(c->bev));
+		if (evbuffer_get_length(out) > 0) /* the rest, or all of it after an error */
+			evbuffer_add_buffer(queued, out);
 	}
 }
 
@@ -514,6 +525,7 @@ static void intake_message(struct intake *in, struct conn *c, struct job *jb, st
 	};
 	j->req.done = jmsg_done;
 	j->req.arg = j;
+	j->req.source = c;
 	jb->pending++;
 }
 
@@ -1322,6 +1334,9 @@ struct intake *intake_new(struct event_base *base, const char *path, struct inta
 		}
 	}
 	in->accept_pause = evtimer_new(base, intake_accept_resume, in);
+	in->scratch = evbuffer_new();
+	if (in->scratch == NULL)
+		abort();
 	if (intake_listen(in) == -1)
 		goto fail;
 	if (cfg->admin_on) {
@@ -1352,6 +1367,8 @@ void intake_free(struct intake *in)
 		return;
 	intake_listeners_free(in);
 	loop_free_event(&in->accept_pause);
+	if (in->scratch != NULL)
+		evbuffer_free(in->scratch);
 	while (in->conns != NULL)
 		conn_close(in->conns, "shutdown");
 	commit_free(in->commit); /* runs the last done callbacks: their jobs are orphans now */
