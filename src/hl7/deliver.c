@@ -44,6 +44,8 @@
 #include "hl7/store.h"
 
 #define DELIVER_LEASE_MARGIN 15.0   /* seconds of lease beyond the transfer timeout */
+#define DELIVER_PREFETCH 2          /* jobs claimed ahead, in rounds of `concurrency`: one
+				     * claim (one transaction) feeds several rounds */
 #define DELIVER_BATCH 64            /* outcomes recorded in one transaction at most */
 #define DELIVER_BATCH_WAIT 0.005    /* seconds an outcome waits for others to share a commit */
 #define DELIVER_PENDING_MAX 1024    /* outcomes kept while the store is failing */
@@ -99,6 +101,8 @@ struct deliver {
 	unsigned nxfers;
 	struct pending *pend;
 	size_t npend;
+	struct store_job *ready; /* claimed, not started yet: ready[ready_off .. nready) */
+	size_t nready, ready_off;
 	double pend_since, store_ok_at, next_scan;
 	uint64_t rng;
 	struct log_rate retry_rate, store_rate;
@@ -491,26 +495,41 @@ static void deliver_start(struct deliver *d, const struct store_job *job)
 	atomic_store(&d->n_in_flight, d->nxfers);
 }
 
-/* Claims due jobs for the free slots and starts them. */
+/* Starts claimed jobs while there are free slots. */
+static void deliver_fill(struct deliver *d)
+{
+	while (d->nxfers < d->concurrency && d->ready_off < d->nready)
+		deliver_start(d, &d->ready[d->ready_off++]);
+	if (d->ready != NULL && d->ready_off == d->nready) {
+		store_jobs_free(d->ready, d->nready);
+		d->ready = NULL;
+		d->nready = d->ready_off = 0;
+	}
+}
+
+/* Claims due jobs, DELIVER_PREFETCH rounds of them, so claims (each a transaction) come
+ * one per several rounds of transfers; the lease covers the rounds a job may wait here. */
 static void deliver_claim(struct deliver *d, double now)
 {
 	struct store_job *jobs = NULL;
-	size_t want = d->concurrency - d->nxfers;
+	size_t want = (size_t)d->concurrency * (DELIVER_PREFETCH + 1) - d->nxfers;
+	double lease = (d->timeout + d->connect_timeout) * (DELIVER_PREFETCH + 1) +
+		       DELIVER_LEASE_MARGIN;
 	char err[256];
 	int n;
 
-	n = store_claim(d->store, d->owner, deliver_wall_ms(),
-			(int64_t)((d->timeout + d->connect_timeout + DELIVER_LEASE_MARGIN) * 1000),
-			want, &jobs, err, sizeof(err));
+	n = store_claim(d->store, d->owner, deliver_wall_ms(), (int64_t)(lease * 1000), want,
+			&jobs, err, sizeof(err));
 	if (n == -1) {
 		log_limited(&d->store_rate, LOG_ERROR, "event=delivery_store_failed op=claim error=\"%s\"",
 			    err);
 		d->next_scan = now + DELIVER_STORE_RETRY;
 		return;
 	}
-	for (int i = 0; i < n; i++)
-		deliver_start(d, &jobs[i]);
-	store_jobs_free(jobs, (size_t)n);
+	d->ready = jobs;
+	d->nready = (size_t)n;
+	d->ready_off = 0;
+	deliver_fill(d);
 	/* a full claim means more may be waiting: scan again as soon as slots free up */
 	d->next_scan = (size_t)n == want ? now : now + d->poll;
 }
@@ -557,7 +576,7 @@ static bool deliver_slots(const struct deliver *d)
 {
 	unsigned min_free = d->nxfers == 0 ? 1 : (d->concurrency + 3) / 4;
 
-	return d->concurrency - d->nxfers >= min_free;
+	return d->ready == NULL && d->concurrency - d->nxfers >= min_free;
 }
 
 static void *deliver_main(void *arg)
@@ -579,6 +598,10 @@ static void *deliver_main(void *arg)
 			deliver_claim(d, now);
 		curl_multi_perform(d->multi, &running);
 		deliver_reap(d);
+		if (!stopping && d->ready != NULL) {
+			deliver_fill(d);
+			curl_multi_perform(d->multi, &running);
+		}
 
 		now = clock_mono();
 		if (d->npend > 0 && now >= d->store_ok_at &&
@@ -624,6 +647,10 @@ static void *deliver_main(void *arg)
 	}
 	d->nxfers = 0;
 	atomic_store(&d->n_in_flight, 0);
+	/* claimed but never started: their leases expire and they are claimed again */
+	if (d->ready != NULL)
+		store_jobs_free(d->ready, d->nready);
+	d->ready = NULL;
 	if (d->npend > 0) {
 		d->store_ok_at = 0;
 		deliver_flush(d);
@@ -709,7 +736,7 @@ struct deliver *deliver_new(const struct deliver_conf *c, char *err, size_t errl
 	if (c->token_file != NULL && deliver_read_token(d, c->token_file, err, errlen) == -1)
 		goto fail;
 	d->store = store_open(c->store, serr, sizeof(serr));
-	if (d->store == NULL) {
+	if (d->store == NULL || store_relax(d->store, serr, sizeof(serr)) == -1) {
 		snprintf(err, errlen, "store: %s", serr);
 		goto fail;
 	}

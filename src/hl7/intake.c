@@ -152,6 +152,16 @@ struct intake {
 static void conn_close(struct conn *c, const char *reason);
 static void conn_pump(struct conn *c);
 
+/* Unix time in milliseconds: received_ms orders the delivery queue, so whole seconds
+ * would give a burst's jobs one key. */
+static int64_t intake_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* ---- ACKs and log text ---- */
 
 /* Writes v in base 36 as exactly width characters (v modulo 36^width, zero-padded). */
@@ -521,7 +531,7 @@ static void intake_message(struct intake *in, struct conn *c, struct job *jb, st
 		.raw_len = j->raw_len,
 		.ack = buf_head(&j->ack),
 		.ack_len = j->ack.len,
-		.received_ms = (int64_t)time(NULL) * 1000,
+		.received_ms = intake_wall_ms(),
 	};
 	j->req.done = jmsg_done;
 	j->req.arg = j;

@@ -371,6 +371,11 @@ int store_counts(struct store *s, struct store_count **out, char *err, size_t er
 	return s->ops->counts(s, out, err, errlen);
 }
 
+int store_relax(struct store *s, char *err, size_t errlen)
+{
+	return s->ops->relax(s, err, errlen);
+}
+
 int store_queue_depth(struct store *s, uint64_t *n, char *err, size_t errlen)
 {
 	return s->ops->queue_depth(s, n, err, errlen);

@@ -142,6 +142,14 @@ struct store_count {
 /* Message counts grouped by state and type. Returns the number of groups, *out malloc'd. */
 int store_counts(struct store *s, struct store_count **out, char *err, size_t errlen);
 
+/* Makes this connection's own commits cheap rather than durable at once: SQLite
+ * synchronous=NORMAL (in WAL mode: nothing is lost when the process dies, only at a power
+ * cut or kernel crash, and the next durable commit of any connection carries it), and
+ * PostgreSQL synchronous_commit=off (the same). For the delivery worker, whose claims and
+ * outcomes can only ever be lost into a repeated delivery, never a lost message. Returns
+ * 0 or -1 with err. */
+int store_relax(struct store *s, char *err, size_t errlen);
+
 /* Jobs waiting (due or not, leased or not). Returns 0 or -1. */
 int store_queue_depth(struct store *s, uint64_t *n, char *err, size_t errlen);
 

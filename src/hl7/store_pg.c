@@ -55,7 +55,7 @@ static const char schema_sql[] =
 	" next_ms bigint NOT NULL,"
 	" lease_owner text,"
 	" lease_until bigint NOT NULL DEFAULT 0);"
-	"CREATE INDEX IF NOT EXISTS deliveries_next ON deliveries (next_ms);"
+	"CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_ms, message_id);"
 	"INSERT INTO netwall_meta VALUES ('schema_version', '1') ON CONFLICT DO NOTHING;"
 	"SELECT value FROM netwall_meta WHERE key = 'schema_version';";
 
@@ -114,6 +114,7 @@ static const struct pg_stmt stmts[] = {
 struct pg_store {
 	struct store base;
 	PGconn *conn;
+	bool relaxed; /* synchronous_commit off (store_relax), kept across reconnects */
 };
 
 /* One statement of a pipeline: a prepared statement and its parameters (text, except
@@ -220,7 +221,8 @@ static void col_wipe(PGresult *r, int col)
 /* Session settings and prepared statements, after every (re)connection. */
 static int session(struct pg_store *p, char *err, size_t errlen)
 {
-	PGresult *r = PQexec(p->conn, "SET synchronous_commit = on");
+	PGresult *r = PQexec(p->conn, p->relaxed ? "SET synchronous_commit = off"
+						 : "SET synchronous_commit = on");
 
 	if (!result_ok(r)) {
 		pg_fail(p, r, "session", err, errlen);
@@ -237,6 +239,22 @@ static int session(struct pg_store *p, char *err, size_t errlen)
 		}
 		PQclear(r);
 	}
+	return 0;
+}
+
+static int pg_relax(struct store *s, char *err, size_t errlen)
+{
+	struct pg_store *p = (struct pg_store *)s;
+	PGresult *r;
+
+	p->relaxed = true;
+	r = PQexec(p->conn, "SET synchronous_commit = off");
+	if (!result_ok(r)) {
+		pg_fail(p, r, "relax", err, errlen);
+		PQclear(r);
+		return -1;
+	}
+	PQclear(r);
 	return 0;
 }
 
@@ -869,5 +887,6 @@ static const struct store_ops pg_ops = {
 	.get = pg_get,
 	.counts = pg_counts,
 	.queue_depth = pg_queue_depth,
+	.relax = pg_relax,
 	.replay = pg_replay,
 };

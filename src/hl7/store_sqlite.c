@@ -109,7 +109,7 @@ static const char schema_sql[] =
 	" next_ms INTEGER NOT NULL,"
 	" lease_owner TEXT,"
 	" lease_until INTEGER NOT NULL DEFAULT 0);"
-	"CREATE INDEX IF NOT EXISTS deliveries_next ON deliveries (next_ms);";
+	"CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_ms, message_id);";
 
 struct sqlite_store {
 	struct store base;
@@ -605,6 +605,16 @@ fail:
 	return -1;
 }
 
+static int sq_relax(struct store *s, char *err, size_t errlen)
+{
+	struct sqlite_store *q = (struct sqlite_store *)s;
+	int rc = sqlite3_exec(q->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
+
+	if (rc != SQLITE_OK)
+		return sq_fail(q, rc, "relax", err, errlen);
+	return 0;
+}
+
 static void sq_close(struct store *s)
 {
 	struct sqlite_store *q = (struct sqlite_store *)s;
@@ -729,5 +739,6 @@ static const struct store_ops sqlite_ops = {
 	.get = sq_get,
 	.counts = sq_counts,
 	.queue_depth = sq_queue_depth,
+	.relax = sq_relax,
 	.replay = sq_replay,
 };
