@@ -526,6 +526,7 @@ static void deliver_claim(struct deliver *d, double now)
 		d->next_scan = now + DELIVER_STORE_RETRY;
 		return;
 	}
+	log_debug("event=delivery_claimed jobs=%d want=%zu in_flight=%u", n, want, d->nxfers);
 	d->ready = jobs;
 	d->nready = (size_t)n;
 	d->ready_off = 0;
@@ -598,9 +599,12 @@ static void *deliver_main(void *arg)
 			deliver_claim(d, now);
 		curl_multi_perform(d->multi, &running);
 		deliver_reap(d);
-		if (!stopping && d->ready != NULL) {
+		/* start claimed jobs in the slots that freed; a fast API can answer them within
+		 * the same perform, so reap again before sleeping on sockets that are idle */
+		while (!stopping && d->ready != NULL && d->nxfers < d->concurrency) {
 			deliver_fill(d);
 			curl_multi_perform(d->multi, &running);
+			deliver_reap(d);
 		}
 
 		now = clock_mono();
