@@ -150,9 +150,11 @@ static void commit_refresh(struct commit *c)
 	char err[128];
 	int n = 0, drc = 0;
 
+	/* the flags are cleared even when the figures are too fresh to read again: the next
+	 * scrape asks anew, and the thread must not spin (holding the lock) until they age */
+	c->want_depth = c->want_counts = false;
 	if (!depth && !counts)
 		return;
-	c->want_depth = c->want_counts = false;
 	pthread_mutex_unlock(&c->lock);
 	if (depth)
 		drc = store_queue_depth(c->store, &d, err, sizeof(err));

@@ -185,6 +185,11 @@ class Intake:
     def metric(self, name, default=None, **labels):
         return self.admin.metric(name, default, **labels)
 
+    def admin_status(self):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin.port}/status",
+                                    timeout=10) as r:
+            return r.read()
+
     def messages(self, *args, check=True):
         """netwall messages --store STORE ARGS --json, parsed."""
         r = subprocess.run([NETWALL_BIN, "messages", "--store", self.store, *args, "--json"],

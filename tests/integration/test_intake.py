@@ -240,3 +240,18 @@ def test_messages_json_of_latin1_content(intake):
     r = subprocess.run([NETWALL_BIN, "messages", "--store", it.store, "replay", str(row["id"])],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "only those can be replayed" in r.stderr
+
+
+def test_admin_scrapes_in_a_row_do_not_stall(intake):
+    """Twenty /metrics and /status scrapes back to back. The store figures behind them are
+    refreshed by the committer at most once a second; a committer that spun (holding its
+    lock) until the next refresh was due made every other scrape wait about a second."""
+    import time as _time
+    it = intake()
+    t0 = _time.monotonic()
+    for i in range(10):
+        assert it.metric("netwall_intake_queue_depth") is not None
+        assert b'"states"' in it.admin_status()
+    assert _time.monotonic() - t0 < 8, "scrapes stalled"
+    with it.client() as c:
+        assert ack_code(c.call(msg("AFTER-SCRAPES"))) == "AA"
