@@ -141,72 +141,9 @@ declare -A PID_START     # PID -> its start time, to recognise it at cleanup
 declare -A RES           # "figure|system" -> space-separated values, one per repetition
 NOTES=()
 
-# descendants PID... -> those PIDs and all their descendants, one per line
-descendants() {
-    ps -e -o pid=,ppid= | awk -v roots="$*" '
-        BEGIN { n = split(roots, r, " "); for (i = 1; i <= n; i++) want[r[i]] = 1 }
-        { pp[$1] = $2; pid[NR] = $1 }
-        END {
-            do { changed = 0
-                 for (i in pid) { p = pid[i]; if (!(p in want) && (pp[p] in want)) { want[p] = 1; changed = 1 } }
-            } while (changed)
-            for (p in want) print p
-        }'
-}
-
-starttime() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20; }
-
-# roots that are still the very processes started here (PIDs get reused), with their descendants
-our_processes() {
-    local p roots=()
-    for p in "${PIDS[@]}"; do
-        [[ -n ${PID_START[$p]:-} && $(starttime "$p") == "${PID_START[$p]}" ]] && roots+=("$p")
-    done
-    ((${#roots[@]})) && descendants "${roots[@]}"
-}
-
-alive() {   # running and not a zombie
-    local st
-    st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-    [[ -n $st && $st != Z && $st != X ]]
-}
-
-# wait_gone SECONDS PID... : until none of them is running
-wait_gone() {
-    local limit=$1 p any _
-    shift
-    for _ in $(seq 1 $((limit * 10))); do
-        any=0
-        for p in "$@"; do alive "$p" && { any=1; break; }; done
-        ((any)) || return 0
-        sleep 0.1
-    done
-    return 1
-}
-
-cleanup() {
-    local rc=$? all p i
-    trap - EXIT INT TERM
-    if ((${#PIDS[@]})); then
-        all=$(our_processes)
-        [[ -n $all ]] && log "stopping $(wc -w <<<"$all") background processes"
-        # newest first: clients go before the servers they use
-        for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-            p=${PIDS[i]}
-            grep -qx "$p" <<<"$all" || continue
-            kill -TERM "$p" 2>/dev/null
-            wait_gone 3 "$p"
-        done
-        for p in $all; do alive "$p" && kill -TERM "$p" 2>/dev/null; done
-        wait_gone 3 $all
-        for p in $all; do alive "$p" && kill -KILL "$p" 2>/dev/null; done
-        wait 2>/dev/null
-    fi
-    if [[ -n $TMP && -d $TMP ]]; then
-        if ((KEEP_TMP)); then log "kept temporary directory $TMP"; else rm -rf "$TMP"; fi
-    fi
-    exit "$rc"
-}
+CLEANUP_WAIT=3
+# shellcheck source=bench/lib.sh
+. "$SCRIPT_DIR/lib.sh"
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
