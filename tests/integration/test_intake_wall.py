@@ -78,3 +78,21 @@ def test_tls_intake_with_client_certificates(intake, keys):
     r = send("--tls", "--fingerprint", "00" * 32, "--cert", client.crt, "--key", client.key,
              "--timeout", "5", f"127.0.0.1:{it.port}", "-", input=msg("TLS-4"))
     assert r.returncode == 1
+
+
+def test_send_shows_a_progress_bar_on_a_terminal(intake, tmp_path):
+    """On a terminal (a pseudo-terminal from script(1)), sending many shows a progress bar
+    that ends full, and only the summary besides; without a terminal, one line each."""
+    it = intake()
+    f = tmp_path / "many.hl7"
+    f.write_bytes(b"\n".join(msg(f"P-{i}") for i in range(300)))
+    r = subprocess.run(["script", "-qec", f"{NETWALL_BIN} send -c 4 127.0.0.1:{it.port} {f}",
+                        "/dev/null"], capture_output=True, timeout=120)
+    out = r.stdout.decode(errors="replace")
+    assert r.returncode == 0, out
+    assert "[" + "#" * 30 + "] 300/300 100%" in out
+    assert "P-17 AA" not in out, "accepted messages are not listed under the bar"
+    assert "sent 300, accepted 300" in out
+    r = send("-c", "4", f"127.0.0.1:{it.port}", f)
+    assert r.returncode == 0 and r.stdout.decode().count(" AA\n") == 300
+    assert b"#" not in r.stderr
