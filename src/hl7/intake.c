@@ -120,6 +120,7 @@ struct conn {
 	double last_frame;   /* when the last frame completed (or the connection came) */
 	double started;      /* accept time: TLS handshake and PROXY header must finish in time */
 	bool closing;        /* answering what it has, then closed */
+	bool shut;           /* FIN sent after the last answer; waiting for the peer's */
 	const char *close_reason;
 };
 
@@ -725,10 +726,25 @@ static void conn_finish(struct conn *c, const char *reason)
 	conn_maybe_close(c);
 }
 
+/* Once everything read is answered and written: on plain TCP, send FIN and wait (within
+ * the closing grace) for the peer's, discarding what it still sends, so that closing with
+ * unread bytes does not turn into a reset that could destroy ACKs already on their way; a
+ * sender whose messages were not answered sends them again. Otherwise close. */
 static void conn_maybe_close(struct conn *c)
 {
-	if (c->jobs == 0 && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+	if (c->jobs != 0 || evbuffer_get_length(bufferevent_get_output(c->bev)) != 0)
+		return;
+	if (c->in->tls != NULL || c->eof) {
 		conn_close(c, c->close_reason);
+		return;
+	}
+	if (!c->shut) {
+		c->shut = true;
+		shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+		evbuffer_drain(bufferevent_get_input(c->bev),
+			       evbuffer_get_length(bufferevent_get_input(c->bev)));
+		bufferevent_enable(c->bev, EV_READ);
+	}
 }
 
 /* Reads a PROXY header at the start of the connection. Returns 1 when done, 0 for more
@@ -830,7 +846,13 @@ arm:
 
 static void conn_read_cb(struct bufferevent *bev, void *arg)
 {
-	conn_pump(arg);
+	struct conn *c = arg;
+
+	if (c->shut) { /* closing: what the peer still sends is not read as messages */
+		evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+		return;
+	}
+	conn_pump(c);
 }
 
 static void conn_write_cb(struct bufferevent *bev, void *arg)

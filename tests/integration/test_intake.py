@@ -255,3 +255,49 @@ def test_admin_scrapes_in_a_row_do_not_stall(intake):
     assert _time.monotonic() - t0 < 8, "scrapes stalled"
     with it.client() as c:
         assert ack_code(c.call(msg("AFTER-SCRAPES"))) == "AA"
+
+
+def test_sighup_reloads_routing_and_a_broken_config_is_kept_out(intake):
+    import signal as _signal
+    it = intake(route={"accept": "RDE", "default": "ignore"})
+    with it.client() as c:
+        assert ack_code(c.call(msg("HUP-1", typ="ORU^R01"))) == "AA"      # ignored
+        text = it.config.read_text().replace("default = ignore", "default = reject")
+        it.config.write_text(text)
+        mark = it.proc.mark()
+        it.proc.signal(_signal.SIGHUP)
+        it.proc.wait_event("reloaded", since=mark)
+        assert ack_code(c.call(msg("HUP-2", typ="ORU^R01"))) == "AR"      # now rejected
+        it.config.write_text(text.replace("default = reject", "default = drop"))
+        mark = it.proc.mark()
+        it.proc.signal(_signal.SIGHUP)
+        it.proc.wait_event("reload_failed", since=mark)
+        assert ack_code(c.call(msg("HUP-3", typ="ORU^R01"))) == "AR"      # the running config
+        assert ack_code(c.call(msg("HUP-4", typ="RDE^O11"))) == "AA"
+    states = {r["control_id"]: r["state"] for r in it.rows()}
+    assert states == {"HUP-1": "ignored", "HUP-2": "rejected", "HUP-3": "rejected",
+                      "HUP-4": "received"}
+
+
+def test_sigterm_answers_what_was_read_then_exits(intake):
+    """SIGTERM with messages in flight: every message read is answered and stored, the
+    listener is closed, the process exits 0."""
+    import signal as _signal
+    import socket as _socket
+    it = intake()
+    s = _socket.create_connection(("127.0.0.1", it.port), timeout=10)
+    s.sendall(frame(msg("TERM-first")))
+    data = s.recv(65536)
+    assert b"MSA|AA|TERM-first" in data
+    s.sendall(b"".join(frame(msg(f"TERM-{i}")) for i in range(50)))
+    it.proc.signal(_signal.SIGTERM)
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    assert it.proc.wait_exit(15) == 0
+    acked = {seg.split(b"|")[2].decode() for seg in data.split(b"\r") if seg.startswith(b"MSA|AA")}
+    stored = {r["control_id"] for r in it.rows()}
+    assert "TERM-first" in acked and acked <= stored, "every ACK sent is a stored message"
