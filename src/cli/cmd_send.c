@@ -56,8 +56,10 @@ static const char send_usage[] =
 	"  SOURCE:N MSH-10 CODE\n"
 	"where CODE is the ACK's MSA-1 (AA CA AE CE AR CR) or, when no usable ACK came,\n"
 	"timeout, closed (connection lost), noconn (cannot connect) or badack (the answer is\n"
-	"not an ACK). A summary goes to stderr. Exit status: 0 if every message got AA or CA,\n"
-	"1 otherwise, 2 for usage errors.\n"
+	"not an ACK); sent when the message's MSH-15 asks for no accept ACK (NE, or ER and\n"
+	"none came within a second). A summary goes to stderr. Exit status: 0 if every\n"
+	"message got AA or CA (or was sent as its MSH-15 asked), 1 otherwise, 2 for usage\n"
+	"errors.\n"
 	"\n"
 	"Each FILE (or stdin, for - or no FILE) holds one or more messages: a message starts at\n"
 	"each line beginning with MSH; a file starting with FHS or BHS is one batch, sent as one\n"
@@ -94,16 +96,21 @@ enum send_outcome {
 	SEND_CLOSED,  /* the connection failed or closed before the ACK */
 	SEND_NOCONN,  /* no connection (refused, unreachable, TLS handshake failed) */
 	SEND_BADACK,  /* the answer was not a parsable ACK, or over SEND_MAX_ACK */
+	SEND_SENT,    /* sent; MSH-15 asked for no accept ACK (NE), or only on error (ER) and
+		       * none came within SEND_ER_WAIT */
 	SEND_NOUTCOMES,
 };
 
 static const char *const send_outcome_names[SEND_NOUTCOMES] = {
-	"AA", "CA", "AE", "CE", "AR", "CR", "timeout", "closed", "noconn", "badack",
+	"AA", "CA", "AE", "CE", "AR", "CR", "timeout", "closed", "noconn", "badack", "sent",
 };
 
+#define SEND_ER_WAIT 1.0 /* seconds an MSH-15 ER message waits for an error ACK */
+
+/* Accepted, or sent as the message itself asked (no accept ACK wanted). */
 static bool send_accepted(enum send_outcome o)
 {
-	return o == SEND_AA || o == SEND_CA;
+	return o == SEND_AA || o == SEND_CA || o == SEND_SENT;
 }
 
 static bool send_rejected(enum send_outcome o)
@@ -134,6 +141,7 @@ struct send_msg {
 	size_t off, len; /* in src->text */
 	unsigned n;      /* 1-based position in its source */
 	char ctrl[SEND_CTRL_MAX];
+	char accept[3]; /* MSH-15 (accept acknowledgment type): "NE", "ER", ... or "" */
 	enum send_outcome out;
 	double latency; /* seconds from sending (the last attempt) to its ACK */
 };
@@ -207,27 +215,30 @@ static bool send_seg_is(const uint8_t *p, size_t len, const char *name)
 	return len >= 3 && memcmp(p, name, 3) == 0;
 }
 
-/* Copies MSH-10 of the MSH segment at p[0..len) into ctrl, printable: a byte that is not
- * visible ASCII becomes '?'; an empty or absent MSH-10 prints as "-". */
-static void send_ctrl_id(const uint8_t *p, size_t len, char ctrl[SEND_CTRL_MAX])
+/* Copies field `want` (10 for MSH-10) of the MSH segment at p[0..len) into out, printable:
+ * a byte that is not visible ASCII becomes '?'; an empty or absent field leaves out as it
+ * was. */
+static void send_msh_field(const uint8_t *p, size_t len, unsigned want, char *out,
+			   size_t outlen)
 {
 	size_t i, k = 0;
 	unsigned field = 1; /* "MSH" is field 0; p[3] separates it from MSH-2 */
 	uint8_t sep;
 
-	strcpy(ctrl, "-");
 	if (len < 4)
 		return;
 	sep = p[3];
-	for (i = 3; i < len && field < 10; i++) {
+	for (i = 3; i < len && field < want; i++) {
 		if (p[i] == sep)
 			field++;
 	}
-	/* i is now just past the separator before MSH-10 (field counts MSH-1 as field 1) */
-	for (; i < len && p[i] != sep && p[i] != MLLP_CR && k + 1 < SEND_CTRL_MAX; i++)
-		ctrl[k++] = (p[i] > 0x20 && p[i] < 0x7f) ? (char)p[i] : '?';
+	if (field < want)
+		return;
+	/* i is now just past the separator before the field (MSH-1 counts as field 1) */
+	for (; i < len && p[i] != sep && p[i] != MLLP_CR && k + 1 < outlen; i++)
+		out[k++] = (p[i] > 0x20 && p[i] < 0x7f) ? (char)p[i] : '?';
 	if (k > 0)
-		ctrl[k] = '\0';
+		out[k] = '\0';
 }
 
 static void send_msg_add(struct send *s, struct send_src *src, size_t off, unsigned n)
@@ -261,13 +272,16 @@ static void send_msg_end(struct send *s, struct send_src *src)
 	size_t pos = 0;
 
 	m->len = src->text.len - m->off;
-	strcpy(m->ctrl, "-");
+	memcpy(m->ctrl, "-", 2);
 	while (pos < m->len) {
 		const uint8_t *cr = memchr(p + pos, MLLP_CR, m->len - pos);
 		size_t seglen = (size_t)(cr - (p + pos)); /* every segment ends with CR here */
 
 		if (send_seg_is(p + pos, seglen, "MSH")) {
-			send_ctrl_id(p + pos, seglen, m->ctrl);
+			send_msh_field(p + pos, seglen, 10, m->ctrl, sizeof(m->ctrl));
+			/* a batch is always answered (by a batch): its MSH-15s do not count */
+			if (!send_seg_is(p, m->len, "FHS") && !send_seg_is(p, m->len, "BHS"))
+				send_msh_field(p + pos, seglen, 15, m->accept, sizeof(m->accept));
 			break;
 		}
 		pos += seglen + 1;
@@ -824,10 +838,22 @@ static void conn_send(struct send_conn *c, struct send_msg *m)
 		} else {
 			buf_consume(&c->out, c->out.len);
 			mllp_wrap(&c->out, buf_head(&m->src->text) + m->off, m->len);
-			if (conn_write(c, buf_head(&c->out), c->out.len, deadline) == -1)
+			bool ne = strcmp(m->accept, "NE") == 0, er = strcmp(m->accept, "ER") == 0;
+			if (conn_write(c, buf_head(&c->out), c->out.len, deadline) == -1) {
 				out = errno == ETIMEDOUT ? SEND_TIMEOUT : SEND_CLOSED;
-			else
+			} else if (ne) {
+				out = SEND_SENT; /* the message asks for no accept ACK */
+			} else if (er) {
+				/* an ACK comes only on error: silence for a moment means none */
+				double d = t0 + SEND_ER_WAIT < deadline ? t0 + SEND_ER_WAIT : deadline;
+				out = conn_ack(c, m, d);
+				if (out == SEND_TIMEOUT) {
+					out = SEND_SENT;
+					conn_close(c); /* a late error ACK must not answer the next one */
+				}
+			} else {
 				out = conn_ack(c, m, deadline);
+			}
 			m->latency = clock_mono() - t0;
 			buf_release(&c->out);
 		}
@@ -1089,9 +1115,9 @@ static void send_summary(struct send *s, double seconds)
 
 	fprintf(stderr,
 		"sent %zu, accepted %u (AA/CA), errors %u (AE/CE), rejected %u (AR/CR), "
-		"no answer %u in %.2f s (%.0f msg/s)\n",
+		"no answer %u, no ACK requested %u in %.2f s (%.0f msg/s)\n",
 		s->nmsgs, n[SEND_AA] + n[SEND_CA], n[SEND_AE] + n[SEND_CE],
-		n[SEND_AR] + n[SEND_CR], none, seconds,
+		n[SEND_AR] + n[SEND_CR], none, n[SEND_SENT], seconds,
 		seconds > 0 ? (double)s->nmsgs / seconds : 0.0);
 }
 

@@ -96,3 +96,22 @@ def test_send_shows_a_progress_bar_on_a_terminal(intake, tmp_path):
     r = send("-c", "4", f"127.0.0.1:{it.port}", f)
     assert r.returncode == 0 and r.stdout.decode().count(" AA\n") == 300
     assert b"#" not in r.stderr
+
+
+def test_send_honours_msh15_never_and_error_only(intake):
+    """A message whose MSH-15 is NE gets no accept ACK: netwall send does not wait for one.
+    ER gets one only on error: an error is reported, silence is success."""
+    import time as _time
+    it = intake()
+    ne = msg("NE-1", extra_msh="|||NE|NE")
+    er_ok = msg("ER-1", extra_msh="|||ER|NE")
+    er_bad = msg("ER-2", extra_msh="|||ER|NE").replace(b"|P|2.5.1", b"|P|9.9")
+    t0 = _time.monotonic()
+    r = send("--timeout", "20", f"127.0.0.1:{it.port}", "-", input=ne + b"\n" + er_ok + b"\n" + er_bad)
+    took = _time.monotonic() - t0
+    out = r.stdout.decode()
+    assert "NE-1 sent" in out and "ER-1 sent" in out and "ER-2 CR" in out, out
+    assert r.returncode == 1            # ER-2 was rejected
+    assert took < 15, "NE and ER messages must not wait for the full ACK timeout"
+    assert b"no ACK requested 2" in r.stderr
+    assert {x["control_id"] for x in it.rows()} == {"NE-1", "ER-1"}
