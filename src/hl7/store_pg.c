@@ -221,8 +221,10 @@ static void col_wipe(PGresult *r, int col)
 /* Session settings and prepared statements, after every (re)connection. */
 static int session(struct pg_store *p, char *err, size_t errlen)
 {
-	PGresult *r = PQexec(p->conn, p->relaxed ? "SET synchronous_commit = off"
-						 : "SET synchronous_commit = on");
+	/* a statement that runs 30 s (a server that hangs) fails, and the sender gets AE */
+	PGresult *r = PQexec(p->conn, p->relaxed
+					      ? "SET synchronous_commit = off; SET statement_timeout = 30000"
+					      : "SET synchronous_commit = on; SET statement_timeout = 30000");
 
 	if (!result_ok(r)) {
 		pg_fail(p, r, "session", err, errlen);
@@ -846,8 +848,12 @@ static int schema(struct pg_store *p, char *err, size_t errlen)
 
 struct store *store_pg_open(const char *url, char *err, size_t errlen)
 {
-	static const char *const keys[] = {"dbname", "fallback_application_name", NULL};
-	const char *const vals[] = {url, "netwall", NULL};
+	/* before dbname, so that the URL's own settings win: a server that does not answer
+	 * or a path that silently drops packets is given up on instead of waited for */
+	static const char *const keys[] = {"connect_timeout", "keepalives", "keepalives_idle",
+					   "keepalives_interval", "keepalives_count", "dbname",
+					   "fallback_application_name", NULL};
+	const char *const vals[] = {"10", "1", "30", "10", "3", url, "netwall", NULL};
 	struct pg_store *p = store_zalloc(1, sizeof(*p));
 
 	p->base.ops = &pg_ops;
