@@ -24,11 +24,12 @@ struct irc_msg {
 	bool trailing; /* the last parameter was given with ':' (may be empty or hold spaces) */
 };
 
-/* Parses one line (its CR LF already removed; len bytes, no NUL needed) in place.
- * Returns 0, or -1 with *err a short reason ("empty line", "no command", "bad command",
- * "too many parameters", "tags too long", "line too long", "NUL in line"). A command is
- * letters, or exactly three digits. More than IRC_PARAMS_MAX parameters: the 15th takes
- * the rest of the line, as RFC 2812 says. */
+/* Parses one line (its CR LF already removed; len bytes, no NUL needed) in place; the
+ * byte line[len] must be writable, as it may receive the last string's NUL (irc_lines
+ * gives such lines). Returns 0, or -1 with *err a short reason ("empty line", "no command",
+ * "bad command", "tags too long", "line too long", "NUL in line"). A command is letters,
+ * or exactly three digits. More than IRC_PARAMS_MAX parameters: the 15th takes the rest
+ * of the line (a leading ':' of it dropped), as RFC 2812 says. */
 int irc_parse(char *line, size_t len, struct irc_msg *m, const char **err);
 
 /* Looks up key in a raw tags string and unescapes its value (\: ; \s space, \\, \r, \n;
