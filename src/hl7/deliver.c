@@ -651,9 +651,19 @@ static void *deliver_main(void *arg)
 	}
 	d->nxfers = 0;
 	atomic_store(&d->n_in_flight, 0);
-	/* claimed but never started: their leases expire and they are claimed again */
-	if (d->ready != NULL)
+	/* claimed but never started: their leases are given back, so another worker (or
+	 * this intake restarted) takes them at once; if that fails, the leases expire */
+	if (d->ready != NULL) {
+		size_t left = d->nready - d->ready_off;
+		int64_t *ids = deliver_calloc(left ? left : 1, sizeof(*ids));
+		char err[256];
+		for (size_t i = 0; i < left; i++)
+			ids[i] = d->ready[d->ready_off + i].id;
+		if (store_release(d->store, d->owner, ids, left, err, sizeof(err)) == -1)
+			log_warn("event=delivery_store_failed op=release error=\"%s\"", err);
+		free(ids);
 		store_jobs_free(d->ready, d->nready);
+	}
 	d->ready = NULL;
 	if (d->npend > 0) {
 		d->store_ok_at = 0;

@@ -371,6 +371,14 @@ int store_counts(struct store *s, struct store_count **out, char *err, size_t er
 	return s->ops->counts(s, out, err, errlen);
 }
 
+int store_release(struct store *s, const char *owner, const int64_t *ids, size_t n, char *err,
+		  size_t errlen)
+{
+	if (n == 0)
+		return 0;
+	return s->ops->release(s, owner, ids, n, err, errlen);
+}
+
 int store_relax(struct store *s, char *err, size_t errlen)
 {
 	return s->ops->relax(s, err, errlen);

@@ -103,6 +103,12 @@ struct store_outcome {
 int store_finish(struct store *s, const char *owner, const struct store_outcome *o, size_t n,
 		 char *err, size_t errlen);
 
+/* Gives back the leases owner holds on jobs ids[0..n) that were claimed but never tried
+ * (a worker that stops), so another worker can take them at once. Attempts are untouched.
+ * Returns 0 or -1 with err. */
+int store_release(struct store *s, const char *owner, const int64_t *ids, size_t n, char *err,
+		  size_t errlen);
+
 /* One stored message, for listing and showing. */
 struct store_row {
 	int64_t id;

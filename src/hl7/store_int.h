@@ -28,6 +28,8 @@ struct store_ops {
 	int (*counts)(struct store *s, struct store_count **out, char *err, size_t errlen);
 	int (*queue_depth)(struct store *s, uint64_t *n, char *err, size_t errlen);
 	int (*relax)(struct store *s, char *err, size_t errlen);
+	int (*release)(struct store *s, const char *owner, const int64_t *ids, size_t n,
+		       char *err, size_t errlen);
 	int (*replay)(struct store *s, int64_t id, enum store_state from, int64_t now_ms,
 		      char *err, size_t errlen);
 };

@@ -770,6 +770,34 @@ static int pg_counts(struct store *s, struct store_count **outp, char *err, size
 	return k;
 }
 
+static int pg_release(struct store *s, const char *owner, const int64_t *ids, size_t n,
+		      char *err, size_t errlen)
+{
+	struct pg_store *p = (struct pg_store *)s;
+	struct buf arr = { 0 };
+	const char *v[2];
+	PGresult *r;
+
+	buf_append(&arr, "{", 1);
+	for (size_t i = 0; i < n; i++) {
+		char num[24];
+		int len = snprintf(num, sizeof(num), "%s%lld", i ? "," : "", (long long)ids[i]);
+		buf_append(&arr, num, (size_t)len);
+	}
+	buf_append(&arr, "}", 2); /* with the NUL */
+	v[0] = owner;
+	v[1] = (const char *)buf_head(&arr);
+	r = exec_params(p,
+			"UPDATE deliveries SET lease_owner = NULL, lease_until = 0 WHERE "
+			"lease_owner = $1::text AND message_id = ANY ($2::bigint[])",
+			2, v, "release", err, errlen);
+	buf_free(&arr);
+	if (r == NULL)
+		return -1;
+	PQclear(r);
+	return 0;
+}
+
 static int pg_queue_depth(struct store *s, uint64_t *n, char *err, size_t errlen)
 {
 	struct pg_store *p = (struct pg_store *)s;
@@ -894,5 +922,6 @@ static const struct store_ops pg_ops = {
 	.counts = pg_counts,
 	.queue_depth = pg_queue_depth,
 	.relax = pg_relax,
+	.release = pg_release,
 	.replay = pg_replay,
 };

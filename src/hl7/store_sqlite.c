@@ -36,6 +36,7 @@ enum {
 	ST_FINISH_MSG,
 	ST_FINISH_RETRY,
 	ST_FINISH_DONE,
+	ST_RELEASE,
 	ST_GET,
 	ST_COUNTS,
 	ST_DEPTH,
@@ -69,6 +70,8 @@ static const char *const stmt_sql[ST_N] = {
 	[ST_FINISH_RETRY] = "UPDATE deliveries SET next_ms = ?1, lease_owner = NULL, "
 			    "lease_until = 0 WHERE message_id = ?2",
 	[ST_FINISH_DONE] = "DELETE FROM deliveries WHERE message_id = ?1",
+	[ST_RELEASE] = "UPDATE deliveries SET lease_owner = NULL, lease_until = 0 "
+		       "WHERE message_id = ?1 AND lease_owner = ?2",
 	[ST_GET] = "SELECT " ROW_COLS ", raw, ack FROM messages WHERE id = ?1",
 	[ST_COUNTS] = "SELECT state, type, count(*) FROM messages GROUP BY state, type "
 		      "ORDER BY state, type",
@@ -605,6 +608,28 @@ fail:
 	return -1;
 }
 
+static int sq_release(struct store *s, const char *owner, const int64_t *ids, size_t n,
+		      char *err, size_t errlen)
+{
+	struct sqlite_store *q = (struct sqlite_store *)s;
+	sqlite3_stmt *st = q->st[ST_RELEASE];
+	int rc = SQLITE_OK;
+
+	if (begin(q, err, errlen) == -1)
+		return -1;
+	sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+	for (size_t i = 0; i < n && rc == SQLITE_OK; i++) {
+		sqlite3_bind_int64(st, 1, ids[i]);
+		rc = run(q, st);
+	}
+	if (rc != SQLITE_OK) {
+		sq_fail(q, rc, "release", err, errlen);
+		rollback(q);
+		return -1;
+	}
+	return commit(q, err, errlen);
+}
+
 static int sq_relax(struct store *s, char *err, size_t errlen)
 {
 	struct sqlite_store *q = (struct sqlite_store *)s;
@@ -740,5 +765,6 @@ static const struct store_ops sqlite_ops = {
 	.counts = sq_counts,
 	.queue_depth = sq_queue_depth,
 	.relax = sq_relax,
+	.release = sq_release,
 	.replay = sq_replay,
 };

@@ -519,6 +519,37 @@ static void test_claim_lease_expiry(void **state)
 	assert_int_equal(depth(c->s), 3);
 }
 
+/* A worker that stops gives back the leases of jobs it never tried: another takes them at
+ * once; leases held by someone else are not touched. */
+static void test_release(void **state)
+{
+	struct ctx *c = *state;
+	int64_t ids[3], back[2];
+	struct store_job *jobs;
+	char err[256];
+	int n;
+
+	put_one(c->s, 0, "R0", "RDE^O11", STORE_RECEIVED, 100, &ids[0]);
+	put_one(c->s, 1, "R1", "RDE^O11", STORE_RECEIVED, 101, &ids[1]);
+	put_one(c->s, 2, "R2", "RDE^O11", STORE_RECEIVED, 102, &ids[2]);
+	n = claim(c->s, "w1", NOW, 10, &jobs);
+	assert_int_equal(n, 3);
+	store_jobs_free(jobs, (size_t)n);
+	back[0] = ids[1];
+	back[1] = ids[2];
+	assert_int_equal(store_release(c->s, "w2", back, 2, err, sizeof(err)), 0); /* not w2's */
+	assert_int_equal(claim(c->s, "w2", NOW + 1, 10, &jobs), 0);
+	store_jobs_free(jobs, 0);
+	assert_int_equal(store_release(c->s, "w1", back, 2, err, sizeof(err)), 0);
+	n = claim(c->s, "w2", NOW + 1, 10, &jobs);
+	assert_int_equal(n, 2);
+	assert_int_equal(jobs[0].id, ids[1]);
+	assert_int_equal(jobs[1].id, ids[2]);
+	assert_int_equal(jobs[0].attempts, 0);
+	store_jobs_free(jobs, (size_t)n);
+	assert_int_equal(store_release(c->s, "w1", back, 0, err, sizeof(err)), 0);
+}
+
 #define CONC_JOBS 300
 
 static pthread_barrier_t claim_start;
@@ -1022,6 +1053,7 @@ int main(void)
 			BOTH(test_counts),
 			BOTH(test_list),
 			BOTH(test_claim_lease_expiry),
+			BOTH(test_release),
 			BOTH(test_claim_concurrent),
 			BOTH(test_finish),
 			BOTH(test_finish_batch),
@@ -1045,6 +1077,7 @@ int main(void)
 			BOTH(test_counts),
 			BOTH(test_list),
 			BOTH(test_claim_lease_expiry),
+			BOTH(test_release),
 			BOTH(test_claim_concurrent),
 			BOTH(test_finish),
 			BOTH(test_finish_batch),
