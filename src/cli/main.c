@@ -21,6 +21,7 @@ static const char usage[] =
 	"  intake -c FILE           run the HL7 v2 (MLLP) intake of an EMAR\n"
 	"  send HOST:PORT [FILE...] send HL7 v2 messages over MLLP and print each ACK\n"
 	"  messages [CMD] -c FILE   list, show, count and replay stored messages\n"
+	"  chat passwd FILE NAME    add an account or change its password\n"
 	"  check FILE               validate a gateway, agent or intake config and exit\n"
 	"  keygen --out DIR NAME    write DIR/NAME.key and DIR/NAME.crt, print the fingerprint\n"
 	"  fingerprint FILE.crt     print the SHA-256 fingerprint of a certificate\n"
@@ -42,6 +43,8 @@ int main(int argc, char **argv)
 		return cmd_send_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "messages") == 0)
 		return cmd_messages_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "chat") == 0)
+		return cmd_chat_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "check") == 0)
 		return cmd_check_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "keygen") == 0)
