@@ -23,7 +23,8 @@ int passwd_hash(const char *password, size_t len, char out[PASSWD_ENCODED_MAX], 
 int passwd_hash_params(const char *password, size_t len, uint64_t n, const uint8_t salt[16],
 		       char out[PASSWD_ENCODED_MAX], char *err, size_t errlen);
 /* True if password matches encoded. A malformed encoded string never matches. Parameters
- * are bounded (N at most 2^20) so a tampered file cannot make a login cost gigabytes. */
+ * are bounded (N at most 2^20, r at most 16, p at most 4, and scrypt's memory, 128 * N * r
+ * bytes, at most 256 MiB) so a tampered file cannot make a login cost gigabytes. */
 bool passwd_verify(const char *password, size_t len, const char *encoded);
 
 /* The accounts file. */
