@@ -12,5 +12,6 @@ int cmd_intake_main(int argc, char **argv);
 int cmd_send_main(int argc, char **argv);
 int cmd_messages_main(int argc, char **argv);
 int cmd_chat_main(int argc, char **argv);
+int cmd_chat_serve_main(int argc, char **argv);
 
 #endif

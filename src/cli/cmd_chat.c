@@ -18,6 +18,7 @@ static const char chat_usage[] =
 	"usage: netwall chat COMMAND [OPTIONS]\n"
 	"\n"
 	"commands:\n"
+	"  serve -c FILE      run the chat server (IRC clients connect to it)\n"
 	"  passwd FILE NAME   add an account to the chat's accounts file, or change its password\n"
 	"\n"
 	"`netwall chat COMMAND --help` explains a command.\n";

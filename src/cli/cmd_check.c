@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "chat/chat_config.h"
 #include "hl7/intake_config.h"
 #include "wall/config.h"
 
@@ -13,8 +14,8 @@ int cmd_check_main(int argc, char **argv)
 	int kind;
 
 	if (argc != 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
-		fputs("usage: netwall check FILE\n\nValidates a gateway, agent or intake config (the "
-		      "kind is told by its [gateway],\n[agent] or [intake] section) without starting anything: every "
+		fputs("usage: netwall check FILE\n\nValidates a gateway, agent, intake or chat config "
+		      "(the kind is told by its\n[gateway], [agent], [intake] or [chat] section) without starting anything: every "
 		      "key, and the certificates, keys and CA\nbundles it names are loaded as the "
 		      "daemon would. Errors are printed as\nFILE:LINE: message; the exit status is 0 "
 		      "when the file is valid, 1 otherwise.\n",
@@ -58,12 +59,20 @@ int cmd_check_main(int argc, char **argv)
 			intake_config_free(in);
 			return 0;
 		}
+	} else if (kind == 'c') {
+		struct chat_config *cc = chat_config_load(argv[1], &msgs);
+		if (cc != NULL) {
+			printf("%s: ok (chat: %zu TLS and %zu plain listeners, %zu operators)\n",
+			       argv[1], cc->ntls, cc->nplain, cc->noperators);
+			chat_config_free(cc);
+			return 0;
+		}
 	} else {
 		FILE *f = fopen(argv[1], "r");
 		if (f == NULL)
 			perror(argv[1]);
 		else
-			fprintf(stderr, "%s:1: no [gateway], [agent] or [intake] section: not a "
+			fprintf(stderr, "%s:1: no [gateway], [agent], [intake] or [chat] section: not a "
 					"netwall config\n",
 				argv[1]);
 		if (f != NULL)

@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "chat/server.h"
 #include "hl7/intake.h"
 #include "wall/agent.h"
 #include "wall/gateway.h"
@@ -42,6 +43,17 @@ static const char intake_usage[] =
 	"SIGHUP reloads routing, limits and the log level from FILE.\n"
 	"\n"
 	"  -c, --config FILE   intake config (see examples/intake.ini, docs/config.md)\n"
+	"  -h, --help          this text\n";
+
+static const char chat_usage[] =
+	"usage: netwall chat serve -c FILE\n"
+	"\n"
+	"Runs the chat server: TLS (and, if configured, plain) listeners speaking the IRC client\n"
+	"protocol, so irssi, weechat and `netwall chat connect` work; accounts from the file\n"
+	"`netwall chat passwd` writes. Logs key=value lines to stderr, never message text.\n"
+	"SIGTERM/SIGINT close every connection and exit; SIGHUP reloads the accounts file.\n"
+	"\n"
+	"  -c, --config FILE   chat config (see examples/chat.ini, docs/config.md)\n"
 	"  -h, --help          this text\n";
 
 static int daemon_args(int argc, char **argv, const char *usage, const char *name,
@@ -130,6 +142,30 @@ static void intake_free_any(void *d)
 	intake_free(d);
 }
 
+static void *chat_start(struct event_base *base, const char *file)
+{
+	char *msgs = NULL;
+	struct chat_config *cfg = chat_config_load(file, &msgs);
+
+	if (cfg == NULL) {
+		fputs(msgs, stderr);
+		free(msgs);
+		return NULL;
+	}
+	log_set_level(cfg->log_level);
+	return chat_new(base, file, cfg);
+}
+
+static int chat_run_any(void *d)
+{
+	return chat_run(d);
+}
+
+static void chat_free_any(void *d)
+{
+	chat_free(d);
+}
+
 static int gateway_run_any(void *d)
 {
 	return gateway_run(d);
@@ -194,4 +230,12 @@ int cmd_intake_main(int argc, char **argv)
 						    intake_run_any, intake_free_any };
 
 	return daemon_main(argc, argv, &intake);
+}
+
+int cmd_chat_serve_main(int argc, char **argv)
+{
+	static const struct daemon_kind chat = { "chat", chat_usage, chat_start, chat_run_any,
+						  chat_free_any };
+
+	return daemon_main(argc, argv, &chat);
 }

@@ -21,6 +21,7 @@ static const char usage[] =
 	"  intake -c FILE           run the HL7 v2 (MLLP) intake of an EMAR\n"
 	"  send HOST:PORT [FILE...] send HL7 v2 messages over MLLP and print each ACK\n"
 	"  messages [CMD] -c FILE   list, show, count and replay stored messages\n"
+	"  chat serve -c FILE       run the chat server (IRC clients and netwall chat)\n"
 	"  chat passwd FILE NAME    add an account or change its password\n"
 	"  check FILE               validate a gateway, agent or intake config and exit\n"
 	"  keygen --out DIR NAME    write DIR/NAME.key and DIR/NAME.crt, print the fingerprint\n"
@@ -43,6 +44,8 @@ int main(int argc, char **argv)
 		return cmd_send_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "messages") == 0)
 		return cmd_messages_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "chat") == 0 && argc > 2 && strcmp(argv[2], "serve") == 0)
+		return cmd_chat_serve_main(argc - 2, argv + 2);
 	if (strcmp(cmd, "chat") == 0)
 		return cmd_chat_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "check") == 0)

@@ -594,6 +594,8 @@ int config_kind(const char *file)
 			kind = 'a';
 		else if (strncmp(p, "[intake]", 8) == 0)
 			kind = 'i';
+		else if (strncmp(p, "[chat]", 6) == 0)
+			kind = 'c';
 	}
 	fclose(f);
 	return kind;

@@ -96,7 +96,8 @@ void config_gateway_free(struct config_gateway *g);
 struct config_agentd *config_agent_load(const char *file, char **msgs);
 void config_agent_free(struct config_agentd *a);
 
-/* Which daemon a file configures: 'g' ([gateway]), 'a' ([agent]), 'i' ([intake]), or 0. */
+/* Which daemon a file configures: 'g' ([gateway]), 'a' ([agent]), 'i' ([intake]), 'c'
+ * ([chat]), or 0. */
 int config_kind(const char *file);
 
 const struct config_agent *config_find_agent(const struct config_gateway *g, const char *name);

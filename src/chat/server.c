@@ -1,0 +1,1559 @@
+#include "chat/server.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chat/irc.h"
+#include "chat/passwd.h"
+#include "core/admin.h"
+#include "core/clock.h"
+#include "core/lifecycle.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "core/sock.h"
+#include "core/tls.h"
+
+#define CHAT_LINE_MAX (IRC_TAGS_MAX + IRC_LINE_MAX) /* bytes of one received line */
+#define CHAT_TOPIC_MAX 390                          /* TOPICLEN we announce */
+#define CHAT_BANS_MAX 64                            /* per channel */
+#define CHAT_PARTS_PER_TURN 64                      /* lines handled per read event */
+#define CHAT_CLOSE_GRACE 2.0                        /* seconds to flush an ERROR */
+#define CHAT_SASL_MAX 400                           /* bytes of an AUTHENTICATE payload */
+
+struct chat;
+struct channel;
+
+struct client {
+	struct chat *ch;
+	struct client *prev, *next;
+	struct bufferevent *bev;
+	struct event *timer;
+	struct irc_lines lines;
+	struct sockaddr_storage src;
+	char host[ADDR_STRLEN]; /* the address, shown as the host part of the prefix */
+	char nick[IRC_NICK_MAX + 1];
+	char user[16];
+	char real[64];
+	char account[IRC_NICK_MAX + 1]; /* logged in as (SASL or PASS), "" if none */
+	char pass[PASSWD_MAX_LEN + 1];  /* from PASS, wiped after registration */
+	size_t passlen;
+	bool tls_ready, registered, cap_open, sasl_wait, oper, closing, ping_sent;
+	double started, last_rx;
+	double tokens, tokens_at;
+	struct channel **chans;
+	size_t nchans;
+};
+
+struct channel {
+	char name[IRC_CHANNEL_MAX + 1];
+	char folded[IRC_CHANNEL_MAX + 1];
+	char topic[CHAT_TOPIC_MAX + 1];
+	char topic_by[IRC_NICK_MAX + 1];
+	struct client **members;
+	bool *ops; /* parallel to members */
+	size_t n, cap;
+	char bans[CHAT_BANS_MAX][IRC_NICK_MAX + 1]; /* folded nicknames */
+	size_t nbans;
+	char **backlog; /* ring of formatted lines */
+	size_t blen, bhead;
+};
+
+struct chat_listener {
+	struct chat *ch;
+	struct event *ev;
+	int fd;
+	bool tls;
+};
+
+struct chat {
+	struct event_base *base;
+	const char *path;
+	struct chat_config *cfg;
+	SSL_CTX *tls;
+	struct passwd_account *accounts;
+	size_t naccounts;
+	struct chat_listener **ls;
+	size_t nls;
+	struct client *clients;
+	uint64_t nclients, peak;
+	struct channel **chans;
+	size_t nchans;
+	struct lifecycle *life;
+	struct admin *admin;
+	struct buf scratch; /* one formatted line */
+	bool draining;
+	int status;
+	char created[32];
+	uint64_t lines_in, msgs_out, dropped_sendq, dropped_flood, refused, logins_failed;
+	struct log_rate rate;
+};
+
+static void client_close(struct client *c, const char *reason);
+static void client_quit(struct client *c, const char *reason);
+
+/* ---- output ---- */
+
+/* Queues bytes to c, dropping c (not the server) when its send queue is over the limit.
+ * Returns -1 if c was closed. */
+static int client_write(struct client *c, const void *p, size_t n)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	if (c->closing)
+		return 0;
+	if (evbuffer_get_length(out) + n > c->ch->cfg->sendq) {
+		c->ch->dropped_sendq++;
+		client_quit(c, "SendQ exceeded");
+		return -1;
+	}
+	evbuffer_add(out, p, n);
+	return 0;
+}
+
+/* Formats one line into ch->scratch. params are NULL-terminated varargs. */
+static void fmt_line(struct chat *ch, const char *prefix, const char *cmd, bool trailing,
+		     va_list ap)
+{
+	const char *params[IRC_PARAMS_MAX];
+	unsigned n = 0;
+	const char *p;
+
+	while (n < IRC_PARAMS_MAX && (p = va_arg(ap, const char *)) != NULL)
+		params[n++] = p;
+	ch->scratch.off = ch->scratch.len = 0;
+	irc_format(&ch->scratch, prefix, cmd, params, n, trailing);
+}
+
+/* Sends one line to c: prefix (NULL: the server), command, parameters, NULL. The last
+ * parameter is written as a trailing one. */
+static int sendf(struct client *c, const char *prefix, const char *cmd, ...)
+{
+	va_list ap;
+
+	va_start(ap, cmd);
+	fmt_line(c->ch, prefix ? prefix : c->ch->cfg->server_name, cmd, true, ap);
+	va_end(ap);
+	return client_write(c, buf_head(&c->ch->scratch), c->ch->scratch.len);
+}
+
+/* A numeric reply: ":server NNN nick params... :last". */
+static int numeric(struct client *c, const char *num, ...)
+{
+	const char *params[IRC_PARAMS_MAX];
+	unsigned n = 0;
+	const char *p;
+	va_list ap;
+	struct chat *ch = c->ch;
+
+	params[n++] = c->nick[0] ? c->nick : "*";
+	va_start(ap, num);
+	while (n < IRC_PARAMS_MAX && (p = va_arg(ap, const char *)) != NULL)
+		params[n++] = p;
+	va_end(ap);
+	ch->scratch.off = ch->scratch.len = 0;
+	irc_format(&ch->scratch, ch->cfg->server_name, num, params, n, true);
+	return client_write(c, buf_head(&ch->scratch), ch->scratch.len);
+}
+
+static void prefix_of(const struct client *c, char *out, size_t len)
+{
+	snprintf(out, len, "%s!%s@%s", c->nick, c->user[0] ? c->user : "~u", c->host);
+}
+
+/* ---- channels ---- */
+
+static struct channel *chan_find(struct chat *ch, const char *name)
+{
+	char f[IRC_CHANNEL_MAX + 1];
+
+	irc_casefold(f, name, sizeof(f));
+	for (size_t i = 0; i < ch->nchans; i++)
+		if (strcmp(ch->chans[i]->folded, f) == 0)
+			return ch->chans[i];
+	return NULL;
+}
+
+static ssize_t chan_index(const struct channel *k, const struct client *c)
+{
+	for (size_t i = 0; i < k->n; i++)
+		if (k->members[i] == c)
+			return (ssize_t)i;
+	return -1;
+}
+
+static bool chan_is_op(const struct channel *k, const struct client *c)
+{
+	ssize_t i = chan_index(k, c);
+
+	return c->oper || (i >= 0 && k->ops[i]);
+}
+
+static void chan_free(struct channel *k)
+{
+	for (size_t i = 0; i < k->blen; i++)
+		free(k->backlog[i]);
+	free(k->backlog);
+	free(k->members);
+	free(k->ops);
+	free(k);
+}
+
+static void chan_remove(struct chat *ch, struct channel *k)
+{
+	for (size_t i = 0; i < ch->nchans; i++) {
+		if (ch->chans[i] == k) {
+			ch->chans[i] = ch->chans[--ch->nchans];
+			break;
+		}
+	}
+	chan_free(k);
+}
+
+/* Sends the line in ch->scratch to every member of k except skip. Members whose queue
+ * overflows are dropped; they are closed after the loop, not during it. */
+static void chan_send(struct channel *k, const struct client *skip)
+{
+	struct chat *ch = skip != NULL ? skip->ch : k->members[0]->ch;
+	size_t len = ch->scratch.len;
+	char *line = malloc(len ? len : 1);
+	struct client **over = NULL;
+	size_t nover = 0;
+
+	if (line == NULL)
+		abort();
+	memcpy(line, buf_head(&ch->scratch), len);
+	for (size_t i = 0; i < k->n; i++) {
+		struct client *m = k->members[i];
+		struct evbuffer *out = bufferevent_get_output(m->bev);
+		if (m == skip || m->closing)
+			continue;
+		if (evbuffer_get_length(out) + len > ch->cfg->sendq) {
+			struct client **p = realloc(over, (nover + 1) * sizeof(*over));
+			if (p == NULL)
+				abort();
+			over = p;
+			over[nover++] = m;
+			continue;
+		}
+		evbuffer_add(out, line, len);
+		ch->msgs_out++;
+	}
+	free(line);
+	for (size_t i = 0; i < nover; i++) {
+		ch->dropped_sendq++;
+		client_quit(over[i], "SendQ exceeded");
+	}
+	free(over);
+}
+
+static void chan_remember(struct chat *ch, struct channel *k)
+{
+	char *line;
+
+	if (ch->cfg->backlog == 0)
+		return;
+	line = strndup((const char *)buf_head(&ch->scratch), ch->scratch.len);
+	if (line == NULL)
+		abort();
+	if (k->backlog == NULL) {
+		k->backlog = calloc(ch->cfg->backlog, sizeof(*k->backlog));
+		if (k->backlog == NULL)
+			abort();
+	}
+	if (k->blen < ch->cfg->backlog) {
+		k->backlog[k->blen++] = line;
+	} else {
+		free(k->backlog[k->bhead]);
+		k->backlog[k->bhead] = line;
+		k->bhead = (k->bhead + 1) % k->blen;
+	}
+}
+
+/* Takes c out of k (and k out of c's list); frees k when it is empty. */
+static void chan_leave(struct chat *ch, struct channel *k, struct client *c)
+{
+	ssize_t i = chan_index(k, c);
+
+	if (i >= 0) {
+		k->members[i] = k->members[k->n - 1];
+		k->ops[i] = k->ops[k->n - 1];
+		k->n--;
+	}
+	for (size_t j = 0; j < c->nchans; j++) {
+		if (c->chans[j] == k) {
+			c->chans[j] = c->chans[--c->nchans];
+			break;
+		}
+	}
+	if (k->n == 0)
+		chan_remove(ch, k);
+}
+
+/* Sends the line in ch->scratch once to every client sharing a channel with c (and c). */
+static void send_to_peers(struct client *c, bool self)
+{
+	struct chat *ch = c->ch;
+	size_t len = ch->scratch.len;
+	char *line = malloc(len ? len : 1);
+
+	if (line == NULL)
+		abort();
+	memcpy(line, buf_head(&ch->scratch), len);
+	for (struct client *o = ch->clients; o != NULL; o = o->next) {
+		bool share = o == c ? self : false;
+		for (size_t i = 0; !share && i < c->nchans; i++)
+			share = chan_index(c->chans[i], o) >= 0;
+		if (share && !o->closing)
+			client_write(o, line, len);
+	}
+	free(line);
+}
+
+/* ---- clients ---- */
+
+static struct client *client_by_nick(struct chat *ch, const char *nick)
+{
+	for (struct client *o = ch->clients; o != NULL; o = o->next)
+		if (o->nick[0] != '\0' && !o->closing && irc_casecmp(o->nick, nick) == 0)
+			return o;
+	return NULL;
+}
+
+/* Leaves every channel telling the others, then closes. */
+static void client_quit(struct client *c, const char *reason)
+{
+	struct chat *ch = c->ch;
+	char pfx[128], why[160];
+
+	if (c->closing)
+		return;
+	if (c->registered && c->nchans > 0) {
+		prefix_of(c, pfx, sizeof(pfx));
+		snprintf(why, sizeof(why), "Quit: %s", reason);
+		ch->scratch.off = ch->scratch.len = 0;
+		{
+			const char *p[1] = { why };
+			irc_format(&ch->scratch, pfx, "QUIT", p, 1, true);
+		}
+		c->closing = true; /* not to itself */
+		send_to_peers(c, false);
+		c->closing = false;
+	}
+	while (c->nchans > 0)
+		chan_leave(ch, c->chans[0], c);
+	client_close(c, reason);
+}
+
+static void client_timer_arm(struct client *c, double seconds)
+{
+	struct timeval tv = clock_tv(seconds);
+
+	evtimer_add(c->timer, &tv);
+}
+
+/* Ends the connection: an ERROR line is flushed (within CHAT_CLOSE_GRACE), then freed. */
+static void client_close(struct client *c, const char *reason)
+{
+	struct chat *ch = c->ch;
+	char line[256];
+	int n;
+
+	if (c->closing)
+		return;
+	n = snprintf(line, sizeof(line), "ERROR :Closing Link: %s (%s)\r\n", c->host, reason);
+	evbuffer_add(bufferevent_get_output(c->bev), line, (size_t)n);
+	c->closing = true;
+	bufferevent_disable(c->bev, EV_READ);
+	log_limited(&ch->rate, LOG_INFO, "event=closed peer=%s nick=%s reason=\"%s\"", c->host,
+		    c->nick[0] ? c->nick : "-", reason);
+	client_timer_arm(c, CHAT_CLOSE_GRACE);
+}
+
+static void client_free(struct client *c)
+{
+	struct chat *ch = c->ch;
+
+	while (c->nchans > 0)
+		chan_leave(ch, c->chans[0], c);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		ch->clients = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	ch->nclients--;
+	loop_free_event(&c->timer);
+	bufferevent_free(c->bev);
+	irc_lines_free(&c->lines);
+	explicit_bzero(c->pass, sizeof(c->pass));
+	free(c->chans);
+	free(c);
+}
+
+/* ---- registration ---- */
+
+static bool is_operator(const struct chat *ch, const char *account)
+{
+	for (size_t i = 0; i < ch->cfg->noperators; i++)
+		if (irc_casecmp(ch->cfg->operators[i], account) == 0)
+			return true;
+	return false;
+}
+
+static void welcome(struct client *c)
+{
+	struct chat *ch = c->ch;
+	char text[256], pfx[128], n1[16], n2[16], n3[16], n4[16];
+
+	c->registered = true;
+	explicit_bzero(c->pass, sizeof(c->pass));
+	c->passlen = 0;
+	c->oper = c->account[0] != '\0' && is_operator(ch, c->account);
+	prefix_of(c, pfx, sizeof(pfx));
+	snprintf(text, sizeof(text), "Welcome to the netwall chat %s", pfx);
+	numeric(c, "001", text, NULL);
+	snprintf(text, sizeof(text), "Your host is %s, running netwall", ch->cfg->server_name);
+	numeric(c, "002", text, NULL);
+	snprintf(text, sizeof(text), "This server was created %s", ch->created);
+	numeric(c, "003", text, NULL);
+	numeric(c, "004", ch->cfg->server_name, "netwall", "io", "bnot", NULL);
+	snprintf(n1, sizeof(n1), "NICKLEN=%d", IRC_NICK_MAX);
+	snprintf(n2, sizeof(n2), "CHANNELLEN=%d", IRC_CHANNEL_MAX);
+	snprintf(n3, sizeof(n3), "TOPICLEN=%d", CHAT_TOPIC_MAX);
+	snprintf(n4, sizeof(n4), "CHANLIMIT=#&:%llu", (unsigned long long)ch->cfg->max_channels);
+	numeric(c, "005", "CASEMAPPING=rfc1459", "CHANTYPES=#&", "PREFIX=(o)@", "CHANMODES=b,,,nt",
+		n1, n2, n3, n4, "NETWORK=netwall", "are supported by this server", NULL);
+	numeric(c, "422", "MOTD File is missing", NULL);
+	if (c->oper)
+		numeric(c, "381", "You are now an IRC operator", NULL);
+	log_info("event=registered peer=%s nick=%s account=%s", c->host, c->nick,
+		 c->account[0] ? c->account : "-");
+	client_timer_arm(c, ch->cfg->ping_interval);
+}
+
+/* NICK and USER known and CAP not open: check the password, then welcome. */
+static void try_register(struct client *c)
+{
+	struct chat *ch = c->ch;
+	const struct passwd_account *a;
+
+	if (c->registered || c->cap_open || c->nick[0] == '\0' || c->user[0] == '\0')
+		return;
+	if (c->account[0] == '\0') {
+		a = passwd_find(ch->accounts, ch->naccounts, c->nick);
+		if (a != NULL) {
+			if (c->passlen == 0 || !passwd_verify(c->pass, c->passlen, a->encoded)) {
+				ch->logins_failed++;
+				log_limited(&ch->rate, LOG_WARN,
+					    "event=login_failed peer=%s nick=%s via=pass", c->host,
+					    c->nick);
+				numeric(c, "464", "Password incorrect", NULL);
+				client_close(c, "Bad password");
+				return;
+			}
+			snprintf(c->account, sizeof(c->account), "%s", a->name);
+		} else if (!ch->cfg->open_registration) {
+			numeric(c, "464", "An account is needed to connect here", NULL);
+			client_close(c, "No account");
+			return;
+		}
+	} else if (irc_casecmp(c->account, c->nick) != 0 &&
+		   passwd_find(ch->accounts, ch->naccounts, c->nick) != NULL) {
+		/* logged in by SASL as someone else, asking for another account's nickname */
+		numeric(c, "433", c->nick, "Nickname belongs to another account", NULL);
+		c->nick[0] = '\0';
+		return;
+	}
+	welcome(c);
+}
+
+static void cmd_cap(struct client *c, struct irc_msg *m)
+{
+	const char *sub = m->nparams > 0 ? m->params[0] : "";
+
+	if (strcmp(sub, "LS") == 0) {
+		if (!c->registered)
+			c->cap_open = true;
+		sendf(c, NULL, "CAP", c->nick[0] ? c->nick : "*", "LS", "sasl", NULL);
+	} else if (strcmp(sub, "LIST") == 0) {
+		sendf(c, NULL, "CAP", c->nick[0] ? c->nick : "*", "LIST", "", NULL);
+	} else if (strcmp(sub, "REQ") == 0 && m->nparams > 1) {
+		bool ok = strcmp(m->params[1], "sasl") == 0;
+		if (!c->registered)
+			c->cap_open = true;
+		sendf(c, NULL, "CAP", c->nick[0] ? c->nick : "*", ok ? "ACK" : "NAK", m->params[1],
+		      NULL);
+	} else if (strcmp(sub, "END") == 0) {
+		c->cap_open = false;
+		try_register(c);
+	} else {
+		numeric(c, "410", sub, "Invalid CAP command", NULL);
+	}
+}
+
+static void cmd_authenticate(struct client *c, struct irc_msg *m)
+{
+	struct chat *ch = c->ch;
+	const char *arg = m->nparams > 0 ? m->params[0] : "";
+	unsigned char raw[CHAT_SASL_MAX];
+	const struct passwd_account *a;
+	const char *authc, *pw;
+	size_t len, n;
+	int dec;
+
+	if (c->registered) {
+		numeric(c, "907", "You have already authenticated", NULL);
+		return;
+	}
+	if (!c->sasl_wait) {
+		if (strcmp(arg, "PLAIN") != 0) {
+			numeric(c, "908", "PLAIN", "are available SASL mechanisms", NULL);
+			numeric(c, "904", "SASL authentication failed", NULL);
+			return;
+		}
+		c->sasl_wait = true;
+		client_write(c, "AUTHENTICATE +\r\n", 16);
+		return;
+	}
+	c->sasl_wait = false;
+	len = strlen(arg);
+	if (len == 0 || len > (sizeof(raw) / 3) * 4 || strcmp(arg, "*") == 0) {
+		numeric(c, "906", "SASL authentication aborted", NULL);
+		return;
+	}
+	dec = EVP_DecodeBlock(raw, (const unsigned char *)arg, (int)len);
+	if (dec < 0) {
+		numeric(c, "904", "SASL authentication failed", NULL);
+		return;
+	}
+	n = (size_t)dec;
+	while (n > 0 && len > 0 && arg[len - 1] == '=') { /* padding decoded as zero bytes */
+		n--;
+		len--;
+	}
+	/* authzid NUL authcid NUL password */
+	authc = memchr(raw, 0, n);
+	pw = authc != NULL ? memchr(authc + 1, 0, n - (size_t)((const unsigned char *)authc + 1 - raw))
+			   : NULL;
+	if (authc == NULL || pw == NULL) {
+		explicit_bzero(raw, sizeof(raw));
+		numeric(c, "904", "SASL authentication failed", NULL);
+		return;
+	}
+	authc++;
+	pw++;
+	a = passwd_find(ch->accounts, ch->naccounts, authc);
+	if (a == NULL || !passwd_verify(pw, n - (size_t)((const unsigned char *)pw - raw), a->encoded)) {
+		explicit_bzero(raw, sizeof(raw));
+		ch->logins_failed++;
+		log_limited(&ch->rate, LOG_WARN, "event=login_failed peer=%s via=sasl", c->host);
+		numeric(c, "904", "SASL authentication failed", NULL);
+		return;
+	}
+	explicit_bzero(raw, sizeof(raw));
+	snprintf(c->account, sizeof(c->account), "%s", a->name);
+	{
+		char pfx[128];
+		prefix_of(c, pfx, sizeof(pfx));
+		numeric(c, "900", pfx, c->account, "You are now logged in", NULL);
+	}
+	numeric(c, "903", "SASL authentication successful", NULL);
+}
+
+static void cmd_nick(struct client *c, struct irc_msg *m)
+{
+	struct chat *ch = c->ch;
+	const char *nick = m->nparams > 0 ? m->params[0] : "";
+	struct client *o;
+	char pfx[128];
+
+	if (nick[0] == '\0') {
+		numeric(c, "431", "No nickname given", NULL);
+		return;
+	}
+	if (!irc_nick_valid(nick)) {
+		numeric(c, "432", nick, "Erroneous nickname", NULL);
+		return;
+	}
+	o = client_by_nick(ch, nick);
+	if (o != NULL && o != c) {
+		numeric(c, "433", nick, "Nickname is already in use", NULL);
+		return;
+	}
+	if (c->registered) {
+		const struct passwd_account *a = passwd_find(ch->accounts, ch->naccounts, nick);
+		if (a != NULL && irc_casecmp(a->name, c->account) != 0) {
+			numeric(c, "433", nick, "Nickname belongs to an account", NULL);
+			return;
+		}
+		prefix_of(c, pfx, sizeof(pfx));
+		ch->scratch.off = ch->scratch.len = 0;
+		{
+			const char *p[1] = { nick };
+			irc_format(&ch->scratch, pfx, "NICK", p, 1, false);
+		}
+		send_to_peers(c, true);
+		snprintf(c->nick, sizeof(c->nick), "%s", nick);
+		return;
+	}
+	snprintf(c->nick, sizeof(c->nick), "%s", nick);
+	try_register(c);
+}
+
+static void cmd_user(struct client *c, struct irc_msg *m)
+{
+	if (c->registered) {
+		numeric(c, "462", "You may not reregister", NULL);
+		return;
+	}
+	if (m->nparams < 4) {
+		numeric(c, "461", "USER", "Not enough parameters", NULL);
+		return;
+	}
+	snprintf(c->user, sizeof(c->user), "%s", m->params[0]);
+	for (char *p = c->user; *p; p++)
+		if (*p == '@' || *p == '!' || (unsigned char)*p < 0x21)
+			*p = '_';
+	snprintf(c->real, sizeof(c->real), "%s", m->params[3]);
+	try_register(c);
+}
+
+static void cmd_pass(struct client *c, struct irc_msg *m)
+{
+	size_t n;
+
+	if (c->registered) {
+		numeric(c, "462", "You may not reregister", NULL);
+		return;
+	}
+	if (m->nparams < 1) {
+		numeric(c, "461", "PASS", "Not enough parameters", NULL);
+		return;
+	}
+	n = strlen(m->params[0]);
+	if (n > PASSWD_MAX_LEN)
+		n = PASSWD_MAX_LEN;
+	memcpy(c->pass, m->params[0], n);
+	c->pass[n] = '\0';
+	c->passlen = n;
+	explicit_bzero(m->params[0], strlen(m->params[0]));
+}
+
+static void send_names(struct client *c, struct channel *k)
+{
+	struct chat *ch = c->ch;
+	struct buf names = { 0 };
+
+	for (size_t i = 0; i <= k->n; i++) {
+		if (i == k->n || names.len > 400) {
+			buf_append(&names, "", 1);
+			numeric(c, "353", "=", k->name, (const char *)buf_head(&names), NULL);
+			names.off = names.len = 0;
+			if (i == k->n)
+				break;
+		}
+		if (names.len > 0)
+			buf_append(&names, " ", 1);
+		if (k->ops[i])
+			buf_append(&names, "@", 1);
+		buf_append(&names, k->members[i]->nick, strlen(k->members[i]->nick));
+	}
+	buf_free(&names);
+	numeric(c, "366", k->name, "End of /NAMES list", NULL);
+	(void)ch;
+}
+
+static void join_one(struct client *c, const char *name)
+{
+	struct chat *ch = c->ch;
+	struct channel *k;
+	char pfx[128], folded[IRC_NICK_MAX + 1];
+
+	if (!irc_channel_valid(name)) {
+		numeric(c, "403", name, "No such channel", NULL);
+		return;
+	}
+	k = chan_find(ch, name);
+	if (k != NULL && chan_index(k, c) >= 0)
+		return;
+	if (c->nchans >= ch->cfg->max_channels) {
+		numeric(c, "405", name, "You have joined too many channels", NULL);
+		return;
+	}
+	irc_casefold(folded, c->nick, sizeof(folded));
+	for (size_t i = 0; k != NULL && i < k->nbans; i++) {
+		if (strcmp(k->bans[i], folded) == 0 && !c->oper) {
+			numeric(c, "474", k->name, "Cannot join channel (+b)", NULL);
+			return;
+		}
+	}
+	if (k == NULL) {
+		k = calloc(1, sizeof(*k));
+		if (k == NULL)
+			abort();
+		snprintf(k->name, sizeof(k->name), "%s", name);
+		irc_casefold(k->folded, name, sizeof(k->folded));
+		ch->chans = realloc(ch->chans, (ch->nchans + 1) * sizeof(*ch->chans));
+		if (ch->chans == NULL)
+			abort();
+		ch->chans[ch->nchans++] = k;
+	}
+	if (k->n == k->cap) {
+		k->cap = k->cap ? k->cap * 2 : 8;
+		k->members = realloc(k->members, k->cap * sizeof(*k->members));
+		k->ops = realloc(k->ops, k->cap * sizeof(*k->ops));
+		if (k->members == NULL || k->ops == NULL)
+			abort();
+	}
+	k->members[k->n] = c;
+	k->ops[k->n] = k->n == 0; /* who opens a channel runs it */
+	k->n++;
+	c->chans = realloc(c->chans, (c->nchans + 1) * sizeof(*c->chans));
+	if (c->chans == NULL)
+		abort();
+	c->chans[c->nchans++] = k;
+	prefix_of(c, pfx, sizeof(pfx));
+	ch->scratch.off = ch->scratch.len = 0;
+	{
+		const char *p[1] = { k->name };
+		irc_format(&ch->scratch, pfx, "JOIN", p, 1, false);
+	}
+	chan_send(k, NULL);
+	if (c->closing)
+		return;
+	if (k->topic[0] != '\0')
+		numeric(c, "332", k->name, k->topic, NULL);
+	send_names(c, k);
+	for (size_t i = 0; i < k->blen; i++) { /* the backlog, oldest first */
+		const char *line = k->backlog[(k->bhead + i) % k->blen];
+		if (client_write(c, line, strlen(line)) == -1)
+			return;
+	}
+}
+
+static void cmd_join(struct client *c, struct irc_msg *m)
+{
+	char *save = NULL, *name;
+
+	if (m->nparams < 1) {
+		numeric(c, "461", "JOIN", "Not enough parameters", NULL);
+		return;
+	}
+	if (strcmp(m->params[0], "0") == 0) {
+		while (c->nchans > 0 && !c->closing) {
+			struct channel *k = c->chans[0];
+			char pfx[128];
+			prefix_of(c, pfx, sizeof(pfx));
+			c->ch->scratch.off = c->ch->scratch.len = 0;
+			{
+				const char *p[2] = { k->name, "Left all channels" };
+				irc_format(&c->ch->scratch, pfx, "PART", p, 2, true);
+			}
+			chan_send(k, NULL);
+			chan_leave(c->ch, k, c);
+		}
+		return;
+	}
+	for (name = strtok_r(m->params[0], ",", &save); name != NULL && !c->closing;
+	     name = strtok_r(NULL, ",", &save))
+		join_one(c, name);
+}
+
+static void cmd_part(struct client *c, struct irc_msg *m)
+{
+	struct chat *ch = c->ch;
+	char *save = NULL, *name, pfx[128];
+	const char *why = m->nparams > 1 ? m->params[1] : "";
+
+	if (m->nparams < 1) {
+		numeric(c, "461", "PART", "Not enough parameters", NULL);
+		return;
+	}
+	for (name = strtok_r(m->params[0], ",", &save); name != NULL && !c->closing;
+	     name = strtok_r(NULL, ",", &save)) {
+		struct channel *k = chan_find(ch, name);
+		if (k == NULL) {
+			numeric(c, "403", name, "No such channel", NULL);
+			continue;
+		}
+		if (chan_index(k, c) < 0) {
+			numeric(c, "442", k->name, "You're not on that channel", NULL);
+			continue;
+		}
+		prefix_of(c, pfx, sizeof(pfx));
+		ch->scratch.off = ch->scratch.len = 0;
+		{
+			const char *p[2] = { k->name, why };
+			irc_format(&ch->scratch, pfx, "PART", p, why[0] ? 2 : 1, why[0] != '\0');
+		}
+		chan_send(k, NULL);
+		chan_leave(ch, k, c);
+	}
+}
+
+static void cmd_privmsg(struct client *c, struct irc_msg *m, bool notice)
+{
+	struct chat *ch = c->ch;
+	const char *cmd = notice ? "NOTICE" : "PRIVMSG";
+	char *save = NULL, *target, pfx[128];
+
+	if (m->nparams < 1) {
+		if (!notice)
+			numeric(c, "411", "No recipient given (PRIVMSG)", NULL);
+		return;
+	}
+	if (m->nparams < 2 || m->params[1][0] == '\0') {
+		if (!notice)
+			numeric(c, "412", "No text to send", NULL);
+		return;
+	}
+	prefix_of(c, pfx, sizeof(pfx));
+	for (target = strtok_r(m->params[0], ",", &save); target != NULL && !c->closing;
+	     target = strtok_r(NULL, ",", &save)) {
+		const char *p[2] = { target, m->params[1] };
+		if (target[0] == '#' || target[0] == '&') {
+			struct channel *k = chan_find(ch, target);
+			if (k == NULL || chan_index(k, c) < 0) {
+				if (!notice)
+					numeric(c, "404", target, "Cannot send to channel", NULL);
+				continue;
+			}
+			p[0] = k->name;
+			ch->scratch.off = ch->scratch.len = 0;
+			irc_format(&ch->scratch, pfx, cmd, p, 2, true);
+			chan_send(k, c);
+			if (!notice)
+				chan_remember(ch, k);
+		} else {
+			struct client *o = client_by_nick(ch, target);
+			if (o == NULL || !o->registered) {
+				if (!notice)
+					numeric(c, "401", target, "No such nick/channel", NULL);
+				continue;
+			}
+			ch->scratch.off = ch->scratch.len = 0;
+			irc_format(&ch->scratch, pfx, cmd, p, 2, true);
+			if (client_write(o, buf_head(&ch->scratch), ch->scratch.len) == 0)
+				ch->msgs_out++;
+		}
+	}
+}
+
+static void cmd_topic(struct client *c, struct irc_msg *m)
+{
+	struct chat *ch = c->ch;
+	struct channel *k;
+	char pfx[128];
+
+	if (m->nparams < 1) {
+		numeric(c, "461", "TOPIC", "Not enough parameters", NULL);
+		return;
+	}
+	k = chan_find(ch, m->params[0]);
+	if (k == NULL || chan_index(k, c) < 0) {
+		numeric(c, "442", m->params[0], "You're not on that channel", NULL);
+		return;
+	}
+	if (m->nparams < 2) {
+		if (k->topic[0] == '\0')
+			numeric(c, "331", k->name, "No topic is set", NULL);
+		else
+			numeric(c, "332", k->name, k->topic, NULL);
+		return;
+	}
+	if (!chan_is_op(k, c)) {
+		numeric(c, "482", k->name, "You're not channel operator", NULL);
+		return;
+	}
+	snprintf(k->topic, sizeof(k->topic), "%s", m->params[1]);
+	snprintf(k->topic_by, sizeof(k->topic_by), "%s", c->nick);
+	prefix_of(c, pfx, sizeof(pfx));
+	ch->scratch.off = ch->scratch.len = 0;
+	{
+		const char *p[2] = { k->name, k->topic };
+		irc_format(&ch->scratch, pfx, "TOPIC", p, 2, true);
+	}
+	chan_send(k, NULL);
+}
+
+static void cmd_names(struct client *c, struct irc_msg *m)
+{
+	struct channel *k = m->nparams > 0 ? chan_find(c->ch, m->params[0]) : NULL;
+
+	if (k != NULL)
+		send_names(c, k);
+	else
+		numeric(c, "366", m->nparams > 0 ? m->params[0] : "*", "End of /NAMES list", NULL);
+}
+
+static void who_line(struct client *c, const char *chan, const struct client *o, bool op)
+{
+	char flags[4] = "H";
+
+	if (op)
+		flags[1] = '@';
+	{
+		char trail[96];
+		snprintf(trail, sizeof(trail), "0 %s", o->real);
+		numeric(c, "352", chan, o->user[0] ? o->user : "~u", o->host, c->ch->cfg->server_name,
+			o->nick, flags, trail, NULL);
+	}
+}
+
+static void cmd_who(struct client *c, struct irc_msg *m)
+{
+	const char *mask = m->nparams > 0 ? m->params[0] : "*";
+	struct channel *k = chan_find(c->ch, mask);
+
+	if (k != NULL) {
+		for (size_t i = 0; i < k->n && !c->closing; i++)
+			who_line(c, k->name, k->members[i], k->ops[i]);
+	} else {
+		struct client *o = client_by_nick(c->ch, mask);
+		if (o != NULL && o->registered)
+			who_line(c, "*", o, false);
+	}
+	numeric(c, "315", mask, "End of /WHO list", NULL);
+}
+
+static void cmd_whois(struct client *c, struct irc_msg *m)
+{
+	const char *nick = m->nparams > 1 ? m->params[1] : m->nparams > 0 ? m->params[0] : "";
+	struct client *o = client_by_nick(c->ch, nick);
+
+	if (o == NULL || !o->registered) {
+		numeric(c, "401", nick, "No such nick/channel", NULL);
+	} else {
+		struct buf chans = { 0 };
+		numeric(c, "311", o->nick, o->user, o->host, "*", o->real, NULL);
+		numeric(c, "312", o->nick, c->ch->cfg->server_name, "netwall", NULL);
+		for (size_t i = 0; i < o->nchans; i++) {
+			if (chans.len > 0)
+				buf_append(&chans, " ", 1);
+			if (chan_is_op(o->chans[i], o))
+				buf_append(&chans, "@", 1);
+			buf_append(&chans, o->chans[i]->name, strlen(o->chans[i]->name));
+		}
+		buf_append(&chans, "", 1);
+		if (o->nchans > 0)
+			numeric(c, "319", o->nick, (const char *)buf_head(&chans), NULL);
+		buf_free(&chans);
+		if (o->account[0] != '\0')
+			numeric(c, "330", o->nick, o->account, "is logged in as", NULL);
+		if (o->oper)
+			numeric(c, "313", o->nick, "is an IRC operator", NULL);
+	}
+	numeric(c, "318", nick, "End of /WHOIS list", NULL);
+}
+
+static void cmd_list(struct client *c, struct irc_msg *m)
+{
+	numeric(c, "321", "Channel", "Users  Name", NULL);
+	for (size_t i = 0; i < c->ch->nchans && !c->closing; i++) {
+		char n[16];
+		snprintf(n, sizeof(n), "%zu", c->ch->chans[i]->n);
+		numeric(c, "322", c->ch->chans[i]->name, n, c->ch->chans[i]->topic, NULL);
+	}
+	numeric(c, "323", "End of /LIST", NULL);
+}
+
+static void cmd_mode(struct client *c, struct irc_msg *m)
+{
+	struct chat *ch = c->ch;
+	struct channel *k;
+	char pfx[128];
+
+	if (m->nparams < 1) {
+		numeric(c, "461", "MODE", "Not enough parameters", NULL);
+		return;
+	}
+	if (m->params[0][0] != '#' && m->params[0][0] != '&') {
+		if (irc_casecmp(m->params[0], c->nick) != 0)
+			numeric(c, "502", "Cannot change mode for other users", NULL);
+		else
+			numeric(c, "221", c->oper ? "+io" : "+i", NULL);
+		return;
+	}
+	k = chan_find(ch, m->params[0]);
+	if (k == NULL) {
+		numeric(c, "403", m->params[0], "No such channel", NULL);
+		return;
+	}
+	if (m->nparams < 2) {
+		numeric(c, "324", k->name, "+nt", NULL);
+		return;
+	}
+	if (strcmp(m->params[1], "b") == 0 || strcmp(m->params[1], "+b") == 0) {
+		if (m->nparams < 3) { /* the ban list */
+			for (size_t i = 0; i < k->nbans; i++)
+				numeric(c, "367", k->name, k->bans[i], NULL);
+			numeric(c, "368", k->name, "End of channel ban list", NULL);
+			return;
+		}
+	}
+	if (!chan_is_op(k, c)) {
+		numeric(c, "482", k->name, "You're not channel operator", NULL);
+		return;
+	}
+	if (m->nparams >= 3 && (strcmp(m->params[1], "+o") == 0 || strcmp(m->params[1], "-o") == 0)) {
+		struct client *o = client_by_nick(ch, m->params[2]);
+		ssize_t i = o != NULL ? chan_index(k, o) : -1;
+		if (i < 0) {
+			numeric(c, "441", m->params[2], k->name, "They aren't on that channel", NULL);
+			return;
+		}
+		k->ops[i] = m->params[1][0] == '+';
+	} else if (m->nparams >= 3 &&
+		   (strcmp(m->params[1], "+b") == 0 || strcmp(m->params[1], "-b") == 0)) {
+		char f[IRC_NICK_MAX + 1];
+		char *bang = strchr(m->params[2], '!');
+		if (bang != NULL)
+			*bang = '\0'; /* nick!*@* masks ban by nickname */
+		irc_casefold(f, m->params[2], sizeof(f));
+		if (m->params[1][0] == '+' && k->nbans < CHAT_BANS_MAX) {
+			snprintf(k->bans[k->nbans++], sizeof(k->bans[0]), "%s", f);
+		} else if (m->params[1][0] == '-') {
+			for (size_t i = 0; i < k->nbans; i++)
+				if (strcmp(k->bans[i], f) == 0)
+					memcpy(k->bans[i], k->bans[--k->nbans], sizeof(k->bans[0]));
+		}
+	} else {
+		numeric(c, "472", m->params[1], "is unknown mode char to me", NULL);
+		return;
+	}
+	prefix_of(c, pfx, sizeof(pfx));
+	ch->scratch.off = ch->scratch.len = 0;
+	{
+		const char *p[3] = { k->name, m->params[1], m->params[2] };
+		irc_format(&ch->scratch, pfx, "MODE", p, 3, false);
+	}
+	chan_send(k, NULL);
+}
+
+static void cmd_kick(struct client *c, struct irc_msg *m)
+{
+	struct chat *ch = c->ch;
+	struct channel *k;
+	struct client *o;
+	char pfx[128];
+	const char *why;
+
+	if (m->nparams < 2) {
+		numeric(c, "461", "KICK", "Not enough parameters", NULL);
+		return;
+	}
+	k = chan_find(ch, m->params[0]);
+	if (k == NULL) {
+		numeric(c, "403", m->params[0], "No such channel", NULL);
+		return;
+	}
+	if (!chan_is_op(k, c)) {
+		numeric(c, "482", k->name, "You're not channel operator", NULL);
+		return;
+	}
+	o = client_by_nick(ch, m->params[1]);
+	if (o == NULL || chan_index(k, o) < 0) {
+		numeric(c, "441", m->params[1], k->name, "They aren't on that channel", NULL);
+		return;
+	}
+	why = m->nparams > 2 ? m->params[2] : c->nick;
+	prefix_of(c, pfx, sizeof(pfx));
+	ch->scratch.off = ch->scratch.len = 0;
+	{
+		const char *p[3] = { k->name, o->nick, why };
+		irc_format(&ch->scratch, pfx, "KICK", p, 3, true);
+	}
+	chan_send(k, NULL);
+	chan_leave(ch, k, o);
+}
+
+/* One line from c. */
+static void client_line(struct client *c, char *line, size_t len)
+{
+	struct chat *ch = c->ch;
+	struct irc_msg m;
+	const char *err;
+	const char *cmd;
+
+	ch->lines_in++;
+	if (irc_parse(line, len, &m, &err) == -1) {
+		if (strcmp(err, "empty line") == 0)
+			return;
+		log_limited(&ch->rate, LOG_INFO, "event=bad_line peer=%s error=\"%s\"", c->host, err);
+		if (strcmp(err, "NUL in line") == 0) {
+			client_quit(c, "Malformed line");
+			return;
+		}
+		numeric(c, "421", "*", "Malformed line", NULL);
+		return;
+	}
+	cmd = m.command;
+	if (strcmp(cmd, "PING") == 0) {
+		sendf(c, NULL, "PONG", ch->cfg->server_name, m.nparams > 0 ? m.params[0] : "", NULL);
+	} else if (strcmp(cmd, "PONG") == 0) {
+		c->ping_sent = false;
+	} else if (strcmp(cmd, "QUIT") == 0) {
+		client_quit(c, m.nparams > 0 ? m.params[0] : "Client Quit");
+	} else if (strcmp(cmd, "CAP") == 0) {
+		cmd_cap(c, &m);
+	} else if (strcmp(cmd, "AUTHENTICATE") == 0) {
+		cmd_authenticate(c, &m);
+	} else if (strcmp(cmd, "PASS") == 0) {
+		cmd_pass(c, &m);
+	} else if (strcmp(cmd, "NICK") == 0) {
+		cmd_nick(c, &m);
+	} else if (strcmp(cmd, "USER") == 0) {
+		cmd_user(c, &m);
+	} else if (!c->registered) {
+		numeric(c, "451", "You have not registered", NULL);
+	} else if (strcmp(cmd, "JOIN") == 0) {
+		cmd_join(c, &m);
+	} else if (strcmp(cmd, "PART") == 0) {
+		cmd_part(c, &m);
+	} else if (strcmp(cmd, "PRIVMSG") == 0 || strcmp(cmd, "NOTICE") == 0) {
+		cmd_privmsg(c, &m, cmd[0] == 'N');
+	} else if (strcmp(cmd, "TOPIC") == 0) {
+		cmd_topic(c, &m);
+	} else if (strcmp(cmd, "NAMES") == 0) {
+		cmd_names(c, &m);
+	} else if (strcmp(cmd, "WHO") == 0) {
+		cmd_who(c, &m);
+	} else if (strcmp(cmd, "WHOIS") == 0) {
+		cmd_whois(c, &m);
+	} else if (strcmp(cmd, "LIST") == 0) {
+		cmd_list(c, &m);
+	} else if (strcmp(cmd, "MODE") == 0) {
+		cmd_mode(c, &m);
+	} else if (strcmp(cmd, "KICK") == 0) {
+		cmd_kick(c, &m);
+	} else if (strcmp(cmd, "MOTD") == 0) {
+		numeric(c, "422", "MOTD File is missing", NULL);
+	} else {
+		numeric(c, "421", cmd, "Unknown command", NULL);
+	}
+}
+
+/* A token bucket per client: flood_rate lines a second on average, flood_burst at once. */
+static bool client_flooding(struct client *c, double now)
+{
+	const struct chat_config *cfg = c->ch->cfg;
+
+	c->tokens += (now - c->tokens_at) * cfg->flood_rate;
+	if (c->tokens > cfg->flood_burst)
+		c->tokens = cfg->flood_burst;
+	c->tokens_at = now;
+	if (c->tokens < 1)
+		return true;
+	c->tokens -= 1;
+	return false;
+}
+
+static void client_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	double now = clock_mono();
+
+	c->last_rx = now;
+	c->ping_sent = false;
+	for (int turn = 0; turn < CHAT_PARTS_PER_TURN && !c->closing; turn++) {
+		struct evbuffer_iovec v;
+		size_t used, len;
+		char *line;
+		enum irc_line_result r;
+
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
+			break;
+		r = irc_lines_feed(&c->lines, v.iov_base, v.iov_len, &used, &line, &len);
+		evbuffer_drain(in, used);
+		if (r == IRC_LINE_MORE)
+			continue;
+		if (client_flooding(c, now)) {
+			c->ch->dropped_flood++;
+			log_limited(&c->ch->rate, LOG_WARN, "event=flood peer=%s nick=%s", c->host,
+				    c->nick[0] ? c->nick : "-");
+			client_quit(c, "Excess Flood");
+			return;
+		}
+		if (r == IRC_LINE_TOO_LONG)
+			numeric(c, "417", "Input line was too long", NULL);
+		else
+			client_line(c, line, len);
+	}
+	if (!c->closing && evbuffer_get_length(in) > 0) {
+		/* more than a turn's worth: continue on the next loop turn, others first */
+		bufferevent_trigger(bev, EV_READ, BEV_OPT_DEFER_CALLBACKS);
+	}
+}
+
+static void client_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+
+	if (c->closing)
+		client_free(c);
+}
+
+static void client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct client *c = arg;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		c->tls_ready = true;
+		return;
+	}
+	if (c->closing) {
+		client_free(c);
+		return;
+	}
+	client_quit(c, (what & BEV_EVENT_EOF) ? "Connection closed" : "Connection error");
+	if (c->closing)
+		client_free(c);
+}
+
+static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+	const struct chat_config *cfg = c->ch->cfg;
+	double now = clock_mono();
+
+	if (c->closing) {
+		client_free(c);
+		return;
+	}
+	if (!c->registered) {
+		client_close(c, "Registration timeout");
+		return;
+	}
+	if (c->ping_sent) {
+		client_quit(c, "Ping timeout");
+		return;
+	}
+	if (now - c->last_rx >= cfg->ping_interval) {
+		sendf(c, NULL, "PING", cfg->server_name, NULL);
+		c->ping_sent = true;
+		client_timer_arm(c, cfg->ping_timeout);
+	} else {
+		client_timer_arm(c, cfg->ping_interval - (now - c->last_rx));
+	}
+}
+
+static bool same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+	return a->ss_family == AF_INET6 &&
+	       memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+		      &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
+}
+
+static void chat_accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	struct chat_listener *l = arg;
+	struct chat *ch = l->ch;
+
+	for (int i = 0; i < 64; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct client *c;
+		uint64_t same = 0;
+		const char *why = NULL;
+		char host[ADDR_STRLEN];
+
+		if (fd == -1)
+			return;
+		addr_format((struct sockaddr *)&ss, host, sizeof(host));
+		for (struct client *o = ch->clients; o != NULL; o = o->next)
+			same += same_host(&o->src, &ss);
+		if (ch->nclients >= ch->cfg->max_clients)
+			why = "max_clients";
+		else if (same >= ch->cfg->max_per_source)
+			why = "max_per_source";
+		if (why != NULL) {
+			ch->refused++;
+			log_limited(&ch->rate, LOG_WARN, "event=refused peer=%s reason=%s", host, why);
+			close(fd);
+			continue;
+		}
+		sock_nodelay(fd);
+		c = calloc(1, sizeof(*c));
+		if (c == NULL)
+			abort();
+		c->ch = ch;
+		c->src = ss;
+		/* the host part of prefixes: the address without the port */
+		{
+			char *colon = strrchr(host, ':');
+			if (colon != NULL)
+				*colon = '\0';
+			snprintf(c->host, sizeof(c->host), "%s",
+				 host[0] == '[' ? host + 1 : host);
+			if (c->host[0] != '\0' && c->host[strlen(c->host) - 1] == ']')
+				c->host[strlen(c->host) - 1] = '\0';
+		}
+		irc_lines_init(&c->lines, CHAT_LINE_MAX);
+		c->started = c->last_rx = c->tokens_at = clock_mono();
+		c->tokens = ch->cfg->flood_burst;
+		if (l->tls) {
+			SSL *ssl = SSL_new(ch->tls);
+			if (ssl == NULL)
+				abort();
+			c->bev = bufferevent_openssl_socket_new(ch->base, fd, ssl,
+								BUFFEREVENT_SSL_ACCEPTING,
+								BEV_OPT_CLOSE_ON_FREE);
+		} else {
+			c->bev = bufferevent_socket_new(ch->base, fd, BEV_OPT_CLOSE_ON_FREE);
+			c->tls_ready = true;
+		}
+		if (c->bev == NULL)
+			abort();
+		c->timer = evtimer_new(ch->base, client_timer_cb, c);
+		bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
+		bufferevent_enable(c->bev, EV_READ);
+		c->next = ch->clients;
+		if (ch->clients != NULL)
+			ch->clients->prev = c;
+		ch->clients = c;
+		ch->nclients++;
+		if (ch->nclients > ch->peak)
+			ch->peak = ch->nclients;
+		client_timer_arm(c, ch->cfg->register_timeout);
+	}
+}
+
+/* ---- admin and life ---- */
+
+static void chat_metrics(struct evbuffer *out, void *arg)
+{
+	struct chat *ch = arg;
+
+	admin_family(out, "netwall_chat_clients", "gauge", "connected clients");
+	admin_sample(out, "netwall_chat_clients", "", ch->nclients);
+	admin_family(out, "netwall_chat_channels", "gauge", "channels");
+	admin_sample(out, "netwall_chat_channels", "", ch->nchans);
+	admin_family(out, "netwall_chat_lines_received_total", "counter", "lines from clients");
+	admin_sample(out, "netwall_chat_lines_received_total", "", ch->lines_in);
+	admin_family(out, "netwall_chat_messages_delivered_total", "counter",
+		     "messages queued to recipients");
+	admin_sample(out, "netwall_chat_messages_delivered_total", "", ch->msgs_out);
+	admin_family(out, "netwall_chat_dropped_total", "counter", "clients dropped, by reason");
+	admin_sample(out, "netwall_chat_dropped_total", "reason=\"sendq\"", ch->dropped_sendq);
+	admin_sample(out, "netwall_chat_dropped_total", "reason=\"flood\"", ch->dropped_flood);
+	admin_family(out, "netwall_chat_refused_total", "counter", "connections refused");
+	admin_sample(out, "netwall_chat_refused_total", "", ch->refused);
+	admin_family(out, "netwall_chat_logins_failed_total", "counter", "failed logins");
+	admin_sample(out, "netwall_chat_logins_failed_total", "", ch->logins_failed);
+}
+
+static void chat_status(struct evbuffer *out, void *arg)
+{
+	struct chat *ch = arg;
+
+	evbuffer_add_printf(out, "{\"role\":\"chat\",\"clients\":%llu,\"channels\":%zu}\n",
+			    (unsigned long long)ch->nclients, ch->nchans);
+}
+
+static int chat_health(char *why, size_t len, void *arg)
+{
+	struct chat *ch = arg;
+
+	if (ch->draining) {
+		snprintf(why, len, "draining");
+		return -1;
+	}
+	return 0;
+}
+
+static const struct admin_ops chat_admin_ops = {
+	.metrics = chat_metrics,
+	.status = chat_status,
+	.health = chat_health,
+};
+
+static void chat_listeners_free(struct chat *ch)
+{
+	for (size_t i = 0; i < ch->nls; i++) {
+		loop_free_event(&ch->ls[i]->ev);
+		close(ch->ls[i]->fd);
+		free(ch->ls[i]);
+	}
+	free(ch->ls);
+	ch->ls = NULL;
+	ch->nls = 0;
+}
+
+static int chat_load_accounts(struct chat *ch)
+{
+	char err[512];
+	struct passwd_account *a = NULL;
+	size_t n = 0;
+
+	if (ch->cfg->accounts == NULL)
+		return 0;
+	if (passwd_load(ch->cfg->accounts, &a, &n, err, sizeof(err)) == -1) {
+		log_error("event=accounts_failed error=\"%s\"", err);
+		return -1;
+	}
+	if (ch->accounts != NULL)
+		explicit_bzero(ch->accounts, ch->naccounts * sizeof(*ch->accounts));
+	free(ch->accounts);
+	ch->accounts = a;
+	ch->naccounts = n;
+	return 0;
+}
+
+static void chat_reload(void *arg)
+{
+	struct chat *ch = arg;
+
+	/* the accounts file changes with `netwall chat passwd`: read it again */
+	if (chat_load_accounts(ch) == 0)
+		log_info("event=reloaded accounts=%zu", ch->naccounts);
+}
+
+static double chat_drain(void *arg)
+{
+	struct chat *ch = arg;
+
+	ch->draining = true;
+	chat_listeners_free(ch);
+	for (struct client *c = ch->clients, *next; c != NULL; c = next) {
+		next = c->next;
+		client_close(c, "Server shutting down");
+	}
+	return ch->cfg->drain_timeout;
+}
+
+static bool chat_idle(void *arg)
+{
+	return ((struct chat *)arg)->clients == NULL;
+}
+
+static void chat_housekeeping(void *arg)
+{
+	struct chat *ch = arg;
+
+	loop_trim(ch->nclients, &ch->peak);
+}
+
+static const struct lifecycle_ops chat_lifecycle_ops = {
+	.reload = chat_reload,
+	.drain = chat_drain,
+	.idle = chat_idle,
+	.housekeeping = chat_housekeeping,
+};
+
+static int chat_listen(struct chat *ch, const struct addr *a, bool tls)
+{
+	char err[300], s[ADDR_STRLEN];
+	struct chat_listener *l = calloc(1, sizeof(*l));
+
+	if (l == NULL)
+		abort();
+	addr_format((const struct sockaddr *)&a->ss, s, sizeof(s));
+	l->fd = sock_listen(a, err, sizeof(err));
+	if (l->fd == -1) {
+		log_error("event=listen_failed addr=%s error=\"%s\"", s, err);
+		free(l);
+		return -1;
+	}
+	l->ch = ch;
+	l->tls = tls;
+	l->ev = event_new(ch->base, l->fd, EV_READ | EV_PERSIST, chat_accept_cb, l);
+	event_add(l->ev, NULL);
+	ch->ls = realloc(ch->ls, (ch->nls + 1) * sizeof(*ch->ls));
+	if (ch->ls == NULL)
+		abort();
+	ch->ls[ch->nls++] = l;
+	log_info("event=listening what=irc addr=%s tls=%s", s, tls ? "on" : "off");
+	return 0;
+}
+
+struct chat *chat_new(struct event_base *base, const char *path, struct chat_config *cfg)
+{
+	struct chat *ch = calloc(1, sizeof(*ch));
+	char err[512];
+	time_t now = time(NULL);
+	struct tm tm;
+
+	if (ch == NULL)
+		abort();
+	ch->base = base;
+	ch->path = path;
+	ch->cfg = cfg;
+	gmtime_r(&now, &tm);
+	strftime(ch->created, sizeof(ch->created), "%Y-%m-%d %H:%M:%S UTC", &tm);
+	if (cfg->ntls > 0) {
+		ch->tls = tls_ctx_server(cfg->cert, cfg->key, err, sizeof(err));
+		if (ch->tls == NULL) {
+			log_error("event=tls_failed error=\"%s\"", err);
+			goto fail;
+		}
+		/* IRC clients are often older than TLS 1.3 */
+		SSL_CTX_set_min_proto_version(ch->tls, TLS1_2_VERSION);
+	}
+	if (chat_load_accounts(ch) == -1)
+		goto fail;
+	for (size_t i = 0; i < cfg->ntls; i++)
+		if (chat_listen(ch, &cfg->tls_listen[i], true) == -1)
+			goto fail;
+	for (size_t i = 0; i < cfg->nplain; i++)
+		if (chat_listen(ch, &cfg->plain_listen[i], false) == -1)
+			goto fail;
+	if (cfg->admin_on) {
+		ch->admin = admin_new(base, &cfg->admin, &chat_admin_ops, ch, err, sizeof(err));
+		if (ch->admin == NULL) {
+			log_error("event=admin_failed error=\"%s\"", err);
+			goto fail;
+		}
+	}
+	ch->life = lifecycle_new(base, &chat_lifecycle_ops, ch);
+	log_info("event=started accounts=%zu open_registration=%s", ch->naccounts,
+		 cfg->open_registration ? "on" : "off");
+	return ch;
+fail:
+	chat_free(ch);
+	return NULL;
+}
+
+int chat_run(struct chat *ch)
+{
+	event_base_dispatch(ch->base);
+	return ch->status;
+}
+
+void chat_free(struct chat *ch)
+{
+	if (ch == NULL)
+		return;
+	chat_listeners_free(ch);
+	while (ch->clients != NULL)
+		client_free(ch->clients);
+	for (size_t i = 0; i < ch->nchans; i++)
+		chan_free(ch->chans[i]);
+	free(ch->chans);
+	if (ch->accounts != NULL)
+		explicit_bzero(ch->accounts, ch->naccounts * sizeof(*ch->accounts));
+	free(ch->accounts);
+	buf_free(&ch->scratch);
+	admin_free(ch->admin);
+	lifecycle_free(ch->life);
+	SSL_CTX_free(ch->tls);
+	chat_config_free(ch->cfg);
+	free(ch);
+}

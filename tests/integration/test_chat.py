@@ -1,0 +1,315 @@
+"""netwall chat serve, driven by raw-socket IRC clients: registration, nick collision,
+join/part/quit notices, channel and private messages in order, accounts (PASS and SASL
+PLAIN), flood control, over-long lines and garbage, a client that stops reading, TLS."""
+
+import base64
+import re
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+
+from conftest import NETWALL_BIN, Admin, admin_answers, free_port, ini_text, wait_until
+
+
+class Irc:
+    """One raw IRC connection."""
+
+    def __init__(self, port, tls=False, timeout=10):
+        s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        if tls:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            s = ctx.wrap_socket(s)
+        self.s = s
+        self.buf = b""
+        self.lines = []   # every line received, in order
+
+    def send(self, line):
+        self.s.sendall(line.encode() + b"\r\n")
+
+    def read_line(self, timeout=10):
+        self.s.settimeout(timeout)
+        while b"\n" not in self.buf:
+            chunk = self.s.recv(65536)
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        line = line.rstrip(b"\r").decode("utf-8", "replace")
+        self.lines.append(line)
+        if line.startswith("PING "):
+            self.send("PONG " + line[5:])
+        return line
+
+    def expect(self, pattern, timeout=10):
+        """Reads until a line matches regex pattern; returns the match."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no line matching {pattern!r}; last: {self.lines[-5:]}")
+            line = self.read_line(left)
+            if line is None:
+                raise AssertionError(f"closed before {pattern!r}; last: {self.lines[-5:]}")
+            m = rx.search(line)
+            if m:
+                return m
+
+    def closed_within(self, seconds):
+        deadline = time.monotonic() + seconds
+        try:
+            while time.monotonic() < deadline:
+                if self.read_line(max(0.01, deadline - time.monotonic())) is None:
+                    return True
+        except (socket.timeout, TimeoutError):
+            return False
+        except (ConnectionResetError, ssl.SSLError):
+            return True
+        return False
+
+    def register(self, nick, password=None):
+        if password is not None:
+            self.send(f"PASS :{password}")
+        self.send(f"NICK {nick}")
+        self.send(f"USER {nick.lower()} 0 * :{nick} real")
+        return self
+
+    def close(self):
+        self.s.close()
+
+
+class Chat:
+    def __init__(self, procs, workdir, keys=None, name="chat", **opts):
+        self.dir = workdir
+        self.port = free_port()
+        self.admin = Admin(free_port())
+        self.accounts = workdir / f"{name}.accounts"
+        o = {"plain_listen": f"127.0.0.1:{self.port}", "admin": f"127.0.0.1:{self.admin.port}",
+             "accounts": self.accounts, "open_registration": "on", "flood_rate": "1000",
+             "flood_burst": "1000", "log_level": "info", "drain_timeout": "1"}
+        if keys is not None:
+            self.tls_port = free_port()
+            o.update({"listen": f"127.0.0.1:{self.tls_port}", "cert": keys["gateway"].crt,
+                      "key": keys["gateway"].key})
+        o.update(opts)
+        ops = o.pop("operators", [])
+        sections = [("chat", list(o.items()))] + [(f"operator {n}", []) for n in ops]
+        self.config = workdir / f"{name}.ini"
+        self.config.write_text(ini_text(sections))
+        self.procs = procs
+        self.name = name
+        self.proc = None
+
+    def passwd(self, nick, password):
+        r = subprocess.run([NETWALL_BIN, "chat", "passwd", self.accounts, nick],
+                           input=password + "\n", capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return self
+
+    def start(self):
+        self.proc = self.procs.start(self.name, [NETWALL_BIN, "chat", "serve", "-c",
+                                                 self.config], check_exit=True)
+        wait_until(lambda: admin_answers(self.admin.port) or
+                   (not self.proc.alive() and pytest.fail(self.proc.tail(20))), 15,
+                   "chat admin listener")
+        return self
+
+    def client(self, nick=None, password=None, tls=False):
+        c = Irc(self.tls_port if tls else self.port, tls=tls)
+        if nick is not None:
+            c.register(nick, password)
+            c.expect(r" 001 ")
+        return c
+
+
+@pytest.fixture
+def chat(procs, tmp_path):
+    return lambda **kw: Chat(procs, tmp_path, **kw)
+
+
+def test_registration_and_nick_collision(chat):
+    ch = chat().start()
+    a = ch.client("alice")
+    assert any(" 005 " in line and "CASEMAPPING=rfc1459" in line for line in a.lines) or \
+        a.expect(r" 005 .*CASEMAPPING=rfc1459")
+    b = Irc(ch.port)
+    b.register("ALICE")                      # the same name under case mapping
+    b.expect(r" 433 \* ALICE ")
+    b.send("NICK bob")
+    b.expect(r" 001 bob ")
+    b.send("NICK 9bad")
+    b.expect(r" 432 ")
+    c = Irc(ch.port)
+    c.send("JOIN #x")
+    c.expect(r" 451 ")                        # not registered yet
+
+
+def test_join_part_quit_and_messages_in_order(chat):
+    ch = chat().start()
+    a, b, c = ch.client("alice"), ch.client("bob"), ch.client("carol")
+    a.send("JOIN #ward3")
+    a.expect(r"^:alice!\S+ JOIN #ward3")
+    a.expect(r" 366 alice #ward3 ")
+    b.send("JOIN #Ward3")
+    b.expect(r" 353 bob = #ward3 :.*@alice")
+    a.expect(r"^:bob!\S+ JOIN #ward3")
+    c.send("JOIN #ward3")
+    a.expect(r"^:carol!\S+ JOIN #ward3")
+    b.expect(r"^:carol!\S+ JOIN #ward3")
+    for i in range(200):
+        a.send(f"PRIVMSG #ward3 :dose check {i}")
+    for who in (b, c):
+        got = [who.expect(r"^:alice!\S+ PRIVMSG #ward3 :dose check (\d+)$").group(1)
+               for _ in range(200)]
+        assert got == [str(i) for i in range(200)], "once each, in order"
+    a.send("PRIVMSG bob :private word")
+    b.expect(r"^:alice!\S+ PRIVMSG bob :private word$")
+    a.send("PRIVMSG nobody :x")
+    a.expect(r" 401 alice nobody ")
+    c.send("PART #ward3 :shift over")
+    a.expect(r"^:carol!\S+ PART #ward3 :shift over")
+    b.send("QUIT :bye now")
+    a.expect(r"^:bob!\S+ QUIT :Quit: bye now")
+    assert not any("PRIVMSG #ward3" in line for line in a.lines), "no echo to the sender"
+    a.send("TOPIC #ward3 :morning round")
+    a.expect(r"^:alice!\S+ TOPIC #ward3 :morning round")
+    d = ch.client("dave")
+    d.send("JOIN #ward3")
+    d.expect(r" 332 dave #ward3 :morning round")
+    d.expect(r"PRIVMSG #ward3 :dose check 199")       # the backlog, replayed on join
+    d.send("WHOIS alice")
+    d.expect(r" 311 dave alice ")
+    d.expect(r" 318 dave alice ")
+
+
+def test_accounts_pass_and_sasl(chat):
+    ch = chat(open_registration="off")
+    ch.passwd("nurse1", "correct horse battery")
+    ch.start()
+    bad = Irc(ch.port).register("nurse1", "wrong password!")
+    bad.expect(r" 464 ")
+    assert bad.closed_within(5)
+    nobody = Irc(ch.port).register("stranger")
+    nobody.expect(r" 464 ")
+    good = ch.client("nurse1", "correct horse battery")
+    good.send("WHOIS nurse1")
+    good.expect(r" 330 nurse1 nurse1 nurse1 ")
+    s = Irc(ch.port)
+    s.send("CAP LS 302")
+    s.expect(r"CAP \* LS :sasl")
+    s.send("CAP REQ :sasl")
+    s.expect(r"CAP \* ACK :?sasl")
+    s.send("NICK other")
+    s.send("USER other 0 * :x")
+    s.send("AUTHENTICATE PLAIN")
+    s.expect(r"^AUTHENTICATE \+")
+    s.send("AUTHENTICATE " + base64.b64encode(b"\0nurse1\0correct horse battery").decode())
+    s.expect(r" 903 ")
+    s.send("NICK nurse2")
+    s.send("CAP END")
+    s.expect(r" 001 nurse2 ")
+    assert ch.admin.metric("netwall_chat_logins_failed_total") >= 1
+
+
+def test_flood_is_cut_off_and_others_go_on(chat):
+    ch = chat(flood_rate="5", flood_burst="10").start()
+    a, b = ch.client("alice"), ch.client("bob")
+    for who in (a, b):
+        who.send("JOIN #x")
+        who.expect(r" 366 ")
+    flood = ch.client("mallory")
+    for i in range(60):
+        try:
+            flood.send(f"PRIVMSG #x :spam {i}")
+        except OSError:
+            break
+    flood.expect(r"ERROR :Closing Link: .*Excess Flood")
+    a.send("PRIVMSG #x :still here")
+    b.expect(r"PRIVMSG #x :still here")
+    assert ch.admin.metric("netwall_chat_dropped_total", reason="flood") == 1
+
+
+def test_long_line_and_garbage(chat):
+    ch = chat().start()
+    a, b = ch.client("alice"), ch.client("bob")
+    b.send("JOIN #x")
+    b.expect(r" 366 ")
+    a.send("PRIVMSG bob :" + "x" * 9000)
+    a.expect(r" 417 ")
+    a.send("PRIVMSG bob :after the long one")
+    b.expect(r"PRIVMSG bob :after the long one")
+    g = ch.client("garbage")
+    g.s.sendall(b"\x00\x01\xff\xfe binary\r\n")
+    assert g.closed_within(5)
+    b.send("PRIVMSG alice :fine")
+    a.expect(r"PRIVMSG alice :fine")
+
+
+def test_a_client_that_stops_reading_is_dropped(chat):
+    ch = chat(sendq="65536", flood_rate="10000", flood_burst="100000").start()
+    slow = Irc(ch.port)
+    slow.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.register("slow")
+    slow.expect(r" 001 ")
+    slow.send("JOIN #x")
+    slow.expect(r" 366 ")
+    a, b = ch.client("alice"), ch.client("bob")
+    for who in (a, b):
+        who.send("JOIN #x")
+        who.expect(r" 366 ")
+    text = "y" * 400
+    for i in range(6000):
+        a.send(f"PRIVMSG #x :{i} {text}")
+        if i % 500 == 499:
+            b.expect(rf"PRIVMSG #x :{i} ")
+    quit_rx = r"^:slow!\S+ QUIT :Quit: SendQ exceeded"
+    if not any(re.search(quit_rx, line) for line in b.lines):
+        b.expect(quit_rx)
+    a.send("PRIVMSG #x :the rest continue")
+    b.expect(r"PRIVMSG #x :the rest continue")
+    assert ch.admin.metric("netwall_chat_dropped_total", reason="sendq") == 1
+
+
+def test_operators_kick_and_ban(chat):
+    ch = chat(operators=["boss"])
+    ch.passwd("boss", "a long admin password")
+    ch.start()
+    boss = ch.client("boss", "a long admin password")
+    boss.expect(r" 381 boss ")
+    u = ch.client("user1")
+    u.send("JOIN #x")
+    u.expect(r" 366 ")
+    boss.send("JOIN #x")
+    boss.expect(r" 366 ")
+    boss.send("MODE #x +b user1")
+    boss.send("KICK #x user1 :out")
+    u.expect(r"^:boss!\S+ KICK #x user1 :out")
+    u.send("JOIN #x")
+    u.expect(r" 474 user1 #x ")
+    u.send("KICK #x boss")
+    u.expect(r" 482 ")
+
+
+def test_tls_listener(chat, keys):
+    ch = chat(keys=keys).start()
+    a = ch.client("alice", tls=True)
+    b = ch.client("bob", tls=True)
+    a.send("JOIN #sec")
+    a.expect(r" 366 ")
+    b.send("JOIN #sec")
+    b.expect(r" 366 ")
+    a.send("PRIVMSG #sec :over tls")
+    b.expect(r"^:alice!\S+ PRIVMSG #sec :over tls$")
+
+
+def test_config_errors(tmp_path):
+    bad = tmp_path / "bad.ini"
+    bad.write_text("[chat]\nplain_listen = 127.0.0.1:1\nsendq = 10\nopen_registration = on\n")
+    r = subprocess.run([NETWALL_BIN, "chat", "serve", "-c", bad], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 1 and f"{bad}:3:" in r.stderr and "sendq" in r.stderr
