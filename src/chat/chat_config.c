@@ -36,21 +36,6 @@ static void chat_defaults(struct chat_config *c)
 	c->drain_timeout = 5;
 }
 
-static void chat_seconds(struct conf *cf, const char *key, const char *v, double min,
-			 double max, double *out)
-{
-	if (num_seconds(v, min, max, out) == -1)
-		conf_error(cf, "%s: want seconds between %g and %g, got '%s'", key, min, max, v);
-}
-
-static void chat_count(struct conf *cf, const char *key, const char *v, uint64_t min,
-		       uint64_t max, uint64_t *out)
-{
-	if (num_u64(v, min, max, out) == -1)
-		conf_error(cf, "%s: want a whole number between %llu and %llu, got '%s'", key,
-			   (unsigned long long)min, (unsigned long long)max, v);
-}
-
 struct listen_arg {
 	struct conf *cf;
 	struct addr *list;
@@ -153,25 +138,25 @@ static void chat_on_key(struct conf *cf, const char *section, const char *key, c
 		else
 			snprintf(c->server_name, sizeof(c->server_name), "%s", v);
 	} else if (strcmp(key, "max_clients") == 0) {
-		chat_count(cf, key, v, 1, 1000000, &c->max_clients);
+		conf_count(cf, key, v, 1, 1000000, &c->max_clients);
 	} else if (strcmp(key, "max_per_source") == 0) {
-		chat_count(cf, key, v, 1, 1000000, &c->max_per_source);
+		conf_count(cf, key, v, 1, 1000000, &c->max_per_source);
 	} else if (strcmp(key, "sendq") == 0) {
-		chat_count(cf, key, v, 4096, 64u << 20, &c->sendq);
+		conf_count(cf, key, v, 4096, 64u << 20, &c->sendq);
 	} else if (strcmp(key, "max_channels") == 0) {
-		chat_count(cf, key, v, 1, 1000, &c->max_channels);
+		conf_count(cf, key, v, 1, 1000, &c->max_channels);
 	} else if (strcmp(key, "backlog") == 0) {
-		chat_count(cf, key, v, 0, 1000, &c->backlog);
+		conf_count(cf, key, v, 0, 1000, &c->backlog);
 	} else if (strcmp(key, "flood_rate") == 0) {
-		chat_seconds(cf, key, v, 0.1, 10000, &c->flood_rate);
+		conf_seconds(cf, key, v, 0.1, 10000, &c->flood_rate);
 	} else if (strcmp(key, "flood_burst") == 0) {
-		chat_seconds(cf, key, v, 1, 100000, &c->flood_burst);
+		conf_seconds(cf, key, v, 1, 100000, &c->flood_burst);
 	} else if (strcmp(key, "register_timeout") == 0) {
-		chat_seconds(cf, key, v, 0.1, 3600, &c->register_timeout);
+		conf_seconds(cf, key, v, 0.1, 3600, &c->register_timeout);
 	} else if (strcmp(key, "ping_interval") == 0) {
-		chat_seconds(cf, key, v, 0.1, 86400, &c->ping_interval);
+		conf_seconds(cf, key, v, 0.1, 86400, &c->ping_interval);
 	} else if (strcmp(key, "ping_timeout") == 0) {
-		chat_seconds(cf, key, v, 0.1, 86400, &c->ping_timeout);
+		conf_seconds(cf, key, v, 0.1, 86400, &c->ping_timeout);
 	} else if (strcmp(key, "admin") == 0) {
 		char err[300];
 		c->admin_on = strcmp(v, "off") != 0;
@@ -181,7 +166,7 @@ static void chat_on_key(struct conf *cf, const char *section, const char *key, c
 		if (log_level_parse(v, &c->log_level) == -1)
 			conf_error(cf, "log_level: want debug, info, warn or error, got '%s'", v);
 	} else if (strcmp(key, "drain_timeout") == 0) {
-		chat_seconds(cf, key, v, 0, 3600, &c->drain_timeout);
+		conf_seconds(cf, key, v, 0, 3600, &c->drain_timeout);
 	} else {
 		conf_error(cf, "unknown key '%s' in [chat]", key);
 	}

@@ -1249,18 +1249,6 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static bool same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-	if (a->ss_family != b->ss_family)
-		return false;
-	if (a->ss_family == AF_INET)
-		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
-		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
-	return a->ss_family == AF_INET6 &&
-	       memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-		      &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
-}
-
 static void chat_accept_cb(evutil_socket_t lfd, short what, void *arg)
 {
 	struct chat_listener *l = arg;
@@ -1279,7 +1267,8 @@ static void chat_accept_cb(evutil_socket_t lfd, short what, void *arg)
 			return;
 		addr_format((struct sockaddr *)&ss, host, sizeof(host));
 		for (struct client *o = ch->clients; o != NULL; o = o->next)
-			same += same_host(&o->src, &ss);
+			same += addr_same_net((const struct sockaddr *)&o->src,
+					      (const struct sockaddr *)&ss, 32, 128);
 		if (ch->nclients >= ch->cfg->max_clients)
 			why = "max_clients";
 		else if (same >= ch->cfg->max_per_source)

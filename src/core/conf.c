@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/num.h"
+
 struct conf_reader {
 	struct conf *c;
 	FILE *f;
@@ -190,4 +192,19 @@ int conf_bool(const char *v, bool *out)
 		}
 	}
 	return -1;
+}
+
+void conf_seconds(struct conf *c, const char *key, const char *v, double min, double max,
+		  double *out)
+{
+	if (num_seconds(v, min, max, out) == -1)
+		conf_error(c, "%s: want seconds between %g and %g, got '%s'", key, min, max, v);
+}
+
+void conf_count(struct conf *c, const char *key, const char *v, uint64_t min, uint64_t max,
+		uint64_t *out)
+{
+	if (num_u64(v, min, max, out) == -1)
+		conf_error(c, "%s: want a whole number between %llu and %llu, got '%s'", key,
+			   (unsigned long long)min, (unsigned long long)max, v);
 }

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/buf.h"
 
@@ -42,6 +43,13 @@ bool conf_name_ok(const char *s);
 
 /* Splits "service web" into kind "service" and name "web"; name is "" when absent. */
 void conf_section_split(const char *section, char *kind, size_t kindlen, const char **name);
+
+/* Reads seconds (num_seconds) or a whole number (num_u64) within [min, max] into *out, or
+ * records "KEY: want ... between MIN and MAX, got 'V'" for the current line. */
+void conf_seconds(struct conf *c, const char *key, const char *v, double min, double max,
+		  double *out);
+void conf_count(struct conf *c, const char *key, const char *v, uint64_t min, uint64_t max,
+		uint64_t *out);
 
 /* Parses on/off, yes/no, true/false, 1/0. */
 int conf_bool(const char *v, bool *out);

@@ -685,19 +685,6 @@ static bool intake_proxy_trusted(const struct intake *in, const struct sockaddr 
 	return false;
 }
 
-static bool same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-	if (a->ss_family != b->ss_family)
-		return false;
-	if (a->ss_family == AF_INET)
-		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
-		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
-	if (a->ss_family == AF_INET6)
-		return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-			      &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
-	return false;
-}
-
 /* True if src already has max_per_source connections (not counting self). */
 static bool intake_source_full(const struct intake *in, const struct conn *self,
 			       const struct sockaddr_storage *src)
@@ -707,7 +694,10 @@ static bool intake_source_full(const struct intake *in, const struct conn *self,
 	if (in->cfg->max_per_source == 0)
 		return false;
 	for (const struct conn *c = in->conns; c != NULL; c = c->next)
-		if (c != self && !c->closing && same_host(&c->src, src) && ++n >= in->cfg->max_per_source)
+		if (c != self && !c->closing &&
+		    addr_same_net((const struct sockaddr *)&c->src, (const struct sockaddr *)src,
+				  32, 128) &&
+		    ++n >= in->cfg->max_per_source)
 			return true;
 	return false;
 }

@@ -51,21 +51,6 @@ static void intake_defaults(struct intake_config *c)
 	c->drain_timeout = 10;
 }
 
-static void intake_seconds(struct conf *cf, const char *key, const char *v, double min,
-			   double max, double *out)
-{
-	if (num_seconds(v, min, max, out) == -1)
-		conf_error(cf, "%s: want seconds between %g and %g, got '%s'", key, min, max, v);
-}
-
-static void intake_count(struct conf *cf, const char *key, const char *v, uint64_t min,
-			 uint64_t max, uint64_t *out)
-{
-	if (num_u64(v, min, max, out) == -1)
-		conf_error(cf, "%s: want a whole number between %llu and %llu, got '%s'", key,
-			   (unsigned long long)min, (unsigned long long)max, v);
-}
-
 static void intake_file(struct conf *cf, const char *key, const char *v, char **out, int *line)
 {
 	if (v[0] == '\0') {
@@ -255,7 +240,7 @@ static void intake_key_intake(struct conf *cf, struct intake_config *c, const ch
 			c->nproxy_from = 0; /* the first one replaces the loopback default */
 		conf_list(v, intake_proxy_from_item, cf); /* repeatable */
 	} else if (strcmp(key, "max_per_source") == 0) {
-		intake_count(cf, key, v, 0, 1000000, &c->max_per_source);
+		conf_count(cf, key, v, 0, 1000000, &c->max_per_source);
 	} else if (strcmp(key, "allow") == 0) {
 		conf_list(v, intake_allow_item, cf); /* repeatable */
 	} else if (strcmp(key, "store") == 0) {
@@ -269,15 +254,15 @@ static void intake_key_intake(struct conf *cf, struct intake_config *c, const ch
 		else
 			c->store = conf_path(cf, v);
 	} else if (strcmp(key, "max_message") == 0) {
-		intake_count(cf, key, v, INTAKE_MESSAGE_MIN, INTAKE_MESSAGE_MAX, &c->max_message);
+		conf_count(cf, key, v, INTAKE_MESSAGE_MIN, INTAKE_MESSAGE_MAX, &c->max_message);
 	} else if (strcmp(key, "max_connections") == 0) {
-		intake_count(cf, key, v, 1, 1000000, &c->max_connections);
+		conf_count(cf, key, v, 1, 1000000, &c->max_connections);
 	} else if (strcmp(key, "max_inflight") == 0) {
-		intake_count(cf, key, v, 1, 4096, &c->max_inflight);
+		conf_count(cf, key, v, 1, 4096, &c->max_inflight);
 	} else if (strcmp(key, "idle_timeout") == 0) {
-		intake_seconds(cf, key, v, 0.1, 86400, &c->idle_timeout);
+		conf_seconds(cf, key, v, 0.1, 86400, &c->idle_timeout);
 	} else if (strcmp(key, "frame_timeout") == 0) {
-		intake_seconds(cf, key, v, 0.1, 3600, &c->frame_timeout);
+		conf_seconds(cf, key, v, 0.1, 3600, &c->frame_timeout);
 	} else if (strcmp(key, "processing_ids") == 0) {
 		char ids[sizeof(c->processing_ids)] = "";
 		size_t len = strlen(v);
@@ -304,7 +289,7 @@ static void intake_key_intake(struct conf *cf, struct intake_config *c, const ch
 		if (log_level_parse(v, &c->log_level) == -1)
 			conf_error(cf, "log_level: want debug, info, warn or error, got '%s'", v);
 	} else if (strcmp(key, "drain_timeout") == 0) {
-		intake_seconds(cf, key, v, 0, 3600, &c->drain_timeout);
+		conf_seconds(cf, key, v, 0, 3600, &c->drain_timeout);
 	} else {
 		conf_error(cf, "unknown key '%s' in [intake]", key);
 	}
@@ -343,19 +328,19 @@ static void intake_key_deliver(struct conf *cf, struct intake_config *c, const c
 	} else if (strcmp(key, "ca") == 0) {
 		intake_file(cf, key, v, &c->deliver_ca, NULL);
 	} else if (strcmp(key, "timeout") == 0) {
-		intake_seconds(cf, key, v, 0.1, 3600, &c->deliver_timeout);
+		conf_seconds(cf, key, v, 0.1, 3600, &c->deliver_timeout);
 	} else if (strcmp(key, "connect_timeout") == 0) {
-		intake_seconds(cf, key, v, 0.1, 600, &c->connect_timeout);
+		conf_seconds(cf, key, v, 0.1, 600, &c->connect_timeout);
 	} else if (strcmp(key, "backoff_min") == 0) {
-		intake_seconds(cf, key, v, 0.01, 86400, &c->backoff_min);
+		conf_seconds(cf, key, v, 0.01, 86400, &c->backoff_min);
 	} else if (strcmp(key, "backoff_max") == 0) {
-		intake_seconds(cf, key, v, 0.01, 7 * 86400, &c->backoff_max);
+		conf_seconds(cf, key, v, 0.01, 7 * 86400, &c->backoff_max);
 	} else if (strcmp(key, "poll") == 0) {
-		intake_seconds(cf, key, v, 0.01, 3600, &c->poll);
+		conf_seconds(cf, key, v, 0.01, 3600, &c->poll);
 	} else if (strcmp(key, "max_attempts") == 0) {
-		intake_count(cf, key, v, 1, 1000, &c->max_attempts);
+		conf_count(cf, key, v, 1, 1000, &c->max_attempts);
 	} else if (strcmp(key, "concurrency") == 0) {
-		intake_count(cf, key, v, 1, 256, &c->concurrency);
+		conf_count(cf, key, v, 1, 256, &c->concurrency);
 	} else {
 		conf_error(cf, "unknown key '%s' in [deliver]", key);
 	}

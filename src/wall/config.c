@@ -52,13 +52,6 @@ static void config_addr(struct conf *cf, const char *key, const char *v, struct 
 		conf_error(cf, "%s: %s", key, err);
 }
 
-static void config_seconds(struct conf *cf, const char *key, const char *v, double min,
-			   double max, double *out)
-{
-	if (num_seconds(v, min, max, out) == -1)
-		conf_error(cf, "%s: want seconds between %g and %g, got '%s'", key, min, max, v);
-}
-
 /* Keys shared by [gateway] and [agent]. Returns 1 if key was one of them. */
 static int config_common_key(struct conf *cf, struct config_common *c, const char *key,
 			     const char *v)
@@ -90,13 +83,13 @@ static int config_common_key(struct conf *cf, struct config_common *c, const cha
 		if (log_level_parse(v, &c->log_level) == -1)
 			conf_error(cf, "log_level: want debug, info, warn or error, got '%s'", v);
 	} else if (strcmp(key, "ping_interval") == 0) {
-		config_seconds(cf, key, v, 0.05, 3600, &c->tp.ping_interval);
+		conf_seconds(cf, key, v, 0.05, 3600, &c->tp.ping_interval);
 	} else if (strcmp(key, "peer_timeout") == 0) {
-		config_seconds(cf, key, v, 0.1, 3600, &c->tp.peer_timeout);
+		conf_seconds(cf, key, v, 0.1, 3600, &c->tp.peer_timeout);
 	} else if (strcmp(key, "handshake_timeout") == 0) {
-		config_seconds(cf, key, v, 0.1, 600, &c->tp.handshake_timeout);
+		conf_seconds(cf, key, v, 0.1, 600, &c->tp.handshake_timeout);
 	} else if (strcmp(key, "drain_timeout") == 0) {
-		config_seconds(cf, key, v, 0, 3600, &c->drain_timeout);
+		conf_seconds(cf, key, v, 0, 3600, &c->drain_timeout);
 	} else if (strcmp(key, "stream_window") == 0) {
 		if (num_u64(v, CONFIG_WINDOW_MIN, CONFIG_WINDOW_MAX, &n) == -1)
 			conf_error(cf, "stream_window: want bytes between %u and %u, got '%s'",
@@ -260,7 +253,7 @@ static void gw_on_key(struct conf *cf, const char *section, const char *key, con
 			else
 				s->max_connections = n;
 		} else if (strcmp(key, "idle_timeout") == 0) {
-			config_seconds(cf, key, v, 0, 7 * 86400, &s->idle_timeout);
+			conf_seconds(cf, key, v, 0, 7 * 86400, &s->idle_timeout);
 		} else if (strcmp(key, "proxy_protocol") == 0) {
 			if (strcmp(v, "off") == 0)
 				s->proxy = 0;
@@ -485,11 +478,11 @@ static void ag_on_key(struct conf *cf, const char *section, const char *key, con
 		else
 			a->tunnels = (unsigned)n;
 	} else if (strcmp(key, "backoff_initial") == 0) {
-		config_seconds(cf, key, v, 0.01, 60, &a->backoff_initial);
+		conf_seconds(cf, key, v, 0.01, 60, &a->backoff_initial);
 	} else if (strcmp(key, "backoff_max") == 0) {
-		config_seconds(cf, key, v, 0.01, 3600, &a->backoff_max);
+		conf_seconds(cf, key, v, 0.01, 3600, &a->backoff_max);
 	} else if (strcmp(key, "connect_timeout") == 0) {
-		config_seconds(cf, key, v, 0.1, 600, &a->connect_timeout);
+		conf_seconds(cf, key, v, 0.1, 600, &a->connect_timeout);
 	} else {
 		conf_error(cf, "unknown key '%s' in [agent]", key);
 	}
