@@ -313,3 +313,66 @@ def test_config_errors(tmp_path):
     r = subprocess.run([NETWALL_BIN, "chat", "serve", "-c", bad], capture_output=True,
                        text=True, timeout=30)
     assert r.returncode == 1 and f"{bad}:3:" in r.stderr and "sendq" in r.stderr
+
+
+def test_two_thousand_clients_in_one_room(chat, record_property):
+    """2,000 clients join one channel; a message reaches every one of them; the server's
+    memory per idle client is recorded (PSS, KiB)."""
+    import selectors
+    from conftest import SANITIZED, pss_kib
+    n = 2000
+    ch = chat(max_per_source="5000", max_clients="5000", sendq="1048576").start()
+    base = pss_kib(ch.proc.pid)
+    sel = selectors.DefaultSelector()
+    socks, bufs, seen = [], {}, {}
+
+    def pump(until, timeout, what):
+        deadline = time.monotonic() + timeout
+        while not until():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            for key, _ in sel.select(0.2):
+                s = key.fileobj
+                try:
+                    data = s.recv(1 << 20)
+                except BlockingIOError:
+                    continue
+                assert data, f"client {key.data} was disconnected"
+                buf = bufs[s] + data
+                *lines, bufs[s] = buf.split(b"\r\n")
+                for line in lines:
+                    for tag in (b" 001 ", b" 366 ", b"PRIVMSG #load :to all"):
+                        if tag in line:
+                            seen[tag].add(key.data)
+                    if line.startswith(b"PING "):
+                        s.sendall(b"PONG " + line[5:] + b"\r\n")
+
+    for tag in (b" 001 ", b" 366 ", b"PRIVMSG #load :to all"):
+        seen[tag] = set()
+    for i in range(n):
+        s = socket.create_connection(("127.0.0.1", ch.port), timeout=10)
+        s.sendall(f"NICK u{i}\r\nUSER u{i} 0 * :load\r\n".encode())
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ, i)
+        socks.append(s)
+        bufs[s] = b""
+        if i % 200 == 199:
+            pump(lambda: len(seen[b" 001 "]) > i - 50, 60, "registrations")
+    pump(lambda: len(seen[b" 001 "]) == n, 120, "all registrations")
+    for i, s in enumerate(socks):
+        s.sendall(b"JOIN #load\r\n")
+        if i % 100 == 99:
+            pump(lambda: len(seen[b" 366 "]) > i - 50, 120, "joins")
+    pump(lambda: len(seen[b" 366 "]) == n, 300, "all joins")
+    idle = pss_kib(ch.proc.pid)
+    per_client = (idle - base) / n
+    record_property("chat_kib_per_idle_client", round(per_client, 1))
+    print(f"chat memory: {base} KiB before, {idle} KiB with {n} clients in one room: "
+          f"{per_client:.1f} KiB per client")
+    socks[0].sendall(b"PRIVMSG #load :to all\r\n")
+    pump(lambda: len(seen[b"PRIVMSG #load :to all"]) == n - 1, 120, "the message to all")
+    assert 0 not in seen[b"PRIVMSG #load :to all"], "not echoed to the sender"
+    if not SANITIZED:
+        assert per_client < 64, f"{per_client:.1f} KiB per idle client"
+    for s in socks:
+        s.close()
