@@ -376,3 +376,45 @@ def test_two_thousand_clients_in_one_room(chat, record_property):
         assert per_client < 64, f"{per_client:.1f} KiB per idle client"
     for s in socks:
         s.close()
+
+
+def test_irssi_over_tls_talks_with_another_client(chat, keys, tmp_path):
+    """irssi, driven under tmux, connects over TLS (pinning the server's certificate),
+    joins a room and exchanges messages with a raw client."""
+    import shutil
+    if shutil.which("irssi") is None or shutil.which("tmux") is None:
+        pytest.fail("irssi and tmux are needed (scripts/deps.sh installs them)")
+    ch = chat(keys=keys).start()
+    fp = subprocess.run(["openssl", "x509", "-in", keys["gateway"].crt, "-noout",
+                         "-fingerprint", "-sha256"], capture_output=True, text=True,
+                        check=True).stdout.strip().split("=", 1)[1]
+    bob = ch.client("bob")
+    bob.send("JOIN #ward")
+    bob.expect(r" 366 ")
+    home = tmp_path / "irssi"
+    home.mkdir()
+    sock = str(tmp_path / "tmux.sock")
+    tmux = ["tmux", "-S", sock]
+    subprocess.run(tmux + ["new-session", "-d", "-s", "irc", "-x", "160", "-y", "40",
+                           f"irssi --home={home} -n nurse"], check=True)
+    try:
+        def screen():
+            return subprocess.run(tmux + ["capture-pane", "-t", "irc", "-p"],
+                                  capture_output=True, text=True).stdout
+
+        def keys_(text):
+            subprocess.run(tmux + ["send-keys", "-t", "irc", text, "Enter"], check=True)
+
+        wait_until(lambda: "Irssi v" in screen(), 10, "irssi to start")
+        keys_(f"/connect -tls -tls_pinned_cert {fp} 127.0.0.1 {ch.tls_port}")
+        wait_until(lambda: "MOTD File is missing" in screen() or "Welcome" in screen(), 15,
+                   "irssi to register")
+        keys_("/join #ward")
+        bob.expect(r"^:nurse!\S+ JOIN #ward")
+        wait_until(lambda: "#ward" in screen() and "bob" in screen(), 10, "irssi in #ward")
+        bob.send("PRIVMSG #ward :hello from bob")
+        wait_until(lambda: "hello from bob" in screen(), 10, "bob's message on irssi's screen")
+        keys_("hello from irssi")
+        bob.expect(r"^:nurse!\S+ PRIVMSG #ward :hello from irssi$")
+    finally:
+        subprocess.run(tmux + ["kill-server"], capture_output=True)
