@@ -262,6 +262,16 @@ void irc_lines_free(struct irc_lines *l)
 
 /* The splitter keeps at most max + 1 bytes of a line (the last may be the CR of
  * its CR LF), and a NUL after them. */
+void irc_lines_trim(struct irc_lines *l)
+{
+	if (l->ready) {
+		buf_consume(&l->acc, l->acc.len);
+		l->ready = false;
+	}
+	if (l->acc.len == 0)
+		buf_release(&l->acc);
+}
+
 enum irc_line_result irc_lines_feed(struct irc_lines *l, const char *p, size_t n, size_t *used,
 				    char **line, size_t *len)
 {

@@ -64,6 +64,10 @@ void irc_lines_free(struct irc_lines *l);
 enum irc_line_result irc_lines_feed(struct irc_lines *l, const char *p, size_t n, size_t *used,
 				    char **line, size_t *len);
 
+/* Frees the line buffer's memory when no line is partly gathered (the last line returned
+ * is dropped): an idle client then holds none. */
+void irc_lines_trim(struct irc_lines *l);
+
 /* RFC 2812 nickname: a letter or one of []\`_^{|} first, then letters, digits, those
  * specials and '-'; 1..IRC_NICK_MAX bytes. */
 bool irc_nick_valid(const char *nick);

@@ -46,7 +46,7 @@ struct client {
 	char user[16];
 	char real[64];
 	char account[IRC_NICK_MAX + 1]; /* logged in as (SASL or PASS), "" if none */
-	char pass[PASSWD_MAX_LEN + 1];  /* from PASS, wiped after registration */
+	char *pass; /* from PASS, wiped and freed at registration */
 	size_t passlen;
 	bool tls_ready, registered, cap_open, sasl_wait, oper, closing, ping_sent;
 	double started, last_rx;
@@ -396,7 +396,9 @@ static void client_free(struct client *c)
 	loop_free_event(&c->timer);
 	bufferevent_free(c->bev);
 	irc_lines_free(&c->lines);
-	explicit_bzero(c->pass, sizeof(c->pass));
+	if (c->pass != NULL)
+		explicit_bzero(c->pass, c->passlen);
+	free(c->pass);
 	free(c->chans);
 	free(c);
 }
@@ -417,7 +419,10 @@ static void welcome(struct client *c)
 	char text[256], pfx[128], n1[16], n2[16], n3[16], n4[16];
 
 	c->registered = true;
-	explicit_bzero(c->pass, sizeof(c->pass));
+	if (c->pass != NULL)
+		explicit_bzero(c->pass, c->passlen);
+	free(c->pass);
+	c->pass = NULL;
 	c->passlen = 0;
 	c->oper = c->account[0] != '\0' && is_operator(ch, c->account);
 	prefix_of(c, pfx, sizeof(pfx));
@@ -644,6 +649,12 @@ static void cmd_pass(struct client *c, struct irc_msg *m)
 	n = strlen(m->params[0]);
 	if (n > PASSWD_MAX_LEN)
 		n = PASSWD_MAX_LEN;
+	if (c->pass != NULL)
+		explicit_bzero(c->pass, c->passlen);
+	free(c->pass);
+	c->pass = malloc(n + 1);
+	if (c->pass == NULL)
+		abort();
 	memcpy(c->pass, m->params[0], n);
 	c->pass[n] = '\0';
 	c->passlen = n;
@@ -1194,6 +1205,8 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 	if (!c->closing && evbuffer_get_length(in) > 0) {
 		/* more than a turn's worth: continue on the next loop turn, others first */
 		bufferevent_trigger(bev, EV_READ, BEV_OPT_DEFER_CALLBACKS);
+	} else if (!c->closing) {
+		irc_lines_trim(&c->lines); /* an idle client holds no line buffer */
 	}
 }
 
