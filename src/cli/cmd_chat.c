@@ -10,8 +10,10 @@
 
 #include <openssl/crypto.h>
 
+#include "chat/client.h"
 #include "chat/irc.h"
 #include "chat/passwd.h"
+#include "core/addr.h"
 #include "cli/cli.h"
 
 static const char chat_usage[] =
@@ -19,6 +21,7 @@ static const char chat_usage[] =
 	"\n"
 	"commands:\n"
 	"  serve -c FILE      run the chat server (IRC clients connect to it)\n"
+	"  connect HOST:PORT  the terminal client\n"
 	"  passwd FILE NAME   add an account to the chat's accounts file, or change its password\n"
 	"\n"
 	"`netwall chat COMMAND --help` explains a command.\n";
@@ -215,12 +218,95 @@ out:
 	return rc;
 }
 
+static const char connect_usage[] =
+	"usage: netwall chat connect [OPTIONS] HOST:PORT\n"
+	"\n"
+	"The terminal client: connects over TLS, logs in, shows messages above a prompt that\n"
+	"keeps what you are typing, and reconnects by itself. /help inside lists the commands.\n"
+	"\n"
+	"  --nick NAME            nickname (default: $USER)\n"
+	"  --password-file FILE   the account's password (first line of FILE), sent as PASS\n"
+	"  --fingerprint SHA256   pin the server certificate (netwall fingerprint FILE.crt)\n"
+	"  --ca FILE              verify the server with this CA bundle (default: system CAs)\n"
+	"  --server-name NAME     name sent in TLS SNI\n"
+	"  --plain                plaintext TCP (only to a loopback or tunnelled server)\n"
+	"  -h, --help             this text\n";
+
+static int chat_connect_main(int argc, char **argv)
+{
+	struct chat_client_opts o = { .tls = true };
+	const char *target = NULL, *pwfile = NULL;
+	char host[256], err[512], password[PASSWD_MAX_LEN + 2] = "";
+	uint16_t port;
+	int rc;
+
+	o.nick = getenv("USER") != NULL ? getenv("USER") : "nurse";
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		bool more = i + 1 < argc;
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			fputs(connect_usage, stdout);
+			return 0;
+		} else if (strcmp(a, "--nick") == 0 && more) {
+			o.nick = argv[++i];
+		} else if (strcmp(a, "--password-file") == 0 && more) {
+			pwfile = argv[++i];
+		} else if (strcmp(a, "--fingerprint") == 0 && more) {
+			o.fingerprint = argv[++i];
+		} else if (strcmp(a, "--ca") == 0 && more) {
+			o.ca = argv[++i];
+		} else if (strcmp(a, "--server-name") == 0 && more) {
+			o.server_name = argv[++i];
+		} else if (strcmp(a, "--plain") == 0) {
+			o.tls = false;
+		} else if (target == NULL && a[0] != '-') {
+			target = a;
+		} else {
+			fprintf(stderr, "netwall chat connect: unexpected argument '%s'\n\n%s", a,
+				connect_usage);
+			return 2;
+		}
+	}
+	if (target == NULL || addr_split(target, host, sizeof(host), &port) == -1) {
+		fprintf(stderr, "netwall chat connect: want HOST:PORT\n\n%s", connect_usage);
+		return 2;
+	}
+	if (!irc_nick_valid(o.nick)) {
+		fprintf(stderr, "netwall chat connect: '%s' is not a valid nickname (--nick)\n",
+			o.nick);
+		return 2;
+	}
+	if (pwfile != NULL) {
+		FILE *f = fopen(pwfile, "r");
+		if (f == NULL || fgets(password, sizeof(password), f) == NULL) {
+			fprintf(stderr, "netwall chat connect: %s: cannot read a password\n", pwfile);
+			if (f != NULL)
+				fclose(f);
+			return 1;
+		}
+		fclose(f);
+		password[strcspn(password, "\r\n")] = '\0';
+		o.password = password;
+	}
+	o.host = host;
+	o.port = port;
+	rc = chat_client_run(&o, err, sizeof(err));
+	OPENSSL_cleanse(password, sizeof(password));
+	if (rc == -1) {
+		fprintf(stderr, "netwall chat connect: %s\n", err);
+		return 1;
+	}
+	return 0;
+}
+
 int cmd_chat_main(int argc, char **argv)
 {
 	const char *sub = argc > 1 ? argv[1] : "";
 
 	if (strcmp(sub, "passwd") == 0)
 		return chat_passwd_main(argc - 1, argv + 1);
+	if (strcmp(sub, "connect") == 0)
+		return chat_connect_main(argc - 1, argv + 1);
 	if (strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0 || strcmp(sub, "help") == 0) {
 		fputs(chat_usage, stdout);
 		return 0;

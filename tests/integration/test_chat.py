@@ -418,3 +418,52 @@ def test_irssi_over_tls_talks_with_another_client(chat, keys, tmp_path):
         bob.expect(r"^:nurse!\S+ PRIVMSG #ward :hello from irssi$")
     finally:
         subprocess.run(tmux + ["kill-server"], capture_output=True)
+
+
+def test_builtin_client_keeps_the_typed_line_while_messages_arrive(chat, keys, tmp_path):
+    """netwall chat connect under tmux: over TLS with a pinned certificate it logs in and
+    joins; messages that arrive while a line is half typed are shown above the prompt and
+    the typed text stays; finishing the line sends it."""
+    ch = chat(keys=keys, open_registration="off")
+    ch.passwd("alice", "alice's long password").passwd("bob", "bob's long password")
+    ch.start()
+    pw = tmp_path / "alice.pw"
+    pw.write_text("alice's long password\n")
+    bob = ch.client("bob", "bob's long password")
+    bob.send("JOIN #ward")
+    bob.expect(r" 366 ")
+    sock = str(tmp_path / "tmux.sock")
+    tmux = ["tmux", "-S", sock]
+    cmd = (f"{NETWALL_BIN} chat connect --nick alice --password-file {pw} "
+           f"--fingerprint {keys['gateway'].fingerprint} 127.0.0.1:{ch.tls_port}")
+    subprocess.run(tmux + ["new-session", "-d", "-s", "c", "-x", "120", "-y", "30", cmd],
+                   check=True)
+    try:
+        def screen():
+            return subprocess.run(tmux + ["capture-pane", "-t", "c", "-p"],
+                                  capture_output=True, text=True).stdout
+
+        def type_(text, enter=True):
+            subprocess.run(tmux + ["send-keys", "-t", "c", "-l", text], check=True)
+            if enter:
+                subprocess.run(tmux + ["send-keys", "-t", "c", "Enter"], check=True)
+
+        wait_until(lambda: "connected as alice" in screen(), 15, "the client to log in")
+        type_("/join #ward")
+        bob.expect(r"^:alice!\S+ JOIN #ward")
+        wait_until(lambda: "[#ward]" in screen(), 10, "the prompt to show the room")
+        type_("half a senten", enter=False)
+        for i in range(5):
+            bob.send(f"PRIVMSG #ward :news {i}")
+        wait_until(lambda: "<bob> news 4" in screen(), 10, "bob's messages on screen")
+        rows = [r for r in screen().splitlines() if r.strip()]
+        assert rows[-1].rstrip() == "[#ward] half a senten", rows[-3:]
+        assert all(f"<bob> news {i}" in screen() for i in range(5))
+        type_("ce")
+        bob.expect(r"^:alice!\S+ PRIVMSG #ward :half a sentence$")
+        type_("/quit")
+        wait_until(lambda: "bye" in screen() or "can't find" in screen().lower() or
+                   subprocess.run(tmux + ["has-session", "-t", "c"],
+                                  capture_output=True).returncode != 0, 10, "the client to end")
+    finally:
+        subprocess.run(tmux + ["kill-server"], capture_output=True)
