@@ -467,3 +467,31 @@ def test_builtin_client_keeps_the_typed_line_while_messages_arrive(chat, keys, t
                                   capture_output=True).returncode != 0, 10, "the client to end")
     finally:
         subprocess.run(tmux + ["kill-server"], capture_output=True)
+
+
+def test_builtin_client_reconnects_and_rejoins(chat, tmp_path):
+    ch = chat().start()
+    sock = str(tmp_path / "tmux.sock")
+    tmux = ["tmux", "-S", sock]
+    cmd = f"{NETWALL_BIN} chat connect --plain --nick carol 127.0.0.1:{ch.port}"
+    subprocess.run(tmux + ["new-session", "-d", "-s", "c", "-x", "120", "-y", "30", cmd],
+                   check=True)
+    try:
+        def screen():
+            return subprocess.run(tmux + ["capture-pane", "-t", "c", "-p"],
+                                  capture_output=True, text=True).stdout
+
+        wait_until(lambda: "connected as carol" in screen(), 15, "the client to log in")
+        subprocess.run(tmux + ["send-keys", "-t", "c", "-l", "/join #night"], check=True)
+        subprocess.run(tmux + ["send-keys", "-t", "c", "Enter"], check=True)
+        wait_until(lambda: "carol joined #night" in screen(), 10, "the join")
+        ch.proc.kill()
+        wait_until(lambda: "connection lost" in screen(), 10, "the client to notice")
+        ch.start()
+        dan = ch.client("dan")
+        dan.send("JOIN #night")
+        dan.expect(r" 366 ")
+        if not any(re.search(r"^:carol!\S+ JOIN #night", line) for line in dan.lines):
+            dan.expect(r"^:carol!\S+ JOIN #night|353 dan = #night :.*carol", timeout=20)
+    finally:
+        subprocess.run(tmux + ["kill-server"], capture_output=True)
