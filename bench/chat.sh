@@ -38,7 +38,7 @@ and adds it to bench/RESULTS.md (newest run first, below the marker).
 Options:
   --quick            smoke run: 1 repetition, a tenth of the messages
   --reps N           repetitions of every measurement (default 3; quick 1)
-  --msgs LIST        messages per run for N = 10,100,1000 (default 20000,5000,1000)
+  --msgs LIST        messages per run for N = 10,100,1000 (default 100000,20000,5000)
   --window W         messages the sender may be ahead of the slowest receiver (default 64)
   --netwall FILE     netwall binary (default \$NETWALL or $REPO/build/netwall; built with
                      make -j2 when missing)
@@ -55,7 +55,7 @@ EOF
 
 QUICK=0
 for a in "$@"; do [[ $a == --quick ]] && QUICK=1; done
-if ((QUICK)); then REPS=1; MSGS="2000,500,100"; else REPS=3; MSGS="20000,5000,1000"; fi
+if ((QUICK)); then REPS=1; MSGS="10000,2000,500"; else REPS=3; MSGS="100000,20000,5000"; fi
 WINDOW=64
 NETWALL=${NETWALL:-$REPO/build/netwall}
 NGIRCD=/usr/sbin/ngircd
