@@ -170,6 +170,9 @@ kv() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
 # ---------------------------------------------------------------- preflight
 
 for c in cc ss make awk; do command -v "$c" >/dev/null 2>&1 || die "$c is needed"; done
+if [[ ! -x $NGIRCD && $NGIRCD == /usr/sbin/ngircd && $(id -u) == 0 ]]; then
+    apt_install ngircd || die "apt-get install ngircd failed"
+fi
 [[ -x $NGIRCD ]] || die "ngircd not found at $NGIRCD (apt-get install ngircd, or pass --ngircd FILE)"
 if [[ ! -x $NETWALL ]]; then
     [[ $NETWALL == "$REPO/build/netwall" ]] || die "netwall binary not found at $NETWALL"

@@ -71,3 +71,17 @@ cleanup() {
     fi
     exit "$rc"
 }
+
+# apt_install PKG... : installs Debian packages (as root) without starting their services
+apt_install() {
+    local added_policy=0 rc
+    log "installing missing packages: $*"
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && added_policy=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+    rc=$?
+    ((added_policy)) && rm -f /usr/sbin/policy-rc.d
+    return $rc
+}

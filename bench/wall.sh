@@ -233,22 +233,14 @@ ensure_packages() {
         [ssh-keygen]=openssh-client [ps]=procps [python3]=python3 [openssl]=openssl [ss]=iproute2
         [timeout]=coreutils
     )
-    local c pkgs=() added_policy=0
+    local c pkgs=()
     for c in "${!need[@]}"; do
         command -v "$c" >/dev/null 2>&1 || pkgs+=("${need[$c]}")
     done
     ((${#pkgs[@]})) || return 0
     mapfile -t pkgs < <(printf '%s\n' "${pkgs[@]}" | sort -u)
-    log "installing missing packages: ${pkgs[*]}"
-    # Keep the packages' own system services (port 80, 6379, 22) from being started.
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && added_policy=1
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 &&
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >&2
-    local rc=$?
-    ((added_policy)) && rm -f /usr/sbin/policy-rc.d
-    ((rc == 0)) || die "apt-get install ${pkgs[*]} failed"
+    # the packages' own system services (port 80, 6379, 22) are not started
+    apt_install "${pkgs[@]}" || die "apt-get install ${pkgs[*]} failed"
 }
 ensure_packages
 
