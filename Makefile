@@ -93,6 +93,9 @@ bench-intake: deps all
 	$(Q)bench/intake.sh
 	$(Q)bench/deliver.sh
 
+bench-chat: deps all
+	$(Q)bench/chat.sh
+
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 fuzz: $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRC))
 $(B)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard src/*/*.h)
@@ -113,5 +116,5 @@ format:
 # keep unit test objects between runs
 .SECONDARY:
 
-.PHONY: all asan deps unit integration test run bench bench-intake fuzz install clean format
+.PHONY: all asan deps unit integration test run bench bench-intake bench-chat fuzz install clean format
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
