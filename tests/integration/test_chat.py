@@ -495,3 +495,40 @@ def test_builtin_client_reconnects_and_rejoins(chat, tmp_path):
             dan.expect(r"^:carol!\S+ JOIN #night|353 dan = #night :.*carol", timeout=20)
     finally:
         subprocess.run(tmux + ["kill-server"], capture_output=True)
+
+
+def test_chat_published_through_the_wall(chat, wall, keys):
+    """The chat's TLS port behind the wall: a client reaches it through the gateway, TLS end
+    to end, while the server listens on loopback only."""
+    from conftest import svc
+    ch = chat(keys=keys).start()
+    gw = wall.gateway({"irc": svc()})
+    wall.agent("site-a", gw, {"irc": f"127.0.0.1:{ch.tls_port}"})
+    gw.wait_tunnels(2)
+    outside = Irc(gw.port("irc"), tls=True)
+    outside.register("visitor")
+    outside.expect(r" 001 visitor ")
+    outside.send("JOIN #lobby")
+    outside.expect(r" 366 ")
+    inside = ch.client("staff")
+    inside.send("JOIN #lobby")
+    outside.expect(r"^:staff!\S+ JOIN #lobby")
+    inside.send("PRIVMSG #lobby :welcome through the wall")
+    outside.expect(r"PRIVMSG #lobby :welcome through the wall$")
+
+
+def test_sighup_reads_the_accounts_again(chat):
+    import signal as _signal
+    ch = chat(open_registration="off")
+    ch.passwd("first", "first's long password")
+    ch.start()
+    ch.client("first", "first's long password")
+    late = Irc(ch.port).register("second", "second's long password")
+    late.expect(r" 464 ")
+    ch.passwd("second", "second's long password")
+    mark = ch.proc.mark()
+    ch.proc.signal(_signal.SIGHUP)
+    ch.proc.wait_event("reloaded", since=mark)
+    ch.client("second", "second's long password")
+    ch.proc.signal(_signal.SIGTERM)
+    assert ch.proc.wait_exit(10) == 0
