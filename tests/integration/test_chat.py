@@ -532,3 +532,36 @@ def test_sighup_reads_the_accounts_again(chat):
     ch.client("second", "second's long password")
     ch.proc.signal(_signal.SIGTERM)
     assert ch.proc.wait_exit(10) == 0
+
+
+def test_weechat_over_tls_talks_with_another_client(chat, keys, procs, tmp_path):
+    """weechat (headless) connects over TLS with a pinned certificate, sends a private
+    message once connected, joins a room and receives what is said there."""
+    import glob
+    import shutil
+    if shutil.which("weechat-headless") is None:
+        pytest.fail("weechat-headless is needed (scripts/deps.sh installs it)")
+    ch = chat(keys=keys).start()
+    bob = ch.client("bob")
+    bob.send("JOIN #ward")
+    bob.expect(r" 366 ")
+    home = tmp_path / "weechat"
+    home.mkdir()
+    fp = keys["gateway"].fingerprint
+    procs.start("weechat", ["weechat-headless", "--dir", home, "--run",
+                            "/set logger.file.flush_delay 0; "
+                            f"/server add local 127.0.0.1/{ch.tls_port} -ssl "
+                            f"-ssl_fingerprint={fp} -nicks=wee -autojoin=#ward; "
+                            '/set irc.server.local.command "/msg bob hello from weechat"; '
+                            "/connect local"])
+    bob.expect(r"^:wee!\S+ PRIVMSG bob :hello from weechat$", timeout=20)
+    if not any(re.search(r"^:wee!\S+ JOIN #ward", line) for line in bob.lines):
+        bob.expect(r"^:wee!\S+ JOIN #ward", timeout=20)
+    bob.send("PRIVMSG #ward :hello weechat")
+
+    def logged():
+        for f in glob.glob(str(home / "logs" / "*ward*")):
+            if "hello weechat" in open(f, errors="replace").read():
+                return True
+        return False
+    wait_until(logged, 15, "weechat to log bob's message")
