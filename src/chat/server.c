@@ -101,6 +101,7 @@ struct chat {
 
 static void client_close(struct client *c, const char *reason);
 static void client_quit(struct client *c, const char *reason);
+static int chat_load_accounts(struct chat *ch);
 
 /* ---- output ---- */
 
@@ -1089,6 +1090,64 @@ static void cmd_kick(struct client *c, struct irc_msg *m)
 	chan_leave(ch, k, o);
 }
 
+/* REGISTER <account> <email|*> <password> (IRCv3 account-registration): with
+ * open_registration, a client creates an account for its nickname ("*" or the nickname
+ * itself); from then on the nickname needs the password. Over TLS only, so the password
+ * never crosses the network in clear (plaintext listeners are for loopback and tunnels:
+ * those may register too). */
+static void cmd_register(struct client *c, struct irc_msg *m)
+{
+	struct chat *ch = c->ch;
+	const char *name;
+	char err[512];
+	size_t n;
+
+	if (!ch->cfg->open_registration || ch->cfg->accounts == NULL) {
+		sendf(c, NULL, "FAIL", "REGISTER", "DISALLOWED", "*", "Registration is closed here",
+		      NULL);
+		return;
+	}
+	if (m->nparams < 3) {
+		numeric(c, "461", "REGISTER", "Not enough parameters", NULL);
+		return;
+	}
+	if (c->nick[0] == '\0' || c->account[0] != '\0') {
+		sendf(c, NULL, "FAIL", "REGISTER", "ALREADY_AUTHENTICATED", "*",
+		      "Choose a nickname first, and do not log in", NULL);
+		return;
+	}
+	name = strcmp(m->params[0], "*") == 0 ? c->nick : m->params[0];
+	if (irc_casecmp(name, c->nick) != 0) {
+		sendf(c, NULL, "FAIL", "REGISTER", "ACCOUNT_NAME_MUST_BE_NICK", name,
+		      "The account is named after your nickname", NULL);
+		return;
+	}
+	if (passwd_find(ch->accounts, ch->naccounts, name) != NULL) {
+		sendf(c, NULL, "FAIL", "REGISTER", "ACCOUNT_EXISTS", name, "Account already exists",
+		      NULL);
+		return;
+	}
+	n = strlen(m->params[2]);
+	if (n < PASSWD_MIN_LEN || n > PASSWD_MAX_LEN) {
+		explicit_bzero(m->params[2], n);
+		sendf(c, NULL, "FAIL", "REGISTER", "WEAK_PASSWORD", name,
+		      "The password must have 8 to 256 characters", NULL);
+		return;
+	}
+	if (passwd_set(ch->cfg->accounts, name, m->params[2], n, err, sizeof(err)) == -1 ||
+	    chat_load_accounts(ch) == -1) {
+		explicit_bzero(m->params[2], n);
+		log_error("event=register_failed nick=%s error=\"%s\"", name, err);
+		sendf(c, NULL, "FAIL", "REGISTER", "TEMPORARILY_UNAVAILABLE", name,
+		      "The account could not be stored", NULL);
+		return;
+	}
+	explicit_bzero(m->params[2], n);
+	snprintf(c->account, sizeof(c->account), "%s", name);
+	log_info("event=account_registered peer=%s nick=%s", c->host, name);
+	sendf(c, NULL, "REGISTER", "SUCCESS", name, "Account created", NULL);
+}
+
 /* One line from c. */
 static void client_line(struct client *c, char *line, size_t len)
 {
@@ -1126,6 +1185,8 @@ static void client_line(struct client *c, char *line, size_t len)
 		cmd_nick(c, &m);
 	} else if (strcmp(cmd, "USER") == 0) {
 		cmd_user(c, &m);
+	} else if (strcmp(cmd, "REGISTER") == 0) {
+		cmd_register(c, &m);
 	} else if (!c->registered) {
 		numeric(c, "451", "You have not registered", NULL);
 	} else if (strcmp(cmd, "JOIN") == 0) {

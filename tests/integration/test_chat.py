@@ -565,3 +565,29 @@ def test_weechat_over_tls_talks_with_another_client(chat, keys, procs, tmp_path)
                 return True
         return False
     wait_until(logged, 15, "weechat to log bob's message")
+
+
+def test_open_registration_lets_a_client_create_its_account(chat):
+    """REGISTER (IRCv3 account-registration) with open_registration: the nickname then
+    needs its password; without open_registration it is refused."""
+    ch = chat()
+    ch.accounts.write_text("")
+    ch.start()
+    a = ch.client("newnurse")
+    a.send("REGISTER * * :short")
+    a.expect(r"FAIL REGISTER WEAK_PASSWORD")
+    a.send("REGISTER * * :a long enough password")
+    a.expect(r"REGISTER SUCCESS newnurse")
+    a.send("REGISTER * * :another long password")
+    a.expect(r"FAIL REGISTER ALREADY_AUTHENTICATED")
+    assert "newnurse:scrypt$" in ch.accounts.read_text()
+    a.send("QUIT")
+    bad = Irc(ch.port).register("newnurse")
+    bad.expect(r" 464 ")
+    ch.client("newnurse", "a long enough password")
+    closed = chat(name="closed", open_registration="off")
+    closed.passwd("someone", "someone's password")
+    closed.start()
+    c = closed.client("someone", "someone's password")
+    c.send("REGISTER * * :whatever password")
+    c.expect(r"FAIL REGISTER DISALLOWED")
