@@ -53,6 +53,7 @@ struct client {
 	double tokens, tokens_at;
 	struct channel **chans;
 	size_t nchans;
+	uint64_t mark; /* send_to_peers: already sent in round `mark` */
 };
 
 struct channel {
@@ -92,6 +93,7 @@ struct chat {
 	struct lifecycle *life;
 	struct admin *admin;
 	struct buf scratch; /* one formatted line */
+	uint64_t round;     /* send_to_peers rounds */
 	bool draining;
 	int status;
 	char created[32];
@@ -301,24 +303,50 @@ static void chan_leave(struct chat *ch, struct channel *k, struct client *c)
 		chan_remove(ch, k);
 }
 
-/* Sends the line in ch->scratch once to every client sharing a channel with c (and c). */
+/* Sends the line in ch->scratch once to every client sharing a channel with c (and to c
+ * itself when self is true): each recipient is marked with the round, so one who shares
+ * several channels gets it once. Costs the members of c's channels, not all clients. */
 static void send_to_peers(struct client *c, bool self)
 {
 	struct chat *ch = c->ch;
 	size_t len = ch->scratch.len;
 	char *line = malloc(len ? len : 1);
+	uint64_t round = ++ch->round;
+	struct client **over = NULL;
+	size_t nover = 0;
 
 	if (line == NULL)
 		abort();
 	memcpy(line, buf_head(&ch->scratch), len);
-	for (struct client *o = ch->clients; o != NULL; o = o->next) {
-		bool share = o == c ? self : false;
-		for (size_t i = 0; !share && i < c->nchans; i++)
-			share = chan_index(c->chans[i], o) >= 0;
-		if (share && !o->closing)
-			client_write(o, line, len);
+	c->mark = round;
+	if (self && !c->closing)
+		evbuffer_add(bufferevent_get_output(c->bev), line, len);
+	/* whoever overflows is dropped after the loops: dropping changes the member lists */
+	for (size_t i = 0; i < c->nchans; i++) {
+		struct channel *k = c->chans[i];
+		for (size_t j = 0; j < k->n; j++) {
+			struct client *o = k->members[j];
+			struct evbuffer *out = bufferevent_get_output(o->bev);
+			if (o->mark == round || o->closing)
+				continue;
+			o->mark = round;
+			if (evbuffer_get_length(out) + len > ch->cfg->sendq) {
+				struct client **p = realloc(over, (nover + 1) * sizeof(*over));
+				if (p == NULL)
+					abort();
+				over = p;
+				over[nover++] = o;
+				continue;
+			}
+			evbuffer_add(out, line, len);
+		}
 	}
 	free(line);
+	for (size_t i = 0; i < nover; i++) {
+		ch->dropped_sendq++;
+		client_quit(over[i], "SendQ exceeded");
+	}
+	free(over);
 }
 
 /* ---- clients ---- */
