@@ -3,7 +3,8 @@
 set -eu
 PKGS="build-essential pkg-config libevent-dev libssl-dev libnghttp2-dev libinih-dev
 libcmocka-dev libsqlite3-dev libpq-dev libcurl4-openssl-dev libjansson-dev python3 python3-pytest
-python3-hl7 sqlite3 irssi weechat-headless tmux openssl curl nginx redis-server redis-tools postgresql
+python3-hl7 sqlite3 irssi weechat-headless tmux docker-compose openssl curl nginx redis-server
+redis-tools postgresql
 postgresql-client iproute2 nftables procps"
 missing=""
 for p in $PKGS; do

@@ -1,0 +1,77 @@
+"""deploy/: the compose file validated by docker-compose (no Docker engine runs here) and
+checked for the EMAR layout; the systemd units checked by systemd-analyze verify; the
+Dockerfile's shape."""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import NETWALL_BIN, REPO
+
+DEPLOY = REPO / "deploy"
+
+
+def test_compose_file_is_valid_and_only_the_gateway_is_exposed():
+    if shutil.which("docker-compose") is None:
+        pytest.fail("docker-compose is needed (scripts/deps.sh installs it)")
+    r = subprocess.run(["docker-compose", "-f", DEPLOY / "compose.yaml", "config"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    cfg = yaml.safe_load(r.stdout)
+    services = cfg["services"]
+    assert set(services) >= {"gateway", "agent", "intake", "chat", "db", "emar"}
+    exposed = {name for name, s in services.items() if s.get("ports")}
+    assert exposed == {"gateway"}, f"only the gateway publishes ports, not {exposed}"
+    assert cfg["networks"]["private"]["internal"] is True
+    nets = {name: set(s.get("networks", {})) for name, s in services.items()}
+    assert nets["agent"] == {"private", "egress"}
+    assert "private" not in nets["gateway"]
+    for name in ("intake", "chat", "db", "emar"):
+        assert nets[name] == {"private"}, f"{name} must sit on the internal network alone"
+
+
+def units(tmp_path):
+    """The units with ExecStart pointing at the binary under test, for verify."""
+    out = []
+    for f in sorted((DEPLOY / "systemd").glob("*.service")):
+        text = f.read_text().replace("/usr/local/bin/netwall", str(Path(NETWALL_BIN).resolve()))
+        dst = tmp_path / f.name
+        dst.write_text(text)
+        out.append((f.name, text, dst))
+    return out
+
+
+def test_systemd_units_verify_and_are_hardened(tmp_path):
+    us = units(tmp_path)
+    assert {u[0] for u in us} == {"netwall-gateway.service", "netwall-agent.service",
+                                  "netwall-intake.service", "netwall-chat.service"}
+    r = subprocess.run(["systemd-analyze", "verify", *[str(u[2]) for u in us]],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stderr.strip() == "", r.stderr
+    for name, text, _ in us:
+        for line in ("NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes",
+                     "DynamicUser=yes", "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX"):
+            assert line in text, f"{name}: {line}"
+        caps = re.search(r"^CapabilityBoundingSet=(.*)$", text, re.M).group(1).strip()
+        assert caps == ("CAP_NET_BIND_SERVICE" if "gateway" in name else ""), (name, caps)
+
+
+def test_systemd_verify_catches_a_mistake(tmp_path):
+    """The check above can fail: a misspelt key is reported."""
+    name, text, dst = units(tmp_path)[0]
+    dst.write_text(text.replace("NoNewPrivileges=yes", "NoNewPrivilegez=yes"))
+    r = subprocess.run(["systemd-analyze", "verify", str(dst)], capture_output=True,
+                       text=True, timeout=60)
+    assert "NoNewPrivilegez" in r.stderr
+
+
+def test_dockerfile_builds_in_one_stage_and_runs_in_a_slim_one_as_non_root():
+    text = (DEPLOY / "Dockerfile").read_text()
+    froms = re.findall(r"^FROM (\S+)", text, re.M)
+    assert froms == ["debian:bookworm", "debian:bookworm-slim"]
+    assert re.search(r"^USER netwall$", text, re.M)
+    assert "COPY --from=build /src/build/netwall /usr/local/bin/netwall" in text
