@@ -116,37 +116,6 @@ CLEANUP_WAIT=3
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
-track() { PIDS+=("$1"); PID_START[$1]=$(starttime "$1"); }
-untrack() {
-    local p keep=()
-    for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-    unset "PID_START[$1]"
-}
-
-LAST_PID=""
-spawn() {
-    local name=$1; shift
-    "$@" >"$TMP/log/$name.log" 2>&1 &
-    LAST_PID=$!
-    track "$LAST_PID"
-}
-
-STOP_RC=""
-stop_proc() {
-    local pid=$1 sig=$2 limit=$3
-    STOP_RC=""
-    kill -"$sig" "$pid" 2>/dev/null
-    if ! wait_gone "$limit" "$pid"; then
-        kill -KILL "$pid" 2>/dev/null
-        STOP_RC=killed
-    fi
-    wait "$pid" 2>/dev/null
-    local rc=$?
-    [[ -z $STOP_RC ]] && STOP_RC=$rc
-    untrack "$pid"
-}
-
 listening() { [[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]]; }
 
 wait_listen() {
@@ -156,12 +125,6 @@ wait_listen() {
         ((SECONDS < deadline)) || die "$what is not listening on 127.0.0.1:$port after ${5:-20} s: $(tail -n 15 "$logf" 2>/dev/null)"
         sleep 0.05
     done
-}
-
-median() {
-    printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END {
-        if (NR == 0) exit
-        if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
 add_res() { RES["$1|$2|$3"]="${RES["$1|$2|$3"]:-}${RES["$1|$2|$3"]:+ }$4"; }

@@ -147,40 +147,6 @@ CLEANUP_WAIT=3
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
-track() { PIDS+=("$1"); PID_START[$1]=$(starttime "$1"); }
-untrack() {
-    local p keep=()
-    for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-    unset "PID_START[$1]"
-}
-
-# spawn NAME CMD... : start CMD in the background with output to $TMP/log/NAME.log; PID in LAST_PID
-LAST_PID=""
-spawn() {
-    local name=$1; shift
-    "$@" >"$TMP/log/$name.log" 2>&1 &
-    LAST_PID=$!
-    track "$LAST_PID"
-}
-
-# stop_proc PID SIGNAL SECONDS : signal it, wait for it, KILL if it outlives SECONDS.
-# Sets STOP_RC to its exit status (or "killed").
-STOP_RC=""
-stop_proc() {
-    local pid=$1 sig=$2 limit=$3
-    STOP_RC=""
-    kill -"$sig" "$pid" 2>/dev/null
-    if ! wait_gone "$limit" "$pid"; then
-        kill -KILL "$pid" 2>/dev/null
-        STOP_RC=killed
-    fi
-    wait "$pid" 2>/dev/null
-    local rc=$?
-    [[ -z $STOP_RC ]] && STOP_RC=$rc
-    untrack "$pid"
-}
-
 listening() { [[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]]; }
 
 # wait_listen PORT WHAT PID LOGFILE [SECONDS]
@@ -201,12 +167,6 @@ wait_log() {
         ((SECONDS < deadline)) || die "$what not ready after ${5:-20} s: $(tail -n 15 "$f" 2>/dev/null)"
         sleep 0.05
     done
-}
-
-median() {
-    printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END {
-        if (NR == 0) exit
-        if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
 is_num() { [[ $1 =~ ^[0-9]+([.][0-9]+)?([eE][-+]?[0-9]+)?$ ]]; }

@@ -85,3 +85,44 @@ apt_install() {
     ((added_policy)) && rm -f /usr/sbin/policy-rc.d
     return $rc
 }
+
+# The processes a script starts: spawn NAME CMD... runs CMD in the background with its
+# output in $TMP/log/NAME.log (PID in LAST_PID) and tracks it for cleanup.
+LAST_PID=""
+STOP_RC=""
+track() { PIDS+=("$1"); PID_START[$1]=$(starttime "$1"); }
+untrack() {
+    local p keep=()
+    for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+    unset "PID_START[$1]"
+}
+spawn() {
+    local name=$1; shift
+    "$@" >"$TMP/log/$name.log" 2>&1 &
+    LAST_PID=$!
+    track "$LAST_PID"
+}
+
+# stop_proc PID SIGNAL SECONDS : signal it, wait for it, KILL if it outlives SECONDS.
+# Sets STOP_RC to its exit status (or "killed").
+stop_proc() {
+    local pid=$1 sig=$2 limit=$3
+    STOP_RC=""
+    kill -"$sig" "$pid" 2>/dev/null
+    if ! wait_gone "$limit" "$pid"; then
+        kill -KILL "$pid" 2>/dev/null
+        STOP_RC=killed
+    fi
+    wait "$pid" 2>/dev/null
+    local rc=$?
+    [[ -z $STOP_RC ]] && STOP_RC=$rc
+    untrack "$pid"
+}
+
+# median VALUES... : the median (mean of the middle two for an even count)
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END {
+        if (NR == 0) exit
+        if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}

@@ -134,23 +134,6 @@ CLEANUP_WAIT=1
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
-# spawn NAME CMD... : start CMD in the background with output to $TMP/log/NAME.log; PID in LAST_PID
-LAST_PID=""
-spawn() {
-    local name=$1; shift
-    "$@" >"$TMP/log/$name.log" 2>&1 &
-    LAST_PID=$!
-    track "$LAST_PID"
-}
-
-track() { PIDS+=("$1"); PID_START[$1]=$(starttime "$1"); }
-untrack() {
-    local p keep=()
-    for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-    unset "PID_START[$1]"
-}
-
 # run_client SECONDS OUT ERR CMD... : a bounded load-generating client. It runs in the background
 # and is waited for, so that Ctrl-C interrupts the wait at once and the exit trap stops it.
 run_client() {
@@ -192,12 +175,6 @@ die_path() {
             "$p" "$(tr '\0' ' ' <"$TMP/cmd.$p" 2>/dev/null)" >&2
     done
     die "path '$path' failed: $*"
-}
-
-median() {
-    printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END {
-        if (NR == 0) exit
-        if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
 is_num() { [[ $1 =~ ^[0-9]+([.][0-9]+)?([eE][-+]?[0-9]+)?$ ]]; }
