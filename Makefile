@@ -4,7 +4,7 @@
 CC       ?= cc
 CFLAGS   ?= -O2 -g
 PKGS     := libevent libevent_openssl libnghttp2 inih openssl sqlite3 libpq \
-            libcurl jansson
+            libcurl jansson libseccomp
 WARN     := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
             -Wmissing-prototypes -Wformat=2 -Wno-unused-parameter
 HARDEN   := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
@@ -104,8 +104,19 @@ $(B)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard src/*/*.h)
 	    $(shell pkg-config --cflags $(PKGS)) -o $@ $(filter %.c,$^) $(LDLIBS)
 
 PREFIX ?= /usr/local
+MANDIR ?= $(PREFIX)/share/man
+MAN1   := $(wildcard man/man1/*.1)
+MAN5   := $(wildcard man/man5/*.5)
 install: $(B)/netwall
-	install -D -m 0755 $(B)/netwall $(DESTDIR)$(PREFIX)/bin/netwall
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5
+	install -m 0755 $(B)/netwall $(DESTDIR)$(PREFIX)/bin/netwall
+	install -m 0644 $(MAN1) $(DESTDIR)$(MANDIR)/man1
+	install -m 0644 $(MAN5) $(DESTDIR)$(MANDIR)/man5
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/netwall $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MAN1))) \
+	    $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(MAN5)))
+.PHONY: uninstall
 
 clean:
 	rm -rf $(B)

@@ -3,6 +3,9 @@
 # The sourcing script declares PIDS (array), PID_START (assoc), TMP, KEEP_TMP and log(), and
 # sets CLEANUP_WAIT (seconds each process gets after SIGTERM) before calling cleanup.
 
+# Benchmarks run as root on loopback; the daemons may stay root here.
+export NETWALL_ALLOW_ROOT=1
+
 # descendants PID... -> those PIDs and all their descendants, one per line
 descendants() {
     ps -e -o pid=,ppid= | awk -v roots="$*" '

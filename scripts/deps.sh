@@ -5,7 +5,8 @@ PKGS="build-essential pkg-config libevent-dev libssl-dev libnghttp2-dev libinih-
 libcmocka-dev libsqlite3-dev libpq-dev libcurl4-openssl-dev libjansson-dev python3 python3-pytest
 python3-hl7 sqlite3 irssi weechat-headless tmux docker-compose openssl curl nginx redis-server
 redis-tools postgresql
-postgresql-client iproute2 nftables procps"
+postgresql-client iproute2 nftables procps libseccomp-dev clang chromium fonts-dejavu-core man-db
+groff-base"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"

@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NETWALL=$PWD/build/netwall
+# A demo on loopback: started as root (make run installs packages), the daemons may stay root.
+# Deployments set user = NAME instead (docs/deploy.md).
+export NETWALL_ALLOW_ROOT=1
 mkdir -p run/www
 cd run
 

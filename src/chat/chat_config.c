@@ -17,7 +17,6 @@ struct chat_load {
 
 static void chat_defaults(struct chat_config *c)
 {
-	char err[128];
 
 	snprintf(c->server_name, sizeof(c->server_name), "netwall");
 	c->max_clients = 10000;
@@ -30,9 +29,7 @@ static void chat_defaults(struct chat_config *c)
 	c->register_timeout = 20;
 	c->ping_interval = 120;
 	c->ping_timeout = 60;
-	c->admin_on = true;
-	addr_parse("127.0.0.1:9103", &c->admin, err, sizeof(err));
-	c->log_level = LOG_INFO;
+	daemon_conf_defaults(&c->d, "127.0.0.1:9103");
 	c->drain_timeout = 5;
 }
 
@@ -157,14 +154,8 @@ static void chat_on_key(struct conf *cf, const char *section, const char *key, c
 		conf_seconds(cf, key, v, 0.1, 86400, &c->ping_interval);
 	} else if (strcmp(key, "ping_timeout") == 0) {
 		conf_seconds(cf, key, v, 0.1, 86400, &c->ping_timeout);
-	} else if (strcmp(key, "admin") == 0) {
-		char err[300];
-		c->admin_on = strcmp(v, "off") != 0;
-		if (c->admin_on && addr_parse(v, &c->admin, err, sizeof(err)) == -1)
-			conf_error(cf, "admin: %s", err);
-	} else if (strcmp(key, "log_level") == 0) {
-		if (log_level_parse(v, &c->log_level) == -1)
-			conf_error(cf, "log_level: want debug, info, warn or error, got '%s'", v);
+	} else if (daemon_conf_key(cf, &c->d, key, v)) {
+		/* admin, admin_token_file, log_level, user, allow_root, seccomp */
 	} else if (strcmp(key, "drain_timeout") == 0) {
 		conf_seconds(cf, key, v, 0, 3600, &c->drain_timeout);
 	} else {
@@ -214,5 +205,6 @@ void chat_config_free(struct chat_config *c)
 	free(c->cert);
 	free(c->key);
 	free(c->accounts);
+	daemon_conf_free(&c->d);
 	free(c);
 }

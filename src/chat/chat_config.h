@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "core/addr.h"
+#include "core/daemon.h"
 #include "core/log.h"
 
 #define CHAT_MAX_LIST 64 /* listeners, operators */
@@ -33,9 +34,7 @@ struct chat_config {
 	double register_timeout;  /* seconds to complete registration */
 	double ping_interval;     /* seconds of silence before we PING */
 	double ping_timeout;      /* seconds after a PING without an answer: dropped */
-	bool admin_on;
-	struct addr admin;
-	enum log_level log_level;
+	struct daemon_conf d; /* admin, log level, user, filter */
 	double drain_timeout;
 };
 

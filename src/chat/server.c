@@ -17,6 +17,7 @@
 #include "chat/irc.h"
 #include "chat/passwd.h"
 #include "core/admin.h"
+#include "core/page.h"
 #include "core/clock.h"
 #include "core/lifecycle.h"
 #include "core/log.h"
@@ -98,6 +99,7 @@ struct chat {
 	int status;
 	char created[32];
 	uint64_t lines_in, msgs_out, dropped_sendq, dropped_flood, refused, logins_failed;
+	struct minutes per_minute; /* lines from clients, for the status page */
 	struct log_rate rate;
 };
 
@@ -1185,6 +1187,7 @@ static void client_line(struct client *c, char *line, size_t len)
 	const char *cmd;
 
 	ch->lines_in++;
+	minutes_add(&ch->per_minute, clock_wall(), 1);
 	if (irc_parse(line, len, &m, &err) == -1) {
 		if (strcmp(err, "empty line") == 0)
 			return;
@@ -1459,6 +1462,33 @@ static void chat_status(struct evbuffer *out, void *arg)
 			    (unsigned long long)ch->nclients, ch->nchans);
 }
 
+static void chat_page(struct evbuffer *out, void *arg)
+{
+	struct chat *ch = arg;
+
+	evbuffer_add_printf(out, "<div class=\"tiles\">");
+	page_tile_text(out, "state", "state", ch->draining ? "closing" : "serving");
+	page_tile(out, "clients", "clients", ch->nclients);
+	page_tile(out, "channels", "rooms", ch->nchans);
+	page_tile(out, "lines", "lines received", ch->lines_in);
+	page_tile(out, "delivered", "messages delivered", ch->msgs_out);
+	page_tile(out, "dropped", "clients dropped (sendq, flood)",
+		  ch->dropped_sendq + ch->dropped_flood);
+	page_tile(out, "refused", "connections refused", ch->refused);
+	page_tile(out, "logins_failed", "failed logins", ch->logins_failed);
+	evbuffer_add_printf(out, "</div>\n<h2>Rooms</h2><table id=\"rooms\"><tr><th>room</th>"
+				 "<th>members</th></tr>\n");
+	for (size_t i = 0; i < ch->nchans; i++) {
+		evbuffer_add_printf(out, "<tr><td>");
+		page_esc(out, ch->chans[i]->name);
+		evbuffer_add_printf(out, "</td><td class=\"n\">%zu</td></tr>\n", ch->chans[i]->n);
+	}
+	if (ch->nchans == 0)
+		evbuffer_add_printf(out, "<tr><td colspan=\"2\" class=\"none\">none</td></tr>\n");
+	evbuffer_add_printf(out, "</table>\n");
+	page_chart(out, "lines_chart", "Lines per minute", &ch->per_minute, clock_wall());
+}
+
 static int chat_health(char *why, size_t len, void *arg)
 {
 	struct chat *ch = arg;
@@ -1471,6 +1501,8 @@ static int chat_health(char *why, size_t len, void *arg)
 }
 
 static const struct admin_ops chat_admin_ops = {
+	.role = "chat",
+	.page = chat_page,
 	.metrics = chat_metrics,
 	.status = chat_status,
 	.health = chat_health,
@@ -1511,7 +1543,21 @@ static int chat_load_accounts(struct chat *ch)
 static void chat_reload(void *arg)
 {
 	struct chat *ch = arg;
+	char *msgs = NULL, err[256];
+	struct chat_config *cfg = chat_config_load(ch->path, &msgs);
 
+	/* the log level and the admin listener (address, token) follow the file; listeners and
+	 * limits need a restart */
+	if (cfg == NULL) {
+		log_error("event=reload_failed file=%s (keeping the running config)", ch->path);
+		fputs(msgs, stderr);
+		free(msgs);
+	} else {
+		log_set_level(cfg->d.log_level);
+		admin_reconfigure(&ch->admin, ch->base, cfg->d.admin_on ? &cfg->d.admin : NULL,
+				  cfg->d.admin_token, &chat_admin_ops, ch, err, sizeof(err));
+		chat_config_free(cfg);
+	}
 	/* the accounts file changes with `netwall chat passwd`: read it again */
 	if (chat_load_accounts(ch) == 0)
 		log_info("event=reloaded accounts=%zu", ch->naccounts);
@@ -1606,8 +1652,8 @@ struct chat *chat_new(struct event_base *base, const char *path, struct chat_con
 	for (size_t i = 0; i < cfg->nplain; i++)
 		if (chat_listen(ch, &cfg->plain_listen[i], false) == -1)
 			goto fail;
-	if (cfg->admin_on) {
-		ch->admin = admin_new(base, &cfg->admin, &chat_admin_ops, ch, err, sizeof(err));
+	if (cfg->d.admin_on) {
+		ch->admin = admin_new(base, &cfg->d.admin, cfg->d.admin_token, &chat_admin_ops, ch, err, sizeof(err));
 		if (ch->admin == NULL) {
 			log_error("event=admin_failed error=\"%s\"", err);
 			goto fail;

@@ -1,10 +1,13 @@
 /* netwall gateway -c FILE, netwall agent -c FILE */
 #include <event2/event.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/daemon.h"
+#include "core/filter.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "chat/server.h"
@@ -80,17 +83,36 @@ static int daemon_args(int argc, char **argv, const char *usage, const char *nam
 	return -1;
 }
 
+/* Sets the log level, refuses to run as root unless told, and copies what daemon_main needs
+ * after binding (the user and the filter) out of a config the daemon will own. */
+static int daemon_keep(const struct daemon_conf *d, struct daemon_conf *run)
+{
+	char err[256];
+
+	log_set_level(d->log_level);
+	if (daemon_check(d, err, sizeof(err)) == -1) {
+		log_error("event=start_failed error=\"%s\"", err);
+		return -1;
+	}
+	*run = *d;
+	run->admin_token = NULL;
+	run->user = d->user != NULL ? strdup(d->user) : NULL;
+	return 0;
+}
+
 /* What differs between the daemons; everything else is daemon_main. */
 struct daemon_kind {
 	const char *name;
 	const char *usage;
-	/* Loads file and builds the daemon on base; NULL once the reason is printed. */
-	void *(*start)(struct event_base *base, const char *file);
+	/* Loads file, checks who runs it (daemon_check) and builds the daemon on base, copying
+	 * how it runs into run; NULL once the reason is printed. */
+	void *(*start)(struct event_base *base, const char *file, struct daemon_conf *run);
 	int (*run)(void *d);
 	void (*stop)(void *d);
 };
 
-static void *gateway_start(struct event_base *base, const char *file)
+static void *gateway_start(struct event_base *base, const char *file,
+			  struct daemon_conf *run)
 {
 	char *msgs = NULL;
 	struct config_gateway *cfg = config_gateway_load(file, &msgs);
@@ -100,11 +122,15 @@ static void *gateway_start(struct event_base *base, const char *file)
 		free(msgs);
 		return NULL;
 	}
-	log_set_level(cfg->c.log_level);
+	if (daemon_keep(&cfg->c.d, run) == -1) {
+		config_gateway_free(cfg);
+		return NULL;
+	}
 	return gateway_new(base, file, cfg);
 }
 
-static void *agent_start(struct event_base *base, const char *file)
+static void *agent_start(struct event_base *base, const char *file,
+			  struct daemon_conf *run)
 {
 	char *msgs = NULL;
 	struct config_agentd *cfg = config_agent_load(file, &msgs);
@@ -114,11 +140,15 @@ static void *agent_start(struct event_base *base, const char *file)
 		free(msgs);
 		return NULL;
 	}
-	log_set_level(cfg->c.log_level);
+	if (daemon_keep(&cfg->c.d, run) == -1) {
+		config_agent_free(cfg);
+		return NULL;
+	}
 	return agent_new(base, file, cfg);
 }
 
-static void *intake_start(struct event_base *base, const char *file)
+static void *intake_start(struct event_base *base, const char *file,
+			  struct daemon_conf *run)
 {
 	char *msgs = NULL;
 	struct intake_config *cfg = intake_config_load(file, &msgs);
@@ -128,7 +158,10 @@ static void *intake_start(struct event_base *base, const char *file)
 		free(msgs);
 		return NULL;
 	}
-	log_set_level(cfg->log_level);
+	if (daemon_keep(&cfg->d, run) == -1) {
+		intake_config_free(cfg);
+		return NULL;
+	}
 	return intake_new(base, file, cfg);
 }
 
@@ -142,7 +175,8 @@ static void intake_free_any(void *d)
 	intake_free(d);
 }
 
-static void *chat_start(struct event_base *base, const char *file)
+static void *chat_start(struct event_base *base, const char *file,
+			  struct daemon_conf *run)
 {
 	char *msgs = NULL;
 	struct chat_config *cfg = chat_config_load(file, &msgs);
@@ -152,7 +186,10 @@ static void *chat_start(struct event_base *base, const char *file)
 		free(msgs);
 		return NULL;
 	}
-	log_set_level(cfg->log_level);
+	if (daemon_keep(&cfg->d, run) == -1) {
+		chat_config_free(cfg);
+		return NULL;
+	}
 	return chat_new(base, file, cfg);
 }
 
@@ -186,8 +223,33 @@ static void agent_free_any(void *d)
 	agent_free(d);
 }
 
+static void daemon_probe_cb(evutil_socket_t sig, short what, void *arg)
+{
+	log_warn("event=test_probe call=execve");
+	filter_probe();
+	log_warn("event=test_probe_returned");
+}
+
+/* With NETWALL_TEST_FORBIDDEN_CALL=1, SIGUSR2 makes a call the filter forbids: the test that
+ * the filter kills. */
+static struct event *daemon_probe(struct event_base *base)
+{
+	const char *e = getenv("NETWALL_TEST_FORBIDDEN_CALL");
+	struct event *ev;
+
+	if (e == NULL || strcmp(e, "1") != 0)
+		return NULL;
+	ev = evsignal_new(base, SIGUSR2, daemon_probe_cb, NULL);
+	if (ev == NULL || evsignal_add(ev, NULL) == -1)
+		abort();
+	return ev;
+}
+
 static int daemon_main(int argc, char **argv, const struct daemon_kind *k)
 {
+	struct daemon_conf run = { 0 };
+	struct event *probe = NULL;
+	char err[256];
 	struct event_base *base;
 	const char *file;
 	void *d;
@@ -197,13 +259,24 @@ static int daemon_main(int argc, char **argv, const struct daemon_kind *k)
 		return rc;
 	log_init(k->name, LOG_INFO);
 	base = loop_new();
-	d = k->start(base, file);
+	d = k->start(base, file, &run);
 	if (d == NULL) {
 		event_base_free(base);
 		return 1;
 	}
-	rc = k->run(d);
+	if (daemon_confine(&run, k->name, err, sizeof(err)) == -1) {
+		log_error("event=start_failed error=\"%s\"", err);
+		rc = 1;
+	} else {
+		log_info("event=confined user=%s seccomp=%s", run.user ? run.user : "(unchanged)",
+			 run.seccomp ? "on" : "off");
+		probe = daemon_probe(base);
+		rc = k->run(d);
+		if (probe != NULL)
+			event_free(probe);
+	}
 	k->stop(d);
+	daemon_conf_free(&run);
 	event_base_free(base);
 	return rc;
 }

@@ -3,12 +3,17 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/log.h"
+#include "core/page.h"
 #include "core/sock.h"
 
 #define ADMIN_TIMEOUT 10         /* seconds a scrape may take */
@@ -20,7 +25,63 @@ struct admin {
 	struct addr addr;
 	const struct admin_ops *ops;
 	void *arg;
+	char *token;
 };
+
+static double admin_started; /* when the first listener of the process began */
+
+static bool admin_same(const char *a, size_t alen, const char *b)
+{
+	size_t blen = strlen(b);
+
+	/* the length is no secret; the bytes are compared in constant time */
+	return alen == blen && CRYPTO_memcmp(a, b, blen) == 0;
+}
+
+bool admin_authorized(const char *auth, const char *token)
+{
+	unsigned char dec[3 * 1024 / 4 + 4];
+	size_t len, pad = 0;
+	int n;
+	const char *colon;
+
+	if (token == NULL)
+		return true;
+	if (auth == NULL)
+		return false;
+	if (strncasecmp(auth, "Bearer ", 7) == 0) {
+		auth += 7;
+		while (*auth == ' ')
+			auth++;
+		return admin_same(auth, strlen(auth), token);
+	}
+	if (strncasecmp(auth, "Basic ", 6) != 0)
+		return false;
+	auth += 6;
+	while (*auth == ' ')
+		auth++;
+	len = strlen(auth);
+	if (len == 0 || len % 4 != 0 || len > 1024)
+		return false;
+	n = EVP_DecodeBlock(dec, (const unsigned char *)auth, (int)len);
+	if (n < 0)
+		return false;
+	pad = (auth[len - 1] == '=') + (auth[len - 2] == '=');
+	n -= (int)pad;
+	colon = memchr(dec, ':', (size_t)n);
+	if (colon == NULL)
+		return false;
+	return admin_same(colon + 1, (size_t)n - (size_t)(colon + 1 - (const char *)dec), token);
+}
+
+static bool admin_is_loopback(const struct addr *a)
+{
+	if (a->ss.ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr) >> 24) == 127;
+	if (a->ss.ss_family == AF_INET6)
+		return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
+	return false;
+}
 
 static void admin_reply(struct evhttp_request *req, int code, const char *reason,
 			const char *type, struct evbuffer *body)
@@ -43,6 +104,20 @@ static void admin_handle(struct evhttp_request *req, void *arg)
 	    evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
 		evbuffer_add_printf(body, "method not allowed\n");
 		admin_reply(req, 405, "Method Not Allowed", "text/plain", body);
+	} else if (strcmp(uri, "/healthz") != 0 &&
+		   !admin_authorized(evhttp_find_header(evhttp_request_get_input_headers(req),
+							"Authorization"),
+				     adm->token)) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+				  "Basic realm=\"netwall\", charset=\"UTF-8\"");
+		evbuffer_add_printf(body, "unauthorized: send Authorization: Bearer TOKEN "
+					  "(the token in admin_token_file)\n");
+		admin_reply(req, 401, "Unauthorized", "text/plain", body);
+	} else if (strcmp(uri, "/") == 0 && adm->ops->page != NULL) {
+		page_begin(body, adm->ops->role, clock_mono() - admin_started);
+		adm->ops->page(body, adm->arg);
+		page_end(body);
+		admin_reply(req, 200, "OK", "text/html; charset=utf-8", body);
 	} else if (strcmp(uri, "/healthz") == 0) {
 		if (adm->ops->health == NULL || adm->ops->health(why, sizeof(why), adm->arg) == 0) {
 			evbuffer_add_printf(body, "ok\n");
@@ -58,13 +133,13 @@ static void admin_handle(struct evhttp_request *req, void *arg)
 		adm->ops->status(body, adm->arg);
 		admin_reply(req, 200, "OK", "application/json", body);
 	} else {
-		evbuffer_add_printf(body, "not found: try /healthz, /metrics, /status\n");
+		evbuffer_add_printf(body, "not found: try /, /healthz, /metrics, /status\n");
 		admin_reply(req, 404, "Not Found", "text/plain", body);
 	}
 	evbuffer_free(body);
 }
 
-struct admin *admin_new(struct event_base *base, const struct addr *a,
+struct admin *admin_new(struct event_base *base, const struct addr *a, const char *token,
 			const struct admin_ops *ops, void *arg, char *err, size_t errlen)
 {
 	struct admin *adm = calloc(1, sizeof(*adm));
@@ -72,9 +147,19 @@ struct admin *admin_new(struct event_base *base, const struct addr *a,
 
 	if (adm == NULL)
 		abort();
+	if (admin_started == 0)
+		admin_started = clock_mono();
 	adm->ops = ops;
 	adm->arg = arg;
 	adm->addr = *a;
+	adm->token = token != NULL ? strdup(token) : NULL;
+	if (token == NULL && !admin_is_loopback(a)) {
+		char where[ADDR_STRLEN];
+		addr_format((const struct sockaddr *)&a->ss, where, sizeof(where));
+		log_warn("event=admin_exposed addr=%s (not loopback and no admin_token_file: "
+			 "whoever reaches it reads the status)",
+			 where);
+	}
 	fd = sock_listen(a, err, errlen);
 	if (fd == -1)
 		goto fail;
@@ -101,19 +186,28 @@ void admin_free(struct admin *adm)
 		return;
 	if (adm->http != NULL)
 		evhttp_free(adm->http);
+	if (adm->token != NULL)
+		OPENSSL_cleanse(adm->token, strlen(adm->token));
+	free(adm->token);
 	free(adm);
 }
 
 int admin_reconfigure(struct admin **adm, struct event_base *base, const struct addr *a,
-		      const struct admin_ops *ops, void *arg, char *err, size_t errlen)
+		      const char *token, const struct admin_ops *ops, void *arg, char *err,
+		      size_t errlen)
 {
-	if (*adm != NULL && a != NULL && addr_equal(&(*adm)->addr, a))
+	if (*adm != NULL && a != NULL && addr_equal(&(*adm)->addr, a)) {
+		if ((*adm)->token != NULL)
+			OPENSSL_cleanse((*adm)->token, strlen((*adm)->token));
+		free((*adm)->token);
+		(*adm)->token = token != NULL ? strdup(token) : NULL;
 		return 0;
+	}
 	admin_free(*adm);
 	*adm = NULL;
 	if (a == NULL)
 		return 0;
-	*adm = admin_new(base, a, ops, arg, err, errlen);
+	*adm = admin_new(base, a, token, ops, arg, err, errlen);
 	if (*adm == NULL) {
 		log_error("event=admin_failed error=\"%s\"", err);
 		return -1;

@@ -1,11 +1,13 @@
 /* The admin listener: a small HTTP server (libevent's evhttp) on loopback by default with
- * /healthz, /metrics (Prometheus text format) and /status (JSON). The daemon supplies the
- * renderers; this module owns the socket and the Prometheus text helpers. */
+ * / (an HTML status page), /healthz, /metrics (Prometheus text format) and /status (JSON).
+ * The daemon supplies the renderers; this module owns the socket, the optional bearer token
+ * (asked of everything but /healthz) and the Prometheus text helpers. */
 #ifndef NETWALL_ADMIN_H
 #define NETWALL_ADMIN_H
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/addr.h"
@@ -13,6 +15,9 @@
 struct admin;
 
 struct admin_ops {
+	const char *role; /* "gateway", "agent", "intake", "chat": the page's title */
+	/* Appends the status page's body (inside page_begin/page_end) to out. */
+	void (*page)(struct evbuffer *out, void *arg);
 	/* Appends metric families to out. */
 	void (*metrics)(struct evbuffer *out, void *arg);
 	/* Appends a JSON object to out. */
@@ -21,16 +26,22 @@ struct admin_ops {
 	int (*health)(char *why, size_t len, void *arg);
 };
 
-/* Starts serving on a. Returns NULL with err filled if the address cannot be bound. */
-struct admin *admin_new(struct event_base *base, const struct addr *a,
+/* Starts serving on a; token (copied) is then required, unless NULL. Returns NULL with err
+ * filled if the address cannot be bound. */
+struct admin *admin_new(struct event_base *base, const struct addr *a, const char *token,
 			const struct admin_ops *ops, void *arg, char *err, size_t errlen);
 void admin_free(struct admin *adm);
 
-/* Makes *adm serve on a (or nothing when a is NULL), keeping the running listener when the
- * address is unchanged. Returns -1, logged and with err filled, if a new address cannot be
- * bound; *adm is then NULL. */
+/* Makes *adm serve on a (or nothing when a is NULL) with token, keeping the running listener
+ * when the address is unchanged. Returns -1, logged and with err filled, if a new address
+ * cannot be bound; *adm is then NULL. */
 int admin_reconfigure(struct admin **adm, struct event_base *base, const struct addr *a,
-		      const struct admin_ops *ops, void *arg, char *err, size_t errlen);
+		      const char *token, const struct admin_ops *ops, void *arg, char *err,
+		      size_t errlen);
+
+/* Whether the Authorization header value auth carries token: "Bearer TOKEN", or "Basic" with
+ * TOKEN as the password (any user name), so a browser's login prompt opens the page. */
+bool admin_authorized(const char *auth, const char *token);
 
 /* Prometheus text helpers: a family header, then samples. labels is "" or 'k="v",k2="v2"'. */
 void admin_family(struct evbuffer *out, const char *name, const char *type, const char *help);

@@ -1,4 +1,4 @@
-/* Monotonic time in seconds, for timeouts and rates. */
+/* Monotonic time in seconds, for timeouts and rates; wall-clock time for what people read. */
 #ifndef NETWALL_CLOCK_H
 #define NETWALL_CLOCK_H
 
@@ -10,6 +10,14 @@ static inline double clock_mono(void)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static inline double clock_wall(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 

@@ -18,6 +18,7 @@
 #include "core/lifecycle.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/page.h"
 #include "core/proxy.h"
 #include "core/sock.h"
 #include "core/tls.h"
@@ -36,6 +37,7 @@
 #define INTAKE_INFLIGHT_BYTES (4u << 20) /* frame bytes awaiting their answer per connection,
 					   * at least one max_message */
 #define INTAKE_CLOSE_GRACE 5.0         /* seconds a closing connection gets to take its ACKs */
+#define INTAKE_ERRORS_KEPT 20         /* last errors on the status page */
 #define INTAKE_ACCEPT_PAUSE 0.5        /* seconds listeners rest when out of descriptors */
 
 /* ACK latency histogram bounds, seconds. */
@@ -64,6 +66,15 @@ struct intake_stats {
 	uint64_t hist[INTAKE_NBUCKETS + 1];
 	double hist_sum;
 	uint64_t hist_count;
+};
+
+/* An error for the status page: control IDs, peers and reasons, never message content. */
+struct intake_err {
+	double at; /* wall clock; 0: empty slot */
+	const char *reason;
+	char ctrl[INTAKE_KEY_MAX + 1]; /* made log-safe; "" when unknown */
+	char peer[ADDR_STRLEN];
+	char detail[96];
 };
 
 struct intake_listener {
@@ -130,6 +141,9 @@ struct intake {
 	struct intake_config *cfg;
 	struct lifecycle *life;
 	struct admin *admin;
+	struct minutes per_minute;                    /* messages received, for the page */
+	struct intake_err errs[INTAKE_ERRORS_KEPT]; /* a ring, newest at errs_next - 1 */
+	size_t errs_next;
 	SSL_CTX *tls;
 	struct intake_listener **ls;
 	size_t nls;
@@ -204,6 +218,20 @@ static const char *log_safe(char *out, size_t len, const char *in)
 	}
 	out[i] = '\0';
 	return out;
+}
+
+/* Keeps an error for the status page; detail is our own text (parser and store errors
+ * carry no message content, as for the log). */
+static void intake_note(struct intake *in, enum intake_reason r, const char *ctrl,
+			const char *peer, const char *detail)
+{
+	struct intake_err *e = &in->errs[in->errs_next++ % INTAKE_ERRORS_KEPT];
+
+	e->at = clock_wall();
+	e->reason = intake_reason_names[r];
+	log_safe(e->ctrl, sizeof(e->ctrl), ctrl != NULL ? ctrl : "");
+	snprintf(e->peer, sizeof(e->peer), "%s", peer);
+	snprintf(e->detail, sizeof(e->detail), "%s", detail);
 }
 
 static void intake_error(struct hl7_error *e, enum hl7_code code, unsigned field,
@@ -430,6 +458,7 @@ static void jmsg_done(struct commit_req *r, void *arg)
 		char id[21];
 
 		in->st.reasons[R_STORE]++;
+		intake_note(in, R_STORE, j->ctrl, c->peer, "not stored: answered AE");
 		log_limited(&in->rate, LOG_WARN,
 			    "event=store_failed peer=%s control_id=%s type=%s error=\"%s\"",
 			    c->peer, log_safe(ctrl, sizeof(ctrl), j->ctrl), j->type, j->req.err);
@@ -480,9 +509,11 @@ static void intake_message(struct intake *in, struct conn *c, struct job *jb, st
 	enum ack_code code = ACK_ACCEPT;
 
 	in->st.received++;
+	minutes_add(&in->per_minute, clock_wall(), 1);
 	intake_ack_id(in, id);
 	if (hl7_parse(m, data, j->raw_len, &e) == -1) {
 		in->st.reasons[R_PARSE]++;
+		intake_note(in, R_PARSE, NULL, c->peer, e.text);
 		log_limited(&in->rate, LOG_WARN,
 			    "event=rejected reason=parse peer=%s size=%zu code=%d error=\"%s\"",
 			    c->peer, j->raw_len, (int)e.code, e.text);
@@ -499,6 +530,7 @@ static void intake_message(struct intake *in, struct conn *c, struct job *jb, st
 	j->enhanced = ack_enhanced(m);
 	if (intake_validate(in->cfg, m, j, trigger, &e) == -1) {
 		in->st.reasons[R_HEADER]++;
+		intake_note(in, R_HEADER, j->ctrl, c->peer, e.text);
 		log_limited(&in->rate, LOG_WARN,
 			    "event=rejected reason=header peer=%s size=%zu code=%d error=\"%s\"",
 			    c->peer, j->raw_len, (int)e.code, e.text);
@@ -511,6 +543,7 @@ static void intake_message(struct intake *in, struct conn *c, struct job *jb, st
 	act = intake_config_route(in->cfg, base, trigger);
 	if (act == INTAKE_REJECT) {
 		in->st.reasons[R_ROUTE]++;
+		intake_note(in, R_ROUTE, j->ctrl, c->peer, j->type);
 		intake_error(&e, HL7_UNSUPPORTED_TYPE, 9, "message type not accepted here");
 		code = ACK_REJECT;
 	}
@@ -558,6 +591,7 @@ static void conn_refuse_frame(struct conn *c, struct job *jb, struct hl7_msg *m,
 	if (jb->msgs == NULL)
 		abort();
 	in->st.received++;
+	minutes_add(&in->per_minute, clock_wall(), 1);
 	intake_ack_id(in, id);
 	if (hl7_is_batch(p, jb->len))
 		hl7_batch_next(p, jb->len, &pos, &first);
@@ -597,6 +631,8 @@ static void conn_frame(struct conn *c, const uint8_t *p, size_t len, bool oversi
 			n++;
 	if (oversize || n > INTAKE_BATCH_MAX) {
 		in->st.reasons[R_TOO_BIG]++;
+		intake_note(in, R_TOO_BIG, NULL, c->peer,
+			    oversize ? "over max_message" : "batch over 4096 messages");
 		log_limited(&in->rate, LOG_WARN,
 			    "event=rejected reason=too_big peer=%s size=%zu limit=%s", c->peer, len,
 			    oversize ? "max_message" : "batch_messages");
@@ -1038,7 +1074,7 @@ static void intake_metrics(struct evbuffer *out, void *arg)
 	char labels[64];
 
 	commit_stats(in->commit, &cs);
-	commit_snapshot(in->commit, false, &snap);
+	commit_snapshot(in->commit, true, &snap);
 	if (in->deliver != NULL)
 		deliver_stats(in->deliver, &ds);
 	admin_family(out, "netwall_intake_connections_open", "gauge", "MLLP connections open");
@@ -1096,6 +1132,12 @@ static void intake_metrics(struct evbuffer *out, void *arg)
 	admin_family(out, "netwall_intake_store_batch_max", "gauge",
 		     "most messages in one transaction");
 	admin_sample(out, "netwall_intake_store_batch_max", "", cs.max_batch);
+	admin_family(out, "netwall_intake_messages", "gauge",
+		     "messages in the store, by state (counted by the committer)");
+	for (int i = 0; i < STORE_NSTATES && snap.counts_ok; i++) {
+		snprintf(labels, sizeof(labels), "state=\"%s\"", store_state_name(i));
+		admin_sample(out, "netwall_intake_messages", labels, snap.by_state[i]);
+	}
 	admin_family(out, "netwall_intake_queue_depth", "gauge", "delivery jobs waiting");
 	admin_sample(out, "netwall_intake_queue_depth", "", snap.depth);
 	admin_family(out, "netwall_intake_delivery_attempts_total", "counter",
@@ -1130,6 +1172,107 @@ static void intake_status(struct evbuffer *out, void *arg)
 			    snap.counts_ok ? clock_mono() - snap.counts_at : -1.0);
 }
 
+/* The upper bound of the histogram bucket holding quantile q, as text ("<= 1 ms"). */
+static void intake_quantile(const struct intake_stats *s, double q, char *buf, size_t len)
+{
+	uint64_t want = (uint64_t)(q * (double)s->hist_count + 0.5), cum = 0;
+
+	if (s->hist_count == 0) {
+		snprintf(buf, len, "-");
+		return;
+	}
+	if (want == 0)
+		want = 1;
+	for (size_t i = 0; i < INTAKE_NBUCKETS; i++) {
+		cum += s->hist[i];
+		if (cum >= want) {
+			snprintf(buf, len, "\u2264 %g ms", intake_buckets[i] * 1000);
+			return;
+		}
+	}
+	snprintf(buf, len, "> %g s", intake_buckets[INTAKE_NBUCKETS - 1]);
+}
+
+static void intake_page_errors(struct evbuffer *out, const struct intake *in)
+{
+	size_t shown = 0;
+
+	evbuffer_add_printf(out, "<h2>Last errors (newest first; control IDs and reasons only)"
+				 "</h2><table id=\"errors\"><tr><th>time (UTC)</th><th>reason</th>"
+				 "<th>control ID</th><th>from</th><th>detail</th></tr>\n");
+	for (size_t k = 1; k <= INTAKE_ERRORS_KEPT; k++) {
+		const struct intake_err *e =
+			&in->errs[(in->errs_next + INTAKE_ERRORS_KEPT - k) % INTAKE_ERRORS_KEPT];
+		char when[32];
+		time_t at = (time_t)e->at;
+		struct tm tm;
+		if (e->at == 0)
+			continue;
+		shown++;
+		gmtime_r(&at, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+		evbuffer_add_printf(out, "<tr><td>%s</td><td class=\"reason\">%s</td><td>", when,
+				    e->reason);
+		page_esc(out, e->ctrl);
+		evbuffer_add_printf(out, "</td><td>");
+		page_esc(out, e->peer);
+		evbuffer_add_printf(out, "</td><td>");
+		page_esc(out, e->detail);
+		evbuffer_add_printf(out, "</td></tr>\n");
+	}
+	if (shown == 0)
+		evbuffer_add_printf(out, "<tr><td colspan=\"5\" class=\"none\">none</td></tr>\n");
+	evbuffer_add_printf(out, "</table>\n");
+}
+
+static void intake_page(struct evbuffer *out, void *arg)
+{
+	struct intake *in = arg;
+	const struct intake_stats *s = &in->st;
+	struct commit_snapshot snap;
+	struct deliver_stats ds = { 0 };
+	uint64_t rejected = s->rejected_stored;
+	char p50[24], p99[24];
+
+	commit_snapshot(in->commit, true, &snap);
+	if (in->deliver != NULL)
+		deliver_stats(in->deliver, &ds);
+	for (int i = 0; i < R_NREASONS; i++)
+		if (i != R_ROUTE && i != R_ACK_INPUT)
+			rejected += s->reasons[i]; /* routing rejections are stored ones */
+	intake_quantile(s, 0.5, p50, sizeof(p50));
+	intake_quantile(s, 0.99, p99, sizeof(p99));
+	evbuffer_add_printf(out, "<h2>Since start</h2><div class=\"tiles\">");
+	page_tile_text(out, "state", "state", in->draining ? "draining" : "receiving");
+	page_tile(out, "connections", "MLLP connections", in->nconns);
+	page_tile(out, "received", "received", s->received);
+	page_tile(out, "accepted", "accepted (AA)", s->accepted);
+	page_tile(out, "ignored", "ignored", s->ignored);
+	page_tile(out, "rejected", "rejected or failed", rejected);
+	page_tile(out, "duplicates", "duplicates", s->duplicates);
+	page_tile(out, "delivered_now", "delivered", ds.delivered);
+	page_tile_text(out, "ack_p50", "ACK latency p50", p50);
+	page_tile_text(out, "ack_p99", "ACK latency p99", p99);
+	evbuffer_add_printf(out, "</div>\n<h2>In the store (%s)</h2><div class=\"tiles\">",
+			    in->store_kind);
+	if (snap.counts_ok) {
+		page_tile(out, "store_waiting", "waiting for delivery",
+			  snap.by_state[STORE_RECEIVED]);
+		page_tile(out, "store_retrying", "retrying", snap.by_state[STORE_FAILED]);
+		page_tile(out, "store_delivered", "delivered", snap.by_state[STORE_DELIVERED]);
+		page_tile(out, "store_dead", "dead-lettered", snap.by_state[STORE_DEAD]);
+		page_tile(out, "store_ignored", "ignored", snap.by_state[STORE_IGNORED]);
+		page_tile(out, "store_rejected", "rejected", snap.by_state[STORE_REJECTED]);
+	} else {
+		page_tile_text(out, "store_counting", "being counted", "...");
+	}
+	page_tile(out, "queue_depth", "queue depth", snap.depth);
+	evbuffer_add_printf(out, "</div>\n");
+	page_chart(out, "received_chart", "Messages received per minute", &in->per_minute,
+		   clock_wall());
+	intake_page_errors(out, in);
+}
+
 static int intake_health(char *why, size_t len, void *arg)
 {
 	struct intake *in = arg;
@@ -1142,6 +1285,8 @@ static int intake_health(char *why, size_t len, void *arg)
 }
 
 static const struct admin_ops intake_admin_ops = {
+	.role = "intake",
+	.page = intake_page,
 	.metrics = intake_metrics,
 	.status = intake_status,
 	.health = intake_health,
@@ -1188,11 +1333,17 @@ static void intake_reload(void *arg)
 	memcpy(in->cfg->processing_ids, cfg->processing_ids, sizeof(cfg->processing_ids));
 	in->cfg->nallow = cfg->nallow;
 	memcpy(in->cfg->allow, cfg->allow, sizeof(cfg->allow));
-	in->cfg->log_level = cfg->log_level;
+	in->cfg->d.log_level = cfg->d.log_level;
 	in->cfg->max_message = cfg->max_message; /* for connections accepted from now on */
 	in->cfg->max_per_source = cfg->max_per_source;
 	in->cfg->drain_timeout = cfg->drain_timeout;
-	log_set_level(cfg->log_level);
+	log_set_level(cfg->d.log_level);
+	/* the admin listener follows its address and token (a rotated token applies at once) */
+	if (in->admin != NULL || cfg->d.admin_on) {
+		char err[256];
+		admin_reconfigure(&in->admin, in->base, cfg->d.admin_on ? &cfg->d.admin : NULL,
+				  cfg->d.admin_token, &intake_admin_ops, in, err, sizeof(err));
+	}
 	intake_config_free(cfg);
 	log_info("event=reloaded file=%s rules=%zu", in->path, in->cfg->nrules);
 }
@@ -1361,8 +1512,8 @@ struct intake *intake_new(struct event_base *base, const char *path, struct inta
 		abort();
 	if (intake_listen(in) == -1)
 		goto fail;
-	if (cfg->admin_on) {
-		in->admin = admin_new(base, &cfg->admin, &intake_admin_ops, in, err, sizeof(err));
+	if (cfg->d.admin_on) {
+		in->admin = admin_new(base, &cfg->d.admin, cfg->d.admin_token, &intake_admin_ops, in, err, sizeof(err));
 		if (in->admin == NULL) {
 			log_error("event=admin_failed error=\"%s\"", err);
 			goto fail;

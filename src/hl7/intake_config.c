@@ -24,7 +24,6 @@ struct intake_load {
 
 static void intake_defaults(struct intake_config *c)
 {
-	char err[128];
 
 	c->tls_min = 12;
 	c->max_message = 1024 * 1024;
@@ -45,9 +44,7 @@ static void intake_defaults(struct intake_config *c)
 	c->poll = 1;
 	c->max_attempts = 10;
 	c->concurrency = 8;
-	c->admin_on = true;
-	addr_parse("127.0.0.1:9102", &c->admin, err, sizeof(err));
-	c->log_level = LOG_INFO;
+	daemon_conf_defaults(&c->d, "127.0.0.1:9102");
 	c->drain_timeout = 10;
 }
 
@@ -280,14 +277,8 @@ static void intake_key_intake(struct conf *cf, struct intake_config *c, const ch
 			conf_error(cf, "processing_ids: want some of P, T and D, got '%s'", v);
 		else
 			memcpy(c->processing_ids, ids, sizeof(ids));
-	} else if (strcmp(key, "admin") == 0) {
-		char err[300];
-		c->admin_on = strcmp(v, "off") != 0;
-		if (c->admin_on && addr_parse(v, &c->admin, err, sizeof(err)) == -1)
-			conf_error(cf, "admin: %s", err);
-	} else if (strcmp(key, "log_level") == 0) {
-		if (log_level_parse(v, &c->log_level) == -1)
-			conf_error(cf, "log_level: want debug, info, warn or error, got '%s'", v);
+	} else if (daemon_conf_key(cf, &c->d, key, v)) {
+		/* admin, admin_token_file, log_level, user, allow_root, seccomp */
 	} else if (strcmp(key, "drain_timeout") == 0) {
 		conf_seconds(cf, key, v, 0, 3600, &c->drain_timeout);
 	} else {
@@ -428,6 +419,7 @@ void intake_config_free(struct intake_config *c)
 	free(c->url);
 	free(c->token_file);
 	free(c->deliver_ca);
+	daemon_conf_free(&c->d);
 	free(c);
 }
 

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "core/addr.h"
+#include "core/daemon.h"
 #include "core/log.h"
 
 #define INTAKE_MAX_LIST 64   /* listeners, allow entries, route patterns per list */
@@ -52,9 +53,7 @@ struct intake_config {
 	char *deliver_ca;
 	double deliver_timeout, connect_timeout, backoff_min, backoff_max, poll;
 	uint64_t max_attempts, concurrency;
-	bool admin_on;
-	struct addr admin;
-	enum log_level log_level;
+	struct daemon_conf d; /* admin, log level, user, filter */
 	double drain_timeout;
 };
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/admin.h"
+#include "core/page.h"
 #include "core/backoff.h"
 #include "core/clock.h"
 #include "core/lifecycle.h"
@@ -388,6 +389,56 @@ static void ag_status(struct evbuffer *out, void *arg)
 	evbuffer_add_printf(out, "]}\n");
 }
 
+static void ag_page(struct evbuffer *out, void *arg)
+{
+	struct agent *ag = arg;
+	uint64_t up = 0;
+	char bin[32], bout[32], a[ADDR_STRLEN];
+
+	for (size_t i = 0; i < ag->ndialers; i++)
+		up += ag->dialers[i].t != NULL && tunnel_is_up(ag->dialers[i].t);
+	page_bytes(bin, sizeof(bin), tunnel_stats.bytes_in);
+	page_bytes(bout, sizeof(bout), tunnel_stats.bytes_out);
+	evbuffer_add_printf(out, "<div class=\"tiles\">");
+	page_tile_text(out, "state", "state", ag->draining ? "draining" : "serving");
+	page_tile(out, "tunnels_up", "tunnels up", up);
+	page_tile(out, "tunnels_configured", "tunnels kept", ag->ndialers);
+	page_tile(out, "streams_open", "streams now", tunnel_stats.streams_open);
+	page_tile(out, "streams_total", "streams carried", tunnel_stats.streams_total);
+	page_tile_text(out, "bytes_in", "from targets", bin);
+	page_tile_text(out, "bytes_out", "to targets", bout);
+	evbuffer_add_printf(out, "</div>\n<h2>Tunnels to the gateway</h2><table id=\"tunnels\">"
+				 "<tr><th>gateway</th><th>slot</th><th>state</th><th>streams</th>"
+				 "</tr>\n");
+	for (size_t i = 0; i < ag->ndialers; i++) {
+		struct ag_dialer *d = &ag->dialers[i];
+		bool on = d->t != NULL && tunnel_is_up(d->t);
+		ag_gateway_name(d, a, sizeof(a));
+		evbuffer_add_printf(out, "<tr><td>");
+		page_esc(out, a);
+		evbuffer_add_printf(out,
+				    "</td><td class=\"n\">%u</td><td class=\"%s\">%s</td>"
+				    "<td class=\"n\">%zu</td></tr>\n",
+				    d->slot, on ? "up" : "down", on ? "up" : "connecting",
+				    d->t ? tunnel_nstreams(d->t) : (size_t)0);
+	}
+	evbuffer_add_printf(out, "</table>\n<h2>Services</h2><table id=\"targets\"><tr>"
+				 "<th>service</th><th>target</th></tr>\n");
+	for (size_t i = 0; i < ag->cfg->ntargets; i++) {
+		const struct config_target *t = &ag->cfg->targets[i];
+		evbuffer_add_printf(out, "<tr><td>%s</td><td>", t->name);
+		if (t->kind == CONFIG_TARGET_UNIX) {
+			evbuffer_add_printf(out, "unix:");
+			page_esc(out, t->unix_path);
+		} else {
+			page_esc(out, t->host);
+			evbuffer_add_printf(out, ":%u", addr_port((const struct sockaddr *)&t->addr.ss));
+		}
+		evbuffer_add_printf(out, "%s</td></tr>\n", t->tls ? " (TLS)" : "");
+	}
+	evbuffer_add_printf(out, "</table>\n");
+}
+
 static int ag_health(char *why, size_t len, void *arg)
 {
 	struct agent *ag = arg;
@@ -400,6 +451,8 @@ static int ag_health(char *why, size_t len, void *arg)
 }
 
 static const struct admin_ops ag_admin_ops = {
+	.role = "agent",
+	.page = ag_page,
 	.metrics = ag_metrics,
 	.status = ag_status,
 	.health = ag_health,
@@ -409,8 +462,8 @@ static int ag_admin(struct agent *ag, const struct config_agentd *cfg)
 {
 	char err[256];
 
-	return admin_reconfigure(&ag->admin, ag->base, cfg->c.admin_on ? &cfg->c.admin : NULL,
-				 &ag_admin_ops, ag, err, sizeof(err));
+	return admin_reconfigure(&ag->admin, ag->base, cfg->c.d.admin_on ? &cfg->c.d.admin : NULL,
+				 cfg->c.d.admin_token, &ag_admin_ops, ag, err, sizeof(err));
 }
 
 /* ---- lifecycle ---- */
@@ -498,7 +551,7 @@ static void ag_reload(void *arg)
 	ag->cfg = cfg;
 	free(ag->services);
 	ag->services = ag_services(cfg);
-	log_set_level(cfg->c.log_level);
+	log_set_level(cfg->c.d.log_level);
 	ag_admin(ag, cfg);
 	if (same) {
 		for (size_t i = 0; i < ag->ndialers; i++)

@@ -22,14 +22,7 @@ static void *config_push(void *arr, size_t *n, size_t size)
 
 static void config_common_defaults(struct config_common *c, uint16_t admin_port)
 {
-	char err[128];
-
-	c->admin_on = true;
-	if (admin_port == 9100)
-		addr_parse("127.0.0.1:9100", &c->admin, err, sizeof(err));
-	else
-		addr_parse("127.0.0.1:9101", &c->admin, err, sizeof(err));
-	c->log_level = LOG_INFO;
+	daemon_conf_defaults(&c->d, admin_port == 9100 ? "127.0.0.1:9100" : "127.0.0.1:9101");
 	c->tp.ping_interval = 1;
 	c->tp.peer_timeout = 3;
 	c->tp.handshake_timeout = 5;
@@ -42,6 +35,7 @@ static void config_common_free(struct config_common *c)
 	free(c->cert);
 	free(c->key);
 	free(c->ca);
+	daemon_conf_free(&c->d);
 }
 
 static void config_addr(struct conf *cf, const char *key, const char *v, struct addr *out)
@@ -75,13 +69,8 @@ static int config_common_key(struct conf *cf, struct config_common *c, const cha
 		free(c->ca);
 		c->ca = conf_path(cf, v);
 		c->ca_line = cf->line;
-	} else if (strcmp(key, "admin") == 0) {
-		c->admin_on = strcmp(v, "off") != 0;
-		if (c->admin_on)
-			config_addr(cf, key, v, &c->admin);
-	} else if (strcmp(key, "log_level") == 0) {
-		if (log_level_parse(v, &c->log_level) == -1)
-			conf_error(cf, "log_level: want debug, info, warn or error, got '%s'", v);
+	} else if (daemon_conf_key(cf, &c->d, key, v)) {
+		/* admin, admin_token_file, log_level, user, allow_root, seccomp */
 	} else if (strcmp(key, "ping_interval") == 0) {
 		conf_seconds(cf, key, v, 0.05, 3600, &c->tp.ping_interval);
 	} else if (strcmp(key, "peer_timeout") == 0) {

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "core/addr.h"
+#include "core/daemon.h"
 #include "core/conf.h"
 #include "core/log.h"
 #include "core/tls.h"
@@ -56,9 +57,7 @@ struct config_common {
 	char *key;
 	char *ca;
 	int cert_line, key_line, ca_line; /* where they were set, for later errors */
-	bool admin_on;
-	struct addr admin;
-	enum log_level log_level;
+	struct daemon_conf d; /* admin, log level, user, filter */
 	struct tunnel_params tp;
 	double drain_timeout;
 };

@@ -14,6 +14,7 @@
 #include "core/lifecycle.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/page.h"
 #include "core/sock.h"
 #include "core/tls.h"
 #include "wall/tunnel.h"
@@ -21,6 +22,7 @@
 #define GW_MAX_TUNNELS 4096     /* agents' connections, handshaking ones included */
 #define GW_MAX_PENDING 256        /* connections in their handshake, all together */
 #define GW_MAX_PENDING_PER_NET 16  /* ... from one /24 or /64 */
+#define GW_REFUSED_KEPT 16      /* refused sources the status page lists */
 #define GW_ACCEPT_PAUSE 0.1     /* seconds a listener rests after accept() fails (EMFILE) */
 
 struct gw_service;
@@ -42,6 +44,7 @@ struct gw_service {
 	uint64_t open;
 	uint64_t connections;
 	uint64_t rej_source, rej_limit, rej_no_agent;
+	uint64_t bytes[2]; /* read from, written to visitors (tunnel_visit.bytes) */
 	unsigned rr;
 	bool removed; /* gone from the config; freed when its last visitor leaves */
 };
@@ -62,6 +65,14 @@ struct gateway {
 	bool draining;
 	int status;
 	struct log_rate rate_reject;
+	struct minutes visits; /* visitors accepted per minute, for the status page */
+	struct gw_refused {    /* the sources refused lately, for the status page */
+		char host[ADDR_STRLEN];
+		char service[CONF_NAME_MAX + 1];
+		const char *reason;
+		uint64_t count;
+		double last; /* wall clock */
+	} refused[GW_REFUSED_KEPT];
 };
 
 static const struct tunnel_ops gw_tunnel_ops;
@@ -229,10 +240,40 @@ static struct tunnel *gw_pick(struct gateway *gw, struct gw_service *svc)
 
 /* ---- listeners ---- */
 
-static void gw_reject(struct gw_service *svc, int fd, const char *peer, const char *reason)
+/* Counts a refusal of host for the status page: a known (host, service, reason) goes up,
+ * a new one takes the place of the least recent. */
+static void gw_note_refused(struct gateway *gw, const struct sockaddr *sa, const char *service,
+			    const char *reason)
+{
+	struct gw_refused *r = &gw->refused[0];
+	char host[ADDR_STRLEN];
+
+	addr_format_host(sa, host, sizeof(host));
+	for (size_t i = 0; i < GW_REFUSED_KEPT; i++) {
+		struct gw_refused *x = &gw->refused[i];
+		if (x->count > 0 && x->reason == reason && strcmp(x->host, host) == 0 &&
+		    strcmp(x->service, service) == 0) {
+			r = x;
+			goto found;
+		}
+		if (x->last < r->last)
+			r = x;
+	}
+	memset(r, 0, sizeof(*r));
+	snprintf(r->host, sizeof(r->host), "%s", host);
+	snprintf(r->service, sizeof(r->service), "%s", service);
+	r->reason = reason;
+found:
+	r->count++;
+	r->last = clock_wall();
+}
+
+static void gw_reject(struct gw_service *svc, int fd, const struct sockaddr *sa,
+		      const char *peer, const char *reason)
 {
 	struct gateway *gw = svc->gw;
 
+	gw_note_refused(gw, sa, svc->cfg.name, reason);
 	log_limited(&gw->rate_reject, LOG_WARN, "event=visitor_rejected service=%s peer=%s reason=%s",
 		    svc->cfg.name, peer, reason);
 	sock_abort(fd);
@@ -252,18 +293,19 @@ static void gw_on_visitor(struct gw_listener *gl, int fd, struct sockaddr *sa)
 		allowed = addr_cidr_match(&svc->cfg.allow[i], sa);
 	if (!allowed) {
 		svc->rej_source++;
-		gw_reject(svc, fd, peer, "source_not_allowed");
+		gw_reject(svc, fd, sa, peer, "source_not_allowed");
 		return;
 	}
 	if (svc->open >= svc->cfg.max_connections) {
 		svc->rej_limit++;
-		gw_reject(svc, fd, peer, "limit");
+		gw_reject(svc, fd, sa, peer, "limit");
 		return;
 	}
 	memset(&v, 0, sizeof(v));
 	v.service = svc->cfg.name;
 	v.proxy = svc->cfg.proxy;
 	v.idle_timeout = svc->cfg.idle_timeout;
+	v.bytes = svc->bytes;
 	memcpy(&v.src, sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
 						     : sizeof(struct sockaddr_in));
 	/* the address the visitor reached: the listener's own, unless it is a wildcard */
@@ -273,11 +315,12 @@ static void gw_on_visitor(struct gw_listener *gl, int fd, struct sockaddr *sa)
 	t = gw_pick(svc->gw, svc);
 	if (t == NULL || tunnel_open(t, fd, &v, svc) == -1) {
 		svc->rej_no_agent++;
-		gw_reject(svc, fd, peer, "no_agent");
+		gw_reject(svc, fd, sa, peer, "no_agent");
 		return;
 	}
 	svc->open++;
 	svc->connections++;
+	minutes_add(&svc->gw->visits, clock_wall(), 1);
 	log_debug("event=visitor service=%s peer=%s agent=%s", svc->cfg.name, peer, tunnel_peer(t));
 }
 
@@ -550,6 +593,18 @@ static void gw_metrics(struct evbuffer *out, void *arg)
 		snprintf(labels, sizeof(labels), "service=\"%s\"", gw->svcs[i]->cfg.name);
 		admin_sample(out, "netwall_connections_open", labels, gw->svcs[i]->open);
 	}
+	admin_family(out, "netwall_service_bytes_in_total", "counter",
+		     "Bytes read from visitors, per service.");
+	for (size_t i = 0; i < gw->nsvcs; i++) {
+		snprintf(labels, sizeof(labels), "service=\"%s\"", gw->svcs[i]->cfg.name);
+		admin_sample(out, "netwall_service_bytes_in_total", labels, gw->svcs[i]->bytes[0]);
+	}
+	admin_family(out, "netwall_service_bytes_out_total", "counter",
+		     "Bytes written to visitors, per service.");
+	for (size_t i = 0; i < gw->nsvcs; i++) {
+		snprintf(labels, sizeof(labels), "service=\"%s\"", gw->svcs[i]->cfg.name);
+		admin_sample(out, "netwall_service_bytes_out_total", labels, gw->svcs[i]->bytes[1]);
+	}
 	admin_family(out, "netwall_rejected_total", "counter",
 		     "Visitors refused, by service and reason.");
 	for (size_t i = 0; i < gw->nsvcs; i++) {
@@ -585,6 +640,140 @@ static void gw_status(struct evbuffer *out, void *arg)
 	evbuffer_add_printf(out, "]}\n");
 }
 
+static bool gw_agent_up(const struct gateway *gw, const char *agent, const char *service)
+{
+	for (size_t i = 0; i < gw->ntunnels; i++) {
+		const struct tunnel *t = gw->tunnels[i];
+		if (tunnel_is_up(t) && strcmp(tunnel_peer(t), agent) == 0 &&
+		    gw_list_has(tunnel_services(t), service))
+			return true;
+	}
+	return false;
+}
+
+static void gw_page_services(struct evbuffer *out, const struct gateway *gw)
+{
+	char in[32], outb[32], a[ADDR_STRLEN];
+
+	evbuffer_add_printf(out, "<h2>Services</h2><table id=\"services\"><tr><th>service</th>"
+				 "<th>listens on</th><th>agents</th><th>open</th><th>accepted</th>"
+				 "<th>bytes in</th><th>bytes out</th><th>refused: source / limit / "
+				 "no agent</th></tr>\n");
+	for (size_t i = 0; i < gw->nsvcs; i++) {
+		const struct gw_service *s = gw->svcs[i];
+		evbuffer_add_printf(out, "<tr data-service=\"%s\"><td>%s</td><td>", s->cfg.name,
+				    s->cfg.name);
+		for (size_t k = 0; k < s->cfg.nlisten; k++) {
+			addr_format((const struct sockaddr *)&s->cfg.listen[k].ss, a, sizeof(a));
+			evbuffer_add_printf(out, "%s%s", k ? "<br>" : "", a);
+		}
+		evbuffer_add_printf(out, "</td><td>");
+		for (size_t k = 0; k < s->cfg.nagents; k++) {
+			bool up = gw_agent_up(gw, s->cfg.agents[k], s->cfg.name);
+			evbuffer_add_printf(out, "%s<span class=\"%s\">%s %s</span>", k ? "<br>" : "",
+					    up ? "up" : "down", s->cfg.agents[k],
+					    up ? "up" : "down");
+		}
+		page_bytes(in, sizeof(in), s->bytes[0]);
+		page_bytes(outb, sizeof(outb), s->bytes[1]);
+		evbuffer_add_printf(out,
+				    "</td><td class=\"n open\">%llu</td><td class=\"n accepted\">%llu"
+				    "</td><td class=\"n\">%s</td><td class=\"n\">%s</td>"
+				    "<td class=\"n refused\">%llu / %llu / %llu</td></tr>\n",
+				    (unsigned long long)s->open, (unsigned long long)s->connections,
+				    in, outb, (unsigned long long)s->rej_source,
+				    (unsigned long long)s->rej_limit,
+				    (unsigned long long)s->rej_no_agent);
+	}
+	evbuffer_add_printf(out, "</table>\n");
+}
+
+static void gw_page_tunnels(struct evbuffer *out, const struct gateway *gw)
+{
+	evbuffer_add_printf(out, "<h2>Agent tunnels</h2><table id=\"tunnels\"><tr><th>agent</th>"
+				 "<th>from</th><th>slot</th><th>state</th><th>streams</th>"
+				 "<th>connected for</th></tr>\n");
+	for (size_t i = 0; i < gw->ntunnels; i++) {
+		const struct tunnel *t = gw->tunnels[i];
+		bool up = tunnel_is_up(t);
+		evbuffer_add_printf(out, "<tr><td>");
+		page_esc(out, tunnel_peer(t)[0] ? tunnel_peer(t) : "(handshaking)");
+		evbuffer_add_printf(out,
+				    "</td><td>%s</td><td class=\"n\">%u</td><td class=\"%s\">%s</td>"
+				    "<td class=\"n\">%zu</td><td class=\"n\">%.0f s</td></tr>\n",
+				    tunnel_peer_addr(t), tunnel_slot(t), up ? "up" : "down",
+				    up ? "up" : tunnel_is_established(t) ? "not serving" : "handshake",
+				    tunnel_nstreams(t), tunnel_age(t));
+	}
+	if (gw->ntunnels == 0)
+		evbuffer_add_printf(out, "<tr><td colspan=\"6\" class=\"none\">no agent is "
+					 "connected</td></tr>\n");
+	evbuffer_add_printf(out, "</table>\n");
+}
+
+static void gw_page_refused(struct evbuffer *out, const struct gateway *gw)
+{
+	bool any = false;
+
+	evbuffer_add_printf(out, "<h2>Refused sources (latest %d)</h2><table id=\"refused\"><tr>"
+				 "<th>source</th><th>service</th><th>reason</th><th>times</th>"
+				 "<th>last (UTC)</th></tr>\n",
+			    GW_REFUSED_KEPT);
+	for (size_t i = 0; i < GW_REFUSED_KEPT; i++) {
+		const struct gw_refused *r = &gw->refused[i];
+		char when[32];
+		time_t at = (time_t)r->last;
+		struct tm tm;
+		if (r->count == 0)
+			continue;
+		any = true;
+		gmtime_r(&at, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+		evbuffer_add_printf(out, "<tr><td>");
+		page_esc(out, r->host);
+		evbuffer_add_printf(out,
+				    "</td><td>%s</td><td>%s</td><td class=\"n\">%llu</td><td>%s</td>"
+				    "</tr>\n",
+				    r->service, r->reason, (unsigned long long)r->count, when);
+	}
+	if (!any)
+		evbuffer_add_printf(out, "<tr><td colspan=\"5\" class=\"none\">none</td></tr>\n");
+	evbuffer_add_printf(out, "</table>\n");
+}
+
+static void gw_page(struct evbuffer *out, void *arg)
+{
+	struct gateway *gw = arg;
+	uint64_t up = 0, open = 0, total = 0, refused = 0, b[2] = { 0, 0 };
+	char bin[32], bout[32];
+
+	for (size_t i = 0; i < gw->ntunnels; i++)
+		up += tunnel_is_up(gw->tunnels[i]);
+	for (size_t i = 0; i < gw->nsvcs; i++) {
+		const struct gw_service *s = gw->svcs[i];
+		open += s->open;
+		total += s->connections;
+		refused += s->rej_source + s->rej_limit + s->rej_no_agent;
+		b[0] += s->bytes[0];
+		b[1] += s->bytes[1];
+	}
+	page_bytes(bin, sizeof(bin), b[0]);
+	page_bytes(bout, sizeof(bout), b[1]);
+	evbuffer_add_printf(out, "<div class=\"tiles\">");
+	page_tile_text(out, "state", "state", gw->draining ? "draining" : "serving");
+	page_tile(out, "tunnels_up", "agent tunnels up", up);
+	page_tile(out, "visitors_open", "visitors now", open);
+	page_tile(out, "visitors_total", "visitors accepted", total);
+	page_tile(out, "refused_total", "visitors refused", refused);
+	page_tile_text(out, "bytes_in", "from visitors", bin);
+	page_tile_text(out, "bytes_out", "to visitors", bout);
+	evbuffer_add_printf(out, "</div>\n");
+	gw_page_services(out, gw);
+	gw_page_tunnels(out, gw);
+	gw_page_refused(out, gw);
+	page_chart(out, "visits_chart", "Visitors per minute", &gw->visits, clock_wall());
+}
+
 static int gw_health(char *why, size_t len, void *arg)
 {
 	struct gateway *gw = arg;
@@ -597,6 +786,8 @@ static int gw_health(char *why, size_t len, void *arg)
 }
 
 static const struct admin_ops gw_admin_ops = {
+	.role = "gateway",
+	.page = gw_page,
 	.metrics = gw_metrics,
 	.status = gw_status,
 	.health = gw_health,
@@ -606,8 +797,8 @@ static int gw_admin(struct gateway *gw, const struct config_gateway *cfg)
 {
 	char err[256];
 
-	return admin_reconfigure(&gw->admin, gw->base, cfg->c.admin_on ? &cfg->c.admin : NULL,
-				 &gw_admin_ops, gw, err, sizeof(err));
+	return admin_reconfigure(&gw->admin, gw->base, cfg->c.d.admin_on ? &cfg->c.d.admin : NULL,
+				 cfg->c.d.admin_token, &gw_admin_ops, gw, err, sizeof(err));
 }
 
 /* ---- signals ---- */
@@ -636,7 +827,7 @@ static void gw_reload(void *arg)
 	gw->ctx = ctx;
 	config_gateway_free(gw->cfg);
 	gw->cfg = cfg;
-	log_set_level(cfg->c.log_level);
+	log_set_level(cfg->c.d.log_level);
 	gw_admin(gw, cfg);
 	/* Tunnels of agents no longer allowed, or whose certificate changed, go. */
 	for (size_t i = gw->ntunnels; i-- > 0;) {

@@ -351,6 +351,8 @@ static void stream_read(struct tstream *s)
 		else if ((size_t)n < want / 4 && s->rhint > STREAM_READ_MIN)
 			s->rhint /= 2;
 		tunnel_stats.bytes_in += (uint64_t)n;
+		if (s->bytes != NULL)
+			s->bytes[0] += (uint64_t)n;
 		if (s->idle_limit > 0)
 			s->last_io = clock_mono();
 		if ((size_t)n >= room)
@@ -414,6 +416,8 @@ void tstream_flush(struct tstream *s)
 		ssize_t n = stream_write_some(s);
 		if (n > 0) {
 			tunnel_stats.bytes_out += (uint64_t)n;
+			if (s->bytes != NULL)
+				s->bytes[1] += (uint64_t)n;
 			if (s->idle_limit > 0)
 				s->last_io = clock_mono();
 			if (!s->h2_closed && t->h2 != NULL) {

@@ -971,6 +971,7 @@ int tunnel_open(struct tunnel *t, int fd, const struct tunnel_visit *v, void *ow
 	s->owner = owner;
 	s->provider = true;
 	s->idle_limit = v->idle_timeout;
+	s->bytes = v->bytes;
 	s->last_io = clock_mono();
 	if (tunnel_is_retiring(t))
 		tunnel_retire(t);

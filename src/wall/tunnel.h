@@ -37,6 +37,8 @@ struct tunnel_visit {
 	struct sockaddr_storage dst; /* the gateway address it reached */
 	int proxy;                   /* 0, 1 or 2: PROXY header version to write to the target */
 	double idle_timeout;         /* gateway: seconds without traffic before reset; 0: none */
+	uint64_t *bytes;             /* gateway: [0] read from, [1] written to the visitor; the
+				      * counters outlive the stream (the service holds them) */
 };
 
 struct tunnel;

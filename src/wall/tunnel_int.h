@@ -100,6 +100,7 @@ struct tstream {
 	uint32_t rhint; /* next read size */
 	double idle_limit; /* seconds; 0: no idle timeout */
 	double last_io;    /* monotonic time of the last byte either way */
+	uint64_t *bytes;   /* per-service counters (tunnel_visit.bytes), or NULL */
 	struct tstream *prev, *next, *dirty_next;
 	bool connecting, handshaking, rd_eof, rd_err, eof_sent, remote_eof, wr_shut;
 	bool h2_closed, deferred, reading, writing, dirty, provider, counted, aborted;

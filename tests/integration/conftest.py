@@ -283,6 +283,9 @@ def raise_nofile(want):
 
 def pytest_configure(config):
     raise_nofile(65536)
+    # The tests run as root; the daemons refuse that unless told (test_confine.py checks
+    # the refusal and the switch to another user).
+    os.environ["NETWALL_ALLOW_ROOT"] = "1"
 
 
 # ---------------------------------------------------------------- logs

@@ -327,9 +327,9 @@ static void test_gw_full(void **state)
 	assert_string_equal(g->c.cert, cert);
 	assert_string_equal(g->c.key, "/etc/netwall/gw.key");
 	assert_null(g->c.ca);
-	assert_true(g->c.admin_on);
-	assert_addr(&g->c.admin, "127.0.0.1:9200");
-	assert_int_equal(g->c.log_level, LOG_DEBUG);
+	assert_true(g->c.d.admin_on);
+	assert_addr(&g->c.d.admin, "127.0.0.1:9200");
+	assert_int_equal(g->c.d.log_level, LOG_DEBUG);
 	assert_secs(g->c.tp.ping_interval, 0.5);
 	assert_secs(g->c.tp.peer_timeout, 2.5);
 	assert_secs(g->c.tp.handshake_timeout, 7);
@@ -408,9 +408,9 @@ static void test_gw_defaults(void **state)
 					     "agents = edge\n");
 
 	assert_null(g->c.ca);
-	assert_true(g->c.admin_on);
-	assert_addr(&g->c.admin, "127.0.0.1:9100");
-	assert_int_equal(g->c.log_level, LOG_INFO);
+	assert_true(g->c.d.admin_on);
+	assert_addr(&g->c.d.admin, "127.0.0.1:9100");
+	assert_int_equal(g->c.d.log_level, LOG_INFO);
 	assert_secs(g->c.tp.ping_interval, 1);
 	assert_secs(g->c.tp.peer_timeout, 3);
 	assert_secs(g->c.tp.handshake_timeout, 5);
@@ -443,7 +443,7 @@ static void test_gw_admin_off(void **state)
 	struct fixture *fx = *state;
 	struct config_gateway *g = gw_ok(fx, GW_BASE "admin = off\n");
 
-	assert_false(g->c.admin_on);
+	assert_false(g->c.d.admin_on);
 	config_gateway_free(g);
 }
 
@@ -458,7 +458,7 @@ static void test_gw_log_levels(void **state)
 		struct config_gateway *g;
 		snprintf(text, sizeof(text), GW_BASE "log_level = %s\n", names[i]);
 		g = gw_ok(fx, text);
-		assert_int_equal(g->c.log_level, want[i]);
+		assert_int_equal(g->c.d.log_level, want[i]);
 		config_gateway_free(g);
 	}
 }
@@ -510,7 +510,7 @@ static void test_gw_repeated_single_keys(void **state)
 	assert_string_equal(g->c.key, want);
 	fx_path(fx, "second-ca.pem", want, sizeof(want));
 	assert_string_equal(g->c.ca, want);
-	assert_int_equal(g->c.log_level, LOG_ERROR);
+	assert_int_equal(g->c.d.log_level, LOG_ERROR);
 	config_gateway_free(g);
 }
 
@@ -1034,9 +1034,9 @@ static void test_ag_full(void **state)
 	assert_fp(a->gateway_fp, 0xa0);
 	assert_string_equal(a->server_name, "wall.example.net");
 	assert_int_equal(a->tunnels, 4);
-	assert_true(a->c.admin_on);
-	assert_addr(&a->c.admin, "[::1]:9201");
-	assert_int_equal(a->c.log_level, LOG_WARN);
+	assert_true(a->c.d.admin_on);
+	assert_addr(&a->c.d.admin, "[::1]:9201");
+	assert_int_equal(a->c.d.log_level, LOG_WARN);
 	assert_secs(a->backoff_initial, 0.25);
 	assert_secs(a->backoff_max, 30);
 	assert_secs(a->c.tp.ping_interval, 2);
@@ -1108,9 +1108,9 @@ static void test_ag_defaults(void **state)
 	/* server_name defaults to the host of gateway */
 	assert_null(a->server_name);
 	assert_int_equal(a->tunnels, 2);
-	assert_true(a->c.admin_on);
-	assert_addr(&a->c.admin, "127.0.0.1:9101");
-	assert_int_equal(a->c.log_level, LOG_INFO);
+	assert_true(a->c.d.admin_on);
+	assert_addr(&a->c.d.admin, "127.0.0.1:9101");
+	assert_int_equal(a->c.d.log_level, LOG_INFO);
 	assert_secs(a->backoff_initial, 0.1);
 	assert_secs(a->backoff_max, 2);
 	assert_secs(a->c.tp.ping_interval, 1);
@@ -1136,7 +1136,7 @@ static void test_ag_admin_off(void **state)
 	struct fixture *fx = *state;
 	struct config_agentd *a = ag_ok(fx, AG_BASE "admin = off\n");
 
-	assert_false(a->c.admin_on);
+	assert_false(a->c.d.admin_on);
 	config_agent_free(a);
 }
 
