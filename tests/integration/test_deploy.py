@@ -75,3 +75,38 @@ def test_dockerfile_builds_in_one_stage_and_runs_in_a_slim_one_as_non_root():
     assert froms == ["debian:bookworm", "debian:bookworm-slim"]
     assert re.search(r"^USER netwall$", text, re.M)
     assert "COPY --from=build /src/build/netwall /usr/local/bin/netwall" in text
+
+
+def documented_keys():
+    """Every key docs/config.md documents: the backticked names in its tables' first column."""
+    keys = set()
+    for line in (REPO / "docs" / "config.md").read_text().splitlines():
+        if line.startswith("| `"):
+            keys.update(re.findall(r"`([a-z_]+)`", line.split("|")[1]))
+    return keys
+
+
+def test_the_pharmacy_link_section_names_real_keys_metrics_and_files():
+    """docs/deploy.md's pharmacy-link section: every config key it names is in docs/config.md,
+    every metric in docs/metrics.md, every path exists."""
+    text = (REPO / "docs" / "deploy.md").read_text()
+    assert "## The pharmacy link: when the wall alone is enough, and when to add a VPN" in text
+    section = text.split("## The pharmacy link", 1)[1].split("\n## ", 1)[0]
+    spans = re.findall(r"`([^`]+)`", section)
+    keys = documented_keys()
+    assert {"allow", "proxy_protocol", "proxy", "proxy_from", "client_certs"} <= keys
+    named = set()
+    for s in spans:
+        if s.startswith(("netwall_", "deploy/", "tests/", "docs/")):
+            continue
+        named.update(re.findall(r"(?:^|\]\s*)([a-z_]+) =\s", s))
+        if re.fullmatch(r"[a-z_]+", s):
+            named.add(s)
+    assert named, "no config keys found in the section"
+    assert named <= keys, f"not in docs/config.md: {sorted(named - keys)}"
+    metrics = (REPO / "docs" / "metrics.md").read_text()
+    for s in spans:
+        if s.startswith("netwall_"):
+            assert f"`{s.split('{')[0]}`" in metrics, s
+        elif s.startswith(("deploy/", "tests/", "docs/")):
+            assert (REPO / s).exists(), s
