@@ -1,6 +1,7 @@
 #include "core/filter.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -45,7 +46,7 @@ static const char *const filter_common[] = {
 /* What AddressSanitizer's runtime adds: at exit, LeakSanitizer stops the world with a
  * tracer thread. */
 static const char *const filter_sanitizer[] = {
-	"ptrace", "wait4", "waitid", "mincore", "process_vm_readv", "sched_setaffinity", "prctl",
+	"ptrace", "wait4", "waitid", "mincore", "getdents", "process_vm_readv", "sched_setaffinity", "prctl",
 };
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -68,11 +69,12 @@ static void filter_put(char *p, size_t *at, size_t cap, const char *s)
 }
 
 /* SIGSYS from the filter: one line naming the call (async-signal-safe: no stdio), then the
- * default action, which ends the process. */
+ * default action, which ends the process, even from a thread that blocks every signal. */
 static void filter_sigsys(int sig, siginfo_t *si, void *uctx)
 {
 	char line[128], num[16];
 	size_t at = 0, n = 0;
+	sigset_t set;
 	unsigned v = si->si_syscall >= 0 ? (unsigned)si->si_syscall : 0;
 
 	(void)uctx;
@@ -84,7 +86,10 @@ static void filter_sigsys(int sig, siginfo_t *si, void *uctx)
 		line[at++] = num[--n];
 	filter_put(line, &at, sizeof(line), " action=kill\n");
 	(void)!write(STDERR_FILENO, line, at);
+	sigemptyset(&set);
+	sigaddset(&set, sig);
 	signal(sig, SIG_DFL);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 	raise(sig);
 }
 
