@@ -221,3 +221,36 @@ def test_admin_token_file_errors_stop_the_start(tmp_path):
            "characters" in r.stderr
     r = subprocess.run([NETWALL_BIN, "check", cfg], capture_output=True, text=True, timeout=30)
     assert r.returncode != 0 and "admin_token_file" in r.stderr
+
+
+def test_metric_names_follow_the_conventions_and_are_documented(wall, echo, intake, procs,
+                                                                tmp_path):
+    """Every family a running daemon exports is in docs/metrics.md with its type, and every
+    documented one is exported: counters end in _total, histograms in _seconds, names are
+    netwall_ and lower case."""
+    from test_chat import Chat
+    e = echo()
+    gw = wall.gateway({"web": svc()})
+    ag = wall.agent("site-a", gw, {"web": f"127.0.0.1:{e.port}"})
+    gw.wait_tunnels(2)
+    it = intake()
+    it.admin_status()                      # asks the committer for counts by state
+    wait_until(lambda: "netwall_intake_messages{" in it.admin.metrics_text(), 10,
+               "counts by state")
+    ch = Chat(procs, tmp_path).start()
+    doc = (REPO / "docs" / "metrics.md").read_text()
+    documented = {}
+    for part, body in re.findall(r"^## (\w+).*?\n(.*?)(?=^## |\Z)", doc, re.S | re.M):
+        for name, typ in re.findall(r"^\| `(netwall_\w+)` \| (\w+) \|", body, re.M):
+            documented[(part.lower(), name)] = typ
+    exported = {}
+    for part, port in (("gateway", gw.admin.port), ("agent", ag.admin.port),
+                       ("intake", it.admin.port), ("chat", ch.admin.port)):
+        _, text, _ = get(port, "/metrics")
+        for name, typ in re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M):
+            exported[(part, name)] = typ
+            assert re.fullmatch(r"netwall_[a-z0-9_]+", name), name
+            assert (typ == "counter") == name.endswith("_total"), name
+            if typ == "histogram":
+                assert name.endswith("_seconds"), name
+    assert exported == documented
