@@ -1232,7 +1232,7 @@ int cmd_send_main(int argc, char **argv)
 	fflush(stdout);
 	if (!s.o.quiet)
 		send_summary(&s, clock_mono() - s.start);
-	rc = s.counts[SEND_AA] + s.counts[SEND_CA] == s.nmsgs ? 0 : 1;
+	rc = s.counts[SEND_AA] + s.counts[SEND_CA] + s.counts[SEND_SENT] == s.nmsgs ? 0 : 1;
 out:
 	fflush(stdout);
 	for (size_t i = 0; i < s.nsrcs; i++)

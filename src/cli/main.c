@@ -23,7 +23,7 @@ static const char usage[] =
 	"  messages [CMD] -c FILE   list, show, count and replay stored messages\n"
 	"  chat serve -c FILE       run the chat server (IRC clients and netwall chat)\n"
 	"  chat passwd FILE NAME    add an account or change its password\n"
-	"  check FILE               validate a gateway, agent or intake config and exit\n"
+	"  check FILE               validate a gateway, agent, intake or chat config\n"
 	"  keygen --out DIR NAME    write DIR/NAME.key and DIR/NAME.crt, print the fingerprint\n"
 	"  fingerprint FILE.crt     print the SHA-256 fingerprint of a certificate\n"
 	"  version                  print the version\n"

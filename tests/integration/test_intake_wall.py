@@ -115,3 +115,8 @@ def test_send_honours_msh15_never_and_error_only(intake):
     assert took < 15, "NE and ER messages must not wait for the full ACK timeout"
     assert b"no ACK requested 2" in r.stderr
     assert {x["control_id"] for x in it.rows()} == {"NE-1", "ER-1"}
+    # sent as MSH-15 asked counts as success: exit status 0 when nothing else went wrong
+    r = send("--timeout", "20", f"127.0.0.1:{it.port}", "-",
+             input=msg("NE-2", extra_msh="|||NE|NE") + b"\n" + msg("AL-2"))
+    assert "NE-2 sent" in r.stdout.decode() and "AL-2 AA" in r.stdout.decode()
+    assert r.returncode == 0, (r.stdout, r.stderr)
