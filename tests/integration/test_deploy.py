@@ -2,6 +2,7 @@
 checked for the EMAR layout; the systemd units checked by systemd-analyze verify; the
 Dockerfile's shape."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -49,8 +50,10 @@ def test_systemd_units_verify_and_are_hardened(tmp_path):
     us = units(tmp_path)
     assert {u[0] for u in us} == {"netwall-gateway.service", "netwall-agent.service",
                                   "netwall-intake.service", "netwall-chat.service"}
+    # verify also runs `man` for every Documentation=man: page: point it at the repo's pages
+    env = {**os.environ, "MANPATH": str(DEPLOY.parent / "man")}
     r = subprocess.run(["systemd-analyze", "verify", *[str(u[2]) for u in us]],
-                       capture_output=True, text=True, timeout=60)
+                       capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 0 and r.stderr.strip() == "", r.stderr
     for name, text, _ in us:
         for line in ("NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes",
