@@ -23,6 +23,12 @@
 #define COMMIT_DEPTH_EVERY 1.0  /* seconds: queue depth is read at most this often */
 #define COMMIT_COUNTS_EVERY 5.0 /* seconds: counts by state (a scan) at most this often */
 
+/* The figures /metrics, /status and the status page show (queue depth, counts by state) are
+ * read by a second thread on its own connection, the census: a count is a scan (on a store
+ * of a million messages, tens of milliseconds to seconds), and made by the committer it
+ * would hold every sender's ACK for that long. In WAL mode (and on PostgreSQL) the census
+ * reads while the committer writes. */
+
 struct commit {
 	struct event_base *base;
 	struct store *store; /* the committer thread's alone once it runs */
@@ -32,6 +38,10 @@ struct commit {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
+	struct store *census_store; /* the census thread's alone */
+	pthread_t census;
+	pthread_cond_t census_wake;
+	bool census_running;
 	/* under lock */
 	struct commit_req *queue, *queue_tail; /* submitted, not yet taken */
 	struct commit_req *done, *done_tail;   /* committed, done not yet run */
@@ -137,16 +147,15 @@ static void commit_batch(struct commit *c, size_t n)
 		c->after(c->after_arg);
 }
 
-/* Reads the figures the loop asked for, if they are old enough (committer thread, called
- * and returning with the lock held). Reading them here keeps a slow database from
- * stalling the loop thread, which serves /metrics and /status from the snapshot. */
+/* Reads the figures the loop asked for, if they are old enough (census thread, called and
+ * returning with the lock held). Reading them here keeps a slow database from stalling the
+ * loop thread, which serves /metrics and /status from the snapshot, and the committer. */
 static void commit_refresh(struct commit *c)
 {
 	double now = clock_mono();
 	bool depth = c->want_depth && now - c->snap.depth_at >= COMMIT_DEPTH_EVERY;
 	bool counts = c->want_counts && now - c->snap.counts_at >= COMMIT_COUNTS_EVERY;
 	uint64_t d = 0, by[STORE_NSTATES] = { 0 };
-	struct store_count *cnt = NULL;
 	char err[128];
 	int n = 0, drc = 0;
 
@@ -157,13 +166,9 @@ static void commit_refresh(struct commit *c)
 		return;
 	pthread_mutex_unlock(&c->lock);
 	if (depth)
-		drc = store_queue_depth(c->store, &d, err, sizeof(err));
-	if (counts) {
-		n = store_counts(c->store, &cnt, err, sizeof(err));
-		for (int i = 0; i < n; i++)
-			by[cnt[i].state] += cnt[i].n;
-		free(cnt);
-	}
+		drc = store_queue_depth(c->census_store, &d, err, sizeof(err));
+	if (counts)
+		n = store_count_states(c->census_store, by, err, sizeof(err));
 	pthread_mutex_lock(&c->lock);
 	if (depth && drc == 0) {
 		c->snap.depth = d;
@@ -179,6 +184,22 @@ static void commit_refresh(struct commit *c)
 		c->snap.counts_at = now;
 }
 
+static void *commit_census(void *arg)
+{
+	struct commit *c = arg;
+
+	pthread_mutex_lock(&c->lock);
+	while (!c->stop) {
+		if (!c->want_depth && !c->want_counts) {
+			pthread_cond_wait(&c->census_wake, &c->lock);
+			continue;
+		}
+		commit_refresh(c);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
 static void *commit_main(void *arg)
 {
 	struct commit *c = arg;
@@ -187,9 +208,8 @@ static void *commit_main(void *arg)
 	for (;;) {
 		size_t n = 0;
 
-		while (c->queue == NULL && !c->stop && !c->want_depth && !c->want_counts)
+		while (c->queue == NULL && !c->stop)
 			pthread_cond_wait(&c->wake, &c->lock);
-		commit_refresh(c);
 		if (c->queue == NULL && c->stop)
 			break; /* stopping, and nothing left to write */
 		if (c->queue == NULL)
@@ -268,6 +288,9 @@ struct commit *commit_new(struct event_base *base, const char *spec,
 	c->store = store_open(spec, err, errlen);
 	if (c->store == NULL)
 		goto fail;
+	c->census_store = store_open(spec, err, errlen);
+	if (c->census_store == NULL)
+		goto fail;
 	c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (c->efd == -1) {
 		if (err != NULL)
@@ -282,14 +305,22 @@ struct commit *commit_new(struct event_base *base, const char *spec,
 	}
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->wake, NULL);
+	pthread_cond_init(&c->census_wake, NULL);
 	/* signals stay with the loop thread */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	rc = pthread_create(&c->thread, NULL, commit_main, c);
+	if (rc == 0) {
+		/* without a census the figures stay unread; commits go on */
+		c->census_running = pthread_create(&c->census, NULL, commit_census, c) == 0;
+		if (!c->census_running)
+			log_warn("event=census_failed (queue depth and counts will not be read)");
+	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0) {
 		if (err != NULL)
 			snprintf(err, errlen, "commit thread: %s", strerror(rc));
+		pthread_cond_destroy(&c->census_wake);
 		pthread_cond_destroy(&c->wake);
 		pthread_mutex_destroy(&c->lock);
 		goto fail;
@@ -300,6 +331,7 @@ fail:
 		event_free(c->ev);
 	if (c->efd != -1)
 		close(c->efd);
+	store_close(c->census_store);
 	store_close(c->store);
 	free(c);
 	return NULL;
@@ -342,7 +374,7 @@ void commit_snapshot(struct commit *c, bool counts, struct commit_snapshot *out)
 	c->want_depth = true;
 	if (counts)
 		c->want_counts = true;
-	pthread_cond_signal(&c->wake);
+	pthread_cond_signal(&c->census_wake);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -353,12 +385,17 @@ void commit_free(struct commit *c)
 	pthread_mutex_lock(&c->lock);
 	c->stop = true;
 	pthread_cond_signal(&c->wake);
+	pthread_cond_signal(&c->census_wake);
 	pthread_mutex_unlock(&c->lock);
 	pthread_join(c->thread, NULL); /* the thread writes what is queued first */
+	if (c->census_running)
+		pthread_join(c->census, NULL);
 	run_done(c);
 	event_free(c->ev);
 	close(c->efd);
+	store_close(c->census_store);
 	store_close(c->store);
+	pthread_cond_destroy(&c->census_wake);
 	pthread_cond_destroy(&c->wake);
 	pthread_mutex_destroy(&c->lock);
 	free(c);

@@ -384,6 +384,12 @@ int store_relax(struct store *s, char *err, size_t errlen)
 	return s->ops->relax(s, err, errlen);
 }
 
+int store_count_states(struct store *s, uint64_t out[STORE_NSTATES], char *err, size_t errlen)
+{
+	memset(out, 0, STORE_NSTATES * sizeof(out[0]));
+	return s->ops->count_states(s, out, err, errlen);
+}
+
 int store_queue_depth(struct store *s, uint64_t *n, char *err, size_t errlen)
 {
 	return s->ops->queue_depth(s, n, err, errlen);

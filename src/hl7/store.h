@@ -156,6 +156,10 @@ int store_counts(struct store *s, struct store_count **out, char *err, size_t er
  * 0 or -1 with err. */
 int store_relax(struct store *s, char *err, size_t errlen);
 
+/* Messages by state, indexed by enum store_state: a scan of the state index only (the
+ * messages themselves are not read). Returns 0 or -1. */
+int store_count_states(struct store *s, uint64_t out[STORE_NSTATES], char *err, size_t errlen);
+
 /* Jobs waiting (due or not, leased or not). Returns 0 or -1. */
 int store_queue_depth(struct store *s, uint64_t *n, char *err, size_t errlen);
 

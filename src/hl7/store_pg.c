@@ -102,6 +102,7 @@ static const struct pg_stmt stmts[] = {
 	{"counts", "SELECT state, type, count(*) FROM messages GROUP BY state, type "
 		   "ORDER BY state, type"},
 	{"depth", "SELECT count(*) FROM deliveries"},
+	{"states", "SELECT state, count(*) FROM messages GROUP BY state"},
 	{"replay_jobs",
 	 "INSERT INTO deliveries (message_id, next_ms, lease_owner, lease_until) "
 	 "SELECT id, $1::bigint, NULL, 0 FROM messages WHERE " REPLAY_WHERE
@@ -798,6 +799,26 @@ static int pg_release(struct store *s, const char *owner, const int64_t *ids, si
 	return 0;
 }
 
+static int pg_count_states(struct store *s, uint64_t out[STORE_NSTATES], char *err,
+			   size_t errlen)
+{
+	struct pg_store *p = (struct pg_store *)s;
+	PGresult *r = exec_prepared(p, "states", 0, NULL, err, errlen);
+
+	if (r == NULL)
+		return -1;
+	for (int i = 0; i < PQntuples(r); i++) {
+		char state[16];
+		enum store_state k;
+
+		col_text(state, sizeof(state), r, i, 0);
+		if (store_state_parse(state, &k) == 0)
+			out[k] = (uint64_t)col_int(r, i, 1);
+	}
+	PQclear(r);
+	return 0;
+}
+
 static int pg_queue_depth(struct store *s, uint64_t *n, char *err, size_t errlen)
 {
 	struct pg_store *p = (struct pg_store *)s;
@@ -921,6 +942,7 @@ static const struct store_ops pg_ops = {
 	.get = pg_get,
 	.counts = pg_counts,
 	.queue_depth = pg_queue_depth,
+	.count_states = pg_count_states,
 	.relax = pg_relax,
 	.release = pg_release,
 	.replay = pg_replay,

@@ -40,6 +40,7 @@ enum {
 	ST_GET,
 	ST_COUNTS,
 	ST_DEPTH,
+	ST_STATES,
 	ST_REPLAY_JOBS,
 	ST_REPLAY_MSGS,
 	ST_N
@@ -76,6 +77,7 @@ static const char *const stmt_sql[ST_N] = {
 	[ST_COUNTS] = "SELECT state, type, count(*) FROM messages GROUP BY state, type "
 		      "ORDER BY state, type",
 	[ST_DEPTH] = "SELECT count(*) FROM deliveries",
+	[ST_STATES] = "SELECT state, count(*) FROM messages GROUP BY state",
 	[ST_REPLAY_JOBS] =
 		"INSERT INTO deliveries (message_id, next_ms, lease_owner, lease_until) "
 		"SELECT id, ?1, NULL, 0 FROM messages WHERE (?2 <> 0 AND id = ?2 AND state IN " REPLAYABLE
@@ -562,6 +564,25 @@ static int sq_counts(struct store *s, struct store_count **outp, char *err, size
 	return (int)n;
 }
 
+static int sq_count_states(struct store *s, uint64_t out[STORE_NSTATES], char *err,
+			   size_t errlen)
+{
+	struct sqlite_store *q = (struct sqlite_store *)s;
+	sqlite3_stmt *st = q->st[ST_STATES];
+	int rc;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		char state[16];
+		enum store_state k;
+
+		text_col(state, sizeof(state), st, 0);
+		if (store_state_parse(state, &k) == 0)
+			out[k] = (uint64_t)sqlite3_column_int64(st, 1);
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : sq_fail(q, rc, "count states", err, errlen);
+}
+
 static int sq_queue_depth(struct store *s, uint64_t *n, char *err, size_t errlen)
 {
 	struct sqlite_store *q = (struct sqlite_store *)s;
@@ -764,6 +785,7 @@ static const struct store_ops sqlite_ops = {
 	.get = sq_get,
 	.counts = sq_counts,
 	.queue_depth = sq_queue_depth,
+	.count_states = sq_count_states,
 	.relax = sq_relax,
 	.release = sq_release,
 	.replay = sq_replay,
