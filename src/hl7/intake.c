@@ -811,6 +811,29 @@ static int conn_proxy(struct conn *c, struct evbuffer *inb)
 	return 1;
 }
 
+static void conn_read_cb(struct bufferevent *bev, void *arg);
+static void conn_write_cb(struct bufferevent *bev, void *arg);
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* After the PROXY header: TLS over the same socket, from the bytes that followed the header
+ * (already read: the filter takes them from the plain bufferevent's input). */
+static void conn_start_tls(struct conn *c)
+{
+	struct intake *in = c->in;
+	SSL *ssl = SSL_new(in->tls);
+	struct bufferevent *tls;
+
+	if (ssl == NULL)
+		abort();
+	tls = bufferevent_openssl_filter_new(in->base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
+					     BEV_OPT_CLOSE_ON_FREE);
+	if (tls == NULL)
+		abort();
+	c->bev = tls;
+	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+	bufferevent_enable(c->bev, EV_READ);
+}
+
 /* Feeds what was read to the framer while the connection may take more work. */
 static void conn_pump(struct conn *c)
 {
@@ -823,15 +846,20 @@ static void conn_pump(struct conn *c)
 
 	if (c->closing)
 		return;
-	if (!c->tls_ready)
-		goto arm;
+	/* the PROXY header comes first, in the clear, before any TLS */
 	if (in->cfg->proxy && !c->proxy_done) {
 		int r = conn_proxy(c, inb);
 		if (r == -1)
 			return;
 		if (r == 0)
 			goto arm;
+		if (!c->tls_ready) {
+			conn_start_tls(c);
+			goto arm;
+		}
 	}
+	if (!c->tls_ready)
+		goto arm;
 	for (;;) {
 		struct evbuffer_iovec v;
 		size_t used = 0;
@@ -919,6 +947,11 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 }
 
+static bool in_proxy(const struct conn *c)
+{
+	return c->in->cfg->proxy && !c->proxy_done;
+}
+
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
@@ -933,7 +966,7 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 		conn_arm(c);
 		return;
 	}
-	conn_close(c, !conn_ready(c) ? (c->tls_ready ? "proxy_timeout" : "handshake_timeout")
+	conn_close(c, !conn_ready(c) ? (in_proxy(c) ? "proxy_timeout" : "handshake_timeout")
 		      : mllp_partial(&c->f) ? "frame_timeout"
 					    : "idle_timeout");
 }
@@ -1033,7 +1066,7 @@ static void intake_accept_cb(evutil_socket_t lfd, short what, void *arg)
 		memcpy(c->peer, peer, sizeof(peer));
 		mllp_init(&c->f, in->cfg->max_message);
 		c->started = c->last_frame = clock_mono();
-		if (in->tls != NULL) {
+		if (in->tls != NULL && !in->cfg->proxy) {
 			SSL *ssl = SSL_new(in->tls);
 			if (ssl == NULL)
 				abort();
@@ -1041,8 +1074,9 @@ static void intake_accept_cb(evutil_socket_t lfd, short what, void *arg)
 								BUFFEREVENT_SSL_ACCEPTING,
 								BEV_OPT_CLOSE_ON_FREE);
 		} else {
+			/* plain, or PROXY header first and TLS after it (conn_start_tls) */
 			c->bev = bufferevent_socket_new(in->base, fd, BEV_OPT_CLOSE_ON_FREE);
-			c->tls_ready = true;
+			c->tls_ready = in->tls == NULL;
 		}
 		if (c->bev == NULL)
 			abort();

@@ -370,9 +370,6 @@ static void intake_check(struct conf *cf, struct intake_config *c, const struct 
 		conf_error(cf, "[intake]: client_certs needs 'client_ca'");
 	if (c->client_certs != INTAKE_CERTS_OFF && !c->tls)
 		conf_error(cf, "[intake]: client_certs needs tls = on");
-	if (c->proxy && c->tls)
-		conf_error(cf, "[intake]: proxy and tls cannot both be on (behind the wall the "
-			       "agent speaks plain TCP to the intake; TLS is for direct senders)");
 	if (c->processing_ids[0] == '\0')
 		conf_error(cf, "[intake]: processing_ids is empty");
 	if (c->backoff_max < c->backoff_min)

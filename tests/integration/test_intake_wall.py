@@ -120,3 +120,56 @@ def test_send_honours_msh15_never_and_error_only(intake):
              input=msg("NE-2", extra_msh="|||NE|NE") + b"\n" + msg("AL-2"))
     assert "NE-2 sent" in r.stdout.decode() and "AL-2 AA" in r.stdout.decode()
     assert r.returncode == 0, (r.stdout, r.stderr)
+
+
+def test_tls_end_to_end_through_the_wall_with_proxy_v2(wall, intake, keys):
+    """The pharmacy's TLS (with its client certificate) ends at the intake, not at the
+    gateway; the agent puts a PROXY v2 header before it, in the clear, so the intake still
+    learns the pharmacy's real address and checks it against allow."""
+    import ssl
+    server, client, stranger = keys["gateway"], keys["site-a"], keys["stranger"]
+    it = intake(intake={"tls": "on", "cert": server.crt, "key": server.key,
+                        "client_ca": client.crt, "client_certs": "required",
+                        "proxy": "on", "allow": "127.0.0.2/32, 127.0.0.1/32"})
+    gw = wall.gateway({"mllp": svc(proxy_protocol="v2")})
+    wall.agent("site-a", gw, {"mllp": f"127.0.0.1:{it.port}"})
+    gw.wait_tunnels(2)
+    port = gw.port("mllp")
+    r = send("--tls", "--fingerprint", server.fingerprint, "--cert", client.crt, "--key",
+             client.key, f"127.0.0.1:{port}", "-", input=msg("E2E-1"))
+    assert r.returncode == 0 and b"E2E-1 AA" in r.stdout, (r.stdout, r.stderr)
+    # from 127.0.0.2, by hand: the intake records that address
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.load_cert_chain(client.crt, client.key)
+    raw = socket.socket()
+    raw.bind(("127.0.0.2", 0))
+    src_port = raw.getsockname()[1]
+    raw.connect(("127.0.0.1", port))
+    s = ctx.wrap_socket(raw)
+    s.settimeout(10)
+    s.sendall(b"\x0b" + msg("E2E-2") + b"\x1c\r")
+    ack = b""
+    while b"\x1c\r" not in ack:
+        chunk = s.recv(65536)
+        assert chunk, "closed before the ACK"
+        ack += chunk
+    assert b"MSA|AA|E2E-2" in ack
+    s.close()
+    peers = {x["control_id"]: x["peer"] for x in it.rows()}
+    assert peers["E2E-2"] == f"127.0.0.2:{src_port}"
+    # a certificate the intake does not know: refused, nothing stored
+    r = send("--tls", "--fingerprint", server.fingerprint, "--cert", stranger.crt, "--key",
+             stranger.key, "--timeout", "5", f"127.0.0.1:{port}", "-", input=msg("E2E-3"))
+    assert r.returncode == 1
+    # plain MLLP where TLS is expected: no ACK, nothing stored
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as p:
+        p.sendall(b"\x0b" + msg("E2E-4") + b"\x1c\r")
+        p.settimeout(10)
+        try:
+            got = p.recv(65536)
+        except OSError:
+            got = b""
+        assert b"MSA" not in got
+    assert sorted(x["control_id"] for x in it.rows()) == ["E2E-1", "E2E-2"]
