@@ -15,6 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 NETWALL=${NETWALL:-$REPO/build/netwall}
+export NETWALL_ALLOW_ROOT=1 # a benchmark on loopback, run as root
 N=20000
 REPS=3
 RECORD=1
