@@ -113,3 +113,35 @@ def test_the_pharmacy_link_section_names_real_keys_metrics_and_files():
             assert f"`{s.split('{')[0]}`" in metrics, s
         elif s.startswith(("deploy/", "tests/", "docs/")):
             assert (REPO / s).exists(), s
+
+
+def test_dockerfile_runtime_holds_every_library_the_binary_links():
+    """Every shared library build/netwall needs comes from a package the runtime stage
+    installs (or from the base image's libc), and the build stage has every -dev package
+    scripts/deps.sh installs for the Makefile's libraries."""
+    NETWALL_BIN = str(REPO / "build" / "netwall")   # the release build, as the image has
+    text = (DEPLOY / "Dockerfile").read_text()
+    build, runtime = text.split("\nFROM debian:bookworm-slim", 1)
+    base = {"libc6"}     # in the base image; apt brings the rest's own dependencies
+    paths = dict(re.findall(r"^\s*(\S+) => (\S+) \(", subprocess.run(
+        ["ldd", NETWALL_BIN], capture_output=True, text=True).stdout, re.M))
+    needed = re.findall(r"NEEDED\s+(\S+)", subprocess.run(
+        ["objdump", "-p", NETWALL_BIN], capture_output=True, text=True).stdout)
+    libs = [paths[n] for n in needed]
+    assert libs, "ldd found no libraries"
+    wanted = set()
+    for lib in libs:
+        r = subprocess.run(["dpkg", "-S", os.path.realpath(lib)], capture_output=True,
+                           text=True)
+        if r.returncode != 0:
+            r = subprocess.run(["dpkg", "-S", lib], capture_output=True, text=True)
+        assert r.returncode == 0, f"no package owns {lib}"
+        wanted.add(r.stdout.split(":")[0])
+    installed = set(re.findall(r"[a-z0-9][a-z0-9.+-]+", runtime.split("apt-get install", 1)[1]
+                               .split("&&", 1)[0]))
+    missing = sorted(wanted - installed - base)
+    assert not missing, f"the runtime stage lacks {missing}"
+    for dev in ("libevent-dev", "libssl-dev", "libnghttp2-dev", "libinih-dev",
+                "libsqlite3-dev", "libpq-dev", "libcurl4-openssl-dev", "libjansson-dev",
+                "libseccomp-dev"):
+        assert dev in build, f"the build stage lacks {dev}"
