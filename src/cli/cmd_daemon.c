@@ -225,21 +225,23 @@ static void agent_free_any(void *d)
 
 static void daemon_probe_cb(evutil_socket_t sig, short what, void *arg)
 {
-	log_warn("event=test_probe call=execve");
-	filter_probe();
-	log_warn("event=test_probe_returned");
+	const char *call = arg;
+
+	log_warn("event=test_probe call=%s", call);
+	filter_probe(call);
+	log_warn("event=test_probe_returned call=%s", call);
 }
 
-/* With NETWALL_TEST_FORBIDDEN_CALL=1, SIGUSR2 makes a call the filter forbids: the test that
- * the filter kills. */
+/* With NETWALL_TEST_FORBIDDEN_CALL=exec (or write), SIGUSR2 makes that call (filter_probe):
+ * the test that the filter kills. */
 static struct event *daemon_probe(struct event_base *base)
 {
 	const char *e = getenv("NETWALL_TEST_FORBIDDEN_CALL");
 	struct event *ev;
 
-	if (e == NULL || strcmp(e, "1") != 0)
+	if (e == NULL || (strcmp(e, "exec") != 0 && strcmp(e, "write") != 0))
 		return NULL;
-	ev = evsignal_new(base, SIGUSR2, daemon_probe_cb, NULL);
+	ev = evsignal_new(base, SIGUSR2, daemon_probe_cb, (void *)e);
 	if (ev == NULL || evsignal_add(ev, NULL) == -1)
 		abort();
 	return ev;

@@ -1,6 +1,7 @@
 #include "core/filter.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -10,12 +11,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* The calls every daemon makes: memory, threads (the intake's committer and delivery
- * worker, libcurl's resolver), the event loop, sockets, files (configs, certificates and
- * accounts reread on SIGHUP; SQLite's database, journal and shared memory), time and
- * randomness. What is missing is the point: no execve, no ptrace, no mount, no new
- * namespaces, no kernel modules, no raw or packet sockets (socket() is also held to the
- * families below). */
+/* The calls every daemon makes: memory, threads (the intake's committer, census and
+ * delivery worker, libcurl's resolver), the event loop, sockets, reading files (configs and
+ * certificates reread on SIGHUP), time and randomness. What is missing is the point: no
+ * execve, no ptrace, no mount, no new namespaces, no kernel modules, no raw or packet
+ * sockets (socket() is also held to the families below); and only the daemons that write
+ * files may write, sync, rename or remove them (filter_writers). */
 static const char *const filter_common[] = {
 	/* memory */
 	"brk", "mmap", "munmap", "mprotect", "mremap", "madvise",
@@ -32,15 +33,22 @@ static const char *const filter_common[] = {
 	"getpeername", "setsockopt", "getsockopt", "shutdown", "sendto", "recvfrom", "sendmsg",
 	"recvmsg", "sendmmsg", "recvmmsg",
 	/* descriptors and files */
-	"read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "close",
-	"open", "openat", "stat", "fstat", "lstat", "newfstatat", "statx", "lseek", "fcntl",
-	"ioctl", "dup", "dup2", "dup3", "access", "faccessat", "faccessat2", "readlink",
-	"readlinkat", "getdents64", "getcwd", "fsync", "fdatasync", "ftruncate", "fallocate",
-	"unlink", "unlinkat", "rename", "renameat", "renameat2", "fchown", "fchmod", "umask", "flock", "statfs", "fstatfs",
+	"read", "write", "readv", "writev", "pread64", "preadv", "close", "stat",
+	"fstat", "lstat", "newfstatat", "statx", "lseek", "fcntl", "ioctl", "dup", "dup2", "dup3",
+	"access", "faccessat", "faccessat2", "readlink", "readlinkat", "getdents64", "getcwd",
+	"statfs", "fstatfs",
 	/* time, randomness, identity, limits */
 	"clock_gettime", "clock_getres", "clock_nanosleep", "nanosleep", "gettimeofday", "time",
 	"getrandom", "uname", "sysinfo", "getrlimit", "prlimit64", "getuid", "geteuid",
 	"getgid", "getegid", "getresuid", "getresgid", "getgroups",
+};
+
+/* The intake's store (SQLite's database, WAL and shared memory) and the chat's accounts
+ * file (rewritten by REGISTER: a temporary file, fsync, rename): the two daemons that write
+ * files. The gateway and the agent only ever read them. */
+static const char *const filter_writers[] = {
+	"open", "openat", "pwrite64", "pwritev", "fsync", "fdatasync", "ftruncate", "fallocate", "unlink",
+	"unlinkat", "rename", "renameat", "renameat2", "fchown", "fchmod", "umask", "flock",
 };
 
 /* What AddressSanitizer's runtime adds: at exit, LeakSanitizer stops the world with a
@@ -112,13 +120,30 @@ static int filter_allow(scmp_filter_ctx ctx, const char *const *names, size_t n,
 	return 0;
 }
 
+/* open and openat for reading only: no O_WRONLY, O_RDWR, O_CREAT or O_TRUNC. */
+static int filter_read_only_opens(scmp_filter_ctx ctx, char *err, size_t errlen)
+{
+	const scmp_datum_t w = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC;
+	int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
+				  SCMP_A2(SCMP_CMP_MASKED_EQ, w, 0));
+
+	if (rc == 0 && seccomp_syscall_resolve_name("open") != __NR_SCMP_ERROR)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(open), 1,
+				      SCMP_A1(SCMP_CMP_MASKED_EQ, w, 0));
+	if (rc < 0) {
+		snprintf(err, errlen, "seccomp: open rule: %s", strerror(-rc));
+		return -1;
+	}
+	return 0;
+}
+
 int filter_install(const char *role, char *err, size_t errlen)
 {
 	struct sigaction sa;
 	scmp_filter_ctx ctx;
 	int rc = -1;
+	bool writer = strcmp(role, "intake") == 0 || strcmp(role, "chat") == 0;
 
-	(void)role; /* every role runs on the same core; one list fits them all */
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = filter_sigsys;
 	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
@@ -137,6 +162,12 @@ int filter_install(const char *role, char *err, size_t errlen)
 	}
 	if (filter_allow(ctx, filter_common, sizeof(filter_common) / sizeof(filter_common[0]),
 			 err, errlen) == -1)
+		goto out;
+	if (writer &&
+	    filter_allow(ctx, filter_writers, sizeof(filter_writers) / sizeof(filter_writers[0]),
+			 err, errlen) == -1)
+		goto out;
+	if (!writer && filter_read_only_opens(ctx, err, errlen) == -1)
 		goto out;
 	if (FILTER_SANITIZED &&
 	    filter_allow(ctx, filter_sanitizer,
@@ -160,10 +191,16 @@ out:
 	return rc;
 }
 
-void filter_probe(void)
+void filter_probe(const char *what)
 {
 	char *const argv[] = { "true", NULL };
 	char *const envp[] = { NULL };
 
+	if (strcmp(what, "write") == 0) {
+		int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+		if (fd != -1)
+			close(fd);
+		return;
+	}
 	execve("/bin/true", argv, envp);
 }

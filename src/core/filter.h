@@ -10,7 +10,8 @@
  * 0, or -1 with err filled. */
 int filter_install(const char *role, char *err, size_t errlen);
 
-/* Makes a call no role allows (execve of /bin/true): for the test that the filter kills. */
-void filter_probe(void);
+/* For the test that the filter kills: what "exec" runs execve of /bin/true, which no role
+ * may; "write" opens /dev/null for writing, which only the intake and the chat may. */
+void filter_probe(const char *what);
 
 #endif

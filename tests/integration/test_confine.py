@@ -97,7 +97,7 @@ def test_intake_switches_to_its_user_and_keeps_working(procs, open_dir):
 def test_a_forbidden_call_kills_the_daemon(intake, procs):
     it = intake(start=False)
     p = procs.start("intake-probe", [NETWALL_BIN, "intake", "-c", it.config],
-                    env={"NETWALL_TEST_FORBIDDEN_CALL": "1"})
+                    env={"NETWALL_TEST_FORBIDDEN_CALL": "exec"})
     it.proc = p
     wait_until(lambda: p.events("confined"), 15, "the filter installed")
     with it.client() as c:        # the filter lets the real work through
@@ -115,7 +115,7 @@ def test_without_the_filter_the_probe_runs(intake, procs):
     process becomes /bin/true and exits 0), so the kill is the filter's doing."""
     it = intake(intake={"seccomp": "no"}, start=False)
     p = procs.start("intake-nofilter", [NETWALL_BIN, "intake", "-c", it.config],
-                    env={"NETWALL_TEST_FORBIDDEN_CALL": "1"})
+                    env={"NETWALL_TEST_FORBIDDEN_CALL": "exec"})
     wait_until(lambda: p.events("confined", seccomp="off"), 15, "started without filter")
     p.signal(signal.SIGUSR2)
     assert p.wait_exit(15) == 0
@@ -133,3 +133,24 @@ def test_every_daemon_runs_filtered(wall, echo, procs, tmp_path):
         st = proc_status(p.pid)
         assert st["Seccomp"] == "2" and st["NoNewPrivs"] == "1", p.name
         assert p.events("confined", seccomp="on"), p.name
+
+
+def test_only_the_intake_and_the_chat_may_open_files_for_writing(wall, echo, intake, procs):
+    """The gateway is killed for opening a file for writing (openat, 257); the intake, whose
+    store writes, is not."""
+    e = echo()
+    gw = wall.gateway({"web": svc()}, start=False)
+    p = procs.start("gateway-probe", [NETWALL_BIN, "gateway", "-c", gw.config_path],
+                    env={"NETWALL_TEST_FORBIDDEN_CALL": "write"})
+    wait_until(lambda: p.events("confined"), 15, "the gateway's filter installed")
+    p.signal(signal.SIGUSR2)
+    assert p.wait_exit(15) == -signal.SIGSYS, p.tail(10)
+    assert "event=forbidden_syscall nr=257 action=kill" in p.text()
+    it = intake(start=False)
+    q = procs.start("intake-probe", [NETWALL_BIN, "intake", "-c", it.config],
+                    env={"NETWALL_TEST_FORBIDDEN_CALL": "write"})
+    wait_until(lambda: q.events("confined"), 15, "the intake's filter installed")
+    mark = q.mark()
+    q.signal(signal.SIGUSR2)
+    q.wait_event("test_probe_returned", since=mark)
+    assert q.alive()
