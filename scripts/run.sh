@@ -133,9 +133,9 @@ netwall is running (logs in run/*.log):
               -> run/intake.db (ACK after the commit) -> EMAR stand-in :8088
               (it prints a line per delivered message below)
   messages:   build/netwall messages -c run/intake.ini [list|count|show ID]
-  gateway:    tunnel listener 127.0.0.1:7443, admin http://127.0.0.1:9100/metrics
-  agent:      admin http://127.0.0.1:9101/metrics
-  intake:     admin http://127.0.0.1:9102/metrics
+  status:     http://127.0.0.1:9100/ (gateway), :9101/ (agent), :9102/ (intake) in a browser;
+              /metrics, /status and /healthz beside them
+  gateway:    tunnel listener 127.0.0.1:7443
   configs:    run/gateway.ini, run/agent.ini, run/intake.ini (netwall check FILE)
 
 Press Ctrl-C to stop.
