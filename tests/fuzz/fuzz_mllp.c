@@ -1,25 +1,14 @@
 /* Fuzz target for the MLLP framer: the same bytes fed in one piece, in three pieces cut at
  * two points chosen from the input, and byte by byte must give the same frames, results and
- * counters; no frame is longer than the limit or holds a <VT> or <FS>.
- * Built by `make fuzz`; with -DFUZZ_STANDALONE it is a plain program that runs the files
- * named on its command line through the same checks. */
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+ * counters; no frame is longer than the limit or holds a <VT> or <FS>. The three-piece run
+ * also trims the framer between pieces, as the intake does on idle connections. What was
+ * framed, wrapped again with mllp_wrap, frames the same.
+ * Built by scripts/fuzz.sh (or `make fuzz`); with -DFUZZ_STANDALONE it is a plain program
+ * that runs the files named on its command line through the same checks. */
+#include <stdbool.h>
 
+#include "common.h"
 #include "hl7/mllp.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define check(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
 
 /* Every result and frame of one run, as one byte string. */
 struct run {
@@ -61,7 +50,7 @@ static void run_feed(struct run *r, struct mllp *f, const uint8_t *p, size_t len
 /* Feeds data[0..len) cut at the ascending offsets cuts[0..ncuts), to a fresh framer.
  * Every piece is a copy of exactly its bytes, so a read past a piece is caught. */
 static void run_split(struct run *r, size_t max, const uint8_t *data, size_t len,
-		      const size_t *cuts, size_t ncuts)
+		      const size_t *cuts, size_t ncuts, bool trim)
 {
 	struct mllp f;
 	size_t from = 0;
@@ -77,6 +66,16 @@ static void run_split(struct run *r, size_t max, const uint8_t *data, size_t len
 		run_feed(r, &f, piece, to - from);
 		free(piece);
 		from = to;
+		if (trim) {
+			size_t flen;
+
+			mllp_trim(&f);
+			if (!mllp_partial(&f)) {
+				check(f.frame.data == NULL);
+				(void)mllp_frame(&f, &flen);
+				check(flen == 0);
+			}
+		}
 	}
 	r->junk = f.junk;
 	r->restarts = f.restarts;
@@ -118,8 +117,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		cuts[1] = t;
 	}
 
-	run_split(&whole, max, data, size, NULL, 0);
-	run_split(&part, max, data, size, cuts, 2);
+	run_split(&whole, max, data, size, NULL, 0, false);
+	run_split(&part, max, data, size, cuts, 2, true);
 	run_same(&whole, &part);
 	buf_free(&part.log);
 
@@ -127,7 +126,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check(every != NULL);
 	for (size_t i = 0; i < size; i++)
 		every[i] = i;
-	run_split(&part, max, data, size, every, size);
+	run_split(&part, max, data, size, every, size, false);
 	run_same(&whole, &part);
 	free(every);
 	buf_free(&part.log);
@@ -144,7 +143,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			mllp_wrap(&wrapped, p + 1 + sizeof(flen), flen);
 			p += 1 + sizeof(flen) + flen;
 		}
-		run_split(&part, max, buf_head(&wrapped), wrapped.len, NULL, 0);
+		run_split(&part, max, buf_head(&wrapped), wrapped.len, NULL, 0, false);
 		check(part.events == whole.events);
 		check(part.junk == 0 && part.restarts == 0);
 		buf_free(&part.log);
@@ -153,24 +152,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	buf_free(&whole.log);
 	return 0;
 }
-
-#ifdef FUZZ_STANDALONE
-int main(int argc, char **argv)
-{
-	static uint8_t buf[1 << 20];
-
-	for (int i = 1; i < argc; i++) {
-		FILE *f = fopen(argv[i], "rb");
-		size_t n;
-
-		if (f == NULL) {
-			perror(argv[i]);
-			return 1;
-		}
-		n = fread(buf, 1, sizeof(buf), f);
-		fclose(f);
-		LLVMFuzzerTestOneInput(buf, n);
-	}
-	return 0;
-}
-#endif
