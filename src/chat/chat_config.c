@@ -175,7 +175,7 @@ struct chat_config *chat_config_load(const char *file, char **msgs)
 	chat_defaults(c);
 	conf_load(&cf);
 	if (cf.errors == 0) {
-		cf.line = l.chat_line;
+		cf.line = l.seen_chat ? l.chat_line : 1;
 		if (!l.seen_chat)
 			conf_error(&cf, "missing [chat] section");
 		else if (c->ntls == 0 && c->nplain == 0)

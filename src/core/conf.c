@@ -26,19 +26,38 @@ static char *conf_read_line(char *str, int num, void *stream)
 {
 	struct conf_reader *r = stream;
 	char *p, *end;
+	int ch = EOF, len = 0;
+	bool nul = false, too_long = false;
 
-	if (fgets(str, num, r->f) == NULL)
+	/* byte by byte rather than fgets: a NUL inside a line must not hide the rest of it */
+	while (len < num - 2 && (ch = getc(r->f)) != EOF && ch != '\n') {
+		if (ch == '\0')
+			nul = true;
+		else
+			str[len++] = (char)ch;
+	}
+	if (len == num - 2 && ch != '\n' && ch != EOF) {
+		ch = getc(r->f);
+		if (ch != '\n' && ch != EOF) {
+			too_long = true;
+			while ((ch = getc(r->f)) != EOF && ch != '\n')
+				;
+		}
+	}
+	if (ch == EOF && len == 0 && !nul && !too_long)
 		return NULL;
-	if (strchr(str, '\n') == NULL && !feof(r->f)) {
-		int ch;
-		r->c->line++;
-		conf_error(r->c, "line too long (limit %d bytes)", num - 2);
-		while ((ch = fgetc(r->f)) != EOF && ch != '\n')
-			;
+	r->c->line++;
+	if (too_long || nul) {
+		if (too_long)
+			conf_error(r->c, "line too long (limit %d bytes)", num - 2);
+		else
+			conf_error(r->c, "NUL byte in line");
 		str[0] = '\0';
 		return str;
 	}
-	r->c->line++;
+	if (ch == '\n')
+		str[len++] = '\n';
+	str[len] = '\0';
 	p = str;
 	if (r->c->line == 1 && strncmp(p, "\xef\xbb\xbf", 3) == 0)
 		p += 3; /* a UTF-8 byte order mark */

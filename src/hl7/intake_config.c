@@ -355,7 +355,7 @@ static void intake_check(struct conf *cf, struct intake_config *c, const struct 
 {
 	struct intake_rule_arg ra = { cf, INTAKE_ACCEPT };
 
-	cf->line = l->intake_line;
+	cf->line = l->seen_intake ? l->intake_line : 1;
 	if (!l->seen_intake) {
 		conf_error(cf, "missing [intake] section");
 		return;

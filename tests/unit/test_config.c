@@ -619,6 +619,23 @@ static void test_gw_unknown_key(void **state)
 	       13, "unknown key 'target' in [service two]", 1);
 }
 
+/* A NUL byte inside a line is reported on that line; the next lines are still read, with
+ * their own numbers. */
+static void test_nul_byte_in_a_line(void **state)
+{
+	struct fixture *fx = *state;
+	static const char text[] = "[gateway]\nx\0y = 1\nfrobnicate = 1\n[nowhere]\n";
+	const char *path = fx_write_n(fx, "gw.ini", text, sizeof(text) - 1);
+	char *msgs = NULL;
+	struct config_gateway *g = config_gateway_load(path, &msgs);
+
+	assert_null(g);
+	assert_msg(msgs, path, 2, "NUL byte in line");
+	assert_msg(msgs, path, 3, "unknown key 'frobnicate'");
+	assert_msg(msgs, path, 4, "nowhere");
+	free(msgs);
+}
+
 static void test_gw_unknown_section(void **state)
 {
 	struct fixture *fx = *state;
@@ -1645,6 +1662,7 @@ int main(void)
 		fx_test(test_gw_unknown_key),
 		fx_test(test_gw_unknown_section),
 		fx_test(test_gw_key_outside_section),
+		fx_test(test_nul_byte_in_a_line),
 		fx_test(test_gw_bad_address),
 		fx_test(test_gw_bad_cidr),
 		fx_test(test_gw_cidr_host_bits),

@@ -108,7 +108,8 @@ static void test_errors_name_file_and_line(void **state)
 	expect_error("[intake]\nlisten = 127.0.0.1:1\n", ":1: ", "store");
 	expect_error(BASE "tls = on\n", ":1: ", "cert");
 	expect_error(BASE "client_certs = required\n", ":1: ", "client_ca");
-	expect_error("[route]\naccept = RDE\n", "", "missing [intake]");
+	expect_error("[route]\naccept = RDE\n", ":1: ", "missing [intake]");
+	expect_error("", ":1: ", "missing [intake]");
 }
 
 static void test_repeatable_and_store_kinds(void **state)
