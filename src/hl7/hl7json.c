@@ -88,8 +88,9 @@ size_t hl7json_utf8(const char *p, size_t len, int latin1, char *out, size_t out
 
 	for (size_t i = 0; i < len;) {
 		size_t k = latin1 ? (s[i] < 0x80) : hj_utf8_seq(s + i, len - i);
+		size_t need = k > 0 ? k : latin1 ? 2 : 3;
 
-		if (o + 3 > outcap)
+		if (o + need > outcap)
 			break;
 		if (k > 0) {
 			memcpy(out + o, s + i, k);

@@ -285,6 +285,15 @@ static void test_utf8_helper(void **state)
 	n = hl7json_utf8("\xe9", 1, 1, out, sizeof(out));
 	assert_int_equal(n, 2);
 	assert_memory_equal(out, "\xc3\xa9", 2);
+	/* never past outcap, even for a 4-byte character: it is left out whole */
+	memset(out, 'X', sizeof(out));
+	n = hl7json_utf8("a\xf0\x9f\x92\x8a", 5, 0, out, 4);
+	assert_int_equal(n, 1);
+	assert_int_equal(out[4], 'X');
+	n = hl7json_utf8("a\xf0\x9f\x92\x8a", 5, 0, out, 5);
+	assert_int_equal(n, 5);
+	n = hl7json_utf8("ab\xe9", 3, 1, out, 4);
+	assert_int_equal(n, 4);
 }
 
 /* Every parsable sample gives valid JSON that names the same control ID. */
