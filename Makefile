@@ -76,11 +76,13 @@ unit: $(UNIT_BINS) $(UNIT_ABINS)
 integration: $(B)/netwall $(BA)/netwall
 	$(Q)scripts/integration.sh
 
-# Everything CI runs: install, build both flavours, unit tests, integration tests (both builds).
+# Everything CI runs: install, build both flavours, unit tests, integration tests (both
+# builds), then 20 s of fuzzing per parser from the checked-in seed corpus.
 test: deps
 	$(Q)$(MAKE) --no-print-directory all asan
 	$(Q)$(MAKE) --no-print-directory unit
 	$(Q)$(MAKE) --no-print-directory integration
+	$(Q)scripts/fuzz.sh 20
 
 run: deps
 	$(Q)$(MAKE) --no-print-directory all
@@ -96,12 +98,10 @@ bench-intake: deps all
 bench-chat: deps all
 	$(Q)bench/chat.sh
 
-FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
-fuzz: $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRC))
-$(B)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard src/*/*.h)
-	@mkdir -p $(dir $@)
-	$(Q)clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	    $(shell pkg-config --cflags $(PKGS)) -o $@ $(filter %.c,$^) $(LDLIBS)
+# libFuzzer targets (clang): the saved crash inputs once, then each target from its seed
+# corpus, two at a time (scripts/fuzz.sh).
+fuzz:
+	$(Q)scripts/fuzz.sh 60
 
 PREFIX ?= /usr/local
 MANDIR ?= $(PREFIX)/share/man
