@@ -116,7 +116,9 @@ struct job {
 struct conn {
 	struct intake *in;
 	struct conn *prev, *next;
-	struct bufferevent *bev;
+	struct bufferevent *bev; /* NULL while pre reads a PROXY header before TLS */
+	struct event *pre;
+	int fd;
 	struct event *timer;
 	struct mllp f;
 	char peer[ADDR_STRLEN];
@@ -747,6 +749,10 @@ static void conn_finish(struct conn *c, const char *reason)
 	c->closing = true;
 	c->close_reason = reason;
 	c->started = clock_mono();
+	if (c->bev == NULL) { /* still before TLS: nothing was read, nothing to answer */
+		conn_close(c, reason);
+		return;
+	}
 	bufferevent_disable(c->bev, EV_READ);
 	conn_arm(c);
 	conn_maybe_close(c);
@@ -773,17 +779,17 @@ static void conn_maybe_close(struct conn *c)
 	}
 }
 
+static int conn_proxy_source(struct conn *c, const struct sockaddr_storage *srcp);
+
 /* Reads a PROXY header at the start of the connection. Returns 1 when done, 0 for more
  * bytes, -1 when the connection was closed. */
 static int conn_proxy(struct conn *c, struct evbuffer *inb)
 {
-	struct intake *in = c->in;
 	size_t have = evbuffer_get_length(inb);
 	size_t n = have < PROXY_V2_MAX ? have : PROXY_V2_MAX;
 	struct sockaddr_storage src, dst;
 	const uint8_t *p = evbuffer_pullup(inb, (ev_ssize_t)n);
 	int used = proxy_decode(p, n, &src, &dst);
-	const char *why = NULL;
 
 	if (used == 0 && n < PROXY_V2_MAX && !c->eof)
 		return 0;
@@ -792,6 +798,17 @@ static int conn_proxy(struct conn *c, struct evbuffer *inb)
 		return -1;
 	}
 	evbuffer_drain(inb, (size_t)used);
+	return conn_proxy_source(c, &src);
+}
+
+/* The source a PROXY header named: recorded, then checked against allow and
+ * max_per_source. Returns 1, or -1 when the connection was closed. */
+static int conn_proxy_source(struct conn *c, const struct sockaddr_storage *srcp)
+{
+	struct intake *in = c->in;
+	struct sockaddr_storage src = *srcp;
+	const char *why = NULL;
+
 	c->proxy_done = true;
 	if (src.ss_family != AF_UNSPEC) { /* LOCAL and UNKNOWN keep the socket's address */
 		c->src = src;
@@ -811,29 +828,6 @@ static int conn_proxy(struct conn *c, struct evbuffer *inb)
 	return 1;
 }
 
-static void conn_read_cb(struct bufferevent *bev, void *arg);
-static void conn_write_cb(struct bufferevent *bev, void *arg);
-static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
-
-/* After the PROXY header: TLS over the same socket, from the bytes that followed the header
- * (already read: the filter takes them from the plain bufferevent's input). */
-static void conn_start_tls(struct conn *c)
-{
-	struct intake *in = c->in;
-	SSL *ssl = SSL_new(in->tls);
-	struct bufferevent *tls;
-
-	if (ssl == NULL)
-		abort();
-	tls = bufferevent_openssl_filter_new(in->base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
-					     BEV_OPT_CLOSE_ON_FREE);
-	if (tls == NULL)
-		abort();
-	c->bev = tls;
-	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-	bufferevent_enable(c->bev, EV_READ);
-}
-
 /* Feeds what was read to the framer while the connection may take more work. */
 static void conn_pump(struct conn *c)
 {
@@ -846,20 +840,17 @@ static void conn_pump(struct conn *c)
 
 	if (c->closing)
 		return;
-	/* the PROXY header comes first, in the clear, before any TLS */
+	if (!c->tls_ready)
+		goto arm;
+	/* plain TCP: the header arrives through the bufferevent (with TLS, conn_pre_cb read it
+	 * from the socket before the handshake) */
 	if (in->cfg->proxy && !c->proxy_done) {
 		int r = conn_proxy(c, inb);
 		if (r == -1)
 			return;
 		if (r == 0)
 			goto arm;
-		if (!c->tls_ready) {
-			conn_start_tls(c);
-			goto arm;
-		}
 	}
-	if (!c->tls_ready)
-		goto arm;
 	for (;;) {
 		struct evbuffer_iovec v;
 		size_t used = 0;
@@ -991,9 +982,60 @@ static void conn_close(struct conn *c, const char *reason)
 		c->next->prev = c->prev;
 	in->nconns--;
 	loop_free_event(&c->timer);
-	bufferevent_free(c->bev);
+	if (c->bev != NULL) {
+		bufferevent_free(c->bev);
+	} else {
+		loop_free_event(&c->pre);
+		close(c->fd);
+	}
 	mllp_free(&c->f);
 	free(c);
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg);
+static void conn_write_cb(struct bufferevent *bev, void *arg);
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* TLS behind a proxy: the PROXY header comes first, in the clear. It is read from the
+ * socket with MSG_PEEK, then exactly its bytes are taken, so that the TLS bufferevent
+ * starts on the first byte of the handshake (edge-triggered: a partial header waits for
+ * more bytes, not in a busy loop). */
+static void conn_pre_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	struct intake *in = c->in;
+	uint8_t hdr[PROXY_V2_MAX];
+	struct sockaddr_storage src, dst;
+	ssize_t n = recv(fd, hdr, sizeof(hdr), MSG_PEEK);
+	int used;
+	SSL *ssl;
+
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		conn_close(c, "closed_in_proxy_header");
+		return;
+	}
+	used = proxy_decode(hdr, (size_t)n, &src, &dst);
+	if (used == 0 && (size_t)n < sizeof(hdr))
+		return;
+	if (used <= 0 || recv(fd, hdr, (size_t)used, 0) != used) {
+		conn_close(c, "bad_proxy_header");
+		return;
+	}
+	loop_free_event(&c->pre);
+	if (conn_proxy_source(c, &src) == -1)
+		return;
+	ssl = SSL_new(in->tls);
+	if (ssl == NULL)
+		abort();
+	c->bev = bufferevent_openssl_socket_new(in->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+						BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL)
+		abort();
+	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+	bufferevent_enable(c->bev, EV_READ);
+	conn_arm(c);
 }
 
 static void intake_listeners_enable(struct intake *in, bool on)
@@ -1066,7 +1108,13 @@ static void intake_accept_cb(evutil_socket_t lfd, short what, void *arg)
 		memcpy(c->peer, peer, sizeof(peer));
 		mllp_init(&c->f, in->cfg->max_message);
 		c->started = c->last_frame = clock_mono();
-		if (in->tls != NULL && !in->cfg->proxy) {
+		c->fd = fd;
+		if (in->tls != NULL && in->cfg->proxy) {
+			c->pre = event_new(in->base, fd, EV_READ | EV_PERSIST | EV_ET, conn_pre_cb,
+					   c);
+			if (c->pre == NULL || event_add(c->pre, NULL) == -1)
+				abort();
+		} else if (in->tls != NULL) {
 			SSL *ssl = SSL_new(in->tls);
 			if (ssl == NULL)
 				abort();
@@ -1074,15 +1122,16 @@ static void intake_accept_cb(evutil_socket_t lfd, short what, void *arg)
 								BUFFEREVENT_SSL_ACCEPTING,
 								BEV_OPT_CLOSE_ON_FREE);
 		} else {
-			/* plain, or PROXY header first and TLS after it (conn_start_tls) */
 			c->bev = bufferevent_socket_new(in->base, fd, BEV_OPT_CLOSE_ON_FREE);
-			c->tls_ready = in->tls == NULL;
+			c->tls_ready = true;
 		}
-		if (c->bev == NULL)
+		if (c->bev == NULL && c->pre == NULL)
 			abort();
 		c->timer = evtimer_new(in->base, conn_timer_cb, c);
-		bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-		bufferevent_enable(c->bev, EV_READ);
+		if (c->bev != NULL) {
+			bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+			bufferevent_enable(c->bev, EV_READ);
+		}
 		c->next = in->conns;
 		if (in->conns != NULL)
 			in->conns->prev = c;
