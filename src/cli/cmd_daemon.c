@@ -96,7 +96,9 @@ static int daemon_keep(const struct daemon_conf *d, struct daemon_conf *run)
 	}
 	*run = *d;
 	run->admin_token = NULL;
-	run->user = d->user != NULL ? strdup(d->user) : NULL;
+	run->user = NULL;
+	if (d->user != NULL && (run->user = strdup(d->user)) == NULL)
+		abort(); /* never stay root for want of memory */
 	return 0;
 }
 

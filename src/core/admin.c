@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/clock.h"
+#include "core/daemon.h"
 #include "core/log.h"
 #include "core/page.h"
 #include "core/sock.h"
@@ -19,6 +20,7 @@
 #define ADMIN_TIMEOUT 10         /* seconds a scrape may take */
 #define ADMIN_MAX_HEADERS 8192   /* request header bytes */
 #define ADMIN_MAX_BODY 0         /* GET only */
+#define ADMIN_BASIC_MAX (4 * ((255 + 1 + DAEMON_TOKEN_MAX + 2) / 3)) /* base64 of user:token */
 
 struct admin {
 	struct evhttp *http;
@@ -30,6 +32,19 @@ struct admin {
 
 static double admin_started; /* when the first listener of the process began */
 
+/* A copy of the token; out of memory must not leave the listener open to all. */
+static char *admin_strdup(const char *token)
+{
+	char *t;
+
+	if (token == NULL)
+		return NULL;
+	t = strdup(token);
+	if (t == NULL)
+		abort();
+	return t;
+}
+
 static bool admin_same(const char *a, size_t alen, const char *b)
 {
 	size_t blen = strlen(b);
@@ -40,7 +55,8 @@ static bool admin_same(const char *a, size_t alen, const char *b)
 
 bool admin_authorized(const char *auth, const char *token)
 {
-	unsigned char dec[3 * 1024 / 4 + 4];
+	/* a user name of up to 255 bytes, ':', the longest token */
+	unsigned char dec[3 * ADMIN_BASIC_MAX / 4 + 4];
 	size_t len, pad = 0;
 	int n;
 	const char *colon;
@@ -61,7 +77,7 @@ bool admin_authorized(const char *auth, const char *token)
 	while (*auth == ' ')
 		auth++;
 	len = strlen(auth);
-	if (len == 0 || len % 4 != 0 || len > 1024)
+	if (len == 0 || len % 4 != 0 || len > ADMIN_BASIC_MAX)
 		return false;
 	n = EVP_DecodeBlock(dec, (const unsigned char *)auth, (int)len);
 	if (n < 0)
@@ -152,7 +168,7 @@ struct admin *admin_new(struct event_base *base, const struct addr *a, const cha
 	adm->ops = ops;
 	adm->arg = arg;
 	adm->addr = *a;
-	adm->token = token != NULL ? strdup(token) : NULL;
+	adm->token = admin_strdup(token);
 	if (token == NULL && !admin_is_loopback(a)) {
 		char where[ADDR_STRLEN];
 		addr_format((const struct sockaddr *)&a->ss, where, sizeof(where));
@@ -200,7 +216,7 @@ int admin_reconfigure(struct admin **adm, struct event_base *base, const struct 
 		if ((*adm)->token != NULL)
 			OPENSSL_cleanse((*adm)->token, strlen((*adm)->token));
 		free((*adm)->token);
-		(*adm)->token = token != NULL ? strdup(token) : NULL;
+		(*adm)->token = admin_strdup(token);
 		return 0;
 	}
 	admin_free(*adm);

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -22,31 +23,28 @@ void daemon_conf_defaults(struct daemon_conf *d, const char *admin_addr)
 	d->seccomp = true;
 }
 
-void daemon_conf_free(struct daemon_conf *d)
+static void daemon_token_free(struct daemon_conf *d)
 {
 	if (d->admin_token != NULL)
-		memset(d->admin_token, 0, strlen(d->admin_token));
+		OPENSSL_cleanse(d->admin_token, strlen(d->admin_token));
 	free(d->admin_token);
+	d->admin_token = NULL;
+}
+
+void daemon_conf_free(struct daemon_conf *d)
+{
+	daemon_token_free(d);
 	free(d->user);
 	d->admin_token = NULL;
 	d->user = NULL;
 }
 
-/* Reads the token: one line of printable ASCII, surrounding white space ignored. */
-static char *daemon_read_token(struct conf *cf, const char *path)
+/* The token in raw[0..len): one line of printable ASCII, surrounding white space ignored. */
+static char *daemon_token_parse(struct conf *cf, const char *path, char *raw, size_t len)
 {
-	char raw[DAEMON_TOKEN_MAX + 2];
-	size_t len = 0, start = 0;
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	size_t start = 0;
+	char *tok;
 
-	if (fd == -1) {
-		conf_error(cf, "admin_token_file: cannot read '%s': %s", path, strerror(errno));
-		return NULL;
-	}
-	while (len < sizeof(raw) && (n = read(fd, raw + len, sizeof(raw) - len)) > 0)
-		len += (size_t)n;
-	close(fd);
 	while (len > 0 && (raw[len - 1] == '\n' || raw[len - 1] == '\r' || raw[len - 1] == ' ' ||
 			   raw[len - 1] == '\t'))
 		len--;
@@ -63,7 +61,31 @@ static char *daemon_read_token(struct conf *cf, const char *path)
 				       "printable ASCII without spaces", path);
 			return NULL;
 		}
-	return strndup(raw + start, len - start);
+	tok = strndup(raw + start, len - start);
+	if (tok == NULL)
+		abort();
+	return tok;
+}
+
+/* Reads the token from path; the bytes read are wiped. */
+static char *daemon_read_token(struct conf *cf, const char *path)
+{
+	char raw[DAEMON_TOKEN_MAX + 2];
+	size_t len = 0;
+	ssize_t n;
+	char *tok;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd == -1) {
+		conf_error(cf, "admin_token_file: cannot read '%s': %s", path, strerror(errno));
+		return NULL;
+	}
+	while (len < sizeof(raw) && (n = read(fd, raw + len, sizeof(raw) - len)) > 0)
+		len += (size_t)n;
+	close(fd);
+	tok = daemon_token_parse(cf, path, raw, len);
+	OPENSSL_cleanse(raw, sizeof(raw));
+	return tok;
 }
 
 int daemon_conf_key(struct conf *cf, struct daemon_conf *d, const char *key, const char *v)
@@ -76,7 +98,7 @@ int daemon_conf_key(struct conf *cf, struct daemon_conf *d, const char *key, con
 			conf_error(cf, "admin: %s", err);
 	} else if (strcmp(key, "admin_token_file") == 0) {
 		char *path = conf_path(cf, v);
-		free(d->admin_token);
+		daemon_token_free(d);
 		d->admin_token = v[0] ? daemon_read_token(cf, path) : NULL;
 		if (v[0] == '\0')
 			conf_error(cf, "admin_token_file: empty value (want a file path)");
@@ -89,8 +111,8 @@ int daemon_conf_key(struct conf *cf, struct daemon_conf *d, const char *key, con
 		d->user = NULL;
 		if (v[0] == '\0' || strlen(v) > 32)
 			conf_error(cf, "user: want a user name, got '%s'", v);
-		else
-			d->user = strdup(v);
+		else if ((d->user = strdup(v)) == NULL)
+			abort();
 	} else if (strcmp(key, "allow_root") == 0) {
 		if (conf_bool(v, &d->allow_root) == -1)
 			conf_error(cf, "allow_root: want yes or no, got '%s'", v);

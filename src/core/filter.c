@@ -1,6 +1,10 @@
 #include "core/filter.h"
 
 #include <errno.h>
+#include <linux/netlink.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <termios.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <seccomp.h>
@@ -21,7 +25,7 @@ static const char *const filter_common[] = {
 	/* memory */
 	"brk", "mmap", "munmap", "mprotect", "mremap", "madvise",
 	/* threads and signals */
-	"clone", "clone3", "futex", "set_robust_list", "get_robust_list", "rseq",
+	"futex", "set_robust_list", "get_robust_list", "rseq",
 	"set_tid_address", "exit", "exit_group", "gettid", "getpid", "getppid", "tgkill",
 	"rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "restart_syscall",
 	"sched_yield", "sched_getaffinity",
@@ -34,7 +38,7 @@ static const char *const filter_common[] = {
 	"recvmsg", "sendmmsg", "recvmmsg",
 	/* descriptors and files */
 	"read", "write", "readv", "writev", "pread64", "preadv", "close", "stat",
-	"fstat", "lstat", "newfstatat", "statx", "lseek", "fcntl", "ioctl", "dup", "dup2", "dup3",
+	"fstat", "lstat", "newfstatat", "statx", "lseek", "fcntl", "dup", "dup2", "dup3",
 	"access", "faccessat", "faccessat2", "readlink", "readlinkat", "getdents64", "getcwd",
 	"statfs", "fstatfs",
 	/* time, randomness, identity, limits */
@@ -68,7 +72,53 @@ static const char *const filter_sanitizer[] = {
 #define FILTER_SANITIZED false
 #endif
 
-static const int filter_families[] = { AF_UNIX, AF_INET, AF_INET6, AF_NETLINK };
+/* socket(): stream and datagram sockets of these families (the resolver's UDP), and
+ * netlink for routes only (getaddrinfo's AI_ADDRCONFIG). No raw or packet sockets. */
+static const int filter_families[] = { AF_UNIX, AF_INET, AF_INET6 };
+static const int filter_types[] = { SOCK_STREAM, SOCK_DGRAM };
+
+/* ioctl(): what the libraries ask of descriptors; nothing that reaches a terminal's input
+ * (TIOCSTI) or a device. */
+static const unsigned long filter_ioctls[] = { FIONREAD, FIONBIO, FIOCLEX, FIONCLEX, TCGETS,
+						TIOCGWINSZ };
+
+/* Threads, not processes in new namespaces: clone without CLONE_NEW*; clone3 (whose flags
+ * sit in memory a filter cannot read) answers ENOSYS, and glibc falls back to clone. */
+#define FILTER_CLONE_NS                                                                           \
+	(CLONE_NEWNS | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC |               \
+	 CLONE_NEWUTS | CLONE_NEWCGROUP)
+
+static int filter_rules(scmp_filter_ctx ctx, char *err, size_t errlen)
+{
+	const scmp_datum_t type_mask = ~(scmp_datum_t)(SOCK_NONBLOCK | SOCK_CLOEXEC) & 0xffffffff;
+	int rc = 0;
+
+	for (size_t i = 0; rc == 0 && i < sizeof(filter_families) / sizeof(filter_families[0]);
+	     i++)
+		for (size_t t = 0; rc == 0 && t < sizeof(filter_types) / sizeof(filter_types[0]);
+		     t++)
+			rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 2,
+					      SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)filter_families[i]),
+					      SCMP_A1(SCMP_CMP_MASKED_EQ, type_mask,
+						      (scmp_datum_t)filter_types[t]));
+	if (rc == 0)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 2,
+				      SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)AF_NETLINK),
+				      SCMP_A2(SCMP_CMP_EQ, (scmp_datum_t)NETLINK_ROUTE));
+	for (size_t i = 0; rc == 0 && i < sizeof(filter_ioctls) / sizeof(filter_ioctls[0]); i++)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+				      SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)filter_ioctls[i]));
+	if (rc == 0)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+				      SCMP_A0(SCMP_CMP_MASKED_EQ, FILTER_CLONE_NS, 0));
+	if (rc == 0)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+	if (rc < 0) {
+		snprintf(err, errlen, "seccomp: argument rules: %s", strerror(-rc));
+		return -1;
+	}
+	return 0;
+}
 
 static void filter_put(char *p, size_t *at, size_t cap, const char *s)
 {
@@ -173,14 +223,8 @@ int filter_install(const char *role, char *err, size_t errlen)
 	    filter_allow(ctx, filter_sanitizer,
 			 sizeof(filter_sanitizer) / sizeof(filter_sanitizer[0]), err, errlen) == -1)
 		goto out;
-	for (size_t i = 0; i < sizeof(filter_families) / sizeof(filter_families[0]); i++) {
-		int r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
-					 SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)filter_families[i]));
-		if (r < 0) {
-			snprintf(err, errlen, "seccomp: socket rule: %s", strerror(-r));
-			goto out;
-		}
-	}
+	if (filter_rules(ctx, err, errlen) == -1)
+		goto out;
 	rc = seccomp_load(ctx);
 	if (rc < 0) {
 		snprintf(err, errlen, "seccomp: cannot load the filter: %s", strerror(-rc));

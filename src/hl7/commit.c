@@ -49,6 +49,8 @@ struct commit {
 	struct commit_stats stats;
 	struct commit_snapshot snap;
 	bool want_depth, want_counts; /* the loop asked for fresher figures */
+	double depth_tried, counts_tried; /* when the census last read them, even if it failed */
+	struct log_rate census_rate;      /* census thread only */
 
 	int efd;
 	struct event *ev;
@@ -153,8 +155,8 @@ static void commit_batch(struct commit *c, size_t n)
 static void commit_refresh(struct commit *c)
 {
 	double now = clock_mono();
-	bool depth = c->want_depth && now - c->snap.depth_at >= COMMIT_DEPTH_EVERY;
-	bool counts = c->want_counts && now - c->snap.counts_at >= COMMIT_COUNTS_EVERY;
+	bool depth = c->want_depth && now - c->depth_tried >= COMMIT_DEPTH_EVERY;
+	bool counts = c->want_counts && now - c->counts_tried >= COMMIT_COUNTS_EVERY;
 	uint64_t d = 0, by[STORE_NSTATES] = { 0 };
 	char err[128];
 	int n = 0, drc = 0;
@@ -164,24 +166,29 @@ static void commit_refresh(struct commit *c)
 	c->want_depth = c->want_counts = false;
 	if (!depth && !counts)
 		return;
-	pthread_mutex_unlock(&c->lock);
 	if (depth)
-		drc = store_queue_depth(c->census_store, &d, err, sizeof(err));
+		c->depth_tried = now;
 	if (counts)
-		n = store_count_states(c->census_store, by, err, sizeof(err));
+		c->counts_tried = now;
+	pthread_mutex_unlock(&c->lock);
+	if (depth && (drc = store_queue_depth(c->census_store, &d, err, sizeof(err))) == -1)
+		log_limited(&c->census_rate, LOG_WARN,
+			    "event=census_failed what=queue_depth error=\"%s\"", err);
+	if (counts && (n = store_count_states(c->census_store, by, err, sizeof(err))) == -1)
+		log_limited(&c->census_rate, LOG_WARN,
+			    "event=census_failed what=counts error=\"%s\"", err);
 	pthread_mutex_lock(&c->lock);
+	/* the times are those of the last good read: /status shows how old the figures are */
 	if (depth && drc == 0) {
 		c->snap.depth = d;
 		c->snap.depth_ok = true;
-	}
-	if (depth)
 		c->snap.depth_at = now;
-	if (counts && n >= 0) {
+	}
+	if (counts && n == 0) {
 		memcpy(c->snap.by_state, by, sizeof(by));
 		c->snap.counts_ok = true;
-	}
-	if (counts)
 		c->snap.counts_at = now;
+	}
 }
 
 static void *commit_census(void *arg)

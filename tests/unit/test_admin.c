@@ -13,6 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "core/admin.h"
 #include "core/daemon.h"
 #include "core/page.h"
@@ -49,6 +51,27 @@ static void test_basic(void **state)
 	assert_false(admin_authorized("Basic ", TOKEN));
 	/* the token followed by more: refused */
 	assert_false(admin_authorized("Basic b3BzOnMzY3JldC10b2tlbi0wMTIzNDU2Nzg5eA==", TOKEN));
+}
+
+/* The longest token a token file may hold also logs in through Basic, with a long user. */
+static void test_basic_longest_token(void **state)
+{
+	char token[DAEMON_TOKEN_MAX + 1], plain[255 + 1 + DAEMON_TOKEN_MAX + 1];
+	unsigned char b64[4 * sizeof(plain) / 3 + 8];
+	char auth[sizeof(b64) + 8];
+	int n;
+
+	memset(token, 'k', DAEMON_TOKEN_MAX);
+	token[DAEMON_TOKEN_MAX] = '\0';
+	memset(plain, 'u', 255);
+	plain[255] = ':';
+	memcpy(plain + 256, token, DAEMON_TOKEN_MAX + 1);
+	n = EVP_EncodeBlock(b64, (const unsigned char *)plain, (int)strlen(plain));
+	assert_true(n > 0);
+	snprintf(auth, sizeof(auth), "Basic %s", (const char *)b64);
+	assert_true(admin_authorized(auth, token));
+	auth[strlen(auth) - 5] ^= 1; /* one bit off */
+	assert_false(admin_authorized(auth, token));
 }
 
 static void test_minutes(void **state)
@@ -243,6 +266,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bearer),          cmocka_unit_test(test_basic),
+		cmocka_unit_test(test_basic_longest_token),
 		cmocka_unit_test(test_minutes),         cmocka_unit_test(test_escape_and_tiles),
 		cmocka_unit_test(test_shared_keys),     cmocka_unit_test(test_check_root),
 	};
