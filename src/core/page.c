@@ -86,16 +86,22 @@ static void page_duration(char *buf, size_t len, double s)
 		snprintf(buf, len, "%" PRIu64 " s", t);
 }
 
+void page_time(char *buf, size_t len, double t)
+{
+	time_t at = (time_t)t;
+	struct tm tm;
+
+	if (gmtime_r(&at, &tm) == NULL || strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+		snprintf(buf, len, "?");
+}
+
 void page_begin(struct evbuffer *out, const char *role, double uptime)
 {
 	char host[256] = "", up[64], when[32];
-	time_t now = time(NULL);
-	struct tm tm;
 
 	gethostname(host, sizeof(host) - 1);
 	page_duration(up, sizeof(up), uptime);
-	gmtime_r(&now, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+	page_time(when, sizeof(when), (double)time(NULL));
 	evbuffer_add_printf(out,
 			    "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
 			    "<meta http-equiv=\"refresh\" content=\"%d\">"
@@ -106,7 +112,7 @@ void page_begin(struct evbuffer *out, const char *role, double uptime)
 	page_esc(out, host);
 	evbuffer_add_printf(out,
 			    " &middot; pid %d &middot; up <span id=\"uptime\">%s</span> &middot; "
-			    "<span id=\"updated\">%s</span></span></header>\n",
+			    "<span id=\"updated\">%s UTC</span></span></header>\n",
 			    (int)getpid(), up, when);
 }
 

@@ -36,6 +36,9 @@ void page_tile_text(struct evbuffer *out, const char *id, const char *label, con
 void page_chart(struct evbuffer *out, const char *id, const char *title,
 		const struct minutes *m, double now);
 
+/* "2026-11-23 04:31:07" (UTC) for Unix time t. */
+void page_time(char *buf, size_t len, double t);
+
 /* "12.3 MiB" style sizes. */
 void page_bytes(char *buf, size_t len, uint64_t n);
 

@@ -1287,13 +1287,10 @@ static void intake_page_errors(struct evbuffer *out, const struct intake *in)
 		const struct intake_err *e =
 			&in->errs[(in->errs_next + INTAKE_ERRORS_KEPT - k) % INTAKE_ERRORS_KEPT];
 		char when[32];
-		time_t at = (time_t)e->at;
-		struct tm tm;
 		if (e->at == 0)
 			continue;
 		shown++;
-		gmtime_r(&at, &tm);
-		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+		page_time(when, sizeof(when), e->at);
 		evbuffer_add_printf(out, "<tr><td>%s</td><td class=\"reason\">%s</td><td>", when,
 				    e->reason);
 		page_esc(out, e->ctrl);

@@ -722,13 +722,10 @@ static void gw_page_refused(struct evbuffer *out, const struct gateway *gw)
 	for (size_t i = 0; i < GW_REFUSED_KEPT; i++) {
 		const struct gw_refused *r = &gw->refused[i];
 		char when[32];
-		time_t at = (time_t)r->last;
-		struct tm tm;
 		if (r->count == 0)
 			continue;
 		any = true;
-		gmtime_r(&at, &tm);
-		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+		page_time(when, sizeof(when), r->last);
 		evbuffer_add_printf(out, "<tr><td>");
 		page_esc(out, r->host);
 		evbuffer_add_printf(out,
