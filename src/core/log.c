@@ -102,6 +102,41 @@ void log_limited(struct log_rate *r, enum log_level level, const char *fmt, ...)
 	va_end(ap);
 }
 
+const char *log_value(char *out, size_t len, const char *in)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+
+	for (; *in != '\0'; in++) {
+		unsigned char ch = (unsigned char)*in;
+		bool keep = ch > 0x20 && ch < 0x7f && ch != '"' && ch != '\\' && ch != '%' &&
+			    ch != '=';
+		size_t need = keep ? 1 : 3;
+
+		if (o + need + 1 > len) {
+			/* Mark the cut where there is room for it, never inside an escape
+			 * ('%' is only ever written as the start of one). */
+			while (o > 0 && (o + 4 > len || out[o - 1] == '%' ||
+					 (o >= 2 && out[o - 2] == '%')))
+				o--;
+			if (o + 4 <= len) {
+				memcpy(out + o, "%..", 3);
+				o += 3;
+			}
+			break;
+		}
+		if (keep) {
+			out[o++] = (char)ch;
+		} else {
+			out[o++] = '%';
+			out[o++] = hex[ch >> 4];
+			out[o++] = hex[ch & 15];
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
 void log_fatal(const char *fmt, ...)
 {
 	va_list ap;

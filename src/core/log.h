@@ -3,6 +3,7 @@
 #define NETWALL_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
 
@@ -26,6 +27,16 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
  * that passes carries suppressed=N. */
 void log_limited(struct log_rate *r, enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* The one escape for a value that came from a peer (a control ID, an account or nick, a
+ * service or host name) before it reaches a log line: printable ASCII other than space,
+ * '"', '\\', '%' and '=' is kept; every other byte becomes %XX, so no value can end its
+ * field or forge another, and the original bytes can be read back. The result is cut at
+ * a whole escape to fit len (len >= 1); a cut value ends in "%.." . Returns out. */
+const char *log_value(char *out, size_t len, const char *in);
+
+/* Room for an escaped copy of a peer value of up to n bytes. */
+#define LOG_VALUE_SIZE(n) (3 * (n) + 4)
 
 /* Logs at error level and exits(1). For start-up failures and broken invariants only. */
 void log_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));

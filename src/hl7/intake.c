@@ -72,7 +72,7 @@ struct intake_stats {
 struct intake_err {
 	double at; /* wall clock; 0: empty slot */
 	const char *reason;
-	char ctrl[INTAKE_KEY_MAX + 1]; /* made log-safe; "" when unknown */
+	char ctrl[LOG_VALUE_SIZE(INTAKE_KEY_MAX)]; /* made log-safe; "" when unknown */
 	char peer[ADDR_STRLEN];
 	char detail[96];
 };
@@ -207,21 +207,6 @@ static void intake_ack_id(struct intake *in, char out[21])
 	memcpy(out + 11, seq, w + 1);
 }
 
-/* A copy of a peer-supplied value that cannot forge a key=value log field: printable ASCII
- * except space, quote, backslash and '=' is kept, the rest becomes '_'. */
-static const char *log_safe(char *out, size_t len, const char *in)
-{
-	size_t i = 0;
-
-	for (; in[i] != '\0' && i + 1 < len; i++) {
-		unsigned char ch = (unsigned char)in[i];
-		out[i] = ch > 0x20 && ch < 0x7f && ch != '"' && ch != '\\' && ch != '=' ? (char)ch
-										: '_';
-	}
-	out[i] = '\0';
-	return out;
-}
-
 /* Keeps an error for the status page; detail is our own text (parser and store errors
  * carry no message content, as for the log). */
 static void intake_note(struct intake *in, enum intake_reason r, const char *ctrl,
@@ -231,7 +216,7 @@ static void intake_note(struct intake *in, enum intake_reason r, const char *ctr
 
 	e->at = clock_wall();
 	e->reason = intake_reason_names[r];
-	log_safe(e->ctrl, sizeof(e->ctrl), ctrl != NULL ? ctrl : "");
+	log_value(e->ctrl, sizeof(e->ctrl), ctrl != NULL ? ctrl : "");
 	snprintf(e->peer, sizeof(e->peer), "%s", peer);
 	snprintf(e->detail, sizeof(e->detail), "%s", detail);
 }
@@ -444,7 +429,7 @@ static void jmsg_done(struct commit_req *r, void *arg)
 	struct job *jb = j->job;
 	struct intake *in;
 	struct conn *c = jb->c;
-	char ctrl[INTAKE_KEY_MAX + 1];
+	char ctrl[LOG_VALUE_SIZE(INTAKE_KEY_MAX)];
 
 	(void)r;
 	jb->pending--;
@@ -463,7 +448,7 @@ static void jmsg_done(struct commit_req *r, void *arg)
 		intake_note(in, R_STORE, j->ctrl, c->peer, "not stored: answered AE");
 		log_limited(&in->rate, LOG_WARN,
 			    "event=store_failed peer=%s control_id=%s type=%s error=\"%s\"",
-			    c->peer, log_safe(ctrl, sizeof(ctrl), j->ctrl), j->type, j->req.err);
+			    c->peer, log_value(ctrl, sizeof(ctrl), j->ctrl), j->type, j->req.err);
 		/* AE (or CE): nothing was stored, the sender is to retry */
 		buf_free(&j->ack);
 		hl7_msg_init(&m);
@@ -477,7 +462,7 @@ static void jmsg_done(struct commit_req *r, void *arg)
 	} else if (j->req.msg.duplicate) {
 		in->st.duplicates++;
 		log_limited(&in->rate, LOG_INFO, "event=duplicate peer=%s control_id=%s type=%s id=%lld",
-			    c->peer, log_safe(ctrl, sizeof(ctrl), j->ctrl), j->type,
+			    c->peer, log_value(ctrl, sizeof(ctrl), j->ctrl), j->type,
 			    (long long)j->req.msg.id);
 	} else {
 		if (j->req.msg.state == STORE_RECEIVED)
@@ -487,7 +472,7 @@ static void jmsg_done(struct commit_req *r, void *arg)
 		else
 			in->st.rejected_stored++;
 		log_debug("event=stored peer=%s control_id=%s type=%s id=%lld state=%s", c->peer,
-			  log_safe(ctrl, sizeof(ctrl), j->ctrl), j->type, (long long)j->req.msg.id,
+			  log_value(ctrl, sizeof(ctrl), j->ctrl), j->type, (long long)j->req.msg.id,
 			  store_state_name(j->req.msg.state));
 	}
 	if (jb->pending == 0 && jb == c->head) {
