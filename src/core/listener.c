@@ -1,0 +1,397 @@
+/* The one acceptor (see listener.h). */
+#include "core/listener.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/loop.h"
+#include "core/sock.h"
+
+#define LISTENER_BUCKETS_MIN 64
+
+const char *const listener_reason_names[LISTENER_REASONS] = {
+	"not_allowed", "max_connections", "max_per_source", "refused"
+};
+
+struct listener_src {
+	struct listener_src *next; /* in its bucket */
+	uint8_t key[17];           /* family, then the network's bytes (host bits zero) */
+	unsigned count;
+};
+
+struct listener_set {
+	char *name;
+	struct listener_limits lim;
+	struct addr_cidr allow[LISTENER_ALLOW_MAX];
+	struct listener_src **buckets;
+	size_t nbuckets; /* a power of two */
+	struct listener_stats st;
+	struct log_rate rate;
+};
+
+struct listener {
+	struct listener_set *set;
+	listener_accept_fn *accept;
+	listener_refuse_fn *refuse;
+	void *arg;
+	struct addr a;
+	int fd;
+	bool on;
+	struct event *ev, *pause;
+};
+
+/* ---- the per-source table ---- */
+
+/* The source network of sa as a key: IPv4 (also IPv4-mapped IPv6) cut to v4 bits, IPv6 to
+ * v6 bits. */
+static void listener_key(const struct listener_set *set, const struct sockaddr *sa,
+			 uint8_t key[17])
+{
+	const uint8_t *p;
+	unsigned bits, len;
+
+	memset(key, 0, 17);
+	if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *in6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(in6)) {
+			p = in6->s6_addr + 12;
+			len = 4;
+		} else {
+			p = in6->s6_addr;
+			len = 16;
+		}
+	} else if (sa->sa_family == AF_INET) {
+		p = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
+		len = 4;
+	} else {
+		return; /* Unix sockets: one source */
+	}
+	bits = len == 4 ? set->lim.v4_prefix : set->lim.v6_prefix;
+	key[0] = (uint8_t)len;
+	for (unsigned i = 0; i < len && bits > 0; i++, bits = bits > 8 ? bits - 8 : 0)
+		key[1 + i] = bits >= 8 ? p[i] : (uint8_t)(p[i] & (0xff00u >> bits));
+}
+
+/* FNV-1a over the key: sources are peer-chosen, but a bucket's chain is bounded by the
+ * set's connections, so a crafted collision costs a scan of at most max_connections. */
+static size_t listener_hash(const uint8_t key[17], size_t nbuckets)
+{
+	uint32_t h = 2166136261u;
+
+	for (int i = 0; i < 17; i++)
+		h = (h ^ key[i]) * 16777619u;
+	return h & (nbuckets - 1);
+}
+
+static void listener_grow(struct listener_set *set)
+{
+	size_t n = set->nbuckets * 2;
+	struct listener_src **b = calloc(n, sizeof(*b));
+
+	if (b == NULL)
+		abort();
+	for (size_t i = 0; i < set->nbuckets; i++) {
+		struct listener_src *s = set->buckets[i], *next;
+		for (; s != NULL; s = next) {
+			size_t h = listener_hash(s->key, n);
+			next = s->next;
+			s->next = b[h];
+			b[h] = s;
+		}
+	}
+	free(set->buckets);
+	set->buckets = b;
+	set->nbuckets = n;
+}
+
+static struct listener_src *listener_src_find(struct listener_set *set, const uint8_t key[17],
+					      bool create)
+{
+	size_t h = listener_hash(key, set->nbuckets);
+	struct listener_src *s;
+
+	for (s = set->buckets[h]; s != NULL; s = s->next)
+		if (memcmp(s->key, key, 17) == 0)
+			return s;
+	if (!create)
+		return NULL;
+	if (set->st.sources >= set->nbuckets) {
+		listener_grow(set);
+		h = listener_hash(key, set->nbuckets);
+	}
+	s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		abort();
+	memcpy(s->key, key, 17);
+	s->next = set->buckets[h];
+	set->buckets[h] = s;
+	set->st.sources++;
+	return s;
+}
+
+static void listener_src_drop(struct listener_set *set, struct listener_src *src)
+{
+	size_t h = listener_hash(src->key, set->nbuckets);
+	struct listener_src **pp = &set->buckets[h];
+
+	while (*pp != NULL && *pp != src)
+		pp = &(*pp)->next;
+	if (*pp == NULL)
+		abort(); /* broken invariant: a reference to a source the set does not hold */
+	*pp = src->next;
+	set->st.sources--;
+	free(src);
+}
+
+/* ---- sets ---- */
+
+struct listener_set *listener_set_new(const char *name, const struct listener_limits *lim)
+{
+	struct listener_set *set = calloc(1, sizeof(*set));
+
+	if (set == NULL || (set->name = strdup(name)) == NULL)
+		abort();
+	set->nbuckets = LISTENER_BUCKETS_MIN;
+	set->buckets = calloc(set->nbuckets, sizeof(*set->buckets));
+	if (set->buckets == NULL)
+		abort();
+	listener_set_limits(set, lim);
+	return set;
+}
+
+void listener_set_limits(struct listener_set *set, const struct listener_limits *lim)
+{
+	size_t n = lim->nallow < LISTENER_ALLOW_MAX ? lim->nallow : LISTENER_ALLOW_MAX;
+
+	set->lim = *lim;
+	if (set->lim.v4_prefix == 0 || set->lim.v4_prefix > 32)
+		set->lim.v4_prefix = LISTENER_V4_PREFIX;
+	if (set->lim.v6_prefix == 0 || set->lim.v6_prefix > 128)
+		set->lim.v6_prefix = LISTENER_V6_PREFIX;
+	if (n > 0)
+		memcpy(set->allow, lim->allow, n * sizeof(*lim->allow));
+	set->lim.allow = set->allow;
+	set->lim.nallow = n;
+}
+
+void listener_set_free(struct listener_set *set)
+{
+	if (set == NULL)
+		return;
+	for (size_t i = 0; i < set->nbuckets; i++) {
+		struct listener_src *s = set->buckets[i], *next;
+		for (; s != NULL; s = next) {
+			next = s->next;
+			free(s);
+		}
+	}
+	free(set->buckets);
+	free(set->name);
+	free(set);
+}
+
+void listener_set_release(struct listener_set *set, struct listener_src *src)
+{
+	if (src == NULL)
+		return;
+	if (src->count == 0 || set->st.open == 0)
+		abort(); /* released twice */
+	set->st.open--;
+	if (--src->count == 0)
+		listener_src_drop(set, src);
+}
+
+static void listener_log_refusal(struct listener_set *set, const struct sockaddr *sa,
+				 const char *why)
+{
+	char peer[ADDR_STRLEN];
+
+	addr_format(sa, peer, sizeof(peer));
+	log_limited(&set->rate, LOG_WARN, "event=refused %s peer=%s reason=%s", set->name, peer,
+		    why);
+}
+
+void listener_set_refuse(struct listener_set *set, struct listener_src *src,
+			 const struct sockaddr *sa, const char *why)
+{
+	set->st.refused[LISTENER_REFUSED_BY_OWNER]++;
+	set->st.accepted--;
+	listener_set_release(set, src);
+	listener_log_refusal(set, sa, why);
+}
+
+const struct listener_stats *listener_set_stats(const struct listener_set *set)
+{
+	return &set->st;
+}
+
+unsigned listener_src_count(const struct listener_src *src)
+{
+	return src->count;
+}
+
+struct listener_src *listener_set_admit(struct listener_set *set, const struct sockaddr *sa,
+				       enum listener_reason *why)
+{
+	const struct listener_limits *lim = &set->lim;
+	uint8_t key[17];
+	struct listener_src *src;
+	bool allowed = lim->nallow == 0;
+
+	for (size_t i = 0; i < lim->nallow && !allowed; i++)
+		allowed = addr_cidr_match(&lim->allow[i], sa);
+	if (!allowed) {
+		*why = LISTENER_NOT_ALLOWED;
+		goto refused;
+	}
+	if (lim->max_connections != 0 && set->st.open >= lim->max_connections) {
+		*why = LISTENER_MAX_CONNECTIONS;
+		goto refused;
+	}
+	listener_key(set, sa, key);
+	src = listener_src_find(set, key, lim->max_per_source == 0);
+	if (src != NULL && lim->max_per_source != 0 && src->count >= lim->max_per_source) {
+		*why = LISTENER_MAX_PER_SOURCE;
+		goto refused;
+	}
+	if (src == NULL)
+		src = listener_src_find(set, key, true);
+	src->count++;
+	set->st.open++;
+	set->st.accepted++;
+	return src;
+refused:
+	set->st.refused[*why]++;
+	return NULL;
+}
+
+/* ---- listeners ---- */
+
+static void listener_on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct listener *l = arg;
+
+	(void)fd;
+	(void)what;
+	if (l->on)
+		event_add(l->ev, NULL);
+}
+
+static void listener_on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+	struct listener *l = arg;
+	struct listener_set *set = l->set;
+
+	(void)what;
+	for (int i = 0; i < LISTENER_BATCH && l->on; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		enum listener_reason why;
+		struct listener_src *src;
+
+		if (fd == -1) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				/* out of descriptors: rest instead of spinning on the backlog */
+				struct timeval tv = clock_tv(LISTENER_PAUSE);
+				set->st.paused++;
+				log_limited(&set->rate, LOG_WARN,
+					    "event=accept_paused %s error=\"%s\"", set->name,
+					    strerror(errno));
+				event_del(l->ev);
+				evtimer_add(l->pause, &tv);
+			} else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
+				log_limited(&set->rate, LOG_WARN,
+					    "event=accept_failed %s error=\"%s\"", set->name,
+					    strerror(errno));
+			}
+			return;
+		}
+		src = listener_set_admit(set, (struct sockaddr *)&ss, &why);
+		if (src == NULL) {
+			if (l->refuse != NULL)
+				l->refuse(l->arg, (struct sockaddr *)&ss, why);
+			listener_log_refusal(set, (struct sockaddr *)&ss, listener_reason_names[why]);
+			close(fd);
+			continue;
+		}
+		/* The callee must not free this listener; it may disable it (l->on). */
+		l->accept(l->arg, fd, (struct sockaddr *)&ss, src);
+	}
+}
+
+struct listener *listener_new(struct event_base *base, const struct addr *a,
+			      struct listener_set *set, listener_accept_fn *accept,
+			      listener_refuse_fn *refuse, void *arg, char *err, size_t errlen)
+{
+	struct listener *l;
+	int fd = sock_listen(a, err, errlen);
+
+	if (fd == -1)
+		return NULL;
+	l = calloc(1, sizeof(*l));
+	if (l == NULL)
+		abort();
+	l->set = set;
+	l->accept = accept;
+	l->refuse = refuse;
+	l->arg = arg;
+	l->a = *a;
+	l->fd = fd;
+	l->ev = event_new(base, fd, EV_READ | EV_PERSIST, listener_on_accept, l);
+	l->pause = evtimer_new(base, listener_on_resume, l);
+	if (l->ev == NULL || l->pause == NULL)
+		abort();
+	listener_enable(l, true);
+	return l;
+}
+
+void listener_enable(struct listener *l, bool on)
+{
+	l->on = on;
+	if (on) {
+		if (!evtimer_pending(l->pause, NULL))
+			event_add(l->ev, NULL);
+	} else {
+		event_del(l->ev);
+	}
+}
+
+void listener_free(struct listener *l)
+{
+	if (l == NULL)
+		return;
+	loop_free_event(&l->ev);
+	loop_free_event(&l->pause);
+	close(l->fd);
+	free(l);
+}
+
+const struct addr *listener_addr(const struct listener *l)
+{
+	return &l->a;
+}
+
+bool listener_wildcard(const struct listener *l)
+{
+	const struct sockaddr_storage *ss = &l->a.ss;
+
+	if (ss->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+	if (ss->ss_family == AF_INET6)
+		return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+	return false;
+}
+
+void listener_set_owner(struct listener *l, struct listener_set *set, void *arg)
+{
+	l->set = set;
+	l->arg = arg;
+}
