@@ -26,6 +26,7 @@ struct listener_src {
 };
 
 struct listener_set {
+	const char *event; /* a static string */
 	char *name;
 	struct listener_limits lim;
 	struct addr_cidr allow[LISTENER_ALLOW_MAX];
@@ -151,12 +152,14 @@ static void listener_src_drop(struct listener_set *set, struct listener_src *src
 
 /* ---- sets ---- */
 
-struct listener_set *listener_set_new(const char *name, const struct listener_limits *lim)
+struct listener_set *listener_set_new(const char *event, const char *name,
+				     const struct listener_limits *lim)
 {
 	struct listener_set *set = calloc(1, sizeof(*set));
 
 	if (set == NULL || (set->name = strdup(name)) == NULL)
 		abort();
+	set->event = event;
 	set->nbuckets = LISTENER_BUCKETS_MIN;
 	set->buckets = calloc(set->nbuckets, sizeof(*set->buckets));
 	if (set->buckets == NULL)
@@ -213,8 +216,8 @@ static void listener_log_refusal(struct listener_set *set, const struct sockaddr
 	char peer[ADDR_STRLEN];
 
 	addr_format(sa, peer, sizeof(peer));
-	log_limited(&set->rate, LOG_WARN, "event=refused %s peer=%s reason=%s", set->name, peer,
-		    why);
+	log_limited(&set->rate, LOG_WARN, "event=%s %s peer=%s reason=%s", set->event, set->name,
+		    peer, why);
 }
 
 void listener_set_refuse(struct listener_set *set, struct listener_src *src,
@@ -319,7 +322,7 @@ static void listener_on_accept(evutil_socket_t lfd, short what, void *arg)
 			if (l->refuse != NULL)
 				l->refuse(l->arg, (struct sockaddr *)&ss, why);
 			listener_log_refusal(set, (struct sockaddr *)&ss, listener_reason_names[why]);
-			close(fd);
+			sock_abort(fd); /* a reset: no TIME_WAIT kept for a refused peer */
 			continue;
 		}
 		/* The callee must not free this listener; it may disable it (l->on). */

@@ -65,8 +65,10 @@ typedef void listener_accept_fn(void *arg, int fd, const struct sockaddr *sa,
  * (the status page's list of refused sources). May be NULL. */
 typedef void listener_refuse_fn(void *arg, const struct sockaddr *sa, enum listener_reason r);
 
-/* name ("service=web", "role=intake", ...) starts every refusal log line; copied. */
-struct listener_set *listener_set_new(const char *name, const struct listener_limits *lim);
+/* A refusal is logged as "event=EVENT NAME peer=... reason=...": event is a static string
+ * ("refused", "visitor_rejected"), name the fields that say where ("service=web"; copied). */
+struct listener_set *listener_set_new(const char *event, const char *name,
+				     const struct listener_limits *lim);
 /* Applies new limits (a reload). Connections already open stay; a changed prefix applies
  * to sources that connect from now on. */
 void listener_set_limits(struct listener_set *set, const struct listener_limits *lim);

@@ -144,6 +144,8 @@ static void gw_on_section(struct conf *cf, const char *section)
 		snprintf(l->service->name, sizeof(l->service->name), "%s", name);
 		l->service->line = cf->line;
 		l->service->max_connections = 10000;
+		l->service->source_prefix_v4 = 32;
+		l->service->source_prefix_v6 = 64;
 		l->service->idle_timeout = 3600;
 	} else {
 		l->bad_section = true;
@@ -241,6 +243,21 @@ static void gw_on_key(struct conf *cf, const char *section, const char *key, con
 				conf_error(cf, "max_connections: want 1..1000000, got '%s'", v);
 			else
 				s->max_connections = n;
+		} else if (strcmp(key, "max_per_source") == 0) {
+			if (num_u64(v, 1, 1000000, &n) == -1)
+				conf_error(cf, "max_per_source: want 1..1000000, got '%s'", v);
+			else
+				s->max_per_source = n;
+		} else if (strcmp(key, "source_prefix_v4") == 0) {
+			if (num_u64(v, 8, 32, &n) == -1)
+				conf_error(cf, "source_prefix_v4: want 8..32, got '%s'", v);
+			else
+				s->source_prefix_v4 = (unsigned)n;
+		} else if (strcmp(key, "source_prefix_v6") == 0) {
+			if (num_u64(v, 16, 128, &n) == -1)
+				conf_error(cf, "source_prefix_v6: want 16..128, got '%s'", v);
+			else
+				s->source_prefix_v6 = (unsigned)n;
 		} else if (strcmp(key, "idle_timeout") == 0) {
 			conf_seconds(cf, key, v, 0, 7 * 86400, &s->idle_timeout);
 		} else if (strcmp(key, "proxy_protocol") == 0) {

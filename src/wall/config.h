@@ -32,6 +32,8 @@ struct config_service {
 	struct addr_cidr allow[CONFIG_MAX_LIST];
 	size_t nallow;
 	uint64_t max_connections;
+	uint64_t max_per_source; /* 0: the default, a quarter of max_connections, at most 256 */
+	unsigned source_prefix_v4, source_prefix_v6; /* a source network for max_per_source */
 	int proxy; /* 0, 1 or 2 */
 	double idle_timeout; /* seconds, 0: none */
 };

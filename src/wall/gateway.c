@@ -1,7 +1,6 @@
 #include "wall/gateway.h"
 
 #include <arpa/inet.h>
-#include <event2/listener.h>
 #include <netinet/in.h>
 #include <openssl/x509.h>
 #include <stdio.h>
@@ -12,6 +11,7 @@
 #include "core/admin.h"
 #include "core/clock.h"
 #include "core/lifecycle.h"
+#include "core/listener.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/page.h"
@@ -23,17 +23,21 @@
 #define GW_MAX_PENDING 256        /* connections in their handshake, all together */
 #define GW_MAX_PENDING_PER_NET 16  /* ... from one /24 or /64 */
 #define GW_REFUSED_KEPT 16      /* refused sources the status page lists */
-#define GW_ACCEPT_PAUSE 0.1     /* seconds a listener rests after accept() fails (EMFILE) */
+#define GW_PER_SOURCE_MIN 8     /* the default max_per_source: a quarter of max_connections, */
+#define GW_PER_SOURCE_MAX 256   /* ... at least 8 (or all, if fewer), at most 256 */
 
 struct gw_service;
 
 struct gw_listener {
 	struct gateway *gw;
 	struct gw_service *svc; /* NULL: the agents' tunnel listener */
-	struct addr a;
-	struct evconnlistener *l;
-	struct event *pause;
-	bool wildcard; /* bound to 0.0.0.0 or [::] */
+	struct listener *l;
+};
+
+/* A visitor's stream owner: its service and the count of its source network. */
+struct gw_visitor {
+	struct gw_service *svc;
+	struct listener_src *src;
 };
 
 struct gw_service {
@@ -43,7 +47,8 @@ struct gw_service {
 	size_t nls;
 	uint64_t open;
 	uint64_t connections;
-	uint64_t rej_source, rej_limit, rej_no_agent;
+	struct listener_set *set; /* admission: max_connections, max_per_source, allow */
+	uint64_t rej_source, rej_limit, rej_per_source, rej_no_agent;
 	uint64_t bytes[2]; /* read from, written to visitors (tunnel_visit.bytes) */
 	unsigned rr;
 	bool removed; /* gone from the config; freed when its last visitor leaves */
@@ -58,6 +63,7 @@ struct gateway {
 	size_t ntls;
 	struct gw_service **svcs;
 	size_t nsvcs;
+	struct listener_set *tunnel_set; /* the tunnel listeners: no limits of its own */
 	struct tunnel *tunnels[GW_MAX_TUNNELS];
 	size_t ntunnels;
 	struct admin *admin;
@@ -193,12 +199,16 @@ static void gw_service_unref(struct gw_service *svc);
 
 static void gw_stream_done(struct tunnel *t, void *owner, void *arg)
 {
-	struct gw_service *svc = owner;
+	struct gw_visitor *vis = owner;
+	struct gw_service *svc;
 
 	(void)t;
 	(void)arg;
-	if (svc == NULL)
+	if (vis == NULL)
 		return;
+	svc = vis->svc;
+	listener_set_release(svc->set, vis->src);
+	free(vis);
 	svc->open--;
 	if (svc->removed && svc->open == 0)
 		gw_service_unref(svc);
@@ -268,39 +278,32 @@ found:
 	r->last = clock_wall();
 }
 
-static void gw_reject(struct gw_service *svc, int fd, const struct sockaddr *sa,
-		      const char *peer, const char *reason)
+/* The listener refused a visitor (allowlist, max_connections, max_per_source). */
+static void gw_on_refused(void *arg, const struct sockaddr *sa, enum listener_reason r)
 {
-	struct gateway *gw = svc->gw;
+	struct gw_listener *gl = arg;
+	struct gw_service *svc = gl->svc;
 
-	gw_note_refused(gw, sa, svc->cfg.name, reason);
-	log_limited(&gw->rate_reject, LOG_WARN, "event=visitor_rejected service=%s peer=%s reason=%s",
-		    svc->cfg.name, peer, reason);
-	sock_abort(fd);
+	if (svc == NULL)
+		return;
+	if (r == LISTENER_NOT_ALLOWED)
+		svc->rej_source++;
+	else if (r == LISTENER_MAX_CONNECTIONS)
+		svc->rej_limit++;
+	else
+		svc->rej_per_source++;
+	gw_note_refused(gl->gw, sa, svc->cfg.name, listener_reason_names[r]);
 }
 
-static void gw_on_visitor(struct gw_listener *gl, int fd, struct sockaddr *sa)
+static void gw_on_visitor(struct gw_listener *gl, int fd, const struct sockaddr *sa,
+			  struct listener_src *src)
 {
 	struct gw_service *svc = gl->svc;
+	struct gw_visitor *vis;
 	struct tunnel_visit v;
-	char peer[ADDR_STRLEN];
 	socklen_t len = sizeof(v.dst);
-	bool allowed = svc->cfg.nallow == 0;
 	struct tunnel *t;
 
-	addr_format(sa, peer, sizeof(peer));
-	for (size_t i = 0; i < svc->cfg.nallow && !allowed; i++)
-		allowed = addr_cidr_match(&svc->cfg.allow[i], sa);
-	if (!allowed) {
-		svc->rej_source++;
-		gw_reject(svc, fd, sa, peer, "source_not_allowed");
-		return;
-	}
-	if (svc->open >= svc->cfg.max_connections) {
-		svc->rej_limit++;
-		gw_reject(svc, fd, sa, peer, "limit");
-		return;
-	}
 	memset(&v, 0, sizeof(v));
 	v.service = svc->cfg.name;
 	v.proxy = svc->cfg.proxy;
@@ -309,30 +312,51 @@ static void gw_on_visitor(struct gw_listener *gl, int fd, struct sockaddr *sa)
 	memcpy(&v.src, sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
 						     : sizeof(struct sockaddr_in));
 	/* the address the visitor reached: the listener's own, unless it is a wildcard */
-	if (!gl->wildcard || getsockname(fd, (struct sockaddr *)&v.dst, &len) == -1)
-		memcpy(&v.dst, &gl->a.ss, sizeof(v.dst));
+	if (!listener_wildcard(gl->l) || getsockname(fd, (struct sockaddr *)&v.dst, &len) == -1)
+		memcpy(&v.dst, &listener_addr(gl->l)->ss, sizeof(v.dst));
 	sock_nodelay(fd);
+	vis = malloc(sizeof(*vis));
+	if (vis == NULL)
+		abort();
+	vis->svc = svc;
+	vis->src = src;
 	t = gw_pick(svc->gw, svc);
-	if (t == NULL || tunnel_open(t, fd, &v, svc) == -1) {
+	if (t == NULL || tunnel_open(t, fd, &v, vis) == -1) {
+		free(vis);
 		svc->rej_no_agent++;
-		gw_reject(svc, fd, sa, peer, "no_agent");
+		gw_note_refused(svc->gw, sa, svc->cfg.name, "no_agent");
+		listener_set_refuse(svc->set, src, sa, "no_agent");
+		sock_abort(fd);
 		return;
 	}
 	svc->open++;
 	svc->connections++;
 	minutes_add(&svc->gw->visits, clock_wall(), 1);
-	log_debug("event=visitor service=%s peer=%s agent=%s", svc->cfg.name, peer, tunnel_peer(t));
+	if (log_enabled(LOG_DEBUG)) {
+		char peer[ADDR_STRLEN];
+		addr_format(sa, peer, sizeof(peer));
+		log_debug("event=visitor service=%s peer=%s agent=%s", svc->cfg.name, peer,
+			  tunnel_peer(t));
+	}
 }
 
-/* True if addr already has GW_MAX_PENDING_PER_ADDR connections still in their handshake:
- * one source must not fill every tunnel slot and lock the real agents out. */
+static void gw_evict(struct gateway *gw, struct tunnel *t)
+{
+	tunnel_stats.handshake_failures++;
+	log_limited(&gw->rate_reject, LOG_WARN, "event=handshake_failed peer=%s reason=evicted",
+		    tunnel_peer_addr(t));
+	tunnel_close(t, "evicted");
+}
+
 /* Handshakes not yet done: one network (a /24 or a /64) may hold GW_MAX_PENDING_PER_NET of
- * them, and all together GW_MAX_PENDING; past that the oldest is dropped, since a real agent
- * finishes its handshake in milliseconds and a squatter holds its slot for the timeout.
- * Returns the reason to refuse the new connection, or NULL. */
+ * them, and all together GW_MAX_PENDING; past either, the oldest (of that network, or of
+ * all) is dropped to make room, never the newest: a real agent finishes its handshake in
+ * milliseconds, while a squatter holds its slot for the timeout, so silent connections
+ * from the agent's own network cannot lock it out. Returns the reason to refuse the new
+ * connection, or NULL. */
 static const char *gw_admit_pending(struct gateway *gw, const struct sockaddr *sa)
 {
-	struct tunnel *oldest = NULL;
+	struct tunnel *oldest = NULL, *oldest_net = NULL;
 	unsigned same = 0, pending = 0;
 
 	for (size_t i = 0; i < gw->ntunnels; i++) {
@@ -342,22 +366,26 @@ static const char *gw_admit_pending(struct gateway *gw, const struct sockaddr *s
 		pending++;
 		if (oldest == NULL || tunnel_age(t) > tunnel_age(oldest))
 			oldest = t;
-		if (addr_same_net((const struct sockaddr *)tunnel_peer_sockaddr(t), sa, 24, 64) &&
-		    ++same >= GW_MAX_PENDING_PER_NET)
-			return "too_many_pending";
+		if (!addr_same_net((const struct sockaddr *)tunnel_peer_sockaddr(t), sa, 24, 64))
+			continue;
+		same++;
+		if (oldest_net == NULL || tunnel_age(t) > tunnel_age(oldest_net))
+			oldest_net = t;
 	}
-	if (pending >= GW_MAX_PENDING && oldest != NULL) {
-		tunnel_stats.handshake_failures++;
-		log_limited(&gw->rate_reject, LOG_WARN,
-			    "event=handshake_failed peer=%s reason=evicted", tunnel_peer_addr(oldest));
-		tunnel_close(oldest, "evicted");
+	if (same >= GW_MAX_PENDING_PER_NET) {
+		gw_evict(gw, oldest_net);
+		pending--;
+		if (oldest == oldest_net)
+			oldest = NULL;
 	}
+	if (pending >= GW_MAX_PENDING && oldest != NULL)
+		gw_evict(gw, oldest);
 	if (gw->ntunnels == GW_MAX_TUNNELS)
 		return "tunnels_full";
 	return NULL;
 }
 
-static void gw_on_agent(struct gw_listener *gl, int fd, struct sockaddr *sa)
+static void gw_on_agent(struct gw_listener *gl, int fd, const struct sockaddr *sa)
 {
 	struct gateway *gw = gl->gw;
 	char peer[ADDR_STRLEN];
@@ -377,41 +405,20 @@ static void gw_on_agent(struct gw_listener *gl, int fd, struct sockaddr *sa)
 	gw->tunnels[gw->ntunnels++] = t;
 }
 
-static void gw_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-			 int salen, void *arg)
+static void gw_on_accept(void *arg, int fd, const struct sockaddr *sa, struct listener_src *src)
 {
 	struct gw_listener *gl = arg;
 
-	(void)l;
-	(void)salen;
-	if (gl->gw->draining) {
-		close(fd);
-		return;
-	}
-	if (gl->svc != NULL)
-		gw_on_visitor(gl, fd, sa);
-	else
+	if (gl->svc == NULL) {
+		/* tunnels are admitted by their own pending-handshake rules (gw_admit_pending) */
+		listener_set_release(gl->gw->tunnel_set, src);
 		gw_on_agent(gl, fd, sa);
-}
-
-static void gw_on_resume(evutil_socket_t fd, short what, void *arg)
-{
-	struct gw_listener *gl = arg;
-
-	(void)fd;
-	(void)what;
-	evconnlistener_enable(gl->l);
-}
-
-static void gw_on_accept_error(struct evconnlistener *l, void *arg)
-{
-	struct gw_listener *gl = arg;
-	struct timeval tv = clock_tv(GW_ACCEPT_PAUSE);
-
-	log_limited(&gl->gw->rate_reject, LOG_WARN, "event=accept_failed error=\"%s\"",
-		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-	evconnlistener_disable(l);
-	evtimer_add(gl->pause, &tv);
+	} else if (gl->gw->draining) {
+		listener_set_refuse(gl->svc->set, src, sa, "draining");
+		sock_abort(fd);
+	} else {
+		gw_on_visitor(gl, fd, sa, src);
+	}
 }
 
 static struct gw_listener *gw_listen(struct gateway *gw, struct gw_service *svc,
@@ -419,29 +426,19 @@ static struct gw_listener *gw_listen(struct gateway *gw, struct gw_service *svc,
 {
 	struct gw_listener *gl = calloc(1, sizeof(*gl));
 	char err[256];
-	int fd;
 
 	if (gl == NULL)
 		abort();
-	fd = sock_listen(a, err, sizeof(err));
-	if (fd == -1) {
-		log_error("event=listen_failed service=%s error=\"%s\"", svc ? svc->cfg.name : "(tunnel)",
-			  err);
+	gl->gw = gw;
+	gl->svc = svc;
+	gl->l = listener_new(gw->base, a, svc != NULL ? svc->set : gw->tunnel_set, gw_on_accept,
+			     gw_on_refused, gl, err, sizeof(err));
+	if (gl->l == NULL) {
+		log_error("event=listen_failed service=%s error=\"%s\"",
+			  svc ? svc->cfg.name : "(tunnel)", err);
 		free(gl);
 		return NULL;
 	}
-	gl->gw = gw;
-	gl->svc = svc;
-	gl->a = *a;
-	gl->wildcard = a->ss.ss_family == AF_INET
-			       ? ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == htonl(INADDR_ANY)
-			       : IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
-	gl->l = evconnlistener_new(gw->base, gw_on_accept, gl,
-				   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
-	gl->pause = evtimer_new(gw->base, gw_on_resume, gl);
-	if (gl->l == NULL || gl->pause == NULL)
-		abort();
-	evconnlistener_set_error_cb(gl->l, gw_on_accept_error);
 	return gl;
 }
 
@@ -449,8 +446,7 @@ static void gw_listener_free(struct gw_listener *gl)
 {
 	if (gl == NULL)
 		return;
-	evconnlistener_free(gl->l);
-	loop_free_event(&gl->pause);
+	listener_free(gl->l);
 	free(gl);
 }
 
@@ -464,7 +460,7 @@ static int gw_sync_listeners(struct gateway *gw, struct gw_service *svc, struct 
 
 	for (size_t i = 0; i < nwant; i++) {
 		for (size_t j = 0; j < *nls && next[i] == NULL; j++) {
-			if (!kept[j] && addr_equal(&ls[j]->a, &want[i])) {
+			if (!kept[j] && addr_equal(listener_addr(ls[j]->l), &want[i])) {
 				next[i] = ls[j];
 				kept[j] = true;
 			}
@@ -496,7 +492,30 @@ static void gw_service_unref(struct gw_service *svc)
 {
 	for (size_t i = 0; i < svc->nls; i++)
 		gw_listener_free(svc->ls[i]);
+	listener_set_free(svc->set);
 	free(svc);
+}
+
+/* The admission limits of a service. max_per_source defaults to a quarter of
+ * max_connections, at least GW_PER_SOURCE_MIN (or max_connections when smaller), at most
+ * GW_PER_SOURCE_MAX. */
+static void gw_limits(const struct config_service *c, struct listener_limits *lim)
+{
+	uint64_t floor = c->max_connections < GW_PER_SOURCE_MIN ? c->max_connections
+								 : GW_PER_SOURCE_MIN;
+	uint64_t share = c->max_connections / 4;
+
+	if (share < floor)
+		share = floor;
+	if (share > GW_PER_SOURCE_MAX)
+		share = GW_PER_SOURCE_MAX;
+	memset(lim, 0, sizeof(*lim));
+	lim->max_connections = (unsigned)c->max_connections;
+	lim->max_per_source = (unsigned)(c->max_per_source != 0 ? c->max_per_source : share);
+	lim->v4_prefix = c->source_prefix_v4;
+	lim->v6_prefix = c->source_prefix_v6;
+	lim->allow = c->allow;
+	lim->nallow = c->nallow;
 }
 
 static struct gw_service *gw_find_service(struct gateway *gw, const char *name)
@@ -512,6 +531,7 @@ static int gw_apply(struct gateway *gw, const struct config_gateway *cfg)
 {
 	struct gw_service **next = calloc(cfg->nservices + 1, sizeof(*next));
 	struct gw_listener *tls[CONFIG_MAX_LIST];
+	struct listener_limits lim;
 	size_t ntls = gw->ntls;
 	size_t i;
 
@@ -522,19 +542,25 @@ static int gw_apply(struct gateway *gw, const struct config_gateway *cfg)
 		struct gw_service *old = gw_find_service(gw, cfg->services[i].name);
 		struct gw_service *svc = old;
 		if (svc == NULL) {
+			char name[CONF_NAME_MAX + 16];
 			svc = calloc(1, sizeof(*svc));
 			if (svc == NULL)
 				abort();
 			svc->gw = gw;
 			svc->cfg = cfg->services[i];
+			gw_limits(&svc->cfg, &lim);
+			snprintf(name, sizeof(name), "service=%s", svc->cfg.name);
+			svc->set = listener_set_new("visitor_rejected", name, &lim);
 		}
 		if (gw_sync_listeners(gw, svc, svc->ls, &svc->nls, cfg->services[i].listen,
 				      cfg->services[i].nlisten) == -1) {
 			if (old == NULL)
-				free(svc);
+				gw_service_unref(svc);
 			goto fail;
 		}
 		svc->cfg = cfg->services[i];
+		gw_limits(&svc->cfg, &lim);
+		listener_set_limits(svc->set, &lim);
 		next[i] = svc;
 	}
 	if (gw_sync_listeners(gw, NULL, tls, &ntls, cfg->listen, cfg->nlisten) == -1)
@@ -609,9 +635,10 @@ static void gw_metrics(struct evbuffer *out, void *arg)
 		     "Visitors refused, by service and reason.");
 	for (size_t i = 0; i < gw->nsvcs; i++) {
 		struct gw_service *s = gw->svcs[i];
-		const char *reasons[] = { "source", "limit", "no_agent" };
-		uint64_t vals[] = { s->rej_source, s->rej_limit, s->rej_no_agent };
-		for (size_t r = 0; r < 3; r++) {
+		const char *reasons[] = { "source", "limit", "per_source", "no_agent" };
+		uint64_t vals[] = { s->rej_source, s->rej_limit, s->rej_per_source,
+				    s->rej_no_agent };
+		for (size_t r = 0; r < 4; r++) {
 			snprintf(labels, sizeof(labels), "service=\"%s\",reason=\"%s\"", s->cfg.name,
 				 reasons[r]);
 			admin_sample(out, "netwall_rejected_total", labels, vals[r]);
@@ -657,7 +684,7 @@ static void gw_page_services(struct evbuffer *out, const struct gateway *gw)
 
 	evbuffer_add_printf(out, "<h2>Services</h2><table id=\"services\"><tr><th>service</th>"
 				 "<th>listens on</th><th>agents</th><th>open</th><th>accepted</th>"
-				 "<th>bytes in</th><th>bytes out</th><th>refused: source / limit / "
+				 "<th>bytes in</th><th>bytes out</th><th>refused: source / limit / per source / "
 				 "no agent</th></tr>\n");
 	for (size_t i = 0; i < gw->nsvcs; i++) {
 		const struct gw_service *s = gw->svcs[i];
@@ -679,10 +706,11 @@ static void gw_page_services(struct evbuffer *out, const struct gateway *gw)
 		evbuffer_add_printf(out,
 				    "</td><td class=\"n open\">%llu</td><td class=\"n accepted\">%llu"
 				    "</td><td class=\"n\">%s</td><td class=\"n\">%s</td>"
-				    "<td class=\"n refused\">%llu / %llu / %llu</td></tr>\n",
+				    "<td class=\"n refused\">%llu / %llu / %llu / %llu</td></tr>\n",
 				    (unsigned long long)s->open, (unsigned long long)s->connections,
 				    in, outb, (unsigned long long)s->rej_source,
 				    (unsigned long long)s->rej_limit,
+				    (unsigned long long)s->rej_per_source,
 				    (unsigned long long)s->rej_no_agent);
 	}
 	evbuffer_add_printf(out, "</table>\n");
@@ -750,7 +778,7 @@ static void gw_page(struct evbuffer *out, void *arg)
 		const struct gw_service *s = gw->svcs[i];
 		open += s->open;
 		total += s->connections;
-		refused += s->rej_source + s->rej_limit + s->rej_no_agent;
+		refused += s->rej_source + s->rej_limit + s->rej_per_source + s->rej_no_agent;
 		b[0] += s->bytes[0];
 		b[1] += s->bytes[1];
 	}
@@ -878,6 +906,8 @@ struct gateway *gateway_new(struct event_base *base, const char *path, struct co
 	gw->base = base;
 	gw->path = path;
 	gw->cfg = cfg;
+	gw->tunnel_set = listener_set_new("handshake_failed", "listener=tunnel",
+					  &(struct listener_limits){ 0 });
 	gw->ctx = gw_ctx(gw, cfg);
 	if (gw->ctx == NULL || gw_apply(gw, cfg) == -1 || gw_admin(gw, cfg) == -1) {
 		gateway_free(gw);
@@ -886,13 +916,14 @@ struct gateway *gateway_new(struct event_base *base, const char *path, struct co
 	gw->life = lifecycle_new(base, &gw_lifecycle_ops, gw);
 	for (size_t i = 0; i < gw->ntls; i++) {
 		char a[ADDR_STRLEN];
-		addr_format((struct sockaddr *)&gw->tls[i]->a.ss, a, sizeof(a));
+		addr_format((const struct sockaddr *)&listener_addr(gw->tls[i]->l)->ss, a, sizeof(a));
 		log_info("event=listening what=tunnel addr=%s", a);
 	}
 	for (size_t i = 0; i < gw->nsvcs; i++) {
 		for (size_t j = 0; j < gw->svcs[i]->nls; j++) {
 			char a[ADDR_STRLEN];
-			addr_format((struct sockaddr *)&gw->svcs[i]->ls[j]->a.ss, a, sizeof(a));
+			addr_format((const struct sockaddr *)&listener_addr(gw->svcs[i]->ls[j]->l)->ss,
+				    a, sizeof(a));
 			log_info("event=listening what=service service=%s addr=%s",
 				 gw->svcs[i]->cfg.name, a);
 		}
@@ -917,6 +948,7 @@ void gateway_free(struct gateway *gw)
 	free(gw->svcs);
 	for (size_t i = 0; i < gw->ntls; i++)
 		gw_listener_free(gw->tls[i]);
+	listener_set_free(gw->tunnel_set);
 	admin_free(gw->admin);
 	lifecycle_free(gw->life);
 	SSL_CTX_free(gw->ctx);

@@ -136,7 +136,7 @@ def test_source_allowlist(wall, echo):
 
     took = visitor_closed_within(port, 1.0, source="127.0.0.1", send=b"let me in")
     assert took is not None, "visitor outside the allowlist was not closed at once"
-    ev = gw.proc.wait_event("visitor_rejected", service="echo", reason="source_not_allowed")
+    ev = gw.proc.wait_event("visitor_rejected", service="echo", reason="not_allowed")
     assert len(ev) == 1
     assert gw.metric("netwall_rejected_total", service="echo", reason="source") == before + 1
 
@@ -154,7 +154,7 @@ def test_max_connections(wall, echo):
         roundtrip(v2)
         took = visitor_closed_within(port, 1.0)
         assert took is not None, "third visitor over max_connections = 2 was not closed at once"
-        gw.proc.wait_event("visitor_rejected", service="echo", reason="limit")
+        gw.proc.wait_event("visitor_rejected", service="echo", reason="max_connections")
         assert gw.metric("netwall_rejected_total", service="echo", reason="limit") == 1
         roundtrip(v1)
         roundtrip(v2)

@@ -135,7 +135,7 @@ def test_gateway_page_in_a_browser_shows_services_tunnels_and_refusals(wall, ech
     spare = re.search(r'<tr data-service="spare">(.*?)</tr>', dom).group(1)
     assert '<span class="down">site-b down</span>' in spare
     refused = dom.split('id="refused"')[1].split("</table>")[0]
-    assert re.search(r"<td>127\.0\.0\.2</td><td>web</td><td>source_not_allowed</td>"
+    assert re.search(r"<td>127\.0\.0\.2</td><td>web</td><td>not_allowed</td>"
                      r'<td class="n">2</td>', refused), refused
     assert dom.count("<td>site-a</td>") == 2          # both tunnels listed
     assert re.search(r'id="visits_chart" data-total="3"', dom)

@@ -41,7 +41,7 @@ static struct listener_src *admit(struct listener_set *set, const char *host,
 static void test_per_source_v4_host(void **state)
 {
 	struct listener_limits lim = { .max_connections = 20, .max_per_source = 4 };
-	struct listener_set *set = listener_set_new("service=t", &lim);
+	struct listener_set *set = listener_set_new("refused", "service=t", &lim);
 	struct listener_src *held[4];
 	enum listener_reason why;
 
@@ -64,7 +64,7 @@ static void test_per_source_v4_host(void **state)
 static void test_per_source_v6_by_64(void **state)
 {
 	struct listener_limits lim = { .max_per_source = 2 };
-	struct listener_set *set = listener_set_new("service=t", &lim);
+	struct listener_set *set = listener_set_new("refused", "service=t", &lim);
 	enum listener_reason why;
 
 	assert_non_null(admit(set, "2001:db8:1:2::1", &why));
@@ -90,7 +90,7 @@ static void test_max_connections_and_allow(void **state)
 	enum listener_reason why;
 
 	assert_int_equal(addr_cidr_parse("10.0.0.0/8", &allow[0]), 0);
-	set = listener_set_new("service=t", &lim);
+	set = listener_set_new("refused", "service=t", &lim);
 	assert_null(admit(set, "192.0.2.1", &why));
 	assert_int_equal(why, LISTENER_NOT_ALLOWED);
 	assert_non_null(a = admit(set, "10.0.0.1", &why));
@@ -108,7 +108,7 @@ static void test_max_connections_and_allow(void **state)
 static void test_many_sources_grow(void **state)
 {
 	struct listener_limits lim = { .max_per_source = 1 };
-	struct listener_set *set = listener_set_new("service=t", &lim);
+	struct listener_set *set = listener_set_new("refused", "service=t", &lim);
 	struct listener_src *held[5000];
 	enum listener_reason why;
 	char host[32];
