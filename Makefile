@@ -28,7 +28,9 @@ LIB_SRC  := $(CORE_SRC) $(WALL_SRC) $(HL7_SRC) $(CHAT_SRC)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 
 # build/      release objects and binary
-# build/asan/ the same, with AddressSanitizer and UndefinedBehaviorSanitizer
+# build/asan/ the same, with AddressSanitizer and UndefinedBehaviorSanitizer: the test build,
+#             the only one with test hooks (NETWALL_TEST_HOOKS: environment variables that
+#             make a daemon call what its filter forbids, or move stream IDs)
 B  := build
 BA := build/asan
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -43,7 +45,7 @@ $(B)/%.o: %.c
 $(BA)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@[ -n "$(Q)" ] && echo "  CC(san) $<" || true
-	$(Q)$(CC) $(ALLCFLAGS) -O1 $(SAN) -c $< -o $@
+	$(Q)$(CC) $(ALLCFLAGS) -O1 $(SAN) -DNETWALL_TEST_HOOKS -c $< -o $@
 
 $(B)/netwall: $(addprefix $(B)/,$(LIB_SRC:.c=.o) $(CLI_SRC:.c=.o))
 	@[ -n "$(Q)" ] && echo "  LD $@" || true

@@ -221,7 +221,7 @@ EOF
 done
 for svc in "${SERVICES[@]}"; do
     read -r name pub target <<<"$svc"
-    printf '\n[service %s]\nlisten = 127.0.0.1:%s\nagents = %s\n' "$name" "$pub" "${AGENTS[*]}" >>gateway.ini
+    printf '\n[service %s]\nlisten = 127.0.0.1:%s\nagents = %s\nmax_per_source = 10000\n' "$name" "$pub" "${AGENTS[*]}" >>gateway.ini
     [[ $name == mllp ]] && echo "proxy_protocol = v2" >>gateway.ini
     for a in "${AGENTS[@]}"; do printf '\n[service %s]\ntarget = 127.0.0.1:%s\n' "$name" "$target" >>"$a.ini"; done
 done

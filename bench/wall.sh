@@ -470,14 +470,17 @@ fingerprint = $ag_fp
 [service iperf]
 listen = 127.0.0.1:$NW_IPERF
 agents = bench
+max_per_source = 10000   # every load generator here is one loopback source
 
 [service redis]
 listen = 127.0.0.1:$NW_REDIS
 agents = bench
+max_per_source = 10000   # every load generator here is one loopback source
 
 [service http]
 listen = 127.0.0.1:$NW_HTTP
 agents = bench
+max_per_source = 10000   # every load generator here is one loopback source
 EOF
     cat >"$d/agent.ini" <<EOF
 [agent]

@@ -225,6 +225,7 @@ static void agent_free_any(void *d)
 	agent_free(d);
 }
 
+#ifdef NETWALL_TEST_HOOKS
 static void daemon_probe_cb(evutil_socket_t sig, short what, void *arg)
 {
 	const char *call = arg;
@@ -234,8 +235,8 @@ static void daemon_probe_cb(evutil_socket_t sig, short what, void *arg)
 	log_warn("event=test_probe_returned call=%s", call);
 }
 
-/* With NETWALL_TEST_FORBIDDEN_CALL=exec (or write), SIGUSR2 makes that call (filter_probe):
- * the test that the filter kills. */
+/* Test build only: with NETWALL_TEST_FORBIDDEN_CALL=exec (or write), SIGUSR2 makes that call
+ * (filter_probe): the test that the filter kills. The release binary has no such hook. */
 static struct event *daemon_probe(struct event_base *base)
 {
 	const char *e = getenv("NETWALL_TEST_FORBIDDEN_CALL");
@@ -248,6 +249,13 @@ static struct event *daemon_probe(struct event_base *base)
 		abort();
 	return ev;
 }
+#else
+static struct event *daemon_probe(struct event_base *base)
+{
+	(void)base;
+	return NULL;
+}
+#endif
 
 static int daemon_main(int argc, char **argv, const struct daemon_kind *k)
 {

@@ -1,7 +1,6 @@
 #include "core/admin.h"
 
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
+#include <event2/bufferevent.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <openssl/crypto.h>
@@ -13,18 +12,35 @@
 
 #include "core/clock.h"
 #include "core/daemon.h"
+#include "core/listener.h"
 #include "core/log.h"
+#include "core/loop.h"
 #include "core/page.h"
-#include "core/sock.h"
 
-#define ADMIN_TIMEOUT 10         /* seconds a scrape may take */
-#define ADMIN_MAX_HEADERS 8192   /* request header bytes */
-#define ADMIN_MAX_BODY 0         /* GET only */
+/* A request is read, answered and closed within ADMIN_TIMEOUT of its accept, however
+ * its bytes trickle in or its answer is read out; at most ADMIN_MAX_CONNECTIONS are open
+ * (ADMIN_MAX_PER_SOURCE from one source), each holding at most ADMIN_MAX_HEADERS of
+ * request: the listener costs at most 32 x 8 KiB of a peer's bytes, for 5 s. One request
+ * per connection (Connection: close), GET and HEAD only, no body. */
+#define ADMIN_TIMEOUT 5          /* seconds from accept to the last byte of the answer */
+#define ADMIN_MAX_CONNECTIONS 32
+#define ADMIN_MAX_PER_SOURCE 8
+#define ADMIN_MAX_HEADERS 8192   /* request line and header bytes, the blank line included */
 #define ADMIN_BASIC_MAX (4 * ((255 + 1 + DAEMON_TOKEN_MAX + 2) / 3)) /* base64 of user:token */
 
+struct admin_conn {
+	struct admin *adm;
+	struct bufferevent *bev;
+	struct event *deadline;
+	struct listener_src *src;
+	struct admin_conn *prev, *next;
+};
+
 struct admin {
-	struct evhttp *http;
-	struct addr addr;
+	struct listener *l;
+	struct listener_set *set;
+	struct event_base *base;
+	struct admin_conn *conns;
 	const struct admin_ops *ops;
 	void *arg;
 	char *token;
@@ -99,75 +115,234 @@ static bool admin_is_loopback(const struct addr *a)
 	return false;
 }
 
-static void admin_reply(struct evhttp_request *req, int code, const char *reason,
-			const char *type, struct evbuffer *body)
+/* ---- connections ---- */
+
+static void admin_conn_free(struct admin_conn *c)
 {
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", type);
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
-	evhttp_send_reply(req, code, reason, body);
+	struct admin *adm = c->adm;
+
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		adm->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	listener_set_release(adm->set, c->src);
+	loop_free_event(&c->deadline);
+	bufferevent_free(c->bev);
+	free(c);
 }
 
-static void admin_handle(struct evhttp_request *req, void *arg)
+/* Sends one answer and closes once it is written. body may be NULL (no body). */
+static void admin_reply(struct admin_conn *c, bool head, int code, const char *reason,
+			const char *type, const char *extra, struct evbuffer *body)
 {
-	struct admin *adm = arg;
-	const char *uri = evhttp_request_get_uri(req);
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	size_t len = body != NULL ? evbuffer_get_length(body) : 0;
+
+	bufferevent_disable(c->bev, EV_READ);
+	evbuffer_add_printf(out,
+			    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+			    "Cache-Control: no-store\r\nConnection: close\r\n%s\r\n",
+			    code, reason, type, len, extra != NULL ? extra : "");
+	if (body != NULL && !head)
+		evbuffer_add_buffer(out, body);
+}
+
+/* A bare request line and header block, NUL-terminated, up to and without the blank line:
+ * "METHOD TARGET HTTP/1.x" then "Name: value" lines. Fills the method, target and the
+ * Authorization value (NULL if absent), cutting them in place. Returns -1 if malformed. */
+static int admin_parse(char *req, char **method, char **target, const char **auth)
+{
+	char *line = req, *end, *sp1, *sp2;
+
+	*auth = NULL;
+	end = strchr(line, '\n');
+	if (end != NULL)
+		*end = '\0';
+	if (end > line && end[-1] == '\r')
+		end[-1] = '\0';
+	sp1 = strchr(line, ' ');
+	sp2 = sp1 != NULL ? strchr(sp1 + 1, ' ') : NULL;
+	if (sp1 == NULL || sp2 == NULL || strncmp(sp2 + 1, "HTTP/1.", 7) != 0)
+		return -1;
+	*sp1 = *sp2 = '\0';
+	*method = line;
+	*target = sp1 + 1;
+	while (end != NULL) {
+		char *colon;
+		line = end + 1;
+		end = strchr(line, '\n');
+		if (end != NULL)
+			*end = '\0';
+		if (end > line && end[-1] == '\r')
+			end[-1] = '\0';
+		colon = strchr(line, ':');
+		if (colon == NULL || colon - line != 13 || strncasecmp(line, "Authorization", 13) != 0)
+			continue;
+		for (colon++; *colon == ' ' || *colon == '\t'; colon++)
+			;
+		*auth = colon;
+	}
+	return 0;
+}
+
+static void admin_handle(struct admin_conn *c, const char *method, const char *uri,
+			 const char *auth)
+{
+	struct admin *adm = c->adm;
+	bool head = strcmp(method, "HEAD") == 0;
 	struct evbuffer *body = evbuffer_new();
 	char why[256] = "";
 
 	if (body == NULL)
 		abort();
-	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
-	    evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
+	if (!head && strcmp(method, "GET") != 0) {
 		evbuffer_add_printf(body, "method not allowed\n");
-		admin_reply(req, 405, "Method Not Allowed", "text/plain", body);
-	} else if (strcmp(uri, "/healthz") != 0 &&
-		   !admin_authorized(evhttp_find_header(evhttp_request_get_input_headers(req),
-							"Authorization"),
-				     adm->token)) {
-		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
-				  "Basic realm=\"netwall\", charset=\"UTF-8\"");
+		admin_reply(c, false, 405, "Method Not Allowed", "text/plain",
+			    "Allow: GET, HEAD\r\n", body);
+	} else if (strcmp(uri, "/healthz") != 0 && !admin_authorized(auth, adm->token)) {
 		evbuffer_add_printf(body, "unauthorized: send Authorization: Bearer TOKEN "
 					  "(the token in admin_token_file)\n");
-		admin_reply(req, 401, "Unauthorized", "text/plain", body);
+		admin_reply(c, head, 401, "Unauthorized", "text/plain",
+			    "WWW-Authenticate: Basic realm=\"netwall\", charset=\"UTF-8\"\r\n",
+			    body);
 	} else if (strcmp(uri, "/") == 0 && adm->ops->page != NULL) {
 		page_begin(body, adm->ops->role, clock_mono() - admin_started);
 		adm->ops->page(body, adm->arg);
 		page_end(body);
-		admin_reply(req, 200, "OK", "text/html; charset=utf-8", body);
+		admin_reply(c, head, 200, "OK", "text/html; charset=utf-8", NULL, body);
 	} else if (strcmp(uri, "/healthz") == 0) {
 		if (adm->ops->health == NULL || adm->ops->health(why, sizeof(why), adm->arg) == 0) {
 			evbuffer_add_printf(body, "ok\n");
-			admin_reply(req, 200, "OK", "text/plain", body);
+			admin_reply(c, head, 200, "OK", "text/plain", NULL, body);
 		} else {
 			evbuffer_add_printf(body, "unhealthy: %s\n", why);
-			admin_reply(req, 503, "Service Unavailable", "text/plain", body);
+			admin_reply(c, head, 503, "Service Unavailable", "text/plain", NULL, body);
 		}
 	} else if (strcmp(uri, "/metrics") == 0) {
 		adm->ops->metrics(body, adm->arg);
-		admin_reply(req, 200, "OK", "text/plain; version=0.0.4", body);
+		admin_reply(c, head, 200, "OK", "text/plain; version=0.0.4", NULL, body);
 	} else if (strcmp(uri, "/status") == 0 && adm->ops->status != NULL) {
 		adm->ops->status(body, adm->arg);
-		admin_reply(req, 200, "OK", "application/json", body);
+		admin_reply(c, head, 200, "OK", "application/json", NULL, body);
 	} else {
 		evbuffer_add_printf(body, "not found: try /, /healthz, /metrics, /status\n");
-		admin_reply(req, 404, "Not Found", "text/plain", body);
+		admin_reply(c, head, 404, "Not Found", "text/plain", NULL, body);
 	}
 	evbuffer_free(body);
+}
+
+/* The end of the header block in in's first len bytes: the offset just past the blank
+ * line (CRLF CRLF, or bare LFs), or 0 if it has not come yet. */
+static size_t admin_header_end(const char *p, size_t len)
+{
+	for (size_t i = 1; i < len; i++) {
+		if (p[i] != '\n')
+			continue;
+		if (p[i - 1] == '\n')
+			return i + 1;
+		if (i >= 2 && p[i - 1] == '\r' && p[i - 2] == '\n')
+			return i + 1;
+	}
+	return 0;
+}
+
+static void admin_on_read(struct bufferevent *bev, void *arg)
+{
+	struct admin_conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t len = evbuffer_get_length(in);
+	char req[ADMIN_MAX_HEADERS + 1];
+	char *method, *target;
+	const char *auth;
+	size_t end;
+
+	if (len > ADMIN_MAX_HEADERS)
+		len = ADMIN_MAX_HEADERS;
+	evbuffer_copyout(in, req, len);
+	end = admin_header_end(req, len);
+	if (end == 0) {
+		if (evbuffer_get_length(in) >= ADMIN_MAX_HEADERS)
+			admin_reply(c, false, 431, "Request Header Fields Too Large", "text/plain",
+				    NULL, NULL);
+		return;
+	}
+	req[end] = '\0';
+	if (memchr(req, '\0', end) != NULL || admin_parse(req, &method, &target, &auth) == -1) {
+		admin_reply(c, false, 400, "Bad Request", "text/plain", NULL, NULL);
+		return;
+	}
+	admin_handle(c, method, target, auth);
+	if (auth != NULL)
+		OPENSSL_cleanse((char *)auth, strlen(auth));
+	OPENSSL_cleanse(req, end);
+}
+
+static void admin_on_write(struct bufferevent *bev, void *arg)
+{
+	struct admin_conn *c = arg;
+
+	/* written out after the answer: done */
+	if (!(bufferevent_get_enabled(bev) & EV_READ))
+		admin_conn_free(c);
+}
+
+static void admin_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	(void)what;
+	admin_conn_free(arg);
+}
+
+static void admin_on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	admin_conn_free(arg);
+}
+
+static void admin_on_accept(void *arg, int fd, const struct sockaddr *sa,
+			    struct listener_src *src)
+{
+	struct admin *adm = arg;
+	struct admin_conn *c = calloc(1, sizeof(*c));
+	struct timeval tv = clock_tv(ADMIN_TIMEOUT);
+
+	(void)sa;
+	if (c == NULL)
+		abort();
+	c->adm = adm;
+	c->src = src;
+	c->bev = bufferevent_socket_new(adm->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->deadline = evtimer_new(adm->base, admin_on_deadline, c);
+	if (c->bev == NULL || c->deadline == NULL)
+		abort();
+	/* never more than the header limit (and one byte to tell it was passed) held */
+	bufferevent_setwatermark(c->bev, EV_READ, 0, ADMIN_MAX_HEADERS);
+	bufferevent_setcb(c->bev, admin_on_read, admin_on_write, admin_on_event, c);
+	bufferevent_enable(c->bev, EV_READ);
+	evtimer_add(c->deadline, &tv);
+	c->next = adm->conns;
+	if (c->next != NULL)
+		c->next->prev = c;
+	adm->conns = c;
 }
 
 struct admin *admin_new(struct event_base *base, const struct addr *a, const char *token,
 			const struct admin_ops *ops, void *arg, char *err, size_t errlen)
 {
 	struct admin *adm = calloc(1, sizeof(*adm));
-	int fd;
+	struct listener_limits lim = { .max_connections = ADMIN_MAX_CONNECTIONS,
+				       .max_per_source = ADMIN_MAX_PER_SOURCE };
 
 	if (adm == NULL)
 		abort();
 	if (admin_started == 0)
 		admin_started = clock_mono();
+	adm->base = base;
 	adm->ops = ops;
 	adm->arg = arg;
-	adm->addr = *a;
 	adm->token = admin_strdup(token);
 	if (token == NULL && !admin_is_loopback(a)) {
 		char where[ADDR_STRLEN];
@@ -176,20 +351,10 @@ struct admin *admin_new(struct event_base *base, const struct addr *a, const cha
 			 "whoever reaches it reads the status)",
 			 where);
 	}
-	fd = sock_listen(a, err, errlen);
-	if (fd == -1)
+	adm->set = listener_set_new("admin_refused", "listener=admin", &lim);
+	adm->l = listener_new(base, a, adm->set, admin_on_accept, NULL, adm, err, errlen);
+	if (adm->l == NULL)
 		goto fail;
-	adm->http = evhttp_new(base);
-	if (adm->http == NULL || evhttp_accept_socket(adm->http, fd) == -1) {
-		snprintf(err, errlen, "cannot serve admin HTTP");
-		close(fd);
-		goto fail;
-	}
-	evhttp_set_timeout(adm->http, ADMIN_TIMEOUT);
-	evhttp_set_max_headers_size(adm->http, ADMIN_MAX_HEADERS);
-	evhttp_set_max_body_size(adm->http, ADMIN_MAX_BODY);
-	evhttp_set_allowed_methods(adm->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-	evhttp_set_gencb(adm->http, admin_handle, adm);
 	return adm;
 fail:
 	admin_free(adm);
@@ -200,8 +365,10 @@ void admin_free(struct admin *adm)
 {
 	if (adm == NULL)
 		return;
-	if (adm->http != NULL)
-		evhttp_free(adm->http);
+	while (adm->conns != NULL)
+		admin_conn_free(adm->conns);
+	listener_free(adm->l);
+	listener_set_free(adm->set);
 	if (adm->token != NULL)
 		OPENSSL_cleanse(adm->token, strlen(adm->token));
 	free(adm->token);
@@ -212,7 +379,7 @@ int admin_reconfigure(struct admin **adm, struct event_base *base, const struct 
 		      const char *token, const struct admin_ops *ops, void *arg, char *err,
 		      size_t errlen)
 {
-	if (*adm != NULL && a != NULL && addr_equal(&(*adm)->addr, a)) {
+	if (*adm != NULL && a != NULL && addr_equal(listener_addr((*adm)->l), a)) {
 		if ((*adm)->token != NULL)
 			OPENSSL_cleanse((*adm)->token, strlen((*adm)->token));
 		free((*adm)->token);

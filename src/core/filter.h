@@ -12,6 +12,8 @@ int filter_install(const char *role, char *err, size_t errlen);
 
 /* For the test that the filter kills: what "exec" runs execve of /bin/true, which no role
  * may; "write" opens /dev/null for writing, which only the intake and the chat may. */
+#ifdef NETWALL_TEST_HOOKS
 void filter_probe(const char *what);
+#endif
 
 #endif

@@ -19,7 +19,9 @@
 
 struct tunnel_stats tunnel_stats;
 static struct log_rate tunnel_fail_rate;
+#ifdef NETWALL_TEST_HOOKS
 static bool tunnel_hook_spent; /* NETWALL_TEST_STREAM_ID applies until a tunnel retires */
+#endif
 
 void tunnel_housekeeping(void *unused)
 {
@@ -619,13 +621,15 @@ static void tunnel_established(struct tunnel *t)
 				t->role == TUNNEL_GATEWAY ? 5 : 4);
 	nghttp2_session_set_local_window_size(t->h2, NGHTTP2_FLAG_NONE, 0, TUNNEL_CONN_WINDOW);
 	if (t->role == TUNNEL_GATEWAY) {
-		const char *first = getenv("NETWALL_TEST_STREAM_ID");
 		t->state = TUNNEL_HELLO;
 		tunnel_send_hello(t);
-		/* test hook: start stream IDs near retirement instead of opening 2^30 streams
-		 * (until the first tunnel retires: replacements start afresh, as in life) */
+#ifdef NETWALL_TEST_HOOKS
+		/* test build only: start stream IDs near retirement instead of opening 2^30
+		 * streams (until the first tunnel retires: replacements start afresh, as in life) */
+		const char *first = getenv("NETWALL_TEST_STREAM_ID");
 		if (first != NULL && !tunnel_hook_spent)
 			nghttp2_session_set_next_stream_id(t->h2, (int32_t)strtol(first, NULL, 10));
+#endif
 	} else {
 		t->state = TUNNEL_HELLO; /* up when the gateway's SETTINGS arrive */
 	}
@@ -801,7 +805,9 @@ static void tunnel_retire(struct tunnel *t)
 {
 	if (!t->retire_sent) {
 		t->retire_sent = true;
+#ifdef NETWALL_TEST_HOOKS
 		tunnel_hook_spent = true;
+#endif
 		t->retire_at = clock_mono();
 		log_info("event=tunnel_retiring peer=%s agent=%s slot=%u reason=stream_ids_used "
 			 "streams=%zu",

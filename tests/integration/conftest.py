@@ -53,6 +53,12 @@ REPO = HERE.parents[1]
 NETWALL_BIN = os.environ.get("NETWALL_BIN", str(REPO / "build" / "netwall"))
 SANITIZED = os.environ.get("NETWALL_SANITIZED") == "1"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+# Test hooks (NETWALL_TEST_*) exist only in the test build (build/asan): a release binary
+# must not carry them, and the tests that need one run against the test build alone.
+HAS_TEST_HOOKS = b"NETWALL_TEST_STREAM_ID" in Path(NETWALL_BIN).read_bytes() \
+    if Path(NETWALL_BIN).exists() else False
+needs_test_hooks = pytest.mark.skipif(not HAS_TEST_HOOKS,
+                                      reason="test hooks exist only in the test build")
 FP_RE = re.compile(r"^[0-9a-f]{64}$")
 MiB = 1 << 20
 

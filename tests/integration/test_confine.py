@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NETWALL_BIN, echo_works, svc, wait_until
+from conftest import HAS_TEST_HOOKS, NETWALL_BIN, echo_works, needs_test_hooks, svc, wait_until
 from hl7util import Intake, intake, msg  # noqa: F401
 from test_chat import Chat
 
@@ -94,6 +94,7 @@ def test_intake_switches_to_its_user_and_keeps_working(procs, open_dir):
         assert b"MSA|AA|U-AFTER" in c.call(msg("U-AFTER"))
 
 
+@needs_test_hooks
 def test_a_forbidden_call_kills_the_daemon(intake, procs):
     it = intake(start=False)
     p = procs.start("intake-probe", [NETWALL_BIN, "intake", "-c", it.config],
@@ -110,6 +111,7 @@ def test_a_forbidden_call_kills_the_daemon(intake, procs):
     assert len(it.rows()) == 1    # what was acknowledged is stored
 
 
+@needs_test_hooks
 def test_without_the_filter_the_probe_runs(intake, procs):
     """The control for the test above: with seccomp = no the same call succeeds (the
     process becomes /bin/true and exits 0), so the kill is the filter's doing."""
@@ -135,6 +137,7 @@ def test_every_daemon_runs_filtered(wall, echo, procs, tmp_path):
         assert p.events("confined", seccomp="on"), p.name
 
 
+@needs_test_hooks
 def test_only_the_intake_and_the_chat_may_open_files_for_writing(wall, echo, intake, procs):
     """The gateway is killed for opening a file for writing (openat, 257); the intake, whose
     store writes, is not."""
@@ -154,3 +157,11 @@ def test_only_the_intake_and_the_chat_may_open_files_for_writing(wall, echo, int
     q.signal(signal.SIGUSR2)
     q.wait_event("test_probe_returned", since=mark)
     assert q.alive()
+
+
+@pytest.mark.skipif(HAS_TEST_HOOKS, reason="this is the test build, which has the hooks")
+def test_release_binary_has_no_test_hooks():
+    """No environment variable can make a release daemon call what its filter forbids or
+    move its stream IDs: the hooks are compiled into the test build only."""
+    data = Path(NETWALL_BIN).read_bytes()
+    assert b"NETWALL_TEST_" not in data

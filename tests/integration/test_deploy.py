@@ -85,7 +85,7 @@ def documented_keys():
     keys = set()
     for line in (REPO / "docs" / "config.md").read_text().splitlines():
         if line.startswith("| `"):
-            keys.update(re.findall(r"`([a-z_]+)`", line.split("|")[1]))
+            keys.update(re.findall(r"`([a-z][a-z0-9_]*)`", line.split("|")[1]))
     return keys
 
 
@@ -102,8 +102,8 @@ def test_the_pharmacy_link_section_names_real_keys_metrics_and_files():
     for s in spans:
         if s.startswith(("netwall_", "deploy/", "tests/", "docs/")):
             continue
-        named.update(re.findall(r"(?:^|\]\s*)([a-z_]+) =\s", s))
-        if re.fullmatch(r"[a-z_]+", s):
+        named.update(re.findall(r"(?:^|\]\s*)([a-z][a-z0-9_]*) =\s", s))
+        if re.fullmatch(r"[a-z][a-z0-9_]*", s):
             named.add(s)
     assert named, "no config keys found in the section"
     assert named <= keys, f"not in docs/config.md: {sorted(named - keys)}"

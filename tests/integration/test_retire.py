@@ -2,9 +2,10 @@
 retires such a tunnel (no new streams, closed once empty) and the agent redials, without a
 visitor noticing. The gateway starts its stream IDs just short of the limit (a test hook)."""
 
-from conftest import connect, echo_works, roundtrip, svc, wait_until
+from conftest import connect, echo_works, needs_test_hooks, roundtrip, svc, wait_until
 
 
+@needs_test_hooks
 def test_tunnel_retires_before_stream_ids_run_out(wall, echo, monkeypatch):
     # slot 0 retires past 2^30; slot 1 past 2^30 + 2^26, far away
     monkeypatch.setenv("NETWALL_TEST_STREAM_ID", str((1 << 30) - 21))
@@ -25,6 +26,7 @@ def test_tunnel_retires_before_stream_ids_run_out(wall, echo, monkeypatch):
     assert gw.metric("netwall_rejected_total", service="echo", reason="no_agent") == 0
 
 
+@needs_test_hooks
 def test_retiring_tunnel_with_a_long_stream_is_replaced_at_once(wall, echo, monkeypatch):
     """One tunnel, one long-lived visitor: when the tunnel retires, the agent dials its
     replacement at once (GOAWAY), new visitors use it, and the long visitor goes on."""
