@@ -63,6 +63,34 @@ FP_RE = re.compile(r"^[0-9a-f]{64}$")
 MiB = 1 << 20
 
 
+# ---------------------------------------------------------------- tools
+
+# The Debian package of each program or file a test starts (scripts/deps.sh installs them
+# all), so a missing one fails its test with what to install, never silently skips.
+PACKAGE_OF = {
+    "nginx": "nginx", "redis-server": "redis-server", "redis-cli": "redis-tools",
+    "redis-benchmark": "redis-tools", "psql": "postgresql-client", "curl": "curl",
+    "openssl": "openssl", "ip": "iproute2", "nft": "nftables", "mllp_send": "python3-hl7",
+    "sqlite3": "sqlite3", "irssi": "irssi", "weechat-headless": "weechat-headless",
+    "tmux": "tmux", "chromium": "chromium", "man": "man-db", "groff": "groff-base",
+    "swanctl": "strongswan-swanctl", "/usr/lib/ipsec/charon": "strongswan-charon",
+    "wg": "wireguard-tools", "wg-quick": "wireguard-tools", "wireguard-go": "wireguard-go",
+    "prometheus": "prometheus", "promtool": "prometheus", "docker-compose": "docker-compose",
+    "clang": "clang",
+    str(PG_BIN / "postgres"): "postgresql", str(PG_BIN / "initdb"): "postgresql",
+}
+
+
+def require(*tools):
+    """Fail (not skip) naming the Debian package when a program or file a test needs is
+    missing: a skipped test would hide a missing install step."""
+    for t in tools:
+        if shutil.which(str(t)) is None and not Path(t).exists():
+            pkg = PACKAGE_OF.get(str(t), PACKAGE_OF.get(Path(t).name))
+            raise AssertionError(f"{t} is missing: install the Debian package {pkg or '?'} "
+                                 "(scripts/deps.sh names it)")
+
+
 # ---------------------------------------------------------------- generic waits
 
 def wait_until(fn, timeout, what, interval=0.05):
@@ -465,6 +493,9 @@ class Procs:
                 [str(a) for a in argv], stdin=subprocess.DEVNULL, stdout=logf,
                 stderr=subprocess.STDOUT, env=full_env, cwd=cwd,
                 start_new_session=True, preexec_fn=_die_with_parent, **kw)
+        except FileNotFoundError:
+            require(argv[0])
+            raise
         finally:
             logf.close()
         p = Proc(name, argv, log_path, popen, stop_signal, check_exit)

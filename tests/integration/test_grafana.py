@@ -6,7 +6,6 @@ evaluated against what it collected."""
 import json
 import math
 import re
-import shutil
 import time
 import urllib.error
 import urllib.parse
@@ -15,7 +14,7 @@ import urllib.request
 import pytest
 import yaml
 
-from conftest import NETWALL_BIN, REPO, free_port, ini_text, svc, wait_until
+from conftest import NETWALL_BIN, REPO, free_port, ini_text, require, svc, wait_until
 from hl7util import intake, msg  # noqa: F401  (intake: the fixture)
 
 DASH = REPO / "deploy" / "grafana" / "netwall.json"
@@ -190,8 +189,7 @@ def promql(expr, rate="1m"):
 
 
 def test_queries_parse_with_promtool(tmp_path):
-    if shutil.which("promtool") is None:
-        pytest.skip("promtool is not installed (Debian package prometheus)")
+    require("promtool")
     rules = {"groups": [{"name": "dashboard", "rules": [
         {"record": f"dashboard:q{i}", "expr": promql(t["expr"])}
         for i, (_, t) in enumerate(targets(load()))]}]}
@@ -232,8 +230,7 @@ def values(result):
 
 def test_prometheus_scrapes_with_the_token_and_every_panel_query_evaluates(
         wall, intake, procs, tmp_path):
-    if shutil.which("prometheus") is None:
-        pytest.skip("prometheus is not installed (Debian package prometheus)")
+    require("prometheus")
     token = tmp_path / "admin.token"
     token.write_text("t0ken-" + "x" * 26 + "\n")
     tok = {"admin_token_file": token}

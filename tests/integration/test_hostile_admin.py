@@ -2,7 +2,6 @@
 slowly its bytes come; a cap on connections in all and per source; headers just over the
 limit refused."""
 
-import socket
 import time
 
 from conftest import closed_within, connect, visitor_closed_within, wait_until

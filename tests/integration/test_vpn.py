@@ -34,12 +34,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NETWALL_BIN, REPO, wait_until
+from conftest import NETWALL_BIN, REPO, require, wait_until
 from hl7util import intake, msg  # noqa: F401  (intake: the fixture)
 
 VPN = REPO / "deploy" / "vpn"
 CHARON = Path("/usr/lib/ipsec/charon")
-LIBIPSEC = Path("/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so")
+CHARON_PLUGINS = ("random nonce openssl kdf hmac sha2 aes gcm pem pkcs1 pkcs8 x509 revocation "
+                  "constraints pubkey kernel-libipsec kernel-netlink socket-default vici")
 
 GW_PUBLIC, PH_PUBLIC = "203.0.113.10", "203.0.113.20"
 MLLP_ADDR, MLLP_PORT = "192.0.2.1", 2575
@@ -62,9 +63,22 @@ def in_ns(ns, *argv, **kw):
 
 
 def need(*tools):
-    for t in tools:
-        if shutil.which(t) is None and not Path(t).exists():
-            pytest.skip(f"{t} is not installed (scripts/deps.sh installs it)")
+    require(*tools)
+
+
+# charon's plugins come from three packages; a missing one fails at start with a line in
+# charon's log that names no package, so check them here by file.
+PLUGIN_PACKAGE = {"openssl": "libstrongswan-standard-plugins",
+                  "gcm": "libstrongswan-standard-plugins",
+                  "kernel-libipsec": "libcharon-extra-plugins"}
+
+
+def need_plugins(load):
+    for name in load.split():
+        so = Path(f"/usr/lib/ipsec/plugins/libstrongswan-{name}.so")
+        if not so.exists():
+            raise AssertionError(f"charon's {name} plugin ({so}) is missing: install the "
+                                 f"Debian package {PLUGIN_PACKAGE.get(name, 'libstrongswan')}")
 
 
 class Namespaces:
@@ -168,7 +182,7 @@ def strongswan_conf(run):
     return f"""
 charon {{
     load_modular = no
-    load = random nonce openssl kdf hmac sha2 aes gcm pem pkcs1 pkcs8 x509 revocation constraints pubkey kernel-libipsec kernel-netlink socket-default vici
+    load = {CHARON_PLUGINS}
     plugins {{
         vici {{
             socket = unix://{run}/charon.vici
@@ -289,8 +303,7 @@ class IpsecLink:
 @pytest.fixture
 def ipsec(procs, nss, tmp_path):
     need("swanctl", str(CHARON), "openssl", "nft")
-    if not LIBIPSEC.exists():
-        pytest.skip("charon's kernel-libipsec plugin is not installed (libcharon-extra-plugins)")
+    need_plugins(CHARON_PLUGINS)
     if not Path("/dev/net/tun").exists():
         pytest.skip("no /dev/net/tun for kernel-libipsec")
     link = IpsecLink(procs, nss, tmp_path)
