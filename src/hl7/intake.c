@@ -54,13 +54,16 @@ enum intake_reason {
 	R_TOO_BIG,   /* frame over max_message */
 	R_ACK_INPUT, /* an acknowledgement sent to us */
 	R_STORE,     /* the store failed: AE */
-	R_NREASONS
+	R_NREASONS,
+	R_REUSED = R_NREASONS, /* status page only: a control ID reused for another message */
 };
 static const char *const intake_reason_names[] = { "parse",   "header",    "route",
-						   "too_big", "ack_input", "store" };
+						   "too_big", "ack_input", "store",
+						   "reused_control_id" };
 
 struct intake_stats {
 	uint64_t frames, received, accepted, ignored, rejected_stored, duplicates;
+	uint64_t reused; /* stored (or, with reject, refused) with a reused control ID */
 	uint64_t reasons[R_NREASONS];
 	uint64_t conns_total, conns_refused, junk_bytes;
 	uint64_t hist[INTAKE_NBUCKETS + 1];
@@ -95,6 +98,8 @@ struct jmsg {
 	bool want;       /* an ACK is to be sent for it */
 	bool enhanced;   /* the sender asked for enhanced mode */
 	struct buf ack;  /* the ACK built for it */
+	struct buf reuse_ack; /* on_reused_control_id = reject: the AR 205 sent instead */
+	bool want_reuse;      /* an ACK is to be sent for the AR 205 */
 	size_t raw_off;  /* the message within the job's frame */
 	size_t raw_len;
 	char app[INTAKE_KEY_MAX + 1], fac[INTAKE_KEY_MAX + 1], ctrl[INTAKE_KEY_MAX + 1];
@@ -351,6 +356,7 @@ static void job_free(struct job *jb)
 {
 	for (unsigned i = 0; i < jb->n; i++) {
 		buf_free(&jb->msgs[i].ack);
+		buf_free(&jb->msgs[i].reuse_ack);
 		buf_free(&jb->msgs[i].req.msg.orig_ack);
 	}
 	free(jb->msgs);
@@ -360,11 +366,14 @@ static void job_free(struct job *jb)
 	free(jb);
 }
 
-/* The ACK bytes a message answers with: the original's for a duplicate. */
+/* The ACK bytes a message answers with: the original's for a duplicate, the AR 205 for a
+ * reused control ID refused (on_reused_control_id = reject). */
 static const struct buf *jmsg_ack(const struct jmsg *j)
 {
 	if (j->stored && j->req.rc == 0 && j->req.msg.duplicate)
 		return &j->req.msg.orig_ack;
+	if (j->stored && j->req.rc == 0 && j->req.msg.reused && j->req.msg.reuse_ack != NULL)
+		return &j->reuse_ack;
 	return &j->ack;
 }
 
@@ -429,7 +438,7 @@ static void jmsg_done(struct commit_req *r, void *arg)
 	struct job *jb = j->job;
 	struct intake *in;
 	struct conn *c = jb->c;
-	char ctrl[LOG_VALUE_SIZE(INTAKE_KEY_MAX)];
+	char ctrl[LOG_VALUE_SIZE(INTAKE_KEY_MAX)], type[LOG_VALUE_SIZE(sizeof(j->type))];
 
 	(void)r;
 	jb->pending--;
@@ -448,7 +457,8 @@ static void jmsg_done(struct commit_req *r, void *arg)
 		intake_note(in, R_STORE, j->ctrl, c->peer, "not stored: answered AE");
 		log_limited(&in->rate, LOG_WARN,
 			    "event=store_failed peer=%s control_id=%s type=%s error=\"%s\"",
-			    c->peer, log_value(ctrl, sizeof(ctrl), j->ctrl), j->type, j->req.err);
+			    c->peer, log_value(ctrl, sizeof(ctrl), j->ctrl),
+			    log_value(type, sizeof(type), j->type), j->req.err);
 		/* AE (or CE): nothing was stored, the sender is to retry */
 		buf_free(&j->ack);
 		hl7_msg_init(&m);
@@ -462,18 +472,44 @@ static void jmsg_done(struct commit_req *r, void *arg)
 	} else if (j->req.msg.duplicate) {
 		in->st.duplicates++;
 		log_limited(&in->rate, LOG_INFO, "event=duplicate peer=%s control_id=%s type=%s id=%lld",
-			    c->peer, log_value(ctrl, sizeof(ctrl), j->ctrl), j->type,
-			    (long long)j->req.msg.id);
+			    c->peer, log_value(ctrl, sizeof(ctrl), j->ctrl),
+			    log_value(type, sizeof(type), j->type), (long long)j->req.msg.id);
 	} else {
-		if (j->req.msg.state == STORE_RECEIVED)
+		bool refused = j->req.msg.reused && j->req.msg.reuse_ack != NULL;
+
+		if (j->req.msg.reused) {
+			/* the key was stored for another message: this one is kept too (or
+			 * refused AR 205), never taken for a duplicate. The sender and control
+			 * ID only: the two messages' content is never logged */
+			char sender[2 * INTAKE_KEY_MAX + 2];
+			char sender_v[LOG_VALUE_SIZE(sizeof(sender))];
+
+			in->st.reused++;
+			snprintf(sender, sizeof(sender), "%s/%s", j->app, j->fac);
+			intake_note(in, R_REUSED, j->ctrl, c->peer,
+				    refused ? "control ID reused: answered AR 205"
+					    : "control ID reused: stored as a new message");
+			log_limited(&in->rate, LOG_WARN,
+				    "event=reused_control_id peer=%s control_id=%s sender=%s id=%lld "
+				    "action=%s",
+				    c->peer, log_value(ctrl, sizeof(ctrl), j->ctrl),
+				    log_value(sender_v, sizeof(sender_v), sender),
+				    (long long)j->req.msg.id, refused ? "rejected" : "stored");
+			if (refused)
+				j->want = j->want_reuse;
+		}
+		if (refused)
+			in->st.rejected_stored++;
+		else if (j->req.msg.state == STORE_RECEIVED)
 			in->st.accepted++;
 		else if (j->req.msg.state == STORE_IGNORED)
 			in->st.ignored++;
 		else
 			in->st.rejected_stored++;
 		log_debug("event=stored peer=%s control_id=%s type=%s id=%lld state=%s", c->peer,
-			  log_value(ctrl, sizeof(ctrl), j->ctrl), j->type, (long long)j->req.msg.id,
-			  store_state_name(j->req.msg.state));
+			  log_value(ctrl, sizeof(ctrl), j->ctrl), log_value(type, sizeof(type), j->type),
+			  (long long)j->req.msg.id,
+			  store_state_name(refused ? STORE_REJECTED : j->req.msg.state));
 	}
 	if (jb->pending == 0 && jb == c->head) {
 		conn_answer(c);
@@ -536,6 +572,14 @@ static void intake_message(struct intake *in, struct conn *c, struct job *jb, st
 	}
 	ack_build(&j->ack, m, code, code == ACK_ACCEPT ? NULL : &e, id, time(NULL));
 	j->want = ack_wanted(m, code);
+	if (in->cfg->reuse_reject && code == ACK_ACCEPT) {
+		/* built now, while the message is parsed; sent only if the store finds the key
+		 * stored for another message (the same ACK control ID: one of them goes out) */
+		intake_error(&e, HL7_DUPLICATE_KEY, 10,
+			     "MSH-10 control ID already used for a different message");
+		ack_build(&j->reuse_ack, m, ACK_REJECT, &e, id, time(NULL));
+		j->want_reuse = ack_wanted(m, ACK_REJECT);
+	}
 	j->stored = true;
 	memcpy(j->peer, c->peer, sizeof(j->peer));
 	j->req.msg = (struct store_msg){
@@ -552,8 +596,14 @@ static void intake_message(struct intake *in, struct conn *c, struct job *jb, st
 		.raw_len = j->raw_len,
 		.ack = buf_head(&j->ack),
 		.ack_len = j->ack.len,
+		.reuse_ack = j->reuse_ack.len > 0 ? buf_head(&j->reuse_ack) : NULL,
+		.reuse_ack_len = j->reuse_ack.len,
 		.received_ms = intake_wall_ms(),
 	};
+	/* the digest here, in the loop thread (linear, like the parse just done), not in
+	 * the committer, whose time every sender waits for */
+	store_digest(data, j->raw_len, j->req.msg.digest);
+	j->req.msg.digest_set = true;
 	j->req.done = jmsg_done;
 	j->req.arg = j;
 	j->req.source = c;
@@ -718,8 +768,8 @@ static bool intake_source_full(const struct intake *in, const struct conn *self,
 		return false;
 	for (const struct conn *c = in->conns; c != NULL; c = c->next)
 		if (c != self && !c->closing &&
-		    addr_same_net((const struct sockaddr *)&c->src, (const struct sockaddr *)src,
-				  32, 128) &&
+		    intake_config_same_source(in->cfg, (const struct sockaddr *)&c->src,
+					      (const struct sockaddr *)src) &&
 		    ++n >= in->cfg->max_per_source)
 			return true;
 	return false;
@@ -1172,6 +1222,10 @@ static void intake_metrics(struct evbuffer *out, void *arg)
 	admin_family(out, "netwall_intake_duplicates_total", "counter",
 		     "messages already stored, answered with the original ACK");
 	admin_sample(out, "netwall_intake_duplicates_total", "", s->duplicates);
+	admin_family(out, "netwall_intake_reused_control_id_total", "counter",
+		     "messages whose key (MSH-3, MSH-4, MSH-10) was stored for a different "
+		     "message: stored flagged, or answered AR 205");
+	admin_sample(out, "netwall_intake_reused_control_id_total", "", s->reused);
 	admin_family(out, "netwall_intake_rejected_total", "counter",
 		     "messages answered with an error or not answered, by reason");
 	for (int i = 0; i < R_NREASONS; i++) {
@@ -1228,11 +1282,12 @@ static void intake_status(struct evbuffer *out, void *arg)
 
 	commit_snapshot(in->commit, true, &snap);
 	evbuffer_add_printf(out, "{\"role\":\"intake\",\"store\":\"%s\",\"connections\":%llu,"
-				 "\"received\":%llu,\"duplicates\":%llu,\"queue_depth\":%llu,"
-				 "\"states\":{",
+				 "\"received\":%llu,\"duplicates\":%llu,\"reused_control_id\":%llu,"
+				 "\"queue_depth\":%llu,\"states\":{",
 			    in->store_kind, (unsigned long long)in->nconns,
 			    (unsigned long long)in->st.received,
-			    (unsigned long long)in->st.duplicates, (unsigned long long)snap.depth);
+			    (unsigned long long)in->st.duplicates, (unsigned long long)in->st.reused,
+			    (unsigned long long)snap.depth);
 	for (int i = 0; i < STORE_NSTATES; i++)
 		evbuffer_add_printf(out, "%s\"%s\":%llu", i ? "," : "", store_state_name(i),
 				    (unsigned long long)snap.by_state[i]);
@@ -1315,6 +1370,7 @@ static void intake_page(struct evbuffer *out, void *arg)
 	page_tile(out, "ignored", "ignored", s->ignored);
 	page_tile(out, "rejected", "rejected or failed", rejected);
 	page_tile(out, "duplicates", "duplicates", s->duplicates);
+	page_tile(out, "reused_control_id", "control ID reused", s->reused);
 	page_tile(out, "delivered_now", "delivered", ds.delivered);
 	page_tile_text(out, "ack_p50", "ACK latency p50", p50);
 	page_tile_text(out, "ack_p99", "ACK latency p99", p99);
@@ -1401,6 +1457,10 @@ static void intake_reload(void *arg)
 	in->cfg->d.log_level = cfg->d.log_level;
 	in->cfg->max_message = cfg->max_message; /* for connections accepted from now on */
 	in->cfg->max_per_source = cfg->max_per_source;
+	in->cfg->source_prefix_v4 = cfg->source_prefix_v4;
+	in->cfg->source_prefix_v6 = cfg->source_prefix_v6;
+	in->cfg->memory_budget = cfg->memory_budget;
+	in->cfg->reuse_reject = cfg->reuse_reject;
 	in->cfg->drain_timeout = cfg->drain_timeout;
 	log_set_level(cfg->d.log_level);
 	/* the admin listener follows its address and token (a rotated token applies at once) */
