@@ -30,6 +30,8 @@
 #include "hl7/store.h"
 
 #define INTAKE_READ_CHUNK 65536        /* bytes fed to the framer per step */
+#define INTAKE_READ_MAX 16384          /* bytes one socket read may add to a connection's input;
+					* reading is on only while this much fits the budget */
 #define INTAKE_OUT_MAX (1024 * 1024)   /* unread ACK bytes before we stop reading */
 #define INTAKE_KEY_MAX 63              /* MSH-3, MSH-4, MSH-10 bytes (the dedupe key) */
 #define INTAKE_BATCH_MAX 4096          /* messages in one batch frame; more: AR for the batch */
@@ -66,6 +68,7 @@ struct intake_stats {
 	uint64_t reused; /* stored (or, with reject, refused) with a reused control ID */
 	uint64_t reasons[R_NREASONS];
 	uint64_t conns_total, conns_refused, junk_bytes;
+	uint64_t memory_waits; /* times reading stopped at memory_budget */
 	uint64_t hist[INTAKE_NBUCKETS + 1];
 	double hist_sum;
 	uint64_t hist_count;
@@ -112,8 +115,10 @@ struct job {
 	struct job *next;
 	uint8_t *frame;
 	size_t len;
+	struct intake *in;
 	bool batch;
 	unsigned n, pending;
+	size_t held; /* bytes counted against memory_budget: frame, ACKs, message records */
 	double t0;
 	struct jmsg *msgs;
 };
@@ -134,9 +139,13 @@ struct conn {
 	struct job *head, *tail; /* frames in arrival order, answered in that order */
 	unsigned jobs;
 	size_t inflight_msgs, inflight_bytes;
+	size_t jobs_held; /* the held bytes of the jobs in head..tail */
 	double frame_start;  /* when the frame in progress began */
 	double last_frame;   /* when the last frame completed (or the connection came) */
 	double started;      /* accept time: TLS handshake and PROXY header must finish in time */
+	size_t held;         /* bytes counted against memory_budget (conn_account) */
+	bool starved;        /* not read: its next bytes do not fit memory_budget */
+	struct event *closed_ev; /* while not read for the budget: the peer's close */
 	bool closing;        /* answering what it has, then closed */
 	bool shut;           /* FIN sent after the last answer; waiting for the peer's */
 	const char *close_reason;
@@ -169,6 +178,14 @@ struct intake {
 	struct log_rate rate;
 	struct event *accept_pause;
 	struct evbuffer *scratch; /* ACKs on their way to a socket (loop thread) */
+	/* memory_budget: bytes peers made the intake hold, over all connections (partial
+	 * frames, unfed input, messages awaiting answers, unread ACKs) and the jobs of closed
+	 * connections still being stored. At the budget nothing is read until bytes go. */
+	size_t held;
+	size_t orphans_held;
+	bool paused;              /* reading stopped on every connection for the budget */
+	size_t nstarved;          /* connections whose next bytes do not fit the budget */
+	struct event *resume_ev;  /* run from the loop once bytes were released */
 };
 
 static void conn_close(struct conn *c, const char *reason);
@@ -182,6 +199,146 @@ static int64_t intake_wall_ms(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the memory budget ---- */
+
+/* What c holds now: the framer's buffer (its capacity: what is allocated), the input not
+ * fed yet, the frames awaiting answers with their ACKs, the answers not yet written. */
+static size_t conn_held(const struct conn *c)
+{
+	size_t n = c->f.frame.cap + c->jobs_held;
+
+	if (c->bev != NULL)
+		n += evbuffer_get_length(bufferevent_get_input(c->bev)) +
+		     evbuffer_get_length(bufferevent_get_output(c->bev));
+	return n;
+}
+
+/* Bytes went: connections stopped for the budget are pumped again, from the loop (the
+ * caller may be inside a connection's callback). */
+static void intake_released(struct intake *in)
+{
+	if (in->resume_ev != NULL && (in->paused || in->nstarved > 0) &&
+	    in->held + INTAKE_READ_MAX <= in->cfg->memory_budget)
+		event_active(in->resume_ev, EV_TIMEOUT, 0);
+}
+
+/* Brings c's share of in->held up to date; call after anything that changes it. */
+static void intake_pause(struct intake *in);
+
+static void conn_account(struct conn *c)
+{
+	struct intake *in = c->in;
+	size_t now = conn_held(c), was = c->held;
+
+	in->held = in->held - was + now;
+	c->held = now;
+	if (now < was)
+		intake_released(in);
+	else if (in->held + INTAKE_READ_MAX > in->cfg->memory_budget)
+		intake_pause(in); /* one more read anywhere could pass the budget */
+}
+
+/* True if feeding k more bytes to c's framer keeps the budget: the framer's buffer may
+ * grow (doubling, as buf_tail does) and the frame may complete and be copied into a job
+ * with its ACKs; one more socket read is kept room for. */
+static bool intake_fits(const struct intake *in, const struct conn *c, size_t k)
+{
+	const struct buf *b = &c->f.frame;
+	size_t need = b->off + b->len + k, cap = b->cap ? b->cap : 4096, grow = 0;
+
+	if (c->f.state != MLLP_SKIP && need > b->cap) {
+		if (need > c->f.max)
+			need = c->f.max;
+		while (cap < need)
+			cap *= 2;
+		grow = cap - b->cap;
+	}
+	/* the job: the frame (at most max), its records and ACKs (a few KiB) */
+	grow += (b->len + k < c->f.max ? b->len + k : c->f.max) + 8192;
+	return in->held + grow + INTAKE_READ_MAX <= in->cfg->memory_budget;
+}
+
+static void conn_close(struct conn *c, const char *reason);
+
+/* The peer closed (or shut its side) while its connection was not read for the budget
+ * (loop callback). With a partial frame or bytes still unread, the connection goes at once
+ * and what it held with it, instead of holding the budget until frame_timeout: nothing
+ * of it was acknowledged, so a sender that still wants an answer sends it again. With
+ * neither, nothing is held: the close is seen when reading resumes. */
+static void conn_closed_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	uint8_t b;
+
+	(void)what;
+	if (c->closing)
+		return;
+	if (recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0 && !mllp_partial(&c->f))
+		return;
+	c->eof = true;
+	conn_close(c, "closed_while_waiting");
+}
+
+/* Watches for the peer's close while c is not read for the budget (once: the event is
+ * level-triggered, and reading again sees the close anyway). */
+static void conn_watch_close(struct conn *c)
+{
+	struct intake *in = c->in;
+
+	if (c->bev == NULL || c->closed_ev != NULL ||
+	    !(event_base_get_features(in->base) & EV_FEATURE_EARLY_CLOSE))
+		return;
+	c->closed_ev = event_new(in->base, bufferevent_getfd(c->bev), EV_CLOSED, conn_closed_cb, c);
+	if (c->closed_ev == NULL || event_add(c->closed_ev, NULL) == -1)
+		abort();
+}
+
+/* Stops reading on every connection: the budget is reached. */
+static void intake_pause(struct intake *in)
+{
+	if (in->paused)
+		return;
+	in->paused = true;
+	in->st.memory_waits++;
+	log_limited(&in->rate, LOG_WARN, "event=memory_budget_reached held=%zu budget=%llu",
+		    in->held, (unsigned long long)in->cfg->memory_budget);
+	for (struct conn *c = in->conns; c != NULL; c = c->next) {
+		if (c->bev != NULL && !c->shut && !c->closing) {
+			bufferevent_disable(c->bev, EV_READ);
+			conn_watch_close(c);
+		}
+	}
+}
+
+/* The resume event: reading starts again where the budget allows (loop callback). */
+static void intake_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct intake *in = arg;
+	bool all = in->paused; /* else only the starved ones were stopped */
+
+	(void)fd;
+	(void)what;
+	if (in->held + INTAKE_READ_MAX > in->cfg->memory_budget)
+		return; /* released and taken again since */
+	in->paused = false;
+	for (struct conn *c = in->conns, *next; c != NULL && !in->paused; c = next) {
+		next = c->next; /* conn_pump may close c, never another */
+		if (!all && !c->starved)
+			continue;
+		if (c->starved) {
+			c->starved = false;
+			in->nstarved--;
+		}
+		loop_free_event(&c->closed_ev);
+		if (c->bev == NULL || c->closing)
+			continue;
+		if (!c->tls_ready)
+			bufferevent_enable(c->bev, EV_READ); /* the handshake */
+		else
+			conn_pump(c);
+	}
 }
 
 /* ---- ACKs and log text ---- */
@@ -403,6 +560,7 @@ static void conn_answer(struct conn *c)
 		c->jobs--;
 		c->inflight_msgs -= jb->n;
 		c->inflight_bytes -= jb->len;
+		c->jobs_held -= jb->held;
 		for (unsigned i = 0; i < jb->n; i++)
 			if (jb->msgs[i].want && jmsg_ack(&jb->msgs[i])->len > 0)
 				nacks++;
@@ -429,6 +587,7 @@ static void conn_answer(struct conn *c)
 		if (evbuffer_get_length(out) > 0) /* the rest, or all of it after an error */
 			evbuffer_add_buffer(queued, out);
 	}
+	conn_account(c);
 }
 
 /* A message's store request finished (loop thread). */
@@ -443,8 +602,13 @@ static void jmsg_done(struct commit_req *r, void *arg)
 	(void)r;
 	jb->pending--;
 	if (c == NULL) {
-		if (jb->pending == 0)
+		if (jb->pending == 0) {
+			in = jb->in;
+			in->held -= jb->held;
+			in->orphans_held -= jb->held;
 			job_free(jb);
+			intake_released(in);
+		}
 		return;
 	}
 	in = c->in;
@@ -659,6 +823,7 @@ static void conn_frame(struct conn *c, const uint8_t *p, size_t len, bool oversi
 	memcpy(jb->frame, p, len);
 	jb->len = len;
 	jb->c = c;
+	jb->in = in;
 	jb->t0 = clock_mono();
 	in->st.frames++;
 	hl7_msg_init(&m);
@@ -705,6 +870,10 @@ queue:
 	c->jobs++;
 	c->inflight_msgs += jb->n;
 	c->inflight_bytes += jb->len;
+	jb->held = sizeof(*jb) + jb->len + jb->n * sizeof(*jb->msgs);
+	for (unsigned i = 0; i < jb->n; i++)
+		jb->held += jb->msgs[i].ack.cap + jb->msgs[i].reuse_ack.cap;
+	c->jobs_held += jb->held;
 	/* submit after queueing: done callbacks run later, in the loop */
 	for (unsigned i = 0; i < jb->n; i++)
 		if (jb->msgs[i].stored)
@@ -894,12 +1063,24 @@ static void conn_pump(struct conn *c)
 		bool was_partial = mllp_partial(&c->f);
 
 		room = c->jobs < in->cfg->max_inflight && c->inflight_msgs < INTAKE_INFLIGHT_MSGS &&
-		       c->inflight_bytes < max_bytes && evbuffer_get_length(outb) < INTAKE_OUT_MAX;
+		       c->inflight_bytes < max_bytes && evbuffer_get_length(outb) < INTAKE_OUT_MAX &&
+		       !in->paused;
 		if (!room || evbuffer_get_length(inb) == 0 ||
 		    evbuffer_peek(inb, INTAKE_READ_CHUNK, NULL, &v, 1) < 1)
 			break;
 		if (v.iov_len > INTAKE_READ_CHUNK)
 			v.iov_len = INTAKE_READ_CHUNK;
+		if (!intake_fits(in, c, v.iov_len)) {
+			/* this connection waits for bytes to go; others may still fit */
+			if (!c->starved) {
+				c->starved = true;
+				in->nstarved++;
+				in->st.memory_waits++;
+				conn_watch_close(c);
+			}
+			room = false;
+			break;
+		}
 		r = mllp_feed(&c->f, v.iov_base, v.iov_len, &used);
 		evbuffer_drain(inb, used);
 		in->st.junk_bytes += c->f.junk - junk;
@@ -912,7 +1093,8 @@ static void conn_pump(struct conn *c)
 			c->frame_start = clock_mono();
 		}
 	}
-	if (room && !c->eof && !in->draining)
+	conn_account(c);
+	if (room && !c->eof && !in->draining && !in->paused)
 		bufferevent_enable(c->bev, EV_READ);
 	else
 		bufferevent_disable(c->bev, EV_READ);
@@ -930,6 +1112,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 
 	if (c->shut) { /* closing: what the peer still sends is not read as messages */
 		evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+		conn_account(c);
 		return;
 	}
 	conn_pump(c);
@@ -939,6 +1122,7 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 
+	conn_account(c); /* unread ACK bytes went */
 	/* the output drained: more may be read, or a closing connection may go */
 	if (c->closing)
 		conn_maybe_close(c);
@@ -1003,11 +1187,18 @@ static void conn_close(struct conn *c, const char *reason)
 
 	log_limited(&in->rate, strcmp(reason, "closed") == 0 ? LOG_DEBUG : LOG_INFO,
 		    "event=closed peer=%s reason=%s pending=%u", c->peer, reason, c->jobs);
+	in->held -= c->held; /* the orphans' share comes back below */
+	if (c->starved)
+		in->nstarved--;
 	for (struct job *jb = c->head, *next; jb != NULL; jb = next) {
 		next = jb->next;
 		jb->c = NULL;
-		if (jb->pending == 0)
+		if (jb->pending == 0) {
 			job_free(jb);
+		} else { /* still being stored: held until its last answer comes */
+			in->held += jb->held;
+			in->orphans_held += jb->held;
+		}
 	}
 	if (c->prev != NULL)
 		c->prev->next = c->next;
@@ -1017,6 +1208,7 @@ static void conn_close(struct conn *c, const char *reason)
 		c->next->prev = c->prev;
 	in->nconns--;
 	loop_free_event(&c->timer);
+	loop_free_event(&c->closed_ev);
 	if (c->bev != NULL) {
 		bufferevent_free(c->bev);
 	} else {
@@ -1025,6 +1217,7 @@ static void conn_close(struct conn *c, const char *reason)
 	}
 	mllp_free(&c->f);
 	free(c);
+	intake_released(in);
 }
 
 static void conn_read_cb(struct bufferevent *bev, void *arg);
@@ -1069,7 +1262,9 @@ static void conn_pre_cb(evutil_socket_t fd, short what, void *arg)
 	if (c->bev == NULL)
 		abort();
 	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-	bufferevent_enable(c->bev, EV_READ);
+	bufferevent_set_max_single_read(c->bev, INTAKE_READ_MAX);
+	if (!in->paused) /* else the resume turns it on */
+		bufferevent_enable(c->bev, EV_READ);
 	conn_arm(c);
 }
 
@@ -1165,7 +1360,9 @@ static void intake_accept_cb(evutil_socket_t lfd, short what, void *arg)
 		c->timer = evtimer_new(in->base, conn_timer_cb, c);
 		if (c->bev != NULL) {
 			bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-			bufferevent_enable(c->bev, EV_READ);
+			bufferevent_set_max_single_read(c->bev, INTAKE_READ_MAX);
+			if (!in->paused) /* else the resume turns it on */
+				bufferevent_enable(c->bev, EV_READ);
 		}
 		c->next = in->conns;
 		if (in->conns != NULL)
@@ -1202,6 +1399,16 @@ static void intake_metrics(struct evbuffer *out, void *arg)
 	admin_family(out, "netwall_intake_connections_refused_total", "counter",
 		     "connections refused (allowlist, max_connections)");
 	admin_sample(out, "netwall_intake_connections_refused_total", "", s->conns_refused);
+	admin_family(out, "netwall_intake_memory_held_bytes", "gauge",
+		     "bytes peers make the intake hold (partial frames, unfed input, messages "
+		     "awaiting answers, unread ACKs), counted against memory_budget");
+	admin_sample(out, "netwall_intake_memory_held_bytes", "", in->held);
+	admin_family(out, "netwall_intake_memory_budget_bytes", "gauge", "memory_budget");
+	admin_sample(out, "netwall_intake_memory_budget_bytes", "", in->cfg->memory_budget);
+	admin_family(out, "netwall_intake_memory_waits_total", "counter",
+		     "times reading stopped at memory_budget (all connections, or one whose "
+		     "next bytes did not fit)");
+	admin_sample(out, "netwall_intake_memory_waits_total", "", s->memory_waits);
 	admin_family(out, "netwall_intake_frames_total", "counter", "MLLP frames received");
 	admin_sample(out, "netwall_intake_frames_total", "", s->frames);
 	admin_family(out, "netwall_intake_junk_bytes_total", "counter",
@@ -1499,9 +1706,12 @@ static void intake_housekeeping(void *arg)
 {
 	struct intake *in = arg;
 
-	for (struct conn *c = in->conns; c != NULL; c = c->next)
-		if (c->jobs == 0)
+	for (struct conn *c = in->conns; c != NULL; c = c->next) {
+		if (c->jobs == 0) {
 			mllp_trim(&c->f);
+			conn_account(c);
+		}
+	}
 	loop_trim(in->nconns, &in->peak);
 }
 
@@ -1632,6 +1842,9 @@ struct intake *intake_new(struct event_base *base, const char *path, struct inta
 		}
 	}
 	in->accept_pause = evtimer_new(base, intake_accept_resume, in);
+	in->resume_ev = event_new(base, -1, 0, intake_resume_cb, in);
+	if (in->accept_pause == NULL || in->resume_ev == NULL)
+		abort();
 	in->scratch = evbuffer_new();
 	if (in->scratch == NULL)
 		abort();
@@ -1670,6 +1883,7 @@ void intake_free(struct intake *in)
 	while (in->conns != NULL)
 		conn_close(in->conns, "shutdown");
 	commit_free(in->commit); /* runs the last done callbacks: their jobs are orphans now */
+	loop_free_event(&in->resume_ev);
 	if (in->deliver != NULL)
 		deliver_free(in->deliver, 2.0);
 	admin_free(in->admin);

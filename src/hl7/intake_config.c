@@ -13,7 +13,8 @@
 /* memory_budget: 1 MiB .. 64 GiB; the default fits a small VM beside its database */
 #define INTAKE_BUDGET_MIN (1024u * 1024)
 #define INTAKE_BUDGET_MAX (64ull * 1024 * 1024 * 1024)
-#define INTAKE_BUDGET_DEFAULT (64u * 1024 * 1024)
+#define INTAKE_BUDGET_DEFAULT (64u * 1024 * 1024) /* or 4 x max_message, if more */
+#define INTAKE_BUDGET_FACTOR 4u
 
 /* The pharmacy message families and ADT: accepted when no [route] says otherwise. */
 static const char *const intake_default_accept[] = { "RDE", "RDS", "RAS", "RGV", "OMP",
@@ -22,7 +23,7 @@ static const char *const intake_default_accept[] = { "RDE", "RDS", "RAS", "RGV",
 struct intake_load {
 	struct intake_config *c;
 	char section[32];
-	bool seen_intake, seen_route, seen_proxy_from;
+	bool seen_intake, seen_route, seen_proxy_from, seen_budget;
 	int intake_line;
 };
 
@@ -253,6 +254,7 @@ static void intake_key_intake(struct conf *cf, struct intake_config *c, const ch
 		conf_count(cf, key, v, 16, 128, &c->source_prefix_v6);
 	} else if (strcmp(key, "memory_budget") == 0) {
 		conf_count(cf, key, v, INTAKE_BUDGET_MIN, INTAKE_BUDGET_MAX, &c->memory_budget);
+		((struct intake_load *)cf->user)->seen_budget = true;
 	} else if (strcmp(key, "on_reused_control_id") == 0) {
 		if (strcmp(v, "store") == 0)
 			c->reuse_reject = false;
@@ -394,9 +396,13 @@ static void intake_check(struct conf *cf, struct intake_config *c, const struct 
 		conf_error(cf, "[intake]: client_certs needs tls = on");
 	if (c->processing_ids[0] == '\0')
 		conf_error(cf, "[intake]: processing_ids is empty");
-	if (c->memory_budget < c->max_message)
-		conf_error(cf, "[intake]: memory_budget (%llu) is smaller than max_message (%llu)",
-			   (unsigned long long)c->memory_budget,
+	/* one connection must be able to hold a whole frame twice over (the framer's buffer
+	 * and the message's copy awaiting its answer) with room to spare */
+	if (!l->seen_budget && c->memory_budget < INTAKE_BUDGET_FACTOR * c->max_message)
+		c->memory_budget = INTAKE_BUDGET_FACTOR * c->max_message;
+	if (c->memory_budget < INTAKE_BUDGET_FACTOR * c->max_message)
+		conf_error(cf, "[intake]: memory_budget (%llu) is less than %u x max_message (%llu)",
+			   (unsigned long long)c->memory_budget, INTAKE_BUDGET_FACTOR,
 			   (unsigned long long)c->max_message);
 	if (c->backoff_max < c->backoff_min)
 		conf_error(cf, "[deliver]: backoff_max is shorter than backoff_min");
