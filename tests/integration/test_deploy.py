@@ -85,7 +85,7 @@ def documented_keys():
     keys = set()
     for line in (REPO / "docs" / "config.md").read_text().splitlines():
         if line.startswith("| `"):
-            keys.update(re.findall(r"`([a-z_]+)`", line.split("|")[1]))
+            keys.update(re.findall(r"`([a-z][a-z0-9_]*)`", line.split("|")[1]))
     return keys
 
 

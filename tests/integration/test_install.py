@@ -202,7 +202,7 @@ def doc_keys():
         elif m := re.match(r"### `(\[[^\]]+\])`", line):
             section = m.group(1)
         elif line.startswith("|") and daemon and section:
-            found = re.findall(r"`([a-z_]+)`", line.split("|")[1])
+            found = re.findall(r"`([a-z][a-z0-9_]*)`", line.split("|")[1])
             keys.setdefault((daemon, section), set()).update(found)
     return keys
 
@@ -227,7 +227,7 @@ def page_keys():
         elif line == ".TP" and daemon:
             for part in roff_plain(lines[i + 1]).split(","):
                 key = part.split("=")[0].strip()
-                assert re.fullmatch(r"[a-z_]+", key), f"tag {lines[i + 1]!r}: key {key!r}?"
+                assert re.fullmatch(r"[a-z][a-z0-9_]*", key), f"tag {lines[i + 1]!r}: key {key!r}?"
                 keys.setdefault((daemon, section), set()).add(key)
     return keys
 
