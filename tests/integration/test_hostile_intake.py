@@ -2,6 +2,7 @@
 peer values that try to forge log fields, and the store's files on disk."""
 
 import os
+import sys
 import stat
 
 import pytest
@@ -235,8 +236,8 @@ def test_budget_is_checked_against_max_message(tmp_path):
 
 def test_max_per_source_counts_a_prefix_not_an_address(intake):
     """Three loopback addresses in one /24: with source_prefix_v4 = 24 they are one source,
-    and the third connection is over max_per_source = 2. (The IPv6 /64 rule is the same
-    code with the other prefix; tests/unit/test_intake_config.c checks the matching.)"""
+    and the third connection is over max_per_source = 2. (The IPv6 /64 default is tested
+    below in a network namespace, and the matching in tests/unit/test_intake_config.c.)"""
     from hl7util import MllpClient
     it = intake(intake={"max_per_source": "2", "source_prefix_v4": "24"})
 
@@ -259,3 +260,64 @@ def test_max_per_source_counts_a_prefix_not_an_address(intake):
     assert ack_code(d.call(msg("SRC-3"))) == "AA"
     for x in (a, b, c, d):
         x.close()
+
+
+V6_CLIENT = r"""
+import json, socket, sys
+port = int(sys.argv[1])
+msg = sys.argv[2].encode().replace(b"\n", b"\r")
+held, out = [], []
+for src in sys.argv[3:]:
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.bind((src, 0))
+    s.connect(("fd00:1::1", port))
+    s.sendall(b"\x0b" + msg + b"\x1c\r")
+    try:
+        got = s.recv(65536)
+    except (ConnectionResetError, socket.timeout):
+        got = b""
+    out.append([src, b"MSA|AA" in got])
+    held.append(s)            # kept open: each counts against max_per_source
+print(json.dumps(out))
+"""
+
+
+def test_max_per_source_counts_an_ipv6_slash_64(procs, tmp_path):
+    """In a network namespace of its own, three addresses of one /64 and one of another on
+    loopback: with max_per_source = 2 the third address of the /64 is refused, the other
+    /64 is not."""
+    import json
+    import subprocess
+    from conftest import NETWALL_BIN, ini_text
+    ns = f"nwv6{os.getpid() % 100000}"
+    r = subprocess.run(["ip", "netns", "add", ns], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot create a network namespace: {r.stderr.strip()}")
+    try:
+        def in_ns(*argv):
+            r = subprocess.run(["ip", "netns", "exec", ns, *map(str, argv)],
+                               capture_output=True, text=True, timeout=30)
+            assert r.returncode == 0, r.stderr
+            return r.stdout
+        in_ns("ip", "link", "set", "lo", "up")
+        for a in ("fd00:1::1", "fd00:1::a", "fd00:1::b", "fd00:1::c", "fd00:2::a"):
+            in_ns("ip", "-6", "addr", "add", f"{a}/64", "dev", "lo", "nodad")
+        port = 12575
+        cfg = tmp_path / "v6.ini"
+        cfg.write_text(ini_text([("intake", [
+            ("listen", f"[fd00:1::1]:{port}"), ("store", str(tmp_path / "v6.db")),
+            ("admin", "off"), ("log_level", "info"), ("allow_root", "yes"),
+            ("max_per_source", "2")])]))
+        p = procs.start("intake-v6", ["ip", "netns", "exec", ns, NETWALL_BIN, "intake",
+                                      "-c", cfg], check_exit=True)
+        p.wait_event("listening", timeout=15)
+        got = json.loads(in_ns(sys.executable, "-c", V6_CLIENT, port,
+                               msg("V6-1").decode().replace("\r", "\n"),
+                               "fd00:1::a", "fd00:1::b", "fd00:1::c", "fd00:2::a"))
+        assert got == [["fd00:1::a", True], ["fd00:1::b", True], ["fd00:1::c", False],
+                       ["fd00:2::a", True]], got
+        p.wait_event("refused", reason="max_per_source")
+        p.stop()
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
