@@ -942,6 +942,50 @@ static void test_put_concurrent_same_keys(void **state)
 	assert_int_equal(depth(c->s), RACE_KEYS);
 }
 
+
+/* Two connections store the same keys at the same time, each with its own message (other
+ * bytes): every message is stored, and of each key's two rows exactly one is flagged
+ * reused, whichever came second. */
+static void test_put_concurrent_reused_keys(void **state)
+{
+	struct ctx *c = *state;
+	static struct racer w[2];
+	static char raws[2][RACE_KEYS][48];
+	pthread_t t[2];
+
+	memset(w, 0, sizeof(w));
+	for (int k = 0; k < 2; k++) {
+		for (int i = 0; i < RACE_KEYS; i++) {
+			snprintf(w[k].cid[i], sizeof(w[k].cid[i]), "W%d", i);
+			w[k].m[i] = msg((unsigned)k, w[k].cid[i], "RDE^O11", STORE_RECEIVED, 5);
+			snprintf(raws[k][i], sizeof(raws[k][i]), "MSH|^~\\&|writer %d|W%d\r", k, i);
+			w[k].m[i].raw = raws[k][i];
+			w[k].m[i].raw_len = strlen(raws[k][i]);
+		}
+	}
+	w[0].s = c->s;
+	w[1].s = reopen(c);
+	pthread_barrier_init(&claim_start, NULL, 2);
+	for (int k = 0; k < 2; k++)
+		assert_int_equal(pthread_create(&t[k], NULL, race_loop, &w[k]), 0);
+	for (int k = 0; k < 2; k++)
+		pthread_join(t[k], NULL);
+	pthread_barrier_destroy(&claim_start);
+	store_close(w[1].s);
+	assert_false(w[0].failed);
+	assert_false(w[1].failed);
+	for (int i = 0; i < RACE_KEYS; i++) {
+		struct store_msg *a = &w[0].m[i], *b = &w[1].m[i];
+
+		assert_false(a->duplicate || b->duplicate);
+		assert_true(a->id > 0 && b->id > 0 && a->id != b->id);
+		assert_true(a->reused != b->reused);
+		assert_true(a->reused ? a->id > b->id : b->id > a->id);
+	}
+	assert_int_equal(count_all(c->s), 2 * RACE_KEYS);
+	assert_int_equal(depth(c->s), 2 * RACE_KEYS);
+}
+
 /* PostgreSQL only: the server drops the store's connection; the next calls reconnect. */
 static void test_pg_reconnect(void **state)
 {
@@ -1296,6 +1340,7 @@ int main(void)
 			BOTH(test_header_text_cleaned),
 			BOTH(test_bad_arguments),
 			BOTH(test_put_concurrent_same_keys),
+			BOTH(test_put_concurrent_reused_keys),
 			BOTH(test_sqlite_disk_full),
 			BOTH(test_reused_control_id),
 			BOTH(test_migrate_v1),
@@ -1323,6 +1368,7 @@ int main(void)
 			BOTH(test_header_text_cleaned),
 			BOTH(test_bad_arguments),
 			BOTH(test_put_concurrent_same_keys),
+			BOTH(test_put_concurrent_reused_keys),
 			BOTH(test_pg_reconnect),
 			BOTH(test_reused_control_id),
 			BOTH(test_migrate_v1),
