@@ -247,6 +247,7 @@ static bool intake_fits(const struct intake *in, const struct conn *c, size_t k)
 {
 	const struct buf *b = &c->f.frame;
 	size_t need = b->off + b->len + k, cap = b->cap ? b->cap : 4096, grow = 0;
+	size_t held = in->held - c->held + conn_held(c); /* c as it is now, mid-pump */
 
 	if (c->f.state != MLLP_SKIP && need > b->cap) {
 		if (need > c->f.max)
@@ -257,7 +258,7 @@ static bool intake_fits(const struct intake *in, const struct conn *c, size_t k)
 	}
 	/* the job: the frame (at most max), its records and ACKs (a few KiB) */
 	grow += (b->len + k < c->f.max ? b->len + k : c->f.max) + 8192;
-	return in->held + grow + INTAKE_READ_MAX <= in->cfg->memory_budget;
+	return held + grow + INTAKE_READ_MAX <= in->cfg->memory_budget;
 }
 
 static void conn_close(struct conn *c, const char *reason);
