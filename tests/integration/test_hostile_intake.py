@@ -52,6 +52,10 @@ def check_reused_is_stored(it, api):
     assert "111111" not in it.proc.text() and "222222" not in it.proc.text()
     assert it.counts()["reused_control_id"] == 1
     assert b'"reused_control_id":1' in it.admin_status()
+    from conftest import http_get
+    status, page = http_get(it.admin.port, "/")
+    assert status == 200 and 'id="reused_control_id"><b>1</b>' in page
+    assert '<td class="reason">reused_control_id</td>' in page and "111111" not in page
 
 
 def test_reused_control_id_is_stored_and_delivered_sqlite(intake, emar):
