@@ -21,13 +21,14 @@ static const char messages_usage[] =
 	"or SPEC: a SQLite file or a postgresql:// URL.\n"
 	"\n"
 	"commands:\n"
-	"  list [--state S] [--type T] [--limit N] [--before ID]\n"
+	"  list [--state S] [--type T] [--limit N] [--before ID] [--reused]\n"
 	"                      newest first (default: list --limit 50); S is received, failed,\n"
 	"                      delivered, dead, ignored or rejected; T a type (RDE^O11) or\n"
-	"                      a family (RDE)\n"
+	"                      a family (RDE); --reused: only messages whose control ID was\n"
+	"                      already stored for a different message (flag R)\n"
 	"  show ID [--raw]     one message, parsed field by field (--raw: the bytes as received,\n"
 	"                      segments on their own lines), with its ACK and delivery record\n"
-	"  count               messages by state and by type\n"
+	"  count               messages by state and by type, and with a reused control ID\n"
 	"  replay ID           put a delivered, failed or dead message back in the queue\n"
 	"  replay --dead | --failed\n"
 	"                      put every dead (or failed) message back in the queue\n"
@@ -42,7 +43,7 @@ struct opts {
 	int state;
 	int64_t id, before;
 	uint64_t limit;
-	bool json, raw, all_dead, all_failed;
+	bool json, raw, all_dead, all_failed, reused;
 };
 
 static void fmt_time(int64_t ms, char *out, size_t len)
@@ -117,7 +118,7 @@ static const char *tty_safe(char *out, size_t len, const char *in)
 static int do_list(struct store *s, const struct opts *o)
 {
 	struct store_filter f = { .state = o->state, .type = o->type, .before_id = o->before,
-				  .limit = o->limit };
+				  .limit = o->limit, .reused_only = o->reused };
 	struct store_row *rows = NULL;
 	char err[512], t[32];
 	int n = store_list(s, &f, &rows, err, sizeof(err));
@@ -128,20 +129,25 @@ static int do_list(struct store *s, const struct opts *o)
 	}
 	if (o->json) {
 		json_t *a = json_array();
-		for (int i = 0; i < n; i++)
-			json_array_append_new(a, row_json(&rows[i]));
+		for (int i = 0; i < n; i++) {
+			json_t *j = row_json(&rows[i]);
+			json_object_set_new(j, "reused_control_id", json_boolean(rows[i].reused));
+			json_array_append_new(a, j);
+		}
 		store_rows_free(rows, (size_t)n);
 		return json_print(a);
 	} else {
-		printf("%-8s %-20s %-10s %-9s %-20s %-8s %s\n", "ID", "RECEIVED", "STATE", "TYPE",
-		       "CONTROL ID", "ATTEMPTS", "SENDER");
+		/* FLAG R: the control ID was stored before for a different message */
+		printf("%-8s %-20s %-10s %-9s %-20s %-4s %-8s %s\n", "ID", "RECEIVED", "STATE",
+		       "TYPE", "CONTROL ID", "FLAG", "ATTEMPTS", "SENDER");
 		for (int i = 0; i < n; i++) {
 			const struct store_row *r = &rows[i];
 			char ctrl[64], app[64], fac[64];
 			fmt_time(r->received_ms, t, sizeof(t));
-			printf("%-8lld %-20s %-10s %-9s %-20s %-8u %s%s%s\n", (long long)r->id, t,
-			       store_state_name(r->state), r->type,
-			       tty_safe(ctrl, sizeof(ctrl), r->control_id), r->attempts,
+			printf("%-8lld %-20s %-10s %-9s %-20s %-4s %-8u %s%s%s\n", (long long)r->id,
+			       t, store_state_name(r->state), r->type,
+			       tty_safe(ctrl, sizeof(ctrl), r->control_id), r->reused ? "R" : "-",
+			       r->attempts,
 			       tty_safe(app, sizeof(app), r->app), r->facility[0] ? "/" : "",
 			       tty_safe(fac, sizeof(fac), r->facility));
 		}
@@ -155,7 +161,7 @@ static int do_count(struct store *s, const struct opts *o)
 	struct store_count *c = NULL;
 	char err[512];
 	int n = store_counts(s, &c, err, sizeof(err));
-	uint64_t by[STORE_NSTATES] = { 0 }, total = 0;
+	uint64_t by[STORE_NSTATES] = { 0 }, total = 0, reused = 0;
 
 	if (n == -1) {
 		fprintf(stderr, "netwall messages: %s\n", err);
@@ -164,6 +170,7 @@ static int do_count(struct store *s, const struct opts *o)
 	for (int i = 0; i < n; i++) {
 		by[c[i].state] += c[i].n;
 		total += c[i].n;
+		reused += c[i].reused;
 	}
 	if (o->json) {
 		json_t *root = json_object(), *st = json_object(), *ty = json_object();
@@ -179,6 +186,7 @@ static int do_count(struct store *s, const struct opts *o)
 					    json_integer((json_int_t)c[i].n));
 		}
 		json_object_set_new(root, "total", json_integer((json_int_t)total));
+		json_object_set_new(root, "reused_control_id", json_integer((json_int_t)reused));
 		json_object_set_new(root, "states", st);
 		json_object_set_new(root, "types", ty);
 		free(c);
@@ -187,8 +195,10 @@ static int do_count(struct store *s, const struct opts *o)
 		printf("%-10s %10s\n", "STATE", "MESSAGES");
 		for (int i = 0; i < STORE_NSTATES; i++)
 			printf("%-10s %10llu\n", store_state_name(i), (unsigned long long)by[i]);
-		printf("%-10s %10llu\n\n%-10s %-10s %10s\n", "total", (unsigned long long)total,
-		       "TYPE", "STATE", "MESSAGES");
+		printf("%-10s %10llu\n", "total", (unsigned long long)total);
+		printf("of which with a reused control ID (list --reused): %llu\n",
+		       (unsigned long long)reused);
+		printf("\n%-10s %-10s %10s\n", "TYPE", "STATE", "MESSAGES");
 		for (int i = 0; i < n; i++)
 			printf("%-10s %-10s %10llu\n", c[i].type, store_state_name(c[i].state),
 			       (unsigned long long)c[i].n);
@@ -384,6 +394,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			o->json = true;
 		} else if (strcmp(a, "--raw") == 0) {
 			o->raw = true;
+		} else if (strcmp(a, "--reused") == 0) {
+			o->reused = true;
 		} else if (strcmp(a, "--dead") == 0) {
 			o->all_dead = true;
 		} else if (strcmp(a, "--failed") == 0) {

@@ -53,7 +53,8 @@
 #define DELIVER_RESP_MAX 200        /* response bytes kept, for the dead-letter detail */
 #define DELIVER_CONCURRENCY_MAX 256 /* transfers in flight, whatever the config says */
 #define DELIVER_TOKEN_MAX 4096      /* bytes of bearer token file */
-#define DELIVER_KEY_MAX 640         /* Idempotency-Key header, 3 x 63 bytes percent-encoded */
+#define DELIVER_KEY_MAX 720 /* Idempotency-Key header: 3 x 63 bytes percent-encoded, and for
+			     * a reused control ID "|" and the 64 hex digits of the digest */
 
 /* One POST in flight. */
 struct xfer {
@@ -61,8 +62,8 @@ struct xfer {
 	CURL *easy;
 	int64_t id;
 	unsigned attempts;      /* made before this one */
-	char control_id[64];    /* printable, for the log */
-	char type[32];          /* printable, for the log */
+	char control_id[LOG_VALUE_SIZE(63)]; /* log_value()'d, for the log */
+	char type[LOG_VALUE_SIZE(31)];       /* log_value()'d, for the log */
 	char *body;             /* the JSON; patient data */
 	size_t body_len;
 	char resp[DELIVER_RESP_MAX];
@@ -435,10 +436,9 @@ static void deliver_start(struct deliver *d, const struct store_job *job)
 	x->d = d;
 	x->id = job->id;
 	x->attempts = job->attempts;
-	deliver_printable(job->control_id, strnlen(job->control_id, sizeof(job->control_id)),
-			  x->control_id, sizeof(x->control_id));
-	deliver_printable(job->type, strnlen(job->type, sizeof(job->type)), x->type,
-			  sizeof(x->type));
+	/* peer values: escaped once here, so every log line below carries them safely */
+	log_value(x->control_id, sizeof(x->control_id), job->control_id);
+	log_value(x->type, sizeof(x->type), job->type);
 	if (hl7_parse(&d->msg, job->raw, job->raw_len, &perr) == -1 ||
 	    (x->body = hl7json_message(&d->msg, job->id, &x->body_len)) == NULL) {
 		atomic_fetch_add(&d->n_dead, 1);
@@ -458,6 +458,19 @@ static void deliver_start(struct deliver *d, const struct store_job *job)
 	if (o + 1 < sizeof(x->key))
 		p[o++] = '|';
 	deliver_key_part(job->control_id, p, sizeof(x->key), &o);
+	if (job->reused) {
+		/* the key alone names an earlier, different message: an API that honours the
+		 * key would take this one for it and drop it */
+		static const char hex[] = "0123456789abcdef";
+
+		if (o + 1 < sizeof(x->key))
+			p[o++] = '|';
+		for (size_t i = 0; i < STORE_DIGEST_LEN && o + 2 < sizeof(x->key); i++) {
+			p[o++] = hex[job->digest[i] >> 4];
+			p[o++] = hex[job->digest[i] & 15];
+		}
+		p[o] = '\0';
+	}
 	snprintf(x->msgid, sizeof(x->msgid), "X-Netwall-Message-Id: %" PRId64, job->id);
 	x->hdr[0].data = (char *)"Content-Type: application/json";
 	x->hdr[1].data = (char *)"Expect:";

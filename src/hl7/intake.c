@@ -30,6 +30,8 @@
 #include "hl7/store.h"
 
 #define INTAKE_READ_CHUNK 65536        /* bytes fed to the framer per step */
+#define INTAKE_READ_MAX 16384          /* bytes one socket read may add to a connection's input;
+					* reading is on only while this much fits the budget */
 #define INTAKE_OUT_MAX (1024 * 1024)   /* unread ACK bytes before we stop reading */
 #define INTAKE_KEY_MAX 63              /* MSH-3, MSH-4, MSH-10 bytes (the dedupe key) */
 #define INTAKE_BATCH_MAX 4096          /* messages in one batch frame; more: AR for the batch */
@@ -54,15 +56,19 @@ enum intake_reason {
 	R_TOO_BIG,   /* frame over max_message */
 	R_ACK_INPUT, /* an acknowledgement sent to us */
 	R_STORE,     /* the store failed: AE */
-	R_NREASONS
+	R_NREASONS,
+	R_REUSED = R_NREASONS, /* status page only: a control ID reused for another message */
 };
 static const char *const intake_reason_names[] = { "parse",   "header",    "route",
-						   "too_big", "ack_input", "store" };
+						   "too_big", "ack_input", "store",
+						   "reused_control_id" };
 
 struct intake_stats {
 	uint64_t frames, received, accepted, ignored, rejected_stored, duplicates;
+	uint64_t reused; /* stored (or, with reject, refused) with a reused control ID */
 	uint64_t reasons[R_NREASONS];
 	uint64_t conns_total, conns_refused, junk_bytes;
+	uint64_t memory_waits; /* times reading stopped at memory_budget */
 	uint64_t hist[INTAKE_NBUCKETS + 1];
 	double hist_sum;
 	uint64_t hist_count;
@@ -95,6 +101,8 @@ struct jmsg {
 	bool want;       /* an ACK is to be sent for it */
 	bool enhanced;   /* the sender asked for enhanced mode */
 	struct buf ack;  /* the ACK built for it */
+	struct buf reuse_ack; /* on_reused_control_id = reject: the AR 205 sent instead */
+	bool want_reuse;      /* an ACK is to be sent for the AR 205 */
 	size_t raw_off;  /* the message within the job's frame */
 	size_t raw_len;
 	char app[INTAKE_KEY_MAX + 1], fac[INTAKE_KEY_MAX + 1], ctrl[INTAKE_KEY_MAX + 1];
@@ -107,8 +115,10 @@ struct job {
 	struct job *next;
 	uint8_t *frame;
 	size_t len;
+	struct intake *in;
 	bool batch;
 	unsigned n, pending;
+	size_t held; /* bytes counted against memory_budget: frame, ACKs, message records */
 	double t0;
 	struct jmsg *msgs;
 };
@@ -129,9 +139,13 @@ struct conn {
 	struct job *head, *tail; /* frames in arrival order, answered in that order */
 	unsigned jobs;
 	size_t inflight_msgs, inflight_bytes;
+	size_t jobs_held; /* the held bytes of the jobs in head..tail */
 	double frame_start;  /* when the frame in progress began */
 	double last_frame;   /* when the last frame completed (or the connection came) */
 	double started;      /* accept time: TLS handshake and PROXY header must finish in time */
+	size_t held;         /* bytes counted against memory_budget (conn_account) */
+	bool starved;        /* not read: its next bytes do not fit memory_budget */
+	struct event *closed_ev; /* while not read for the budget: the peer's close */
 	bool closing;        /* answering what it has, then closed */
 	bool shut;           /* FIN sent after the last answer; waiting for the peer's */
 	const char *close_reason;
@@ -164,6 +178,14 @@ struct intake {
 	struct log_rate rate;
 	struct event *accept_pause;
 	struct evbuffer *scratch; /* ACKs on their way to a socket (loop thread) */
+	/* memory_budget: bytes peers made the intake hold, over all connections (partial
+	 * frames, unfed input, messages awaiting answers, unread ACKs) and the jobs of closed
+	 * connections still being stored. At the budget nothing is read until bytes go. */
+	size_t held;
+	size_t orphans_held;
+	bool paused;              /* reading stopped on every connection for the budget */
+	size_t nstarved;          /* connections whose next bytes do not fit the budget */
+	struct event *resume_ev;  /* run from the loop once bytes were released */
 };
 
 static void conn_close(struct conn *c, const char *reason);
@@ -177,6 +199,147 @@ static int64_t intake_wall_ms(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the memory budget ---- */
+
+/* What c holds now: the framer's buffer (its capacity: what is allocated), the input not
+ * fed yet, the frames awaiting answers with their ACKs, the answers not yet written. */
+static size_t conn_held(const struct conn *c)
+{
+	size_t n = c->f.frame.cap + c->jobs_held;
+
+	if (c->bev != NULL)
+		n += evbuffer_get_length(bufferevent_get_input(c->bev)) +
+		     evbuffer_get_length(bufferevent_get_output(c->bev));
+	return n;
+}
+
+/* Bytes went: connections stopped for the budget are pumped again, from the loop (the
+ * caller may be inside a connection's callback). */
+static void intake_released(struct intake *in)
+{
+	if (in->resume_ev != NULL && (in->paused || in->nstarved > 0) &&
+	    in->held + INTAKE_READ_MAX <= in->cfg->memory_budget)
+		event_active(in->resume_ev, EV_TIMEOUT, 0);
+}
+
+/* Brings c's share of in->held up to date; call after anything that changes it. */
+static void intake_pause(struct intake *in);
+
+static void conn_account(struct conn *c)
+{
+	struct intake *in = c->in;
+	size_t now = conn_held(c), was = c->held;
+
+	in->held = in->held - was + now;
+	c->held = now;
+	if (now < was)
+		intake_released(in);
+	else if (in->held + INTAKE_READ_MAX > in->cfg->memory_budget)
+		intake_pause(in); /* one more read anywhere could pass the budget */
+}
+
+/* True if feeding k more bytes to c's framer keeps the budget: the framer's buffer may
+ * grow (doubling, as buf_tail does) and the frame may complete and be copied into a job
+ * with its ACKs; one more socket read is kept room for. */
+static bool intake_fits(const struct intake *in, const struct conn *c, size_t k)
+{
+	const struct buf *b = &c->f.frame;
+	size_t need = b->off + b->len + k, cap = b->cap ? b->cap : 4096, grow = 0;
+	size_t held = in->held - c->held + conn_held(c); /* c as it is now, mid-pump */
+
+	if (c->f.state != MLLP_SKIP && need > b->cap) {
+		if (need > c->f.max)
+			need = c->f.max;
+		while (cap < need)
+			cap *= 2;
+		grow = cap - b->cap;
+	}
+	/* the job: the frame (at most max), its records and ACKs (a few KiB) */
+	grow += (b->len + k < c->f.max ? b->len + k : c->f.max) + 8192;
+	return held + grow + INTAKE_READ_MAX <= in->cfg->memory_budget;
+}
+
+static void conn_close(struct conn *c, const char *reason);
+
+/* The peer closed (or shut its side) while its connection was not read for the budget
+ * (loop callback). With a partial frame or bytes still unread, the connection goes at once
+ * and what it held with it, instead of holding the budget until frame_timeout: nothing
+ * of it was acknowledged, so a sender that still wants an answer sends it again. With
+ * neither, nothing is held: the close is seen when reading resumes. */
+static void conn_closed_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	uint8_t b;
+
+	(void)what;
+	if (c->closing)
+		return;
+	if (recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0 && !mllp_partial(&c->f))
+		return;
+	c->eof = true;
+	conn_close(c, "closed_while_waiting");
+}
+
+/* Watches for the peer's close while c is not read for the budget (once: the event is
+ * level-triggered, and reading again sees the close anyway). */
+static void conn_watch_close(struct conn *c)
+{
+	struct intake *in = c->in;
+
+	if (c->bev == NULL || c->closed_ev != NULL ||
+	    !(event_base_get_features(in->base) & EV_FEATURE_EARLY_CLOSE))
+		return;
+	c->closed_ev = event_new(in->base, bufferevent_getfd(c->bev), EV_CLOSED, conn_closed_cb, c);
+	if (c->closed_ev == NULL || event_add(c->closed_ev, NULL) == -1)
+		abort();
+}
+
+/* Stops reading on every connection: the budget is reached. */
+static void intake_pause(struct intake *in)
+{
+	if (in->paused)
+		return;
+	in->paused = true;
+	in->st.memory_waits++;
+	log_limited(&in->rate, LOG_WARN, "event=memory_budget_reached held=%zu budget=%llu",
+		    in->held, (unsigned long long)in->cfg->memory_budget);
+	for (struct conn *c = in->conns; c != NULL; c = c->next) {
+		if (c->bev != NULL && !c->shut && !c->closing) {
+			bufferevent_disable(c->bev, EV_READ);
+			conn_watch_close(c);
+		}
+	}
+}
+
+/* The resume event: reading starts again where the budget allows (loop callback). */
+static void intake_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct intake *in = arg;
+	bool all = in->paused; /* else only the starved ones were stopped */
+
+	(void)fd;
+	(void)what;
+	if (in->held + INTAKE_READ_MAX > in->cfg->memory_budget)
+		return; /* released and taken again since */
+	in->paused = false;
+	for (struct conn *c = in->conns, *next; c != NULL && !in->paused; c = next) {
+		next = c->next; /* conn_pump may close c, never another */
+		if (!all && !c->starved)
+			continue;
+		if (c->starved) {
+			c->starved = false;
+			in->nstarved--;
+		}
+		loop_free_event(&c->closed_ev);
+		if (c->bev == NULL || c->closing)
+			continue;
+		if (!c->tls_ready)
+			bufferevent_enable(c->bev, EV_READ); /* the handshake */
+		else
+			conn_pump(c);
+	}
 }
 
 /* ---- ACKs and log text ---- */
@@ -351,6 +514,7 @@ static void job_free(struct job *jb)
 {
 	for (unsigned i = 0; i < jb->n; i++) {
 		buf_free(&jb->msgs[i].ack);
+		buf_free(&jb->msgs[i].reuse_ack);
 		buf_free(&jb->msgs[i].req.msg.orig_ack);
 	}
 	free(jb->msgs);
@@ -360,11 +524,14 @@ static void job_free(struct job *jb)
 	free(jb);
 }
 
-/* The ACK bytes a message answers with: the original's for a duplicate. */
+/* The ACK bytes a message answers with: the original's for a duplicate, the AR 205 for a
+ * reused control ID refused (on_reused_control_id = reject). */
 static const struct buf *jmsg_ack(const struct jmsg *j)
 {
 	if (j->stored && j->req.rc == 0 && j->req.msg.duplicate)
 		return &j->req.msg.orig_ack;
+	if (j->stored && j->req.rc == 0 && j->req.msg.reused && j->req.msg.reuse_ack != NULL)
+		return &j->reuse_ack;
 	return &j->ack;
 }
 
@@ -394,6 +561,7 @@ static void conn_answer(struct conn *c)
 		c->jobs--;
 		c->inflight_msgs -= jb->n;
 		c->inflight_bytes -= jb->len;
+		c->jobs_held -= jb->held;
 		for (unsigned i = 0; i < jb->n; i++)
 			if (jb->msgs[i].want && jmsg_ack(&jb->msgs[i])->len > 0)
 				nacks++;
@@ -420,6 +588,7 @@ static void conn_answer(struct conn *c)
 		if (evbuffer_get_length(out) > 0) /* the rest, or all of it after an error */
 			evbuffer_add_buffer(queued, out);
 	}
+	conn_account(c);
 }
 
 /* A message's store request finished (loop thread). */
@@ -429,13 +598,18 @@ static void jmsg_done(struct commit_req *r, void *arg)
 	struct job *jb = j->job;
 	struct intake *in;
 	struct conn *c = jb->c;
-	char ctrl[LOG_VALUE_SIZE(INTAKE_KEY_MAX)];
+	char ctrl[LOG_VALUE_SIZE(INTAKE_KEY_MAX)], type[LOG_VALUE_SIZE(sizeof(j->type))];
 
 	(void)r;
 	jb->pending--;
 	if (c == NULL) {
-		if (jb->pending == 0)
+		if (jb->pending == 0) {
+			in = jb->in;
+			in->held -= jb->held;
+			in->orphans_held -= jb->held;
 			job_free(jb);
+			intake_released(in);
+		}
 		return;
 	}
 	in = c->in;
@@ -448,7 +622,8 @@ static void jmsg_done(struct commit_req *r, void *arg)
 		intake_note(in, R_STORE, j->ctrl, c->peer, "not stored: answered AE");
 		log_limited(&in->rate, LOG_WARN,
 			    "event=store_failed peer=%s control_id=%s type=%s error=\"%s\"",
-			    c->peer, log_value(ctrl, sizeof(ctrl), j->ctrl), j->type, j->req.err);
+			    c->peer, log_value(ctrl, sizeof(ctrl), j->ctrl),
+			    log_value(type, sizeof(type), j->type), j->req.err);
 		/* AE (or CE): nothing was stored, the sender is to retry */
 		buf_free(&j->ack);
 		hl7_msg_init(&m);
@@ -462,18 +637,44 @@ static void jmsg_done(struct commit_req *r, void *arg)
 	} else if (j->req.msg.duplicate) {
 		in->st.duplicates++;
 		log_limited(&in->rate, LOG_INFO, "event=duplicate peer=%s control_id=%s type=%s id=%lld",
-			    c->peer, log_value(ctrl, sizeof(ctrl), j->ctrl), j->type,
-			    (long long)j->req.msg.id);
+			    c->peer, log_value(ctrl, sizeof(ctrl), j->ctrl),
+			    log_value(type, sizeof(type), j->type), (long long)j->req.msg.id);
 	} else {
-		if (j->req.msg.state == STORE_RECEIVED)
+		bool refused = j->req.msg.reused && j->req.msg.reuse_ack != NULL;
+
+		if (j->req.msg.reused) {
+			/* the key was stored for another message: this one is kept too (or
+			 * refused AR 205), never taken for a duplicate. The sender and control
+			 * ID only: the two messages' content is never logged */
+			char sender[2 * INTAKE_KEY_MAX + 2];
+			char sender_v[LOG_VALUE_SIZE(sizeof(sender))];
+
+			in->st.reused++;
+			snprintf(sender, sizeof(sender), "%s/%s", j->app, j->fac);
+			intake_note(in, R_REUSED, j->ctrl, c->peer,
+				    refused ? "control ID reused: answered AR 205"
+					    : "control ID reused: stored as a new message");
+			log_limited(&in->rate, LOG_WARN,
+				    "event=reused_control_id peer=%s control_id=%s sender=%s id=%lld "
+				    "action=%s",
+				    c->peer, log_value(ctrl, sizeof(ctrl), j->ctrl),
+				    log_value(sender_v, sizeof(sender_v), sender),
+				    (long long)j->req.msg.id, refused ? "rejected" : "stored");
+			if (refused)
+				j->want = j->want_reuse;
+		}
+		if (refused)
+			in->st.rejected_stored++;
+		else if (j->req.msg.state == STORE_RECEIVED)
 			in->st.accepted++;
 		else if (j->req.msg.state == STORE_IGNORED)
 			in->st.ignored++;
 		else
 			in->st.rejected_stored++;
 		log_debug("event=stored peer=%s control_id=%s type=%s id=%lld state=%s", c->peer,
-			  log_value(ctrl, sizeof(ctrl), j->ctrl), j->type, (long long)j->req.msg.id,
-			  store_state_name(j->req.msg.state));
+			  log_value(ctrl, sizeof(ctrl), j->ctrl), log_value(type, sizeof(type), j->type),
+			  (long long)j->req.msg.id,
+			  store_state_name(refused ? STORE_REJECTED : j->req.msg.state));
 	}
 	if (jb->pending == 0 && jb == c->head) {
 		conn_answer(c);
@@ -536,6 +737,14 @@ static void intake_message(struct intake *in, struct conn *c, struct job *jb, st
 	}
 	ack_build(&j->ack, m, code, code == ACK_ACCEPT ? NULL : &e, id, time(NULL));
 	j->want = ack_wanted(m, code);
+	if (in->cfg->reuse_reject && code == ACK_ACCEPT) {
+		/* built now, while the message is parsed; sent only if the store finds the key
+		 * stored for another message (the same ACK control ID: one of them goes out) */
+		intake_error(&e, HL7_DUPLICATE_KEY, 10,
+			     "MSH-10 control ID already used for a different message");
+		ack_build(&j->reuse_ack, m, ACK_REJECT, &e, id, time(NULL));
+		j->want_reuse = ack_wanted(m, ACK_REJECT);
+	}
 	j->stored = true;
 	memcpy(j->peer, c->peer, sizeof(j->peer));
 	j->req.msg = (struct store_msg){
@@ -552,8 +761,14 @@ static void intake_message(struct intake *in, struct conn *c, struct job *jb, st
 		.raw_len = j->raw_len,
 		.ack = buf_head(&j->ack),
 		.ack_len = j->ack.len,
+		.reuse_ack = j->reuse_ack.len > 0 ? buf_head(&j->reuse_ack) : NULL,
+		.reuse_ack_len = j->reuse_ack.len,
 		.received_ms = intake_wall_ms(),
 	};
+	/* the digest here, in the loop thread (linear, like the parse just done), not in
+	 * the committer, whose time every sender waits for */
+	store_digest(data, j->raw_len, j->req.msg.digest);
+	j->req.msg.digest_set = true;
 	j->req.done = jmsg_done;
 	j->req.arg = j;
 	j->req.source = c;
@@ -609,6 +824,7 @@ static void conn_frame(struct conn *c, const uint8_t *p, size_t len, bool oversi
 	memcpy(jb->frame, p, len);
 	jb->len = len;
 	jb->c = c;
+	jb->in = in;
 	jb->t0 = clock_mono();
 	in->st.frames++;
 	hl7_msg_init(&m);
@@ -655,6 +871,10 @@ queue:
 	c->jobs++;
 	c->inflight_msgs += jb->n;
 	c->inflight_bytes += jb->len;
+	jb->held = sizeof(*jb) + jb->len + jb->n * sizeof(*jb->msgs);
+	for (unsigned i = 0; i < jb->n; i++)
+		jb->held += jb->msgs[i].ack.cap + jb->msgs[i].reuse_ack.cap;
+	c->jobs_held += jb->held;
 	/* submit after queueing: done callbacks run later, in the loop */
 	for (unsigned i = 0; i < jb->n; i++)
 		if (jb->msgs[i].stored)
@@ -718,8 +938,8 @@ static bool intake_source_full(const struct intake *in, const struct conn *self,
 		return false;
 	for (const struct conn *c = in->conns; c != NULL; c = c->next)
 		if (c != self && !c->closing &&
-		    addr_same_net((const struct sockaddr *)&c->src, (const struct sockaddr *)src,
-				  32, 128) &&
+		    intake_config_same_source(in->cfg, (const struct sockaddr *)&c->src,
+					      (const struct sockaddr *)src) &&
 		    ++n >= in->cfg->max_per_source)
 			return true;
 	return false;
@@ -844,12 +1064,24 @@ static void conn_pump(struct conn *c)
 		bool was_partial = mllp_partial(&c->f);
 
 		room = c->jobs < in->cfg->max_inflight && c->inflight_msgs < INTAKE_INFLIGHT_MSGS &&
-		       c->inflight_bytes < max_bytes && evbuffer_get_length(outb) < INTAKE_OUT_MAX;
+		       c->inflight_bytes < max_bytes && evbuffer_get_length(outb) < INTAKE_OUT_MAX &&
+		       !in->paused;
 		if (!room || evbuffer_get_length(inb) == 0 ||
 		    evbuffer_peek(inb, INTAKE_READ_CHUNK, NULL, &v, 1) < 1)
 			break;
 		if (v.iov_len > INTAKE_READ_CHUNK)
 			v.iov_len = INTAKE_READ_CHUNK;
+		if (!intake_fits(in, c, v.iov_len)) {
+			/* this connection waits for bytes to go; others may still fit */
+			if (!c->starved) {
+				c->starved = true;
+				in->nstarved++;
+				in->st.memory_waits++;
+				conn_watch_close(c);
+			}
+			room = false;
+			break;
+		}
 		r = mllp_feed(&c->f, v.iov_base, v.iov_len, &used);
 		evbuffer_drain(inb, used);
 		in->st.junk_bytes += c->f.junk - junk;
@@ -862,7 +1094,8 @@ static void conn_pump(struct conn *c)
 			c->frame_start = clock_mono();
 		}
 	}
-	if (room && !c->eof && !in->draining)
+	conn_account(c);
+	if (room && !c->eof && !in->draining && !in->paused)
 		bufferevent_enable(c->bev, EV_READ);
 	else
 		bufferevent_disable(c->bev, EV_READ);
@@ -880,6 +1113,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 
 	if (c->shut) { /* closing: what the peer still sends is not read as messages */
 		evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+		conn_account(c);
 		return;
 	}
 	conn_pump(c);
@@ -889,6 +1123,7 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 
+	conn_account(c); /* unread ACK bytes went */
 	/* the output drained: more may be read, or a closing connection may go */
 	if (c->closing)
 		conn_maybe_close(c);
@@ -953,11 +1188,18 @@ static void conn_close(struct conn *c, const char *reason)
 
 	log_limited(&in->rate, strcmp(reason, "closed") == 0 ? LOG_DEBUG : LOG_INFO,
 		    "event=closed peer=%s reason=%s pending=%u", c->peer, reason, c->jobs);
+	in->held -= c->held; /* the orphans' share comes back below */
+	if (c->starved)
+		in->nstarved--;
 	for (struct job *jb = c->head, *next; jb != NULL; jb = next) {
 		next = jb->next;
 		jb->c = NULL;
-		if (jb->pending == 0)
+		if (jb->pending == 0) {
 			job_free(jb);
+		} else { /* still being stored: held until its last answer comes */
+			in->held += jb->held;
+			in->orphans_held += jb->held;
+		}
 	}
 	if (c->prev != NULL)
 		c->prev->next = c->next;
@@ -967,6 +1209,7 @@ static void conn_close(struct conn *c, const char *reason)
 		c->next->prev = c->prev;
 	in->nconns--;
 	loop_free_event(&c->timer);
+	loop_free_event(&c->closed_ev);
 	if (c->bev != NULL) {
 		bufferevent_free(c->bev);
 	} else {
@@ -975,6 +1218,7 @@ static void conn_close(struct conn *c, const char *reason)
 	}
 	mllp_free(&c->f);
 	free(c);
+	intake_released(in);
 }
 
 static void conn_read_cb(struct bufferevent *bev, void *arg);
@@ -1019,7 +1263,9 @@ static void conn_pre_cb(evutil_socket_t fd, short what, void *arg)
 	if (c->bev == NULL)
 		abort();
 	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-	bufferevent_enable(c->bev, EV_READ);
+	bufferevent_set_max_single_read(c->bev, INTAKE_READ_MAX);
+	if (!in->paused) /* else the resume turns it on */
+		bufferevent_enable(c->bev, EV_READ);
 	conn_arm(c);
 }
 
@@ -1115,7 +1361,9 @@ static void intake_accept_cb(evutil_socket_t lfd, short what, void *arg)
 		c->timer = evtimer_new(in->base, conn_timer_cb, c);
 		if (c->bev != NULL) {
 			bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-			bufferevent_enable(c->bev, EV_READ);
+			bufferevent_set_max_single_read(c->bev, INTAKE_READ_MAX);
+			if (!in->paused) /* else the resume turns it on */
+				bufferevent_enable(c->bev, EV_READ);
 		}
 		c->next = in->conns;
 		if (in->conns != NULL)
@@ -1152,6 +1400,16 @@ static void intake_metrics(struct evbuffer *out, void *arg)
 	admin_family(out, "netwall_intake_connections_refused_total", "counter",
 		     "connections refused (allowlist, max_connections)");
 	admin_sample(out, "netwall_intake_connections_refused_total", "", s->conns_refused);
+	admin_family(out, "netwall_intake_memory_held_bytes", "gauge",
+		     "bytes peers make the intake hold (partial frames, unfed input, messages "
+		     "awaiting answers, unread ACKs), counted against memory_budget");
+	admin_sample(out, "netwall_intake_memory_held_bytes", "", in->held);
+	admin_family(out, "netwall_intake_memory_budget_bytes", "gauge", "memory_budget");
+	admin_sample(out, "netwall_intake_memory_budget_bytes", "", in->cfg->memory_budget);
+	admin_family(out, "netwall_intake_memory_waits_total", "counter",
+		     "times reading stopped at memory_budget (all connections, or one whose "
+		     "next bytes did not fit)");
+	admin_sample(out, "netwall_intake_memory_waits_total", "", s->memory_waits);
 	admin_family(out, "netwall_intake_frames_total", "counter", "MLLP frames received");
 	admin_sample(out, "netwall_intake_frames_total", "", s->frames);
 	admin_family(out, "netwall_intake_junk_bytes_total", "counter",
@@ -1172,6 +1430,10 @@ static void intake_metrics(struct evbuffer *out, void *arg)
 	admin_family(out, "netwall_intake_duplicates_total", "counter",
 		     "messages already stored, answered with the original ACK");
 	admin_sample(out, "netwall_intake_duplicates_total", "", s->duplicates);
+	admin_family(out, "netwall_intake_reused_control_id_total", "counter",
+		     "messages whose key (MSH-3, MSH-4, MSH-10) was stored for a different "
+		     "message: stored flagged, or answered AR 205");
+	admin_sample(out, "netwall_intake_reused_control_id_total", "", s->reused);
 	admin_family(out, "netwall_intake_rejected_total", "counter",
 		     "messages answered with an error or not answered, by reason");
 	for (int i = 0; i < R_NREASONS; i++) {
@@ -1228,11 +1490,12 @@ static void intake_status(struct evbuffer *out, void *arg)
 
 	commit_snapshot(in->commit, true, &snap);
 	evbuffer_add_printf(out, "{\"role\":\"intake\",\"store\":\"%s\",\"connections\":%llu,"
-				 "\"received\":%llu,\"duplicates\":%llu,\"queue_depth\":%llu,"
-				 "\"states\":{",
+				 "\"received\":%llu,\"duplicates\":%llu,\"reused_control_id\":%llu,"
+				 "\"queue_depth\":%llu,\"states\":{",
 			    in->store_kind, (unsigned long long)in->nconns,
 			    (unsigned long long)in->st.received,
-			    (unsigned long long)in->st.duplicates, (unsigned long long)snap.depth);
+			    (unsigned long long)in->st.duplicates, (unsigned long long)in->st.reused,
+			    (unsigned long long)snap.depth);
 	for (int i = 0; i < STORE_NSTATES; i++)
 		evbuffer_add_printf(out, "%s\"%s\":%llu", i ? "," : "", store_state_name(i),
 				    (unsigned long long)snap.by_state[i]);
@@ -1315,6 +1578,7 @@ static void intake_page(struct evbuffer *out, void *arg)
 	page_tile(out, "ignored", "ignored", s->ignored);
 	page_tile(out, "rejected", "rejected or failed", rejected);
 	page_tile(out, "duplicates", "duplicates", s->duplicates);
+	page_tile(out, "reused_control_id", "control ID reused", s->reused);
 	page_tile(out, "delivered_now", "delivered", ds.delivered);
 	page_tile_text(out, "ack_p50", "ACK latency p50", p50);
 	page_tile_text(out, "ack_p99", "ACK latency p99", p99);
@@ -1401,6 +1665,10 @@ static void intake_reload(void *arg)
 	in->cfg->d.log_level = cfg->d.log_level;
 	in->cfg->max_message = cfg->max_message; /* for connections accepted from now on */
 	in->cfg->max_per_source = cfg->max_per_source;
+	in->cfg->source_prefix_v4 = cfg->source_prefix_v4;
+	in->cfg->source_prefix_v6 = cfg->source_prefix_v6;
+	in->cfg->memory_budget = cfg->memory_budget;
+	in->cfg->reuse_reject = cfg->reuse_reject;
 	in->cfg->drain_timeout = cfg->drain_timeout;
 	log_set_level(cfg->d.log_level);
 	/* the admin listener follows its address and token (a rotated token applies at once) */
@@ -1439,9 +1707,12 @@ static void intake_housekeeping(void *arg)
 {
 	struct intake *in = arg;
 
-	for (struct conn *c = in->conns; c != NULL; c = c->next)
-		if (c->jobs == 0)
+	for (struct conn *c = in->conns; c != NULL; c = c->next) {
+		if (c->jobs == 0) {
 			mllp_trim(&c->f);
+			conn_account(c);
+		}
+	}
 	loop_trim(in->nconns, &in->peak);
 }
 
@@ -1572,6 +1843,9 @@ struct intake *intake_new(struct event_base *base, const char *path, struct inta
 		}
 	}
 	in->accept_pause = evtimer_new(base, intake_accept_resume, in);
+	in->resume_ev = event_new(base, -1, 0, intake_resume_cb, in);
+	if (in->accept_pause == NULL || in->resume_ev == NULL)
+		abort();
 	in->scratch = evbuffer_new();
 	if (in->scratch == NULL)
 		abort();
@@ -1610,6 +1884,7 @@ void intake_free(struct intake *in)
 	while (in->conns != NULL)
 		conn_close(in->conns, "shutdown");
 	commit_free(in->commit); /* runs the last done callbacks: their jobs are orphans now */
+	loop_free_event(&in->resume_ev);
 	if (in->deliver != NULL)
 		deliver_free(in->deliver, 2.0);
 	admin_free(in->admin);

@@ -10,6 +10,11 @@
 
 #define INTAKE_MESSAGE_MIN 1024u                 /* max_message: 1 KiB .. 64 MiB */
 #define INTAKE_MESSAGE_MAX (64u * 1024 * 1024)
+/* memory_budget: 1 MiB .. 64 GiB; the default fits a small VM beside its database */
+#define INTAKE_BUDGET_MIN (1024u * 1024)
+#define INTAKE_BUDGET_MAX (64ull * 1024 * 1024 * 1024)
+#define INTAKE_BUDGET_DEFAULT (64u * 1024 * 1024) /* or 4 x max_message, if more */
+#define INTAKE_BUDGET_FACTOR 4u
 
 /* The pharmacy message families and ADT: accepted when no [route] says otherwise. */
 static const char *const intake_default_accept[] = { "RDE", "RDS", "RAS", "RGV", "OMP",
@@ -18,7 +23,7 @@ static const char *const intake_default_accept[] = { "RDE", "RDS", "RAS", "RGV",
 struct intake_load {
 	struct intake_config *c;
 	char section[32];
-	bool seen_intake, seen_route, seen_proxy_from;
+	bool seen_intake, seen_route, seen_proxy_from, seen_budget;
 	int intake_line;
 };
 
@@ -30,6 +35,11 @@ static void intake_defaults(struct intake_config *c)
 	c->max_connections = 1024;
 	c->max_inflight = 64;
 	c->max_per_source = 64;
+	/* one host usually holds a whole IPv6 /64: counted by /128 it could open
+	 * max_per_source connections from every one of its addresses */
+	c->source_prefix_v4 = 32;
+	c->source_prefix_v6 = 64;
+	c->memory_budget = INTAKE_BUDGET_DEFAULT;
 	/* a PROXY header is believed from loopback (an agent on this host) unless told */
 	addr_cidr_parse("127.0.0.0/8", &c->proxy_from[c->nproxy_from++]);
 	addr_cidr_parse("::1", &c->proxy_from[c->nproxy_from++]);
@@ -238,6 +248,20 @@ static void intake_key_intake(struct conf *cf, struct intake_config *c, const ch
 		conf_list(v, intake_proxy_from_item, cf); /* repeatable */
 	} else if (strcmp(key, "max_per_source") == 0) {
 		conf_count(cf, key, v, 0, 1000000, &c->max_per_source);
+	} else if (strcmp(key, "source_prefix_v4") == 0) {
+		conf_count(cf, key, v, 8, 32, &c->source_prefix_v4);
+	} else if (strcmp(key, "source_prefix_v6") == 0) {
+		conf_count(cf, key, v, 16, 128, &c->source_prefix_v6);
+	} else if (strcmp(key, "memory_budget") == 0) {
+		conf_count(cf, key, v, INTAKE_BUDGET_MIN, INTAKE_BUDGET_MAX, &c->memory_budget);
+		((struct intake_load *)cf->user)->seen_budget = true;
+	} else if (strcmp(key, "on_reused_control_id") == 0) {
+		if (strcmp(v, "store") == 0)
+			c->reuse_reject = false;
+		else if (strcmp(v, "reject") == 0)
+			c->reuse_reject = true;
+		else
+			conf_error(cf, "on_reused_control_id: want store or reject, got '%s'", v);
 	} else if (strcmp(key, "allow") == 0) {
 		conf_list(v, intake_allow_item, cf); /* repeatable */
 	} else if (strcmp(key, "store") == 0) {
@@ -372,6 +396,14 @@ static void intake_check(struct conf *cf, struct intake_config *c, const struct 
 		conf_error(cf, "[intake]: client_certs needs tls = on");
 	if (c->processing_ids[0] == '\0')
 		conf_error(cf, "[intake]: processing_ids is empty");
+	/* one connection must be able to hold a whole frame twice over (the framer's buffer
+	 * and the message's copy awaiting its answer) with room to spare */
+	if (!l->seen_budget && c->memory_budget < INTAKE_BUDGET_FACTOR * c->max_message)
+		c->memory_budget = INTAKE_BUDGET_FACTOR * c->max_message;
+	if (c->memory_budget < INTAKE_BUDGET_FACTOR * c->max_message)
+		conf_error(cf, "[intake]: memory_budget (%llu) is less than %u x max_message (%llu)",
+			   (unsigned long long)c->memory_budget, INTAKE_BUDGET_FACTOR,
+			   (unsigned long long)c->max_message);
 	if (c->backoff_max < c->backoff_min)
 		conf_error(cf, "[deliver]: backoff_max is shorter than backoff_min");
 	if (!l->seen_route)
@@ -431,6 +463,12 @@ enum intake_action intake_config_route(const struct intake_config *c, const char
 			return c->rules[i].action;
 	}
 	return c->default_action;
+}
+
+bool intake_config_same_source(const struct intake_config *c, const struct sockaddr *a,
+			       const struct sockaddr *b)
+{
+	return addr_same_net(a, b, (unsigned)c->source_prefix_v4, (unsigned)c->source_prefix_v6);
 }
 
 int intake_config_check_tls(const char *file, const struct intake_config *c, char **msgs)

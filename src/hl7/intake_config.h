@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "core/addr.h"
 #include "core/daemon.h"
@@ -35,7 +36,10 @@ struct intake_config {
 	size_t nproxy_from;
 	struct addr_cidr allow[INTAKE_MAX_LIST];
 	size_t nallow;
-	uint64_t max_per_source;  /* connections from one address, 0: no limit */
+	uint64_t max_per_source;  /* connections from one source, 0: no limit */
+	uint64_t source_prefix_v4, source_prefix_v6; /* bits that make one source (32, 64) */
+	uint64_t memory_budget;   /* bytes all connections may make the intake hold */
+	bool reuse_reject; /* on_reused_control_id = reject: AR 205 instead of storing */
 	char *store;
 	uint64_t max_message;     /* bytes per MLLP frame */
 	uint64_t max_connections; /* in all */
@@ -65,6 +69,11 @@ void intake_config_free(struct intake_config *c);
 /* What the rules say about a message of type "TYPE^TRIGGER" (trigger may be empty). */
 enum intake_action intake_config_route(const struct intake_config *c, const char *type,
 				       const char *trigger);
+
+/* True when a and b count as one source for max_per_source: the same IPv4 /source_prefix_v4
+ * (v4-mapped IPv6 counts as IPv4) or the same IPv6 /source_prefix_v6. */
+bool intake_config_same_source(const struct intake_config *c, const struct sockaddr *a,
+			       const struct sockaddr *b);
 
 /* Loads the TLS material as the daemon will. Returns 0, or -1 with msgs set. */
 int intake_config_check_tls(const char *file, const struct intake_config *c, char **msgs);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/evp.h>
 #include <time.h>
 
 #include "core/log.h"
@@ -93,6 +94,15 @@ void store_wipe_free(void *p, size_t n)
 		return;
 	explicit_bzero(p, n);
 	free(p);
+}
+
+void store_digest(const void *raw, size_t len, uint8_t out[STORE_DIGEST_LEN])
+{
+	unsigned n = 0;
+
+	if (EVP_Digest(len ? raw : "", len, out, &n, EVP_sha256(), NULL) != 1 ||
+	    n != STORE_DIGEST_LEN)
+		log_fatal("event=digest_failed what=sha256"); /* a broken invariant: libcrypto */
 }
 
 int64_t store_now_ms(void)
@@ -233,6 +243,7 @@ int store_put(struct store *s, struct store_msg *msgs, size_t n, char *err, size
 		const char **f[PUT_FIELDS];
 
 		m->duplicate = false;
+		m->reused = false;
 		m->id = 0;
 		if (m->state != STORE_RECEIVED && m->state != STORE_IGNORED &&
 		    m->state != STORE_REJECTED) {
@@ -243,6 +254,10 @@ int store_put(struct store *s, struct store_msg *msgs, size_t n, char *err, size
 		if (m->raw == NULL && m->raw_len) {
 			store_err(err, errlen, "message %zu: no raw bytes", i);
 			return -1;
+		}
+		if (!m->digest_set) {
+			store_digest(m->raw, m->raw_len, m->digest);
+			m->digest_set = true;
 		}
 		put_fields(m, f);
 		for (size_t k = 0; k < PUT_FIELDS; k++) {

@@ -2,8 +2,10 @@
  * postgresql:// or postgres:// URL; libpq, synchronous_commit on) behind one interface,
  * with the same schema in both:
  *
- *   messages   one row per (sending application, sending facility, MSH-10): the raw
- *              message, the ACK that was sent for it, its state and delivery record
+ *   messages   one row per (sending application, sending facility, MSH-10, digest): the
+ *              raw message, its SHA-256, the ACK that was sent for it, its state and
+ *              delivery record, and whether its key was already stored for another
+ *              message (reused_control_id)
  *   deliveries one row per message still to be delivered (the job), with its lease
  *
  * A struct store is one connection, used by one thread at a time. Error text never holds
@@ -29,8 +31,21 @@ enum store_state {
 const char *store_state_name(enum store_state s);
 int store_state_parse(const char *name, enum store_state *out);
 
+#define STORE_DIGEST_LEN 32 /* SHA-256 */
+
+/* The digest a message is stored and deduplicated by: SHA-256 of its bytes exactly as
+ * received (no normalisation: a retransmission is the same bytes; a sender that changes
+ * any byte sends a different message, which is stored, never dropped). Linear in len. */
+void store_digest(const void *raw, size_t len, uint8_t out[STORE_DIGEST_LEN]);
+
 /* One message to store. The strings are NUL-terminated header values as received (still
- * escaped), so a retransmission's key matches byte for byte. */
+ * escaped), so a retransmission's key matches byte for byte.
+ *
+ * Dedupe: a message whose key (MSH-3, MSH-4, MSH-10) and digest are both stored is a
+ * duplicate (nothing written; the original's id and ACK come back). A message whose key
+ * is stored only with other digests reuses the control ID: it is stored as a message of
+ * its own, flagged reused, or, when reuse_ack is set (on_reused_control_id = reject),
+ * stored REJECTED with reuse_ack as its ACK and no delivery job. */
 struct store_msg {
 	const char *app;        /* MSH-3 */
 	const char *facility;   /* MSH-4 */
@@ -43,9 +58,14 @@ struct store_msg {
 	size_t raw_len;
 	const void *ack;
 	size_t ack_len;
+	const void *reuse_ack; /* NULL: a reused key is stored as state says */
+	size_t reuse_ack_len;
+	uint8_t digest[STORE_DIGEST_LEN]; /* store_digest(raw); store_put fills it unless */
+	bool digest_set;                  /* the caller did (off the committer's thread) */
 	int64_t received_ms;
 	/* results */
-	bool duplicate;      /* the key was already stored: nothing written */
+	bool duplicate;      /* the key and digest were already stored: nothing written */
+	bool reused;         /* stored, and the key was already stored with another digest */
 	int64_t id;          /* the row of the new message, or of the original */
 	struct buf orig_ack; /* for a duplicate: the ACK stored with the original (caller frees) */
 };
@@ -73,6 +93,8 @@ struct store_job {
 	char control_id[64];
 	char app[64];
 	char facility[64];
+	bool reused; /* its key was stored before for another message */
+	uint8_t digest[STORE_DIGEST_LEN];
 	char *raw; /* owned; wiped on free */
 	size_t raw_len;
 };
@@ -117,6 +139,7 @@ struct store_row {
 	int64_t received_ms, updated_ms;
 	unsigned attempts;
 	int http_status;
+	bool reused; /* reused_control_id: its key was stored before for another message */
 	char *detail; /* owned, may be NULL */
 	char *raw;    /* owned; only filled by store_get */
 	size_t raw_len;
@@ -129,6 +152,7 @@ struct store_filter {
 	const char *type; /* exact "RDE^O11", a prefix "RDE", or NULL */
 	int64_t before_id; /* rows with id < before_id; 0 for no bound */
 	size_t limit;     /* 0 for no limit */
+	bool reused_only; /* only rows flagged reused_control_id */
 };
 
 /* Newest first. Returns the number of rows with *rows malloc'd (NULL when none), or -1
@@ -144,6 +168,7 @@ struct store_count {
 	enum store_state state;
 	char type[32];
 	uint64_t n;
+	uint64_t reused; /* of n, flagged reused_control_id */
 };
 /* Message counts grouped by state and type. Returns the number of groups, *out malloc'd. */
 int store_counts(struct store *s, struct store_count **out, char *err, size_t errlen);

@@ -10,7 +10,7 @@
 
 /* Bumped when the schema changes; kept in SQLite's user_version and in PostgreSQL's
  * netwall_meta table. */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2 /* 2: digest, reused_control_id; key + digest unique */
 
 /* One backend. Every function gets a connection its own open function made; the
  * arguments were checked by store.c (n > 0, pointers set). */

@@ -2,9 +2,13 @@
  * commit is durable when its result arrives. Writes of several rows go out as one
  * pipeline (libpq pipeline mode): the statements travel together and run in one implicit
  * transaction that the closing Sync commits, or rolls back whole if any of them fails; a
- * batch costs one round trip. Dedupe is the messages table's unique key (ON CONFLICT DO
- * NOTHING), claims lock their rows FOR UPDATE SKIP LOCKED, so any number of processes can
- * share the database. A connection found broken is reset once per call.
+ * batch costs one round trip. Dedupe: a batch first takes a transaction-scoped advisory
+ * lock on each of its keys (MSH-3, MSH-4, MSH-10), in one order, so two intakes that get
+ * the same key at once take turns, and the second one's statements (whose snapshots are
+ * taken after the lock) see the first one's row: the same digest is a duplicate, another
+ * digest is stored flagged reused_control_id. The unique key (key, digest) backs it up
+ * (ON CONFLICT DO NOTHING). Claims lock their rows FOR UPDATE SKIP LOCKED, so any number
+ * of processes can share the database. A connection found broken is reset once per call.
  *
  * Error text is built from the SQLSTATE class only: the server's own message can quote
  * values (DETAIL, invalid byte sequences), and values here are patient data. */
@@ -20,7 +24,7 @@
 
 #define ROW_COLS                                                                                   \
 	"id, state, sending_app, sending_facility, control_id, type, version, peer, "           \
-	"received_ms, updated_ms, attempts, http_status, detail"
+	"received_ms, updated_ms, attempts, http_status, detail, reused_control_id"
 #define REPLAYABLE "('dead', 'failed', 'delivered')"
 #define REPLAY_WHERE                                                                               \
 	"($2::bigint <> 0 AND id = $2::bigint AND state IN " REPLAYABLE ") OR "                   \
@@ -48,7 +52,10 @@ static const char schema_sql[] =
 	" attempts integer NOT NULL DEFAULT 0,"
 	" http_status integer NOT NULL DEFAULT 0,"
 	" detail text,"
-	" UNIQUE (sending_app, sending_facility, control_id));"
+	" digest bytea NOT NULL,"
+	" reused_control_id boolean NOT NULL DEFAULT false,"
+	" CONSTRAINT messages_key_digest UNIQUE (sending_app, sending_facility, control_id,"
+	" digest));"
 	"CREATE INDEX IF NOT EXISTS messages_state ON messages (state, id);"
 	"CREATE TABLE IF NOT EXISTS deliveries ("
 	" message_id bigint PRIMARY KEY REFERENCES messages (id),"
@@ -56,7 +63,24 @@ static const char schema_sql[] =
 	" lease_owner text,"
 	" lease_until bigint NOT NULL DEFAULT 0);"
 	"CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_ms, message_id);"
-	"INSERT INTO netwall_meta VALUES ('schema_version', '1') ON CONFLICT DO NOTHING;"
+	"INSERT INTO netwall_meta VALUES ('schema_version', '2') ON CONFLICT DO NOTHING;"
+	/* version 1 to 2: the digest of every stored message (the same SHA-256 of the bytes
+	 * as received that store_digest computes), the flag, and the unique key (key, digest)
+	 * in place of the unique key */
+	"DO $$ DECLARE r record; BEGIN"
+	" IF (SELECT value FROM netwall_meta WHERE key = 'schema_version') = '1' THEN"
+	"  ALTER TABLE messages ADD COLUMN digest bytea,"
+	"   ADD COLUMN reused_control_id boolean NOT NULL DEFAULT false;"
+	"  UPDATE messages SET digest = sha256(raw);"
+	"  ALTER TABLE messages ALTER COLUMN digest SET NOT NULL;"
+	"  FOR r IN SELECT conname FROM pg_constraint WHERE conrelid = 'messages'::regclass"
+	"   AND contype = 'u' LOOP"
+	"   EXECUTE format('ALTER TABLE messages DROP CONSTRAINT %I', r.conname);"
+	"  END LOOP;"
+	"  ALTER TABLE messages ADD CONSTRAINT messages_key_digest UNIQUE (sending_app,"
+	"   sending_facility, control_id, digest);"
+	"  UPDATE netwall_meta SET value = '2' WHERE key = 'schema_version';"
+	" END IF; END $$;"
 	"SELECT value FROM netwall_meta WHERE key = 'schema_version';";
 
 struct pg_stmt {
@@ -66,27 +90,38 @@ struct pg_stmt {
 
 /* Prepared on every (re)connection. */
 static const struct pg_stmt stmts[] = {
+	/* the batch's keys, hashed, sorted and distinct: locked in that order, so two
+	 * batches never wait for each other in a cycle */
+	{"lock", "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k"},
+	/* prior: the row with this key and digest if there is one, else the key's first row.
+	 * Columns out: id, duplicate, the original's ACK, reused */
 	{"put",
-	 "WITH ins AS (INSERT INTO messages (sending_app, sending_facility, control_id, type, "
-	 "version, peer, state, received_ms, updated_ms, size, raw, ack) VALUES ($1::text, "
-	 "$2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::bigint, $8::bigint, "
-	 "$9::bigint, $10::bytea, $11::bytea) ON CONFLICT (sending_app, sending_facility, "
-	 "control_id) DO NOTHING RETURNING id, state), "
+	 "WITH prior AS (SELECT id, ack, digest = $12::bytea AS same FROM messages WHERE "
+	 "sending_app = $1::text AND sending_facility = $2::text AND control_id = $3::text "
+	 "ORDER BY digest = $12::bytea DESC, id LIMIT 1), "
+	 "ins AS (INSERT INTO messages (sending_app, sending_facility, control_id, type, "
+	 "version, peer, state, received_ms, updated_ms, size, raw, ack, digest, "
+	 "reused_control_id) SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, "
+	 "CASE WHEN p.id IS NOT NULL AND $13::bytea IS NOT NULL THEN 'rejected' ELSE $7::text "
+	 "END, $8::bigint, $8::bigint, $9::bigint, $10::bytea, "
+	 "CASE WHEN p.id IS NOT NULL AND $13::bytea IS NOT NULL THEN $13::bytea ELSE $11::bytea "
+	 "END, $12::bytea, p.id IS NOT NULL FROM (SELECT 1) AS one LEFT JOIN prior p ON true "
+	 "WHERE p.same IS NOT TRUE ON CONFLICT (sending_app, sending_facility, control_id, "
+	 "digest) DO NOTHING RETURNING id, state, reused_control_id), "
 	 "job AS (INSERT INTO deliveries (message_id, next_ms) SELECT id, $8::bigint FROM ins "
 	 "WHERE state = 'received') "
-	 "SELECT id, 0::int4, NULL::bytea FROM ins UNION ALL "
-	 "SELECT id, 1::int4, ack FROM messages WHERE sending_app = $1::text AND "
-	 "sending_facility = $2::text AND control_id = $3::text AND NOT EXISTS (SELECT 1 FROM ins)"},
-	{"lookup", "SELECT id, 1::int4, ack FROM messages WHERE sending_app = $1::text AND "
-		   "sending_facility = $2::text AND control_id = $3::text"},
+	 "SELECT id, 0::int4, NULL::bytea, reused_control_id FROM ins UNION ALL "
+	 "SELECT id, 1::int4, ack, false FROM prior WHERE same"},
+	{"lookup", "SELECT id, 1::int4, ack, false FROM messages WHERE sending_app = $1::text AND "
+		   "sending_facility = $2::text AND control_id = $3::text AND digest = $4::bytea"},
 	{"claim",
 	 "WITH c AS (SELECT message_id FROM deliveries WHERE next_ms <= $2::bigint AND "
 	 "(lease_owner IS NULL OR lease_until <= $2::bigint) ORDER BY next_ms, message_id "
 	 "LIMIT $4::bigint FOR UPDATE SKIP LOCKED), "
 	 "u AS (UPDATE deliveries d SET lease_owner = $1::text, lease_until = $2::bigint + "
 	 "$3::bigint FROM c WHERE d.message_id = c.message_id RETURNING d.message_id, d.next_ms) "
-	 "SELECT m.id, m.attempts, m.type, m.control_id, m.sending_app, m.sending_facility, m.raw "
-	 "FROM u JOIN messages m ON m.id = u.message_id ORDER BY u.next_ms, u.message_id"},
+	 "SELECT m.id, m.attempts, m.type, m.control_id, m.sending_app, m.sending_facility, m.raw, "
+	 "m.reused_control_id, m.digest FROM u JOIN messages m ON m.id = u.message_id ORDER BY u.next_ms, u.message_id"},
 	{"finish",
 	 "WITH j AS (SELECT message_id FROM deliveries WHERE message_id = $1::bigint AND "
 	 "lease_owner = $2::text FOR UPDATE), "
@@ -99,8 +134,8 @@ static const struct pg_stmt stmts[] = {
 	 "WHERE message_id IN (SELECT id FROM m) AND $3::text = 'failed') "
 	 "SELECT count(*) FROM m"},
 	{"get", "SELECT " ROW_COLS ", raw, ack FROM messages WHERE id = $1::bigint"},
-	{"counts", "SELECT state, type, count(*) FROM messages GROUP BY state, type "
-		   "ORDER BY state, type"},
+	{"counts", "SELECT state, type, count(*), count(*) FILTER (WHERE reused_control_id) "
+		   "FROM messages GROUP BY state, type ORDER BY state, type"},
 	{"depth", "SELECT count(*) FROM deliveries"},
 	{"states", "SELECT state, count(*) FROM messages GROUP BY state"},
 	{"replay_jobs",
@@ -369,11 +404,14 @@ static void clear_all(PGresult **res, size_t n)
 		PQclear(res[i]);
 }
 
-/* The parameters of one "put" statement. */
+/* The parameters of one "put" statement; the first four also make its "lookup". */
 struct put_args {
-	const char *v[11];
-	int len[11];
-	int fmt[11];
+	const char *v[13];
+	int len[13];
+	int fmt[13];
+	const char *lv[4];
+	int llen[4];
+	int lfmt[4];
 	char at[24], size[24];
 };
 
@@ -383,6 +421,7 @@ static void put_undo(struct store_msg *msgs, size_t n)
 		if (msgs[i].duplicate)
 			buf_free(&msgs[i].orig_ack);
 		msgs[i].duplicate = false;
+		msgs[i].reused = false;
 		msgs[i].id = 0;
 	}
 }
@@ -390,6 +429,7 @@ static void put_undo(struct store_msg *msgs, size_t n)
 static void put_result(struct store_msg *m, const PGresult *r)
 {
 	m->id = col_int(r, 0, 0);
+	m->reused = col_int(r, 0, 3) != 0;
 	if (col_int(r, 0, 1) == 0)
 		return;
 	m->duplicate = true;
@@ -397,15 +437,68 @@ static void put_result(struct store_msg *m, const PGresult *r)
 	buf_append(&m->orig_ack, PQgetvalue(r, 0, 2), (size_t)PQgetlength(r, 0, 2));
 }
 
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* The advisory lock key of a message's key: 64 bits of SHA-256 over MSH-3, MSH-4 and
+ * MSH-10 with a NUL after each (two keys that share a lock key only take turns). */
+static int64_t lock_key(const struct store_msg *m)
+{
+	uint8_t d[STORE_DIGEST_LEN];
+	struct buf b = { 0 };
+	uint64_t k = 0;
+
+	buf_append(&b, m->app, strlen(m->app) + 1);
+	buf_append(&b, m->facility, strlen(m->facility) + 1);
+	buf_append(&b, m->control_id, strlen(m->control_id) + 1);
+	store_digest(buf_head(&b), b.len, d);
+	buf_free(&b);
+	for (int i = 0; i < 8; i++)
+		k = k << 8 | d[i];
+	return (int64_t)k;
+}
+
+/* "{k1,k2,...}": the batch's lock keys, sorted and distinct, in arr (NUL-terminated). */
+static void lock_keys(const struct store_msg *msgs, size_t n, struct buf *arr)
+{
+	int64_t *k = store_alloc(n * sizeof(*k));
+	size_t m = 0;
+
+	for (size_t i = 0; i < n; i++)
+		k[i] = lock_key(&msgs[i]);
+	qsort(k, n, sizeof(*k), cmp_i64);
+	buf_append(arr, "{", 1);
+	for (size_t i = 0; i < n; i++) {
+		char num[24];
+		int len;
+
+		if (i > 0 && k[i] == k[i - 1])
+			continue;
+		len = snprintf(num, sizeof(num), "%s%lld", m++ ? "," : "", (long long)k[i]);
+		buf_append(arr, num, (size_t)len);
+	}
+	buf_append(arr, "}", 2); /* with the NUL */
+	free(k);
+}
+
 static int put_once(struct pg_store *p, struct store_msg *msgs, size_t n, char *err,
 		    size_t errlen)
 {
 	struct put_args *a = store_zalloc(n, sizeof(*a));
-	struct pg_call *calls = store_zalloc(n, sizeof(*calls));
-	PGresult **res = store_zalloc(n, sizeof(*res));
+	struct pg_call *calls = store_zalloc(n + 1, sizeof(*calls));
+	PGresult **res = store_zalloc(n + 1, sizeof(*res));
+	struct buf keys = { 0 };
+	const char *lockv[1];
 	size_t late = 0; /* keys another transaction inserted while this one ran */
 	int rc;
 
+	lock_keys(msgs, n, &keys);
+	lockv[0] = (const char *)buf_head(&keys);
+	calls[0] = (struct pg_call){"lock", 1, lockv, NULL, NULL};
 	for (size_t i = 0; i < n; i++) {
 		struct store_msg *m = &msgs[i];
 
@@ -426,22 +519,34 @@ static int put_once(struct pg_store *p, struct store_msg *msgs, size_t n, char *
 		a[i].v[10] = m->ack ? m->ack : "";
 		a[i].len[10] = (int)m->ack_len;
 		a[i].fmt[10] = 1;
-		calls[i] = (struct pg_call){"put", 11, a[i].v, a[i].len, a[i].fmt};
+		a[i].v[11] = (const char *)m->digest;
+		a[i].len[11] = STORE_DIGEST_LEN;
+		a[i].fmt[11] = 1;
+		a[i].v[12] = m->reuse_ack; /* NULL is SQL NULL: a reused key is stored */
+		a[i].len[12] = (int)m->reuse_ack_len;
+		a[i].fmt[12] = 1;
+		memcpy(a[i].lv, a[i].v, 3 * sizeof(a[i].lv[0]));
+		a[i].lv[3] = a[i].v[11];
+		a[i].llen[3] = STORE_DIGEST_LEN;
+		a[i].lfmt[3] = 1;
+		calls[i + 1] = (struct pg_call){"put", 13, a[i].v, a[i].len, a[i].fmt};
 	}
-	rc = pipeline(p, calls, n, res, "put", err, errlen);
+	rc = pipeline(p, calls, n + 1, res, "put", err, errlen);
 	if (rc == 0) {
 		for (size_t i = 0; i < n; i++) {
-			if (PQntuples(res[i]) == 1) {
-				put_result(&msgs[i], res[i]);
-				col_wipe(res[i], 2);
+			if (PQntuples(res[i + 1]) == 1) {
+				put_result(&msgs[i], res[i + 1]);
+				col_wipe(res[i + 1], 2);
 			} else {
-				/* the insert waited for another transaction that stored the key,
-				 * whose row this statement's snapshot could not see */
-				calls[late++] = (struct pg_call){"lookup", 3, a[i].v, NULL, NULL};
+				/* the insert waited for another transaction that stored the key
+				 * and digest, whose row this statement's snapshot could not see
+				 * (only without the lock, e.g. another program's writes) */
+				calls[late++] = (struct pg_call){"lookup", 4, a[i].lv, a[i].llen,
+								 a[i].lfmt};
 			}
 		}
 	}
-	clear_all(res, n);
+	clear_all(res, n + 1);
 	if (rc == 0 && late > 0) {
 		/* the batch is committed; this only reads the originals */
 		if (pipeline(p, calls, late, res, "put lookup", err, errlen) == 0) {
@@ -466,6 +571,7 @@ static int put_once(struct pg_store *p, struct store_msg *msgs, size_t n, char *
 	}
 	if (rc == -1)
 		put_undo(msgs, n);
+	buf_free(&keys);
 	free(res);
 	free(calls);
 	free(a);
@@ -519,6 +625,9 @@ static int claim_once(struct pg_store *p, const char *owner, int64_t now_ms, int
 		col_text(out[i].app, sizeof(out[i].app), r, i, 4);
 		col_text(out[i].facility, sizeof(out[i].facility), r, i, 5);
 		out[i].raw = col_dup(r, i, 6, &out[i].raw_len);
+		out[i].reused = col_int(r, i, 7) != 0;
+		if (PQgetlength(r, i, 8) == STORE_DIGEST_LEN)
+			memcpy(out[i].digest, PQgetvalue(r, i, 8), STORE_DIGEST_LEN);
 	}
 	col_wipe(r, 6);
 	PQclear(r);
@@ -612,9 +721,10 @@ static int read_row(const PGresult *r, int i, struct store_row *row, bool with_b
 	row->http_status = (int)col_int(r, i, 11);
 	if (!PQgetisnull(r, i, 12))
 		row->detail = col_dup(r, i, 12, NULL);
+	row->reused = col_int(r, i, 13) != 0;
 	if (with_body) {
-		row->raw = col_dup(r, i, 13, &row->raw_len);
-		row->ack = col_dup(r, i, 14, &row->ack_len);
+		row->raw = col_dup(r, i, 14, &row->raw_len);
+		row->ack = col_dup(r, i, 15, &row->ack_len);
 	}
 	return 0;
 }
@@ -686,6 +796,8 @@ static int pg_list(struct store *s, const struct store_filter *f, struct store_r
 		v[k++] = before;
 		used += (size_t)snprintf(cond + used, sizeof(cond) - used, " AND id < $%d::bigint", k);
 	}
+	if (f->reused_only)
+		used += (size_t)snprintf(cond + used, sizeof(cond) - used, " AND reused_control_id");
 	if (f->limit > 0) {
 		snprintf(lim, sizeof(lim), "%zu", f->limit > INT64_MAX ? (size_t)INT64_MAX : f->limit);
 		v[k++] = lim;
@@ -735,8 +847,8 @@ static int pg_get(struct store *s, int64_t id, struct store_row *row, char *err,
 			found = -1;
 		}
 	}
-	col_wipe(r, 13);
 	col_wipe(r, 14);
+	col_wipe(r, 15);
 	PQclear(r);
 	return found;
 }
@@ -760,6 +872,7 @@ static int pg_counts(struct store *s, struct store_count **outp, char *err, size
 			continue;
 		col_text(out[k].type, sizeof(out[k].type), r, i, 1);
 		out[k].n = (uint64_t)col_int(r, i, 2);
+		out[k].reused = (uint64_t)col_int(r, i, 3);
 		k++;
 	}
 	PQclear(r);

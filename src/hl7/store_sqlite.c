@@ -3,12 +3,15 @@
  * connection waits in short steps, since the committer and the delivery worker write
  * through separate connections and a millisecond sleep would cost more than a commit.
  * The hot path (store_put) runs only statements prepared at open. */
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/buf.h"
 #include "hl7/store_int.h"
@@ -21,7 +24,7 @@
 
 #define ROW_COLS                                                                                   \
 	"id, state, sending_app, sending_facility, control_id, type, version, peer, "           \
-	"received_ms, updated_ms, attempts, http_status, detail"
+	"received_ms, updated_ms, attempts, http_status, detail, reused_control_id"
 #define REPLAYABLE "('dead', 'failed', 'delivered')"
 
 enum {
@@ -50,17 +53,20 @@ static const char *const stmt_sql[ST_N] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
+	/* one writer at a time (BEGIN IMMEDIATE): the lookup before it decides */
 	[ST_INSERT] = "INSERT INTO messages (sending_app, sending_facility, control_id, type, "
-		      "version, peer, state, received_ms, updated_ms, size, raw, ack) "
-		      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11) "
-		      "ON CONFLICT DO NOTHING",
-	[ST_LOOKUP] = "SELECT id, ack FROM messages "
-		      "WHERE sending_app = ?1 AND sending_facility = ?2 AND control_id = ?3",
+		      "version, peer, state, received_ms, updated_ms, size, raw, ack, digest, "
+		      "reused_control_id) "
+		      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12, ?13)",
+	/* the row with this key and digest if there is one, else the key's first row */
+	[ST_LOOKUP] = "SELECT id, ack, digest = ?4 FROM messages "
+		      "WHERE sending_app = ?1 AND sending_facility = ?2 AND control_id = ?3 "
+		      "ORDER BY digest = ?4 DESC, id LIMIT 1",
 	[ST_JOB] = "INSERT INTO deliveries (message_id, next_ms, lease_owner, lease_until) "
 		   "VALUES (?1, ?2, NULL, 0)",
 	[ST_CLAIM_SELECT] =
 		"SELECT m.id, m.attempts, m.type, m.control_id, m.sending_app, "
-		"m.sending_facility, m.raw FROM deliveries d JOIN messages m ON m.id = d.message_id "
+		"m.sending_facility, m.raw, m.reused_control_id, m.digest FROM deliveries d JOIN messages m ON m.id = d.message_id "
 		"WHERE d.next_ms <= ?1 AND (d.lease_owner IS NULL OR d.lease_until <= ?1) "
 		"ORDER BY d.next_ms, d.message_id LIMIT ?2",
 	[ST_CLAIM_LEASE] = "UPDATE deliveries SET lease_owner = ?1, lease_until = ?2 "
@@ -74,8 +80,8 @@ static const char *const stmt_sql[ST_N] = {
 	[ST_RELEASE] = "UPDATE deliveries SET lease_owner = NULL, lease_until = 0 "
 		       "WHERE message_id = ?1 AND lease_owner = ?2",
 	[ST_GET] = "SELECT " ROW_COLS ", raw, ack FROM messages WHERE id = ?1",
-	[ST_COUNTS] = "SELECT state, type, count(*) FROM messages GROUP BY state, type "
-		      "ORDER BY state, type",
+	[ST_COUNTS] = "SELECT state, type, count(*), sum(reused_control_id) FROM messages "
+		      "GROUP BY state, type ORDER BY state, type",
 	[ST_DEPTH] = "SELECT count(*) FROM deliveries",
 	[ST_STATES] = "SELECT state, count(*) FROM messages GROUP BY state",
 	[ST_REPLAY_JOBS] =
@@ -89,25 +95,29 @@ static const char *const stmt_sql[ST_N] = {
 		") OR (?2 = 0 AND state = ?3)",
 };
 
+#define MESSAGES_COLUMNS                                                                          \
+	" id INTEGER PRIMARY KEY,"                                                                \
+	" sending_app TEXT NOT NULL,"                                                              \
+	" sending_facility TEXT NOT NULL,"                                                         \
+	" control_id TEXT NOT NULL,"                                                               \
+	" type TEXT NOT NULL,"                                                                     \
+	" version TEXT NOT NULL,"                                                                  \
+	" peer TEXT NOT NULL,"                                                                     \
+	" state TEXT NOT NULL,"                                                                    \
+	" received_ms INTEGER NOT NULL,"                                                           \
+	" updated_ms INTEGER NOT NULL,"                                                            \
+	" size INTEGER NOT NULL,"                                                                  \
+	" raw BLOB NOT NULL,"                                                                      \
+	" ack BLOB NOT NULL,"                                                                      \
+	" attempts INTEGER NOT NULL DEFAULT 0,"                                                    \
+	" http_status INTEGER NOT NULL DEFAULT 0,"                                                 \
+	" detail TEXT,"                                                                            \
+	" digest BLOB NOT NULL,"                                                                   \
+	" reused_control_id INTEGER NOT NULL DEFAULT 0,"                                           \
+	" UNIQUE (sending_app, sending_facility, control_id, digest)"
+
 static const char schema_sql[] =
-	"CREATE TABLE IF NOT EXISTS messages ("
-	" id INTEGER PRIMARY KEY,"
-	" sending_app TEXT NOT NULL,"
-	" sending_facility TEXT NOT NULL,"
-	" control_id TEXT NOT NULL,"
-	" type TEXT NOT NULL,"
-	" version TEXT NOT NULL,"
-	" peer TEXT NOT NULL,"
-	" state TEXT NOT NULL,"
-	" received_ms INTEGER NOT NULL,"
-	" updated_ms INTEGER NOT NULL,"
-	" size INTEGER NOT NULL,"
-	" raw BLOB NOT NULL,"
-	" ack BLOB NOT NULL,"
-	" attempts INTEGER NOT NULL DEFAULT 0,"
-	" http_status INTEGER NOT NULL DEFAULT 0,"
-	" detail TEXT,"
-	" UNIQUE (sending_app, sending_facility, control_id));"
+	"CREATE TABLE IF NOT EXISTS messages (" MESSAGES_COLUMNS ");"
 	"CREATE INDEX IF NOT EXISTS messages_state ON messages (state, id);"
 	"CREATE TABLE IF NOT EXISTS deliveries ("
 	" message_id INTEGER PRIMARY KEY REFERENCES messages (id),"
@@ -115,6 +125,21 @@ static const char schema_sql[] =
 	" lease_owner TEXT,"
 	" lease_until INTEGER NOT NULL DEFAULT 0);"
 	"CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_ms, message_id);";
+
+/* Version 1 to 2: the table is rebuilt (SQLite cannot drop a UNIQUE constraint) with the
+ * digest of every stored message, so the old rows dedupe their retransmissions as before.
+ * Runs with foreign keys off, inside the schema transaction; the deliveries rows keep
+ * their message ids. */
+static const char migrate_v1_sql[] =
+	"CREATE TABLE messages_v2 (" MESSAGES_COLUMNS ");"
+	"INSERT INTO messages_v2 (id, sending_app, sending_facility, control_id, type, version,"
+	" peer, state, received_ms, updated_ms, size, raw, ack, attempts, http_status, detail,"
+	" digest, reused_control_id) SELECT id, sending_app, sending_facility, control_id, type,"
+	" version, peer, state, received_ms, updated_ms, size, raw, ack, attempts, http_status,"
+	" detail, netwall_sha256(raw), 0 FROM messages;"
+	"DROP TABLE messages;"
+	"ALTER TABLE messages_v2 RENAME TO messages;"
+	"CREATE INDEX messages_state ON messages (state, id);";
 
 struct sqlite_store {
 	struct store base;
@@ -260,51 +285,64 @@ static int sq_put(struct store *s, struct store_msg *msgs, size_t n, char *err, 
 		return -1;
 	for (size_t i = 0; i < n; i++) {
 		struct store_msg *m = &msgs[i];
+		enum store_state state = m->state;
+		bool reused = false;
 
+		/* the writer lock is held: what the lookup finds cannot change before the
+		 * insert, and earlier messages of this batch are seen */
+		what = "dedupe";
+		sqlite3_bind_text(look, 1, m->app, -1, SQLITE_STATIC);
+		sqlite3_bind_text(look, 2, m->facility, -1, SQLITE_STATIC);
+		sqlite3_bind_text(look, 3, m->control_id, -1, SQLITE_STATIC);
+		sqlite3_bind_blob(look, 4, m->digest, STORE_DIGEST_LEN, SQLITE_STATIC);
+		rc = sqlite3_step(look);
+		if (rc == SQLITE_ROW && sqlite3_column_int(look, 2) == 1) {
+			m->duplicate = true;
+			m->id = sqlite3_column_int64(look, 0);
+			buf_consume(&m->orig_ack, m->orig_ack.len);
+			buf_append(&m->orig_ack, sqlite3_column_blob(look, 1),
+				   (size_t)sqlite3_column_bytes(look, 1));
+			sqlite3_reset(look);
+			continue;
+		}
+		sqlite3_reset(look);
+		if (rc == SQLITE_ROW)
+			reused = true; /* the key, with another digest */
+		else if (rc != SQLITE_DONE)
+			goto fail;
+		if (reused && m->reuse_ack != NULL)
+			state = STORE_REJECTED;
 		sqlite3_bind_text(ins, 1, m->app, -1, SQLITE_STATIC);
 		sqlite3_bind_text(ins, 2, m->facility, -1, SQLITE_STATIC);
 		sqlite3_bind_text(ins, 3, m->control_id, -1, SQLITE_STATIC);
 		sqlite3_bind_text(ins, 4, m->type, -1, SQLITE_STATIC);
 		sqlite3_bind_text(ins, 5, m->version, -1, SQLITE_STATIC);
 		sqlite3_bind_text(ins, 6, m->peer, -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins, 7, store_state_name(m->state), -1, SQLITE_STATIC);
+		sqlite3_bind_text(ins, 7, store_state_name(state), -1, SQLITE_STATIC);
 		sqlite3_bind_int64(ins, 8, m->received_ms);
 		sqlite3_bind_int64(ins, 9, (sqlite3_int64)m->raw_len);
 		what = "insert";
 		sqlite3_bind_blob64(ins, 10, m->raw ? m->raw : "", m->raw_len, SQLITE_STATIC);
-		sqlite3_bind_blob64(ins, 11, m->ack ? m->ack : "", m->ack_len, SQLITE_STATIC);
+		if (reused && m->reuse_ack != NULL)
+			sqlite3_bind_blob64(ins, 11, m->reuse_ack, m->reuse_ack_len, SQLITE_STATIC);
+		else
+			sqlite3_bind_blob64(ins, 11, m->ack ? m->ack : "", m->ack_len,
+					    SQLITE_STATIC);
+		sqlite3_bind_blob(ins, 12, m->digest, STORE_DIGEST_LEN, SQLITE_STATIC);
+		sqlite3_bind_int(ins, 13, reused);
 		rc = run(q, ins);
 		if (rc != SQLITE_OK)
 			goto fail;
-		if (sqlite3_changes(q->db) == 1) {
-			m->id = sqlite3_last_insert_rowid(q->db);
-			if (m->state != STORE_RECEIVED)
-				continue;
-			what = "insert job";
-			sqlite3_bind_int64(job, 1, m->id);
-			sqlite3_bind_int64(job, 2, m->received_ms); /* due at once */
-			rc = run(q, job);
-			if (rc != SQLITE_OK)
-				goto fail;
+		m->id = sqlite3_last_insert_rowid(q->db);
+		m->reused = reused;
+		if (state != STORE_RECEIVED)
 			continue;
-		}
-		what = "dedupe";
-		sqlite3_bind_text(look, 1, m->app, -1, SQLITE_STATIC);
-		sqlite3_bind_text(look, 2, m->facility, -1, SQLITE_STATIC);
-		sqlite3_bind_text(look, 3, m->control_id, -1, SQLITE_STATIC);
-		rc = sqlite3_step(look);
-		if (rc != SQLITE_ROW) {
-			sqlite3_reset(look);
-			if (rc == SQLITE_DONE)
-				rc = SQLITE_CORRUPT; /* the insert conflicted with nothing */
+		what = "insert job";
+		sqlite3_bind_int64(job, 1, m->id);
+		sqlite3_bind_int64(job, 2, m->received_ms); /* due at once */
+		rc = run(q, job);
+		if (rc != SQLITE_OK)
 			goto fail;
-		}
-		m->duplicate = true;
-		m->id = sqlite3_column_int64(look, 0);
-		buf_consume(&m->orig_ack, m->orig_ack.len);
-		buf_append(&m->orig_ack, sqlite3_column_blob(look, 1),
-			   (size_t)sqlite3_column_bytes(look, 1));
-		sqlite3_reset(look);
 	}
 	if (commit(q, err, errlen) == -1)
 		goto undo;
@@ -317,6 +355,7 @@ undo:
 		if (msgs[i].duplicate)
 			buf_free(&msgs[i].orig_ack);
 		msgs[i].duplicate = false;
+		msgs[i].reused = false;
 		msgs[i].id = 0;
 	}
 	return -1;
@@ -355,6 +394,9 @@ static int sq_claim(struct store *s, const char *owner, int64_t now_ms, int64_t 
 		text_col(j->app, sizeof(j->app), sel, 4);
 		text_col(j->facility, sizeof(j->facility), sel, 5);
 		j->raw = blob_col(sel, 6, &j->raw_len);
+		j->reused = sqlite3_column_int(sel, 7) != 0;
+		if (sqlite3_column_bytes(sel, 8) == STORE_DIGEST_LEN)
+			memcpy(j->digest, sqlite3_column_blob(sel, 8), STORE_DIGEST_LEN);
 	}
 	sqlite3_reset(sel);
 	if (rc != SQLITE_DONE)
@@ -445,9 +487,10 @@ static int read_row(sqlite3_stmt *st, struct store_row *row, int with_body)
 	if (sqlite3_column_type(st, 12) != SQLITE_NULL)
 		row->detail = store_strndup(sqlite3_column_text(st, 12),
 					    (size_t)sqlite3_column_bytes(st, 12));
+	row->reused = sqlite3_column_int(st, 13) != 0;
 	if (with_body) {
-		row->raw = blob_col(st, 13, &row->raw_len);
-		row->ack = blob_col(st, 14, &row->ack_len);
+		row->raw = blob_col(st, 14, &row->raw_len);
+		row->ack = blob_col(st, 15, &row->ack_len);
 	}
 	return 0;
 }
@@ -464,11 +507,12 @@ static int sq_list(struct store *s, const struct store_filter *f, struct store_r
 
 	/* Parameters are numbered so each clause binds its own, whichever are present. */
 	snprintf(sql, sizeof(sql),
-		 "SELECT " ROW_COLS " FROM messages WHERE 1 = 1%s%s%s ORDER BY id DESC%s",
+		 "SELECT " ROW_COLS " FROM messages WHERE 1 = 1%s%s%s%s ORDER BY id DESC%s",
 		 f->state >= 0 ? " AND state = ?1" : "",
 		 f->type != NULL ? " AND (type = ?2 OR substr(type, 1, length(?2) + 1) = ?2 || '^')"
 				 : "",
-		 f->before_id > 0 ? " AND id < ?3" : "", f->limit > 0 ? " LIMIT ?4" : "");
+		 f->before_id > 0 ? " AND id < ?3" : "",
+		 f->reused_only ? " AND reused_control_id = 1" : "", f->limit > 0 ? " LIMIT ?4" : "");
 	rc = sqlite3_prepare_v2(q->db, sql, -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return sq_fail(q, rc, "list", err, errlen);
@@ -553,6 +597,7 @@ static int sq_counts(struct store *s, struct store_count **outp, char *err, size
 			continue;
 		text_col(out[n].type, sizeof(out[n].type), st, 1);
 		out[n].n = (uint64_t)sqlite3_column_int64(st, 2);
+		out[n].reused = (uint64_t)sqlite3_column_int64(st, 3);
 		n++;
 	}
 	sqlite3_reset(st);
@@ -696,7 +741,8 @@ static int schema(struct sqlite_store *q, char *err, size_t errlen)
 	if (version < STORE_SCHEMA_VERSION) {
 		char sql[64];
 
-		rc = sqlite3_exec(q->db, schema_sql, NULL, NULL, NULL);
+		rc = sqlite3_exec(q->db, version == 1 ? migrate_v1_sql : schema_sql, NULL, NULL,
+				  NULL);
 		if (rc != SQLITE_OK)
 			goto fail;
 		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
@@ -742,12 +788,37 @@ static int pragma(struct sqlite_store *q, const char *sql, const char *want, cha
 	return 0;
 }
 
+/* SQL function netwall_sha256(blob): store_digest, for the schema migration. */
+static void sq_sha256(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	uint8_t d[STORE_DIGEST_LEN];
+	const void *p = sqlite3_value_blob(argv[0]);
+
+	(void)argc;
+	store_digest(p, p != NULL ? (size_t)sqlite3_value_bytes(argv[0]) : 0, d);
+	sqlite3_result_blob(ctx, d, STORE_DIGEST_LEN, SQLITE_TRANSIENT);
+}
+
+/* The database holds patient data: a file this makes is 0600 whatever the umask, and
+ * SQLite gives the -wal and -shm files it makes the database file's mode. A file that is
+ * already there keeps the mode its owner gave it. Errors are left to sqlite3_open_v2. */
+static void sq_create_private(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+	if (fd != -1) {
+		fchmod(fd, 0600); /* the umask can only have taken bits away; this is exact */
+		close(fd);
+	}
+}
+
 struct store *store_sqlite_open(const char *path, char *err, size_t errlen)
 {
 	struct sqlite_store *q = store_zalloc(1, sizeof(*q));
 	int rc;
 
 	q->base.ops = &sqlite_ops;
+	sq_create_private(path);
 	rc = sqlite3_open_v2(path, &q->db,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
@@ -756,10 +827,17 @@ struct store *store_sqlite_open(const char *path, char *err, size_t errlen)
 	}
 	sqlite3_extended_result_codes(q->db, 1);
 	sqlite3_busy_handler(q->db, busy_wait, q);
+	rc = sqlite3_create_function(q->db, "netwall_sha256", 1,
+				     SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, sq_sha256, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		sq_fail(q, rc, "create function", err, errlen);
+		goto fail;
+	}
+	/* the schema before foreign keys: migrating rebuilds the messages table */
 	if (pragma(q, "PRAGMA journal_mode = WAL", "wal", err, errlen) == -1 ||
 	    pragma(q, "PRAGMA synchronous = FULL", NULL, err, errlen) == -1 ||
-	    pragma(q, "PRAGMA foreign_keys = ON", NULL, err, errlen) == -1 ||
-	    schema(q, err, errlen) == -1)
+	    schema(q, err, errlen) == -1 ||
+	    pragma(q, "PRAGMA foreign_keys = ON", NULL, err, errlen) == -1)
 		goto fail;
 	for (int i = 0; i < ST_N; i++) {
 		rc = sqlite3_prepare_v3(q->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &q->st[i],

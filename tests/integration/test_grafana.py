@@ -30,7 +30,11 @@ FUNCTIONS = {"sum", "min", "max", "avg", "count", "group", "topk", "bottomk", "q
              "label_replace", "vector", "scalar", "time", "resets", "changes"}
 # documented metrics the dashboard leaves out on purpose (none yet): a new metric has to be
 # added to the dashboard or here
-UNSHOWN = set()
+UNSHOWN = {
+    # intake hostile-input figures: on /metrics and the status page, not (yet) panels
+    "netwall_intake_reused_control_id_total", "netwall_intake_memory_held_bytes",
+    "netwall_intake_memory_budget_bytes", "netwall_intake_memory_waits_total",
+}
 
 
 def documented():

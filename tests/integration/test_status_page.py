@@ -70,7 +70,7 @@ def test_intake_page_in_a_browser_shows_the_intake_state(intake, emar, tmp_path)
     with it.client() as c:
         for i in range(10):
             assert b"MSA|AA|PAGE-%d" % i in c.call(msg(f"PAGE-{i}", pid="PATIENT-7731"))
-        c.call(msg("PAGE-0"))                                   # a duplicate
+        c.call(msg("PAGE-0", pid="PATIENT-7731"))               # a duplicate (same bytes)
         c.send_raw(frame(b"this is not HL7 PATIENT-7731"))      # a parse error
         assert b"MSA|AR" in c.read_frame()
         bad = msg("PAGE-BAD", pid="PATIENT-7731").replace(b"|P|2.5.1", b"|P|9.9")
@@ -87,6 +87,7 @@ def test_intake_page_in_a_browser_shows_the_intake_state(intake, emar, tmp_path)
     assert tile(dom, "received") == "13"
     assert tile(dom, "accepted") == "10"
     assert tile(dom, "duplicates") == "1"
+    assert tile(dom, "reused_control_id") == "0"
     assert tile(dom, "rejected") == "2"
     assert tile(dom, "store_waiting") == "0"
     assert tile(dom, "store_dead") == "0"

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include "hl7/intake_config.h"
@@ -131,6 +133,89 @@ static void test_repeatable_and_store_kinds(void **state)
 	intake_config_free(c);
 }
 
+
+static struct sockaddr_storage sa(const char *ip)
+{
+	struct sockaddr_storage ss;
+
+	memset(&ss, 0, sizeof(ss));
+	if (strchr(ip, ':') != NULL) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+		s6->sin6_family = AF_INET6;
+		assert_int_equal(inet_pton(AF_INET6, ip, &s6->sin6_addr), 1);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+		s4->sin_family = AF_INET;
+		assert_int_equal(inet_pton(AF_INET, ip, &s4->sin_addr), 1);
+	}
+	return ss;
+}
+
+static bool same(const struct intake_config *c, const char *a, const char *b)
+{
+	struct sockaddr_storage x = sa(a), y = sa(b);
+
+	return intake_config_same_source(c, (struct sockaddr *)&x, (struct sockaddr *)&y);
+}
+
+/* max_per_source counts an IPv6 /64 (one host's usual share) and an IPv4 address by
+ * default; the prefixes are keys. */
+static void test_source_prefixes(void **state)
+{
+	char *msgs;
+	struct intake_config *c = load(BASE, &msgs);
+
+	assert_non_null(c);
+	assert_int_equal(c->source_prefix_v4, 32);
+	assert_int_equal(c->source_prefix_v6, 64);
+	assert_true(same(c, "fd00:1:2:3::1", "fd00:1:2:3:ffff:ffff:ffff:ffff"));
+	assert_false(same(c, "fd00:1:2:3::1", "fd00:1:2:4::1"));
+	assert_true(same(c, "192.0.2.1", "::ffff:192.0.2.1")); /* v4-mapped is v4 */
+	assert_false(same(c, "192.0.2.1", "192.0.2.2"));
+	assert_false(same(c, "192.0.2.1", "fd00::1"));
+	intake_config_free(c);
+
+	c = load(BASE "source_prefix_v4 = 24\nsource_prefix_v6 = 128\n", &msgs);
+	assert_non_null(c);
+	assert_true(same(c, "192.0.2.1", "192.0.2.254"));
+	assert_false(same(c, "192.0.2.1", "192.0.3.1"));
+	assert_false(same(c, "fd00::1", "fd00::2"));
+	assert_true(same(c, "fd00::1", "fd00::1"));
+	intake_config_free(c);
+
+	assert_null(load(BASE "source_prefix_v6 = 129\n", &msgs));
+	assert_non_null(strstr(msgs, ":4: source_prefix_v6"));
+	free(msgs);
+	assert_null(load(BASE "source_prefix_v4 = 7\n", &msgs));
+	free(msgs);
+}
+
+/* memory_budget: 64 MiB, or 4 x max_message when that is more; set lower than that, an
+ * error; on_reused_control_id: store (default) or reject. */
+static void test_budget_and_reuse(void **state)
+{
+	char *msgs;
+	struct intake_config *c = load(BASE, &msgs);
+
+	assert_non_null(c);
+	assert_int_equal(c->memory_budget, 64u << 20);
+	assert_false(c->reuse_reject);
+	intake_config_free(c);
+	c = load(BASE "max_message = 67108864\non_reused_control_id = reject\n", &msgs);
+	assert_non_null(c);
+	assert_int_equal(c->memory_budget, 256u << 20);
+	assert_true(c->reuse_reject);
+	intake_config_free(c);
+	assert_null(load(BASE "max_message = 4194304\nmemory_budget = 16777215\n", &msgs));
+	assert_non_null(strstr(msgs, "memory_budget"));
+	free(msgs);
+	assert_null(load(BASE "memory_budget = 1048575\n", &msgs));
+	free(msgs);
+	assert_null(load(BASE "on_reused_control_id = drop\n", &msgs));
+	assert_non_null(strstr(msgs, ":4: on_reused_control_id"));
+	free(msgs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -139,6 +224,8 @@ int main(void)
 		cmocka_unit_test(test_default_action),
 		cmocka_unit_test(test_errors_name_file_and_line),
 		cmocka_unit_test(test_repeatable_and_store_kinds),
+		cmocka_unit_test(test_source_prefixes),
+		cmocka_unit_test(test_budget_and_reuse),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

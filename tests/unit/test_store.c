@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "hl7/store.h"
@@ -941,6 +942,50 @@ static void test_put_concurrent_same_keys(void **state)
 	assert_int_equal(depth(c->s), RACE_KEYS);
 }
 
+
+/* Two connections store the same keys at the same time, each with its own message (other
+ * bytes): every message is stored, and of each key's two rows exactly one is flagged
+ * reused, whichever came second. */
+static void test_put_concurrent_reused_keys(void **state)
+{
+	struct ctx *c = *state;
+	static struct racer w[2];
+	static char raws[2][RACE_KEYS][48];
+	pthread_t t[2];
+
+	memset(w, 0, sizeof(w));
+	for (int k = 0; k < 2; k++) {
+		for (int i = 0; i < RACE_KEYS; i++) {
+			snprintf(w[k].cid[i], sizeof(w[k].cid[i]), "W%d", i);
+			w[k].m[i] = msg((unsigned)k, w[k].cid[i], "RDE^O11", STORE_RECEIVED, 5);
+			snprintf(raws[k][i], sizeof(raws[k][i]), "MSH|^~\\&|writer %d|W%d\r", k, i);
+			w[k].m[i].raw = raws[k][i];
+			w[k].m[i].raw_len = strlen(raws[k][i]);
+		}
+	}
+	w[0].s = c->s;
+	w[1].s = reopen(c);
+	pthread_barrier_init(&claim_start, NULL, 2);
+	for (int k = 0; k < 2; k++)
+		assert_int_equal(pthread_create(&t[k], NULL, race_loop, &w[k]), 0);
+	for (int k = 0; k < 2; k++)
+		pthread_join(t[k], NULL);
+	pthread_barrier_destroy(&claim_start);
+	store_close(w[1].s);
+	assert_false(w[0].failed);
+	assert_false(w[1].failed);
+	for (int i = 0; i < RACE_KEYS; i++) {
+		struct store_msg *a = &w[0].m[i], *b = &w[1].m[i];
+
+		assert_false(a->duplicate || b->duplicate);
+		assert_true(a->id > 0 && b->id > 0 && a->id != b->id);
+		assert_true(a->reused != b->reused);
+		assert_true(a->reused ? a->id > b->id : b->id > a->id);
+	}
+	assert_int_equal(count_all(c->s), 2 * RACE_KEYS);
+	assert_int_equal(depth(c->s), 2 * RACE_KEYS);
+}
+
 /* PostgreSQL only: the server drops the store's connection; the next calls reconnect. */
 static void test_pg_reconnect(void **state)
 {
@@ -1032,6 +1077,239 @@ static void test_open_errors(void **state)
 	assert_non_null(strstr(err, "postgresql"));
 }
 
+
+/* The same key with another message (a sender's counter reset, a sample set): never a
+ * duplicate. Stored flagged and delivered by default; stored REJECTED with the AR when
+ * reuse_ack is given. Retransmissions of either are duplicates of their own row. */
+static void test_reused_control_id(void **state)
+{
+	struct ctx *c = *state;
+	static char raw_b[160], raw_c[160];
+	struct store_msg a = msg(0, "R1", "RDE^O11", STORE_RECEIVED, 10);
+	struct store_msg b = msg(1, "R1", "RDE^O11", STORE_RECEIVED, 11);
+	struct store_msg b_again, cc, cc_again;
+	struct store_row *rows, row;
+	struct store_job *jobs;
+	const char *ar = "MSA|AR|R1|reused\r";
+	int n;
+
+	snprintf(raw_b, sizeof(raw_b), "%s", raw_buf[1]);
+	memcpy(strstr(raw_b, "MSH|"), "MSX|", 4); /* other bytes, the same key */
+	b.raw = raw_b;
+	b.raw_len = strlen(raw_b);
+	put_ok(c->s, &a, 1);
+	assert_false(a.reused);
+	put_ok(c->s, &b, 1);
+	assert_false(b.duplicate);
+	assert_true(b.reused);
+	assert_true(b.id > a.id);
+	assert_int_equal(b.orig_ack.len, 0);
+
+	/* retransmissions: each the duplicate of its own row, with its own ACK */
+	b_again = b;
+	b_again.digest_set = false;
+	b_again.ack = "other";
+	b_again.ack_len = 5;
+	memset(&b_again.orig_ack, 0, sizeof(b_again.orig_ack));
+	put_ok(c->s, &b_again, 1);
+	assert_true(b_again.duplicate);
+	assert_false(b_again.reused);
+	assert_int_equal(b_again.id, b.id);
+	assert_memory_equal(buf_head(&b_again.orig_ack), b.ack, b.ack_len);
+	buf_free(&b_again.orig_ack);
+
+	/* both are delivered, the second flagged, with its digest */
+	n = claim(c->s, "w", NOW, 10, &jobs);
+	assert_int_equal(n, 2);
+	assert_false(jobs[0].reused);
+	assert_true(jobs[1].reused);
+	assert_memory_equal(jobs[1].digest, b.digest, STORE_DIGEST_LEN);
+	store_jobs_free(jobs, (size_t)n);
+	get_row(c->s, b.id, &row);
+	assert_true(row.reused);
+	assert_memory_equal(row.raw, raw_b, strlen(raw_b));
+	store_row_clear(&row);
+	{
+		struct store_filter f = { .state = -1, .reused_only = true };
+		char err[256];
+
+		n = store_list(c->s, &f, &rows, err, sizeof(err));
+		assert_int_equal(n, 1);
+		assert_int_equal(rows[0].id, b.id);
+		assert_true(rows[0].reused);
+		store_rows_free(rows, (size_t)n);
+	}
+
+	/* reject: a third message with the key is stored REJECTED with the AR, no job; its
+	 * retransmission gets the AR back */
+	cc = msg(2, "R1", "RDE^O11", STORE_RECEIVED, 12);
+	snprintf(raw_c, sizeof(raw_c), "%sZZZ|x\r", raw_buf[2]);
+	cc.raw = raw_c;
+	cc.raw_len = strlen(raw_c);
+	cc.reuse_ack = ar;
+	cc.reuse_ack_len = strlen(ar);
+	put_ok(c->s, &cc, 1);
+	assert_false(cc.duplicate);
+	assert_true(cc.reused);
+	get_row(c->s, cc.id, &row);
+	assert_int_equal(row.state, STORE_REJECTED);
+	assert_true(row.reused);
+	assert_int_equal(row.ack_len, strlen(ar));
+	assert_memory_equal(row.ack, ar, strlen(ar));
+	store_row_clear(&row);
+	cc_again = msg(3, "R1", "RDE^O11", STORE_RECEIVED, 13);
+	cc_again.raw = raw_c;
+	cc_again.raw_len = strlen(raw_c);
+	cc_again.reuse_ack = ar;
+	cc_again.reuse_ack_len = strlen(ar);
+	put_ok(c->s, &cc_again, 1);
+	assert_true(cc_again.duplicate);
+	assert_int_equal(cc_again.id, cc.id);
+	assert_memory_equal(buf_head(&cc_again.orig_ack), ar, strlen(ar));
+	buf_free(&cc_again.orig_ack);
+	assert_int_equal(count_all(c->s), 3);
+	assert_int_equal(count_of(c->s, STORE_REJECTED, NULL), 1);
+	{
+		struct store_count *cs = NULL;
+		char err[256];
+		uint64_t reused = 0;
+
+		n = store_counts(c->s, &cs, err, sizeof(err));
+		for (int i = 0; i < n; i++)
+			reused += cs[i].reused;
+		free(cs);
+		assert_int_equal(reused, 2);
+	}
+
+	/* within one batch: the same key, two messages, then the first again */
+	{
+		struct store_msg bt[3] = {
+			msg(4, "R2", "RDE^O11", STORE_RECEIVED, 20),
+			msg(5, "R2", "RDE^O11", STORE_RECEIVED, 21),
+			msg(6, "R2", "RDE^O11", STORE_RECEIVED, 22),
+		};
+
+		bt[1].raw = raw_b; /* other bytes */
+		bt[1].raw_len = strlen(raw_b);
+		put_ok(c->s, bt, 3);
+		assert_false(bt[0].duplicate || bt[0].reused);
+		assert_true(!bt[1].duplicate && bt[1].reused);
+		assert_true(bt[2].duplicate && bt[2].id == bt[0].id);
+		buf_free(&bt[2].orig_ack);
+	}
+}
+
+static const char v1_sqlite[] =
+	"CREATE TABLE messages (id INTEGER PRIMARY KEY, sending_app TEXT NOT NULL,"
+	" sending_facility TEXT NOT NULL, control_id TEXT NOT NULL, type TEXT NOT NULL,"
+	" version TEXT NOT NULL, peer TEXT NOT NULL, state TEXT NOT NULL,"
+	" received_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, size INTEGER NOT NULL,"
+	" raw BLOB NOT NULL, ack BLOB NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+	" http_status INTEGER NOT NULL DEFAULT 0, detail TEXT,"
+	" UNIQUE (sending_app, sending_facility, control_id));"
+	"CREATE INDEX messages_state ON messages (state, id);"
+	"CREATE TABLE deliveries (message_id INTEGER PRIMARY KEY REFERENCES messages (id),"
+	" next_ms INTEGER NOT NULL, lease_owner TEXT, lease_until INTEGER NOT NULL DEFAULT 0);"
+	"CREATE INDEX deliveries_due ON deliveries (next_ms, message_id);"
+	"INSERT INTO messages (id, sending_app, sending_facility, control_id, type, version, peer,"
+	" state, received_ms, updated_ms, size, raw, ack) VALUES (7, 'PHARM', 'SITE1', 'OLD1',"
+	" 'RDE^O11', '2.5.1', 'p', 'received', 1, 1, 5, CAST('old-1' AS BLOB),"
+	" CAST('ack-old-1' AS BLOB));"
+	"INSERT INTO deliveries VALUES (7, 1, NULL, 0);"
+	"PRAGMA user_version = 1;";
+
+static const char v1_pg[] =
+	"CREATE TABLE netwall_meta (key text PRIMARY KEY, value text NOT NULL);"
+	"INSERT INTO netwall_meta VALUES ('schema_version', '1');"
+	"CREATE TABLE messages (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+	" sending_app text NOT NULL, sending_facility text NOT NULL, control_id text NOT NULL,"
+	" type text NOT NULL, version text NOT NULL, peer text NOT NULL, state text NOT NULL,"
+	" received_ms bigint NOT NULL, updated_ms bigint NOT NULL, size bigint NOT NULL,"
+	" raw bytea NOT NULL, ack bytea NOT NULL, attempts integer NOT NULL DEFAULT 0,"
+	" http_status integer NOT NULL DEFAULT 0, detail text,"
+	" UNIQUE (sending_app, sending_facility, control_id));"
+	"CREATE INDEX messages_state ON messages (state, id);"
+	"CREATE TABLE deliveries (message_id bigint PRIMARY KEY REFERENCES messages (id),"
+	" next_ms bigint NOT NULL, lease_owner text, lease_until bigint NOT NULL DEFAULT 0);"
+	"CREATE INDEX deliveries_due ON deliveries (next_ms, message_id);"
+	"INSERT INTO messages (sending_app, sending_facility, control_id, type, version, peer,"
+	" state, received_ms, updated_ms, size, raw, ack) OVERRIDING SYSTEM VALUE"
+	" SELECT 'PHARM', 'SITE1', 'OLD1', 'RDE^O11', '2.5.1', 'p', 'received', 1, 1, 5,"
+	" 'old-1'::bytea, 'ack-old-1'::bytea;"
+	"INSERT INTO deliveries SELECT id, 1, NULL, 0 FROM messages;";
+
+/* A store written by schema version 1 (no digest, the key alone unique) is migrated on
+ * open: its rows keep their ids and jobs, a retransmission of an old message is still its
+ * duplicate, another message with an old key is stored flagged. */
+static void test_migrate_v1(void **state)
+{
+	struct ctx *c = *state;
+	struct store_msg same, other;
+	struct store_job *jobs;
+	int n;
+
+	store_close(c->s);
+	c->s = NULL;
+	if (c->pg) {
+		assert_int_equal(pg_exec(c->spec, "DROP TABLE IF EXISTS deliveries, messages, "
+						  "netwall_meta CASCADE"),
+				 0);
+	} else {
+		assert_int_equal(unlink(c->spec), 0);
+		unlink(strcat(strcpy((char[600]){0}, c->spec), "-wal"));
+		unlink(strcat(strcpy((char[600]){0}, c->spec), "-shm"));
+	}
+	exec_sql(c, v1_sqlite, v1_pg);
+	c->s = reopen(c);
+	same = msg(0, "OLD1", "RDE^O11", STORE_RECEIVED, 50);
+	same.raw = "old-1";
+	same.raw_len = 5;
+	put_ok(c->s, &same, 1);
+	assert_true(same.duplicate);
+	assert_memory_equal(buf_head(&same.orig_ack), "ack-old-1", 9);
+	buf_free(&same.orig_ack);
+	other = msg(1, "OLD1", "RDE^O11", STORE_RECEIVED, 51);
+	put_ok(c->s, &other, 1);
+	assert_false(other.duplicate);
+	assert_true(other.reused);
+	assert_int_equal(count_all(c->s), 2);
+	n = claim(c->s, "w", NOW, 10, &jobs);
+	assert_int_equal(n, 2);
+	assert_int_equal(jobs[0].id, same.id);
+	store_jobs_free(jobs, (size_t)n);
+	/* opening again leaves a version 2 store as it is */
+	store_close(c->s);
+	c->s = reopen(c);
+	assert_int_equal(count_all(c->s), 2);
+}
+
+/* The database file, its WAL and its shared memory are the owner's alone, whatever the
+ * umask. */
+static void test_sqlite_files_private(void **state)
+{
+	struct ctx *c = *state;
+	char spec[600], p[620];
+	const char *suffix[] = { "", "-wal", "-shm" };
+	struct store *s;
+	mode_t old = umask(022);
+	char err[256];
+
+	snprintf(spec, sizeof(spec), "%s/private%u.db", tmpdir, db_seq++);
+	s = store_open(spec, err, sizeof(err));
+	umask(old);
+	assert_non_null(s);
+	put_one(s, 0, "M1", "RDE^O11", STORE_RECEIVED, 1, NULL);
+	for (int i = 0; i < 3; i++) {
+		struct stat st;
+
+		snprintf(p, sizeof(p), "%s%s", spec, suffix[i]);
+		assert_int_equal(stat(p, &st), 0);
+		assert_int_equal(st.st_mode & 0777, 0600);
+	}
+	store_close(s);
+	(void)c;
+}
+
 #define BOTH(f) cmocka_unit_test_setup_teardown(f, SETUP, teardown)
 
 int main(void)
@@ -1062,7 +1340,11 @@ int main(void)
 			BOTH(test_header_text_cleaned),
 			BOTH(test_bad_arguments),
 			BOTH(test_put_concurrent_same_keys),
+			BOTH(test_put_concurrent_reused_keys),
 			BOTH(test_sqlite_disk_full),
+			BOTH(test_reused_control_id),
+			BOTH(test_migrate_v1),
+			BOTH(test_sqlite_files_private),
 		};
 #undef SETUP
 		failed += cmocka_run_group_tests_name("store_sqlite", sqlite_tests, NULL, NULL);
@@ -1086,7 +1368,10 @@ int main(void)
 			BOTH(test_header_text_cleaned),
 			BOTH(test_bad_arguments),
 			BOTH(test_put_concurrent_same_keys),
+			BOTH(test_put_concurrent_reused_keys),
 			BOTH(test_pg_reconnect),
+			BOTH(test_reused_control_id),
+			BOTH(test_migrate_v1),
 		};
 #undef SETUP
 		failed += cmocka_run_group_tests_name("store_postgresql", pg_tests, NULL, NULL);
