@@ -322,7 +322,7 @@ static void listener_on_accept(evutil_socket_t lfd, short what, void *arg)
 			if (l->refuse != NULL)
 				l->refuse(l->arg, (struct sockaddr *)&ss, why);
 			listener_log_refusal(set, (struct sockaddr *)&ss, listener_reason_names[why]);
-			sock_abort(fd); /* a reset: no TIME_WAIT kept for a refused peer */
+			close(fd); /* a clean close: the peer reads EOF */
 			continue;
 		}
 		/* The callee must not free this listener; it may disable it (l->on). */

@@ -16,6 +16,7 @@
 #include "core/admin.h"
 #include "core/clock.h"
 #include "core/lifecycle.h"
+#include "core/listener.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/page.h"
@@ -40,7 +41,6 @@
 					   * at least one max_message */
 #define INTAKE_CLOSE_GRACE 5.0         /* seconds a closing connection gets to take its ACKs */
 #define INTAKE_ERRORS_KEPT 20         /* last errors on the status page */
-#define INTAKE_ACCEPT_PAUSE 0.5        /* seconds listeners rest when out of descriptors */
 
 /* ACK latency histogram bounds, seconds. */
 static const double intake_buckets[] = { 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
@@ -83,12 +83,6 @@ struct intake_err {
 	char detail[96];
 };
 
-struct intake_listener {
-	struct intake *in;
-	struct event *ev;
-	int fd;
-	struct addr a;
-};
 
 struct conn;
 
@@ -133,6 +127,8 @@ struct conn {
 	struct mllp f;
 	char peer[ADDR_STRLEN];
 	struct sockaddr_storage src;
+	struct listener_src *sock_src;  /* its count in in->accepted (the socket's address) */
+	struct listener_src *proxy_src; /* behind a proxy: in->sources (the header's address) */
 	bool proxy_done;
 	bool tls_ready; /* the handshake is done (at once for plain TCP) */
 	bool eof;
@@ -161,7 +157,11 @@ struct intake {
 	struct intake_err errs[INTAKE_ERRORS_KEPT]; /* a ring, newest at errs_next - 1 */
 	size_t errs_next;
 	SSL_CTX *tls;
-	struct intake_listener **ls;
+	struct listener **ls;
+	/* Admission (core/listener): the sockets accepted, by max_connections and, without a
+	 * proxy, allow and max_per_source; behind a proxy the addresses its headers name, by
+	 * allow and max_per_source. */
+	struct listener_set *accepted, *sources;
 	size_t nls;
 	struct commit *commit;
 	struct deliver *deliver;
@@ -176,7 +176,6 @@ struct intake {
 	char owner[128];
 	struct intake_stats st;
 	struct log_rate rate;
-	struct event *accept_pause;
 	struct evbuffer *scratch; /* ACKs on their way to a socket (loop thread) */
 	/* memory_budget: bytes peers made the intake hold, over all connections (partial
 	 * frames, unfed input, messages awaiting answers, unread ACKs) and the jobs of closed
@@ -910,37 +909,29 @@ static void conn_arm(struct conn *c)
 	evtimer_add(c->timer, &tv);
 }
 
-static bool intake_allowed(const struct intake *in, const struct sockaddr *sa)
+/* The admission limits: of the sockets (accepted) and, behind a proxy, of the addresses
+ * its headers name (sources). */
+static void intake_limits(const struct intake_config *cfg, bool sockets,
+			  struct listener_limits *lim)
 {
-	if (in->cfg->nallow == 0)
-		return true;
-	for (size_t i = 0; i < in->cfg->nallow; i++)
-		if (addr_cidr_match(&in->cfg->allow[i], sa))
-			return true;
-	return false;
+	bool by_source = !sockets || !cfg->proxy;
+
+	memset(lim, 0, sizeof(*lim));
+	if (sockets)
+		lim->max_connections = (unsigned)cfg->max_connections;
+	if (by_source) {
+		lim->max_per_source = (unsigned)cfg->max_per_source;
+		lim->v4_prefix = cfg->source_prefix_v4;
+		lim->v6_prefix = cfg->source_prefix_v6;
+		lim->allow = cfg->allow;
+		lim->nallow = cfg->nallow;
+	}
 }
 
 static bool intake_proxy_trusted(const struct intake *in, const struct sockaddr *sa)
 {
 	for (size_t i = 0; i < in->cfg->nproxy_from; i++)
 		if (addr_cidr_match(&in->cfg->proxy_from[i], sa))
-			return true;
-	return false;
-}
-
-/* True if src already has max_per_source connections (not counting self). */
-static bool intake_source_full(const struct intake *in, const struct conn *self,
-			       const struct sockaddr_storage *src)
-{
-	uint64_t n = 0;
-
-	if (in->cfg->max_per_source == 0)
-		return false;
-	for (const struct conn *c = in->conns; c != NULL; c = c->next)
-		if (c != self && !c->closing &&
-		    intake_config_same_source(in->cfg, (const struct sockaddr *)&c->src,
-					      (const struct sockaddr *)src) &&
-		    ++n >= in->cfg->max_per_source)
 			return true;
 	return false;
 }
@@ -1012,21 +1003,19 @@ static int conn_proxy_source(struct conn *c, const struct sockaddr_storage *srcp
 {
 	struct intake *in = c->in;
 	struct sockaddr_storage src = *srcp;
-	const char *why = NULL;
+	enum listener_reason why;
 
 	c->proxy_done = true;
 	if (src.ss_family != AF_UNSPEC) { /* LOCAL and UNKNOWN keep the socket's address */
 		c->src = src;
 		addr_format((struct sockaddr *)&src, c->peer, sizeof(c->peer));
 	}
-	if (!intake_allowed(in, (struct sockaddr *)&c->src))
-		why = "not_allowed";
-	else if (intake_source_full(in, c, &c->src))
-		why = "max_per_source";
-	if (why != NULL) {
+	c->proxy_src = listener_set_admit(in->sources, (struct sockaddr *)&c->src, &why);
+	if (c->proxy_src == NULL) {
 		in->st.conns_refused++;
-		log_limited(&in->rate, LOG_WARN, "event=refused peer=%s reason=%s", c->peer, why);
-		conn_close(c, why);
+		log_limited(&in->rate, LOG_WARN, "event=refused peer=%s reason=%s", c->peer,
+			    listener_reason_names[why]);
+		conn_close(c, listener_reason_names[why]);
 		return -1;
 	}
 	c->last_frame = clock_mono();
@@ -1208,6 +1197,8 @@ static void conn_close(struct conn *c, const char *reason)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	in->nconns--;
+	listener_set_release(in->accepted, c->sock_src);
+	listener_set_release(in->sources, c->proxy_src);
 	loop_free_event(&c->timer);
 	loop_free_event(&c->closed_ev);
 	if (c->bev != NULL) {
@@ -1269,112 +1260,73 @@ static void conn_pre_cb(evutil_socket_t fd, short what, void *arg)
 	conn_arm(c);
 }
 
-static void intake_listeners_enable(struct intake *in, bool on)
-{
-	for (size_t i = 0; i < in->nls; i++)
-		if (on)
-			event_add(in->ls[i]->ev, NULL);
-		else
-			event_del(in->ls[i]->ev);
-}
-
-static void intake_accept_resume(evutil_socket_t fd, short what, void *arg)
+static void intake_refused(void *arg, const struct sockaddr *sa, enum listener_reason r)
 {
 	struct intake *in = arg;
 
-	if (!in->draining)
-		intake_listeners_enable(in, true);
+	(void)sa;
+	(void)r;
+	in->st.conns_total++;
+	in->st.conns_refused++;
 }
 
-static void intake_accept_cb(evutil_socket_t lfd, short what, void *arg)
+/* A connection the listener admitted: fd is ours, src its count in in->accepted. */
+static void intake_accept(void *arg, int fd, const struct sockaddr *sa, struct listener_src *src)
 {
-	struct intake_listener *l = arg;
-	struct intake *in = l->in;
+	struct intake *in = arg;
+	struct conn *c;
 
-	for (int i = 0; i < 64; i++) {
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		struct conn *c;
-		int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		char peer[ADDR_STRLEN];
-		const char *why = NULL;
-
-		if (fd == -1) {
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-			    errno == ENOMEM) {
-				/* out of descriptors: rest instead of spinning on the backlog */
-				struct timeval tv = clock_tv(INTAKE_ACCEPT_PAUSE);
-				log_limited(&in->rate, LOG_WARN, "event=accept_paused error=\"%s\"",
-					    strerror(errno));
-				intake_listeners_enable(in, false);
-				evtimer_add(in->accept_pause, &tv);
-			} else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
-				log_limited(&in->rate, LOG_WARN, "event=accept_failed error=\"%s\"",
-					    strerror(errno));
-			}
-			return;
-		}
-		addr_format((struct sockaddr *)&ss, peer, sizeof(peer));
-		in->st.conns_total++;
-		if (in->nconns >= in->cfg->max_connections)
-			why = "max_connections";
-		else if (in->cfg->proxy && !intake_proxy_trusted(in, (struct sockaddr *)&ss))
-			why = "untrusted_proxy";
-		else if (!in->cfg->proxy && !intake_allowed(in, (struct sockaddr *)&ss))
-			why = "not_allowed";
-		else if (!in->cfg->proxy && intake_source_full(in, NULL, &ss))
-			why = "max_per_source";
-		if (why != NULL) {
-			in->st.conns_refused++;
-			log_limited(&in->rate, LOG_WARN, "event=refused peer=%s reason=%s", peer, why);
-			close(fd);
-			continue;
-		}
-		sock_nodelay(fd);
-		c = calloc(1, sizeof(*c));
-		if (c == NULL)
-			abort();
-		c->in = in;
-		c->src = ss;
-		memcpy(c->peer, peer, sizeof(peer));
-		mllp_init(&c->f, in->cfg->max_message);
-		c->started = c->last_frame = clock_mono();
-		c->fd = fd;
-		if (in->tls != NULL && in->cfg->proxy) {
-			c->pre = event_new(in->base, fd, EV_READ | EV_PERSIST | EV_ET, conn_pre_cb,
-					   c);
-			if (c->pre == NULL || event_add(c->pre, NULL) == -1)
-				abort();
-		} else if (in->tls != NULL) {
-			SSL *ssl = SSL_new(in->tls);
-			if (ssl == NULL)
-				abort();
-			c->bev = bufferevent_openssl_socket_new(in->base, fd, ssl,
-								BUFFEREVENT_SSL_ACCEPTING,
-								BEV_OPT_CLOSE_ON_FREE);
-		} else {
-			c->bev = bufferevent_socket_new(in->base, fd, BEV_OPT_CLOSE_ON_FREE);
-			c->tls_ready = true;
-		}
-		if (c->bev == NULL && c->pre == NULL)
-			abort();
-		c->timer = evtimer_new(in->base, conn_timer_cb, c);
-		if (c->bev != NULL) {
-			bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-			bufferevent_set_max_single_read(c->bev, INTAKE_READ_MAX);
-			if (!in->paused) /* else the resume turns it on */
-				bufferevent_enable(c->bev, EV_READ);
-		}
-		c->next = in->conns;
-		if (in->conns != NULL)
-			in->conns->prev = c;
-		in->conns = c;
-		in->nconns++;
-		if (in->nconns > in->peak)
-			in->peak = in->nconns;
-		conn_arm(c);
-		log_debug("event=connected peer=%s", c->peer);
+	in->st.conns_total++;
+	if (in->cfg->proxy && !intake_proxy_trusted(in, sa)) {
+		in->st.conns_refused++;
+		listener_set_refuse(in->accepted, src, sa, "untrusted_proxy");
+		close(fd);
+		return;
 	}
+	sock_nodelay(fd);
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		abort();
+	c->in = in;
+	c->sock_src = src;
+	memcpy(&c->src, sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+						      : sizeof(struct sockaddr_in));
+	addr_format(sa, c->peer, sizeof(c->peer));
+	mllp_init(&c->f, in->cfg->max_message);
+	c->started = c->last_frame = clock_mono();
+	c->fd = fd;
+	if (in->tls != NULL && in->cfg->proxy) {
+		c->pre = event_new(in->base, fd, EV_READ | EV_PERSIST | EV_ET, conn_pre_cb, c);
+		if (c->pre == NULL || event_add(c->pre, NULL) == -1)
+			abort();
+	} else if (in->tls != NULL) {
+		SSL *ssl = SSL_new(in->tls);
+		if (ssl == NULL)
+			abort();
+		c->bev = bufferevent_openssl_socket_new(in->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+							BEV_OPT_CLOSE_ON_FREE);
+	} else {
+		c->bev = bufferevent_socket_new(in->base, fd, BEV_OPT_CLOSE_ON_FREE);
+		c->tls_ready = true;
+	}
+	if (c->bev == NULL && c->pre == NULL)
+		abort();
+	c->timer = evtimer_new(in->base, conn_timer_cb, c);
+	if (c->bev != NULL) {
+		bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+		bufferevent_set_max_single_read(c->bev, INTAKE_READ_MAX);
+		if (!in->paused) /* else the resume turns it on */
+			bufferevent_enable(c->bev, EV_READ);
+	}
+	c->next = in->conns;
+	if (in->conns != NULL)
+		in->conns->prev = c;
+	in->conns = c;
+	in->nconns++;
+	if (in->nconns > in->peak)
+		in->peak = in->nconns;
+	conn_arm(c);
+	log_debug("event=connected peer=%s", c->peer);
 }
 
 /* ---- admin ---- */
@@ -1625,11 +1577,8 @@ static const struct admin_ops intake_admin_ops = {
 
 static void intake_listeners_free(struct intake *in)
 {
-	for (size_t i = 0; i < in->nls; i++) {
-		loop_free_event(&in->ls[i]->ev);
-		close(in->ls[i]->fd);
-		free(in->ls[i]);
-	}
+	for (size_t i = 0; i < in->nls; i++)
+		listener_free(in->ls[i]);
 	free(in->ls);
 	in->ls = NULL;
 	in->nls = 0;
@@ -1639,6 +1588,7 @@ static void intake_reload(void *arg)
 {
 	struct intake *in = arg;
 	char *msgs = NULL;
+	struct listener_limits lim;
 	struct intake_config *cfg = intake_config_load(in->path, &msgs);
 
 	if (cfg == NULL) {
@@ -1668,6 +1618,10 @@ static void intake_reload(void *arg)
 	in->cfg->source_prefix_v4 = cfg->source_prefix_v4;
 	in->cfg->source_prefix_v6 = cfg->source_prefix_v6;
 	in->cfg->memory_budget = cfg->memory_budget;
+	intake_limits(in->cfg, true, &lim);
+	listener_set_limits(in->accepted, &lim);
+	intake_limits(in->cfg, false, &lim);
+	listener_set_limits(in->sources, &lim);
 	in->cfg->reuse_reject = cfg->reuse_reject;
 	in->cfg->drain_timeout = cfg->drain_timeout;
 	log_set_level(cfg->d.log_level);
@@ -1759,26 +1713,25 @@ static void intake_kick(void *arg)
 
 static int intake_listen(struct intake *in)
 {
+	struct listener_limits lim;
 	char err[300], a[ADDR_STRLEN];
 
+	intake_limits(in->cfg, true, &lim);
+	in->accepted = listener_set_new("refused", "listener=mllp", &lim);
+	intake_limits(in->cfg, false, &lim);
+	in->sources = listener_set_new("refused", "listener=mllp", &lim);
 	in->ls = calloc(in->cfg->nlisten, sizeof(*in->ls));
 	if (in->ls == NULL)
 		abort();
 	for (size_t i = 0; i < in->cfg->nlisten; i++) {
-		struct intake_listener *l = calloc(1, sizeof(*l));
-		if (l == NULL)
-			abort();
-		l->in = in;
-		l->a = in->cfg->listen[i];
-		addr_format((struct sockaddr *)&l->a.ss, a, sizeof(a));
-		l->fd = sock_listen(&l->a, err, sizeof(err));
-		if (l->fd == -1) {
+		struct listener *l = listener_new(in->base, &in->cfg->listen[i], in->accepted,
+						  intake_accept, intake_refused, in, err,
+						  sizeof(err));
+		addr_format((const struct sockaddr *)&in->cfg->listen[i].ss, a, sizeof(a));
+		if (l == NULL) {
 			log_error("event=listen_failed addr=%s error=\"%s\"", a, err);
-			free(l);
 			return -1;
 		}
-		l->ev = event_new(in->base, l->fd, EV_READ | EV_PERSIST, intake_accept_cb, l);
-		event_add(l->ev, NULL);
 		in->ls[in->nls++] = l;
 		log_info("event=listening what=mllp addr=%s tls=%s proxy=%s", a,
 			 in->tls ? "on" : "off", in->cfg->proxy ? "on" : "off");
@@ -1842,9 +1795,8 @@ struct intake *intake_new(struct event_base *base, const char *path, struct inta
 			goto fail;
 		}
 	}
-	in->accept_pause = evtimer_new(base, intake_accept_resume, in);
 	in->resume_ev = event_new(base, -1, 0, intake_resume_cb, in);
-	if (in->accept_pause == NULL || in->resume_ev == NULL)
+	if (in->resume_ev == NULL)
 		abort();
 	in->scratch = evbuffer_new();
 	if (in->scratch == NULL)
@@ -1878,11 +1830,12 @@ void intake_free(struct intake *in)
 	if (in == NULL)
 		return;
 	intake_listeners_free(in);
-	loop_free_event(&in->accept_pause);
 	if (in->scratch != NULL)
 		evbuffer_free(in->scratch);
 	while (in->conns != NULL)
 		conn_close(in->conns, "shutdown");
+	listener_set_free(in->accepted); /* every connection gave its count back */
+	listener_set_free(in->sources);
 	commit_free(in->commit); /* runs the last done callbacks: their jobs are orphans now */
 	loop_free_event(&in->resume_ev);
 	if (in->deliver != NULL)

@@ -465,12 +465,6 @@ enum intake_action intake_config_route(const struct intake_config *c, const char
 	return c->default_action;
 }
 
-bool intake_config_same_source(const struct intake_config *c, const struct sockaddr *a,
-			       const struct sockaddr *b)
-{
-	return addr_same_net(a, b, (unsigned)c->source_prefix_v4, (unsigned)c->source_prefix_v6);
-}
-
 int intake_config_check_tls(const char *file, const struct intake_config *c, char **msgs)
 {
 	char err[512], line[600];

@@ -70,11 +70,6 @@ void intake_config_free(struct intake_config *c);
 enum intake_action intake_config_route(const struct intake_config *c, const char *type,
 				       const char *trigger);
 
-/* True when a and b count as one source for max_per_source: the same IPv4 /source_prefix_v4
- * (v4-mapped IPv6 counts as IPv4) or the same IPv6 /source_prefix_v6. */
-bool intake_config_same_source(const struct intake_config *c, const struct sockaddr *a,
-			       const struct sockaddr *b);
-
 /* Loads the TLS material as the daemon will. Returns 0, or -1 with msgs set. */
 int intake_config_check_tls(const char *file, const struct intake_config *c, char **msgs);
 

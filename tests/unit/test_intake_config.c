@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <unistd.h>
 
+#include "core/listener.h"
 #include "hl7/intake_config.h"
 
 /* Writes text to a temporary file and loads it; *msgs gets the errors. */
@@ -151,11 +152,22 @@ static struct sockaddr_storage sa(const char *ip)
 	return ss;
 }
 
+/* Whether the listener's per-source count, with the config's prefixes, takes a and b for
+ * one source: with a share of one, b is refused after a. */
 static bool same(const struct intake_config *c, const char *a, const char *b)
 {
 	struct sockaddr_storage x = sa(a), y = sa(b);
+	struct listener_limits lim = { .max_per_source = 1,
+				       .v4_prefix = (unsigned)c->source_prefix_v4,
+				       .v6_prefix = (unsigned)c->source_prefix_v6 };
+	struct listener_set *set = listener_set_new("refused", "test", &lim);
+	enum listener_reason why;
+	bool one;
 
-	return intake_config_same_source(c, (struct sockaddr *)&x, (struct sockaddr *)&y);
+	assert_non_null(listener_set_admit(set, (struct sockaddr *)&x, &why));
+	one = listener_set_admit(set, (struct sockaddr *)&y, &why) == NULL;
+	listener_set_free(set);
+	return one;
 }
 
 /* max_per_source counts an IPv6 /64 (one host's usual share) and an IPv4 address by
