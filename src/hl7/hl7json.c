@@ -152,80 +152,97 @@ static bool hj_has(struct hl7_str v, char c)
 	return c != 0 && v.len > 0 && memchr(v.p, c, v.len) != NULL;
 }
 
-static unsigned hj_count(struct hl7_str v, char c)
+/* The parts field would be split into: one more than its separators of all three kinds.
+ * Stops counting past HL7JSON_MAX_PARTS. */
+static size_t hj_parts(const struct hl7_delims *d, struct hl7_str field)
 {
-	unsigned n = 1;
+	size_t n = 1;
 
-	for (size_t i = 0; c != 0 && i < v.len; i++)
-		n += v.p[i] == c;
+	for (size_t i = 0; i < field.len && n <= HL7JSON_MAX_PARTS; i++) {
+		char c = field.p[i];
+
+		n += c == d->rep || c == d->comp || (d->sub != 0 && c == d->sub);
+	}
 	return n;
 }
 
+/* Every part below walks its view once with hl7_iter: never hl7_rep/comp/sub by index in a
+ * loop, which rescans from the start each time. */
 static json_t *hj_component(struct hj *h, struct hl7_str comp)
 {
-	const struct hl7_delims *d = &h->m->d;
-	unsigned ns;
+	struct hl7_iter it;
+	struct hl7_str sub;
 	json_t *a;
 
-	if (!hj_has(comp, d->sub))
+	if (!hj_has(comp, h->m->d.sub))
 		return hj_leaf(h, comp);
 	a = json_array();
-	ns = hj_count(comp, d->sub);
-	for (unsigned s = 1; s <= ns; s++) {
-		struct hl7_str sub;
-
-		hl7_sub(d, comp, s, &sub);
+	hl7_iter_init(&it, comp, h->m->d.sub);
+	while (hl7_iter_next(&it, &sub))
 		json_array_append_new(a, hj_leaf(h, sub));
-	}
 	return a;
 }
 
 static json_t *hj_value(struct hj *h, struct hl7_str rep)
 {
 	const struct hl7_delims *d = &h->m->d;
-	unsigned nc;
+	struct hl7_iter it;
+	struct hl7_str comp;
 	json_t *a;
 
 	if (!hj_has(rep, d->comp) && !hj_has(rep, d->sub))
 		return hj_leaf(h, rep);
 	a = json_array();
-	nc = hj_count(rep, d->comp);
-	for (unsigned c = 1; c <= nc; c++) {
-		struct hl7_str comp;
-
-		hl7_comp(d, rep, c, &comp);
+	hl7_iter_init(&it, rep, d->comp);
+	while (hl7_iter_next(&it, &comp))
 		json_array_append_new(a, hj_component(h, comp));
-	}
 	return a;
 }
 
 static json_t *hj_field(struct hj *h, struct hl7_str field)
 {
 	const struct hl7_delims *d = &h->m->d;
-	unsigned nr = hl7_reps(d, field);
+	struct hl7_iter it;
+	struct hl7_str rep;
 	json_t *o, *a;
 
-	if (nr <= 1) {
-		struct hl7_str rep = field;
-
-		if (nr == 1)
-			hl7_rep(d, field, 1, &rep);
-		return hj_value(h, rep);
+	if (hj_parts(d, field) > HL7JSON_MAX_PARTS) {
+		o = json_object();
+		json_object_set_new_nocheck(o, "raw", hj_text(h, field, false));
+		return o;
 	}
+	if (!hj_has(field, d->rep))
+		return hj_value(h, field);
 	a = json_array();
-	for (unsigned r = 1; r <= nr; r++) {
-		struct hl7_str rep;
-
-		hl7_rep(d, field, r, &rep);
+	hl7_iter_init(&it, field, d->rep);
+	while (hl7_iter_next(&it, &rep))
 		json_array_append_new(a, hj_value(h, rep));
-	}
 	o = json_object();
 	json_object_set_new_nocheck(o, "repetitions", a);
 	return o;
 }
 
-/* The view at segment si, field f, repetition r, component c, subcomponent s (0: the
- * whole level above). Absent parts give an empty view. */
+/* Component c (1-based), then subcomponent s of it (0: the whole component), of the view v.
+ * Absent parts give an empty view. One scan of v: callers pass constant positions. */
+static struct hl7_str hj_part(const struct hl7_delims *d, struct hl7_str v, unsigned c, unsigned s)
+{
+	struct hl7_str out;
+
+	if (c > 0) {
+		if (!hl7_comp(d, v, c, &out))
+			return (struct hl7_str){ "", 0 };
+		v = out;
+	}
+	if (s > 0) {
+		if (!hl7_sub(d, v, s, &out))
+			return (struct hl7_str){ "", 0 };
+		v = out;
+	}
+	return v;
+}
+
+/* The view at segment si, field f, repetition r (0: the whole field), component c,
+ * subcomponent s (0: the whole level above). Absent parts give an empty view. */
 static struct hl7_str hj_at(const struct hl7_msg *m, int si, unsigned f, unsigned r, unsigned c,
 			    unsigned s)
 {
@@ -238,17 +255,7 @@ static struct hl7_str hj_at(const struct hl7_msg *m, int si, unsigned f, unsigne
 			return (struct hl7_str){ "", 0 };
 		v = out;
 	}
-	if (c > 0) {
-		if (!hl7_comp(&m->d, v, c, &out))
-			return (struct hl7_str){ "", 0 };
-		v = out;
-	}
-	if (s > 0) {
-		if (!hl7_sub(&m->d, v, s, &out))
-			return (struct hl7_str){ "", 0 };
-		v = out;
-	}
-	return v;
+	return hj_part(&m->d, v, c, s);
 }
 
 static void hj_set(struct hj *h, json_t *o, const char *key, struct hl7_str v)
@@ -262,23 +269,26 @@ static json_t *hj_patient(struct hj *h)
 	int pid = hl7_seg_find(m, "PID", 1);
 	json_t *p, *ids, *name;
 	struct hl7_str f3;
-	unsigned nr;
 
 	if (pid < 0)
 		return json_null();
 	p = json_object();
 	ids = json_array();
 	if (hl7_field(m, (unsigned)pid, 3, &f3)) {
-		nr = hl7_reps(&m->d, f3);
-		for (unsigned r = 1; r <= nr; r++) {
+		struct hl7_iter it;
+		struct hl7_str rep;
+		size_t n = 0;
+
+		hl7_iter_init(&it, f3, m->d.rep);
+		while (n++ < HL7JSON_MAX_PARTS && hl7_iter_next(&it, &rep)) {
 			json_t *id = json_object();
-			struct hl7_str auth = hj_at(m, pid, 3, r, 4, 1);
+			struct hl7_str auth = hj_part(&m->d, rep, 4, 1);
 
 			if (auth.len == 0)
-				auth = hj_at(m, pid, 3, r, 4, 2);
-			hj_set(h, id, "id", hj_at(m, pid, 3, r, 1, 0));
+				auth = hj_part(&m->d, rep, 4, 2);
+			hj_set(h, id, "id", hj_part(&m->d, rep, 1, 0));
 			hj_set(h, id, "authority", auth);
-			hj_set(h, id, "type", hj_at(m, pid, 3, r, 5, 0));
+			hj_set(h, id, "type", hj_part(&m->d, rep, 5, 0));
 			json_array_append_new(ids, id);
 		}
 	}
