@@ -535,6 +535,35 @@ static void test_wide_pid3(void **state)
 	free(data);
 }
 
+/* Strings are escaped for JSON: quotes, backslashes and every control character, decoded
+ * ones included (\X00\ is \u0000 in the text). */
+static void test_json_escaping(void **state)
+{
+	static const char msg[] = "MSH|^~\\&|A|F|||20240101||ADT^A01|C5|P|2.5\r"
+				  "ZES|q\"b|t\tb\\.br\\\\X01\\\\X1F\\|\\E\\x|\\X00\\|\x7f\r";
+	struct hl7_msg m;
+	json_t *j;
+	char *s;
+	size_t n;
+
+	hl7_msg_init(&m);
+	assert_int_equal(hl7_parse(&m, msg, sizeof(msg) - 1, NULL), 0);
+	s = hl7json_message(&m, 11, &n);
+	assert_non_null(strstr(s, "\"\\u0000\""));
+	assert_non_null(strstr(s, "\"t\\tb\\n\\u0001\\u001f\""));
+	j = json_loadb(s, n, JSON_ALLOW_NUL, NULL);
+	assert_non_null(j);
+	assert_json_str(field_of(j, "ZES", 1, 1), "q\"b");
+	assert_json_str(field_of(j, "ZES", 1, 2), "t\tb\n\x01\x1f");
+	assert_json_str(field_of(j, "ZES", 1, 3), "\\x");
+	assert_json_str(field_of(j, "ZES", 1, 5), "\x7f");
+	assert_memory_equal(str_at(j, "raw"), msg, sizeof(msg) - 1);
+	assert_int_equal(json_string_length(field_of(j, "ZES", 1, 4)), 1);
+	json_decref(j);
+	hl7json_free(s, n);
+	hl7_msg_free(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -545,6 +574,7 @@ int main(void)
 		cmocka_unit_test(test_latin1_converted),
 		cmocka_unit_test(test_no_pid),
 		cmocka_unit_test(test_utf8_helper),
+		cmocka_unit_test(test_json_escaping),
 		cmocka_unit_test(test_all_samples),
 		cmocka_unit_test(test_wide_fields_linear),
 		cmocka_unit_test(test_parts_limit),
