@@ -169,7 +169,7 @@ static void hj_putc(struct hj *h, char c)
  * characters escaped. At most 6 bytes out per byte in, plus the quotes. */
 static void hj_json_str(struct hj *h, const char *p, size_t n)
 {
-	static const char hex[] = "0123456789abcdef";
+	static const char hex[] = "0123456789ABCDEF"; /* as jansson writes it */
 	const unsigned char *s = (const unsigned char *)p;
 	char *o;
 

@@ -550,7 +550,7 @@ static void test_json_escaping(void **state)
 	assert_int_equal(hl7_parse(&m, msg, sizeof(msg) - 1, NULL), 0);
 	s = hl7json_message(&m, 11, &n);
 	assert_non_null(strstr(s, "\"\\u0000\""));
-	assert_non_null(strstr(s, "\"t\\tb\\n\\u0001\\u001f\""));
+	assert_non_null(strstr(s, "\"t\\tb\\n\\u0001\\u001F\""));
 	j = json_loadb(s, n, JSON_ALLOW_NUL, NULL);
 	assert_non_null(j);
 	assert_json_str(field_of(j, "ZES", 1, 1), "q\"b");
