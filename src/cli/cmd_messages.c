@@ -229,37 +229,39 @@ static void print_value(const struct hl7_delims *d, struct hl7_str v)
 	free(tmp);
 }
 
-/* Every valued field, then its components when it has any: PID-3[2].1 = value. */
+/* Every valued field, then its components when it has any: PID-3[2].1 = value. Each field
+ * is walked once (hl7_iter), never by index from its start: linear in the message. */
 static void show_fields(const struct hl7_msg *m)
 {
 	for (unsigned si = 0; si < m->nsegs; si++) {
 		const char *name = m->segs[si].name;
 		printf("%s\n", name);
 		for (unsigned f = 1; f <= m->segs[si].nfields; f++) {
-			struct hl7_str v;
-			unsigned nrep;
-			bool msh12 = si == 0 && f <= 2;
+			struct hl7_iter ri, ci;
+			struct hl7_str v, rep, comp;
+			bool msh12 = si == 0 && f <= 2, reps;
+			unsigned r = 0;
 			if (!hl7_field(m, si, f, &v) || v.len == 0)
 				continue;
 			if (msh12) {
 				printf("  %s-%u = %.*s\n", name, f, (int)v.len, v.p);
 				continue;
 			}
-			nrep = hl7_reps(&m->d, v);
-			for (unsigned r = 1; r <= nrep; r++) {
-				struct hl7_str rep, comp;
-				unsigned ncomp = 0;
-				hl7_rep(&m->d, v, r, &rep);
-				while (hl7_comp(&m->d, rep, ncomp + 1, &comp))
-					ncomp++;
-				for (unsigned c = 1; c <= ncomp; c++) {
-					hl7_comp(&m->d, rep, c, &comp);
+			reps = memchr(v.p, m->d.rep, v.len) != NULL;
+			hl7_iter_init(&ri, v, m->d.rep);
+			while (hl7_iter_next(&ri, &rep)) {
+				bool comps = rep.len > 0 && memchr(rep.p, m->d.comp, rep.len) != NULL;
+				unsigned c = 0;
+				r++;
+				hl7_iter_init(&ci, rep, m->d.comp);
+				while (hl7_iter_next(&ci, &comp)) {
+					c++;
 					if (comp.len == 0)
 						continue;
 					printf("  %s-%u", name, f);
-					if (nrep > 1)
+					if (reps)
 						printf("[%u]", r);
-					if (ncomp > 1)
+					if (comps)
 						printf(".%u", c);
 					fputs(" = ", stdout);
 					if (hl7_is_null(comp))

@@ -780,6 +780,38 @@ static void test_batches(void **state)
 	hl7_msg_free(&m);
 }
 
+/* The iterator over a field of 500,000 components, empty ones among them: every part in
+ * order, each view right after the previous separator, then nothing. */
+static void test_iter_wide(void **state)
+{
+	const size_t n = 500000;
+	char *f = malloc(2 * n);
+	struct hl7_iter it;
+	struct hl7_str v = { f, 2 * n - 1 }, a;
+	const char *next = f;
+	size_t k = 0;
+
+	assert_non_null(f);
+	for (size_t i = 0; i < n; i++) {
+		f[2 * i] = i % 3 == 0 ? '^' : 'x';
+		if (i + 1 < n)
+			f[2 * i + 1] = '^';
+	}
+	/* parts: "x" or "" (where a '^' stands in for the letter) */
+	hl7_iter_init(&it, v, '^');
+	while (hl7_iter_next(&it, &a)) {
+		assert_ptr_equal(a.p, next);
+		assert_true(a.len <= 1);
+		assert_true(a.len == 0 || a.p[0] == 'x');
+		next = a.p + a.len + 1;
+		k++;
+	}
+	assert_int_equal(k, n + (n + 2) / 3);
+	assert_ptr_equal(next, f + 2 * n);
+	assert_false(hl7_iter_next(&it, &a));
+	free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -788,6 +820,7 @@ int main(void)
 		cmocka_unit_test(test_malformed),    cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_reuse),	    cmocka_unit_test(test_paths),
 		cmocka_unit_test(test_unescape),     cmocka_unit_test(test_batches),
+		cmocka_unit_test(test_iter_wide),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "hl7/hl7.h"
 #include "hl7/hl7json.h"
@@ -343,6 +344,226 @@ static void test_all_samples(void **state)
 	assert_true(done >= 20);
 }
 
+/* A message whose ZRX-1 (where 'Z') or PID-3 (where 'P') is unit n times and then "x", so
+ * n separators when unit is "x" and one. The caller frees it. */
+static char *wide_msg(const char *unit, size_t n, char where, size_t *len)
+{
+	static const char head[] = "MSH|^~\\&|APP|FAC|EMAR|WARD|20260101120000||RDE^O11^RDE_O11|"
+				   "W1|P|2.5.1\rPID|1||";
+	static const char mid[] = "||DOE^JOHN||19700101|F\rZRX|";
+	static const char tail[] = "|after\r";
+	size_t ul = strlen(unit), cap = sizeof(head) + sizeof(mid) + sizeof(tail) + 32 + ul * n;
+	char *p = malloc(cap), *o = p;
+
+	assert_non_null(p);
+	o += snprintf(o, cap, "%s", head);
+	if (where == 'P') {
+		for (size_t i = 0; i < n; i++, o += ul)
+			memcpy(o, unit, ul);
+		*o++ = 'x';
+	} else {
+		o += snprintf(o, cap - (size_t)(o - p), "123^^^HOSP^MR");
+	}
+	o += snprintf(o, cap - (size_t)(o - p), "%s", mid);
+	if (where == 'Z') {
+		for (size_t i = 0; i < n; i++, o += ul)
+			memcpy(o, unit, ul);
+		*o++ = 'x';
+	} else {
+		o += snprintf(o, cap - (size_t)(o - p), "plain");
+	}
+	o += snprintf(o, cap - (size_t)(o - p), "%s", tail);
+	*len = (size_t)(o - p);
+	return p;
+}
+
+/* The text of a field: unit n times and "x", NUL-terminated. The caller frees it. */
+static char *wide_field(const char *unit, size_t n)
+{
+	size_t ul = strlen(unit);
+	char *p = malloc(ul * n + 2);
+
+	assert_non_null(p);
+	for (size_t i = 0; i < n; i++)
+		memcpy(p + i * ul, unit, ul);
+	p[ul * n] = 'x';
+	p[ul * n + 1] = '\0';
+	return p;
+}
+
+/* Thread CPU seconds to build the JSON of data once (the least of five runs: the machine is
+ * shared, and the least is the one least disturbed). */
+static double json_cpu(const char *data, size_t len)
+{
+	struct hl7_msg m;
+	struct hl7_error err;
+	double best = 1e30;
+
+	hl7_msg_init(&m);
+	if (hl7_parse(&m, data, len, &err) != 0)
+		fail_msg("parse failed: %s", err.text);
+	for (int i = 0; i < 5; i++) {
+		struct timespec a, b;
+		size_t n;
+		char *s;
+		double t;
+
+		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
+		s = hl7json_message(&m, 1, &n);
+		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+		assert_non_null(s);
+		hl7json_free(s, n);
+		t = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+		if (t < best)
+			best = t;
+	}
+	hl7_msg_free(&m);
+	return best;
+}
+
+/* Building the JSON is linear in the separators of a field, at each level: four times the
+ * separators take well under the 16 times a rescan from the start of the field would. */
+static void test_wide_fields_linear(void **state)
+{
+	static const struct {
+		const char *unit;
+		char where;
+	} cases[] = { { "x^", 'Z' }, { "x~", 'Z' }, { "x&", 'Z' }, { "x^y&z~", 'Z' }, { "I~", 'P' } };
+	const size_t n = 25000;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t l1, l4;
+		char *m1 = wide_msg(cases[i].unit, n, cases[i].where, &l1);
+		char *m4 = wide_msg(cases[i].unit, 4 * n, cases[i].where, &l4);
+		double t1 = json_cpu(m1, l1), t4 = json_cpu(m4, l4);
+
+		print_message("%s in %s: %zu separators %.6f s, %zu separators %.6f s, ratio %.2f\n",
+			      cases[i].unit, cases[i].where == 'Z' ? "ZRX-1" : "PID-3", n, t1, 4 * n,
+			      t4, t4 / t1);
+		if (!(t4 < 8 * t1))
+			fail_msg("%s: 4x the separators took %.1fx the time", cases[i].unit, t4 / t1);
+		free(m1);
+		free(m4);
+	}
+}
+
+/* A field over HL7JSON_MAX_PARTS comes whole, as {"raw": text}; the next field and the
+ * message around it are as usual. 1 MiB of 500,000 components, 200,000 repetitions,
+ * 500,000 subcomponents. */
+static void test_wide_fields_raw(void **state)
+{
+	static const struct {
+		const char *unit;
+		size_t n;
+	} cases[] = { { "x^", 500000 }, { "x~", 200000 }, { "x&", 500000 } };
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t len;
+		char *data = wide_msg(cases[i].unit, cases[i].n, 'Z', &len);
+		char *want = wide_field(cases[i].unit, cases[i].n);
+		json_t *j = to_json(data, len, 5), *f;
+
+		f = field_of(j, "ZRX", 1, 1);
+		assert_true(json_is_object(f));
+		assert_int_equal(json_object_size(f), 1);
+		assert_string_equal(str_at(f, "raw"), want);
+		assert_json_str(field_of(j, "ZRX", 1, 2), "after");
+		assert_json_str(json_array_get(field_of(j, "PID", 1, 5), 1), "JOHN");
+		assert_string_equal(str_at(json_object_get(json_object_get(j, "patient"), "name"),
+					   "family"),
+				    "DOE");
+		assert_int_equal(strlen(str_at(j, "raw")), len);
+		assert_memory_equal(str_at(j, "raw"), data, len);
+		json_decref(j);
+		free(want);
+		free(data);
+	}
+}
+
+/* HL7JSON_MAX_PARTS parts, counted over all three separators, are still split; one more is
+ * not. */
+static void test_parts_limit(void **state)
+{
+	size_t len;
+	char *data, *want;
+	json_t *j, *f;
+
+	/* "a^b&c~" 1365 times and "x": 4095 separators, 4096 parts */
+	data = wide_msg("a^b&c~", (HL7JSON_MAX_PARTS - 1) / 3, 'Z', &len);
+	j = to_json(data, len, 6);
+	f = json_object_get(field_of(j, "ZRX", 1, 1), "repetitions");
+	assert_int_equal(json_array_size(f), (HL7JSON_MAX_PARTS - 1) / 3 + 1);
+	assert_json_str(json_array_get(json_array_get(json_array_get(f, 0), 1), 1), "c");
+	assert_json_str(json_array_get(f, (HL7JSON_MAX_PARTS - 1) / 3), "x");
+	json_decref(j);
+	free(data);
+
+	/* just over: 4096 separators */
+	data = wide_msg("x^", HL7JSON_MAX_PARTS - 1, 'Z', &len);
+	j = to_json(data, len, 6);
+	assert_int_equal(json_array_size(field_of(j, "ZRX", 1, 1)), HL7JSON_MAX_PARTS);
+	json_decref(j);
+	free(data);
+	data = wide_msg("x^", HL7JSON_MAX_PARTS, 'Z', &len);
+	want = wide_field("x^", HL7JSON_MAX_PARTS);
+	j = to_json(data, len, 6);
+	assert_string_equal(str_at(field_of(j, "ZRX", 1, 1), "raw"), want);
+	json_decref(j);
+	free(want);
+	free(data);
+}
+
+/* PID-3 of 200,000 repetitions: the first HL7JSON_MAX_PARTS are the identifiers, the field
+ * itself comes whole. */
+static void test_wide_pid3(void **state)
+{
+	size_t len;
+	char *data = wide_msg("I~", 200000, 'P', &len);
+	json_t *j = to_json(data, len, 8), *ids;
+
+	ids = json_object_get(json_object_get(j, "patient"), "identifiers");
+	assert_int_equal(json_array_size(ids), HL7JSON_MAX_PARTS);
+	assert_string_equal(str_at(json_array_get(ids, 0), "id"), "I");
+	assert_string_equal(str_at(json_array_get(ids, HL7JSON_MAX_PARTS - 1), "id"), "I");
+	assert_string_equal(str_at(json_array_get(ids, 0), "type"), "");
+	assert_true(json_is_object(field_of(j, "PID", 1, 3)));
+	assert_non_null(json_object_get(field_of(j, "PID", 1, 3), "raw"));
+	assert_string_equal(str_at(json_object_get(json_object_get(j, "patient"), "name"),
+				   "given"),
+			    "JOHN");
+	json_decref(j);
+	free(data);
+}
+
+/* Strings are escaped for JSON: quotes, backslashes and every control character, decoded
+ * ones included (\X00\ is \u0000 in the text). */
+static void test_json_escaping(void **state)
+{
+	static const char msg[] = "MSH|^~\\&|A|F|||20240101||ADT^A01|C5|P|2.5\r"
+				  "ZES|q\"b|t\tb\\.br\\\\X01\\\\X1F\\|\\E\\x|\\X00\\|\x7f\r";
+	struct hl7_msg m;
+	json_t *j;
+	char *s;
+	size_t n;
+
+	hl7_msg_init(&m);
+	assert_int_equal(hl7_parse(&m, msg, sizeof(msg) - 1, NULL), 0);
+	s = hl7json_message(&m, 11, &n);
+	assert_non_null(strstr(s, "\"\\u0000\""));
+	assert_non_null(strstr(s, "\"t\\tb\\n\\u0001\\u001F\""));
+	j = json_loadb(s, n, JSON_ALLOW_NUL, NULL);
+	assert_non_null(j);
+	assert_json_str(field_of(j, "ZES", 1, 1), "q\"b");
+	assert_json_str(field_of(j, "ZES", 1, 2), "t\tb\n\x01\x1f");
+	assert_json_str(field_of(j, "ZES", 1, 3), "\\x");
+	assert_json_str(field_of(j, "ZES", 1, 5), "\x7f");
+	assert_memory_equal(str_at(j, "raw"), msg, sizeof(msg) - 1);
+	assert_int_equal(json_string_length(field_of(j, "ZES", 1, 4)), 1);
+	json_decref(j);
+	hl7json_free(s, n);
+	hl7_msg_free(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -353,7 +574,12 @@ int main(void)
 		cmocka_unit_test(test_latin1_converted),
 		cmocka_unit_test(test_no_pid),
 		cmocka_unit_test(test_utf8_helper),
+		cmocka_unit_test(test_json_escaping),
 		cmocka_unit_test(test_all_samples),
+		cmocka_unit_test(test_wide_fields_linear),
+		cmocka_unit_test(test_parts_limit),
+		cmocka_unit_test(test_wide_pid3),
+		cmocka_unit_test(test_wide_fields_raw),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
