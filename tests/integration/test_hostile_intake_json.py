@@ -107,7 +107,8 @@ def test_show_is_linear(intake):
             assert ack_code(c.call(m, timeout=30)) == "AA"
         cases[ctrl] = row_id(it, ctrl)
     t = {ctrl: min(show_cpu(it, rid)[1] for _ in range(3)) for ctrl, rid in cases.items()}
-    # below the clock's resolution the ratio says nothing; 10 ms is the tick of ru_utime
-    t1 = max(t["LIN-1"], 0.01)
+    # below a few ticks of ru_utime (10 ms) the ratio says nothing: count at least 50 ms
+    # (the quadratic walk took 2.2 s and 35 s here, so the check keeps its power)
+    t1 = max(t["LIN-1"], 0.05)
     assert t["LIN-4"] < 8 * t1, f"4x the separators took {t['LIN-4'] / t1:.1f}x the time: {t}"
     assert os.path.exists(it.store)
