@@ -49,7 +49,13 @@ struct client {
 	char account[IRC_NICK_MAX + 1]; /* logged in as (SASL or PASS), "" if none */
 	char *pass; /* from PASS, wiped and freed at registration */
 	size_t passlen;
-	bool tls_ready, registered, cap_open, sasl_wait, oper, closing, ping_sent;
+	/* closing: found dead (skipped by every sender, reads off), queued on ch->reap until
+	 * the loop takes it out of its channels; flushing: reaped, its ERROR line on the way,
+	 * freed when that is written or the grace timer fires */
+	bool tls_ready, registered, cap_open, sasl_wait, oper, closing, flushing, ping_sent;
+	struct client *reap_next;
+	char why[64];   /* the reason of a quit, a server constant */
+	char said[128]; /* a QUIT's own text, for the peers only (never logged) */
 	double started, last_rx;
 	double tokens, tokens_at;
 	struct channel **chans;
@@ -69,6 +75,7 @@ struct channel {
 	size_t nbans;
 	char **backlog; /* ring of formatted lines */
 	size_t blen, bhead;
+	struct channel *dead_next; /* emptied, waiting to be freed by the reaper */
 };
 
 struct chat_listener {
@@ -94,6 +101,9 @@ struct chat {
 	struct lifecycle *life;
 	struct admin *admin;
 	struct buf scratch; /* one formatted line */
+	struct client *reap;   /* marked dead inside a command or callback */
+	struct channel *dead;  /* emptied channels, freed by the reaper */
+	struct event *reap_ev; /* a zero-timeout event: the reaper runs from the loop */
 	uint64_t round;     /* send_to_peers rounds */
 	bool draining;
 	int status;
@@ -105,6 +115,7 @@ struct chat {
 
 static void client_close(struct client *c, const char *reason);
 static void client_quit(struct client *c, const char *reason);
+static void chat_reap(struct chat *ch);
 static int chat_load_accounts(struct chat *ch);
 
 /* ---- output ---- */
@@ -214,7 +225,9 @@ static void chan_free(struct channel *k)
 	free(k);
 }
 
-static void chan_remove(struct chat *ch, struct channel *k)
+/* Takes an emptied k out of the channel list; the reaper frees it once control is back in
+ * the loop, so a command that still holds k (PART, KICK, JOIN 0) never sees it freed. */
+static void chan_retire(struct chat *ch, struct channel *k)
 {
 	for (size_t i = 0; i < ch->nchans; i++) {
 		if (ch->chans[i] == k) {
@@ -222,7 +235,9 @@ static void chan_remove(struct chat *ch, struct channel *k)
 			break;
 		}
 	}
-	chan_free(k);
+	k->dead_next = ch->dead;
+	ch->dead = k;
+	event_active(ch->reap_ev, EV_TIMEOUT, 0);
 }
 
 /* Sends the line in ch->scratch to every member of k except skip. Members whose queue
@@ -285,7 +300,7 @@ static void chan_remember(struct chat *ch, struct channel *k)
 	}
 }
 
-/* Takes c out of k (and k out of c's list); frees k when it is empty. */
+/* Takes c out of k (and k out of c's list); an emptied k is retired (freed later). */
 static void chan_leave(struct chat *ch, struct channel *k, struct client *c)
 {
 	ssize_t i = chan_index(k, c);
@@ -302,7 +317,7 @@ static void chan_leave(struct chat *ch, struct channel *k, struct client *c)
 		}
 	}
 	if (k->n == 0)
-		chan_remove(ch, k);
+		chan_retire(ch, k);
 }
 
 /* Sends the line in ch->scratch once to every client sharing a channel with c (and to c
@@ -361,29 +376,66 @@ static struct client *client_by_nick(struct chat *ch, const char *nick)
 	return NULL;
 }
 
-/* Leaves every channel telling the others, then closes. */
+/* Marks c dead: from now on nothing is sent to it or read from it, and nothing is freed.
+ * Safe inside any command or callback; the reaper, run from the loop, takes c out of its
+ * channels (telling the others) and closes it. reason is a server constant. */
 static void client_quit(struct client *c, const char *reason)
+{
+	struct chat *ch = c->ch;
+
+	if (c->closing)
+		return;
+	c->closing = true;
+	snprintf(c->why, sizeof(c->why), "%s", reason);
+	bufferevent_disable(c->bev, EV_READ);
+	c->reap_next = ch->reap;
+	ch->reap = c;
+	event_active(ch->reap_ev, EV_TIMEOUT, 0);
+}
+
+/* The reaper's part for one client: leaves every channel telling the others, then closes.
+ * Runs only from the loop (chat_reap), when no command holds c or its channels. */
+static void client_reap(struct client *c)
 {
 	struct chat *ch = c->ch;
 	char pfx[128], why[160];
 
-	if (c->closing)
-		return;
 	if (c->registered && c->nchans > 0) {
 		prefix_of(c, pfx, sizeof(pfx));
-		snprintf(why, sizeof(why), "Quit: %s", reason);
+		snprintf(why, sizeof(why), "Quit: %s", c->said[0] ? c->said : c->why);
 		ch->scratch.off = ch->scratch.len = 0;
 		{
 			const char *p[1] = { why };
 			irc_format(&ch->scratch, pfx, "QUIT", p, 1, true);
 		}
-		c->closing = true; /* not to itself */
-		send_to_peers(c, false);
-		c->closing = false;
+		send_to_peers(c, false); /* c is closing: not to itself */
 	}
 	while (c->nchans > 0)
 		chan_leave(ch, c->chans[0], c);
-	client_close(c, reason);
+	client_close(c, c->why);
+}
+
+/* Reaps every client marked dead (reaping one can overflow, and so mark, others: they are
+ * reaped in the same pass), then frees the emptied channels. Called from the loop only. */
+static void chat_reap(struct chat *ch)
+{
+	struct client *c;
+	struct channel *k;
+
+	while ((c = ch->reap) != NULL) {
+		ch->reap = c->reap_next;
+		c->reap_next = NULL;
+		client_reap(c);
+	}
+	while ((k = ch->dead) != NULL) {
+		ch->dead = k->dead_next;
+		chan_free(k);
+	}
+}
+
+static void chat_reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	chat_reap(arg);
 }
 
 static void client_timer_arm(struct client *c, double seconds)
@@ -393,28 +445,33 @@ static void client_timer_arm(struct client *c, double seconds)
 	evtimer_add(c->timer, &tv);
 }
 
-/* Ends the connection: an ERROR line is flushed (within CHAT_CLOSE_GRACE), then freed. */
+/* Ends the connection: an ERROR line is flushed (within CHAT_CLOSE_GRACE), then freed by
+ * the write or timer callback. Frees nothing itself: safe inside a command. */
 static void client_close(struct client *c, const char *reason)
 {
 	struct chat *ch = c->ch;
 	char line[256];
 	int n;
 
-	if (c->closing)
+	if (c->flushing)
 		return;
 	n = snprintf(line, sizeof(line), "ERROR :Closing Link: %s (%s)\r\n", c->host, reason);
 	evbuffer_add(bufferevent_get_output(c->bev), line, (size_t)n);
-	c->closing = true;
+	c->closing = c->flushing = true;
 	bufferevent_disable(c->bev, EV_READ);
 	log_limited(&ch->rate, LOG_INFO, "event=closed peer=%s nick=%s reason=\"%s\"", c->host,
 		    c->nick[0] ? c->nick : "-", reason);
 	client_timer_arm(c, CHAT_CLOSE_GRACE);
 }
 
+/* Frees c. From the loop only (write, event and timer callbacks, chat_free): a client
+ * still queued for the reaper is reaped first. */
 static void client_free(struct client *c)
 {
 	struct chat *ch = c->ch;
 
+	if (c->closing && !c->flushing)
+		chat_reap(ch);
 	while (c->nchans > 0)
 		chan_leave(ch, c->chans[0], c);
 	if (c->prev != NULL)
@@ -1205,7 +1262,9 @@ static void client_line(struct client *c, char *line, size_t len)
 	} else if (strcmp(cmd, "PONG") == 0) {
 		c->ping_sent = false;
 	} else if (strcmp(cmd, "QUIT") == 0) {
-		client_quit(c, m.nparams > 0 ? m.params[0] : "Client Quit");
+		if (m.nparams > 0) /* for the peers' QUIT line only: free text is never logged */
+			snprintf(c->said, sizeof(c->said), "%s", m.params[0]);
+		client_quit(c, "Client Quit");
 	} else if (strcmp(cmd, "CAP") == 0) {
 		cmd_cap(c, &m);
 	} else if (strcmp(cmd, "AUTHENTICATE") == 0) {
@@ -1306,7 +1365,7 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct client *c = arg;
 
-	if (c->closing)
+	if (c->flushing)
 		client_free(c);
 }
 
@@ -1318,13 +1377,9 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 		c->tls_ready = true;
 		return;
 	}
-	if (c->closing) {
-		client_free(c);
-		return;
-	}
-	client_quit(c, (what & BEV_EVENT_EOF) ? "Connection closed" : "Connection error");
-	if (c->closing)
-		client_free(c);
+	if (!c->flushing)
+		client_quit(c, (what & BEV_EVENT_EOF) ? "Connection closed" : "Connection error");
+	client_free(c); /* reaps c first: from here no write can reach the peer */
 }
 
 static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -1333,10 +1388,12 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 	const struct chat_config *cfg = c->ch->cfg;
 	double now = clock_mono();
 
-	if (c->closing) {
+	if (c->flushing) {
 		client_free(c);
 		return;
 	}
+	if (c->closing) /* the reaper closes it */
+		return;
 	if (!c->registered) {
 		client_close(c, "Registration timeout");
 		return;
@@ -1659,6 +1716,9 @@ struct chat *chat_new(struct event_base *base, const char *path, struct chat_con
 			goto fail;
 		}
 	}
+	ch->reap_ev = event_new(base, -1, 0, chat_reap_cb, ch);
+	if (ch->reap_ev == NULL)
+		abort();
 	ch->life = lifecycle_new(base, &chat_lifecycle_ops, ch);
 	log_info("event=started accounts=%zu open_registration=%s", ch->naccounts,
 		 cfg->open_registration ? "on" : "off");
@@ -1681,6 +1741,8 @@ void chat_free(struct chat *ch)
 	chat_listeners_free(ch);
 	while (ch->clients != NULL)
 		client_free(ch->clients);
+	chat_reap(ch);
+	loop_free_event(&ch->reap_ev);
 	for (size_t i = 0; i < ch->nchans; i++)
 		chan_free(ch->chans[i]);
 	free(ch->chans);
