@@ -5,7 +5,9 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <netinet/in.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "chat/auth.h"
 #include "chat/irc.h"
 #include "chat/passwd.h"
 #include "core/admin.h"
@@ -31,6 +34,12 @@
 #define CHAT_PARTS_PER_TURN 64                      /* lines handled per read event */
 #define CHAT_CLOSE_GRACE 2.0                        /* seconds to flush an ERROR */
 #define CHAT_SASL_MAX 400                           /* bytes of an AUTHENTICATE payload */
+#define CHAT_LOGIN_TRIES 3       /* failed logins on one connection before it is closed */
+#define CHAT_FAIL_SLOTS 1024     /* sources and accounts whose failed logins are remembered */
+#define CHAT_FAIL_KEY (ADDR_STRLEN + 2) /* "s:" address or "a:" account */
+#define CHAT_FAIL_DELAY 0.25     /* seconds before answering a first failure; doubles */
+#define CHAT_FAIL_DELAY_MAX 4.0  /* ... up to this */
+#define CHAT_FAIL_FORGET 900.0   /* seconds without a failure after which the count restarts */
 
 struct chat;
 struct channel;
@@ -54,6 +63,11 @@ struct client {
 	 * freed when that is written or the grace timer fires */
 	bool tls_ready, registered, cap_open, sasl_wait, oper, closing, flushing, ping_sent;
 	struct client *reap_next;
+	uint64_t id; /* names the client in password jobs (a pointer may be freed meanwhile) */
+	bool auth_wait;        /* a password check or its answer is pending: not read */
+	enum auth_kind answer; /* with answer_due: the failure to answer when the timer fires */
+	bool answer_due;
+	unsigned fails; /* failed logins on this connection */
 	char why[64];   /* the reason of a quit, a server constant */
 	char said[128]; /* a QUIT's own text, for the peers only (never logged) */
 	double started, last_rx;
@@ -76,6 +90,13 @@ struct channel {
 	char **backlog; /* ring of formatted lines */
 	size_t blen, bhead;
 	struct channel *dead_next; /* emptied, waiting to be freed by the reaper */
+};
+
+/* Failed logins of one source address or one account, for the delay before answering. */
+struct fail_rec {
+	char key[CHAT_FAIL_KEY];
+	unsigned n;
+	double last;
 };
 
 struct chat_listener {
@@ -104,11 +125,17 @@ struct chat {
 	struct client *reap;   /* marked dead inside a command or callback */
 	struct channel *dead;  /* emptied channels, freed by the reaper */
 	struct event *reap_ev; /* a zero-timeout event: the reaper runs from the loop */
+	struct auth *auth;     /* the password worker */
+	uint64_t next_id;
+	size_t auth_waiting;   /* clients with auth_wait */
+	char decoy[PASSWD_ENCODED_MAX]; /* verified for unknown accounts: the same cost */
+	struct fail_rec fails[CHAT_FAIL_SLOTS];
 	uint64_t round;     /* send_to_peers rounds */
 	bool draining;
 	int status;
 	char created[32];
 	uint64_t lines_in, msgs_out, dropped_sendq, dropped_flood, refused, logins_failed;
+	uint64_t logins_busy;
 	struct minutes per_minute; /* lines from clients, for the status page */
 	struct log_rate rate;
 };
@@ -472,6 +499,8 @@ static void client_free(struct client *c)
 
 	if (c->closing && !c->flushing)
 		chat_reap(ch);
+	if (c->auth_wait)
+		ch->auth_waiting--;
 	while (c->nchans > 0)
 		chan_leave(ch, c->chans[0], c);
 	if (c->prev != NULL)
@@ -535,30 +564,236 @@ static void welcome(struct client *c)
 	client_timer_arm(c, ch->cfg->ping_interval);
 }
 
-/* NICK and USER known and CAP not open: check the password, then welcome. */
+/* ---- password checks (on the worker, see auth.h) ---- */
+
+/* Holds c while its check or the answer to a failure is pending: it is not read, so none of
+ * its commands run meanwhile. Releasing reads what arrived in the meantime. */
+static void auth_hold(struct client *c, bool on)
+{
+	struct chat *ch = c->ch;
+
+	if (c->auth_wait == on)
+		return;
+	c->auth_wait = on;
+	if (on) {
+		ch->auth_waiting++;
+		bufferevent_disable(c->bev, EV_READ);
+		return;
+	}
+	ch->auth_waiting--;
+	if (c->closing)
+		return;
+	bufferevent_enable(c->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+		bufferevent_trigger(c->bev, EV_READ, BEV_OPT_DEFER_CALLBACKS);
+}
+
+/* The record of key (made, or the oldest replaced, if absent); its count restarts after
+ * CHAT_FAIL_FORGET. A linear walk of CHAT_FAIL_SLOTS, once per failed login. */
+static struct fail_rec *fail_find(struct chat *ch, const char *key, double now)
+{
+	struct fail_rec *old = &ch->fails[0];
+
+	for (size_t i = 0; i < CHAT_FAIL_SLOTS; i++) {
+		struct fail_rec *r = &ch->fails[i];
+		if (strcmp(r->key, key) == 0) {
+			if (now - r->last > CHAT_FAIL_FORGET)
+				r->n = 0;
+			return r;
+		}
+		if (r->last < old->last)
+			old = r;
+	}
+	snprintf(old->key, sizeof(old->key), "%s", key);
+	old->n = 0;
+	return old;
+}
+
+/* Counts a failed login of c's address and of account; returns the delay before its
+ * answer: CHAT_FAIL_DELAY doubled for each earlier failure of either, at most
+ * CHAT_FAIL_DELAY_MAX. */
+static double fail_count(struct client *c, const char *account)
+{
+	struct chat *ch = c->ch;
+	double now = clock_mono(), delay = CHAT_FAIL_DELAY;
+	char key[CHAT_FAIL_KEY];
+	struct fail_rec *src, *acc;
+	unsigned n;
+
+	snprintf(key, sizeof(key), "s:%s", c->host);
+	src = fail_find(ch, key, now);
+	src->n++;
+	src->last = now;
+	key[0] = 'a';
+	irc_casefold(key + 2, account, sizeof(key) - 2);
+	acc = fail_find(ch, key, now);
+	acc->n++;
+	acc->last = now;
+	n = src->n > acc->n ? src->n : acc->n;
+	while (--n > 0 && delay < CHAT_FAIL_DELAY_MAX)
+		delay *= 2;
+	return delay < CHAT_FAIL_DELAY_MAX ? delay : CHAT_FAIL_DELAY_MAX;
+}
+
+/* The answer to a failed login, the same for every cause (unknown account, wrong or no
+ * password, malformed SASL) so that accounts cannot be told apart. PASS: 464 and the end
+ * of the connection; SASL: 904, and the end after CHAT_LOGIN_TRIES failures. */
+static void login_refuse(struct client *c, enum auth_kind kind)
+{
+	struct chat *ch = c->ch;
+	double left = ch->cfg->register_timeout - (clock_mono() - c->started);
+
+	ch->logins_failed++;
+	c->fails++;
+	auth_hold(c, false);
+	if (kind == AUTH_PASS) {
+		numeric(c, "464", "Password incorrect", NULL);
+		client_close(c, "Bad password");
+		return;
+	}
+	numeric(c, "904", "SASL authentication failed", NULL);
+	if (c->fails >= CHAT_LOGIN_TRIES)
+		client_close(c, "Too many failed logins");
+	else if (!c->closing) /* the answer's delay used the registration timer */
+		client_timer_arm(c, left > 0.01 ? left : 0.01);
+}
+
+/* A check failed: logged, counted, answered after the delay (c stays held meanwhile). */
+static void login_failed(struct client *c, enum auth_kind kind, const char *account)
+{
+	char acc[LOG_VALUE_SIZE(IRC_NICK_MAX)];
+	double delay = fail_count(c, account);
+
+	log_limited(&c->ch->rate, LOG_WARN,
+		    "event=login_failed peer=%s account=%s via=%s delay=%.2f", c->host,
+		    log_value(acc, sizeof(acc), account), kind == AUTH_PASS ? "pass" : "sasl",
+		    delay);
+	c->answer = kind;
+	c->answer_due = true;
+	auth_hold(c, true);
+	client_timer_arm(c, delay);
+}
+
+/* Hands a check to the worker and holds c. encoded NULL: a decoy of the same cost (an
+ * unknown account). With the queue full the login is refused at once, never waited for. */
+static void auth_start(struct client *c, enum auth_kind kind, const char *name,
+		       const char *password, size_t len, const char *encoded)
+{
+	struct chat *ch = c->ch;
+	struct auth_job *j = auth_job_new();
+
+	j->id = c->id;
+	j->kind = kind;
+	snprintf(j->name, sizeof(j->name), "%s", name);
+	j->len = len < PASSWD_MAX_LEN ? len : PASSWD_MAX_LEN;
+	memcpy(j->password, password, j->len);
+	snprintf(j->encoded, sizeof(j->encoded), "%s", encoded != NULL ? encoded : ch->decoy);
+	j->file = ch->cfg->accounts;
+	if (auth_submit(ch->auth, j) == -1) {
+		auth_job_free(j);
+		ch->logins_busy++;
+		log_limited(&ch->rate, LOG_WARN, "event=login_busy peer=%s", c->host);
+		if (kind == AUTH_REGISTER)
+			sendf(c, NULL, "FAIL", "REGISTER", "TEMPORARILY_UNAVAILABLE", "*",
+			      "Busy, try again", NULL);
+		else
+			login_refuse(c, kind);
+		return;
+	}
+	auth_hold(c, true);
+}
+
+static struct client *client_by_id(struct chat *ch, uint64_t id)
+{
+	for (struct client *o = ch->clients; o != NULL; o = o->next)
+		if (o->id == id)
+			return o;
+	return NULL;
+}
+
+static void register_done(struct client *c, struct auth_job *j)
+{
+	struct chat *ch = c->ch;
+	char nick[LOG_VALUE_SIZE(IRC_NICK_MAX)];
+
+	auth_hold(c, false);
+	if (j->result == AUTH_EXISTS) {
+		sendf(c, NULL, "FAIL", "REGISTER", "ACCOUNT_EXISTS", j->name,
+		      "Account already exists", NULL);
+	} else if (j->result != AUTH_OK) {
+		log_error("event=register_failed nick=%s error=\"%s\"",
+			  log_value(nick, sizeof(nick), j->name), j->err);
+		sendf(c, NULL, "FAIL", "REGISTER", "TEMPORARILY_UNAVAILABLE", j->name,
+		      "The account could not be stored", NULL);
+	} else {
+		snprintf(c->account, sizeof(c->account), "%s", j->name);
+		log_info("event=account_registered peer=%s nick=%s", c->host,
+			 log_value(nick, sizeof(nick), j->name));
+		sendf(c, NULL, "REGISTER", "SUCCESS", j->name, "Account created", NULL);
+	}
+	(void)ch;
+}
+
+static void login_done(struct client *c, struct auth_job *j)
+{
+	char pfx[128];
+
+	if (j->result != AUTH_OK) {
+		login_failed(c, j->kind, j->name);
+		return;
+	}
+	auth_hold(c, false);
+	snprintf(c->account, sizeof(c->account), "%s", j->name);
+	if (j->kind == AUTH_PASS) {
+		welcome(c);
+		return;
+	}
+	prefix_of(c, pfx, sizeof(pfx));
+	numeric(c, "900", pfx, c->account, "You are now logged in", NULL);
+	numeric(c, "903", "SASL authentication successful", NULL);
+}
+
+/* A finished job, on the loop: a REGISTER's new accounts are taken whoever asked; the
+ * client, if still there, gets its answer. */
+static void auth_done(struct auth_job *j, void *arg)
+{
+	struct chat *ch = arg;
+	struct client *c = client_by_id(ch, j->id);
+
+	if (j->kind == AUTH_REGISTER && j->result == AUTH_OK) {
+		if (ch->accounts != NULL)
+			explicit_bzero(ch->accounts, ch->naccounts * sizeof(*ch->accounts));
+		free(ch->accounts);
+		ch->accounts = j->accounts;
+		ch->naccounts = j->naccounts;
+		j->accounts = NULL;
+	}
+	if (c != NULL && !c->closing) {
+		if (j->kind == AUTH_REGISTER)
+			register_done(c, j);
+		else
+			login_done(c, j);
+	}
+	auth_job_free(j);
+}
+
+/* NICK and USER known and CAP not open: check the password (on the worker), then
+ * welcome. Without open_registration a nickname without an account is checked against a
+ * decoy, so that it fails like a wrong password, as slowly. */
 static void try_register(struct client *c)
 {
 	struct chat *ch = c->ch;
 	const struct passwd_account *a;
 
-	if (c->registered || c->cap_open || c->nick[0] == '\0' || c->user[0] == '\0')
+	if (c->registered || c->cap_open || c->auth_wait || c->nick[0] == '\0' ||
+	    c->user[0] == '\0')
 		return;
 	if (c->account[0] == '\0') {
 		a = passwd_find(ch->accounts, ch->naccounts, c->nick);
-		if (a != NULL) {
-			if (c->passlen == 0 || !passwd_verify(c->pass, c->passlen, a->encoded)) {
-				ch->logins_failed++;
-				log_limited(&ch->rate, LOG_WARN,
-					    "event=login_failed peer=%s nick=%s via=pass", c->host,
-					    c->nick);
-				numeric(c, "464", "Password incorrect", NULL);
-				client_close(c, "Bad password");
-				return;
-			}
-			snprintf(c->account, sizeof(c->account), "%s", a->name);
-		} else if (!ch->cfg->open_registration) {
-			numeric(c, "464", "An account is needed to connect here", NULL);
-			client_close(c, "No account");
+		if (a != NULL || !ch->cfg->open_registration) {
+			auth_start(c, AUTH_PASS, a != NULL ? a->name : c->nick,
+				   c->pass != NULL ? c->pass : "", c->passlen,
+				   a != NULL ? a->encoded : NULL);
 			return;
 		}
 	} else if (irc_casecmp(c->account, c->nick) != 0 &&
@@ -627,7 +862,7 @@ static void cmd_authenticate(struct client *c, struct irc_msg *m)
 	}
 	dec = EVP_DecodeBlock(raw, (const unsigned char *)arg, (int)len);
 	if (dec < 0) {
-		numeric(c, "904", "SASL authentication failed", NULL);
+		login_refuse(c, AUTH_SASL);
 		return;
 	}
 	n = (size_t)dec;
@@ -641,27 +876,16 @@ static void cmd_authenticate(struct client *c, struct irc_msg *m)
 			   : NULL;
 	if (authc == NULL || pw == NULL) {
 		explicit_bzero(raw, sizeof(raw));
-		numeric(c, "904", "SASL authentication failed", NULL);
+		login_refuse(c, AUTH_SASL);
 		return;
 	}
 	authc++;
 	pw++;
+	/* authc ends at the NUL before pw: a C string */
 	a = passwd_find(ch->accounts, ch->naccounts, authc);
-	if (a == NULL || !passwd_verify(pw, n - (size_t)((const unsigned char *)pw - raw), a->encoded)) {
-		explicit_bzero(raw, sizeof(raw));
-		ch->logins_failed++;
-		log_limited(&ch->rate, LOG_WARN, "event=login_failed peer=%s via=sasl", c->host);
-		numeric(c, "904", "SASL authentication failed", NULL);
-		return;
-	}
+	auth_start(c, AUTH_SASL, a != NULL ? a->name : authc, pw,
+		   n - (size_t)((const unsigned char *)pw - raw), a != NULL ? a->encoded : NULL);
 	explicit_bzero(raw, sizeof(raw));
-	snprintf(c->account, sizeof(c->account), "%s", a->name);
-	{
-		char pfx[128];
-		prefix_of(c, pfx, sizeof(pfx));
-		numeric(c, "900", pfx, c->account, "You are now logged in", NULL);
-	}
-	numeric(c, "903", "SASL authentication successful", NULL);
 }
 
 static void cmd_nick(struct client *c, struct irc_msg *m)
@@ -1186,7 +1410,6 @@ static void cmd_register(struct client *c, struct irc_msg *m)
 {
 	struct chat *ch = c->ch;
 	const char *name;
-	char err[512];
 	size_t n;
 
 	if (!ch->cfg->open_registration || ch->cfg->accounts == NULL) {
@@ -1221,18 +1444,9 @@ static void cmd_register(struct client *c, struct irc_msg *m)
 		      "The password must have 8 to 256 characters", NULL);
 		return;
 	}
-	if (passwd_set(ch->cfg->accounts, name, m->params[2], n, err, sizeof(err)) == -1 ||
-	    chat_load_accounts(ch) == -1) {
-		explicit_bzero(m->params[2], n);
-		log_error("event=register_failed nick=%s error=\"%s\"", name, err);
-		sendf(c, NULL, "FAIL", "REGISTER", "TEMPORARILY_UNAVAILABLE", name,
-		      "The account could not be stored", NULL);
-		return;
-	}
+	/* hashing, storing and reading the file again happen on the worker */
+	auth_start(c, AUTH_REGISTER, name, m->params[2], n, NULL);
 	explicit_bzero(m->params[2], n);
-	snprintf(c->account, sizeof(c->account), "%s", name);
-	log_info("event=account_registered peer=%s nick=%s", c->host, name);
-	sendf(c, NULL, "REGISTER", "SUCCESS", name, "Account created", NULL);
 }
 
 /* One line from c. */
@@ -1329,7 +1543,7 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 
 	c->last_rx = now;
 	c->ping_sent = false;
-	for (int turn = 0; turn < CHAT_PARTS_PER_TURN && !c->closing; turn++) {
+	for (int turn = 0; turn < CHAT_PARTS_PER_TURN && !c->closing && !c->auth_wait; turn++) {
 		struct evbuffer_iovec v;
 		size_t used, len;
 		char *line;
@@ -1353,7 +1567,7 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 		else
 			client_line(c, line, len);
 	}
-	if (!c->closing && evbuffer_get_length(in) > 0) {
+	if (!c->closing && !c->auth_wait && evbuffer_get_length(in) > 0) {
 		/* more than a turn's worth: continue on the next loop turn, others first */
 		bufferevent_trigger(bev, EV_READ, BEV_OPT_DEFER_CALLBACKS);
 	} else if (!c->closing) {
@@ -1394,6 +1608,11 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (c->closing) /* the reaper closes it */
 		return;
+	if (c->answer_due) { /* the delayed answer to a failed login */
+		c->answer_due = false;
+		login_refuse(c, c->answer);
+		return;
+	}
 	if (!c->registered) {
 		client_close(c, "Registration timeout");
 		return;
@@ -1446,6 +1665,7 @@ static void chat_accept_cb(evutil_socket_t lfd, short what, void *arg)
 		if (c == NULL)
 			abort();
 		c->ch = ch;
+		c->id = ++ch->next_id;
 		c->src = ss;
 		/* the host part of prefixes: the address without the port */
 		{
@@ -1509,6 +1729,12 @@ static void chat_metrics(struct evbuffer *out, void *arg)
 	admin_sample(out, "netwall_chat_refused_total", "", ch->refused);
 	admin_family(out, "netwall_chat_logins_failed_total", "counter", "failed logins");
 	admin_sample(out, "netwall_chat_logins_failed_total", "", ch->logins_failed);
+	admin_family(out, "netwall_chat_logins_pending", "gauge",
+		     "clients whose password check, or the delayed answer to it, is pending");
+	admin_sample(out, "netwall_chat_logins_pending", "", ch->auth_waiting);
+	admin_family(out, "netwall_chat_logins_busy_total", "counter",
+		     "logins refused at once: the password queue was full");
+	admin_sample(out, "netwall_chat_logins_busy_total", "", ch->logins_busy);
 }
 
 static void chat_status(struct evbuffer *out, void *arg)
@@ -1678,6 +1904,23 @@ static int chat_listen(struct chat *ch, const struct addr *a, bool tls)
 	return 0;
 }
 
+/* The decoy hash verified for an unknown account: a random password's, at the default cost,
+ * so that its check takes as long as a real one. */
+static int chat_decoy(struct chat *ch)
+{
+	unsigned char pw[24];
+	char err[256];
+	int rc;
+
+	if (RAND_bytes(pw, sizeof(pw)) != 1)
+		return -1;
+	rc = passwd_hash((const char *)pw, sizeof(pw), ch->decoy, err, sizeof(err));
+	OPENSSL_cleanse(pw, sizeof(pw));
+	if (rc == -1)
+		log_error("event=decoy_failed error=\"%s\"", err);
+	return rc;
+}
+
 struct chat *chat_new(struct event_base *base, const char *path, struct chat_config *cfg)
 {
 	struct chat *ch = calloc(1, sizeof(*ch));
@@ -1703,6 +1946,13 @@ struct chat *chat_new(struct event_base *base, const char *path, struct chat_con
 	}
 	if (chat_load_accounts(ch) == -1)
 		goto fail;
+	if (chat_decoy(ch) == -1)
+		goto fail;
+	ch->auth = auth_new(base, auth_done, ch, err, sizeof(err));
+	if (ch->auth == NULL) {
+		log_error("event=auth_failed error=\"%s\"", err);
+		goto fail;
+	}
 	for (size_t i = 0; i < cfg->ntls; i++)
 		if (chat_listen(ch, &cfg->tls_listen[i], true) == -1)
 			goto fail;
@@ -1739,6 +1989,7 @@ void chat_free(struct chat *ch)
 	if (ch == NULL)
 		return;
 	chat_listeners_free(ch);
+	auth_free(ch->auth); /* the worker first: it may finish a job, never deliver it */
 	while (ch->clients != NULL)
 		client_free(ch->clients);
 	chat_reap(ch);

@@ -98,3 +98,216 @@ def test_own_sendq_overflows_inside_a_command(chat, cmd):
     o = Overflow(ch)
     o.batch(cmd)
     o.check_dropped()
+
+
+# ---------------------------------------------------------------- password guessing
+
+PASSWORD = "the nurse's long password"
+
+
+def bad_login(ch, nick="nurse1", password="wrong password!"):
+    c = Irc(ch.port)
+    c.register(nick, password)
+    return c
+
+
+def sasl(ch, payload, nick="guest"):
+    """A client that sent CAP, NICK, USER and AUTHENTICATE PLAIN with payload (bytes)."""
+    import base64
+    s = Irc(ch.port)
+    s.send("CAP REQ :sasl")
+    s.send(f"NICK {nick}")
+    s.send(f"USER {nick} 0 * :x")
+    s.send("AUTHENTICATE PLAIN")
+    s.expect(r"^AUTHENTICATE \+")
+    s.send("AUTHENTICATE " + base64.b64encode(payload).decode())
+    return s
+
+
+def test_password_checks_do_not_block_the_loop(chat):
+    """Logins with wrong passwords from many connections: while their checks (scrypt, and the
+    growing delay before each answer) are pending, another client's PINGs are answered."""
+    n = 8
+    ch = chat(open_registration="off", max_per_source="64")
+    ch.passwd("nurse1", PASSWORD).passwd("staff", PASSWORD)
+    ch.start()
+    staff = ch.client("staff", PASSWORD)
+    bad = [bad_login(ch, f"guess{i}") for i in range(n)]
+    ch.admin.wait_metric("netwall_chat_logins_pending", lambda v: v == n, 20,
+                         "every check pending")
+    for i in range(3):
+        staff.send(f"PING :rtt{i}")
+        pong_of(staff, f"rtt{i}")
+    assert ch.admin.metric("netwall_chat_logins_pending") >= 1, \
+        "the PINGs were answered while checks were pending"
+    for b in bad:
+        b.expect(r" 464 guess\d :Password incorrect$", timeout=60)
+        assert b.closed_within(10)
+    assert ch.admin.metric("netwall_chat_logins_failed_total") == n
+
+
+def test_login_failures_look_the_same(chat):
+    """Unknown account, wrong password, no password: one 464 text; SASL: one 904 text."""
+    ch = chat(open_registration="off")
+    ch.passwd("nurse1", PASSWORD).passwd("nurse2", PASSWORD)
+    ch.start()
+    cs = [bad_login(ch, nick, pw) for nick, pw in (
+        ("nurse1", "wrong password!"), ("nobody", "wrong password!"), ("nurse2", None),
+        ("nobody2", None))]
+    texts = {c.expect(r" 464 \S+ (.*)$", timeout=30).group(1) for c in cs}
+    assert texts == {":Password incorrect"}, texts
+    assert all(c.closed_within(20) for c in cs)
+    ss = [sasl(ch, payload, f"guest{i}") for i, payload in enumerate((
+        b"\0nurse1\0wrong password!", b"\0nobody\0wrong password!", b"no nul at all",
+        b"\0nurse1\0short"))]
+    texts = {s.expect(r" (90[0-9]) \S+ (.*)$", timeout=30).groups() for s in ss}
+    assert texts == {("904", ":SASL authentication failed")}, texts
+
+
+def test_sasl_connection_closed_after_three_failures(chat):
+    import base64
+    ch = chat(open_registration="off")
+    ch.passwd("nurse1", PASSWORD)
+    ch.start()
+    s = sasl(ch, b"\0nurse1\0wrong password 1")
+    s.expect(r" 904 ")
+    for i in (2, 3):
+        s.send("AUTHENTICATE PLAIN")
+        s.expect(r"^AUTHENTICATE \+")
+        s.send("AUTHENTICATE " + base64.b64encode(
+            f"\0nurse1\0wrong password {i}".encode()).decode())
+        s.expect(r" 904 ", timeout=30)
+    s.expect(r"^ERROR :Closing Link: \S+ \(Too many failed logins\)", timeout=30)
+    assert s.closed_within(10)
+    delays = [float(e["delay"]) for e in ch.proc.events("login_failed")]
+    assert len(delays) == 3 and delays[0] < delays[1] < delays[2], delays
+    good = sasl(ch, f"\0nurse1\0{PASSWORD}".encode(), nick="nurse1")
+    good.expect(r" 903 ", timeout=30)
+
+
+# ---------------------------------------------------------------- the terminal client
+
+class TlsServer:
+    """A TLS server on loopback (127.0.0.1, and ::1 where there is one) that records the
+    SNI of each handshake and every line a client sends; it answers nothing."""
+
+    def __init__(self, crt, key):
+        import ssl
+        import threading
+        from conftest import free_port
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(crt, key)
+        self.ctx.sni_callback = lambda s, name, c: self.sni.append(name)
+        self.sni, self.lines = [], []
+        self.port = free_port()
+        self.socks = []
+        for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+            try:
+                s = socket.socket(fam, socket.SOCK_STREAM)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind((host, self.port))
+                s.listen(8)
+                self.socks.append(s)
+            except OSError:
+                continue
+        for s in self.socks:
+            threading.Thread(target=self.serve, args=(s,), daemon=True).start()
+
+    def serve(self, lsock):
+        while True:
+            try:
+                conn, _ = lsock.accept()
+            except OSError:
+                return
+            try:
+                with self.ctx.wrap_socket(conn, server_side=True) as t:
+                    buf = b""
+                    while True:
+                        data = t.recv(4096)
+                        if not data:
+                            break
+                        buf += data
+                        *got, buf = buf.split(b"\r\n")
+                        self.lines.extend(x.decode("utf-8", "replace") for x in got)
+                        if any(x.startswith(b"QUIT") for x in got):
+                            break
+            except (OSError, ValueError):
+                conn.close()
+
+    def close(self):
+        for s in self.socks:
+            s.close()
+
+
+def make_cert(d, ca, name, san):
+    """A certificate for subjectAltName san ("DNS:x" or "IP:a.b.c.d") signed by ca."""
+    import subprocess
+
+    def openssl(*args):
+        subprocess.run(["openssl", *map(str, args)], cwd=d, check=True, capture_output=True)
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-subj", f"/CN={name}", "-keyout", f"{name}.key", "-out", f"{name}.csr")
+    (d / f"{name}.ext").write_text(f"subjectAltName={san}\nbasicConstraints=CA:FALSE\n")
+    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", ca[0], "-CAkey", ca[1],
+            "-CAcreateserial", "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.crt")
+    return d / f"{name}.crt", d / f"{name}.key"
+
+
+@pytest.fixture
+def tls_names(tmp_path):
+    from test_ca import make_ca
+    ca = make_ca(tmp_path)
+    certs = {n: make_cert(tmp_path, ca, n, san) for n, san in (
+        ("evil", "DNS:evil.example"), ("chat", "DNS:chat.example"),
+        ("local", "DNS:localhost"), ("ip", "IP:127.0.0.1"))}
+    pw = tmp_path / "pw"
+    pw.write_text("alice's long password\n")
+    servers = []
+
+    def run(cert, host, server_name=None, quit_after_pass=True):
+        import subprocess
+        from conftest import NETWALL_BIN, wait_until
+        srv = TlsServer(*certs[cert])
+        servers.append(srv)
+        argv = [NETWALL_BIN, "chat", "connect", "--ca", ca[0], "--nick", "alice",
+                "--password-file", pw]
+        if server_name:
+            argv += ["--server-name", server_name]
+        p = subprocess.Popen(argv + [f"{host}:{srv.port}"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_until(lambda: p.poll() is not None or any(
+                x.startswith("USER ") for x in srv.lines), 20, "the client to log in or end")
+            out, err = p.communicate(input="", timeout=20)  # end of input: QUIT, the end
+        finally:
+            if p.poll() is None:
+                p.kill()
+        return p.returncode, err, srv
+    yield run
+    for s in servers:
+        s.close()
+
+
+def test_client_refuses_a_certificate_for_another_name(tls_names):
+    """A certificate from the trusted CA but for evil.example: the client never sends the
+    password, and ends with one line naming the mismatch."""
+    rc, err, srv = tls_names("evil", "127.0.0.1", server_name="chat.example")
+    assert rc == 1 and not any(x.startswith("PASS") for x in srv.lines), srv.lines
+    assert len(err.strip().splitlines()) == 1 and "chat.example" in err and \
+        "name mismatch" in err, err
+    assert srv.sni == ["chat.example"]
+    rc, err, srv = tls_names("evil", "127.0.0.1")
+    assert rc == 1 and not any(x.startswith("PASS") for x in srv.lines), srv.lines
+    assert "127.0.0.1" in err and "name mismatch" in err, err
+
+
+def test_client_checks_the_name_and_sends_sni(tls_names):
+    rc, err, srv = tls_names("chat", "127.0.0.1", server_name="chat.example")
+    assert rc == 0 and "PASS :alice's long password" in srv.lines, (err, srv.lines)
+    assert srv.sni == ["chat.example"]
+    rc, err, srv = tls_names("local", "localhost")     # SNI by default: the host given
+    assert rc == 0 and "PASS :alice's long password" in srv.lines, (err, srv.lines)
+    assert srv.sni == ["localhost"]
+    rc, err, srv = tls_names("ip", "127.0.0.1")        # an address: checked, no SNI
+    assert rc == 0 and "PASS :alice's long password" in srv.lines, (err, srv.lines)
+    assert srv.sni == [None]
