@@ -477,7 +477,7 @@ static void client_timer_arm(struct client *c, double seconds)
 static void client_close(struct client *c, const char *reason)
 {
 	struct chat *ch = c->ch;
-	char line[256];
+	char line[256], nick[LOG_VALUE_SIZE(IRC_NICK_MAX)];
 	int n;
 
 	if (c->flushing)
@@ -486,8 +486,9 @@ static void client_close(struct client *c, const char *reason)
 	evbuffer_add(bufferevent_get_output(c->bev), line, (size_t)n);
 	c->closing = c->flushing = true;
 	bufferevent_disable(c->bev, EV_READ);
+	/* reason is a server constant: a QUIT's own text is never logged */
 	log_limited(&ch->rate, LOG_INFO, "event=closed peer=%s nick=%s reason=\"%s\"", c->host,
-		    c->nick[0] ? c->nick : "-", reason);
+		    c->nick[0] ? log_value(nick, sizeof(nick), c->nick) : "-", reason);
 	client_timer_arm(c, CHAT_CLOSE_GRACE);
 }
 
@@ -534,6 +535,7 @@ static void welcome(struct client *c)
 {
 	struct chat *ch = c->ch;
 	char text[256], pfx[128], n1[16], n2[16], n3[16], n4[16];
+	char lnick[LOG_VALUE_SIZE(IRC_NICK_MAX)], lacc[LOG_VALUE_SIZE(IRC_NICK_MAX)];
 
 	c->registered = true;
 	if (c->pass != NULL)
@@ -559,8 +561,9 @@ static void welcome(struct client *c)
 	numeric(c, "422", "MOTD File is missing", NULL);
 	if (c->oper)
 		numeric(c, "381", "You are now an IRC operator", NULL);
-	log_info("event=registered peer=%s nick=%s account=%s", c->host, c->nick,
-		 c->account[0] ? c->account : "-");
+	log_info("event=registered peer=%s nick=%s account=%s", c->host,
+		 log_value(lnick, sizeof(lnick), c->nick),
+		 c->account[0] ? log_value(lacc, sizeof(lacc), c->account) : "-");
 	client_timer_arm(c, ch->cfg->ping_interval);
 }
 
@@ -1557,8 +1560,9 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 			continue;
 		if (client_flooding(c, now)) {
 			c->ch->dropped_flood++;
+			char lnick[LOG_VALUE_SIZE(IRC_NICK_MAX)];
 			log_limited(&c->ch->rate, LOG_WARN, "event=flood peer=%s nick=%s", c->host,
-				    c->nick[0] ? c->nick : "-");
+				    c->nick[0] ? log_value(lnick, sizeof(lnick), c->nick) : "-");
 			client_quit(c, "Excess Flood");
 			return;
 		}

@@ -311,3 +311,42 @@ def test_client_checks_the_name_and_sends_sni(tls_names):
     rc, err, srv = tls_names("ip", "127.0.0.1")        # an address: checked, no SNI
     assert rc == 0 and "PASS :alice's long password" in srv.lines, (err, srv.lines)
     assert srv.sni == [None]
+
+
+# ---------------------------------------------------------------- logs
+
+FORGED = 'pt DOE^JOHN MRN 000123" level=error event=forged x="'
+
+
+def test_peer_text_never_reaches_the_log(chat):
+    """QUIT, PART and KICK reasons, topics, messages and realnames are never logged; a
+    nickname with bytes that mean something in a log line is escaped."""
+    ch = chat(operators=[]).start()
+    odd = "od\\d{x}"
+    a = ch.client(odd)
+    b = Irc(ch.port)
+    b.send("NICK bob")
+    b.send(f"USER bob 0 * :{FORGED}")
+    b.expect(r" 001 ")
+    for who in (a, b):
+        who.send("JOIN #w")
+        who.expect(r" 366 ")
+    a.send(f"TOPIC #w :{FORGED}")
+    b.expect(r" TOPIC #w ")
+    a.send(f"PRIVMSG #w :{FORGED}")
+    b.expect(r" PRIVMSG #w ")
+    b.send(f"PART #w :{FORGED}")
+    a.expect(r" PART #w ")
+    b.send("JOIN #w")
+    a.expect(r" JOIN #w")
+    a.send(f"KICK #w bob :{FORGED}")
+    b.expect(r" KICK #w bob ")
+    a.send(f"QUIT :{FORGED}")
+    assert a.closed_within(10)
+    mark = ch.proc.mark()
+    b.send("QUIT")
+    assert b.closed_within(10)
+    ch.proc.wait_event("closed", since=mark, nick="bob")
+    text = ch.proc.text()
+    assert "000123" not in text and "event=forged" not in text, text
+    assert "nick=od%5Cd{x}" in text and odd not in text, text
