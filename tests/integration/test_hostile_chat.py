@@ -350,3 +350,35 @@ def test_peer_text_never_reaches_the_log(chat):
     text = ch.proc.text()
     assert "000123" not in text and "event=forged" not in text, text
     assert "nick=od%5Cd{x}" in text and odd not in text, text
+
+
+# ---------------------------------------------------------------- the accounts file
+
+def test_accounts_file_is_0600_whatever_the_umask(chat, tmp_path):
+    """netwall chat passwd and REGISTER create and rewrite the accounts file with mode
+    0600 under umask 022."""
+    import os
+    import stat
+    import subprocess
+    from conftest import NETWALL_BIN
+    old = os.umask(0o022)
+    try:
+        ch = chat()
+        r = subprocess.run([NETWALL_BIN, "chat", "passwd", ch.accounts, "first"],
+                           input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert stat.S_IMODE(ch.accounts.stat().st_mode) == 0o600
+        os.chmod(ch.accounts, 0o644)
+        ch.start()
+        a = ch.client("second")
+        a.send(f"REGISTER * * :{PASSWORD}")
+        a.expect(r"REGISTER SUCCESS second", timeout=30)
+        assert stat.S_IMODE(ch.accounts.stat().st_mode) == 0o600
+        ch.accounts.unlink()
+        b = ch.client("third")
+        b.send(f"REGISTER * * :{PASSWORD}")
+        b.expect(r"REGISTER SUCCESS third", timeout=30)
+        assert stat.S_IMODE(ch.accounts.stat().st_mode) == 0o600
+        assert not list(tmp_path.glob("*.tmp"))
+    finally:
+        os.umask(old)
