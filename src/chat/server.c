@@ -34,6 +34,7 @@
 #define CHAT_PARTS_PER_TURN 64                      /* lines handled per read event */
 #define CHAT_CLOSE_GRACE 2.0                        /* seconds to flush an ERROR */
 #define CHAT_SASL_MAX 400                           /* bytes of an AUTHENTICATE payload */
+#define CHAT_READ_AHEAD 16384 /* bytes read from a client before its lines are taken */
 #define CHAT_LOGIN_TRIES 3       /* failed logins on one connection before it is closed */
 #define CHAT_FAIL_SLOTS 1024     /* sources and accounts whose failed logins are remembered */
 #define CHAT_FAIL_KEY (ADDR_STRLEN + 2) /* "s:" address or "a:" account */
@@ -68,6 +69,9 @@ struct client {
 	enum auth_kind answer; /* with answer_due: the failure to answer when the timer fires */
 	bool answer_due;
 	unsigned fails; /* failed logins on this connection */
+	bool budget_wait;         /* not read until the bytes held fall under the budget */
+	struct client *wait_next; /* on ch->waiting */
+	size_t partial;           /* bytes of a partly gathered line counted in ch->held */
 	char why[64];   /* the reason of a quit, a server constant */
 	char said[128]; /* a QUIT's own text, for the peers only (never logged) */
 	double started, last_rx;
@@ -130,6 +134,10 @@ struct chat {
 	size_t auth_waiting;   /* clients with auth_wait */
 	char decoy[PASSWD_ENCODED_MAX]; /* verified for unknown accounts: the same cost */
 	struct fail_rec fails[CHAT_FAIL_SLOTS];
+	uint64_t held;           /* bytes in every client's input and output buffers and lines */
+	struct client *waiting;  /* not read: the budget was reached */
+	struct event *resume_ev; /* reads again, from the loop, once under the budget */
+	uint64_t budget_waits;
 	uint64_t round;     /* send_to_peers rounds */
 	bool draining;
 	int status;
@@ -144,6 +152,77 @@ static void client_close(struct client *c, const char *reason);
 static void client_quit(struct client *c, const char *reason);
 static void chat_reap(struct chat *ch);
 static int chat_load_accounts(struct chat *ch);
+
+/* ---- the memory budget ---- */
+
+/* Every change of a client's input or output buffer moves ch->held. Once it is back under
+ * 7/8 of the budget, the clients paused at the budget are read again (from the loop). */
+static void held_cb(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct chat *ch = arg;
+
+	ch->held += info->n_added;
+	ch->held -= info->n_deleted;
+	if (ch->waiting != NULL && info->n_deleted > 0 &&
+	    ch->held <= ch->cfg->memory_budget - ch->cfg->memory_budget / 8)
+		event_active(ch->resume_ev, EV_TIMEOUT, 0);
+}
+
+/* At the budget: c is not read until the bytes held go down. Returns true if it waits. */
+static bool budget_full(struct client *c)
+{
+	struct chat *ch = c->ch;
+
+	if (ch->held < ch->cfg->memory_budget)
+		return false;
+	if (!c->budget_wait) {
+		c->budget_wait = true;
+		c->wait_next = ch->waiting;
+		ch->waiting = c;
+		ch->budget_waits++;
+		bufferevent_disable(c->bev, EV_READ);
+		log_limited(&ch->rate, LOG_WARN, "event=budget_full held=%llu budget=%llu",
+			    (unsigned long long)ch->held,
+			    (unsigned long long)ch->cfg->memory_budget);
+	}
+	return true;
+}
+
+static void budget_unlink(struct client *c)
+{
+	for (struct client **p = &c->ch->waiting; *p != NULL; p = &(*p)->wait_next) {
+		if (*p == c) {
+			*p = c->wait_next;
+			break;
+		}
+	}
+	c->budget_wait = false;
+}
+
+static void chat_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct chat *ch = arg;
+	struct client *c;
+
+	while (ch->held < ch->cfg->memory_budget && (c = ch->waiting) != NULL) {
+		ch->waiting = c->wait_next;
+		c->budget_wait = false;
+		if (c->closing || c->auth_wait)
+			continue;
+		bufferevent_enable(c->bev, EV_READ);
+		bufferevent_trigger(c->bev, EV_READ, BEV_OPT_DEFER_CALLBACKS);
+	}
+}
+
+/* Counts c's partly gathered line (kept outside its input buffer) in ch->held. */
+static void held_partial(struct client *c)
+{
+	size_t now = c->lines.acc.len;
+
+	c->ch->held += now;
+	c->ch->held -= c->partial;
+	c->partial = now;
+}
 
 /* ---- output ---- */
 
@@ -511,7 +590,13 @@ static void client_free(struct client *c)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	ch->nclients--;
+	if (c->budget_wait)
+		budget_unlink(c);
 	loop_free_event(&c->timer);
+	evbuffer_remove_cb(bufferevent_get_input(c->bev), held_cb, ch);
+	evbuffer_remove_cb(bufferevent_get_output(c->bev), held_cb, ch);
+	ch->held -= evbuffer_get_length(bufferevent_get_input(c->bev)) +
+		    evbuffer_get_length(bufferevent_get_output(c->bev)) + c->partial;
 	bufferevent_free(c->bev);
 	irc_lines_free(&c->lines);
 	if (c->pass != NULL)
@@ -584,7 +669,7 @@ static void auth_hold(struct client *c, bool on)
 		return;
 	}
 	ch->auth_waiting--;
-	if (c->closing)
+	if (c->closing || c->budget_wait)
 		return;
 	bufferevent_enable(c->bev, EV_READ);
 	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
@@ -1549,10 +1634,10 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 	for (int turn = 0; turn < CHAT_PARTS_PER_TURN && !c->closing && !c->auth_wait; turn++) {
 		struct evbuffer_iovec v;
 		size_t used, len;
-		char *line;
+		char *line, lnick[LOG_VALUE_SIZE(IRC_NICK_MAX)];
 		enum irc_line_result r;
 
-		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
+		if (budget_full(c) || evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
 			break;
 		r = irc_lines_feed(&c->lines, v.iov_base, v.iov_len, &used, &line, &len);
 		evbuffer_drain(in, used);
@@ -1560,23 +1645,23 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 			continue;
 		if (client_flooding(c, now)) {
 			c->ch->dropped_flood++;
-			char lnick[LOG_VALUE_SIZE(IRC_NICK_MAX)];
 			log_limited(&c->ch->rate, LOG_WARN, "event=flood peer=%s nick=%s", c->host,
 				    c->nick[0] ? log_value(lnick, sizeof(lnick), c->nick) : "-");
 			client_quit(c, "Excess Flood");
-			return;
+			break;
 		}
 		if (r == IRC_LINE_TOO_LONG)
 			numeric(c, "417", "Input line was too long", NULL);
 		else
 			client_line(c, line, len);
 	}
-	if (!c->closing && !c->auth_wait && evbuffer_get_length(in) > 0) {
+	if (!c->closing && !c->auth_wait && !c->budget_wait && evbuffer_get_length(in) > 0) {
 		/* more than a turn's worth: continue on the next loop turn, others first */
 		bufferevent_trigger(bev, EV_READ, BEV_OPT_DEFER_CALLBACKS);
-	} else if (!c->closing) {
+	} else if (!c->closing && evbuffer_get_length(in) == 0) {
 		irc_lines_trim(&c->lines); /* an idle client holds no line buffer */
 	}
+	held_partial(c);
 }
 
 static void client_write_cb(struct bufferevent *bev, void *arg)
@@ -1619,6 +1704,10 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (!c->registered) {
 		client_close(c, "Registration timeout");
+		return;
+	}
+	if (c->budget_wait) { /* not read by our choice: its silence means nothing */
+		client_timer_arm(c, cfg->ping_interval);
 		return;
 	}
 	if (c->ping_sent) {
@@ -1698,6 +1787,9 @@ static void chat_accept_cb(evutil_socket_t lfd, short what, void *arg)
 		if (c->bev == NULL)
 			abort();
 		c->timer = evtimer_new(ch->base, client_timer_cb, c);
+		evbuffer_add_cb(bufferevent_get_input(c->bev), held_cb, ch);
+		evbuffer_add_cb(bufferevent_get_output(c->bev), held_cb, ch);
+		bufferevent_setwatermark(c->bev, EV_READ, 0, CHAT_READ_AHEAD);
 		bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
 		bufferevent_enable(c->bev, EV_READ);
 		c->next = ch->clients;
@@ -1733,6 +1825,14 @@ static void chat_metrics(struct evbuffer *out, void *arg)
 	admin_sample(out, "netwall_chat_refused_total", "", ch->refused);
 	admin_family(out, "netwall_chat_logins_failed_total", "counter", "failed logins");
 	admin_sample(out, "netwall_chat_logins_failed_total", "", ch->logins_failed);
+	admin_family(out, "netwall_chat_held_bytes", "gauge",
+		     "bytes held for clients: queues, input read ahead, partial lines");
+	admin_sample(out, "netwall_chat_held_bytes", "", ch->held);
+	admin_family(out, "netwall_chat_memory_budget_bytes", "gauge", "memory_budget");
+	admin_sample(out, "netwall_chat_memory_budget_bytes", "", ch->cfg->memory_budget);
+	admin_family(out, "netwall_chat_budget_waits_total", "counter",
+		     "times a client was not read because the bytes held reached the budget");
+	admin_sample(out, "netwall_chat_budget_waits_total", "", ch->budget_waits);
 	admin_family(out, "netwall_chat_logins_pending", "gauge",
 		     "clients whose password check, or the delayed answer to it, is pending");
 	admin_sample(out, "netwall_chat_logins_pending", "", ch->auth_waiting);
@@ -1971,7 +2071,8 @@ struct chat *chat_new(struct event_base *base, const char *path, struct chat_con
 		}
 	}
 	ch->reap_ev = event_new(base, -1, 0, chat_reap_cb, ch);
-	if (ch->reap_ev == NULL)
+	ch->resume_ev = event_new(base, -1, 0, chat_resume_cb, ch);
+	if (ch->reap_ev == NULL || ch->resume_ev == NULL)
 		abort();
 	ch->life = lifecycle_new(base, &chat_lifecycle_ops, ch);
 	log_info("event=started accounts=%zu open_registration=%s", ch->naccounts,
@@ -1998,6 +2099,7 @@ void chat_free(struct chat *ch)
 		client_free(ch->clients);
 	chat_reap(ch);
 	loop_free_event(&ch->reap_ev);
+	loop_free_event(&ch->resume_ev);
 	for (size_t i = 0; i < ch->nchans; i++)
 		chan_free(ch->chans[i]);
 	free(ch->chans);
