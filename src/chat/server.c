@@ -64,6 +64,7 @@ struct client {
 	 * freed when that is written or the grace timer fires */
 	bool tls_ready, registered, cap_open, sasl_wait, oper, closing, flushing, ping_sent;
 	struct client *reap_next;
+	bool queued; /* on ch->reap */
 	uint64_t id; /* names the client in password jobs (a pointer may be freed meanwhile) */
 	bool auth_wait;        /* a password check or its answer is pending: not read */
 	enum auth_kind answer; /* with answer_due: the failure to answer when the timer fires */
@@ -495,6 +496,7 @@ static void client_quit(struct client *c, const char *reason)
 	snprintf(c->why, sizeof(c->why), "%s", reason);
 	bufferevent_disable(c->bev, EV_READ);
 	c->reap_next = ch->reap;
+	c->queued = true;
 	ch->reap = c;
 	event_active(ch->reap_ev, EV_TIMEOUT, 0);
 }
@@ -531,6 +533,7 @@ static void chat_reap(struct chat *ch)
 	while ((c = ch->reap) != NULL) {
 		ch->reap = c->reap_next;
 		c->reap_next = NULL;
+		c->queued = false;
 		client_reap(c);
 	}
 	while ((k = ch->dead) != NULL) {
@@ -577,7 +580,7 @@ static void client_free(struct client *c)
 {
 	struct chat *ch = c->ch;
 
-	if (c->closing && !c->flushing)
+	if (c->queued) /* closed directly after it was marked: reaped first all the same */
 		chat_reap(ch);
 	if (c->auth_wait)
 		ch->auth_waiting--;
