@@ -137,8 +137,8 @@ static void auth_on_eventfd(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-struct auth *auth_new(struct event_base *base, void (*done)(struct auth_job *, void *),
-		      void *arg, char *err, size_t errlen)
+struct auth *auth_new(struct event_base *base, void (*done)(struct auth_job *, void *), void *arg,
+		      char *err, size_t errlen)
 {
 	struct auth *a = calloc(1, sizeof(*a));
 	sigset_t all, old;

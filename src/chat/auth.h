@@ -21,9 +21,9 @@ enum auth_kind {
 
 enum auth_result {
 	AUTH_OK = 0,
-	AUTH_FAILED,  /* wrong password, unknown account */
-	AUTH_EXISTS,  /* REGISTER: the account is there already */
-	AUTH_ERROR,   /* REGISTER: the file could not be written or read */
+	AUTH_FAILED, /* wrong password, unknown account */
+	AUTH_EXISTS, /* REGISTER: the account is there already */
+	AUTH_ERROR,  /* REGISTER: the file could not be written or read */
 };
 
 struct auth_job {
@@ -46,8 +46,8 @@ struct auth;
 
 /* Starts the worker. done(job, arg) runs on the loop for every finished job and takes
  * ownership of it (auth_job_free). NULL, err filled, on failure. */
-struct auth *auth_new(struct event_base *base, void (*done)(struct auth_job *, void *),
-		      void *arg, char *err, size_t errlen);
+struct auth *auth_new(struct event_base *base, void (*done)(struct auth_job *, void *), void *arg,
+		      char *err, size_t errlen);
 /* Queues job (ownership passes to the queue). Returns 0, or -1 when AUTH_QUEUE_MAX jobs
  * are queued or running: the job stays the caller's. Never blocks on a check. */
 int auth_submit(struct auth *a, struct auth_job *job);
