@@ -146,6 +146,29 @@ def test_password_checks_do_not_block_the_loop(chat):
     assert ch.admin.metric("netwall_chat_logins_failed_total") == n
 
 
+def test_password_queue_full_refuses_at_once(chat):
+    """64 logins at once against a queue of 32 checks: those over it are refused at once with
+    the same 464 (never waited for on the loop), the others checked; the server goes on."""
+    n = 64
+    ch = chat(open_registration="off", max_per_source="128")
+    ch.passwd("staff", PASSWORD)
+    ch.start()
+    cs = []
+    for i in range(n):
+        c = Irc(ch.port)
+        c.send("PASS :wrong password!")
+        c.send(f"NICK guess{i}")
+        cs.append(c)
+    for i, c in enumerate(cs):                 # USER completes registration: all at once
+        c.send(f"USER g{i} 0 * :x")
+    for c in cs:
+        c.expect(r" 464 guess\d+ :Password incorrect$", timeout=120)
+    assert ch.admin.metric("netwall_chat_logins_busy_total") >= 1
+    staff = ch.client("staff", PASSWORD)
+    staff.send("PING :alive")
+    pong_of(staff, "alive")
+
+
 def test_login_failures_look_the_same(chat):
     """Unknown account, wrong password, no password: one 464 text; SASL: one 904 text."""
     ch = chat(open_registration="off")
