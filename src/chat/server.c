@@ -36,6 +36,7 @@
 #define CHAT_SASL_MAX 400                           /* bytes of an AUTHENTICATE payload */
 #define CHAT_READ_AHEAD 16384 /* bytes read from a client before its lines are taken */
 #define CHAT_LOGIN_TRIES 3       /* failed logins on one connection before it is closed */
+#define CHAT_CHECKS_PER_SOURCE 4 /* password checks one address may have queued or running */
 #define CHAT_FAIL_SLOTS 1024     /* sources and accounts whose failed logins are remembered */
 #define CHAT_FAIL_KEY (ADDR_STRLEN + 2) /* "s:" address or "a:" account */
 #define CHAT_FAIL_DELAY 0.25     /* seconds before answering a first failure; doubles */
@@ -135,6 +136,11 @@ struct chat {
 	size_t auth_waiting;   /* clients with auth_wait */
 	char decoy[PASSWD_ENCODED_MAX]; /* verified for unknown accounts: the same cost */
 	struct fail_rec fails[CHAT_FAIL_SLOTS];
+	/* the source of every job queued or running (its client may be gone meanwhile) */
+	struct {
+		struct sockaddr_storage src;
+		uint64_t id; /* 0: free */
+	} checks[AUTH_QUEUE_MAX];
 	uint64_t held;           /* bytes in every client's input and output buffers and lines */
 	struct client *waiting;  /* not read: the budget was reached */
 	struct event *resume_ev; /* reads again, from the loop, once under the budget */
@@ -766,7 +772,39 @@ static void login_failed(struct client *c, enum auth_kind kind, const char *acco
 }
 
 /* Hands a check to the worker and holds c. encoded NULL: a decoy of the same cost (an
- * unknown account). With the queue full the login is refused at once, never waited for. */
+ * unknown account). With the queue full, or CHAT_CHECKS_PER_SOURCE checks of c's address
+ * in it, the login is refused at once (the same answer as a wrong password), never waited
+ * for. */
+/* Records c's job in ch->checks, unless c's address has CHAT_CHECKS_PER_SOURCE jobs queued
+ * or running already (one address cannot fill the worker's queue, even by leaving right
+ * after each login). Returns 0, or -1 for a full source. */
+static int checks_take(struct client *c)
+{
+	struct chat *ch = c->ch;
+	unsigned n = 0;
+	size_t slot = AUTH_QUEUE_MAX;
+
+	for (size_t i = 0; i < AUTH_QUEUE_MAX; i++) {
+		if (ch->checks[i].id == 0)
+			slot = slot < AUTH_QUEUE_MAX ? slot : i;
+		else
+			n += addr_same_net((const struct sockaddr *)&ch->checks[i].src,
+					   (const struct sockaddr *)&c->src, 32, 128);
+	}
+	if (n >= CHAT_CHECKS_PER_SOURCE || slot == AUTH_QUEUE_MAX)
+		return -1;
+	ch->checks[slot].src = c->src;
+	ch->checks[slot].id = c->id;
+	return 0;
+}
+
+static void checks_release(struct chat *ch, uint64_t id)
+{
+	for (size_t i = 0; i < AUTH_QUEUE_MAX; i++)
+		if (ch->checks[i].id == id)
+			ch->checks[i].id = 0;
+}
+
 static void auth_start(struct client *c, enum auth_kind kind, const char *name,
 		       const char *password, size_t len, const char *encoded)
 {
@@ -780,7 +818,8 @@ static void auth_start(struct client *c, enum auth_kind kind, const char *name,
 	memcpy(j->password, password, j->len);
 	snprintf(j->encoded, sizeof(j->encoded), "%s", encoded != NULL ? encoded : ch->decoy);
 	j->file = ch->cfg->accounts;
-	if (auth_submit(ch->auth, j) == -1) {
+	if (checks_take(c) == -1 || auth_submit(ch->auth, j) == -1) {
+		checks_release(ch, c->id);
 		auth_job_free(j);
 		ch->logins_busy++;
 		log_limited(&ch->rate, LOG_WARN, "event=login_busy peer=%s", c->host);
@@ -851,6 +890,7 @@ static void auth_done(struct auth_job *j, void *arg)
 	struct chat *ch = arg;
 	struct client *c = client_by_id(ch, j->id);
 
+	checks_release(ch, j->id);
 	if (j->kind == AUTH_REGISTER && j->result == AUTH_OK) {
 		if (ch->accounts != NULL)
 			explicit_bzero(ch->accounts, ch->naccounts * sizeof(*ch->accounts));
@@ -1840,7 +1880,7 @@ static void chat_metrics(struct evbuffer *out, void *arg)
 		     "clients whose password check, or the delayed answer to it, is pending");
 	admin_sample(out, "netwall_chat_logins_pending", "", ch->auth_waiting);
 	admin_family(out, "netwall_chat_logins_busy_total", "counter",
-		     "logins refused at once: the password queue was full");
+		     "logins refused at once: the password queue, or its share for the address, was full");
 	admin_sample(out, "netwall_chat_logins_busy_total", "", ch->logins_busy);
 }
 

@@ -105,8 +105,16 @@ def test_own_sendq_overflows_inside_a_command(chat, cmd):
 PASSWORD = "the nurse's long password"
 
 
-def bad_login(ch, nick="nurse1", password="wrong password!"):
-    c = Irc(ch.port)
+def irc_from(port, src):
+    """An Irc connection from source address src (127.0.0.x)."""
+    c = Irc.__new__(Irc)
+    c.s = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(src, 0))
+    c.buf, c.lines = b"", []
+    return c
+
+
+def bad_login(ch, nick="nurse1", password="wrong password!", src="127.0.0.1"):
+    c = irc_from(ch.port, src)
     c.register(nick, password)
     return c
 
@@ -132,7 +140,7 @@ def test_password_checks_do_not_block_the_loop(chat):
     ch.passwd("nurse1", PASSWORD).passwd("staff", PASSWORD)
     ch.start()
     staff = ch.client("staff", PASSWORD)
-    bad = [bad_login(ch, f"guess{i}") for i in range(n)]
+    bad = [bad_login(ch, f"guess{i}", src=f"127.0.0.{1 + i % 2}") for i in range(n)]
     ch.admin.wait_metric("netwall_chat_logins_pending", lambda v: v == n, 20,
                          "every check pending")
     for i in range(3):
@@ -154,8 +162,8 @@ def test_password_queue_full_refuses_at_once(chat):
     ch.passwd("staff", PASSWORD)
     ch.start()
     cs = []
-    for i in range(n):
-        c = Irc(ch.port)
+    for i in range(n):                          # 4 from each address: its own limit
+        c = irc_from(ch.port, f"127.0.0.{1 + i // 4}")
         c.send("PASS :wrong password!")
         c.send(f"NICK guess{i}")
         cs.append(c)
@@ -167,6 +175,28 @@ def test_password_queue_full_refuses_at_once(chat):
     staff = ch.client("staff", PASSWORD)
     staff.send("PING :alive")
     pong_of(staff, "alive")
+
+
+def test_one_address_cannot_fill_the_password_queue(chat):
+    """40 logins at once from one address: at most 4 of its checks wait; a login from another
+    address right after them is checked, not refused as busy."""
+    ch = chat(open_registration="off", max_per_source="64")
+    ch.passwd("staff", PASSWORD)
+    ch.start()
+    cs = []
+    for i in range(40):
+        c = Irc(ch.port)
+        c.send("PASS :wrong password!")
+        c.send(f"NICK guess{i}")
+        cs.append(c)
+    for i, c in enumerate(cs):
+        c.send(f"USER g{i} 0 * :x")
+    good = irc_from(ch.port, "127.0.0.2")
+    good.register("staff", PASSWORD)
+    good.expect(r" 001 staff ", timeout=60)
+    for c in cs:
+        c.expect(r" 464 guess\d+ :Password incorrect$", timeout=120)
+    assert ch.admin.metric("netwall_chat_logins_busy_total") >= 1
 
 
 def test_login_failures_look_the_same(chat):
