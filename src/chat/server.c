@@ -1880,7 +1880,7 @@ static void chat_metrics(struct evbuffer *out, void *arg)
 		     "clients whose password check, or the delayed answer to it, is pending");
 	admin_sample(out, "netwall_chat_logins_pending", "", ch->auth_waiting);
 	admin_family(out, "netwall_chat_logins_busy_total", "counter",
-		     "logins refused at once: the password queue, or its share for the address, was full");
+		     "logins refused at once: the password queue, or an address's share, was full");
 	admin_sample(out, "netwall_chat_logins_busy_total", "", ch->logins_busy);
 }
 
