@@ -22,6 +22,7 @@ static void chat_defaults(struct chat_config *c)
 	c->max_clients = 10000;
 	c->max_per_source = 16;
 	c->sendq = 256 * 1024;
+	c->memory_budget = 64u << 20; /* a small VM's share for the chat */
 	c->max_channels = 20;
 	c->backlog = 20;
 	c->flood_rate = 2;
@@ -140,6 +141,8 @@ static void chat_on_key(struct conf *cf, const char *section, const char *key, c
 		conf_count(cf, key, v, 1, 1000000, &c->max_per_source);
 	} else if (strcmp(key, "sendq") == 0) {
 		conf_count(cf, key, v, 4096, 64u << 20, &c->sendq);
+	} else if (strcmp(key, "memory_budget") == 0) {
+		conf_count(cf, key, v, 65536, (uint64_t)1 << 40, &c->memory_budget);
 	} else if (strcmp(key, "max_channels") == 0) {
 		conf_count(cf, key, v, 1, 1000, &c->max_channels);
 	} else if (strcmp(key, "backlog") == 0) {

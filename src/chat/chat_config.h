@@ -27,6 +27,7 @@ struct chat_config {
 	uint64_t max_clients;     /* in all */
 	uint64_t max_per_source;  /* connections from one address */
 	uint64_t sendq;           /* bytes queued to a client before it is dropped */
+	uint64_t memory_budget;   /* bytes held for all clients (queues, input); then no reads */
 	uint64_t max_channels;    /* joined per client */
 	uint64_t backlog;         /* lines replayed to who joins a channel */
 	double flood_rate;        /* lines per second allowed on average */

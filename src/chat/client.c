@@ -5,6 +5,7 @@
  * The connection comes back by itself (backoff), rejoining the channels. */
 #include "chat/client.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include <event2/event.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +51,7 @@ struct client_ui {
 	char chans[CLIENT_CHANS_MAX][IRC_CHANNEL_MAX + 1];
 	size_t nchans;
 	int status;
+	char fatal[256]; /* why the client gave up (a certificate for another name) */
 };
 
 static void ui_connect(struct client_ui *u);
@@ -259,6 +262,57 @@ static int ui_verify_cb(int ok, X509_STORE_CTX *x)
 	return memcmp(fp, want, TLS_FP_LEN) == 0;
 }
 
+/* True for an address literal: checked against the certificate's IP names, sent no SNI. */
+static bool ui_is_ip(const char *host)
+{
+	unsigned char a[16];
+
+	return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
+}
+
+/* The name the certificate must carry: --server-name, else the host given. */
+static const char *ui_server_name(const struct client_ui *u)
+{
+	return u->o->server_name != NULL ? u->o->server_name : u->o->host;
+}
+
+/* A certificate from a trusted CA but for another name does not get better by retrying:
+ * the client ends, saying so (chat_client_run returns it as its error). */
+static bool ui_name_mismatch(struct client_ui *u, struct bufferevent *bev)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	long v = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
+
+	if (v != X509_V_ERR_HOSTNAME_MISMATCH && v != X509_V_ERR_IP_ADDRESS_MISMATCH)
+		return false;
+	snprintf(u->fatal, sizeof(u->fatal),
+		 "%s:%u: certificate name mismatch: the server's certificate is not for %s "
+		 "(--server-name gives the name to expect)",
+		 u->o->host, u->o->port, ui_server_name(u));
+	u->quitting = true;
+	ERR_clear_error();
+	ui_lost(u, "certificate name mismatch");
+	return true;
+}
+
+/* Unless a fingerprint is pinned, the certificate must name the server: a host name (the
+ * --server-name, else the host given) as a DNS name, an address literal as an IP address.
+ * SNI carries the host name; an address is not sent. */
+static void ui_tls_names(struct client_ui *u, SSL *ssl)
+{
+	const char *name = ui_server_name(u);
+	bool ip = ui_is_ip(name);
+
+	if (!ip)
+		SSL_set_tlsext_host_name(ssl, name);
+	if (u->o->fingerprint != NULL)
+		return;
+	SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	if (ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name) != 1
+	       : SSL_set1_host(ssl, name) != 1)
+		abort(); /* a name inet_pton accepted, or any string: only memory fails */
+}
+
 static void ui_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct client_ui *u = arg;
@@ -280,6 +334,8 @@ static void ui_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
 		char detail[256] = "";
 		const char *why = (what & BEV_EVENT_EOF) ? "closed" : "error";
+		if (u->tls != NULL && ui_name_mismatch(u, bev))
+			return;
 		if (u->tls != NULL && bufferevent_get_openssl_error(bev) != 0)
 			why = tls_failure_reason(detail, sizeof(detail));
 		ui_lost(u, why);
@@ -301,8 +357,7 @@ static void ui_connect(struct client_ui *u)
 		if (ssl == NULL)
 			abort();
 		SSL_set_app_data(ssl, u);
-		if (u->o->server_name != NULL)
-			SSL_set_tlsext_host_name(ssl, u->o->server_name);
+		ui_tls_names(u, ssl);
 		u->bev = bufferevent_openssl_socket_new(u->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
 							BEV_OPT_CLOSE_ON_FREE);
 	} else {
@@ -507,7 +562,10 @@ int chat_client_run(const struct chat_client_opts *o, char *err, size_t errlen)
 		tcsetattr(STDIN_FILENO, TCSANOW, &u.saved);
 		printf("\r\033[K");
 	}
-	printf("-- bye\n");
+	if (u.fatal[0] != '\0')
+		snprintf(err, errlen, "%s", u.fatal);
+	else
+		printf("-- bye\n");
 	if (u.bev != NULL)
 		bufferevent_free(u.bev);
 	event_free(u.stdin_ev);
@@ -517,5 +575,5 @@ int chat_client_run(const struct chat_client_opts *o, char *err, size_t errlen)
 	event_base_free(u.base);
 	SSL_CTX_free(u.tls);
 	freeaddrinfo(u.ai);
-	return 0;
+	return u.fatal[0] != '\0' ? -1 : 0;
 }

@@ -11,7 +11,7 @@ struct chat_client_opts {
 	bool tls;                /* on unless --plain */
 	const char *ca;          /* CA bundle to verify the server with; NULL: the system's */
 	const char *fingerprint; /* pinned SHA-256 of the server certificate, or NULL */
-	const char *server_name; /* SNI */
+	const char *server_name; /* the certificate's name, and SNI; NULL: host */
 	const char *nick;
 	const char *password;    /* sent as PASS, or NULL */
 };

@@ -271,6 +271,37 @@ static int parse_account(char *line, struct passwd_account *a, const char **why)
 	return 0;
 }
 
+static int account_cmp(const void *x, const void *y)
+{
+	const struct passwd_account *a = x, *b = y;
+	int d = irc_casecmp(a->name, b->name);
+
+	if (d != 0)
+		return d;
+	return a->line < b->line ? -1 : a->line > b->line;
+}
+
+/* Sorts list by casefolded name (so that passwd_find bisects) and refuses duplicates,
+ * naming the first line, in file order, that repeats an account: n log n, where looking
+ * each name up in the list read so far was quadratic in the number of accounts. */
+static int sort_accounts(struct passwd_account *list, size_t n, const char *file, char *err,
+			 size_t errlen)
+{
+	const struct passwd_account *dup = NULL;
+
+	if (n > 1)
+		qsort(list, n, sizeof(*list), account_cmp);
+	for (size_t i = 1; i < n; i++) {
+		if (irc_casecmp(list[i - 1].name, list[i].name) == 0 &&
+		    (dup == NULL || list[i].line < dup->line))
+			dup = &list[i];
+	}
+	if (dup == NULL)
+		return 0;
+	set_err(err, errlen, "%s:%u: duplicate account '%s'", file, dup->line, dup->name);
+	return -1;
+}
+
 int passwd_load(const char *file, struct passwd_account **out, size_t *n, char *err,
 		size_t errlen)
 {
@@ -301,10 +332,7 @@ int passwd_load(const char *file, struct passwd_account **out, size_t *n, char *
 			set_err(err, errlen, "%s:%u: %s", file, lineno, why);
 			goto fail;
 		}
-		if (passwd_find(list, count, a.name) != NULL) {
-			set_err(err, errlen, "%s:%u: duplicate account '%s'", file, lineno, a.name);
-			goto fail;
-		}
+		a.line = lineno;
 		if (count == cap) {
 			cap = cap ? 2 * cap : 16;
 			list = realloc(list, cap * sizeof(*list));
@@ -321,11 +349,14 @@ int passwd_load(const char *file, struct passwd_account **out, size_t *n, char *
 		goto fail;
 	}
 	fclose(f);
+	if (sort_accounts(list, count, file, err, errlen) == -1)
+		goto fail_list;
 	*out = list;
 	*n = count;
 	return 0;
 fail:
 	fclose(f);
+fail_list:
 	free(list);
 	return -1;
 }
@@ -333,9 +364,18 @@ fail:
 const struct passwd_account *passwd_find(const struct passwd_account *accounts, size_t n,
 					 const char *name)
 {
-	for (size_t i = 0; i < n; i++) {
-		if (irc_casecmp(accounts[i].name, name) == 0)
-			return &accounts[i];
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) { /* accounts are sorted by casefolded name (sort_accounts) */
+		size_t mid = lo + (hi - lo) / 2;
+		int d = irc_casecmp(name, accounts[mid].name);
+
+		if (d == 0)
+			return &accounts[mid];
+		if (d < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
 	}
 	return NULL;
 }

@@ -31,15 +31,18 @@ bool passwd_verify(const char *password, size_t len, const char *encoded);
 struct passwd_account {
 	char name[31]; /* IRC_NICK_MAX + 1 */
 	char encoded[PASSWD_ENCODED_MAX];
+	unsigned line; /* where it is in the file */
 };
-/* Loads file into a malloc'd array (*out, *n). A missing file is an empty list. Returns 0,
- * or -1 with err "file:line: message" for a malformed line. */
+/* Loads file into a malloc'd array (*out, *n), sorted by casefolded name, in time
+ * n log n. A missing file is an empty list. Returns 0, or -1 with err "file:line:
+ * message" for a malformed line or a duplicate account. */
 int passwd_load(const char *file, struct passwd_account **out, size_t *n, char *err,
 		size_t errlen);
 /* Sets name's password (adding the account if new) and rewrites file atomically. */
 int passwd_set(const char *file, const char *name, const char *password, size_t len, char *err,
 	       size_t errlen);
-/* Finds name (rfc1459 case-insensitively) in accounts; NULL if absent. */
+/* Finds name (rfc1459 case-insensitively) in accounts as passwd_load sorts them, by
+ * bisection; NULL if absent. */
 const struct passwd_account *passwd_find(const struct passwd_account *accounts, size_t n,
 					 const char *name);
 

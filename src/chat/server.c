@@ -5,7 +5,9 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <netinet/in.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "chat/auth.h"
 #include "chat/irc.h"
 #include "chat/passwd.h"
 #include "core/admin.h"
@@ -31,6 +34,14 @@
 #define CHAT_PARTS_PER_TURN 64                      /* lines handled per read event */
 #define CHAT_CLOSE_GRACE 2.0                        /* seconds to flush an ERROR */
 #define CHAT_SASL_MAX 400                           /* bytes of an AUTHENTICATE payload */
+#define CHAT_READ_AHEAD 16384 /* bytes read from a client before its lines are taken */
+#define CHAT_LOGIN_TRIES 3       /* failed logins on one connection before it is closed */
+#define CHAT_CHECKS_PER_SOURCE 4 /* password checks one address may have queued or running */
+#define CHAT_FAIL_SLOTS 1024     /* sources and accounts whose failed logins are remembered */
+#define CHAT_FAIL_KEY (ADDR_STRLEN + 2) /* "s:" address or "a:" account */
+#define CHAT_FAIL_DELAY 0.25     /* seconds before answering a first failure; doubles */
+#define CHAT_FAIL_DELAY_MAX 4.0  /* ... up to this */
+#define CHAT_FAIL_FORGET 900.0   /* seconds without a failure after which the count restarts */
 
 struct chat;
 struct channel;
@@ -49,7 +60,22 @@ struct client {
 	char account[IRC_NICK_MAX + 1]; /* logged in as (SASL or PASS), "" if none */
 	char *pass; /* from PASS, wiped and freed at registration */
 	size_t passlen;
-	bool tls_ready, registered, cap_open, sasl_wait, oper, closing, ping_sent;
+	/* closing: found dead (skipped by every sender, reads off), queued on ch->reap until
+	 * the loop takes it out of its channels; flushing: reaped, its ERROR line on the way,
+	 * freed when that is written or the grace timer fires */
+	bool tls_ready, registered, cap_open, sasl_wait, oper, closing, flushing, ping_sent;
+	struct client *reap_next;
+	bool queued; /* on ch->reap */
+	uint64_t id; /* names the client in password jobs (a pointer may be freed meanwhile) */
+	bool auth_wait;        /* a password check or its answer is pending: not read */
+	enum auth_kind answer; /* with answer_due: the failure to answer when the timer fires */
+	bool answer_due;
+	unsigned fails; /* failed logins on this connection */
+	bool budget_wait;         /* not read until the bytes held fall under the budget */
+	struct client *wait_next; /* on ch->waiting */
+	size_t partial;           /* bytes of a partly gathered line counted in ch->held */
+	char why[64];   /* the reason of a quit, a server constant */
+	char said[128]; /* a QUIT's own text, for the peers only (never logged) */
 	double started, last_rx;
 	double tokens, tokens_at;
 	struct channel **chans;
@@ -69,6 +95,14 @@ struct channel {
 	size_t nbans;
 	char **backlog; /* ring of formatted lines */
 	size_t blen, bhead;
+	struct channel *dead_next; /* emptied, waiting to be freed by the reaper */
+};
+
+/* Failed logins of one source address or one account, for the delay before answering. */
+struct fail_rec {
+	char key[CHAT_FAIL_KEY];
+	unsigned n;
+	double last;
 };
 
 struct chat_listener {
@@ -94,18 +128,108 @@ struct chat {
 	struct lifecycle *life;
 	struct admin *admin;
 	struct buf scratch; /* one formatted line */
+	struct client *reap;   /* marked dead inside a command or callback */
+	struct channel *dead;  /* emptied channels, freed by the reaper */
+	struct event *reap_ev; /* a zero-timeout event: the reaper runs from the loop */
+	struct auth *auth;     /* the password worker */
+	uint64_t next_id;
+	size_t auth_waiting;   /* clients with auth_wait */
+	char decoy[PASSWD_ENCODED_MAX]; /* verified for unknown accounts: the same cost */
+	struct fail_rec fails[CHAT_FAIL_SLOTS];
+	/* the source of every job queued or running (its client may be gone meanwhile) */
+	struct {
+		struct sockaddr_storage src;
+		uint64_t id; /* 0: free */
+	} checks[AUTH_QUEUE_MAX];
+	uint64_t held;           /* bytes in every client's input and output buffers and lines */
+	struct client *waiting;  /* not read: the budget was reached */
+	struct event *resume_ev; /* reads again, from the loop, once under the budget */
+	uint64_t budget_waits;
 	uint64_t round;     /* send_to_peers rounds */
 	bool draining;
 	int status;
 	char created[32];
 	uint64_t lines_in, msgs_out, dropped_sendq, dropped_flood, refused, logins_failed;
+	uint64_t logins_busy;
 	struct minutes per_minute; /* lines from clients, for the status page */
 	struct log_rate rate;
 };
 
 static void client_close(struct client *c, const char *reason);
 static void client_quit(struct client *c, const char *reason);
+static void chat_reap(struct chat *ch);
 static int chat_load_accounts(struct chat *ch);
+
+/* ---- the memory budget ---- */
+
+/* Every change of a client's input or output buffer moves ch->held. Once it is back under
+ * 7/8 of the budget, the clients paused at the budget are read again (from the loop). */
+static void held_cb(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct chat *ch = arg;
+
+	ch->held += info->n_added;
+	ch->held -= info->n_deleted;
+	if (ch->waiting != NULL && info->n_deleted > 0 &&
+	    ch->held <= ch->cfg->memory_budget - ch->cfg->memory_budget / 8)
+		event_active(ch->resume_ev, EV_TIMEOUT, 0);
+}
+
+/* At the budget: c is not read until the bytes held go down. Returns true if it waits. */
+static bool budget_full(struct client *c)
+{
+	struct chat *ch = c->ch;
+
+	if (ch->held < ch->cfg->memory_budget)
+		return false;
+	if (!c->budget_wait) {
+		c->budget_wait = true;
+		c->wait_next = ch->waiting;
+		ch->waiting = c;
+		ch->budget_waits++;
+		bufferevent_disable(c->bev, EV_READ);
+		log_limited(&ch->rate, LOG_WARN, "event=budget_full held=%llu budget=%llu",
+			    (unsigned long long)ch->held,
+			    (unsigned long long)ch->cfg->memory_budget);
+	}
+	return true;
+}
+
+static void budget_unlink(struct client *c)
+{
+	for (struct client **p = &c->ch->waiting; *p != NULL; p = &(*p)->wait_next) {
+		if (*p == c) {
+			*p = c->wait_next;
+			break;
+		}
+	}
+	c->budget_wait = false;
+}
+
+static void chat_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct chat *ch = arg;
+	struct client *c;
+
+	while (ch->held < ch->cfg->memory_budget && (c = ch->waiting) != NULL) {
+		ch->waiting = c->wait_next;
+		c->budget_wait = false;
+		if (c->closing || c->auth_wait)
+			continue;
+		bufferevent_enable(c->bev, EV_READ);
+		bufferevent_trigger(c->bev, EV_READ, BEV_OPT_DEFER_CALLBACKS);
+	}
+}
+
+/* Counts c's partly gathered line (kept outside its input buffer) in ch->held. */
+static void held_partial(struct client *c)
+{
+	size_t now = c->lines.acc.len;
+
+	c->ch->held += now;
+	c->ch->held -= c->partial;
+	c->partial = now;
+}
 
 /* ---- output ---- */
 
@@ -214,7 +338,9 @@ static void chan_free(struct channel *k)
 	free(k);
 }
 
-static void chan_remove(struct chat *ch, struct channel *k)
+/* Takes an emptied k out of the channel list; the reaper frees it once control is back in
+ * the loop, so a command that still holds k (PART, KICK, JOIN 0) never sees it freed. */
+static void chan_retire(struct chat *ch, struct channel *k)
 {
 	for (size_t i = 0; i < ch->nchans; i++) {
 		if (ch->chans[i] == k) {
@@ -222,7 +348,9 @@ static void chan_remove(struct chat *ch, struct channel *k)
 			break;
 		}
 	}
-	chan_free(k);
+	k->dead_next = ch->dead;
+	ch->dead = k;
+	event_active(ch->reap_ev, EV_TIMEOUT, 0);
 }
 
 /* Sends the line in ch->scratch to every member of k except skip. Members whose queue
@@ -285,7 +413,7 @@ static void chan_remember(struct chat *ch, struct channel *k)
 	}
 }
 
-/* Takes c out of k (and k out of c's list); frees k when it is empty. */
+/* Takes c out of k (and k out of c's list); an emptied k is retired (freed later). */
 static void chan_leave(struct chat *ch, struct channel *k, struct client *c)
 {
 	ssize_t i = chan_index(k, c);
@@ -302,7 +430,7 @@ static void chan_leave(struct chat *ch, struct channel *k, struct client *c)
 		}
 	}
 	if (k->n == 0)
-		chan_remove(ch, k);
+		chan_retire(ch, k);
 }
 
 /* Sends the line in ch->scratch once to every client sharing a channel with c (and to c
@@ -361,29 +489,68 @@ static struct client *client_by_nick(struct chat *ch, const char *nick)
 	return NULL;
 }
 
-/* Leaves every channel telling the others, then closes. */
+/* Marks c dead: from now on nothing is sent to it or read from it, and nothing is freed.
+ * Safe inside any command or callback; the reaper, run from the loop, takes c out of its
+ * channels (telling the others) and closes it. reason is a server constant. */
 static void client_quit(struct client *c, const char *reason)
+{
+	struct chat *ch = c->ch;
+
+	if (c->closing)
+		return;
+	c->closing = true;
+	snprintf(c->why, sizeof(c->why), "%s", reason);
+	bufferevent_disable(c->bev, EV_READ);
+	c->reap_next = ch->reap;
+	c->queued = true;
+	ch->reap = c;
+	event_active(ch->reap_ev, EV_TIMEOUT, 0);
+}
+
+/* The reaper's part for one client: leaves every channel telling the others, then closes.
+ * Runs only from the loop (chat_reap), when no command holds c or its channels. */
+static void client_reap(struct client *c)
 {
 	struct chat *ch = c->ch;
 	char pfx[128], why[160];
 
-	if (c->closing)
-		return;
 	if (c->registered && c->nchans > 0) {
 		prefix_of(c, pfx, sizeof(pfx));
-		snprintf(why, sizeof(why), "Quit: %s", reason);
+		snprintf(why, sizeof(why), "Quit: %s", c->said[0] ? c->said : c->why);
 		ch->scratch.off = ch->scratch.len = 0;
 		{
 			const char *p[1] = { why };
 			irc_format(&ch->scratch, pfx, "QUIT", p, 1, true);
 		}
-		c->closing = true; /* not to itself */
-		send_to_peers(c, false);
-		c->closing = false;
+		send_to_peers(c, false); /* c is closing: not to itself */
 	}
 	while (c->nchans > 0)
 		chan_leave(ch, c->chans[0], c);
-	client_close(c, reason);
+	client_close(c, c->why);
+}
+
+/* Reaps every client marked dead (reaping one can overflow, and so mark, others: they are
+ * reaped in the same pass), then frees the emptied channels. Called from the loop only. */
+static void chat_reap(struct chat *ch)
+{
+	struct client *c;
+	struct channel *k;
+
+	while ((c = ch->reap) != NULL) {
+		ch->reap = c->reap_next;
+		c->reap_next = NULL;
+		c->queued = false;
+		client_reap(c);
+	}
+	while ((k = ch->dead) != NULL) {
+		ch->dead = k->dead_next;
+		chan_free(k);
+	}
+}
+
+static void chat_reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	chat_reap(arg);
 }
 
 static void client_timer_arm(struct client *c, double seconds)
@@ -393,28 +560,36 @@ static void client_timer_arm(struct client *c, double seconds)
 	evtimer_add(c->timer, &tv);
 }
 
-/* Ends the connection: an ERROR line is flushed (within CHAT_CLOSE_GRACE), then freed. */
+/* Ends the connection: an ERROR line is flushed (within CHAT_CLOSE_GRACE), then freed by
+ * the write or timer callback. Frees nothing itself: safe inside a command. */
 static void client_close(struct client *c, const char *reason)
 {
 	struct chat *ch = c->ch;
-	char line[256];
+	char line[256], nick[LOG_VALUE_SIZE(IRC_NICK_MAX)];
 	int n;
 
-	if (c->closing)
+	if (c->flushing)
 		return;
 	n = snprintf(line, sizeof(line), "ERROR :Closing Link: %s (%s)\r\n", c->host, reason);
 	evbuffer_add(bufferevent_get_output(c->bev), line, (size_t)n);
-	c->closing = true;
+	c->closing = c->flushing = true;
 	bufferevent_disable(c->bev, EV_READ);
+	/* reason is a server constant: a QUIT's own text is never logged */
 	log_limited(&ch->rate, LOG_INFO, "event=closed peer=%s nick=%s reason=\"%s\"", c->host,
-		    c->nick[0] ? c->nick : "-", reason);
+		    c->nick[0] ? log_value(nick, sizeof(nick), c->nick) : "-", reason);
 	client_timer_arm(c, CHAT_CLOSE_GRACE);
 }
 
+/* Frees c. From the loop only (write, event and timer callbacks, chat_free): a client
+ * still queued for the reaper is reaped first. */
 static void client_free(struct client *c)
 {
 	struct chat *ch = c->ch;
 
+	if (c->queued) /* closed directly after it was marked: reaped first all the same */
+		chat_reap(ch);
+	if (c->auth_wait)
+		ch->auth_waiting--;
 	while (c->nchans > 0)
 		chan_leave(ch, c->chans[0], c);
 	if (c->prev != NULL)
@@ -424,7 +599,13 @@ static void client_free(struct client *c)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	ch->nclients--;
+	if (c->budget_wait)
+		budget_unlink(c);
 	loop_free_event(&c->timer);
+	evbuffer_remove_cb(bufferevent_get_input(c->bev), held_cb, ch);
+	evbuffer_remove_cb(bufferevent_get_output(c->bev), held_cb, ch);
+	ch->held -= evbuffer_get_length(bufferevent_get_input(c->bev)) +
+		    evbuffer_get_length(bufferevent_get_output(c->bev)) + c->partial;
 	bufferevent_free(c->bev);
 	irc_lines_free(&c->lines);
 	if (c->pass != NULL)
@@ -448,6 +629,7 @@ static void welcome(struct client *c)
 {
 	struct chat *ch = c->ch;
 	char text[256], pfx[128], n1[16], n2[16], n3[16], n4[16];
+	char lnick[LOG_VALUE_SIZE(IRC_NICK_MAX)], lacc[LOG_VALUE_SIZE(IRC_NICK_MAX)];
 
 	c->registered = true;
 	if (c->pass != NULL)
@@ -473,35 +655,276 @@ static void welcome(struct client *c)
 	numeric(c, "422", "MOTD File is missing", NULL);
 	if (c->oper)
 		numeric(c, "381", "You are now an IRC operator", NULL);
-	log_info("event=registered peer=%s nick=%s account=%s", c->host, c->nick,
-		 c->account[0] ? c->account : "-");
+	log_info("event=registered peer=%s nick=%s account=%s", c->host,
+		 log_value(lnick, sizeof(lnick), c->nick),
+		 c->account[0] ? log_value(lacc, sizeof(lacc), c->account) : "-");
 	client_timer_arm(c, ch->cfg->ping_interval);
 }
 
-/* NICK and USER known and CAP not open: check the password, then welcome. */
+/* ---- password checks (on the worker, see auth.h) ---- */
+
+/* Holds c while its check or the answer to a failure is pending: it is not read, so none of
+ * its commands run meanwhile. Releasing reads what arrived in the meantime. */
+static void auth_hold(struct client *c, bool on)
+{
+	struct chat *ch = c->ch;
+
+	if (c->auth_wait == on)
+		return;
+	c->auth_wait = on;
+	if (on) {
+		ch->auth_waiting++;
+		bufferevent_disable(c->bev, EV_READ);
+		return;
+	}
+	ch->auth_waiting--;
+	if (c->closing || c->budget_wait)
+		return;
+	bufferevent_enable(c->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+		bufferevent_trigger(c->bev, EV_READ, BEV_OPT_DEFER_CALLBACKS);
+}
+
+/* The record of key (made, or the oldest replaced, if absent); its count restarts after
+ * CHAT_FAIL_FORGET. A linear walk of CHAT_FAIL_SLOTS, once per failed login. */
+static struct fail_rec *fail_find(struct chat *ch, const char *key, double now)
+{
+	struct fail_rec *old = &ch->fails[0];
+
+	for (size_t i = 0; i < CHAT_FAIL_SLOTS; i++) {
+		struct fail_rec *r = &ch->fails[i];
+		if (strcmp(r->key, key) == 0) {
+			if (now - r->last > CHAT_FAIL_FORGET)
+				r->n = 0;
+			return r;
+		}
+		if (r->last < old->last)
+			old = r;
+	}
+	snprintf(old->key, sizeof(old->key), "%s", key);
+	old->n = 0;
+	return old;
+}
+
+/* Counts a failed login of c's address and of account; returns the delay before its
+ * answer: CHAT_FAIL_DELAY doubled for each earlier failure of either, at most
+ * CHAT_FAIL_DELAY_MAX. */
+static double fail_count(struct client *c, const char *account)
+{
+	struct chat *ch = c->ch;
+	double now = clock_mono(), delay = CHAT_FAIL_DELAY;
+	char key[CHAT_FAIL_KEY];
+	struct fail_rec *src, *acc;
+	unsigned n;
+
+	snprintf(key, sizeof(key), "s:%s", c->host);
+	src = fail_find(ch, key, now);
+	src->n++;
+	src->last = now;
+	key[0] = 'a';
+	irc_casefold(key + 2, account, sizeof(key) - 2);
+	acc = fail_find(ch, key, now);
+	acc->n++;
+	acc->last = now;
+	n = src->n > acc->n ? src->n : acc->n;
+	while (--n > 0 && delay < CHAT_FAIL_DELAY_MAX)
+		delay *= 2;
+	return delay < CHAT_FAIL_DELAY_MAX ? delay : CHAT_FAIL_DELAY_MAX;
+}
+
+/* The answer to a failed login, the same for every cause (unknown account, wrong or no
+ * password, malformed SASL) so that accounts cannot be told apart. PASS: 464 and the end
+ * of the connection; SASL: 904, and the end after CHAT_LOGIN_TRIES failures. */
+static void login_refuse(struct client *c, enum auth_kind kind)
+{
+	struct chat *ch = c->ch;
+	double left = ch->cfg->register_timeout - (clock_mono() - c->started);
+
+	ch->logins_failed++;
+	c->fails++;
+	auth_hold(c, false);
+	if (kind == AUTH_PASS) {
+		numeric(c, "464", "Password incorrect", NULL);
+		client_close(c, "Bad password");
+		return;
+	}
+	numeric(c, "904", "SASL authentication failed", NULL);
+	if (c->fails >= CHAT_LOGIN_TRIES)
+		client_close(c, "Too many failed logins");
+	else if (!c->closing) /* the answer's delay used the registration timer */
+		client_timer_arm(c, left > 0.01 ? left : 0.01);
+}
+
+/* A check failed: logged, counted, answered after the delay (c stays held meanwhile). */
+static void login_failed(struct client *c, enum auth_kind kind, const char *account)
+{
+	char acc[LOG_VALUE_SIZE(IRC_NICK_MAX)];
+	double delay = fail_count(c, account);
+
+	log_limited(&c->ch->rate, LOG_WARN,
+		    "event=login_failed peer=%s account=%s via=%s delay=%.2f", c->host,
+		    log_value(acc, sizeof(acc), account), kind == AUTH_PASS ? "pass" : "sasl",
+		    delay);
+	c->answer = kind;
+	c->answer_due = true;
+	auth_hold(c, true);
+	client_timer_arm(c, delay);
+}
+
+/* Hands a check to the worker and holds c. encoded NULL: a decoy of the same cost (an
+ * unknown account). With the queue full, or CHAT_CHECKS_PER_SOURCE checks of c's address
+ * in it, the login is refused at once (the same answer as a wrong password), never waited
+ * for. */
+/* Records c's job in ch->checks, unless c's address has CHAT_CHECKS_PER_SOURCE jobs queued
+ * or running already (one address cannot fill the worker's queue, even by leaving right
+ * after each login). Returns 0, or -1 for a full source. */
+static int checks_take(struct client *c)
+{
+	struct chat *ch = c->ch;
+	unsigned n = 0;
+	size_t slot = AUTH_QUEUE_MAX;
+
+	for (size_t i = 0; i < AUTH_QUEUE_MAX; i++) {
+		if (ch->checks[i].id == 0)
+			slot = slot < AUTH_QUEUE_MAX ? slot : i;
+		else
+			n += addr_same_net((const struct sockaddr *)&ch->checks[i].src,
+					   (const struct sockaddr *)&c->src, 32, 128);
+	}
+	if (n >= CHAT_CHECKS_PER_SOURCE || slot == AUTH_QUEUE_MAX)
+		return -1;
+	ch->checks[slot].src = c->src;
+	ch->checks[slot].id = c->id;
+	return 0;
+}
+
+static void checks_release(struct chat *ch, uint64_t id)
+{
+	for (size_t i = 0; i < AUTH_QUEUE_MAX; i++)
+		if (ch->checks[i].id == id)
+			ch->checks[i].id = 0;
+}
+
+static void auth_start(struct client *c, enum auth_kind kind, const char *name,
+		       const char *password, size_t len, const char *encoded)
+{
+	struct chat *ch = c->ch;
+	struct auth_job *j = auth_job_new();
+
+	j->id = c->id;
+	j->kind = kind;
+	snprintf(j->name, sizeof(j->name), "%s", name);
+	j->len = len < PASSWD_MAX_LEN ? len : PASSWD_MAX_LEN;
+	memcpy(j->password, password, j->len);
+	snprintf(j->encoded, sizeof(j->encoded), "%s", encoded != NULL ? encoded : ch->decoy);
+	j->file = ch->cfg->accounts;
+	if (checks_take(c) == -1 || auth_submit(ch->auth, j) == -1) {
+		checks_release(ch, c->id);
+		auth_job_free(j);
+		ch->logins_busy++;
+		log_limited(&ch->rate, LOG_WARN, "event=login_busy peer=%s", c->host);
+		if (kind == AUTH_REGISTER)
+			sendf(c, NULL, "FAIL", "REGISTER", "TEMPORARILY_UNAVAILABLE", "*",
+			      "Busy, try again", NULL);
+		else
+			login_refuse(c, kind);
+		return;
+	}
+	auth_hold(c, true);
+}
+
+static struct client *client_by_id(struct chat *ch, uint64_t id)
+{
+	for (struct client *o = ch->clients; o != NULL; o = o->next)
+		if (o->id == id)
+			return o;
+	return NULL;
+}
+
+static void register_done(struct client *c, struct auth_job *j)
+{
+	struct chat *ch = c->ch;
+	char nick[LOG_VALUE_SIZE(IRC_NICK_MAX)];
+
+	auth_hold(c, false);
+	if (j->result == AUTH_EXISTS) {
+		sendf(c, NULL, "FAIL", "REGISTER", "ACCOUNT_EXISTS", j->name,
+		      "Account already exists", NULL);
+	} else if (j->result != AUTH_OK) {
+		log_error("event=register_failed nick=%s error=\"%s\"",
+			  log_value(nick, sizeof(nick), j->name), j->err);
+		sendf(c, NULL, "FAIL", "REGISTER", "TEMPORARILY_UNAVAILABLE", j->name,
+		      "The account could not be stored", NULL);
+	} else {
+		snprintf(c->account, sizeof(c->account), "%s", j->name);
+		log_info("event=account_registered peer=%s nick=%s", c->host,
+			 log_value(nick, sizeof(nick), j->name));
+		sendf(c, NULL, "REGISTER", "SUCCESS", j->name, "Account created", NULL);
+	}
+	(void)ch;
+}
+
+static void login_done(struct client *c, struct auth_job *j)
+{
+	char pfx[128];
+
+	if (j->result != AUTH_OK) {
+		login_failed(c, j->kind, j->name);
+		return;
+	}
+	auth_hold(c, false);
+	snprintf(c->account, sizeof(c->account), "%s", j->name);
+	if (j->kind == AUTH_PASS) {
+		welcome(c);
+		return;
+	}
+	prefix_of(c, pfx, sizeof(pfx));
+	numeric(c, "900", pfx, c->account, "You are now logged in", NULL);
+	numeric(c, "903", "SASL authentication successful", NULL);
+}
+
+/* A finished job, on the loop: a REGISTER's new accounts are taken whoever asked; the
+ * client, if still there, gets its answer. */
+static void auth_done(struct auth_job *j, void *arg)
+{
+	struct chat *ch = arg;
+	struct client *c = client_by_id(ch, j->id);
+
+	checks_release(ch, j->id);
+	if (j->kind == AUTH_REGISTER && j->result == AUTH_OK) {
+		if (ch->accounts != NULL)
+			explicit_bzero(ch->accounts, ch->naccounts * sizeof(*ch->accounts));
+		free(ch->accounts);
+		ch->accounts = j->accounts;
+		ch->naccounts = j->naccounts;
+		j->accounts = NULL;
+	}
+	if (c != NULL && !c->closing) {
+		if (j->kind == AUTH_REGISTER)
+			register_done(c, j);
+		else
+			login_done(c, j);
+	}
+	auth_job_free(j);
+}
+
+/* NICK and USER known and CAP not open: check the password (on the worker), then
+ * welcome. Without open_registration a nickname without an account is checked against a
+ * decoy, so that it fails like a wrong password, as slowly. */
 static void try_register(struct client *c)
 {
 	struct chat *ch = c->ch;
 	const struct passwd_account *a;
 
-	if (c->registered || c->cap_open || c->nick[0] == '\0' || c->user[0] == '\0')
+	if (c->registered || c->cap_open || c->auth_wait || c->nick[0] == '\0' ||
+	    c->user[0] == '\0')
 		return;
 	if (c->account[0] == '\0') {
 		a = passwd_find(ch->accounts, ch->naccounts, c->nick);
-		if (a != NULL) {
-			if (c->passlen == 0 || !passwd_verify(c->pass, c->passlen, a->encoded)) {
-				ch->logins_failed++;
-				log_limited(&ch->rate, LOG_WARN,
-					    "event=login_failed peer=%s nick=%s via=pass", c->host,
-					    c->nick);
-				numeric(c, "464", "Password incorrect", NULL);
-				client_close(c, "Bad password");
-				return;
-			}
-			snprintf(c->account, sizeof(c->account), "%s", a->name);
-		} else if (!ch->cfg->open_registration) {
-			numeric(c, "464", "An account is needed to connect here", NULL);
-			client_close(c, "No account");
+		if (a != NULL || !ch->cfg->open_registration) {
+			auth_start(c, AUTH_PASS, a != NULL ? a->name : c->nick,
+				   c->pass != NULL ? c->pass : "", c->passlen,
+				   a != NULL ? a->encoded : NULL);
 			return;
 		}
 	} else if (irc_casecmp(c->account, c->nick) != 0 &&
@@ -570,7 +993,7 @@ static void cmd_authenticate(struct client *c, struct irc_msg *m)
 	}
 	dec = EVP_DecodeBlock(raw, (const unsigned char *)arg, (int)len);
 	if (dec < 0) {
-		numeric(c, "904", "SASL authentication failed", NULL);
+		login_refuse(c, AUTH_SASL);
 		return;
 	}
 	n = (size_t)dec;
@@ -584,27 +1007,16 @@ static void cmd_authenticate(struct client *c, struct irc_msg *m)
 			   : NULL;
 	if (authc == NULL || pw == NULL) {
 		explicit_bzero(raw, sizeof(raw));
-		numeric(c, "904", "SASL authentication failed", NULL);
+		login_refuse(c, AUTH_SASL);
 		return;
 	}
 	authc++;
 	pw++;
+	/* authc ends at the NUL before pw: a C string */
 	a = passwd_find(ch->accounts, ch->naccounts, authc);
-	if (a == NULL || !passwd_verify(pw, n - (size_t)((const unsigned char *)pw - raw), a->encoded)) {
-		explicit_bzero(raw, sizeof(raw));
-		ch->logins_failed++;
-		log_limited(&ch->rate, LOG_WARN, "event=login_failed peer=%s via=sasl", c->host);
-		numeric(c, "904", "SASL authentication failed", NULL);
-		return;
-	}
+	auth_start(c, AUTH_SASL, a != NULL ? a->name : authc, pw,
+		   n - (size_t)((const unsigned char *)pw - raw), a != NULL ? a->encoded : NULL);
 	explicit_bzero(raw, sizeof(raw));
-	snprintf(c->account, sizeof(c->account), "%s", a->name);
-	{
-		char pfx[128];
-		prefix_of(c, pfx, sizeof(pfx));
-		numeric(c, "900", pfx, c->account, "You are now logged in", NULL);
-	}
-	numeric(c, "903", "SASL authentication successful", NULL);
 }
 
 static void cmd_nick(struct client *c, struct irc_msg *m)
@@ -1129,7 +1541,6 @@ static void cmd_register(struct client *c, struct irc_msg *m)
 {
 	struct chat *ch = c->ch;
 	const char *name;
-	char err[512];
 	size_t n;
 
 	if (!ch->cfg->open_registration || ch->cfg->accounts == NULL) {
@@ -1164,18 +1575,9 @@ static void cmd_register(struct client *c, struct irc_msg *m)
 		      "The password must have 8 to 256 characters", NULL);
 		return;
 	}
-	if (passwd_set(ch->cfg->accounts, name, m->params[2], n, err, sizeof(err)) == -1 ||
-	    chat_load_accounts(ch) == -1) {
-		explicit_bzero(m->params[2], n);
-		log_error("event=register_failed nick=%s error=\"%s\"", name, err);
-		sendf(c, NULL, "FAIL", "REGISTER", "TEMPORARILY_UNAVAILABLE", name,
-		      "The account could not be stored", NULL);
-		return;
-	}
+	/* hashing, storing and reading the file again happen on the worker */
+	auth_start(c, AUTH_REGISTER, name, m->params[2], n, NULL);
 	explicit_bzero(m->params[2], n);
-	snprintf(c->account, sizeof(c->account), "%s", name);
-	log_info("event=account_registered peer=%s nick=%s", c->host, name);
-	sendf(c, NULL, "REGISTER", "SUCCESS", name, "Account created", NULL);
 }
 
 /* One line from c. */
@@ -1205,7 +1607,9 @@ static void client_line(struct client *c, char *line, size_t len)
 	} else if (strcmp(cmd, "PONG") == 0) {
 		c->ping_sent = false;
 	} else if (strcmp(cmd, "QUIT") == 0) {
-		client_quit(c, m.nparams > 0 ? m.params[0] : "Client Quit");
+		if (m.nparams > 0) /* for the peers' QUIT line only: free text is never logged */
+			snprintf(c->said, sizeof(c->said), "%s", m.params[0]);
+		client_quit(c, "Client Quit");
 	} else if (strcmp(cmd, "CAP") == 0) {
 		cmd_cap(c, &m);
 	} else if (strcmp(cmd, "AUTHENTICATE") == 0) {
@@ -1270,13 +1674,13 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 
 	c->last_rx = now;
 	c->ping_sent = false;
-	for (int turn = 0; turn < CHAT_PARTS_PER_TURN && !c->closing; turn++) {
+	for (int turn = 0; turn < CHAT_PARTS_PER_TURN && !c->closing && !c->auth_wait; turn++) {
 		struct evbuffer_iovec v;
 		size_t used, len;
-		char *line;
+		char *line, lnick[LOG_VALUE_SIZE(IRC_NICK_MAX)];
 		enum irc_line_result r;
 
-		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
+		if (budget_full(c) || evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
 			break;
 		r = irc_lines_feed(&c->lines, v.iov_base, v.iov_len, &used, &line, &len);
 		evbuffer_drain(in, used);
@@ -1285,28 +1689,29 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 		if (client_flooding(c, now)) {
 			c->ch->dropped_flood++;
 			log_limited(&c->ch->rate, LOG_WARN, "event=flood peer=%s nick=%s", c->host,
-				    c->nick[0] ? c->nick : "-");
+				    c->nick[0] ? log_value(lnick, sizeof(lnick), c->nick) : "-");
 			client_quit(c, "Excess Flood");
-			return;
+			break;
 		}
 		if (r == IRC_LINE_TOO_LONG)
 			numeric(c, "417", "Input line was too long", NULL);
 		else
 			client_line(c, line, len);
 	}
-	if (!c->closing && evbuffer_get_length(in) > 0) {
+	if (!c->closing && !c->auth_wait && !c->budget_wait && evbuffer_get_length(in) > 0) {
 		/* more than a turn's worth: continue on the next loop turn, others first */
 		bufferevent_trigger(bev, EV_READ, BEV_OPT_DEFER_CALLBACKS);
-	} else if (!c->closing) {
+	} else if (!c->closing && evbuffer_get_length(in) == 0) {
 		irc_lines_trim(&c->lines); /* an idle client holds no line buffer */
 	}
+	held_partial(c);
 }
 
 static void client_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct client *c = arg;
 
-	if (c->closing)
+	if (c->flushing)
 		client_free(c);
 }
 
@@ -1318,13 +1723,9 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 		c->tls_ready = true;
 		return;
 	}
-	if (c->closing) {
-		client_free(c);
-		return;
-	}
-	client_quit(c, (what & BEV_EVENT_EOF) ? "Connection closed" : "Connection error");
-	if (c->closing)
-		client_free(c);
+	if (!c->flushing)
+		client_quit(c, (what & BEV_EVENT_EOF) ? "Connection closed" : "Connection error");
+	client_free(c); /* reaps c first: from here no write can reach the peer */
 }
 
 static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -1333,12 +1734,23 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 	const struct chat_config *cfg = c->ch->cfg;
 	double now = clock_mono();
 
-	if (c->closing) {
+	if (c->flushing) {
 		client_free(c);
+		return;
+	}
+	if (c->closing) /* the reaper closes it */
+		return;
+	if (c->answer_due) { /* the delayed answer to a failed login */
+		c->answer_due = false;
+		login_refuse(c, c->answer);
 		return;
 	}
 	if (!c->registered) {
 		client_close(c, "Registration timeout");
+		return;
+	}
+	if (c->budget_wait) { /* not read by our choice: its silence means nothing */
+		client_timer_arm(c, cfg->ping_interval);
 		return;
 	}
 	if (c->ping_sent) {
@@ -1389,6 +1801,7 @@ static void chat_accept_cb(evutil_socket_t lfd, short what, void *arg)
 		if (c == NULL)
 			abort();
 		c->ch = ch;
+		c->id = ++ch->next_id;
 		c->src = ss;
 		/* the host part of prefixes: the address without the port */
 		{
@@ -1417,6 +1830,9 @@ static void chat_accept_cb(evutil_socket_t lfd, short what, void *arg)
 		if (c->bev == NULL)
 			abort();
 		c->timer = evtimer_new(ch->base, client_timer_cb, c);
+		evbuffer_add_cb(bufferevent_get_input(c->bev), held_cb, ch);
+		evbuffer_add_cb(bufferevent_get_output(c->bev), held_cb, ch);
+		bufferevent_setwatermark(c->bev, EV_READ, 0, CHAT_READ_AHEAD);
 		bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
 		bufferevent_enable(c->bev, EV_READ);
 		c->next = ch->clients;
@@ -1452,6 +1868,20 @@ static void chat_metrics(struct evbuffer *out, void *arg)
 	admin_sample(out, "netwall_chat_refused_total", "", ch->refused);
 	admin_family(out, "netwall_chat_logins_failed_total", "counter", "failed logins");
 	admin_sample(out, "netwall_chat_logins_failed_total", "", ch->logins_failed);
+	admin_family(out, "netwall_chat_held_bytes", "gauge",
+		     "bytes held for clients: queues, input read ahead, partial lines");
+	admin_sample(out, "netwall_chat_held_bytes", "", ch->held);
+	admin_family(out, "netwall_chat_memory_budget_bytes", "gauge", "memory_budget");
+	admin_sample(out, "netwall_chat_memory_budget_bytes", "", ch->cfg->memory_budget);
+	admin_family(out, "netwall_chat_budget_waits_total", "counter",
+		     "times a client was not read because the bytes held reached the budget");
+	admin_sample(out, "netwall_chat_budget_waits_total", "", ch->budget_waits);
+	admin_family(out, "netwall_chat_logins_pending", "gauge",
+		     "clients whose password check, or the delayed answer to it, is pending");
+	admin_sample(out, "netwall_chat_logins_pending", "", ch->auth_waiting);
+	admin_family(out, "netwall_chat_logins_busy_total", "counter",
+		     "logins refused at once: the password queue, or an address's share, was full");
+	admin_sample(out, "netwall_chat_logins_busy_total", "", ch->logins_busy);
 }
 
 static void chat_status(struct evbuffer *out, void *arg)
@@ -1621,6 +2051,23 @@ static int chat_listen(struct chat *ch, const struct addr *a, bool tls)
 	return 0;
 }
 
+/* The decoy hash verified for an unknown account: a random password's, at the default cost,
+ * so that its check takes as long as a real one. */
+static int chat_decoy(struct chat *ch)
+{
+	unsigned char pw[24];
+	char err[256];
+	int rc;
+
+	if (RAND_bytes(pw, sizeof(pw)) != 1)
+		return -1;
+	rc = passwd_hash((const char *)pw, sizeof(pw), ch->decoy, err, sizeof(err));
+	OPENSSL_cleanse(pw, sizeof(pw));
+	if (rc == -1)
+		log_error("event=decoy_failed error=\"%s\"", err);
+	return rc;
+}
+
 struct chat *chat_new(struct event_base *base, const char *path, struct chat_config *cfg)
 {
 	struct chat *ch = calloc(1, sizeof(*ch));
@@ -1646,6 +2093,13 @@ struct chat *chat_new(struct event_base *base, const char *path, struct chat_con
 	}
 	if (chat_load_accounts(ch) == -1)
 		goto fail;
+	if (chat_decoy(ch) == -1)
+		goto fail;
+	ch->auth = auth_new(base, auth_done, ch, err, sizeof(err));
+	if (ch->auth == NULL) {
+		log_error("event=auth_failed error=\"%s\"", err);
+		goto fail;
+	}
 	for (size_t i = 0; i < cfg->ntls; i++)
 		if (chat_listen(ch, &cfg->tls_listen[i], true) == -1)
 			goto fail;
@@ -1659,6 +2113,10 @@ struct chat *chat_new(struct event_base *base, const char *path, struct chat_con
 			goto fail;
 		}
 	}
+	ch->reap_ev = event_new(base, -1, 0, chat_reap_cb, ch);
+	ch->resume_ev = event_new(base, -1, 0, chat_resume_cb, ch);
+	if (ch->reap_ev == NULL || ch->resume_ev == NULL)
+		abort();
 	ch->life = lifecycle_new(base, &chat_lifecycle_ops, ch);
 	log_info("event=started accounts=%zu open_registration=%s", ch->naccounts,
 		 cfg->open_registration ? "on" : "off");
@@ -1679,8 +2137,12 @@ void chat_free(struct chat *ch)
 	if (ch == NULL)
 		return;
 	chat_listeners_free(ch);
+	auth_free(ch->auth); /* the worker first: it may finish a job, never deliver it */
 	while (ch->clients != NULL)
 		client_free(ch->clients);
+	chat_reap(ch);
+	loop_free_event(&ch->reap_ev);
+	loop_free_event(&ch->resume_ev);
 	for (size_t i = 0; i < ch->nchans; i++)
 		chan_free(ch->chans[i]);
 	free(ch->chans);

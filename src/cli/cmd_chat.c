@@ -228,7 +228,9 @@ static const char connect_usage[] =
 	"  --password-file FILE   the account's password (first line of FILE), sent as PASS\n"
 	"  --fingerprint SHA256   pin the server certificate (netwall fingerprint FILE.crt)\n"
 	"  --ca FILE              verify the server with this CA bundle (default: system CAs)\n"
-	"  --server-name NAME     name sent in TLS SNI\n"
+	"  --server-name NAME     the name the server's certificate must carry, sent in SNI\n"
+	"                         (default: HOST; an address is checked against the\n"
+	"                         certificate's IP names and not sent)\n"
 	"  --plain                plaintext TCP (only to a loopback or tunnelled server)\n"
 	"  -h, --help             this text\n";
 

@@ -400,6 +400,50 @@ static void test_file_errors(void **state)
 	assert_string_equal(read_all(t->file), text);
 }
 
+/* Writes n accounts u0..u(n-1), all with one (valid) hash, and returns the fastest of
+ * three loads, in seconds. */
+static double load_time(const char *file, size_t n)
+{
+	const char *hash = "scrypt$16$8$1$AAECAwQFBgcICQoLDA0ODw==$"
+			   "Q7EcH175P/kcU7JE2HRU+qTRrq/BS6UbCRYPdBaC5y8=";
+	double best = 1e9;
+	FILE *f = fopen(file, "w");
+
+	assert_non_null(f);
+	for (size_t i = 0; i < n; i++) /* not in name order: the load sorts */
+		fprintf(f, "u%zu:%s\n", (i * 7919) % n, hash);
+	fclose(f);
+	for (int r = 0; r < 3; r++) {
+		struct passwd_account *a;
+		struct timespec t0, t1;
+		char err[256];
+		size_t got;
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		assert_int_equal(passwd_load(file, &a, &got, err, sizeof(err)), 0);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		assert_int_equal(got, n);
+		assert_non_null(passwd_find(a, got, "U1"));
+		assert_null(passwd_find(a, got, "u99999999"));
+		free(a);
+		if (t1.tv_sec - t0.tv_sec + (t1.tv_nsec - t0.tv_nsec) / 1e9 < best)
+			best = t1.tv_sec - t0.tv_sec + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+	}
+	return best;
+}
+
+/* Loading 40,000 accounts costs about four times 10,000 (n log n), not sixteen times
+ * (a duplicate check against every account read so far). A loose ratio, no absolute time. */
+static void test_load_is_linear(void **state)
+{
+	struct tmpdir *t = *state;
+	double small = load_time(t->file, 10000), large = load_time(t->file, 40000);
+
+	if (large > 8 * small)
+		fail_msg("10k accounts: %.3f s, 40k: %.3f s (ratio %.1f)", small, large,
+			 large / small);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -412,6 +456,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_file_round_trip, tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(test_file_mode_reset, tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(test_file_errors, tmp_setup, tmp_teardown),
+		cmocka_unit_test_setup_teardown(test_load_is_linear, tmp_setup, tmp_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
