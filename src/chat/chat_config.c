@@ -21,6 +21,8 @@ static void chat_defaults(struct chat_config *c)
 	snprintf(c->server_name, sizeof(c->server_name), "netwall");
 	c->max_clients = 10000;
 	c->max_per_source = 16;
+	c->source_prefix_v4 = 32;
+	c->source_prefix_v6 = 64;
 	c->sendq = 256 * 1024;
 	c->memory_budget = 64u << 20; /* a small VM's share for the chat */
 	c->max_channels = 20;
@@ -139,6 +141,10 @@ static void chat_on_key(struct conf *cf, const char *section, const char *key, c
 		conf_count(cf, key, v, 1, 1000000, &c->max_clients);
 	} else if (strcmp(key, "max_per_source") == 0) {
 		conf_count(cf, key, v, 1, 1000000, &c->max_per_source);
+	} else if (strcmp(key, "source_prefix_v4") == 0) {
+		conf_count(cf, key, v, 8, 32, &c->source_prefix_v4);
+	} else if (strcmp(key, "source_prefix_v6") == 0) {
+		conf_count(cf, key, v, 16, 128, &c->source_prefix_v6);
 	} else if (strcmp(key, "sendq") == 0) {
 		conf_count(cf, key, v, 4096, 64u << 20, &c->sendq);
 	} else if (strcmp(key, "memory_budget") == 0) {

@@ -25,7 +25,8 @@ struct chat_config {
 	char operators[CHAT_MAX_LIST][31];
 	size_t noperators;
 	uint64_t max_clients;     /* in all */
-	uint64_t max_per_source;  /* connections from one address */
+	uint64_t max_per_source;  /* connections from one source network */
+	uint64_t source_prefix_v4, source_prefix_v6; /* what a source network is (32, 64) */
 	uint64_t sendq;           /* bytes queued to a client before it is dropped */
 	uint64_t memory_budget;   /* bytes held for all clients (queues, input); then no reads */
 	uint64_t max_channels;    /* joined per client */

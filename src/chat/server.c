@@ -23,6 +23,7 @@
 #include "core/page.h"
 #include "core/clock.h"
 #include "core/lifecycle.h"
+#include "core/listener.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/sock.h"
@@ -53,6 +54,7 @@ struct client {
 	struct event *timer;
 	struct irc_lines lines;
 	struct sockaddr_storage src;
+	struct listener_src *src_count; /* its source's count in ch->accepted */
 	char host[ADDR_STRLEN]; /* the address, shown as the host part of the prefix */
 	char nick[IRC_NICK_MAX + 1];
 	char user[16];
@@ -107,8 +109,7 @@ struct fail_rec {
 
 struct chat_listener {
 	struct chat *ch;
-	struct event *ev;
-	int fd;
+	struct listener *l;
 	bool tls;
 };
 
@@ -121,6 +122,7 @@ struct chat {
 	size_t naccounts;
 	struct chat_listener **ls;
 	size_t nls;
+	struct listener_set *accepted; /* max_clients, max_per_source (core/listener) */
 	struct client *clients;
 	uint64_t nclients, peak;
 	struct channel **chans;
@@ -599,6 +601,7 @@ static void client_free(struct client *c)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	ch->nclients--;
+	listener_set_release(ch->accepted, c->src_count);
 	if (c->budget_wait)
 		budget_unlink(c);
 	loop_free_event(&c->timer);
@@ -1766,84 +1769,61 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void chat_accept_cb(evutil_socket_t lfd, short what, void *arg)
+static void chat_refused(void *arg, const struct sockaddr *sa, enum listener_reason r)
+{
+	struct chat_listener *l = arg;
+
+	(void)sa;
+	(void)r;
+	l->ch->refused++;
+}
+
+/* A connection the listener admitted: fd is ours, src its count in ch->accepted. */
+static void chat_accept(void *arg, int fd, const struct sockaddr *sa, struct listener_src *src)
 {
 	struct chat_listener *l = arg;
 	struct chat *ch = l->ch;
+	struct client *c;
 
-	for (int i = 0; i < 64; i++) {
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		struct client *c;
-		uint64_t same = 0;
-		const char *why = NULL;
-		char host[ADDR_STRLEN];
-
-		if (fd == -1)
-			return;
-		addr_format((struct sockaddr *)&ss, host, sizeof(host));
-		for (struct client *o = ch->clients; o != NULL; o = o->next)
-			same += addr_same_net((const struct sockaddr *)&o->src,
-					      (const struct sockaddr *)&ss, 32, 128);
-		if (ch->nclients >= ch->cfg->max_clients)
-			why = "max_clients";
-		else if (same >= ch->cfg->max_per_source)
-			why = "max_per_source";
-		if (why != NULL) {
-			ch->refused++;
-			log_limited(&ch->rate, LOG_WARN, "event=refused peer=%s reason=%s", host, why);
-			close(fd);
-			continue;
-		}
-		sock_nodelay(fd);
-		c = calloc(1, sizeof(*c));
-		if (c == NULL)
+	sock_nodelay(fd);
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		abort();
+	c->ch = ch;
+	c->id = ++ch->next_id;
+	c->src_count = src;
+	memcpy(&c->src, sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+						      : sizeof(struct sockaddr_in));
+	addr_format_host(sa, c->host, sizeof(c->host)); /* the host part of prefixes */
+	irc_lines_init(&c->lines, CHAT_LINE_MAX);
+	c->started = c->last_rx = c->tokens_at = clock_mono();
+	c->tokens = ch->cfg->flood_burst;
+	if (l->tls) {
+		SSL *ssl = SSL_new(ch->tls);
+		if (ssl == NULL)
 			abort();
-		c->ch = ch;
-		c->id = ++ch->next_id;
-		c->src = ss;
-		/* the host part of prefixes: the address without the port */
-		{
-			char *colon = strrchr(host, ':');
-			if (colon != NULL)
-				*colon = '\0';
-			snprintf(c->host, sizeof(c->host), "%s",
-				 host[0] == '[' ? host + 1 : host);
-			if (c->host[0] != '\0' && c->host[strlen(c->host) - 1] == ']')
-				c->host[strlen(c->host) - 1] = '\0';
-		}
-		irc_lines_init(&c->lines, CHAT_LINE_MAX);
-		c->started = c->last_rx = c->tokens_at = clock_mono();
-		c->tokens = ch->cfg->flood_burst;
-		if (l->tls) {
-			SSL *ssl = SSL_new(ch->tls);
-			if (ssl == NULL)
-				abort();
-			c->bev = bufferevent_openssl_socket_new(ch->base, fd, ssl,
-								BUFFEREVENT_SSL_ACCEPTING,
-								BEV_OPT_CLOSE_ON_FREE);
-		} else {
-			c->bev = bufferevent_socket_new(ch->base, fd, BEV_OPT_CLOSE_ON_FREE);
-			c->tls_ready = true;
-		}
-		if (c->bev == NULL)
-			abort();
-		c->timer = evtimer_new(ch->base, client_timer_cb, c);
-		evbuffer_add_cb(bufferevent_get_input(c->bev), held_cb, ch);
-		evbuffer_add_cb(bufferevent_get_output(c->bev), held_cb, ch);
-		bufferevent_setwatermark(c->bev, EV_READ, 0, CHAT_READ_AHEAD);
-		bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
-		bufferevent_enable(c->bev, EV_READ);
-		c->next = ch->clients;
-		if (ch->clients != NULL)
-			ch->clients->prev = c;
-		ch->clients = c;
-		ch->nclients++;
-		if (ch->nclients > ch->peak)
-			ch->peak = ch->nclients;
-		client_timer_arm(c, ch->cfg->register_timeout);
+		c->bev = bufferevent_openssl_socket_new(ch->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+							BEV_OPT_CLOSE_ON_FREE);
+	} else {
+		c->bev = bufferevent_socket_new(ch->base, fd, BEV_OPT_CLOSE_ON_FREE);
+		c->tls_ready = true;
 	}
+	if (c->bev == NULL)
+		abort();
+	c->timer = evtimer_new(ch->base, client_timer_cb, c);
+	evbuffer_add_cb(bufferevent_get_input(c->bev), held_cb, ch);
+	evbuffer_add_cb(bufferevent_get_output(c->bev), held_cb, ch);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, CHAT_READ_AHEAD);
+	bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
+	bufferevent_enable(c->bev, EV_READ);
+	c->next = ch->clients;
+	if (ch->clients != NULL)
+		ch->clients->prev = c;
+	ch->clients = c;
+	ch->nclients++;
+	if (ch->nclients > ch->peak)
+		ch->peak = ch->nclients;
+	client_timer_arm(c, ch->cfg->register_timeout);
 }
 
 /* ---- admin and life ---- */
@@ -1941,8 +1921,7 @@ static const struct admin_ops chat_admin_ops = {
 static void chat_listeners_free(struct chat *ch)
 {
 	for (size_t i = 0; i < ch->nls; i++) {
-		loop_free_event(&ch->ls[i]->ev);
-		close(ch->ls[i]->fd);
+		listener_free(ch->ls[i]->l);
 		free(ch->ls[i]);
 	}
 	free(ch->ls);
@@ -2033,16 +2012,15 @@ static int chat_listen(struct chat *ch, const struct addr *a, bool tls)
 	if (l == NULL)
 		abort();
 	addr_format((const struct sockaddr *)&a->ss, s, sizeof(s));
-	l->fd = sock_listen(a, err, sizeof(err));
-	if (l->fd == -1) {
+	l->ch = ch;
+	l->tls = tls;
+	l->l = listener_new(ch->base, a, ch->accepted, chat_accept, chat_refused, l, err,
+			    sizeof(err));
+	if (l->l == NULL) {
 		log_error("event=listen_failed addr=%s error=\"%s\"", s, err);
 		free(l);
 		return -1;
 	}
-	l->ch = ch;
-	l->tls = tls;
-	l->ev = event_new(ch->base, l->fd, EV_READ | EV_PERSIST, chat_accept_cb, l);
-	event_add(l->ev, NULL);
 	ch->ls = realloc(ch->ls, (ch->nls + 1) * sizeof(*ch->ls));
 	if (ch->ls == NULL)
 		abort();
@@ -2100,6 +2078,13 @@ struct chat *chat_new(struct event_base *base, const char *path, struct chat_con
 		log_error("event=auth_failed error=\"%s\"", err);
 		goto fail;
 	}
+	ch->accepted = listener_set_new("refused", "listener=irc",
+					&(struct listener_limits){
+						.max_connections = (unsigned)cfg->max_clients,
+						.max_per_source = (unsigned)cfg->max_per_source,
+						.v4_prefix = cfg->source_prefix_v4,
+						.v6_prefix = cfg->source_prefix_v6,
+					});
 	for (size_t i = 0; i < cfg->ntls; i++)
 		if (chat_listen(ch, &cfg->tls_listen[i], true) == -1)
 			goto fail;
@@ -2141,6 +2126,7 @@ void chat_free(struct chat *ch)
 	while (ch->clients != NULL)
 		client_free(ch->clients);
 	chat_reap(ch);
+	listener_set_free(ch->accepted); /* every client gave its count back */
 	loop_free_event(&ch->reap_ev);
 	loop_free_event(&ch->resume_ev);
 	for (size_t i = 0; i < ch->nchans; i++)

@@ -9,6 +9,7 @@ import socket
 
 import pytest
 
+from conftest import NETWALL_BIN, admin_answers, wait_until
 from test_chat import Chat, Irc, chat  # noqa: F401  (chat is a fixture)
 
 SENDQ = 4096
@@ -507,3 +508,25 @@ def test_memory_budget_stops_reading_instead_of_growing(chat):
     drain(slow, b"PRIVMSG #x :after the wait\r\n")
     assert ch.admin.metric("netwall_chat_dropped_total", reason="sendq") == 0
     assert ch.admin.metric("netwall_chat_held_bytes") < BUDGET
+
+
+def test_out_of_descriptors_rests_instead_of_spinning(procs, tmp_path):
+    """With 64 descriptors and 80 connections waiting, accept() runs out: the listener
+    rests (accept_paused) instead of spinning on the backlog, and serves again once
+    descriptors come back."""
+    ch = Chat(procs, tmp_path, max_per_source="1000")
+    ch.proc = procs.start("chat", ["prlimit", "--nofile=64:64", NETWALL_BIN, "chat", "serve",
+                                   "-c", ch.config], check_exit=True)
+    wait_until(lambda: admin_answers(ch.admin.port), 15, "chat admin listener")
+    mark = ch.proc.mark()
+    held = []
+    try:
+        for _ in range(80):
+            held.append(socket.create_connection(("127.0.0.1", ch.port), timeout=5))
+        ch.proc.wait_event("accept_paused", since=mark, timeout=10)
+    finally:
+        for s in held:
+            s.close()
+    c = wait_until(lambda: ch.client("after"), 15, "a client to be served again")
+    c.send("PING :back")
+    c.expect(r"PONG .*back")
