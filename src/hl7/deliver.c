@@ -16,7 +16,10 @@
  * drop a repeat.
  *
  * Memory per transfer is bounded: the request body (the message's JSON), DELIVER_RESP_MAX
- * bytes of response, fixed headers. Bodies hold patient data and are wiped before free. */
+ * bytes of response, fixed headers; and the bodies in flight together by body_budget: a
+ * transfer starts only while the bodies already in flight are under it (one always may),
+ * so eight transfers of wide messages cannot hold eight bodies of several MiB each.
+ * Bodies hold patient data and are wiped before free. */
 #include <stddef.h> /* deliver.h uses size_t without including it */
 
 #include "hl7/deliver.h"
@@ -86,6 +89,9 @@ struct deliver {
 	size_t auth_len;
 	double timeout, connect_timeout, backoff_min, backoff_max, poll;
 	unsigned max_attempts, concurrency;
+	size_t body_budget; /* 0: unbounded */
+	size_t body_bytes;  /* request bodies of the transfers in flight */
+	bool budget_full;   /* body_bytes at body_budget when last looked */
 
 	struct store *store;
 	CURLM *multi;
@@ -94,7 +100,7 @@ struct deliver {
 	double grace; /* written before stop is set */
 	atomic_bool stop;
 	atomic_bool kicked;
-	_Atomic uint64_t n_attempts, n_delivered, n_failures, n_dead, n_in_flight;
+	_Atomic uint64_t n_attempts, n_delivered, n_failures, n_dead, n_in_flight, n_body_bytes;
 
 	/* worker thread only */
 	struct hl7_msg msg;
@@ -505,13 +511,23 @@ static void deliver_start(struct deliver *d, const struct store_job *job)
 	if (curl_multi_add_handle(d->multi, x->easy) != CURLM_OK)
 		log_fatal("event=delivery_curl_failed op=add_handle");
 	d->xfers[d->nxfers++] = x;
+	d->body_bytes += x->body_len;
 	atomic_store(&d->n_in_flight, d->nxfers);
+	atomic_store(&d->n_body_bytes, d->body_bytes);
 }
 
-/* Starts claimed jobs while there are free slots. */
+/* Whether another transfer may start: a free slot, and the bodies in flight under their
+ * budget (or nothing in flight). */
+static bool deliver_room(const struct deliver *d)
+{
+	return d->nxfers < d->concurrency &&
+	       (d->nxfers == 0 || d->body_budget == 0 || d->body_bytes < d->body_budget);
+}
+
+/* Starts claimed jobs while there is room. */
 static void deliver_fill(struct deliver *d)
 {
-	while (d->nxfers < d->concurrency && d->ready_off < d->nready)
+	while (deliver_room(d) && d->ready_off < d->nready)
 		deliver_start(d, &d->ready[d->ready_off++]);
 	if (d->ready != NULL && d->ready_off == d->nready) {
 		store_jobs_free(d->ready, d->nready);
@@ -568,7 +584,9 @@ static void deliver_reap(struct deliver *d)
 				break;
 			}
 		}
+		d->body_bytes -= x->body_len;
 		atomic_store(&d->n_in_flight, d->nxfers);
+		atomic_store(&d->n_body_bytes, d->body_bytes);
 		deliver_xfer_free(x);
 	}
 }
@@ -590,7 +608,18 @@ static bool deliver_slots(const struct deliver *d)
 {
 	unsigned min_free = d->nxfers == 0 ? 1 : (d->concurrency + 3) / 4;
 
-	return d->ready == NULL && d->concurrency - d->nxfers >= min_free;
+	return d->ready == NULL && d->concurrency - d->nxfers >= min_free && deliver_room(d);
+}
+
+/* Logs (debug) when the bodies in flight reach their budget, once until they fall under. */
+static void deliver_note_budget(struct deliver *d)
+{
+	bool full = d->nxfers > 0 && d->body_budget != 0 && d->body_bytes >= d->body_budget;
+
+	if (full && !d->budget_full)
+		log_debug("event=delivery_waiting reason=body_budget in_flight=%u body_bytes=%zu",
+			  d->nxfers, d->body_bytes);
+	d->budget_full = full;
 }
 
 static void *deliver_main(void *arg)
@@ -608,13 +637,14 @@ static void *deliver_main(void *arg)
 			deadline = now + d->grace;
 		if (atomic_exchange(&d->kicked, false))
 			d->next_scan = now;
+		deliver_note_budget(d);
 		if (!stopping && deliver_slots(d) && now >= d->next_scan && now >= d->store_ok_at)
 			deliver_claim(d, now);
 		curl_multi_perform(d->multi, &running);
 		deliver_reap(d);
 		/* start claimed jobs in the slots that freed; a fast API can answer them within
 		 * the same perform, so reap again before sleeping on sockets that are idle */
-		while (!stopping && d->ready != NULL && d->nxfers < d->concurrency) {
+		while (!stopping && d->ready != NULL && deliver_room(d)) {
 			deliver_fill(d);
 			curl_multi_perform(d->multi, &running);
 			deliver_reap(d);
@@ -663,7 +693,9 @@ static void *deliver_main(void *arg)
 		deliver_xfer_free(d->xfers[i]);
 	}
 	d->nxfers = 0;
+	d->body_bytes = 0;
 	atomic_store(&d->n_in_flight, 0);
+	atomic_store(&d->n_body_bytes, 0);
 	/* claimed but never started: their leases are given back, so another worker (or
 	 * this intake restarted) takes them at once; if that fails, the leases expire */
 	if (d->ready != NULL) {
@@ -752,6 +784,7 @@ struct deliver *deliver_new(const struct deliver_conf *c, char *err, size_t errl
 	d->poll = c->poll;
 	d->max_attempts = c->max_attempts > 0 ? c->max_attempts : 1;
 	d->concurrency = c->concurrency > 0 ? c->concurrency : 1;
+	d->body_budget = c->body_budget;
 	if (d->concurrency > DELIVER_CONCURRENCY_MAX)
 		d->concurrency = DELIVER_CONCURRENCY_MAX;
 	if (getrandom(&d->rng, sizeof(d->rng), 0) != sizeof(d->rng))
@@ -800,6 +833,7 @@ void deliver_stats(struct deliver *d, struct deliver_stats *out)
 	out->failures = atomic_load(&d->n_failures);
 	out->dead = atomic_load(&d->n_dead);
 	out->in_flight = atomic_load(&d->n_in_flight);
+	out->body_bytes = atomic_load(&d->n_body_bytes);
 }
 
 void deliver_free(struct deliver *d, double grace)

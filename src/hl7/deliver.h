@@ -21,6 +21,8 @@ struct deliver_conf {
 	double backoff_min;       /* seconds before the 2nd attempt */
 	double backoff_max;       /* ceiling of the doubling */
 	unsigned concurrency;     /* transfers in flight at most */
+	size_t body_budget;       /* request body bytes in flight at most (one transfer always
+				   * may run); 0: no bound but concurrency */
 	double poll;              /* seconds between queue scans when idle */
 	const char *owner;        /* lease owner: unique per process, e.g. host:pid:boot */
 };
@@ -31,6 +33,7 @@ struct deliver_stats {
 	uint64_t failures; /* attempts that did not deliver */
 	uint64_t dead;     /* dead-lettered */
 	uint64_t in_flight;
+	uint64_t body_bytes; /* request bodies in flight */
 };
 
 struct deliver;

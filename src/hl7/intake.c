@@ -1433,6 +1433,12 @@ static void intake_metrics(struct evbuffer *out, void *arg)
 	admin_family(out, "netwall_intake_dead_letters_total", "counter",
 		     "messages dead-lettered");
 	admin_sample(out, "netwall_intake_dead_letters_total", "", ds.dead);
+	admin_family(out, "netwall_intake_deliveries_in_flight", "gauge",
+		     "Deliveries posted and not yet answered");
+	admin_sample(out, "netwall_intake_deliveries_in_flight", "", ds.in_flight);
+	admin_family(out, "netwall_intake_delivery_body_bytes", "gauge",
+		     "Bytes of request bodies in flight (bounded by a quarter of memory_budget)");
+	admin_sample(out, "netwall_intake_delivery_body_bytes", "", ds.body_bytes);
 }
 
 static void intake_status(struct evbuffer *out, void *arg)
@@ -1786,6 +1792,8 @@ struct intake *intake_new(struct event_base *base, const char *path, struct inta
 			.backoff_min = cfg->backoff_min,
 			.backoff_max = cfg->backoff_max,
 			.concurrency = (unsigned)cfg->concurrency,
+			/* the delivery worker's share of the budget: bodies in flight */
+			.body_budget = (size_t)(cfg->memory_budget / 4),
 			.poll = cfg->poll,
 			.owner = in->owner,
 		};

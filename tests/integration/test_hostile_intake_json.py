@@ -7,7 +7,7 @@ import os
 import resource
 import subprocess
 
-from conftest import NETWALL_BIN
+from conftest import NETWALL_BIN, wait_until
 from hl7util import ack_code, emar, intake, msg  # noqa: F401
 
 # 500,000 components of one character: a 1 MiB frame with its header (max_message is 1 MiB)
@@ -112,3 +112,24 @@ def test_show_is_linear(intake):
     t1 = max(t["LIN-1"], 0.05)
     assert t["LIN-4"] < 8 * t1, f"4x the separators took {t['LIN-4'] / t1:.1f}x the time: {t}"
     assert os.path.exists(it.store)
+
+
+def test_request_bodies_in_flight_are_bounded(intake, emar):
+    """Eight 600 KB messages to an EMAR that never answers, concurrency 8: the bodies in
+    flight stay within a quarter of memory_budget (4 MiB here: 1 MiB), so one transfer
+    runs while the others wait in the queue, instead of eight bodies of a few MiB each."""
+    api = emar()
+    api.control("hang")
+    it = intake(emar=api, intake={"memory_budget": "4194304", "log_level": "debug"},
+                deliver={"concurrency": "8", "timeout": "60"})
+    with it.client() as c:
+        for i in range(8):
+            wide, _ = wide_msg(f"BIG-{i}", n=300000)
+            assert ack_code(c.call(wide, timeout=30)) == "AA"
+    # the worker noted the bodies at their budget: from then on it starts and claims nothing
+    # until a transfer ends (the EMAR answers none for 60 s)
+    it.proc.wait_event("delivery_waiting", reason="body_budget", timeout=30)
+    it.admin.wait_metric("netwall_intake_deliveries_in_flight", lambda v: v >= 1, 10)
+    assert it.admin.metric("netwall_intake_deliveries_in_flight") == 1
+    assert 0 < it.admin.metric("netwall_intake_delivery_body_bytes") <= 2 * 600000 + 8192
+    assert api.stats()["received"] <= 1
