@@ -8,6 +8,9 @@
 
 #define CONFIG_WINDOW_MIN (64u * 1024) /* stream_window: 64 KiB .. 1 GiB, both included */
 #define CONFIG_WINDOW_MAX (1u << 30)
+#define CONFIG_BUDGET_MIN (1ull << 20) /* memory_budget: 1 MiB .. 1 TiB, both included */
+#define CONFIG_BUDGET_MAX (1ull << 40)
+#define CONFIG_BUDGET_DEFAULT (64ull << 20) /* a small VM's share */
 
 static void *config_push(void *arr, size_t *n, size_t size)
 {
@@ -28,6 +31,7 @@ static void config_common_defaults(struct config_common *c, uint16_t admin_port)
 	c->tp.handshake_timeout = 5;
 	c->tp.stream_window = 4u * 1024 * 1024;
 	c->drain_timeout = 10;
+	c->memory_budget = CONFIG_BUDGET_DEFAULT;
 }
 
 static void config_common_free(struct config_common *c)
@@ -85,6 +89,12 @@ static int config_common_key(struct conf *cf, struct config_common *c, const cha
 				   CONFIG_WINDOW_MIN, CONFIG_WINDOW_MAX, v);
 		else
 			c->tp.stream_window = (uint32_t)n;
+	} else if (strcmp(key, "memory_budget") == 0) {
+		if (num_u64(v, CONFIG_BUDGET_MIN, CONFIG_BUDGET_MAX, &n) == -1)
+			conf_error(cf, "memory_budget: want bytes between %llu and %llu, got '%s'",
+				   CONFIG_BUDGET_MIN, CONFIG_BUDGET_MAX, v);
+		else
+			c->memory_budget = n;
 	} else {
 		return 0;
 	}

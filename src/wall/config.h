@@ -60,6 +60,7 @@ struct config_common {
 	struct daemon_conf d; /* admin, log level, user, filter */
 	struct tunnel_params tp;
 	double drain_timeout;
+	uint64_t memory_budget; /* bytes; see wall/budget.h */
 };
 
 struct config_gateway {

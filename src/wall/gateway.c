@@ -17,6 +17,7 @@
 #include "core/page.h"
 #include "core/sock.h"
 #include "core/tls.h"
+#include "wall/budget.h"
 #include "wall/tunnel.h"
 
 #define GW_MAX_TUNNELS 4096     /* agents' connections, handshaking ones included */
@@ -825,6 +826,7 @@ static void gw_reload(void *arg)
 	config_gateway_free(gw->cfg);
 	gw->cfg = cfg;
 	log_set_level(cfg->c.d.log_level);
+	budget_set_limit(cfg->c.memory_budget);
 	gw_admin(gw, cfg);
 	/* Tunnels of agents no longer allowed, or whose certificate changed, go. */
 	for (size_t i = gw->ntunnels; i-- > 0;) {
@@ -878,6 +880,7 @@ struct gateway *gateway_new(struct event_base *base, const char *path, struct co
 	gw->base = base;
 	gw->path = path;
 	gw->cfg = cfg;
+	budget_set_limit(cfg->c.memory_budget);
 	gw->ctx = gw_ctx(gw, cfg);
 	if (gw->ctx == NULL || gw_apply(gw, cfg) == -1 || gw_admin(gw, cfg) == -1) {
 		gateway_free(gw);

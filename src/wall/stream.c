@@ -1,9 +1,17 @@
 /* The bytes of one stream: a local socket (visitor on the gateway, target on the agent)
- * pumped to and from its HTTP/2 stream. Flow control is end to end: stream window is
- * returned to the peer only when bytes have been written to the socket, and the socket is
- * read only while its unframed bytes stay under STREAM_IN_CAP. EOF travels as END_STREAM
- * and becomes shutdown(SHUT_WR) on the far side; errors travel as RST_STREAM and become a
- * TCP reset. */
+ * pumped to and from its HTTP/2 stream. EOF travels as END_STREAM and becomes
+ * shutdown(SHUT_WR) on the far side; errors travel as RST_STREAM and become a TCP reset.
+ *
+ * Memory (budget.h): every stream starts with no receive window (SETTINGS_INITIAL_WINDOW_SIZE
+ * is 0) and is granted STREAM_WINDOW_FIRST once the budget has room for it. Window, stream
+ * and connection level, is returned only as bytes are written to the socket, so what the
+ * peer can make us hold for a stream is its window, held against the budget from grant to
+ * free. A stream whose socket takes a whole window without blocking doubles it, up to
+ * stream_window, while the budget is less than half used: a reader that stops holds what
+ * it had, and half the budget stays for the others. The socket is read only up to the
+ * peer's window for the stream (at least STREAM_WINDOW_FIRST, at most STREAM_IN_CAP) and
+ * while the budget has room; the bytes read are held until framed. A stream that finds the
+ * budget full waits on a queue, woken in order as bytes are given back. */
 #include <errno.h>
 #include <openssl/err.h>
 #include <stdlib.h>
@@ -16,9 +24,19 @@
 #include "core/loop.h"
 #include "core/sock.h"
 #include "core/tls.h"
+#include "wall/budget.h"
 #include "wall/tunnel_int.h"
 
+enum {
+	STREAM_WANT_READ = 1,  /* to read its socket again */
+	STREAM_WANT_GRANT = 2, /* its first window */
+};
+
 static struct log_rate stream_log_rate;
+/* Streams waiting for the budget, oldest first, across all tunnels; wake_ev runs the queue
+ * on the loop turn after bytes are given back. It exists while the queue is not empty. */
+static struct tstream *wait_head, *wait_tail;
+static struct event *wake_ev;
 
 static void stream_on_read(evutil_socket_t fd, short what, void *arg);
 static void stream_on_write(evutil_socket_t fd, short what, void *arg);
@@ -75,6 +93,143 @@ static void stream_set_writing(struct tstream *s, bool on)
 		event_del(s->wev);
 }
 
+static void stream_on_wake(evutil_socket_t fd, short what, void *arg);
+
+/* Queues s for the budget (want: STREAM_WANT_*); each time it joins counts as one wait. */
+static void stream_wait(struct tstream *s, unsigned want)
+{
+	s->wants |= want;
+	if (s->waiting)
+		return;
+	if (wake_ev == NULL && (wake_ev = event_new(s->t->base, -1, 0, stream_on_wake, NULL)) == NULL)
+		abort();
+	s->waiting = true;
+	s->wait_prev = wait_tail;
+	s->wait_next = NULL;
+	if (wait_tail != NULL)
+		wait_tail->wait_next = s;
+	else
+		wait_head = s;
+	wait_tail = s;
+	budget_note_wait();
+}
+
+static void stream_unwait(struct tstream *s)
+{
+	if (!s->waiting)
+		return;
+	if (s->wait_prev != NULL)
+		s->wait_prev->wait_next = s->wait_next;
+	else
+		wait_head = s->wait_next;
+	if (s->wait_next != NULL)
+		s->wait_next->wait_prev = s->wait_prev;
+	else
+		wait_tail = s->wait_prev;
+	s->wait_prev = s->wait_next = NULL;
+	s->waiting = false;
+	if (wait_head == NULL)
+		loop_free_event(&wake_ev);
+}
+
+/* Gives bytes read and window back to the budget; the queue runs on the next turn. */
+static void stream_give(uint64_t in, uint64_t win)
+{
+	budget_give(in);
+	budget_give_window(win);
+	if (wait_head != NULL && in + win > 0)
+		event_active(wake_ev, EV_WRITE, 0);
+}
+
+static bool stream_may_read(const struct tstream *s)
+{
+	return s->fd != -1 && !s->rd_eof && !s->rd_err && !s->connecting && !s->handshaking;
+}
+
+/* Wakes the queue in order while the budget has room for the next one: a grant is taken
+ * here; a reader is counted as STREAM_WINDOW_FIRST against the room until it reads. One
+ * pass at most: a stream that finds no room again goes to the back. */
+static void stream_on_wake(evutil_socket_t fd, short what, void *arg)
+{
+	struct tstream *last = wait_tail;
+	uint64_t promised = 0;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	while (wait_head != NULL && budget_room() >= promised + STREAM_WINDOW_FIRST) {
+		struct tstream *s = wait_head;
+		unsigned want = s->wants;
+		s->wants = 0;
+		stream_unwait(s);
+		if (want & STREAM_WANT_GRANT)
+			tstream_grant(s);
+		if ((want & STREAM_WANT_READ) && stream_may_read(s)) {
+			promised += STREAM_WINDOW_FIRST;
+			stream_set_reading(s, true);
+		}
+		if (s == last)
+			break;
+	}
+}
+
+/* Grants the peer the stream's first window, or queues the stream until the budget has
+ * room. The stream must already exist in the HTTP/2 session. */
+void tstream_grant(struct tstream *s)
+{
+	struct tunnel *t = s->t;
+
+	if (s->win > 0 || s->h2_closed || s->remote_eof || t->h2 == NULL || s->id <= 0)
+		return;
+	if (!budget_take_window(STREAM_WINDOW_FIRST)) {
+		stream_wait(s, STREAM_WANT_GRANT);
+		return;
+	}
+	s->win = STREAM_WINDOW_FIRST;
+	nghttp2_session_set_local_window_size(t->h2, NGHTTP2_FLAG_NONE, s->id, (int32_t)s->win);
+	tunnel_schedule_flush(t);
+}
+
+/* Doubles the window of a stream whose socket took a whole window without blocking, up to
+ * stream_window, while the windows granted stay under a quarter of the budget (the rest of
+ * their half is for first windows). */
+static void stream_grow(struct tstream *s)
+{
+	struct tunnel *t = s->t;
+	uint32_t inc;
+
+	if (s->win == 0 || s->drained < s->win)
+		return;
+	inc = t->p.stream_window > s->win ? t->p.stream_window - s->win : 0;
+	if (inc > s->win)
+		inc = s->win;
+	if (!s->blocked && inc > 0 && !s->h2_closed && t->h2 != NULL &&
+	    budget_window() + inc <= budget_limit() / 4 && budget_take_window(inc)) {
+		s->win += inc;
+		nghttp2_session_set_local_window_size(t->h2, NGHTTP2_FLAG_NONE, s->id,
+						      (int32_t)s->win);
+		tunnel_schedule_flush(t);
+	}
+	s->drained = 0;
+	s->blocked = false;
+}
+
+/* How many unframed bytes the socket may be read up to: what the peer's window lets us send
+ * now, at least STREAM_WINDOW_FIRST (so nothing waits on a window update to read), at most
+ * STREAM_IN_CAP. */
+static size_t stream_in_cap(const struct tstream *s)
+{
+	struct tunnel *t = s->t;
+	int32_t w;
+
+	if (t->h2 == NULL || s->id <= 0)
+		return STREAM_WINDOW_FIRST;
+	w = nghttp2_session_get_stream_remote_window_size(t->h2, s->id);
+	if (w <= STREAM_WINDOW_FIRST)
+		return STREAM_WINDOW_FIRST;
+	return (size_t)w < STREAM_IN_CAP ? (size_t)w : STREAM_IN_CAP;
+}
+
 void tstream_start(struct tstream *s)
 {
 	struct event_base *base = s->t->base;
@@ -92,6 +247,8 @@ void tstream_start(struct tstream *s)
 		stream_set_writing(s, true);
 	else if (s->owner != NULL || s->provider)
 		stream_set_reading(s, true);
+	if (s->t->role == TUNNEL_AGENT)
+		tstream_grant(s); /* the gateway grants when its HEADERS have gone out */
 }
 
 /* Closes the socket: gracefully, or with a reset when hard is set. */
@@ -129,8 +286,16 @@ static void stream_close_fd(struct tstream *s, bool hard)
 void tstream_free(struct tstream *s)
 {
 	struct tunnel *t = s->t;
+	size_t unsent = evbuffer_get_length(s->out);
 
 	stream_close_fd(s, true);
+	stream_unwait(s);
+	/* bytes received and never written still hold connection window: give it back */
+	if (unsent > 0 && t->h2 != NULL && s->id > 0)
+		nghttp2_session_consume_connection(t->h2, unsent);
+	stream_give(s->in_held, s->win);
+	s->win = 0;
+	s->in_held = 0;
 	if (!s->h2_closed && s->id > 0 && t->h2 != NULL)
 		nghttp2_session_set_stream_user_data(t->h2, s->id, NULL);
 	if (s->dirty) {
@@ -230,9 +395,14 @@ int tstream_send_data(struct tstream *s, const uint8_t *framehd, size_t length)
 	if (evbuffer_remove(s->in, p + 9, length) != (int)length)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	buf_commit(&t->plain, 9 + length);
-	if (!s->rd_eof && !s->rd_err && !s->connecting && !s->handshaking &&
-	    evbuffer_get_length(s->in) < STREAM_IN_CAP)
-		stream_set_reading(s, true);
+	s->in_held -= length;
+	stream_give(length, 0);
+	if (stream_may_read(s) && !s->reading && evbuffer_get_length(s->in) < stream_in_cap(s)) {
+		if (budget_room() > 0)
+			stream_set_reading(s, true);
+		else
+			stream_wait(s, STREAM_WANT_READ);
+	}
 	return 0;
 }
 
@@ -330,14 +500,25 @@ static ssize_t stream_read_some(struct tstream *s, size_t room)
 static void stream_read(struct tstream *s)
 {
 	struct tunnel *t = s->t;
-	size_t have = evbuffer_get_length(s->in);
-	size_t room = have < STREAM_IN_CAP ? STREAM_IN_CAP - have : 0;
+	size_t have = evbuffer_get_length(s->in), cap = stream_in_cap(s);
+	size_t room = have < cap ? cap - have : 0;
+	uint64_t spare = budget_room();
+	bool short_of_budget = false;
 	size_t want;
 	ssize_t n;
 
 	if (room == 0) {
 		stream_set_reading(s, false);
 		return;
+	}
+	if (spare == 0) {
+		stream_set_reading(s, false);
+		stream_wait(s, STREAM_WANT_READ);
+		return;
+	}
+	if (room >= spare) {
+		room = (size_t)spare;
+		short_of_budget = true;
 	}
 	/* Read sizes adapt: small for request/response traffic (a large reservation would be
 	 * allocated and freed for every message), growing while reads come back full. */
@@ -350,15 +531,21 @@ static void stream_read(struct tstream *s)
 			s->rhint *= 2;
 		else if ((size_t)n < want / 4 && s->rhint > STREAM_READ_MIN)
 			s->rhint /= 2;
+		if (!budget_take((uint64_t)n))
+			log_fatal("event=bug what=stream_read_over_budget");
+		s->in_held += (size_t)n;
 		tunnel_stats.bytes_in += (uint64_t)n;
 		if (s->bytes != NULL)
 			s->bytes[0] += (uint64_t)n;
 		if (s->idle_limit > 0)
 			s->last_io = clock_mono();
-		if ((size_t)n >= room)
+		if ((size_t)n >= room) {
 			stream_set_reading(s, false);
-		else
+			if (short_of_budget)
+				stream_wait(s, STREAM_WANT_READ);
+		} else {
 			stream_kick_tls(s);
+		}
 	} else if (n == 0) {
 		s->rd_eof = true;
 		stream_set_reading(s, false);
@@ -420,13 +607,19 @@ void tstream_flush(struct tstream *s)
 				s->bytes[1] += (uint64_t)n;
 			if (s->idle_limit > 0)
 				s->last_io = clock_mono();
-			if (!s->h2_closed && t->h2 != NULL) {
-				nghttp2_session_consume_stream(t->h2, s->id, (size_t)n);
+			/* written out: the window, both levels, goes back to the peer */
+			if (t->h2 != NULL) {
+				if (s->h2_closed)
+					nghttp2_session_consume_connection(t->h2, (size_t)n);
+				else
+					nghttp2_session_consume(t->h2, s->id, (size_t)n);
 				tunnel_schedule_flush(t);
 			}
+			s->drained += (uint32_t)n;
 			continue;
 		}
 		if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
+			s->blocked = true;
 			stream_set_writing(s, true);
 			return;
 		}
@@ -435,6 +628,7 @@ void tstream_flush(struct tstream *s)
 		return;
 	}
 	stream_set_writing(s, false);
+	stream_grow(s);
 	if (s->remote_eof && !s->wr_shut) {
 		s->wr_shut = true;
 		if (s->ssl != NULL)

@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/tls.h"
+#include "wall/budget.h"
 #include "wall/tunnel_int.h"
 
 #define TUNNEL_TICK 0.25 /* seconds between liveness checks */
@@ -49,6 +50,7 @@ void tunnel_stats_render(struct evbuffer *out, const char *local)
 	admin_family(out, "netwall_stream_idle_timeouts_total", "counter",
 		     "Streams reset after carrying nothing for idle_timeout.");
 	admin_sample(out, "netwall_stream_idle_timeouts_total", "", tunnel_stats.idle_timeouts);
+	budget_render(out);
 }
 
 /* ---- TLS output: records go into t->cipher, written in large chunks ---- */
@@ -535,14 +537,29 @@ static int h2_on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id, cons
 
 	(void)flags;
 	(void)user;
-	/* The connection window is returned at once: streams bound the memory, and a
-	 * stalled stream must not hold back the others. */
-	nghttp2_session_consume_connection(h2, len);
+	/* Window comes back when the bytes are written to the socket (stream.c); bytes with
+	 * nowhere to go are dropped and their window returned now. */
 	if (s == NULL || s->fd == -1) {
-		nghttp2_session_consume_stream(h2, id, len);
+		nghttp2_session_consume(h2, id, len);
 		return 0;
 	}
 	tstream_on_data(s, data, len);
+	return 0;
+}
+
+/* Gateway: a visitor's stream exists once its HEADERS have gone out; now it can be granted
+ * its first window. */
+static int h2_on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame, void *user)
+{
+	struct tunnel *t = user;
+	struct tstream *s;
+
+	if (t->role != TUNNEL_GATEWAY || frame->hd.type != NGHTTP2_HEADERS ||
+	    frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	s = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
+	if (s != NULL)
+		tstream_grant(s);
 	return 0;
 }
 
@@ -578,6 +595,7 @@ static nghttp2_session_callbacks *h2_callbacks(void)
 		nghttp2_session_callbacks_set_on_frame_recv_callback(cb, h2_on_frame_recv);
 		nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, h2_on_data_chunk);
 		nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2_on_stream_close);
+		nghttp2_session_callbacks_set_on_frame_send_callback(cb, h2_on_frame_send);
 	}
 	return cb;
 }
@@ -588,7 +606,8 @@ static void tunnel_established(struct tunnel *t)
 {
 	nghttp2_settings_entry iv[] = {
 		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, TUNNEL_MAX_STREAMS },
-		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, t->p.stream_window },
+		/* streams are granted window one by one, as the budget allows (stream.c) */
+		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 0 },
 		{ NGHTTP2_SETTINGS_MAX_FRAME_SIZE, TUNNEL_FRAME_MAX },
 		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, TUNNEL_HEADERS_MAX },
 		{ NGHTTP2_SETTINGS_ENABLE_PUSH, 0 },

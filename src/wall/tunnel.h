@@ -27,7 +27,7 @@ struct tunnel_params {
 	double ping_interval;     /* seconds between PINGs on a quiet tunnel */
 	double peer_timeout;      /* seconds of silence after which the peer is dead */
 	double handshake_timeout; /* TLS handshake (and hello) must finish within this */
-	uint32_t stream_window;   /* SETTINGS_INITIAL_WINDOW_SIZE we advertise */
+	uint32_t stream_window;   /* the most a stream's receive window grows to */
 };
 
 /* What a visitor's stream carries to the agent. */
