@@ -3,7 +3,8 @@
  * shutdown(SHUT_WR) on the far side; errors travel as RST_STREAM and become a TCP reset.
  *
  * Memory (budget.h): every stream starts with no receive window (SETTINGS_INITIAL_WINDOW_SIZE
- * is 0) and is granted STREAM_WINDOW_FIRST once the budget has room for it. Window, stream
+ * is 0) and is granted STREAM_WINDOW_FIRST (STREAM_WINDOW_LEAST once a quarter of the
+ * budget is window) when the budget has room for it. Window, stream
  * and connection level, is returned only as bytes are written to the socket, so what the
  * peer can make us hold for a stream is its window, held against the budget from grant to
  * free. A stream whose socket takes a whole window without blocking doubles it, up to
@@ -157,7 +158,7 @@ static void stream_on_wake(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	while (wait_head != NULL && budget_room() >= promised + STREAM_WINDOW_FIRST) {
+	while (wait_head != NULL && budget_room() >= promised + STREAM_WINDOW_LEAST) {
 		struct tstream *s = wait_head;
 		unsigned want = s->wants;
 		s->wants = 0;
@@ -179,13 +180,17 @@ void tstream_grant(struct tstream *s)
 {
 	struct tunnel *t = s->t;
 
+	uint32_t first = STREAM_WINDOW_FIRST;
+
 	if (s->win > 0 || s->h2_closed || s->remote_eof || t->h2 == NULL || s->id <= 0)
 		return;
-	if (!budget_take_window(STREAM_WINDOW_FIRST)) {
+	if (budget_window() + first > budget_limit() / 4)
+		first = STREAM_WINDOW_LEAST;
+	if (!budget_take_window(first)) {
 		stream_wait(s, STREAM_WANT_GRANT);
 		return;
 	}
-	s->win = STREAM_WINDOW_FIRST;
+	s->win = first;
 	nghttp2_session_set_local_window_size(t->h2, NGHTTP2_FLAG_NONE, s->id, (int32_t)s->win);
 	tunnel_schedule_flush(t);
 }

@@ -31,6 +31,8 @@
 #define STREAM_IN_CAP (512 * 1024)      /* bytes read from a socket, not yet framed */
 #define STREAM_WINDOW_FIRST (16 * 1024) /* a stream's first receive window (SETTINGS say 0)
 					 * and what it may read ahead of the peer's window */
+#define STREAM_WINDOW_LEAST (2 * 1024)  /* ... the first window once a quarter of the
+					 * budget is window: more streams, each slower */
 #define STREAM_READ_CHUNK (256 * 1024)  /* largest read from a socket */
 #define STREAM_READ_MIN (16 * 1024)     /* smallest read from a socket */
 #define STREAM_HDR_MAX 256              /* a header value we keep (service, address) */

@@ -202,7 +202,7 @@ def test_budget_full_waits_and_resumes(wall, hostile_target):
     granting window instead of growing; once the stuck visitors go, a visitor that waited
     gets all of its bytes."""
     budget = 1 * MiB
-    n = 100
+    n = 200     # window for 144 streams fits in half of 1 MiB (16 of 16 KiB, then 2 KiB each)
     gw, ag = one_tunnel_wall(wall, hostile_target, budget)
     port = gw.port("svc")
     stuck = [stuck_visitor(port, b"PUSH %d\n" % PUSH) for _ in range(n)]
