@@ -220,6 +220,14 @@ static void gw_on_key(struct conf *cf, const char *section, const char *key, con
 				conf_error(cf, "listen: more than %d", CONFIG_MAX_LIST);
 			else
 				config_addr(cf, key, v, &g->listen[g->nlisten++]);
+		} else if (strcmp(key, "crl") == 0) {
+			if (v[0] == '\0') {
+				conf_error(cf, "crl: empty value (want a file path)");
+			} else {
+				free(g->crl);
+				g->crl = conf_path(cf, v);
+				g->crl_line = cf->line;
+			}
 		} else {
 			conf_error(cf, "unknown key '%s' in [gateway]", key);
 		}
@@ -278,6 +286,11 @@ static void gw_check(struct conf *cf, struct config_gateway *g, bool seen, int l
 		return;
 	}
 	config_common_check(cf, &g->c, "gateway");
+	if (g->crl != NULL && g->c.ca == NULL) {
+		cf->line = g->crl_line;
+		conf_error(cf, "crl: needs 'ca' (a CRL revokes certificates the CA signed)");
+		cf->line = line;
+	}
 	if (g->nlisten == 0)
 		conf_error(cf, "[gateway]: missing required key 'listen' (the agents' address)");
 	for (size_t i = 0; i < g->nagents; i++) {
@@ -336,6 +349,7 @@ void config_gateway_free(struct config_gateway *g)
 	if (g == NULL)
 		return;
 	config_common_free(&g->c);
+	free(g->crl);
 	free(g->agents);
 	free(g->services);
 	free(g);
@@ -635,8 +649,15 @@ static int config_check_done(struct buf *out, char **msgs)
 int config_gateway_check_tls(const char *file, const struct config_gateway *g, char **msgs)
 {
 	struct buf out = { 0 };
+	char err[512];
 
 	config_check_common(file, &g->c, true, &out);
+	if (g->crl != NULL) {
+		SSL_CTX *ctx = tls_ctx_server(g->c.cert, g->c.key, err, sizeof(err));
+		if (ctx != NULL && tls_ctx_load_crl(ctx, g->crl, err, sizeof(err)) == -1)
+			config_tls_error(&out, file, g->crl_line, err);
+		SSL_CTX_free(ctx);
+	}
 	return config_check_done(&out, msgs);
 }
 

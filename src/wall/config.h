@@ -65,6 +65,8 @@ struct config_common {
 
 struct config_gateway {
 	struct config_common c;
+	char *crl; /* CA mode: PEM CRLs checked at each agent's handshake, or NULL */
+	int crl_line;
 	struct addr listen[CONFIG_MAX_LIST];
 	size_t nlisten;
 	struct config_agent *agents;

@@ -1014,6 +1014,16 @@ int tunnel_peer_fingerprint(const struct tunnel *t, uint8_t fp[32])
 	return tls_fingerprint(x, fp);
 }
 
+X509 *tunnel_peer_cert(const struct tunnel *t)
+{
+	return SSL_get0_peer_certificate(t->ssl);
+}
+
+STACK_OF(X509) *tunnel_peer_chain(const struct tunnel *t)
+{
+	return SSL_get_peer_cert_chain(t->ssl);
+}
+
 struct tunnel *tunnel_from_ssl(SSL *ssl)
 {
 	return SSL_get_app_data(ssl);

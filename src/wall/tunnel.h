@@ -111,6 +111,11 @@ void tunnel_set_server_name(struct tunnel *t, const char *name);
 /* SHA-256 of the peer's certificate; -1 if none. */
 int tunnel_peer_fingerprint(const struct tunnel *t, uint8_t fp[32]);
 
+/* The peer's certificate and the chain it sent (without the leaf on the gateway), or NULL;
+ * both are the tunnel's, valid while it lives. */
+X509 *tunnel_peer_cert(const struct tunnel *t);
+STACK_OF(X509) *tunnel_peer_chain(const struct tunnel *t);
+
 /* Accessors. */
 struct tunnel *tunnel_from_ssl(SSL *ssl);
 void tunnel_set_peer(struct tunnel *t, const char *name);

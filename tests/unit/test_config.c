@@ -1326,6 +1326,26 @@ static void test_ag_stream_window(void **state)
 	ag_bad(fx, AG_BASE "stream_window = 0\n", 8, "stream_window:", 1);
 }
 
+/* crl: a path relative to the config (the last one counts); CA mode only; not empty. */
+static void test_gw_crl(void **state)
+{
+	struct fixture *fx = *state;
+	char want[256];
+	struct config_gateway *g = gw_ok(fx, GW_BASE "ca = ca.pem\n"
+						     "crl = old.crl\n"
+						     "crl = agents.crl\n");
+
+	fx_path(fx, "agents.crl", want, sizeof(want));
+	assert_string_equal(g->crl, want);
+	assert_int_equal(g->crl_line, 12);
+	config_gateway_free(g);
+	g = gw_ok(fx, GW_BASE);
+	assert_null(g->crl);
+	config_gateway_free(g);
+	gw_bad(fx, GW_BASE "crl = agents.crl\n", 10, "crl: needs 'ca'", 1);
+	gw_bad(fx, GW_BASE "ca = ca.pem\ncrl =\n", 11, "crl: empty value", 1);
+}
+
 /* memory_budget: bytes, 1 MiB .. 1 TiB, both included, in [gateway] and [agent]; just
  * outside either bound, or not a plain number, is an error on its line. */
 static void test_memory_budget(void **state)
@@ -1719,6 +1739,7 @@ int main(void)
 		fx_test(test_ag_target_host_name),
 		fx_test(test_ag_stream_window),
 		fx_test(test_memory_budget),
+		fx_test(test_gw_crl),
 		fx_test(test_ag_unknown_key),
 		fx_test(test_ag_unknown_section),
 		fx_test(test_ag_key_outside_section),
