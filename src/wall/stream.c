@@ -3,17 +3,18 @@
  * shutdown(SHUT_WR) on the far side; errors travel as RST_STREAM and become a TCP reset.
  *
  * Memory (budget.h): every stream starts with no receive window (SETTINGS_INITIAL_WINDOW_SIZE
- * is 0) and is granted STREAM_WINDOW_FIRST (STREAM_WINDOW_LEAST once a quarter of the
- * budget is window) when the budget has room for it. Window, stream
- * and connection level, is returned only as bytes are written to the socket, so what the
- * peer can make us hold for a stream is its window, held against the budget from grant to
- * free. A stream whose socket takes a whole window without blocking doubles it, up to
- * stream_window, while the budget is less than half used: a reader that stops holds what
- * it had, and half the budget stays for the others. The socket is read only up to the
- * peer's window for the stream (at least STREAM_WINDOW_FIRST, at most STREAM_IN_CAP) and
+ * is 0) and is granted STREAM_WINDOW_FIRST (STREAM_WINDOW_LEAST once a quarter of the budget
+ * is window) when the budget has room for it. Window, stream and connection level, is
+ * returned only as bytes are written to the socket, so what the peer can make us hold for a
+ * stream is its window, held against the budget from grant to free. A stream whose socket
+ * keeps up doubles its window, up to stream_window (stream_grow); a reader that stops holds
+ * what it had. Windows take at most half the budget, so sockets can always be read. A
+ * socket is read only up to what the peer's window lets us send (at most STREAM_IN_CAP) and
  * while the budget has room; the bytes read are held until framed. A stream that finds the
  * budget full waits on a queue, woken in order as bytes are given back. */
 #include <errno.h>
+#include <linux/tcp.h> /* struct tcp_info with tcpi_notsent_bytes */
+#include <netinet/in.h>
 #include <openssl/err.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,9 +196,25 @@ void tstream_grant(struct tstream *s)
 	tunnel_schedule_flush(t);
 }
 
-/* Doubles the window of a stream whose socket took a whole window without blocking, up to
- * stream_window, while the windows granted stay under a quarter of the budget (the rest of
- * their half is for first windows). */
+/* Bytes the kernel holds for the socket and has not sent yet (TCP; 0 for other sockets). */
+static uint32_t stream_unsent(const struct tstream *s)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(s->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == -1 ||
+	    len < offsetof(struct tcp_info, tcpi_notsent_bytes) + sizeof(ti.tcpi_notsent_bytes))
+		return 0;
+	return ti.tcpi_notsent_bytes;
+}
+
+/* Doubles the window of a stream whose socket took a whole window without blocking and
+ * without the kernel keeping much of it unsent (a reader that stops reading may be
+ * absorbed by a send buffer of megabytes before the socket blocks; a reader slower than
+ * the tunnel gains nothing from a larger window anyway), up to stream_window, while the
+ * windows granted stay under 3/8 of the budget: the last eighth of their half is kept for
+ * first windows. */
 static void stream_grow(struct tstream *s)
 {
 	struct tunnel *t = s->t;
@@ -205,11 +222,13 @@ static void stream_grow(struct tstream *s)
 
 	if (s->win == 0 || s->drained < s->win)
 		return;
+	if (!s->blocked && stream_unsent(s) >= s->win / 2)
+		s->blocked = true;
 	inc = t->p.stream_window > s->win ? t->p.stream_window - s->win : 0;
 	if (inc > s->win)
 		inc = s->win;
 	if (!s->blocked && inc > 0 && !s->h2_closed && t->h2 != NULL &&
-	    budget_window() + inc <= budget_limit() / 4 && budget_take_window(inc)) {
+	    budget_window() + inc <= budget_limit() / 8 * 3 && budget_take_window(inc)) {
 		s->win += inc;
 		nghttp2_session_set_local_window_size(t->h2, NGHTTP2_FLAG_NONE, s->id,
 						      (int32_t)s->win);
@@ -219,20 +238,46 @@ static void stream_grow(struct tstream *s)
 	s->blocked = false;
 }
 
-/* How many unframed bytes the socket may be read up to: what the peer's window lets us send
- * now, at least STREAM_WINDOW_FIRST (so nothing waits on a window update to read), at most
- * STREAM_IN_CAP. */
+/* How many unframed bytes the socket may be read up to: what the peer's windows (stream and
+ * connection) let us send now, at most STREAM_IN_CAP. A stream the peer gives no window
+ * reads nothing, so what a stalled peer costs stays on its side; the window update that
+ * opens it starts the reading again (tstream_window_opened). */
 static size_t stream_in_cap(const struct tstream *s)
 {
 	struct tunnel *t = s->t;
-	int32_t w;
+	int32_t w, c;
 
-	if (t->h2 == NULL || s->id <= 0)
-		return STREAM_WINDOW_FIRST;
+	if (t->h2 == NULL || s->id <= 0 || s->h2_closed)
+		return 0;
 	w = nghttp2_session_get_stream_remote_window_size(t->h2, s->id);
-	if (w <= STREAM_WINDOW_FIRST)
-		return STREAM_WINDOW_FIRST;
+	c = nghttp2_session_get_remote_window_size(t->h2);
+	if (c < w)
+		w = c;
+	if (w <= 0)
+		return 0;
 	return (size_t)w < STREAM_IN_CAP ? (size_t)w : STREAM_IN_CAP;
+}
+
+/* Reads again if the socket may be read, the peer's window leaves room and the budget has
+ * some; otherwise notes what it waits for. */
+static void stream_resume_reading(struct tstream *s)
+{
+	if (!stream_may_read(s) || s->reading)
+		return;
+	if (evbuffer_get_length(s->in) >= stream_in_cap(s))
+		s->win_blocked = true;
+	else if (budget_room() > 0)
+		stream_set_reading(s, true);
+	else
+		stream_wait(s, STREAM_WANT_READ);
+}
+
+void tstream_window_opened(struct tstream *s)
+{
+	if (!s->win_blocked)
+		return;
+	s->win_blocked = false;
+	stream_resume_reading(s);
 }
 
 void tstream_start(struct tstream *s)
@@ -402,12 +447,7 @@ int tstream_send_data(struct tstream *s, const uint8_t *framehd, size_t length)
 	buf_commit(&t->plain, 9 + length);
 	s->in_held -= length;
 	stream_give(length, 0);
-	if (stream_may_read(s) && !s->reading && evbuffer_get_length(s->in) < stream_in_cap(s)) {
-		if (budget_room() > 0)
-			stream_set_reading(s, true);
-		else
-			stream_wait(s, STREAM_WANT_READ);
-	}
+	stream_resume_reading(s);
 	return 0;
 }
 
@@ -514,6 +554,7 @@ static void stream_read(struct tstream *s)
 
 	if (room == 0) {
 		stream_set_reading(s, false);
+		s->win_blocked = true;
 		return;
 	}
 	if (spare == 0) {
@@ -548,6 +589,8 @@ static void stream_read(struct tstream *s)
 			stream_set_reading(s, false);
 			if (short_of_budget)
 				stream_wait(s, STREAM_WANT_READ);
+			else
+				s->win_blocked = true;
 		} else {
 			stream_kick_tls(s);
 		}

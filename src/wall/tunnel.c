@@ -517,6 +517,16 @@ static int h2_on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, voi
 		    t->hello_id <= 0 && t->state == TUNNEL_UP)
 			tunnel_send_hello(t);
 		break;
+	case NGHTTP2_WINDOW_UPDATE:
+		/* sockets stopped for want of window read again; a connection-level update
+		 * (rare: the connection window is large) may open any of them */
+		if (s != NULL) {
+			tstream_window_opened(s);
+		} else if (id == 0) {
+			for (struct tstream *x = t->streams; x != NULL; x = x->next)
+				tstream_window_opened(x);
+		}
+		break;
 	case NGHTTP2_GOAWAY:
 		if (t->state == TUNNEL_UP || t->state == TUNNEL_HELLO) {
 			t->state = TUNNEL_DRAIN;
@@ -548,7 +558,7 @@ static int h2_on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id, cons
 }
 
 /* Gateway: a visitor's stream exists once its HEADERS have gone out; now it can be granted
- * its first window. */
+ * its first window, and its visitor read as far as the agent's window allows. */
 static int h2_on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame, void *user)
 {
 	struct tunnel *t = user;
@@ -558,8 +568,10 @@ static int h2_on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame, voi
 	    frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
 	s = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
-	if (s != NULL)
+	if (s != NULL) {
 		tstream_grant(s);
+		tstream_window_opened(s); /* a peer that grants by SETTINGS sends no update */
+	}
 	return 0;
 }
 

@@ -29,8 +29,7 @@
 #define TUNNEL_RETIRE_GRACE (1 << 24)   /* IDs a retiring tunnel may still use, if it must */
 #define TUNNEL_RETIRE_WAIT 2.0          /* seconds after GOAWAY before an empty one closes */
 #define STREAM_IN_CAP (512 * 1024)      /* bytes read from a socket, not yet framed */
-#define STREAM_WINDOW_FIRST (16 * 1024) /* a stream's first receive window (SETTINGS say 0)
-					 * and what it may read ahead of the peer's window */
+#define STREAM_WINDOW_FIRST (16 * 1024) /* a stream's first receive window (SETTINGS say 0) */
 #define STREAM_WINDOW_LEAST (2 * 1024)  /* ... the first window once a quarter of the
 					 * budget is window: more streams, each slower */
 #define STREAM_READ_CHUNK (256 * 1024)  /* largest read from a socket */
@@ -115,6 +114,7 @@ struct tstream {
 	bool h2_closed, deferred, reading, writing, dirty, provider, counted, aborted;
 	bool waiting; /* on the budget's queue */
 	bool blocked; /* the socket said EAGAIN since drained last started from 0 */
+	bool win_blocked; /* stopped reading until the peer's window opens */
 };
 
 /* stream.c, called by tunnel.c */
@@ -132,6 +132,7 @@ void tstream_h2_closed(struct tstream *s, uint32_t code);
 void tstream_on_response(struct tstream *s, const char *status);
 void tstream_expire_idle(struct tunnel *t, double now);
 void tstream_grant(struct tstream *s);
+void tstream_window_opened(struct tstream *s);
 
 /* tunnel.c, called by stream.c */
 void tunnel_schedule_flush(struct tunnel *t);
