@@ -210,8 +210,8 @@ static uint32_t stream_unsent(const struct tstream *s)
 }
 
 /* Doubles the window of a stream whose socket took a whole window without blocking and
- * without the kernel keeping much of it unsent (a reader that stops reading may be
- * absorbed by a send buffer of megabytes before the socket blocks; a reader slower than
+ * with the kernel keeping at most an eighth of it unsent (a reader that stops reading may
+ * be absorbed by a send buffer of megabytes before the socket blocks; a reader slower than
  * the tunnel gains nothing from a larger window anyway), up to stream_window, while the
  * windows granted stay under 3/8 of the budget: the last eighth of their half is kept for
  * first windows. */
@@ -222,7 +222,7 @@ static void stream_grow(struct tstream *s)
 
 	if (s->win == 0 || s->drained < s->win)
 		return;
-	if (!s->blocked && stream_unsent(s) >= s->win / 2)
+	if (!s->blocked && stream_unsent(s) > s->win / 8)
 		s->blocked = true;
 	inc = t->p.stream_window > s->win ? t->p.stream_window - s->win : 0;
 	if (inc > s->win)
