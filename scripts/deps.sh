@@ -3,6 +3,7 @@
 set -eu
 PKGS="build-essential pkg-config libevent-dev libssl-dev libnghttp2-dev libinih-dev
 libcmocka-dev libsqlite3-dev libpq-dev libcurl4-openssl-dev libjansson-dev python3 python3-pytest
+python3-cryptography
 python3-hl7 sqlite3 irssi weechat-headless tmux docker-compose openssl curl nginx redis-server
 redis-tools postgresql
 postgresql-client iproute2 nftables procps libseccomp-dev clang chromium fonts-dejavu-core man-db

@@ -107,6 +107,20 @@ int tls_ctx_load_ca(SSL_CTX *ctx, const char *file, char *err, size_t errlen)
 	return 0;
 }
 
+int tls_ctx_load_crl(SSL_CTX *ctx, const char *file, char *err, size_t errlen)
+{
+	X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+	X509_LOOKUP *lookup = X509_STORE_add_lookup(store, X509_LOOKUP_file());
+
+	ERR_clear_error();
+	if (lookup == NULL || X509_load_crl_file(lookup, file, X509_FILETYPE_PEM) < 1) {
+		tls_err(err, errlen, "cannot load CRL", file);
+		return -1;
+	}
+	X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+	return 0;
+}
+
 int tls_fingerprint(X509 *x, uint8_t out[TLS_FP_LEN])
 {
 	unsigned int n = 0;

@@ -23,6 +23,11 @@ SSL_CTX *tls_ctx_target(const char *ca, bool verify, char *err, size_t errlen);
 /* Loads a PEM CA bundle into ctx's trust store. */
 int tls_ctx_load_ca(SSL_CTX *ctx, const char *file, char *err, size_t errlen);
 
+/* Loads the CRLs of a PEM file (at least one) into ctx's trust store and checks every
+ * peer's leaf certificate against them from then on (X509_V_FLAG_CRL_CHECK): a leaf whose
+ * issuer has no current CRL there fails verification. */
+int tls_ctx_load_crl(SSL_CTX *ctx, const char *file, char *err, size_t errlen);
+
 /* SHA-256 of the certificate's DER encoding. */
 int tls_fingerprint(X509 *x, uint8_t out[TLS_FP_LEN]);
 /* Parses 64 hex digits, optionally colon-separated, any case. */

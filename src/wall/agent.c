@@ -17,6 +17,7 @@
 #include "core/loop.h"
 #include "core/sock.h"
 #include "core/tls.h"
+#include "wall/budget.h"
 #include "wall/tunnel.h"
 
 #define AG_STABLE 5.0     /* seconds a tunnel must live before backoff starts over */
@@ -552,6 +553,7 @@ static void ag_reload(void *arg)
 	free(ag->services);
 	ag->services = ag_services(cfg);
 	log_set_level(cfg->c.d.log_level);
+	budget_set_limit(cfg->c.memory_budget);
 	ag_admin(ag, cfg);
 	if (same) {
 		for (size_t i = 0; i < ag->ndialers; i++)
@@ -613,6 +615,7 @@ struct agent *agent_new(struct event_base *base, const char *path, struct config
 	ag->base = base;
 	ag->path = path;
 	ag->cfg = cfg;
+	budget_set_limit(cfg->c.memory_budget);
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
 		abort();
 	for (size_t i = 0; i < sizeof(rnd); i++)

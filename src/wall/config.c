@@ -8,6 +8,9 @@
 
 #define CONFIG_WINDOW_MIN (64u * 1024) /* stream_window: 64 KiB .. 1 GiB, both included */
 #define CONFIG_WINDOW_MAX (1u << 30)
+#define CONFIG_BUDGET_MIN (1ull << 20) /* memory_budget: 1 MiB .. 1 TiB, both included */
+#define CONFIG_BUDGET_MAX (1ull << 40)
+#define CONFIG_BUDGET_DEFAULT (64ull << 20) /* a small VM's share */
 
 static void *config_push(void *arr, size_t *n, size_t size)
 {
@@ -28,6 +31,7 @@ static void config_common_defaults(struct config_common *c, uint16_t admin_port)
 	c->tp.handshake_timeout = 5;
 	c->tp.stream_window = 4u * 1024 * 1024;
 	c->drain_timeout = 10;
+	c->memory_budget = CONFIG_BUDGET_DEFAULT;
 }
 
 static void config_common_free(struct config_common *c)
@@ -85,6 +89,12 @@ static int config_common_key(struct conf *cf, struct config_common *c, const cha
 				   CONFIG_WINDOW_MIN, CONFIG_WINDOW_MAX, v);
 		else
 			c->tp.stream_window = (uint32_t)n;
+	} else if (strcmp(key, "memory_budget") == 0) {
+		if (num_u64(v, CONFIG_BUDGET_MIN, CONFIG_BUDGET_MAX, &n) == -1)
+			conf_error(cf, "memory_budget: want bytes between %llu and %llu, got '%s'",
+				   CONFIG_BUDGET_MIN, CONFIG_BUDGET_MAX, v);
+		else
+			c->memory_budget = n;
 	} else {
 		return 0;
 	}
@@ -212,6 +222,14 @@ static void gw_on_key(struct conf *cf, const char *section, const char *key, con
 				conf_error(cf, "listen: more than %d", CONFIG_MAX_LIST);
 			else
 				config_addr(cf, key, v, &g->listen[g->nlisten++]);
+		} else if (strcmp(key, "crl") == 0) {
+			if (v[0] == '\0') {
+				conf_error(cf, "crl: empty value (want a file path)");
+			} else {
+				free(g->crl);
+				g->crl = conf_path(cf, v);
+				g->crl_line = cf->line;
+			}
 		} else {
 			conf_error(cf, "unknown key '%s' in [gateway]", key);
 		}
@@ -285,6 +303,11 @@ static void gw_check(struct conf *cf, struct config_gateway *g, bool seen, int l
 		return;
 	}
 	config_common_check(cf, &g->c, "gateway");
+	if (g->crl != NULL && g->c.ca == NULL) {
+		cf->line = g->crl_line;
+		conf_error(cf, "crl: needs 'ca' (a CRL revokes certificates the CA signed)");
+		cf->line = line;
+	}
 	if (g->nlisten == 0)
 		conf_error(cf, "[gateway]: missing required key 'listen' (the agents' address)");
 	for (size_t i = 0; i < g->nagents; i++) {
@@ -343,6 +366,7 @@ void config_gateway_free(struct config_gateway *g)
 	if (g == NULL)
 		return;
 	config_common_free(&g->c);
+	free(g->crl);
 	free(g->agents);
 	free(g->services);
 	free(g);
@@ -642,8 +666,15 @@ static int config_check_done(struct buf *out, char **msgs)
 int config_gateway_check_tls(const char *file, const struct config_gateway *g, char **msgs)
 {
 	struct buf out = { 0 };
+	char err[512];
 
 	config_check_common(file, &g->c, true, &out);
+	if (g->crl != NULL) {
+		SSL_CTX *ctx = tls_ctx_server(g->c.cert, g->c.key, err, sizeof(err));
+		if (ctx != NULL && tls_ctx_load_crl(ctx, g->crl, err, sizeof(err)) == -1)
+			config_tls_error(&out, file, g->crl_line, err);
+		SSL_CTX_free(ctx);
+	}
 	return config_check_done(&out, msgs);
 }
 

@@ -62,10 +62,13 @@ struct config_common {
 	struct daemon_conf d; /* admin, log level, user, filter */
 	struct tunnel_params tp;
 	double drain_timeout;
+	uint64_t memory_budget; /* bytes; see wall/budget.h */
 };
 
 struct config_gateway {
 	struct config_common c;
+	char *crl; /* CA mode: PEM CRLs checked at each agent's handshake, or NULL */
+	int crl_line;
 	struct addr listen[CONFIG_MAX_LIST];
 	size_t nlisten;
 	struct config_agent *agents;

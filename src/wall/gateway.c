@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
 #include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include "core/page.h"
 #include "core/sock.h"
 #include "core/tls.h"
+#include "wall/budget.h"
 #include "wall/tunnel.h"
 
 #define GW_MAX_TUNNELS 4096     /* agents' connections, handshaking ones included */
@@ -25,6 +27,9 @@
 #define GW_REFUSED_KEPT 16      /* refused sources the status page lists */
 #define GW_PER_SOURCE_MIN 8     /* the default max_per_source: a quarter of max_connections, */
 #define GW_PER_SOURCE_MAX 256   /* ... at least 8 (or all, if fewer), at most 256 */
+#define GW_AGENT_CN_MAX 64      /* CA mode: an agent's CN, bytes (RFC 5280 ub-common-name);
+				 * longer is refused, not cut */
+#define GW_CN_SHOWN 128         /* bytes of a refused CN that reach the log */
 
 struct gw_service;
 
@@ -85,6 +90,67 @@ static const struct tunnel_ops gw_tunnel_ops;
 
 /* ---- agent authentication ---- */
 
+/* Escapes a CN for the log: log_value on each run of bytes between NULs, "%00" for each
+ * NUL, at most GW_CN_SHOWN bytes ("%.." after a cut). */
+static void gw_escape_cn(char *out, size_t len, const unsigned char *cn, size_t n)
+{
+	char seg[GW_CN_SHOWN + 1];
+	bool cut = n > GW_CN_SHOWN;
+	size_t off = 0, k = 0;
+
+	if (cut)
+		n = GW_CN_SHOWN;
+	out[0] = '\0';
+	for (;;) {
+		size_t m = strnlen((const char *)cn + k, n - k);
+		memcpy(seg, cn + k, m);
+		seg[m] = '\0';
+		log_value(out + off, len - off, seg);
+		off += strlen(out + off);
+		k += m;
+		if (k >= n)
+			break;
+		k++; /* the NUL */
+		off += (size_t)snprintf(out + off, len - off, "%s", len - off > 3 ? "%00" : "");
+	}
+	if (cut && len - off > 3)
+		snprintf(out + off, len - off, "%%..");
+}
+
+/* The agent name a CA-signed certificate carries: its subject must have exactly one CN, of
+ * at most GW_AGENT_CN_MAX bytes and with no NUL. Returns NULL with the name in name, or
+ * what is wrong ("cn_missing", "cn_unreadable", "cn_twice", "cn_nul", "cn_too_long");
+ * shown gets the first CN escaped for the log either way. */
+static const char *gw_agent_cn(X509 *leaf, char name[GW_AGENT_CN_MAX + 1], char *shown,
+			       size_t shownlen)
+{
+	X509_NAME *subj = X509_get_subject_name(leaf);
+	int i = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
+	const char *problem = NULL;
+	unsigned char *utf8 = NULL;
+	int n;
+
+	snprintf(shown, shownlen, "-");
+	if (i < 0)
+		return "cn_missing";
+	n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i)));
+	if (n < 0)
+		return "cn_unreadable";
+	gw_escape_cn(shown, shownlen, utf8, (size_t)n);
+	if (X509_NAME_get_index_by_NID(subj, NID_commonName, i) >= 0)
+		problem = "cn_twice";
+	else if (memchr(utf8, '\0', (size_t)n) != NULL)
+		problem = "cn_nul";
+	else if (n > GW_AGENT_CN_MAX)
+		problem = "cn_too_long";
+	else {
+		memcpy(name, utf8, (size_t)n);
+		name[n] = '\0';
+	}
+	OPENSSL_free(utf8);
+	return problem;
+}
+
 static int gw_verify(X509_STORE_CTX *xs, void *arg)
 {
 	struct gateway *gw = arg;
@@ -92,6 +158,7 @@ static int gw_verify(X509_STORE_CTX *xs, void *arg)
 	struct tunnel *t = tunnel_from_ssl(ssl);
 	X509 *leaf = X509_STORE_CTX_get0_cert(xs);
 	const struct config_gateway *cfg = gw->cfg;
+	const char *reason = "unknown_certificate";
 	uint8_t fp[TLS_FP_LEN];
 
 	if (leaf == NULL || tls_fingerprint(leaf, fp) == -1)
@@ -102,11 +169,27 @@ static int gw_verify(X509_STORE_CTX *xs, void *arg)
 			return 1;
 		}
 	}
-	if (cfg->c.ca != NULL && X509_verify_cert(xs) == 1) {
-		char cn[CONF_NAME_MAX + 1] = "";
+	if (cfg->c.ca != NULL) {
+		char cn[GW_AGENT_CN_MAX + 1], shown[LOG_VALUE_SIZE(GW_CN_SHOWN)];
 		const struct config_agent *ag;
-		X509_NAME_get_text_by_NID(X509_get_subject_name(leaf), NID_commonName, cn,
-					  sizeof(cn));
+		const char *problem;
+		if (X509_verify_cert(xs) != 1) {
+			int err = X509_STORE_CTX_get_error(xs);
+			if (err == X509_V_ERR_CERT_REVOKED)
+				reason = "revoked";
+			log_limited(&gw->rate_reject, LOG_INFO,
+				    "event=agent_certificate_refused peer=%s error=\"%s\"",
+				    tunnel_peer_addr(t), X509_verify_cert_error_string(err));
+			goto reject;
+		}
+		problem = gw_agent_cn(leaf, cn, shown, sizeof(shown));
+		if (problem != NULL) {
+			log_limited(&gw->rate_reject, LOG_WARN,
+				    "event=agent_name_refused peer=%s problem=%s cn=%s",
+				    tunnel_peer_addr(t), problem, shown);
+			reason = "bad_agent_name";
+			goto reject;
+		}
 		ag = config_find_agent(cfg, cn);
 		if (ag != NULL && !ag->has_fp) {
 			tunnel_set_peer(t, ag->name);
@@ -114,9 +197,26 @@ static int gw_verify(X509_STORE_CTX *xs, void *arg)
 		}
 	}
 reject:
-	tunnel_set_reject(t, "unknown_certificate");
+	tunnel_set_reject(t, reason);
 	X509_STORE_CTX_set_error(xs, X509_V_ERR_CERT_REJECTED);
 	return 0;
+}
+
+/* CA mode, on reload: does t's agent certificate still verify against ctx (its CRL
+ * included)? Returns 0, or the X509_V_ERR_* that now fails it. */
+static int gw_reverify(SSL_CTX *ctx, const struct tunnel *t)
+{
+	X509 *leaf = tunnel_peer_cert(t);
+	X509_STORE_CTX *xs = X509_STORE_CTX_new();
+	int err = X509_V_ERR_UNSPECIFIED;
+
+	if (leaf != NULL && xs != NULL &&
+	    X509_STORE_CTX_init(xs, SSL_CTX_get_cert_store(ctx), leaf, tunnel_peer_chain(t)) == 1 &&
+	    X509_STORE_CTX_set_default(xs, "ssl_client") == 1)
+		err = X509_verify_cert(xs) == 1 ? 0 : X509_STORE_CTX_get_error(xs);
+	X509_STORE_CTX_free(xs);
+	ERR_clear_error();
+	return err;
 }
 
 static SSL_CTX *gw_ctx(struct gateway *gw, const struct config_gateway *cfg)
@@ -128,7 +228,8 @@ static SSL_CTX *gw_ctx(struct gateway *gw, const struct config_gateway *cfg)
 		log_error("event=tls_setup_failed error=\"%s\"", err);
 		return NULL;
 	}
-	if (cfg->c.ca != NULL && tls_ctx_load_ca(ctx, cfg->c.ca, err, sizeof(err)) == -1) {
+	if ((cfg->c.ca != NULL && tls_ctx_load_ca(ctx, cfg->c.ca, err, sizeof(err)) == -1) ||
+	    (cfg->crl != NULL && tls_ctx_load_crl(ctx, cfg->crl, err, sizeof(err)) == -1)) {
 		log_error("event=tls_setup_failed error=\"%s\"", err);
 		SSL_CTX_free(ctx);
 		return NULL;
@@ -853,18 +954,23 @@ static void gw_reload(void *arg)
 	config_gateway_free(gw->cfg);
 	gw->cfg = cfg;
 	log_set_level(cfg->c.d.log_level);
+	budget_set_limit(cfg->c.memory_budget);
 	gw_admin(gw, cfg);
-	/* Tunnels of agents no longer allowed, or whose certificate changed, go. */
+	/* Tunnels of agents no longer allowed, whose certificate changed, or (CA mode) whose
+	 * certificate no longer verifies, say because the CRL now revokes it, go. */
 	for (size_t i = gw->ntunnels; i-- > 0;) {
 		struct tunnel *t = gw->tunnels[i];
 		const struct config_agent *ag = config_find_agent(cfg, tunnel_peer(t));
 		uint8_t fp[TLS_FP_LEN];
+		int err;
 		if (tunnel_peer(t)[0] == '\0')
 			continue;
 		if (ag == NULL || (ag->has_fp && (tunnel_peer_fingerprint(t, fp) == -1 ||
 						  memcmp(fp, ag->fp, TLS_FP_LEN) != 0)) ||
 		    (!ag->has_fp && cfg->c.ca == NULL))
 			tunnel_close(t, "not_allowed");
+		else if (!ag->has_fp && (err = gw_reverify(ctx, t)) != 0)
+			tunnel_close(t, err == X509_V_ERR_CERT_REVOKED ? "revoked" : "not_allowed");
 	}
 	log_info("event=reloaded services=%zu agents=%zu", cfg->nservices, cfg->nagents);
 }
@@ -908,6 +1014,7 @@ struct gateway *gateway_new(struct event_base *base, const char *path, struct co
 	gw->cfg = cfg;
 	gw->tunnel_set = listener_set_new("handshake_failed", "listener=tunnel",
 					  &(struct listener_limits){ 0 });
+	budget_set_limit(cfg->c.memory_budget);
 	gw->ctx = gw_ctx(gw, cfg);
 	if (gw->ctx == NULL || gw_apply(gw, cfg) == -1 || gw_admin(gw, cfg) == -1) {
 		gateway_free(gw);

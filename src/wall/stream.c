@@ -1,10 +1,20 @@
 /* The bytes of one stream: a local socket (visitor on the gateway, target on the agent)
- * pumped to and from its HTTP/2 stream. Flow control is end to end: stream window is
- * returned to the peer only when bytes have been written to the socket, and the socket is
- * read only while its unframed bytes stay under STREAM_IN_CAP. EOF travels as END_STREAM
- * and becomes shutdown(SHUT_WR) on the far side; errors travel as RST_STREAM and become a
- * TCP reset. */
+ * pumped to and from its HTTP/2 stream. EOF travels as END_STREAM and becomes
+ * shutdown(SHUT_WR) on the far side; errors travel as RST_STREAM and become a TCP reset.
+ *
+ * Memory (budget.h): every stream starts with no receive window (SETTINGS_INITIAL_WINDOW_SIZE
+ * is 0) and is granted STREAM_WINDOW_FIRST (STREAM_WINDOW_LEAST once a quarter of the budget
+ * is window) when the budget has room for it. Window, stream and connection level, is
+ * returned only as bytes are written to the socket, so what the peer can make us hold for a
+ * stream is its window, held against the budget from grant to free. A stream whose socket
+ * keeps up doubles its window, up to stream_window (stream_grow); a reader that stops holds
+ * what it had. Windows take at most half the budget, so sockets can always be read. A
+ * socket is read only up to what the peer's window lets us send (at most STREAM_IN_CAP) and
+ * while the budget has room; the bytes read are held until framed. A stream that finds the
+ * budget full waits on a queue, woken in order as bytes are given back. */
 #include <errno.h>
+#include <linux/tcp.h> /* struct tcp_info with tcpi_notsent_bytes */
+#include <netinet/in.h>
 #include <openssl/err.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,9 +26,19 @@
 #include "core/loop.h"
 #include "core/sock.h"
 #include "core/tls.h"
+#include "wall/budget.h"
 #include "wall/tunnel_int.h"
 
+enum {
+	STREAM_WANT_READ = 1,  /* to read its socket again */
+	STREAM_WANT_GRANT = 2, /* its first window */
+};
+
 static struct log_rate stream_log_rate;
+/* Streams waiting for the budget, oldest first, across all tunnels; wake_ev runs the queue
+ * on the loop turn after bytes are given back. It exists while the queue is not empty. */
+static struct tstream *wait_head, *wait_tail;
+static struct event *wake_ev;
 
 static void stream_on_read(evutil_socket_t fd, short what, void *arg);
 static void stream_on_write(evutil_socket_t fd, short what, void *arg);
@@ -75,6 +95,191 @@ static void stream_set_writing(struct tstream *s, bool on)
 		event_del(s->wev);
 }
 
+static void stream_on_wake(evutil_socket_t fd, short what, void *arg);
+
+/* Queues s for the budget (want: STREAM_WANT_*); each time it joins counts as one wait. */
+static void stream_wait(struct tstream *s, unsigned want)
+{
+	s->wants |= want;
+	if (s->waiting)
+		return;
+	if (wake_ev == NULL && (wake_ev = event_new(s->t->base, -1, 0, stream_on_wake, NULL)) == NULL)
+		abort();
+	s->waiting = true;
+	s->wait_prev = wait_tail;
+	s->wait_next = NULL;
+	if (wait_tail != NULL)
+		wait_tail->wait_next = s;
+	else
+		wait_head = s;
+	wait_tail = s;
+	budget_note_wait();
+}
+
+static void stream_unwait(struct tstream *s)
+{
+	if (!s->waiting)
+		return;
+	if (s->wait_prev != NULL)
+		s->wait_prev->wait_next = s->wait_next;
+	else
+		wait_head = s->wait_next;
+	if (s->wait_next != NULL)
+		s->wait_next->wait_prev = s->wait_prev;
+	else
+		wait_tail = s->wait_prev;
+	s->wait_prev = s->wait_next = NULL;
+	s->waiting = false;
+	if (wait_head == NULL)
+		loop_free_event(&wake_ev);
+}
+
+/* Gives bytes read and window back to the budget; the queue runs on the next turn. */
+static void stream_give(uint64_t in, uint64_t win)
+{
+	budget_give(in);
+	budget_give_window(win);
+	if (wait_head != NULL && in + win > 0)
+		event_active(wake_ev, EV_WRITE, 0);
+}
+
+static bool stream_may_read(const struct tstream *s)
+{
+	return s->fd != -1 && !s->rd_eof && !s->rd_err && !s->connecting && !s->handshaking;
+}
+
+/* Wakes the queue in order while the budget has room for the next one: a grant is taken
+ * here; a reader is counted as STREAM_WINDOW_FIRST against the room until it reads. One
+ * pass at most: a stream that finds no room again goes to the back. */
+static void stream_on_wake(evutil_socket_t fd, short what, void *arg)
+{
+	struct tstream *last = wait_tail;
+	uint64_t promised = 0;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	while (wait_head != NULL && budget_room() >= promised + STREAM_WINDOW_LEAST) {
+		struct tstream *s = wait_head;
+		unsigned want = s->wants;
+		s->wants = 0;
+		stream_unwait(s);
+		if (want & STREAM_WANT_GRANT)
+			tstream_grant(s);
+		if ((want & STREAM_WANT_READ) && stream_may_read(s)) {
+			promised += STREAM_WINDOW_FIRST;
+			stream_set_reading(s, true);
+		}
+		if (s == last)
+			break;
+	}
+}
+
+/* Grants the peer the stream's first window, or queues the stream until the budget has
+ * room. The stream must already exist in the HTTP/2 session. */
+void tstream_grant(struct tstream *s)
+{
+	struct tunnel *t = s->t;
+
+	uint32_t first = STREAM_WINDOW_FIRST;
+
+	if (s->win > 0 || s->h2_closed || s->remote_eof || t->h2 == NULL || s->id <= 0)
+		return;
+	if (budget_window() + first > budget_limit() / 4)
+		first = STREAM_WINDOW_LEAST;
+	if (!budget_take_window(first)) {
+		stream_wait(s, STREAM_WANT_GRANT);
+		return;
+	}
+	s->win = first;
+	nghttp2_session_set_local_window_size(t->h2, NGHTTP2_FLAG_NONE, s->id, (int32_t)s->win);
+	tunnel_schedule_flush(t);
+}
+
+/* Bytes the kernel holds for the socket and has not sent yet (TCP; 0 for other sockets). */
+static uint32_t stream_unsent(const struct tstream *s)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(s->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == -1 ||
+	    len < offsetof(struct tcp_info, tcpi_notsent_bytes) + sizeof(ti.tcpi_notsent_bytes))
+		return 0;
+	return ti.tcpi_notsent_bytes;
+}
+
+/* Doubles the window of a stream whose socket took a whole window without blocking and
+ * with the kernel keeping at most an eighth of it unsent (a reader that stops reading may
+ * be absorbed by a send buffer of megabytes before the socket blocks; a reader slower than
+ * the tunnel gains nothing from a larger window anyway), up to stream_window, while the
+ * windows granted stay under 3/8 of the budget: the last eighth of their half is kept for
+ * first windows. */
+static void stream_grow(struct tstream *s)
+{
+	struct tunnel *t = s->t;
+	uint32_t inc;
+
+	if (s->win == 0 || s->drained < s->win)
+		return;
+	if (!s->blocked && stream_unsent(s) > s->win / 8)
+		s->blocked = true;
+	inc = t->p.stream_window > s->win ? t->p.stream_window - s->win : 0;
+	if (inc > s->win)
+		inc = s->win;
+	if (!s->blocked && inc > 0 && !s->h2_closed && t->h2 != NULL &&
+	    budget_window() + inc <= budget_limit() / 8 * 3 && budget_take_window(inc)) {
+		s->win += inc;
+		nghttp2_session_set_local_window_size(t->h2, NGHTTP2_FLAG_NONE, s->id,
+						      (int32_t)s->win);
+		tunnel_schedule_flush(t);
+	}
+	s->drained = 0;
+	s->blocked = false;
+}
+
+/* How many unframed bytes the socket may be read up to: what the peer's windows (stream and
+ * connection) let us send now, at most STREAM_IN_CAP. A stream the peer gives no window
+ * reads nothing, so what a stalled peer costs stays on its side; the window update that
+ * opens it starts the reading again (tstream_window_opened). */
+static size_t stream_in_cap(const struct tstream *s)
+{
+	struct tunnel *t = s->t;
+	int32_t w, c;
+
+	if (t->h2 == NULL || s->id <= 0 || s->h2_closed)
+		return 0;
+	w = nghttp2_session_get_stream_remote_window_size(t->h2, s->id);
+	c = nghttp2_session_get_remote_window_size(t->h2);
+	if (c < w)
+		w = c;
+	if (w <= 0)
+		return 0;
+	return (size_t)w < STREAM_IN_CAP ? (size_t)w : STREAM_IN_CAP;
+}
+
+/* Reads again if the socket may be read, the peer's window leaves room and the budget has
+ * some; otherwise notes what it waits for. */
+static void stream_resume_reading(struct tstream *s)
+{
+	if (!stream_may_read(s) || s->reading)
+		return;
+	if (evbuffer_get_length(s->in) >= stream_in_cap(s))
+		s->win_blocked = true;
+	else if (budget_room() > 0)
+		stream_set_reading(s, true);
+	else
+		stream_wait(s, STREAM_WANT_READ);
+}
+
+void tstream_window_opened(struct tstream *s)
+{
+	if (!s->win_blocked)
+		return;
+	s->win_blocked = false;
+	stream_resume_reading(s);
+}
+
 void tstream_start(struct tstream *s)
 {
 	struct event_base *base = s->t->base;
@@ -92,6 +297,8 @@ void tstream_start(struct tstream *s)
 		stream_set_writing(s, true);
 	else if (s->owner != NULL || s->provider)
 		stream_set_reading(s, true);
+	if (s->t->role == TUNNEL_AGENT)
+		tstream_grant(s); /* the gateway grants when its HEADERS have gone out */
 }
 
 /* Closes the socket: gracefully, or with a reset when hard is set. */
@@ -129,8 +336,16 @@ static void stream_close_fd(struct tstream *s, bool hard)
 void tstream_free(struct tstream *s)
 {
 	struct tunnel *t = s->t;
+	size_t unsent = evbuffer_get_length(s->out);
 
 	stream_close_fd(s, true);
+	stream_unwait(s);
+	/* bytes received and never written still hold connection window: give it back */
+	if (unsent > 0 && t->h2 != NULL && s->id > 0)
+		nghttp2_session_consume_connection(t->h2, unsent);
+	stream_give(s->in_held, s->win);
+	s->win = 0;
+	s->in_held = 0;
 	if (!s->h2_closed && s->id > 0 && t->h2 != NULL)
 		nghttp2_session_set_stream_user_data(t->h2, s->id, NULL);
 	if (s->dirty) {
@@ -230,9 +445,9 @@ int tstream_send_data(struct tstream *s, const uint8_t *framehd, size_t length)
 	if (evbuffer_remove(s->in, p + 9, length) != (int)length)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	buf_commit(&t->plain, 9 + length);
-	if (!s->rd_eof && !s->rd_err && !s->connecting && !s->handshaking &&
-	    evbuffer_get_length(s->in) < STREAM_IN_CAP)
-		stream_set_reading(s, true);
+	s->in_held -= length;
+	stream_give(length, 0);
+	stream_resume_reading(s);
 	return 0;
 }
 
@@ -330,14 +545,26 @@ static ssize_t stream_read_some(struct tstream *s, size_t room)
 static void stream_read(struct tstream *s)
 {
 	struct tunnel *t = s->t;
-	size_t have = evbuffer_get_length(s->in);
-	size_t room = have < STREAM_IN_CAP ? STREAM_IN_CAP - have : 0;
+	size_t have = evbuffer_get_length(s->in), cap = stream_in_cap(s);
+	size_t room = have < cap ? cap - have : 0;
+	uint64_t spare = budget_room();
+	bool short_of_budget = false;
 	size_t want;
 	ssize_t n;
 
 	if (room == 0) {
 		stream_set_reading(s, false);
+		s->win_blocked = true;
 		return;
+	}
+	if (spare == 0) {
+		stream_set_reading(s, false);
+		stream_wait(s, STREAM_WANT_READ);
+		return;
+	}
+	if (room >= spare) {
+		room = (size_t)spare;
+		short_of_budget = true;
 	}
 	/* Read sizes adapt: small for request/response traffic (a large reservation would be
 	 * allocated and freed for every message), growing while reads come back full. */
@@ -350,15 +577,23 @@ static void stream_read(struct tstream *s)
 			s->rhint *= 2;
 		else if ((size_t)n < want / 4 && s->rhint > STREAM_READ_MIN)
 			s->rhint /= 2;
+		if (!budget_take((uint64_t)n))
+			log_fatal("event=bug what=stream_read_over_budget");
+		s->in_held += (size_t)n;
 		tunnel_stats.bytes_in += (uint64_t)n;
 		if (s->bytes != NULL)
 			s->bytes[0] += (uint64_t)n;
 		if (s->idle_limit > 0)
 			s->last_io = clock_mono();
-		if ((size_t)n >= room)
+		if ((size_t)n >= room) {
 			stream_set_reading(s, false);
-		else
+			if (short_of_budget)
+				stream_wait(s, STREAM_WANT_READ);
+			else
+				s->win_blocked = true;
+		} else {
 			stream_kick_tls(s);
+		}
 	} else if (n == 0) {
 		s->rd_eof = true;
 		stream_set_reading(s, false);
@@ -420,13 +655,19 @@ void tstream_flush(struct tstream *s)
 				s->bytes[1] += (uint64_t)n;
 			if (s->idle_limit > 0)
 				s->last_io = clock_mono();
-			if (!s->h2_closed && t->h2 != NULL) {
-				nghttp2_session_consume_stream(t->h2, s->id, (size_t)n);
+			/* written out: the window, both levels, goes back to the peer */
+			if (t->h2 != NULL) {
+				if (s->h2_closed)
+					nghttp2_session_consume_connection(t->h2, (size_t)n);
+				else
+					nghttp2_session_consume(t->h2, s->id, (size_t)n);
 				tunnel_schedule_flush(t);
 			}
+			s->drained += (uint32_t)n;
 			continue;
 		}
 		if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
+			s->blocked = true;
 			stream_set_writing(s, true);
 			return;
 		}
@@ -435,6 +676,7 @@ void tstream_flush(struct tstream *s)
 		return;
 	}
 	stream_set_writing(s, false);
+	stream_grow(s);
 	if (s->remote_eof && !s->wr_shut) {
 		s->wr_shut = true;
 		if (s->ssl != NULL)

@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/tls.h"
+#include "wall/budget.h"
 #include "wall/tunnel_int.h"
 
 #define TUNNEL_TICK 0.25 /* seconds between liveness checks */
@@ -51,6 +52,7 @@ void tunnel_stats_render(struct evbuffer *out, const char *local)
 	admin_family(out, "netwall_stream_idle_timeouts_total", "counter",
 		     "Streams reset after carrying nothing for idle_timeout.");
 	admin_sample(out, "netwall_stream_idle_timeouts_total", "", tunnel_stats.idle_timeouts);
+	budget_render(out);
 }
 
 /* ---- TLS output: records go into t->cipher, written in large chunks ---- */
@@ -517,6 +519,16 @@ static int h2_on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, voi
 		    t->hello_id <= 0 && t->state == TUNNEL_UP)
 			tunnel_send_hello(t);
 		break;
+	case NGHTTP2_WINDOW_UPDATE:
+		/* sockets stopped for want of window read again; a connection-level update
+		 * (rare: the connection window is large) may open any of them */
+		if (s != NULL) {
+			tstream_window_opened(s);
+		} else if (id == 0) {
+			for (struct tstream *x = t->streams; x != NULL; x = x->next)
+				tstream_window_opened(x);
+		}
+		break;
 	case NGHTTP2_GOAWAY:
 		if (t->state == TUNNEL_UP || t->state == TUNNEL_HELLO) {
 			t->state = TUNNEL_DRAIN;
@@ -537,14 +549,31 @@ static int h2_on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id, cons
 
 	(void)flags;
 	(void)user;
-	/* The connection window is returned at once: streams bound the memory, and a
-	 * stalled stream must not hold back the others. */
-	nghttp2_session_consume_connection(h2, len);
+	/* Window comes back when the bytes are written to the socket (stream.c); bytes with
+	 * nowhere to go are dropped and their window returned now. */
 	if (s == NULL || s->fd == -1) {
-		nghttp2_session_consume_stream(h2, id, len);
+		nghttp2_session_consume(h2, id, len);
 		return 0;
 	}
 	tstream_on_data(s, data, len);
+	return 0;
+}
+
+/* Gateway: a visitor's stream exists once its HEADERS have gone out; now it can be granted
+ * its first window, and its visitor read as far as the agent's window allows. */
+static int h2_on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame, void *user)
+{
+	struct tunnel *t = user;
+	struct tstream *s;
+
+	if (t->role != TUNNEL_GATEWAY || frame->hd.type != NGHTTP2_HEADERS ||
+	    frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	s = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
+	if (s != NULL) {
+		tstream_grant(s);
+		tstream_window_opened(s); /* a peer that grants by SETTINGS sends no update */
+	}
 	return 0;
 }
 
@@ -580,6 +609,7 @@ static nghttp2_session_callbacks *h2_callbacks(void)
 		nghttp2_session_callbacks_set_on_frame_recv_callback(cb, h2_on_frame_recv);
 		nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, h2_on_data_chunk);
 		nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2_on_stream_close);
+		nghttp2_session_callbacks_set_on_frame_send_callback(cb, h2_on_frame_send);
 	}
 	return cb;
 }
@@ -590,7 +620,8 @@ static void tunnel_established(struct tunnel *t)
 {
 	nghttp2_settings_entry iv[] = {
 		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, TUNNEL_MAX_STREAMS },
-		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, t->p.stream_window },
+		/* streams are granted window one by one, as the budget allows (stream.c) */
+		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 0 },
 		{ NGHTTP2_SETTINGS_MAX_FRAME_SIZE, TUNNEL_FRAME_MAX },
 		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, TUNNEL_HEADERS_MAX },
 		{ NGHTTP2_SETTINGS_ENABLE_PUSH, 0 },
@@ -999,6 +1030,16 @@ int tunnel_peer_fingerprint(const struct tunnel *t, uint8_t fp[32])
 	if (x == NULL)
 		return -1;
 	return tls_fingerprint(x, fp);
+}
+
+X509 *tunnel_peer_cert(const struct tunnel *t)
+{
+	return SSL_get0_peer_certificate(t->ssl);
+}
+
+STACK_OF(X509) *tunnel_peer_chain(const struct tunnel *t)
+{
+	return SSL_get_peer_cert_chain(t->ssl);
 }
 
 struct tunnel *tunnel_from_ssl(SSL *ssl)

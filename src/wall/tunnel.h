@@ -27,7 +27,7 @@ struct tunnel_params {
 	double ping_interval;     /* seconds between PINGs on a quiet tunnel */
 	double peer_timeout;      /* seconds of silence after which the peer is dead */
 	double handshake_timeout; /* TLS handshake (and hello) must finish within this */
-	uint32_t stream_window;   /* SETTINGS_INITIAL_WINDOW_SIZE we advertise */
+	uint32_t stream_window;   /* the most a stream's receive window grows to */
 };
 
 /* What a visitor's stream carries to the agent. */
@@ -110,6 +110,11 @@ void tunnel_set_server_name(struct tunnel *t, const char *name);
 
 /* SHA-256 of the peer's certificate; -1 if none. */
 int tunnel_peer_fingerprint(const struct tunnel *t, uint8_t fp[32]);
+
+/* The peer's certificate and the chain it sent (without the leaf on the gateway), or NULL;
+ * both are the tunnel's, valid while it lives. */
+X509 *tunnel_peer_cert(const struct tunnel *t);
+STACK_OF(X509) *tunnel_peer_chain(const struct tunnel *t);
 
 /* Accessors. */
 struct tunnel *tunnel_from_ssl(SSL *ssl);

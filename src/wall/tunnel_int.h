@@ -21,13 +21,17 @@
 #define TUNNEL_FLUSH_EVERY (256u << 10) /* decrypted bytes between flushes within a turn */
 #define TUNNEL_FRAME_MAX 65536          /* SETTINGS_MAX_FRAME_SIZE we accept */
 #define TUNNEL_HEADERS_MAX 8192         /* SETTINGS_MAX_HEADER_LIST_SIZE we accept */
-#define TUNNEL_CONN_WINDOW (1 << 30)    /* connection window; streams bound the memory */
+#define TUNNEL_CONN_WINDOW (1 << 30)    /* connection window: never the binding one; the
+					 * stream windows, held against the budget, are */
 #define TUNNEL_MAX_STREAMS 100000       /* SETTINGS_MAX_CONCURRENT_STREAMS */
 #define TUNNEL_RETIRE_ID (1 << 30)      /* gateway: stream ID past which a tunnel retires */
 #define TUNNEL_RETIRE_STAGGER (1 << 26) /* ... plus this much per agent slot */
 #define TUNNEL_RETIRE_GRACE (1 << 24)   /* IDs a retiring tunnel may still use, if it must */
 #define TUNNEL_RETIRE_WAIT 2.0          /* seconds after GOAWAY before an empty one closes */
 #define STREAM_IN_CAP (512 * 1024)      /* bytes read from a socket, not yet framed */
+#define STREAM_WINDOW_FIRST (16 * 1024) /* a stream's first receive window (SETTINGS say 0) */
+#define STREAM_WINDOW_LEAST (2 * 1024)  /* ... the first window once a quarter of the
+					 * budget is window: more streams, each slower */
 #define STREAM_READ_CHUNK (256 * 1024)  /* largest read from a socket */
 #define STREAM_READ_MIN (16 * 1024)     /* smallest read from a socket */
 #define STREAM_HDR_MAX 256              /* a header value we keep (service, address) */
@@ -101,9 +105,16 @@ struct tstream {
 	double idle_limit; /* seconds; 0: no idle timeout */
 	double last_io;    /* monotonic time of the last byte either way */
 	uint64_t *bytes;   /* per-service counters (tunnel_visit.bytes), or NULL */
-	struct tstream *prev, *next, *dirty_next;
+	uint32_t win;      /* receive window granted to the peer, held against the budget */
+	uint32_t drained;  /* bytes written to the socket since the window last could grow */
+	size_t in_held;    /* bytes of in held against the budget (all of them) */
+	unsigned wants;    /* STREAM_WANT_*: what it waits for while on the budget's queue */
+	struct tstream *prev, *next, *dirty_next, *wait_prev, *wait_next;
 	bool connecting, handshaking, rd_eof, rd_err, eof_sent, remote_eof, wr_shut;
 	bool h2_closed, deferred, reading, writing, dirty, provider, counted, aborted;
+	bool waiting; /* on the budget's queue */
+	bool blocked; /* the socket said EAGAIN since drained last started from 0 */
+	bool win_blocked; /* stopped reading until the peer's window opens */
 };
 
 /* stream.c, called by tunnel.c */
@@ -120,6 +131,8 @@ void tstream_remote_eof(struct tstream *s);
 void tstream_h2_closed(struct tstream *s, uint32_t code);
 void tstream_on_response(struct tstream *s, const char *status);
 void tstream_expire_idle(struct tunnel *t, double now);
+void tstream_grant(struct tstream *s);
+void tstream_window_opened(struct tstream *s);
 
 /* tunnel.c, called by stream.c */
 void tunnel_schedule_flush(struct tunnel *t);

@@ -416,6 +416,7 @@ static void test_gw_defaults(void **state)
 	assert_secs(g->c.tp.handshake_timeout, 5);
 	assert_secs(g->c.drain_timeout, 10);
 	assert_int_equal(g->c.tp.stream_window, 4194304);
+	assert_int_equal(g->c.memory_budget, 64u << 20);
 	assert_int_equal(g->nservices, 1);
 	assert_int_equal(g->services[0].nallow, 0);
 	assert_int_equal(g->services[0].max_connections, 10000);
@@ -1136,6 +1137,7 @@ static void test_ag_defaults(void **state)
 	assert_secs(a->connect_timeout, 5);
 	assert_secs(a->c.drain_timeout, 10);
 	assert_int_equal(a->c.tp.stream_window, 4194304);
+	assert_int_equal(a->c.memory_budget, 64u << 20);
 
 	assert_int_equal(a->ntargets, 1);
 	t = &a->targets[0];
@@ -1322,6 +1324,52 @@ static void test_ag_stream_window(void **state)
 	config_agent_free(a);
 	ag_bad(fx, AG_BASE "stream_window = 65535\n", 8, "stream_window:", 1);
 	ag_bad(fx, AG_BASE "stream_window = 0\n", 8, "stream_window:", 1);
+}
+
+/* crl: a path relative to the config (the last one counts); CA mode only; not empty. */
+static void test_gw_crl(void **state)
+{
+	struct fixture *fx = *state;
+	char want[256];
+	struct config_gateway *g = gw_ok(fx, GW_BASE "ca = ca.pem\n"
+						     "crl = old.crl\n"
+						     "crl = agents.crl\n");
+
+	fx_path(fx, "agents.crl", want, sizeof(want));
+	assert_string_equal(g->crl, want);
+	assert_int_equal(g->crl_line, 12);
+	config_gateway_free(g);
+	g = gw_ok(fx, GW_BASE);
+	assert_null(g->crl);
+	config_gateway_free(g);
+	gw_bad(fx, GW_BASE "crl = agents.crl\n", 10, "crl: needs 'ca'", 1);
+	gw_bad(fx, GW_BASE "ca = ca.pem\ncrl =\n", 11, "crl: empty value", 1);
+}
+
+/* memory_budget: bytes, 1 MiB .. 1 TiB, both included, in [gateway] and [agent]; just
+ * outside either bound, or not a plain number, is an error on its line. */
+static void test_memory_budget(void **state)
+{
+	struct fixture *fx = *state;
+	struct config_gateway *g;
+	struct config_agentd *a;
+
+	g = gw_ok(fx, GW_BASE "memory_budget = 1048576\n");
+	assert_int_equal(g->c.memory_budget, 1048576);
+	config_gateway_free(g);
+	g = gw_ok(fx, GW_BASE "memory_budget = 1099511627776\n");
+	assert_int_equal(g->c.memory_budget, 1099511627776ull);
+	config_gateway_free(g);
+	gw_bad(fx, GW_BASE "memory_budget = 1048575\n", 10, "memory_budget: want bytes", 1);
+	gw_bad(fx, GW_BASE "memory_budget = 1099511627777\n", 10, "memory_budget:", 1);
+	gw_bad(fx, GW_BASE "memory_budget = 64M\n", 10, "memory_budget:", 1);
+	gw_bad(fx, GW_BASE "memory_budget = \n", 10, "memory_budget:", 1);
+
+	a = ag_ok(fx, AG_BASE "memory_budget = 33554432\n");
+	assert_int_equal(a->c.memory_budget, 33554432);
+	config_agent_free(a);
+	ag_bad(fx, AG_BASE "memory_budget = 1048575\n", 8, "memory_budget:", 1);
+	ag_bad(fx, AG_BASE "memory_budget = -1\n", 8, "memory_budget:", 1);
 }
 
 /* ---- agent: errors ---- */
@@ -1690,6 +1738,8 @@ int main(void)
 		fx_test(test_ag_unix_tls_server_name),
 		fx_test(test_ag_target_host_name),
 		fx_test(test_ag_stream_window),
+		fx_test(test_memory_budget),
+		fx_test(test_gw_crl),
 		fx_test(test_ag_unknown_key),
 		fx_test(test_ag_unknown_section),
 		fx_test(test_ag_key_outside_section),

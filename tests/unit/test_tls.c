@@ -10,6 +10,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -380,6 +381,73 @@ static void test_ctx_load_ca(void **state)
 	SSL_CTX_free(ctx);
 }
 
+/* Writes DIR/NAME: a CRL issued by the server identity (which signs it), revoking nothing. */
+static void write_crl(const char *name, char *path, size_t len)
+{
+	FILE *f;
+	X509 *issuer;
+	EVP_PKEY *key;
+	X509_CRL *crl = X509_CRL_new();
+	ASN1_TIME *t = ASN1_TIME_new();
+
+	path_of(path, len, name);
+	f = fopen(srv_crt, "r");
+	assert_non_null(f);
+	issuer = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	f = fopen(srv_key, "r");
+	assert_non_null(f);
+	key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	fclose(f);
+	assert_non_null(issuer);
+	assert_non_null(key);
+	assert_non_null(crl);
+	assert_int_equal(X509_CRL_set_version(crl, 1), 1);
+	assert_int_equal(X509_CRL_set_issuer_name(crl, X509_get_subject_name(issuer)), 1);
+	X509_gmtime_adj(t, -3600);
+	assert_int_equal(X509_CRL_set1_lastUpdate(crl, t), 1);
+	X509_gmtime_adj(t, 86400);
+	assert_int_equal(X509_CRL_set1_nextUpdate(crl, t), 1);
+	assert_true(X509_CRL_sign(crl, key, EVP_sha256()) > 0);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(PEM_write_X509_CRL(f, crl), 1);
+	fclose(f);
+	ASN1_TIME_free(t);
+	X509_CRL_free(crl);
+	EVP_PKEY_free(key);
+	X509_free(issuer);
+}
+
+static bool crl_check_on(SSL_CTX *ctx)
+{
+	X509_VERIFY_PARAM *p = X509_STORE_get0_param(SSL_CTX_get_cert_store(ctx));
+
+	return (X509_VERIFY_PARAM_get_flags(p) & X509_V_FLAG_CRL_CHECK) != 0;
+}
+
+/* A PEM CRL loads and turns the check on; a missing file, or one with no CRL in it, is an
+ * error naming the file that leaves the context as it was and the error queue empty. */
+static void test_ctx_load_crl(void **state)
+{
+	char err[512] = "", path[128];
+	SSL_CTX *ctx = tls_ctx_server(srv_crt, srv_key, err, sizeof(err));
+
+	assert_non_null(ctx);
+	path_of(path, sizeof(path), "absent.crl");
+	assert_int_equal(tls_ctx_load_crl(ctx, path, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, path));
+	assert_int_equal(tls_ctx_load_crl(ctx, srv_crt, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, srv_crt));
+	assert_false(crl_check_on(ctx));
+	assert_int_equal(ERR_peek_error(), 0);
+
+	write_crl("server.crl", path, sizeof(path));
+	assert_int_equal(tls_ctx_load_crl(ctx, path, err, sizeof(err)), 0);
+	assert_true(crl_check_on(ctx));
+	SSL_CTX_free(ctx);
+}
+
 static void test_ctx_target(void **state)
 {
 	char err[512] = "", path[128];
@@ -606,6 +674,7 @@ int main(void)
 		cmocka_unit_test(test_keygen_certificate_contents),
 		cmocka_unit_test(test_keygen_refuses_overwrite),
 		cmocka_unit_test(test_keygen_refuses_existing_cert),
+		cmocka_unit_test(test_ctx_load_crl),
 		cmocka_unit_test(test_keygen_bad_dir_and_name),
 		cmocka_unit_test(test_keygen_fresh_keys),
 		cmocka_unit_test(test_fingerprint_file_errors),

@@ -1,0 +1,234 @@
+"""Hostile peers against the wall's memory: visitors that never read, targets that never read.
+
+The gateway and the agent each have one memory budget (memory_budget) for every byte a peer
+can make them hold: stream buffers both ways and window granted to the other side. Here
+dozens of visitors stop reading (or a target does) while the far side pushes 16 MiB each:
+the daemons must stay within budget plus their baseline, the held-bytes gauge must never
+pass the budget, and a normal visitor on the same tunnel must still get its bytes intact.
+"""
+
+import hashlib
+import selectors
+import socket
+import sys
+import threading
+
+import pytest
+
+from conftest import (HERE, SANITIZED, MiB, connect, mem_kib, recv_exact, svc, wait_port,
+                      wait_until, free_port, Target)
+
+sys.path.insert(0, str(HERE / "helpers"))
+from hostile_target import BLOCK, pattern_sha256  # noqa: E402
+
+PUSH = 16 * MiB
+N_STUCK = 50
+
+
+@pytest.fixture
+def hostile_target(procs):
+    port = free_port()
+    p = procs.start("target", [sys.executable, HERE / "helpers" / "hostile_target.py",
+                               "127.0.0.1", port])
+    wait_port(port)
+    return Target(p, port)
+
+
+def one_tunnel_wall(wall, target, budget, gw_extra=None, agent_extra=None):
+    """Gateway and agent with one tunnel between them (every visitor shares it)."""
+    gw = wall.gateway({"svc": svc()}, extra={"memory_budget": str(budget), **(gw_extra or {})})
+    ag = wall.agent("site-a", gw, {"svc": target.addr},
+                    extra={"tunnels": "1", "memory_budget": str(budget), **(agent_extra or {})})
+    gw.wait_tunnels(1)
+    ag.admin.wait_metric("netwall_tunnels_up", lambda v: v == 1, 10)
+    return gw, ag
+
+
+def rss_kib(pid):
+    return mem_kib(pid)["Rss"]
+
+
+def stuck_visitor(port, command):
+    """A visitor with a 4 KiB receive buffer that sends command and then never reads."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(10)
+    s.connect(("127.0.0.1", port))
+    s.sendall(command)
+    return s
+
+
+def wait_stalled(daemon, metric, what):
+    """Wait until daemon's counter stops moving: everything the buffers allow has moved."""
+    samples = []
+
+    def stalled():
+        samples.append(daemon.metric(metric, default=0.0))
+        return len(samples) >= 6 and samples[-1] > 0 and samples[-1] == samples[-6]
+    wait_until(stalled, 60, what, interval=0.25)
+
+
+def pull_pattern(port, n, timeout=120):
+    """A normal visitor: PUSH n, read to EOF; returns (size, sha256)."""
+    with connect(port, timeout=timeout) as s:
+        s.sendall(b"PUSH %d\n" % n)
+        h = hashlib.sha256()
+        size = 0
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            h.update(chunk)
+            size += len(chunk)
+    return size, h.hexdigest()
+
+
+def echo_exact(port, n, timeout=60):
+    """A normal visitor: ECHO, n bytes out, the same n bytes back."""
+    payload = (BLOCK * (n // len(BLOCK) + 1))[:n]
+    with connect(port, timeout=timeout) as s:
+        s.sendall(b"ECHO\n")
+        t = threading.Thread(target=s.sendall, args=(payload,), daemon=True)
+        t.start()
+        back = recv_exact(s, n, timeout=timeout)
+        t.join(timeout)
+    return back == payload
+
+
+def check_budget(daemon, budget):
+    """held never passed the budget (the gauge's high-water mark), in every build."""
+    assert daemon.metric("netwall_memory_budget_bytes") == budget
+    peak = daemon.metric("netwall_memory_held_peak_bytes")
+    assert peak is not None and 0 < peak <= budget, \
+        f"{daemon.name} held {peak} bytes with a budget of {budget}"
+
+
+def check_rss(procs_rss0, daemons, budget):
+    if SANITIZED:
+        return   # the sanitizer keeps freed memory in quarantine
+    grown = {d.name: rss_kib(d.proc.pid) - procs_rss0[d.name] for d in daemons}
+    print(", ".join(f"{k}: RSS grew {v / 1024:.1f} MiB" for k, v in grown.items()),
+          f"(budget {budget / MiB:.0f} MiB)")
+    for name, kib in grown.items():
+        assert kib * 1024 <= budget, \
+            f"{name} grew {kib / 1024:.1f} MiB, over its {budget / MiB:.0f} MiB budget"
+
+
+def test_visitors_that_never_read(wall, hostile_target):
+    budget = 16 * MiB
+    gw, ag = one_tunnel_wall(wall, hostile_target, budget)
+    port = gw.port("svc")
+    rss0 = {d.name: rss_kib(d.proc.pid) for d in (gw, ag)}
+
+    stuck = [stuck_visitor(port, b"PUSH %d\n" % PUSH) for _ in range(N_STUCK)]
+    try:
+        wait_until(lambda: gw.metric("netwall_streams_open") == N_STUCK, 20, "stuck streams")
+        wait_stalled(gw, "netwall_bytes_out_total", "the stuck visitors' streams to stall")
+        check_rss(rss0, (gw, ag), budget)
+        check_budget(gw, budget)
+        check_budget(ag, budget)
+        # A normal visitor on the same tunnel gets all of its 16 MiB, byte-exact.
+        size, sha = pull_pattern(port, PUSH)
+        assert size == PUSH and sha == pattern_sha256(PUSH)
+        check_budget(gw, budget)
+        check_budget(ag, budget)
+        assert gw.metric("netwall_streams_open") == N_STUCK
+    finally:
+        for s in stuck:
+            s.close()
+
+
+class Pusher:
+    """Writes n bytes to each socket without blocking the test, until stopped."""
+
+    def __init__(self, socks, n):
+        self.sel = selectors.DefaultSelector()
+        self.left = {}
+        self.stop = threading.Event()
+        for s in socks:
+            s.setblocking(False)
+            self.left[s] = n
+            self.sel.register(s, selectors.EVENT_WRITE)
+        self.view = memoryview(BLOCK)
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop.is_set() and self.left:
+            for key, _ in self.sel.select(0.1):
+                s = key.fileobj
+                try:
+                    n = s.send(self.view[:min(self.left[s], 65536)])
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    n = self.left[s]
+                self.left[s] -= n
+                if self.left[s] == 0:
+                    self.sel.unregister(s)
+                    del self.left[s]
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(10)
+
+
+def test_target_that_never_reads(wall, hostile_target):
+    budget = 16 * MiB
+    gw, ag = one_tunnel_wall(wall, hostile_target, budget)
+    port = gw.port("svc")
+    rss0 = {d.name: rss_kib(d.proc.pid) for d in (gw, ag)}
+
+    stuck = [stuck_visitor(port, b"SINK\n") for _ in range(N_STUCK)]
+    pusher = Pusher(stuck, PUSH)
+    try:
+        wait_until(lambda: gw.metric("netwall_streams_open") == N_STUCK, 20, "stuck streams")
+        wait_stalled(ag, "netwall_bytes_out_total", "the target's streams to stall")
+        check_rss(rss0, (gw, ag), budget)
+        check_budget(gw, budget)
+        check_budget(ag, budget)
+        # A normal visitor on the same tunnel: 4 MiB out and the same 4 MiB back.
+        assert echo_exact(port, 4 * MiB)
+        check_budget(gw, budget)
+        check_budget(ag, budget)
+    finally:
+        pusher.close()
+        for s in stuck:
+            s.close()
+
+
+def test_budget_full_waits_and_resumes(wall, hostile_target):
+    """With more stuck visitors than the budget holds, the daemons stop reading and stop
+    granting window instead of growing; once the stuck visitors go, a visitor that waited
+    gets all of its bytes."""
+    budget = 1 * MiB
+    n = 200     # window for 144 streams fits in half of 1 MiB (16 of 16 KiB, then 2 KiB each)
+    gw, ag = one_tunnel_wall(wall, hostile_target, budget)
+    port = gw.port("svc")
+    stuck = [stuck_visitor(port, b"PUSH %d\n" % PUSH) for _ in range(n)]
+    try:
+        wait_until(lambda: gw.metric("netwall_streams_open") == n, 20, "stuck streams")
+        gw.admin.wait_metric("netwall_memory_waits_total", lambda v: v > 0, 20,
+                             "the gateway to wait for its budget")
+        ag.admin.wait_metric("netwall_memory_waits_total", lambda v: v > 0, 20,
+                             "the agent to wait for its budget")
+        result = {}
+        normal = threading.Thread(target=lambda: result.update(r=pull_pattern(port, PUSH)),
+                                  daemon=True)
+        normal.start()
+        wait_until(lambda: gw.metric("netwall_streams_open") == n + 1, 20, "the normal visitor")
+        check_budget(gw, budget)
+        check_budget(ag, budget)
+    finally:
+        for s in stuck:
+            s.close()
+    normal.join(20)
+    if "r" not in result:
+        for d in (gw, ag):
+            print(d.name, {k: d.metric(k) for k in ("netwall_memory_held_bytes", "netwall_memory_waits_total", "netwall_streams_open", "netwall_bytes_out_total", "netwall_bytes_in_total")})
+    normal.join(100)
+    assert result.get("r") == (PUSH, pattern_sha256(PUSH))
+    check_budget(gw, budget)
+    check_budget(ag, budget)
+    gw.admin.wait_metric("netwall_memory_held_bytes", lambda v: v == 0, 10, "held back to 0")
+    ag.admin.wait_metric("netwall_memory_held_bytes", lambda v: v == 0, 10, "held back to 0")
