@@ -1848,14 +1848,14 @@ static void chat_metrics(struct evbuffer *out, void *arg)
 	admin_sample(out, "netwall_chat_refused_total", "", ch->refused);
 	admin_family(out, "netwall_chat_logins_failed_total", "counter", "failed logins");
 	admin_sample(out, "netwall_chat_logins_failed_total", "", ch->logins_failed);
-	admin_family(out, "netwall_chat_held_bytes", "gauge",
+	admin_family(out, "netwall_chat_memory_held_bytes", "gauge",
 		     "bytes held for clients: queues, input read ahead, partial lines");
-	admin_sample(out, "netwall_chat_held_bytes", "", ch->held);
+	admin_sample(out, "netwall_chat_memory_held_bytes", "", ch->held);
 	admin_family(out, "netwall_chat_memory_budget_bytes", "gauge", "memory_budget");
 	admin_sample(out, "netwall_chat_memory_budget_bytes", "", ch->cfg->memory_budget);
-	admin_family(out, "netwall_chat_budget_waits_total", "counter",
+	admin_family(out, "netwall_chat_memory_waits_total", "counter",
 		     "times a client was not read because the bytes held reached the budget");
-	admin_sample(out, "netwall_chat_budget_waits_total", "", ch->budget_waits);
+	admin_sample(out, "netwall_chat_memory_waits_total", "", ch->budget_waits);
 	admin_family(out, "netwall_chat_logins_pending", "gauge",
 		     "clients whose password check, or the delayed answer to it, is pending");
 	admin_sample(out, "netwall_chat_logins_pending", "", ch->auth_waiting);

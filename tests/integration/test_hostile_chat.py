@@ -494,11 +494,11 @@ def test_memory_budget_stops_reading_instead_of_growing(chat):
     a.expect(r" 366 ")
     text = "y" * 400
     sent = 0
-    while ch.admin.metric("netwall_chat_budget_waits_total") == 0:
+    while ch.admin.metric("netwall_chat_memory_waits_total") == 0:
         assert sent < 100000, "the budget never stopped the writer"
         a.s.sendall("".join(f"PRIVMSG #x :{sent + k} {text}\r\n" for k in range(20)).encode())
         sent += 20
-    held = ch.admin.metric("netwall_chat_held_bytes")
+    held = ch.admin.metric("netwall_chat_memory_held_bytes")
     print(f"held {held:.0f} bytes at the budget ({BUDGET}) after {sent} lines")
     # over the budget by at most what was in flight: each client's input (16 KiB read
     # ahead) and one line's delivery to the channel
@@ -507,7 +507,7 @@ def test_memory_budget_stops_reading_instead_of_growing(chat):
     a.send("PRIVMSG #x :after the wait")
     drain(slow, b"PRIVMSG #x :after the wait\r\n")
     assert ch.admin.metric("netwall_chat_dropped_total", reason="sendq") == 0
-    assert ch.admin.metric("netwall_chat_held_bytes") < BUDGET
+    assert ch.admin.metric("netwall_chat_memory_held_bytes") < BUDGET
 
 
 def test_out_of_descriptors_rests_instead_of_spinning(procs, tmp_path):
