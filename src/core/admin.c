@@ -117,6 +117,16 @@ static bool admin_is_loopback(const struct addr *a)
 
 /* ---- connections ---- */
 
+/* Wipes what evb holds (a request's bytes, the Authorization header among them). */
+static void admin_wipe(struct evbuffer *evb)
+{
+	struct evbuffer_iovec v[8];
+	int n = evbuffer_peek(evb, -1, NULL, v, 8);
+
+	for (int i = 0; i < n && i < 8; i++)
+		OPENSSL_cleanse(v[i].iov_base, v[i].iov_len);
+}
+
 static void admin_conn_free(struct admin_conn *c)
 {
 	struct admin *adm = c->adm;
@@ -129,6 +139,7 @@ static void admin_conn_free(struct admin_conn *c)
 		c->next->prev = c->prev;
 	listener_set_release(adm->set, c->src);
 	loop_free_event(&c->deadline);
+	admin_wipe(bufferevent_get_input(c->bev)); /* it may hold the token */
 	bufferevent_free(c->bev);
 	free(c);
 }
@@ -157,6 +168,8 @@ static int admin_parse(char *req, char **method, char **target, const char **aut
 	char *line = req, *end, *sp1, *sp2;
 
 	*auth = NULL;
+	while (*line == '\r' || *line == '\n') /* RFC 9112 2.2: empty lines before a request */
+		line++;
 	end = strchr(line, '\n');
 	if (end != NULL)
 		*end = '\0';
@@ -164,7 +177,8 @@ static int admin_parse(char *req, char **method, char **target, const char **aut
 		end[-1] = '\0';
 	sp1 = strchr(line, ' ');
 	sp2 = sp1 != NULL ? strchr(sp1 + 1, ' ') : NULL;
-	if (sp1 == NULL || sp2 == NULL || strncmp(sp2 + 1, "HTTP/1.", 7) != 0)
+	if (sp1 == NULL || sp2 == NULL ||
+	    (strcmp(sp2 + 1, "HTTP/1.1") != 0 && strcmp(sp2 + 1, "HTTP/1.0") != 0))
 		return -1;
 	*sp1 = *sp2 = '\0';
 	*method = line;
@@ -182,6 +196,9 @@ static int admin_parse(char *req, char **method, char **target, const char **aut
 			continue;
 		for (colon++; *colon == ' ' || *colon == '\t'; colon++)
 			;
+		/* the field value without its trailing whitespace */
+		for (char *e = colon + strlen(colon); e > colon && (e[-1] == ' ' || e[-1] == '\t');)
+			*--e = '\0';
 		*auth = colon;
 	}
 	return 0;
@@ -266,17 +283,16 @@ static void admin_on_read(struct bufferevent *bev, void *arg)
 		if (evbuffer_get_length(in) >= ADMIN_MAX_HEADERS)
 			admin_reply(c, false, 431, "Request Header Fields Too Large", "text/plain",
 				    NULL, NULL);
-		return;
+		goto out;
 	}
 	req[end] = '\0';
-	if (memchr(req, '\0', end) != NULL || admin_parse(req, &method, &target, &auth) == -1) {
+	if (memchr(req, '\0', end) != NULL || admin_parse(req, &method, &target, &auth) == -1)
 		admin_reply(c, false, 400, "Bad Request", "text/plain", NULL, NULL);
-		return;
-	}
-	admin_handle(c, method, target, auth);
-	if (auth != NULL)
-		OPENSSL_cleanse((char *)auth, strlen(auth));
-	OPENSSL_cleanse(req, end);
+	else
+		admin_handle(c, method, target, auth);
+out:
+	/* the copy may hold the token, whichever way the request went */
+	OPENSSL_cleanse(req, len);
 }
 
 static void admin_on_write(struct bufferevent *bev, void *arg)

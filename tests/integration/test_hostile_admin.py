@@ -5,6 +5,7 @@ limit refused."""
 import time
 
 from conftest import closed_within, connect, visitor_closed_within, wait_until
+from hl7util import intake  # noqa: F401  (a fixture)
 
 DEADLINE = 5        # ADMIN_TIMEOUT: seconds for a whole request, from accept
 MAX_PER_SOURCE = 8  # ADMIN_MAX_PER_SOURCE
@@ -96,3 +97,35 @@ def test_headers_just_over_the_limit(wall, echo):
         s.sendall(req)
         s.settimeout(5)
         assert s.recv(4096).startswith(b"HTTP/1.1 200")
+
+
+def ask(port, raw):
+    """Sends raw bytes as one request and returns the answer's status line."""
+    with connect(port) as s:
+        s.sendall(raw)
+        s.settimeout(5)
+        data = b""
+        try:
+            while b"\r\n" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        except ConnectionResetError:
+            pass
+    return data.split(b"\r\n")[0]
+
+
+def test_request_line_and_header_edges(intake, tmp_path):
+    """The token with trailing whitespace is the token; a request line with anything after
+    its version is refused; empty lines before a request are skipped (RFC 9112 2.2)."""
+    token = tmp_path / "token"
+    token.write_text("s3cret-admin-token-0123456789\n")
+    token.chmod(0o600)
+    port = intake(intake={"admin_token_file": str(token)}).admin.port
+    assert ask(port, b"GET /metrics HTTP/1.1\r\n\r\n") == b"HTTP/1.1 401 Unauthorized"
+    assert ask(port, b"GET /metrics HTTP/1.1\r\nAuthorization: Bearer "
+                     b"s3cret-admin-token-0123456789 \t\r\n\r\n") == b"HTTP/1.1 200 OK"
+    assert ask(port, b"GET /healthz HTTP/1.1 junk\r\n\r\n") == b"HTTP/1.1 400 Bad Request"
+    assert ask(port, b"GET /healthz HTTP/2.0\r\n\r\n") == b"HTTP/1.1 400 Bad Request"
+    assert ask(port, b"\r\nGET /healthz HTTP/1.0\r\n\r\n") == b"HTTP/1.1 200 OK"
