@@ -6,6 +6,9 @@
 #   wall    N visitors that never read (SO_RCVBUF 4096) behind a target that pushes 16 MiB
 #           to each: gateway and agent RSS against memory_budget plus their baseline, the
 #           held bytes the daemons report, and a normal visitor's 16 MiB on the same service
+#   intake  N MLLP senders that each start a frame of just under 1 MiB and never end it: the
+#           intake's RSS against memory_budget plus its baseline, the held bytes it reports,
+#           and what an ordinary sender beside them gets (bench/hostile_senders.py)
 #
 # A section is a function section_NAME that appends to TABLES; add one to SECTIONS below.
 # The script only measures; it judges nothing. Copy the figures into bench/RESULTS.md.
@@ -23,9 +26,10 @@ Usage: $0 [options]
 
 Options:
   --sections LIST    comma-separated subset of: ${SECTIONS[*]} (default all)
-  --visitors N       wall: visitors that never read (default 1000)
+  --visitors N       wall: visitors that never read; intake: senders holding a partial
+                     frame (default 1000)
   --push BYTES       wall: what the target pushes to each (default 16777216)
-  --budget BYTES     wall: memory_budget of gateway and agent (default 67108864);
+  --budget BYTES     memory_budget of gateway, agent and intake (default 67108864);
                      "none" leaves the key out (for binaries older than the key)
   --netwall FILE     netwall binary (default \$NETWALL or $REPO/build/netwall)
   --base-port N      first of the loopback ports used (default 23000; uses N .. N+9)
@@ -35,7 +39,7 @@ Options:
 EOF
 }
 
-SECTIONS=(wall)
+SECTIONS=(wall intake)
 
 SEL=""
 VISITORS=1000
@@ -241,6 +245,63 @@ memory_budget: $([[ $BUDGET == none ]] && echo "none (key left out)" || echo "$(
 
 Written to the stuck visitors before they stalled: $(mib $((last / 1024))) MiB in all. A normal
 visitor beside them: $normal (result, bytes, seconds).")
+}
+
+# ---------------------------------------------------------------- intake
+
+section_intake() {
+    local d=$TMP/intake port=$((BASE_PORT + 5)) admin=$((BASE_PORT + 6)) it cl deadline
+    local budget_line="" it0 it1 last now same normal held waits
+    mkdir -p "$d"
+    [[ $BUDGET == none ]] || budget_line="memory_budget = $BUDGET"
+    printf '%s\n' "[intake]" "listen = 127.0.0.1:$port" "store = $d/intake.db" \
+        "admin = 127.0.0.1:$admin" "allow_root = yes" "drain_timeout = 1" \
+        "max_connections = $((VISITORS + 16))" "max_per_source = $((VISITORS + 16))" \
+        "$budget_line" >"$d/intake.ini"
+    spawn intake "$NETWALL" intake -c "$d/intake.ini"
+    it=$LAST_PID
+    wait_listen "$port" intake "$it"
+    it0=$(rss_kib "$it")
+    log "intake: baseline RSS $(mib "$it0") MiB; $VISITORS senders with a partial frame"
+    spawn senders timeout "$LIMIT" python3 "$SCRIPT_DIR/hostile_senders.py" partial "$port" "$VISITORS"
+    cl=$LAST_PID
+    deadline=$((SECONDS + LIMIT))
+    until grep -q '^connected' "$TMP/log/senders.log"; do
+        alive "$cl" || die "the senders failed: $(tail -n 5 "$TMP/log/senders.log")"
+        ((SECONDS < deadline)) || die "the senders did not connect in $LIMIT s"
+        sleep 0.2
+    done
+    # Settled: the bytes the intake holds unchanged for 3 s in a row.
+    last=-1; same=0
+    while ((same < 15)); do
+        ((SECONDS < deadline)) || die "the intake's held bytes did not settle in $LIMIT s"
+        now=$(metric "$admin" netwall_intake_memory_held_bytes)
+        if [[ $now == "$last" ]]; then same=$((same + 1)); else same=0; last=$now; fi
+        sleep 0.2
+    done
+    it1=$(rss_kib "$it")
+    held=$(metric "$admin" netwall_intake_memory_held_bytes)
+    waits=$(metric "$admin" netwall_intake_memory_waits_total)
+    log "intake: settled; RSS $(mib "$it1") MiB, held $(mib $((held / 1024))) MiB"
+    # An ordinary sender beside them: one message; its MSA-1 and the seconds until it came
+    # (bounded: the senders hold their frames until frame_timeout, 30 s by default).
+    normal=$(timeout 60 python3 "$SCRIPT_DIR/hostile_senders.py" one "$port" || echo "none 60+")
+    log "intake: ordinary sender: $normal"
+    stop_proc "$cl" TERM 5
+    TABLES+=("### intake: $VISITORS senders each holding a partial frame of just under 1 MiB ($(date -u '+%Y-%m-%d %H:%M UTC'))
+
+memory_budget: $([[ $BUDGET == none ]] && echo "none (key left out)" || echo "$((BUDGET >> 20)) MiB"); binary: $NETWALL; $(nproc) CPUs
+
+| | intake |
+|---|---:|
+| RSS before the senders, MiB | $(mib "$it0") |
+| RSS with them settled, MiB | $(mib "$it1") |
+| grown, MiB | $(mib $((it1 - it0))) |
+| held (netwall_intake_memory_held_bytes), MiB | $(mib $((held / 1024))) |
+| budget waits | $waits |
+
+Offered: about $VISITORS MiB in all. An ordinary sender beside them: $normal (its MSA-1,
+seconds until it came).")
 }
 
 for s in "${RUN[@]}"; do
