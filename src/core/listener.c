@@ -16,7 +16,7 @@
 #define LISTENER_BUCKETS_MIN 64
 
 const char *const listener_reason_names[LISTENER_REASONS] = {
-	"not_allowed", "max_connections", "max_per_source", "refused"
+	"not_allowed", "max_connections", "max_per_source", "refused", "first_byte_timeout"
 };
 
 struct listener_src {
@@ -36,7 +36,19 @@ struct listener_set {
 	struct log_rate rate;
 };
 
+/* An admitted connection waiting for its first byte (first_byte_timeout). */
+struct listener_wait {
+	struct listener *l;
+	struct listener_wait *prev, *next;
+	struct event *ev;
+	int fd;
+	struct sockaddr_storage ss;
+	struct listener_src *src;
+};
+
 struct listener {
+	struct event_base *base;
+	struct listener_wait *waits;
 	struct listener_set *set;
 	listener_accept_fn *accept;
 	listener_refuse_fn *refuse;
@@ -286,6 +298,67 @@ static void listener_on_resume(evutil_socket_t fd, short what, void *arg)
 		event_add(l->ev, NULL);
 }
 
+static void listener_wait_free(struct listener_wait *w)
+{
+	struct listener *l = w->l;
+
+	if (w->prev != NULL)
+		w->prev->next = w->next;
+	else
+		l->waits = w->next;
+	if (w->next != NULL)
+		w->next->prev = w->prev;
+	loop_free_event(&w->ev);
+	free(w);
+}
+
+/* The first byte came (or the peer's EOF, which the owner sees on its first read), or the
+ * timeout did. */
+static void listener_on_first(evutil_socket_t fd, short what, void *arg)
+{
+	struct listener_wait *w = arg;
+	struct listener *l = w->l;
+	struct listener_set *set = l->set;
+	struct sockaddr_storage ss = w->ss;
+	struct listener_src *src = w->src;
+
+	listener_wait_free(w);
+	if (what & EV_TIMEOUT) {
+		set->st.accepted--;
+		set->st.refused[LISTENER_FIRST_BYTE_TIMEOUT]++;
+		listener_set_release(set, src);
+		if (l->refuse != NULL)
+			l->refuse(l->arg, (struct sockaddr *)&ss, LISTENER_FIRST_BYTE_TIMEOUT);
+		listener_log_refusal(set, (struct sockaddr *)&ss,
+				     listener_reason_names[LISTENER_FIRST_BYTE_TIMEOUT]);
+		close(fd);
+		return;
+	}
+	l->accept(l->arg, fd, (struct sockaddr *)&ss, src);
+}
+
+/* Holds an admitted connection until its first byte (first_byte_timeout). */
+static void listener_wait(struct listener *l, int fd, const struct sockaddr_storage *ss,
+			  struct listener_src *src)
+{
+	struct listener_wait *w = calloc(1, sizeof(*w));
+	struct timeval tv = clock_tv(l->set->lim.first_byte_timeout);
+
+	if (w == NULL)
+		abort();
+	w->l = l;
+	w->fd = fd;
+	w->ss = *ss;
+	w->src = src;
+	w->ev = event_new(l->base, fd, EV_READ, listener_on_first, w);
+	if (w->ev == NULL || event_add(w->ev, &tv) == -1)
+		abort();
+	w->next = l->waits;
+	if (w->next != NULL)
+		w->next->prev = w;
+	l->waits = w;
+}
+
 static void listener_on_accept(evutil_socket_t lfd, short what, void *arg)
 {
 	struct listener *l = arg;
@@ -325,6 +398,10 @@ static void listener_on_accept(evutil_socket_t lfd, short what, void *arg)
 			close(fd); /* a clean close: the peer reads EOF */
 			continue;
 		}
+		if (set->lim.first_byte_timeout > 0) {
+			listener_wait(l, fd, &ss, src);
+			continue;
+		}
 		/* The callee must not free this listener; it may disable it (l->on). */
 		l->accept(l->arg, fd, (struct sockaddr *)&ss, src);
 	}
@@ -342,6 +419,7 @@ struct listener *listener_new(struct event_base *base, const struct addr *a,
 	l = calloc(1, sizeof(*l));
 	if (l == NULL)
 		abort();
+	l->base = base;
 	l->set = set;
 	l->accept = accept;
 	l->refuse = refuse;
@@ -371,6 +449,12 @@ void listener_free(struct listener *l)
 {
 	if (l == NULL)
 		return;
+	while (l->waits != NULL) { /* still silent: closed, their counts given back */
+		struct listener_wait *w = l->waits;
+		listener_set_release(l->set, w->src);
+		close(w->fd);
+		listener_wait_free(w);
+	}
 	loop_free_event(&l->ev);
 	loop_free_event(&l->pause);
 	close(l->fd);
@@ -393,8 +477,3 @@ bool listener_wildcard(const struct listener *l)
 	return false;
 }
 
-void listener_set_owner(struct listener *l, struct listener_set *set, void *arg)
-{
-	l->set = set;
-	l->arg = arg;
-}

@@ -30,6 +30,7 @@ enum listener_reason {
 	LISTENER_MAX_CONNECTIONS, /* the set is full */
 	LISTENER_MAX_PER_SOURCE,  /* the source network holds its share */
 	LISTENER_REFUSED_BY_OWNER,
+	LISTENER_FIRST_BYTE_TIMEOUT, /* admitted, but sent nothing within first_byte_timeout */
 	LISTENER_REASONS
 };
 
@@ -42,6 +43,10 @@ struct listener_limits {
 	unsigned v6_prefix;       /* 0 means LISTENER_V6_PREFIX */
 	const struct addr_cidr *allow; /* copied; nallow == 0 admits every source */
 	size_t nallow;
+	/* > 0: a connection is handed over only once its first byte arrives (for protocols
+	 * where the client speaks first); one silent for this many seconds is closed. It
+	 * counts against the limits while it waits. */
+	double first_byte_timeout;
 };
 
 struct listener_stats {
@@ -56,7 +61,8 @@ struct listener_set;
 struct listener_src; /* a source network's count; held by each connection from it */
 struct listener;
 
-/* A connection admitted: ownership of fd (non-blocking, close-on-exec) passes to the callee,
+/* A connection admitted (and, with first_byte_timeout, readable: its first bytes or its EOF
+ * have come): ownership of fd (non-blocking, close-on-exec) passes to the callee,
  * which must call listener_set_release(set, src) when the connection ends, or
  * listener_set_refuse() if it turns it away at once. The callee must not free the listener. */
 typedef void listener_accept_fn(void *arg, int fd, const struct sockaddr *sa,
@@ -98,7 +104,5 @@ void listener_free(struct listener *l);
 const struct addr *listener_addr(const struct listener *l);
 /* Bound to 0.0.0.0 or [::]: the address a visitor reached must be read from its socket. */
 bool listener_wildcard(const struct listener *l);
-/* Moves l to another set (a reload that replaces the set); open connections keep theirs. */
-void listener_set_owner(struct listener *l, struct listener_set *set, void *arg);
 
 #endif

@@ -278,6 +278,8 @@ static void gw_on_key(struct conf *cf, const char *section, const char *key, con
 				s->source_prefix_v6 = (unsigned)n;
 		} else if (strcmp(key, "idle_timeout") == 0) {
 			conf_seconds(cf, key, v, 0, 7 * 86400, &s->idle_timeout);
+		} else if (strcmp(key, "first_byte_timeout") == 0) {
+			conf_seconds(cf, key, v, 0, 3600, &s->first_byte_timeout);
 		} else if (strcmp(key, "proxy_protocol") == 0) {
 			if (strcmp(v, "off") == 0)
 				s->proxy = 0;

@@ -36,6 +36,7 @@ struct config_service {
 	unsigned source_prefix_v4, source_prefix_v6; /* a source network for max_per_source */
 	int proxy; /* 0, 1 or 2 */
 	double idle_timeout; /* seconds, 0: none */
+	double first_byte_timeout; /* seconds a visitor may stay silent at first, 0: no limit */
 };
 
 enum config_target_kind { CONFIG_TARGET_TCP = 0, CONFIG_TARGET_UNIX };

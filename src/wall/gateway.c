@@ -53,7 +53,7 @@ struct gw_service {
 	uint64_t open;
 	uint64_t connections;
 	struct listener_set *set; /* admission: max_connections, max_per_source, allow */
-	uint64_t rej_source, rej_limit, rej_per_source, rej_no_agent;
+	uint64_t rej_source, rej_limit, rej_per_source, rej_first_byte, rej_no_agent;
 	uint64_t bytes[2]; /* read from, written to visitors (tunnel_visit.bytes) */
 	unsigned rr;
 	bool removed; /* gone from the config; freed when its last visitor leaves */
@@ -391,6 +391,8 @@ static void gw_on_refused(void *arg, const struct sockaddr *sa, enum listener_re
 		svc->rej_source++;
 	else if (r == LISTENER_MAX_CONNECTIONS)
 		svc->rej_limit++;
+	else if (r == LISTENER_FIRST_BYTE_TIMEOUT)
+		svc->rej_first_byte++;
 	else
 		svc->rej_per_source++;
 	gw_note_refused(gl->gw, sa, svc->cfg.name, listener_reason_names[r]);
@@ -613,6 +615,7 @@ static void gw_limits(const struct config_service *c, struct listener_limits *li
 	memset(lim, 0, sizeof(*lim));
 	lim->max_connections = (unsigned)c->max_connections;
 	lim->max_per_source = (unsigned)(c->max_per_source != 0 ? c->max_per_source : share);
+	lim->first_byte_timeout = c->first_byte_timeout;
 	lim->v4_prefix = c->source_prefix_v4;
 	lim->v6_prefix = c->source_prefix_v6;
 	lim->allow = c->allow;
@@ -736,10 +739,11 @@ static void gw_metrics(struct evbuffer *out, void *arg)
 		     "Visitors refused, by service and reason.");
 	for (size_t i = 0; i < gw->nsvcs; i++) {
 		struct gw_service *s = gw->svcs[i];
-		const char *reasons[] = { "source", "limit", "per_source", "no_agent" };
+		const char *reasons[] = { "source", "limit", "per_source", "first_byte",
+					  "no_agent" };
 		uint64_t vals[] = { s->rej_source, s->rej_limit, s->rej_per_source,
-				    s->rej_no_agent };
-		for (size_t r = 0; r < 4; r++) {
+				    s->rej_first_byte, s->rej_no_agent };
+		for (size_t r = 0; r < 5; r++) {
 			snprintf(labels, sizeof(labels), "service=\"%s\",reason=\"%s\"", s->cfg.name,
 				 reasons[r]);
 			admin_sample(out, "netwall_rejected_total", labels, vals[r]);
@@ -785,7 +789,7 @@ static void gw_page_services(struct evbuffer *out, const struct gateway *gw)
 
 	evbuffer_add_printf(out, "<h2>Services</h2><table id=\"services\"><tr><th>service</th>"
 				 "<th>listens on</th><th>agents</th><th>open</th><th>accepted</th>"
-				 "<th>bytes in</th><th>bytes out</th><th>refused: source / limit / per source / "
+				 "<th>bytes in</th><th>bytes out</th><th>refused: source / limit / per source / silent / "
 				 "no agent</th></tr>\n");
 	for (size_t i = 0; i < gw->nsvcs; i++) {
 		const struct gw_service *s = gw->svcs[i];
@@ -807,11 +811,12 @@ static void gw_page_services(struct evbuffer *out, const struct gateway *gw)
 		evbuffer_add_printf(out,
 				    "</td><td class=\"n open\">%llu</td><td class=\"n accepted\">%llu"
 				    "</td><td class=\"n\">%s</td><td class=\"n\">%s</td>"
-				    "<td class=\"n refused\">%llu / %llu / %llu / %llu</td></tr>\n",
+				    "<td class=\"n refused\">%llu / %llu / %llu / %llu / %llu</td></tr>\n",
 				    (unsigned long long)s->open, (unsigned long long)s->connections,
 				    in, outb, (unsigned long long)s->rej_source,
 				    (unsigned long long)s->rej_limit,
 				    (unsigned long long)s->rej_per_source,
+				    (unsigned long long)s->rej_first_byte,
 				    (unsigned long long)s->rej_no_agent);
 	}
 	evbuffer_add_printf(out, "</table>\n");
@@ -879,7 +884,8 @@ static void gw_page(struct evbuffer *out, void *arg)
 		const struct gw_service *s = gw->svcs[i];
 		open += s->open;
 		total += s->connections;
-		refused += s->rej_source + s->rej_limit + s->rej_per_source + s->rej_no_agent;
+		refused += s->rej_source + s->rej_limit + s->rej_per_source + s->rej_first_byte +
+			   s->rej_no_agent;
 		b[0] += s->bytes[0];
 		b[1] += s->bytes[1];
 	}

@@ -4,7 +4,7 @@ connections from the agent's own network cannot lock the agent out."""
 import select
 import socket
 
-from conftest import connect, echo_works, free_port, roundtrip, visitor_closed_within
+from conftest import closed_within, connect, echo_works, free_port, roundtrip, visitor_closed_within
 
 
 def test_one_source_cannot_take_every_visitor_slot(wall, echo):
@@ -70,3 +70,18 @@ def test_agent_network_cannot_lock_the_agent_out(wall, echo):
     finally:
         for s in held:
             s.close()
+
+
+def test_silent_visitor_is_closed_after_first_byte_timeout(wall, echo):
+    """first_byte_timeout (client-speaks-first services): a visitor that sends nothing is
+    closed, and its slot returns; one that speaks at once is served."""
+    target = echo()
+    gw, _ = wall.stack(target.addr, "echo",
+                       svc_opts={"first_byte_timeout": "0.5", "max_per_source": "1"})
+    port = gw.port("echo")
+    with connect(port) as silent:
+        assert visitor_closed_within(port, 5) is not None, "the per-source share held"
+        assert closed_within(silent, 10) is not None, "a silent visitor stayed"
+    gw.proc.wait_event("visitor_rejected", service="echo", reason="first_byte_timeout")
+    assert gw.metric("netwall_rejected_total", service="echo", reason="first_byte") == 1
+    assert echo_works(port)
