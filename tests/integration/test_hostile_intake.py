@@ -384,7 +384,8 @@ def test_peers_that_never_read_their_acks_are_closed_after_write_timeout(intake)
     import threading
     from hl7util import frame
     it = intake(intake={"memory_budget": str(4 << 20), "max_message": str(1 << 20),
-                        "max_per_source": "0", "write_timeout": "2"})
+                        "max_per_source": "0", "write_timeout": "2",
+                        "frame_timeout": "120"})   # the hogs' partial frames stay
     chunk = b"".join(frame(msg(f"H-{j}")) for j in range(200))
     socks = []
 
@@ -407,7 +408,8 @@ def test_peers_that_never_read_their_acks_are_closed_after_write_timeout(intake)
     it.admin.wait_metric("netwall_intake_memory_waits_total", lambda v: v >= 1, timeout=30)
     try:
         with it.client() as c:
-            ack = c.call(msg("LEGIT-1"), timeout=60)
+            # 64 KB: more than what the hogs leave of the budget
+            ack = c.call(big_message("LEGIT-1", 64000), timeout=60)
             assert ack is not None and ack_code(ack) == "AA"
         ev = it.proc.wait_event("closed", reason="write_timeout", timeout=30)
         assert ev
