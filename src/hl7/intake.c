@@ -93,6 +93,8 @@ struct jmsg {
 	bool stored;     /* goes to the store (else the ack is final) */
 	char peer[ADDR_STRLEN]; /* for the store: the connection may be gone by then */
 	bool want;       /* an ACK is to be sent for it */
+	bool want_accept, want_error; /* MSH-15 asks for an accept / an error answer (a
+				       * duplicate is answered as its stored ACK's MSA-1 says) */
 	bool enhanced;   /* the sender asked for enhanced mode */
 	struct buf ack;  /* the ACK built for it */
 	struct buf reuse_ack; /* on_reused_control_id = reject: the AR 205 sent instead */
@@ -634,6 +636,13 @@ static void jmsg_done(struct commit_req *r, void *arg)
 		}
 		hl7_msg_free(&m);
 	} else if (j->req.msg.duplicate) {
+		char code[3], actrl[2];
+
+		/* the stored answer decides, not this copy's parse: under MSH-15 = ER a
+		 * retransmission of a refused message gets its error again, never silence */
+		if (ack_parse((const char *)buf_head(&j->req.msg.orig_ack), j->req.msg.orig_ack.len,
+			      code, actrl, sizeof(actrl)) == 0)
+			j->want = code[1] == 'A' ? j->want_accept : j->want_error;
 		in->st.duplicates++;
 		log_limited(&in->rate, LOG_INFO, "event=duplicate peer=%s control_id=%s type=%s id=%lld",
 			    c->peer, log_value(ctrl, sizeof(ctrl), j->ctrl),
@@ -736,6 +745,8 @@ static void intake_message(struct intake *in, struct conn *c, struct job *jb, st
 	}
 	ack_build(&j->ack, m, code, code == ACK_ACCEPT ? NULL : &e, id, time(NULL));
 	j->want = ack_wanted(m, code);
+	j->want_accept = ack_wanted(m, ACK_ACCEPT);
+	j->want_error = ack_wanted(m, ACK_REJECT);
 	if (in->cfg->reuse_reject && code == ACK_ACCEPT) {
 		/* built now, while the message is parsed; sent only if the store finds the key
 		 * stored for another message (the same ACK control ID: one of them goes out) */
