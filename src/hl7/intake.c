@@ -144,6 +144,7 @@ struct conn {
 	size_t held;         /* bytes counted against memory_budget (conn_account) */
 	bool starved;        /* not read: its next bytes do not fit memory_budget */
 	struct event *closed_ev; /* while not read for the budget: the peer's close */
+	double out_progress; /* when the peer last took ACK bytes, or they began waiting */
 	bool closing;        /* answering what it has, then closed */
 	bool shut;           /* FIN sent after the last answer; waiting for the peer's */
 	const char *close_reason;
@@ -901,23 +902,52 @@ static bool conn_ready(const struct conn *c)
 	return c->tls_ready && (!c->in->cfg->proxy || c->proxy_done);
 }
 
+/* The connection's next deadline but the write timeout's. */
+static double conn_due(const struct conn *c)
+{
+	const struct intake_config *cfg = c->in->cfg;
+
+	if (c->closing)
+		return c->started + INTAKE_CLOSE_GRACE; /* started is reset when closing begins */
+	if (!conn_ready(c))
+		return c->started + cfg->frame_timeout;
+	if (mllp_partial(&c->f))
+		return c->frame_start + cfg->frame_timeout;
+	return c->last_frame + cfg->idle_timeout;
+}
+
+/* True while ACKs wait to be written and the peer has taken none of them for
+ * write_timeout: a peer that never reads would hold its unread ACKs, and the budget, for
+ * ever. */
+static bool conn_write_stalled(const struct conn *c, double now)
+{
+	return c->bev != NULL && !c->closing &&
+	       evbuffer_get_length(bufferevent_get_output(c->bev)) > 0 &&
+	       now >= c->out_progress + c->in->cfg->write_timeout;
+}
+
 /* Arms the connection's one timer for its next deadline. */
 static void conn_arm(struct conn *c)
 {
-	const struct intake_config *cfg = c->in->cfg;
-	double now = clock_mono(), due;
+	double now = clock_mono(), due = conn_due(c);
 	struct timeval tv;
 
-	if (c->closing)
-		due = c->started + INTAKE_CLOSE_GRACE; /* started is reset when closing begins */
-	else if (!conn_ready(c))
-		due = c->started + cfg->frame_timeout;
-	else if (mllp_partial(&c->f))
-		due = c->frame_start + cfg->frame_timeout;
-	else
-		due = c->last_frame + cfg->idle_timeout;
+	if (c->bev != NULL && !c->closing &&
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) > 0 &&
+	    c->out_progress + c->in->cfg->write_timeout < due)
+		due = c->out_progress + c->in->cfg->write_timeout;
 	tv = clock_tv(due > now ? due - now : 0);
 	evtimer_add(c->timer, &tv);
+}
+
+/* The output buffer changed: the peer took ACK bytes, or ACKs began to wait (loop thread). */
+static void conn_out_cb(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)b;
+	if (info->n_deleted > 0 || (info->orig_size == 0 && info->n_added > 0))
+		c->out_progress = clock_mono();
 }
 
 /* The admission limits: of the sockets (accepted) and, behind a proxy, of the addresses
@@ -1166,9 +1196,22 @@ static bool in_proxy(const struct conn *c)
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
+	double now = clock_mono();
 
+	(void)fd;
+	(void)what;
 	if (c->closing) {
 		conn_close(c, c->close_reason);
+		return;
+	}
+	if (conn_write_stalled(c, now)) {
+		/* as if it had closed: what it sent is answered and stored, its ACKs wait
+		 * INTAKE_CLOSE_GRACE more, then the connection and its bytes go */
+		conn_finish(c, "write_timeout");
+		return;
+	}
+	if (now < conn_due(c)) { /* woken for the write timeout, and bytes were taken */
+		conn_arm(c);
 		return;
 	}
 	if (c->jobs > 0 && conn_ready(c) && !mllp_partial(&c->f)) {
@@ -1213,6 +1256,7 @@ static void conn_close(struct conn *c, const char *reason)
 	loop_free_event(&c->timer);
 	loop_free_event(&c->closed_ev);
 	if (c->bev != NULL) {
+		evbuffer_remove_cb(bufferevent_get_output(c->bev), conn_out_cb, c);
 		bufferevent_free(c->bev);
 	} else {
 		loop_free_event(&c->pre);
@@ -1265,6 +1309,8 @@ static void conn_pre_cb(evutil_socket_t fd, short what, void *arg)
 	if (c->bev == NULL)
 		abort();
 	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+	if (evbuffer_add_cb(bufferevent_get_output(c->bev), conn_out_cb, c) == NULL)
+		abort();
 	bufferevent_set_max_single_read(c->bev, INTAKE_READ_MAX);
 	if (!in->paused) /* else the resume turns it on */
 		bufferevent_enable(c->bev, EV_READ);
@@ -1325,6 +1371,8 @@ static void intake_accept(void *arg, int fd, const struct sockaddr *sa, struct l
 	c->timer = evtimer_new(in->base, conn_timer_cb, c);
 	if (c->bev != NULL) {
 		bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+		if (evbuffer_add_cb(bufferevent_get_output(c->bev), conn_out_cb, c) == NULL)
+			abort();
 		bufferevent_set_max_single_read(c->bev, INTAKE_READ_MAX);
 		if (!in->paused) /* else the resume turns it on */
 			bufferevent_enable(c->bev, EV_READ);
@@ -1626,6 +1674,7 @@ static void intake_reload(void *arg)
 	in->cfg->max_inflight = cfg->max_inflight;
 	in->cfg->idle_timeout = cfg->idle_timeout;
 	in->cfg->frame_timeout = cfg->frame_timeout;
+	in->cfg->write_timeout = cfg->write_timeout;
 	memcpy(in->cfg->processing_ids, cfg->processing_ids, sizeof(cfg->processing_ids));
 	in->cfg->nallow = cfg->nallow;
 	memcpy(in->cfg->allow, cfg->allow, sizeof(cfg->allow));
