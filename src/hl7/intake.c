@@ -39,6 +39,11 @@
 #define INTAKE_INFLIGHT_MSGS 4096      /* messages awaiting their answer per connection */
 #define INTAKE_INFLIGHT_BYTES (4u << 20) /* frame bytes awaiting their answer per connection,
 					   * at least one max_message */
+#define INTAKE_FRAMER_KEPT 65536      /* a framer buffer larger than this is freed as soon as
+				       * its frame is copied into its job */
+#define INTAKE_OVERDRAFT_SLACK 65536  /* past memory_budget + max_message for the one
+				       * connection read past the budget: its unframed input
+				       * and the records of its frame */
 #define INTAKE_CLOSE_GRACE 5.0         /* seconds a closing connection gets to take its ACKs */
 #define INTAKE_ERRORS_KEPT 20         /* last errors on the status page */
 
@@ -188,10 +193,17 @@ struct intake {
 	bool paused;              /* reading stopped on every connection for the budget */
 	size_t nstarved;          /* connections whose next bytes do not fit the budget */
 	struct event *resume_ev;  /* run from the loop once bytes were released */
+	/* The one connection that may read past the budget, by at most its max_message plus
+	 * INTAKE_OVERDRAFT_SLACK, until its frame is whole: at the budget, the oldest partial
+	 * frame. Without it, connections that all hold a partial frame none of whose next
+	 * bytes fit would wait for one another until frame_timeout. */
+	struct conn *overdraft;
+	bool pick; /* the resume event is to choose the overdraft connection */
 };
 
 static void conn_close(struct conn *c, const char *reason);
 static void conn_pump(struct conn *c);
+static bool conn_ready(const struct conn *c);
 
 /* Unix time in milliseconds: received_ms orders the delivery queue, so whole seconds
  * would give a burst's jobs one key. */
@@ -219,11 +231,72 @@ static size_t conn_held(const struct conn *c)
 
 /* Bytes went: connections stopped for the budget are pumped again, from the loop (the
  * caller may be inside a connection's callback). */
+static size_t intake_limit(const struct intake *in, const struct conn *c);
+
 static void intake_released(struct intake *in)
 {
-	if (in->resume_ev != NULL && (in->paused || in->nstarved > 0) &&
-	    in->held + INTAKE_READ_MAX <= in->cfg->memory_budget)
+	struct conn *o = in->overdraft;
+
+	if (in->resume_ev == NULL)
+		return;
+	if ((in->paused || in->nstarved > 0) && in->held + INTAKE_READ_MAX <= in->cfg->memory_budget)
 		event_active(in->resume_ev, EV_TIMEOUT, 0);
+	else if (o != NULL && o->starved && in->held + INTAKE_READ_MAX <= intake_limit(in, o))
+		event_active(in->resume_ev, EV_TIMEOUT, 0);
+}
+
+/* At the budget with nobody allowed past it: the resume event chooses one connection. */
+static void intake_want_overdraft(struct intake *in)
+{
+	if (in->overdraft != NULL || in->pick || in->resume_ev == NULL ||
+	    !(in->paused || in->nstarved > 0))
+		return;
+	in->pick = true;
+	event_active(in->resume_ev, EV_TIMEOUT, 0);
+}
+
+/* c no longer reads past the budget (its frame is whole, or it closes): another may. */
+static void intake_drop_overdraft(struct conn *c)
+{
+	if (c->in->overdraft != c)
+		return;
+	c->in->overdraft = NULL;
+	intake_want_overdraft(c->in);
+}
+
+/* How much c is worth reading past the budget: a partial frame whose next bytes are
+ * already read (a sender still sending) 3, a partial frame 2, bytes read and not framed 1,
+ * else 0. */
+static int conn_overdraft_rank(const struct conn *c)
+{
+	bool input = evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
+
+	if (c->closing || c->shut || !conn_ready(c))
+		return 0;
+	if (mllp_partial(&c->f))
+		return input ? 3 : 2;
+	return input ? 1 : 0;
+}
+
+/* Chooses the connection that may read past the budget: the best ranked, the oldest
+ * partial frame among equals. Linear in the connections; run once per frame read past the
+ * budget and once per wait for it, never per byte. */
+static void intake_pick_overdraft(struct intake *in)
+{
+	struct conn *best = NULL;
+	int best_rank = 0;
+
+	if (in->overdraft != NULL)
+		return;
+	for (struct conn *c = in->conns; c != NULL; c = c->next) {
+		int r = c->bev != NULL ? conn_overdraft_rank(c) : 0;
+
+		if (r > best_rank || (r == best_rank && r > 0 && c->frame_start < best->frame_start)) {
+			best = c;
+			best_rank = r;
+		}
+	}
+	in->overdraft = best;
 }
 
 /* Brings c's share of in->held up to date; call after anything that changes it. */
@@ -245,22 +318,27 @@ static void conn_account(struct conn *c)
 /* True if feeding k more bytes to c's framer keeps the budget: the framer's buffer may
  * grow (doubling, as buf_tail does) and the frame may complete and be copied into a job
  * with its ACKs; one more socket read is kept room for. */
+static size_t intake_limit(const struct intake *in, const struct conn *c)
+{
+	size_t budget = (size_t)in->cfg->memory_budget;
+
+	return c == in->overdraft ? budget + c->f.max + INTAKE_OVERDRAFT_SLACK : budget;
+}
+
 static bool intake_fits(const struct intake *in, const struct conn *c, size_t k)
 {
 	const struct buf *b = &c->f.frame;
-	size_t need = b->off + b->len + k, cap = b->cap ? b->cap : 4096, grow = 0;
+	size_t cap = c->f.state != MLLP_SKIP ? mllp_cap_after(&c->f, k) : b->cap;
+	size_t len = b->len + k < c->f.max ? b->len + k : c->f.max;
 	size_t held = in->held - c->held + conn_held(c); /* c as it is now, mid-pump */
+	size_t grow = cap - b->cap;
 
-	if (c->f.state != MLLP_SKIP && need > b->cap) {
-		if (need > c->f.max)
-			need = c->f.max;
-		while (cap < need)
-			cap *= 2;
-		grow = cap - b->cap;
-	}
-	/* the job: the frame (at most max), its records and ACKs (a few KiB) */
-	grow += (b->len + k < c->f.max ? b->len + k : c->f.max) + 8192;
-	return held + grow + INTAKE_READ_MAX <= in->cfg->memory_budget;
+	/* the job: the frame (a copy, unless the framer's buffer is freed with it), its
+	 * records and ACKs (a few KiB) */
+	if (cap <= INTAKE_FRAMER_KEPT)
+		grow += len;
+	grow += 8192;
+	return held + grow + INTAKE_READ_MAX <= intake_limit(in, c);
 }
 
 static void conn_close(struct conn *c, const char *reason);
@@ -308,11 +386,12 @@ static void intake_pause(struct intake *in)
 	log_limited(&in->rate, LOG_WARN, "event=memory_budget_reached held=%zu budget=%llu",
 		    in->held, (unsigned long long)in->cfg->memory_budget);
 	for (struct conn *c = in->conns; c != NULL; c = c->next) {
-		if (c->bev != NULL && !c->shut && !c->closing) {
+		if (c->bev != NULL && !c->shut && !c->closing && c != in->overdraft) {
 			bufferevent_disable(c->bev, EV_READ);
 			conn_watch_close(c);
 		}
 	}
+	intake_want_overdraft(in);
 }
 
 /* The resume event: reading starts again where the budget allows (loop callback). */
@@ -323,8 +402,23 @@ static void intake_resume_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (in->held + INTAKE_READ_MAX > in->cfg->memory_budget)
-		return; /* released and taken again since */
+	if (in->pick) {
+		in->pick = false;
+		intake_pick_overdraft(in);
+	}
+	if (in->held + INTAKE_READ_MAX > in->cfg->memory_budget) {
+		/* at the budget: only the one connection allowed past it reads */
+		struct conn *c = in->overdraft;
+		if (c != NULL && in->held + INTAKE_READ_MAX <= intake_limit(in, c)) {
+			if (c->starved) {
+				c->starved = false;
+				in->nstarved--;
+			}
+			loop_free_event(&c->closed_ev);
+			conn_pump(c);
+		}
+		return;
+	}
 	in->paused = false;
 	for (struct conn *c = in->conns, *next; c != NULL && !in->paused; c = next) {
 		next = c->next; /* conn_pump may close c, never another */
@@ -986,6 +1080,7 @@ static void conn_finish(struct conn *c, const char *reason)
 	c->closing = true;
 	c->close_reason = reason;
 	c->started = clock_mono();
+	intake_drop_overdraft(c);
 	if (c->bev == NULL) { /* still before TLS: nothing was read, nothing to answer */
 		conn_close(c, reason);
 		return;
@@ -1095,7 +1190,7 @@ static void conn_pump(struct conn *c)
 
 		room = c->jobs < in->cfg->max_inflight && c->inflight_msgs < INTAKE_INFLIGHT_MSGS &&
 		       c->inflight_bytes < max_bytes && evbuffer_get_length(outb) < INTAKE_OUT_MAX &&
-		       !in->paused;
+		       (!in->paused || c == in->overdraft);
 		if (!room || evbuffer_get_length(inb) == 0 ||
 		    evbuffer_peek(inb, INTAKE_READ_CHUNK, NULL, &v, 1) < 1)
 			break;
@@ -1109,6 +1204,7 @@ static void conn_pump(struct conn *c)
 				in->st.memory_waits++;
 				conn_watch_close(c);
 			}
+			intake_want_overdraft(in);
 			room = false;
 			break;
 		}
@@ -1120,12 +1216,15 @@ static void conn_pump(struct conn *c)
 			const uint8_t *fr = mllp_frame(&c->f, &len);
 			c->last_frame = clock_mono();
 			conn_frame(c, fr, len, r == MLLP_OVERSIZE);
+			if (c->f.frame.cap > INTAKE_FRAMER_KEPT)
+				mllp_trim(&c->f); /* copied: a large buffer is not kept for the next */
+			intake_drop_overdraft(c);
 		} else if (!was_partial && mllp_partial(&c->f)) {
 			c->frame_start = clock_mono();
 		}
 	}
 	conn_account(c);
-	if (room && !c->eof && !in->draining && !in->paused)
+	if (room && !c->eof && !in->draining && (!in->paused || c == in->overdraft))
 		bufferevent_enable(c->bev, EV_READ);
 	else
 		bufferevent_disable(c->bev, EV_READ);
@@ -1234,6 +1333,7 @@ static void conn_close(struct conn *c, const char *reason)
 	in->held -= c->held; /* the orphans' share comes back below */
 	if (c->starved)
 		in->nstarved--;
+	intake_drop_overdraft(c);
 	for (struct job *jb = c->head, *next; jb != NULL; jb = next) {
 		next = jb->next;
 		jb->c = NULL;

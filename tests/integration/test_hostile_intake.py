@@ -193,9 +193,10 @@ def test_partial_frames_over_the_budget_wait_instead_of_growing(intake):
         c.send_raw(VT + bodies[i][:PARTIAL])
         conns.append(c)
     it.admin.wait_metric("netwall_intake_memory_waits_total", lambda v: v >= 1, timeout=20)
-    # whatever it has read by now is all it reads: the budget holds
+    # whatever it has read by now is all it reads: the budget holds, but for the one
+    # connection (the oldest partial frame) read past it by at most max_message + 64 KiB
     held = int(it.metric("netwall_intake_memory_held_bytes"))
-    assert 0 < held <= BUDGET, held
+    assert 0 < held <= BUDGET + (1 << 20) + (64 << 10), held
     assert it.metric("netwall_intake_memory_budget_bytes") == BUDGET
     if not SANITIZED:
         grown = mem_kib(it.proc.pid)["Rss"] - base
@@ -227,10 +228,12 @@ def test_budget_is_checked_against_max_message(tmp_path):
     r = netwall("check", str(cfg))
     assert r.returncode != 0 and "memory_budget" in (r.stdout + r.stderr)
     cfg.write_text("[intake]\nlisten = 127.0.0.1:1\nstore = x.db\nmemory_budget = 67108864\n"
-                   "source_prefix_v4 = 24\nsource_prefix_v6 = 56\non_reused_control_id = reject\n")
+                   "source_prefix_v4 = 24\nsource_prefix_v6 = 56\non_reused_control_id = reject\n"
+                   "write_timeout = 2\n")
     r = netwall("check", str(cfg))
     assert r.returncode == 0, r.stdout + r.stderr
-    for bad in ("source_prefix_v6 = 129", "source_prefix_v4 = 33", "on_reused_control_id = drop"):
+    for bad in ("source_prefix_v6 = 129", "source_prefix_v4 = 33", "on_reused_control_id = drop",
+                "write_timeout = 0.09", "write_timeout = 3601"):
         cfg.write_text(f"[intake]\nlisten = 127.0.0.1:1\nstore = x.db\n{bad}\n")
         r = netwall("check", str(cfg))
         assert r.returncode != 0 and bad.split()[0] in (r.stdout + r.stderr), bad
