@@ -239,7 +239,8 @@ static void intake_released(struct intake *in)
 
 	if (in->resume_ev == NULL)
 		return;
-	if ((in->paused || in->nstarved > 0) && in->held + INTAKE_READ_MAX <= in->cfg->memory_budget)
+	if ((in->paused || in->nstarved > 0) &&
+	    in->held + INTAKE_READ_MAX <= in->cfg->memory_budget)
 		event_active(in->resume_ev, EV_TIMEOUT, 0);
 	else if (o != NULL && o->starved && in->held + INTAKE_READ_MAX <= intake_limit(in, o))
 		event_active(in->resume_ev, EV_TIMEOUT, 0);
@@ -291,7 +292,8 @@ static void intake_pick_overdraft(struct intake *in)
 	for (struct conn *c = in->conns; c != NULL; c = c->next) {
 		int r = c->bev != NULL ? conn_overdraft_rank(c) : 0;
 
-		if (r > best_rank || (r == best_rank && r > 0 && c->frame_start < best->frame_start)) {
+		if (r > best_rank ||
+		    (r == best_rank && r > 0 && c->frame_start < best->frame_start)) {
 			best = c;
 			best_rank = r;
 		}
@@ -1217,7 +1219,7 @@ static void conn_pump(struct conn *c)
 			c->last_frame = clock_mono();
 			conn_frame(c, fr, len, r == MLLP_OVERSIZE);
 			if (c->f.frame.cap > INTAKE_FRAMER_KEPT)
-				mllp_trim(&c->f); /* copied: a large buffer is not kept for the next */
+				mllp_trim(&c->f); /* copied: a large buffer is not kept */
 			intake_drop_overdraft(c);
 		} else if (!was_partial && mllp_partial(&c->f)) {
 			c->frame_start = clock_mono();
