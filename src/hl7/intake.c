@@ -39,6 +39,11 @@
 #define INTAKE_INFLIGHT_MSGS 4096      /* messages awaiting their answer per connection */
 #define INTAKE_INFLIGHT_BYTES (4u << 20) /* frame bytes awaiting their answer per connection,
 					   * at least one max_message */
+#define INTAKE_FRAMER_KEPT 65536      /* a framer buffer larger than this is freed as soon as
+				       * its frame is copied into its job */
+#define INTAKE_OVERDRAFT_SLACK 65536  /* past memory_budget + max_message for the one
+				       * connection read past the budget: its unframed input
+				       * and the records of its frame */
 #define INTAKE_CLOSE_GRACE 5.0         /* seconds a closing connection gets to take its ACKs */
 #define INTAKE_ERRORS_KEPT 20         /* last errors on the status page */
 
@@ -93,6 +98,8 @@ struct jmsg {
 	bool stored;     /* goes to the store (else the ack is final) */
 	char peer[ADDR_STRLEN]; /* for the store: the connection may be gone by then */
 	bool want;       /* an ACK is to be sent for it */
+	bool want_accept, want_error; /* MSH-15 asks for an accept / an error answer (a
+				       * duplicate is answered as its stored ACK's MSA-1 says) */
 	bool enhanced;   /* the sender asked for enhanced mode */
 	struct buf ack;  /* the ACK built for it */
 	struct buf reuse_ack; /* on_reused_control_id = reject: the AR 205 sent instead */
@@ -142,6 +149,7 @@ struct conn {
 	size_t held;         /* bytes counted against memory_budget (conn_account) */
 	bool starved;        /* not read: its next bytes do not fit memory_budget */
 	struct event *closed_ev; /* while not read for the budget: the peer's close */
+	double out_progress; /* when the peer last took ACK bytes, or they began waiting */
 	bool closing;        /* answering what it has, then closed */
 	bool shut;           /* FIN sent after the last answer; waiting for the peer's */
 	const char *close_reason;
@@ -185,10 +193,17 @@ struct intake {
 	bool paused;              /* reading stopped on every connection for the budget */
 	size_t nstarved;          /* connections whose next bytes do not fit the budget */
 	struct event *resume_ev;  /* run from the loop once bytes were released */
+	/* The one connection that may read past the budget, by at most its max_message plus
+	 * INTAKE_OVERDRAFT_SLACK, until its frame is whole: at the budget, the oldest partial
+	 * frame. Without it, connections that all hold a partial frame none of whose next
+	 * bytes fit would wait for one another until frame_timeout. */
+	struct conn *overdraft;
+	bool pick; /* the resume event is to choose the overdraft connection */
 };
 
 static void conn_close(struct conn *c, const char *reason);
 static void conn_pump(struct conn *c);
+static bool conn_ready(const struct conn *c);
 
 /* Unix time in milliseconds: received_ms orders the delivery queue, so whole seconds
  * would give a burst's jobs one key. */
@@ -216,11 +231,74 @@ static size_t conn_held(const struct conn *c)
 
 /* Bytes went: connections stopped for the budget are pumped again, from the loop (the
  * caller may be inside a connection's callback). */
+static size_t intake_limit(const struct intake *in, const struct conn *c);
+
 static void intake_released(struct intake *in)
 {
-	if (in->resume_ev != NULL && (in->paused || in->nstarved > 0) &&
+	struct conn *o = in->overdraft;
+
+	if (in->resume_ev == NULL)
+		return;
+	if ((in->paused || in->nstarved > 0) &&
 	    in->held + INTAKE_READ_MAX <= in->cfg->memory_budget)
 		event_active(in->resume_ev, EV_TIMEOUT, 0);
+	else if (o != NULL && o->starved && in->held + INTAKE_READ_MAX <= intake_limit(in, o))
+		event_active(in->resume_ev, EV_TIMEOUT, 0);
+}
+
+/* At the budget with nobody allowed past it: the resume event chooses one connection. */
+static void intake_want_overdraft(struct intake *in)
+{
+	if (in->overdraft != NULL || in->pick || in->resume_ev == NULL ||
+	    !(in->paused || in->nstarved > 0))
+		return;
+	in->pick = true;
+	event_active(in->resume_ev, EV_TIMEOUT, 0);
+}
+
+/* c no longer reads past the budget (its frame is whole, or it closes): another may. */
+static void intake_drop_overdraft(struct conn *c)
+{
+	if (c->in->overdraft != c)
+		return;
+	c->in->overdraft = NULL;
+	intake_want_overdraft(c->in);
+}
+
+/* How much c is worth reading past the budget: a partial frame whose next bytes are
+ * already read (a sender still sending) 3, a partial frame 2, bytes read and not framed 1,
+ * else 0. */
+static int conn_overdraft_rank(const struct conn *c)
+{
+	bool input = evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
+
+	if (c->closing || c->shut || !conn_ready(c))
+		return 0;
+	if (mllp_partial(&c->f))
+		return input ? 3 : 2;
+	return input ? 1 : 0;
+}
+
+/* Chooses the connection that may read past the budget: the best ranked, the oldest
+ * partial frame among equals. Linear in the connections; run once per frame read past the
+ * budget and once per wait for it, never per byte. */
+static void intake_pick_overdraft(struct intake *in)
+{
+	struct conn *best = NULL;
+	int best_rank = 0;
+
+	if (in->overdraft != NULL)
+		return;
+	for (struct conn *c = in->conns; c != NULL; c = c->next) {
+		int r = c->bev != NULL ? conn_overdraft_rank(c) : 0;
+
+		if (r > best_rank ||
+		    (r == best_rank && r > 0 && c->frame_start < best->frame_start)) {
+			best = c;
+			best_rank = r;
+		}
+	}
+	in->overdraft = best;
 }
 
 /* Brings c's share of in->held up to date; call after anything that changes it. */
@@ -242,22 +320,27 @@ static void conn_account(struct conn *c)
 /* True if feeding k more bytes to c's framer keeps the budget: the framer's buffer may
  * grow (doubling, as buf_tail does) and the frame may complete and be copied into a job
  * with its ACKs; one more socket read is kept room for. */
+static size_t intake_limit(const struct intake *in, const struct conn *c)
+{
+	size_t budget = (size_t)in->cfg->memory_budget;
+
+	return c == in->overdraft ? budget + c->f.max + INTAKE_OVERDRAFT_SLACK : budget;
+}
+
 static bool intake_fits(const struct intake *in, const struct conn *c, size_t k)
 {
 	const struct buf *b = &c->f.frame;
-	size_t need = b->off + b->len + k, cap = b->cap ? b->cap : 4096, grow = 0;
+	size_t cap = c->f.state != MLLP_SKIP ? mllp_cap_after(&c->f, k) : b->cap;
+	size_t len = b->len + k < c->f.max ? b->len + k : c->f.max;
 	size_t held = in->held - c->held + conn_held(c); /* c as it is now, mid-pump */
+	size_t grow = cap - b->cap;
 
-	if (c->f.state != MLLP_SKIP && need > b->cap) {
-		if (need > c->f.max)
-			need = c->f.max;
-		while (cap < need)
-			cap *= 2;
-		grow = cap - b->cap;
-	}
-	/* the job: the frame (at most max), its records and ACKs (a few KiB) */
-	grow += (b->len + k < c->f.max ? b->len + k : c->f.max) + 8192;
-	return held + grow + INTAKE_READ_MAX <= in->cfg->memory_budget;
+	/* the job: the frame (a copy, unless the framer's buffer is freed with it), its
+	 * records and ACKs (a few KiB) */
+	if (cap <= INTAKE_FRAMER_KEPT)
+		grow += len;
+	grow += 8192;
+	return held + grow + INTAKE_READ_MAX <= intake_limit(in, c);
 }
 
 static void conn_close(struct conn *c, const char *reason);
@@ -305,11 +388,12 @@ static void intake_pause(struct intake *in)
 	log_limited(&in->rate, LOG_WARN, "event=memory_budget_reached held=%zu budget=%llu",
 		    in->held, (unsigned long long)in->cfg->memory_budget);
 	for (struct conn *c = in->conns; c != NULL; c = c->next) {
-		if (c->bev != NULL && !c->shut && !c->closing) {
+		if (c->bev != NULL && !c->shut && !c->closing && c != in->overdraft) {
 			bufferevent_disable(c->bev, EV_READ);
 			conn_watch_close(c);
 		}
 	}
+	intake_want_overdraft(in);
 }
 
 /* The resume event: reading starts again where the budget allows (loop callback). */
@@ -320,8 +404,23 @@ static void intake_resume_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (in->held + INTAKE_READ_MAX > in->cfg->memory_budget)
-		return; /* released and taken again since */
+	if (in->pick) {
+		in->pick = false;
+		intake_pick_overdraft(in);
+	}
+	if (in->held + INTAKE_READ_MAX > in->cfg->memory_budget) {
+		/* at the budget: only the one connection allowed past it reads */
+		struct conn *c = in->overdraft;
+		if (c != NULL && in->held + INTAKE_READ_MAX <= intake_limit(in, c)) {
+			if (c->starved) {
+				c->starved = false;
+				in->nstarved--;
+			}
+			loop_free_event(&c->closed_ev);
+			conn_pump(c);
+		}
+		return;
+	}
 	in->paused = false;
 	for (struct conn *c = in->conns, *next; c != NULL && !in->paused; c = next) {
 		next = c->next; /* conn_pump may close c, never another */
@@ -634,6 +733,13 @@ static void jmsg_done(struct commit_req *r, void *arg)
 		}
 		hl7_msg_free(&m);
 	} else if (j->req.msg.duplicate) {
+		char code[3], actrl[2];
+
+		/* the stored answer decides, not this copy's parse: under MSH-15 = ER a
+		 * retransmission of a refused message gets its error again, never silence */
+		if (ack_parse((const char *)buf_head(&j->req.msg.orig_ack), j->req.msg.orig_ack.len,
+			      code, actrl, sizeof(actrl)) == 0)
+			j->want = code[1] == 'A' ? j->want_accept : j->want_error;
 		in->st.duplicates++;
 		log_limited(&in->rate, LOG_INFO, "event=duplicate peer=%s control_id=%s type=%s id=%lld",
 			    c->peer, log_value(ctrl, sizeof(ctrl), j->ctrl),
@@ -736,6 +842,8 @@ static void intake_message(struct intake *in, struct conn *c, struct job *jb, st
 	}
 	ack_build(&j->ack, m, code, code == ACK_ACCEPT ? NULL : &e, id, time(NULL));
 	j->want = ack_wanted(m, code);
+	j->want_accept = ack_wanted(m, ACK_ACCEPT);
+	j->want_error = ack_wanted(m, ACK_REJECT);
 	if (in->cfg->reuse_reject && code == ACK_ACCEPT) {
 		/* built now, while the message is parsed; sent only if the store finds the key
 		 * stored for another message (the same ACK control ID: one of them goes out) */
@@ -890,23 +998,52 @@ static bool conn_ready(const struct conn *c)
 	return c->tls_ready && (!c->in->cfg->proxy || c->proxy_done);
 }
 
+/* The connection's next deadline but the write timeout's. */
+static double conn_due(const struct conn *c)
+{
+	const struct intake_config *cfg = c->in->cfg;
+
+	if (c->closing)
+		return c->started + INTAKE_CLOSE_GRACE; /* started is reset when closing begins */
+	if (!conn_ready(c))
+		return c->started + cfg->frame_timeout;
+	if (mllp_partial(&c->f))
+		return c->frame_start + cfg->frame_timeout;
+	return c->last_frame + cfg->idle_timeout;
+}
+
+/* True while ACKs wait to be written and the peer has taken none of them for
+ * write_timeout: a peer that never reads would hold its unread ACKs, and the budget, for
+ * ever. */
+static bool conn_write_stalled(const struct conn *c, double now)
+{
+	return c->bev != NULL && !c->closing &&
+	       evbuffer_get_length(bufferevent_get_output(c->bev)) > 0 &&
+	       now >= c->out_progress + c->in->cfg->write_timeout;
+}
+
 /* Arms the connection's one timer for its next deadline. */
 static void conn_arm(struct conn *c)
 {
-	const struct intake_config *cfg = c->in->cfg;
-	double now = clock_mono(), due;
+	double now = clock_mono(), due = conn_due(c);
 	struct timeval tv;
 
-	if (c->closing)
-		due = c->started + INTAKE_CLOSE_GRACE; /* started is reset when closing begins */
-	else if (!conn_ready(c))
-		due = c->started + cfg->frame_timeout;
-	else if (mllp_partial(&c->f))
-		due = c->frame_start + cfg->frame_timeout;
-	else
-		due = c->last_frame + cfg->idle_timeout;
+	if (c->bev != NULL && !c->closing &&
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) > 0 &&
+	    c->out_progress + c->in->cfg->write_timeout < due)
+		due = c->out_progress + c->in->cfg->write_timeout;
 	tv = clock_tv(due > now ? due - now : 0);
 	evtimer_add(c->timer, &tv);
+}
+
+/* The output buffer changed: the peer took ACK bytes, or ACKs began to wait (loop thread). */
+static void conn_out_cb(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)b;
+	if (info->n_deleted > 0 || (info->orig_size == 0 && info->n_added > 0))
+		c->out_progress = clock_mono();
 }
 
 /* The admission limits: of the sockets (accepted) and, behind a proxy, of the addresses
@@ -945,6 +1082,7 @@ static void conn_finish(struct conn *c, const char *reason)
 	c->closing = true;
 	c->close_reason = reason;
 	c->started = clock_mono();
+	intake_drop_overdraft(c);
 	if (c->bev == NULL) { /* still before TLS: nothing was read, nothing to answer */
 		conn_close(c, reason);
 		return;
@@ -1054,7 +1192,7 @@ static void conn_pump(struct conn *c)
 
 		room = c->jobs < in->cfg->max_inflight && c->inflight_msgs < INTAKE_INFLIGHT_MSGS &&
 		       c->inflight_bytes < max_bytes && evbuffer_get_length(outb) < INTAKE_OUT_MAX &&
-		       !in->paused;
+		       (!in->paused || c == in->overdraft);
 		if (!room || evbuffer_get_length(inb) == 0 ||
 		    evbuffer_peek(inb, INTAKE_READ_CHUNK, NULL, &v, 1) < 1)
 			break;
@@ -1068,6 +1206,7 @@ static void conn_pump(struct conn *c)
 				in->st.memory_waits++;
 				conn_watch_close(c);
 			}
+			intake_want_overdraft(in);
 			room = false;
 			break;
 		}
@@ -1079,12 +1218,15 @@ static void conn_pump(struct conn *c)
 			const uint8_t *fr = mllp_frame(&c->f, &len);
 			c->last_frame = clock_mono();
 			conn_frame(c, fr, len, r == MLLP_OVERSIZE);
+			if (c->f.frame.cap > INTAKE_FRAMER_KEPT)
+				mllp_trim(&c->f); /* copied: a large buffer is not kept */
+			intake_drop_overdraft(c);
 		} else if (!was_partial && mllp_partial(&c->f)) {
 			c->frame_start = clock_mono();
 		}
 	}
 	conn_account(c);
-	if (room && !c->eof && !in->draining && !in->paused)
+	if (room && !c->eof && !in->draining && (!in->paused || c == in->overdraft))
 		bufferevent_enable(c->bev, EV_READ);
 	else
 		bufferevent_disable(c->bev, EV_READ);
@@ -1155,9 +1297,22 @@ static bool in_proxy(const struct conn *c)
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
+	double now = clock_mono();
 
+	(void)fd;
+	(void)what;
 	if (c->closing) {
 		conn_close(c, c->close_reason);
+		return;
+	}
+	if (conn_write_stalled(c, now)) {
+		/* as if it had closed: what it sent is answered and stored, its ACKs wait
+		 * INTAKE_CLOSE_GRACE more, then the connection and its bytes go */
+		conn_finish(c, "write_timeout");
+		return;
+	}
+	if (now < conn_due(c)) { /* woken for the write timeout, and bytes were taken */
+		conn_arm(c);
 		return;
 	}
 	if (c->jobs > 0 && conn_ready(c) && !mllp_partial(&c->f)) {
@@ -1180,6 +1335,7 @@ static void conn_close(struct conn *c, const char *reason)
 	in->held -= c->held; /* the orphans' share comes back below */
 	if (c->starved)
 		in->nstarved--;
+	intake_drop_overdraft(c);
 	for (struct job *jb = c->head, *next; jb != NULL; jb = next) {
 		next = jb->next;
 		jb->c = NULL;
@@ -1202,6 +1358,7 @@ static void conn_close(struct conn *c, const char *reason)
 	loop_free_event(&c->timer);
 	loop_free_event(&c->closed_ev);
 	if (c->bev != NULL) {
+		evbuffer_remove_cb(bufferevent_get_output(c->bev), conn_out_cb, c);
 		bufferevent_free(c->bev);
 	} else {
 		loop_free_event(&c->pre);
@@ -1254,6 +1411,8 @@ static void conn_pre_cb(evutil_socket_t fd, short what, void *arg)
 	if (c->bev == NULL)
 		abort();
 	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+	if (evbuffer_add_cb(bufferevent_get_output(c->bev), conn_out_cb, c) == NULL)
+		abort();
 	bufferevent_set_max_single_read(c->bev, INTAKE_READ_MAX);
 	if (!in->paused) /* else the resume turns it on */
 		bufferevent_enable(c->bev, EV_READ);
@@ -1314,6 +1473,8 @@ static void intake_accept(void *arg, int fd, const struct sockaddr *sa, struct l
 	c->timer = evtimer_new(in->base, conn_timer_cb, c);
 	if (c->bev != NULL) {
 		bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+		if (evbuffer_add_cb(bufferevent_get_output(c->bev), conn_out_cb, c) == NULL)
+			abort();
 		bufferevent_set_max_single_read(c->bev, INTAKE_READ_MAX);
 		if (!in->paused) /* else the resume turns it on */
 			bufferevent_enable(c->bev, EV_READ);
@@ -1615,6 +1776,7 @@ static void intake_reload(void *arg)
 	in->cfg->max_inflight = cfg->max_inflight;
 	in->cfg->idle_timeout = cfg->idle_timeout;
 	in->cfg->frame_timeout = cfg->frame_timeout;
+	in->cfg->write_timeout = cfg->write_timeout;
 	memcpy(in->cfg->processing_ids, cfg->processing_ids, sizeof(cfg->processing_ids));
 	in->cfg->nallow = cfg->nallow;
 	memcpy(in->cfg->allow, cfg->allow, sizeof(cfg->allow));

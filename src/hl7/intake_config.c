@@ -45,6 +45,7 @@ static void intake_defaults(struct intake_config *c)
 	addr_cidr_parse("::1", &c->proxy_from[c->nproxy_from++]);
 	c->idle_timeout = 600;
 	c->frame_timeout = 30;
+	c->write_timeout = 30;
 	memcpy(c->processing_ids, "PTD", 4);
 	c->default_action = INTAKE_IGNORE;
 	c->deliver_timeout = 10;
@@ -284,6 +285,8 @@ static void intake_key_intake(struct conf *cf, struct intake_config *c, const ch
 		conf_seconds(cf, key, v, 0.1, 86400, &c->idle_timeout);
 	} else if (strcmp(key, "frame_timeout") == 0) {
 		conf_seconds(cf, key, v, 0.1, 3600, &c->frame_timeout);
+	} else if (strcmp(key, "write_timeout") == 0) {
+		conf_seconds(cf, key, v, 0.1, 3600, &c->write_timeout);
 	} else if (strcmp(key, "processing_ids") == 0) {
 		char ids[sizeof(c->processing_ids)] = "";
 		size_t len = strlen(v);

@@ -46,6 +46,7 @@ struct intake_config {
 	uint64_t max_inflight;    /* frames read ahead of their ACK per connection */
 	double idle_timeout;      /* no frame started for this long: close */
 	double frame_timeout;     /* a frame partly received for this long: close */
+	double write_timeout;     /* ACKs waiting and none taken by the peer for this long: close */
 	char processing_ids[8];   /* accepted MSH-11.1 values, e.g. "PTD" */
 	/* routing: first matching rule wins; else default_action */
 	struct intake_rule *rules;

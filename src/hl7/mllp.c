@@ -3,6 +3,7 @@
  * once, never switched on one by one. */
 #include "hl7/mllp.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 void mllp_init(struct mllp *f, size_t max)
@@ -26,6 +27,42 @@ static void mllp_clear(struct mllp *f)
 	buf_consume(&f->frame, f->frame.len);
 }
 
+size_t mllp_cap_after(const struct mllp *f, size_t n)
+{
+	const struct buf *b = &f->frame;
+	size_t need = b->len + n, cap;
+
+	if (need > f->max)
+		need = f->max;
+	if (need <= b->cap)
+		return b->cap;
+	cap = b->cap ? b->cap : 4096;
+	while (cap < need)
+		cap *= 2;
+	return cap > f->max ? f->max : cap;
+}
+
+/* Makes room for n more bytes of the frame (len + n <= max), growing as mllp_cap_after
+ * says: doubling, but never past max, so a framer holds at most max bytes. */
+static void mllp_reserve(struct mllp *f, size_t n)
+{
+	struct buf *b = &f->frame;
+	size_t cap = mllp_cap_after(f, n), len = b->len;
+	uint8_t *p;
+
+	if (cap <= b->cap)
+		return; /* buf_tail moves the bytes to the front if it has to */
+	p = malloc(cap);
+	if (p == NULL)
+		abort();
+	if (len > 0)
+		memcpy(p, buf_head(b), len);
+	buf_free(b); /* wipes the old copy */
+	b->data = p;
+	b->len = len;
+	b->cap = cap;
+}
+
 /* Keeps what fits under the limit of p[0..n) and switches to MLLP_SKIP once it overflows. */
 static void mllp_keep(struct mllp *f, const uint8_t *p, size_t n)
 {
@@ -35,10 +72,12 @@ static void mllp_keep(struct mllp *f, const uint8_t *p, size_t n)
 		return;
 	room = f->max - f->frame.len;
 	if (n > room) {
+		mllp_reserve(f, room);
 		buf_append(&f->frame, p, room);
 		f->state = MLLP_SKIP;
 		return;
 	}
+	mllp_reserve(f, n);
 	buf_append(&f->frame, p, n);
 }
 

@@ -59,6 +59,10 @@ bool mllp_partial(const struct mllp *f);
 /* Appends <VT> data <FS><CR> to out. */
 void mllp_wrap(struct buf *out, const void *data, size_t len);
 
+/* The frame buffer's capacity once n more bytes of a frame are kept: it doubles from 4 KiB
+ * and never passes max. For budgets: what feeding n bytes may allocate. */
+size_t mllp_cap_after(const struct mllp *f, size_t n);
+
 /* Releases the frame buffer's memory when no frame is in progress (idle connections). The
  * frame last returned is dropped with it. */
 void mllp_trim(struct mllp *f);

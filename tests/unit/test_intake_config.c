@@ -228,6 +228,29 @@ static void test_budget_and_reuse(void **state)
 	free(msgs);
 }
 
+static void test_write_timeout(void **state)
+{
+	char *msgs;
+	struct intake_config *c = load(BASE, &msgs);
+
+	assert_non_null(c);
+	assert_true(c->write_timeout == 30);
+	intake_config_free(c);
+	c = load(BASE "write_timeout = 2.5\n", &msgs);
+	assert_non_null(c);
+	assert_true(c->write_timeout == 2.5);
+	intake_config_free(c);
+	/* just outside 0.1 .. 3600, and not a number */
+	assert_null(load(BASE "write_timeout = 0.09\n", &msgs));
+	assert_non_null(strstr(msgs, ":4: write_timeout"));
+	free(msgs);
+	assert_null(load(BASE "write_timeout = 3601\n", &msgs));
+	assert_non_null(strstr(msgs, "write_timeout"));
+	free(msgs);
+	assert_null(load(BASE "write_timeout = 5s\n", &msgs));
+	free(msgs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -238,6 +261,7 @@ int main(void)
 		cmocka_unit_test(test_repeatable_and_store_kinds),
 		cmocka_unit_test(test_source_prefixes),
 		cmocka_unit_test(test_budget_and_reuse),
+		cmocka_unit_test(test_write_timeout),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

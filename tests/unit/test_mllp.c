@@ -473,6 +473,39 @@ static void test_trim(void **state)
 	mllp_free(&f); /* twice is harmless */
 }
 
+/* The frame buffer doubles from 4 KiB but never passes max (a max that is no power of
+ * two too), and mllp_cap_after says what it will be. */
+static void test_buffer_never_passes_max(void **state)
+{
+	const size_t max = 100000;
+	static uint8_t chunk[7000];
+	size_t used, fed = 0;
+	struct mllp f;
+
+	(void)state;
+	memset(chunk, 'x', sizeof(chunk));
+	mllp_init(&f, max);
+	assert_int_equal(mllp_cap_after(&f, 10), 4096);
+	assert_int_equal(mllp_feed(&f, (const uint8_t *)VT, 1, &used), MLLP_MORE);
+	while (fed < max + sizeof(chunk)) {
+		size_t want = mllp_cap_after(&f, sizeof(chunk));
+		assert_int_equal(mllp_feed(&f, chunk, sizeof(chunk), &used), MLLP_MORE);
+		fed += sizeof(chunk);
+		assert_true(f.frame.cap <= max);
+		assert_int_equal(f.frame.cap, want);
+	}
+	assert_int_equal(f.frame.cap, max);
+	assert_int_equal(f.frame.len, max);
+	assert_int_equal(mllp_cap_after(&f, 1 << 20), max);
+	assert_int_equal(mllp_feed(&f, (const uint8_t *)FS, 1, &used), MLLP_OVERSIZE);
+	mllp_free(&f);
+
+	/* under 4 KiB: max at once */
+	mllp_init(&f, 1024);
+	assert_int_equal(mllp_cap_after(&f, 10), 1024);
+	mllp_free(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -492,6 +525,7 @@ int main(void)
 		cmocka_unit_test(test_wrap_round_trip),
 		cmocka_unit_test(test_junk_counting),
 		cmocka_unit_test(test_trim),
+		cmocka_unit_test(test_buffer_never_passes_max),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
