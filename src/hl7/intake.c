@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "core/admin.h"
@@ -45,6 +46,8 @@
 				       * connection read past the budget: its unframed input
 				       * and the records of its frame */
 #define INTAKE_CLOSE_GRACE 5.0         /* seconds a closing connection gets to take its ACKs */
+#define INTAKE_STALL_LOOK 1.0          /* seconds between looks for stalled partial frames while
+					* reading is stopped at memory_budget */
 #define INTAKE_ERRORS_KEPT 20         /* last errors on the status page */
 
 /* ACK latency histogram bounds, seconds. */
@@ -74,6 +77,7 @@ struct intake_stats {
 	uint64_t reasons[R_NREASONS];
 	uint64_t conns_total, conns_refused, junk_bytes;
 	uint64_t memory_waits; /* times reading stopped at memory_budget */
+	uint64_t stalled;      /* partial frames closed at the budget, their senders silent */
 	uint64_t hist[INTAKE_NBUCKETS + 1];
 	double hist_sum;
 	uint64_t hist_count;
@@ -144,6 +148,8 @@ struct conn {
 	size_t inflight_msgs, inflight_bytes;
 	size_t jobs_held; /* the held bytes of the jobs in head..tail */
 	double frame_start;  /* when the frame in progress began */
+	size_t stall_len;    /* the partial frame's length at the last look that found its
+			      * sender silent (0: not found so), see intake_stall_cb */
 	double last_frame;   /* when the last frame completed (or the connection came) */
 	double started;      /* accept time: TLS handshake and PROXY header must finish in time */
 	size_t held;         /* bytes counted against memory_budget (conn_account) */
@@ -193,6 +199,7 @@ struct intake {
 	bool paused;              /* reading stopped on every connection for the budget */
 	size_t nstarved;          /* connections whose next bytes do not fit the budget */
 	struct event *resume_ev;  /* run from the loop once bytes were released */
+	struct event *stall_ev;   /* while paused: looks for stalled partial frames */
 	/* The one connection that may read past the budget, by at most its max_message plus
 	 * INTAKE_OVERDRAFT_SLACK, until its frame is whole: at the budget, the oldest partial
 	 * frame. Without it, connections that all hold a partial frame none of whose next
@@ -378,12 +385,59 @@ static void conn_watch_close(struct conn *c)
 		abort();
 }
 
+/* True if c's sender has stopped in the middle of a frame: nothing of it waits to be read,
+ * in our buffer or in the socket. */
+static bool conn_sender_silent(const struct conn *c)
+{
+	int n = 0;
+
+	if (c->bev == NULL || c->closing || !mllp_partial(&c->f) ||
+	    evbuffer_get_length(bufferevent_get_input(c->bev)) != 0)
+		return false;
+	return ioctl(bufferevent_getfd(c->bev), FIONREAD, &n) == 0 && n == 0;
+}
+
+/* While reading is stopped at the budget, every INTAKE_STALL_LOOK: a partial frame whose
+ * sender was silent at two looks in a row, its frame no longer for it, is closed. Nothing of
+ * it was acknowledged, and its bytes are what stops everyone else: without this, senders
+ * that start large frames and stop would hold the budget until frame_timeout, and every
+ * other sender with them. A sender we stopped reading is not silent (its bytes wait in the
+ * socket), so a frame still coming is never taken for a stalled one. Linear in the
+ * connections, once a second while paused. */
+static void intake_stall_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct intake *in = arg;
+	struct timeval tv = clock_tv(INTAKE_STALL_LOOK);
+
+	(void)fd;
+	(void)what;
+	if (!in->paused)
+		return;
+	for (struct conn *c = in->conns, *next; c != NULL; c = next) {
+		next = c->next;
+		if (!conn_sender_silent(c)) {
+			c->stall_len = 0;
+		} else if (c->stall_len != c->f.frame.len) {
+			c->stall_len = c->f.frame.len; /* silent now: look again next time */
+		} else {
+			in->st.stalled++;
+			conn_close(c, "stalled_at_budget");
+		}
+	}
+	if (in->paused)
+		evtimer_add(in->stall_ev, &tv);
+}
+
 /* Stops reading on every connection: the budget is reached. */
 static void intake_pause(struct intake *in)
 {
+	struct timeval tv = clock_tv(INTAKE_STALL_LOOK);
+
 	if (in->paused)
 		return;
 	in->paused = true;
+	if (in->stall_ev != NULL && !evtimer_pending(in->stall_ev, NULL))
+		evtimer_add(in->stall_ev, &tv);
 	in->st.memory_waits++;
 	log_limited(&in->rate, LOG_WARN, "event=memory_budget_reached held=%zu budget=%llu",
 		    in->held, (unsigned long long)in->cfg->memory_budget);
@@ -1517,6 +1571,10 @@ static void intake_metrics(struct evbuffer *out, void *arg)
 		     "bytes peers make the intake hold (partial frames, unfed input, messages "
 		     "awaiting answers, unread ACKs), counted against memory_budget");
 	admin_sample(out, "netwall_intake_memory_held_bytes", "", in->held);
+	admin_family(out, "netwall_intake_stalled_frames_total", "counter",
+		     "partial frames closed while reading was stopped at memory_budget, their "
+		     "senders silent");
+	admin_sample(out, "netwall_intake_stalled_frames_total", "", in->st.stalled);
 	admin_family(out, "netwall_intake_memory_budget_bytes", "gauge", "memory_budget");
 	admin_sample(out, "netwall_intake_memory_budget_bytes", "", in->cfg->memory_budget);
 	admin_family(out, "netwall_intake_memory_waits_total", "counter",
@@ -1966,6 +2024,9 @@ struct intake *intake_new(struct event_base *base, const char *path, struct inta
 		}
 	}
 	in->resume_ev = event_new(base, -1, 0, intake_resume_cb, in);
+	in->stall_ev = evtimer_new(base, intake_stall_cb, in);
+	if (in->stall_ev == NULL)
+		abort();
 	if (in->resume_ev == NULL)
 		abort();
 	in->scratch = evbuffer_new();
@@ -2008,6 +2069,7 @@ void intake_free(struct intake *in)
 	listener_set_free(in->sources);
 	commit_free(in->commit); /* runs the last done callbacks: their jobs are orphans now */
 	loop_free_event(&in->resume_ev);
+	loop_free_event(&in->stall_ev);
 	if (in->deliver != NULL)
 		deliver_free(in->deliver, 2.0);
 	admin_free(in->admin);

@@ -442,3 +442,47 @@ def test_retransmission_of_a_refused_message_is_answered_under_er(intake):
         ok = c.call(msg("ER-2", extra_msh="|||AL|NE"))
         assert ack_code(ok) == "CA" and field(ok, "MSA", 2) == "ER-2"
     assert it.metric("netwall_intake_duplicates_total") == 2
+
+
+# ---------------------------------------------------------------- stalled partial frames
+
+def test_stalled_partial_frames_make_room_for_a_sender(intake):
+    """Six senders each start a frame of 900,000 bytes and stop (the budget is 4 MiB and
+    frame_timeout 120 s): they fill the budget and send nothing more. Frames whose senders
+    stopped, found so on two looks a second apart while reading is stopped, are closed
+    (nothing of them was acknowledged), so an ordinary sender is answered at once instead of
+    waiting for frame_timeout (before: no ACK within 60 s)."""
+    import socket
+    from hl7util import VT, frame
+    it = intake(intake={"memory_budget": str(4 << 20), "max_message": str(1 << 20),
+                        "max_per_source": "0", "frame_timeout": "120"})
+    held = []
+    for i in range(6):
+        s = socket.create_connection(("127.0.0.1", it.port))
+        s.setblocking(False)
+        held.append([s, memoryview(VT + big_message(f"STALL-{i}", 900000)[:-100])])
+    # push what the intake takes, until it holds its budget and takes no more
+    def pushed():
+        for e in held:
+            try:
+                e[1] = e[1][e[0].send(e[1]):]
+            except BlockingIOError:
+                pass
+        return it.metric("netwall_intake_memory_waits_total") >= 1
+    wait_until(pushed, 30, "the stalled senders to fill the budget")
+    try:
+        s = socket.create_connection(("127.0.0.1", it.port), timeout=60)
+        s.sendall(frame(msg("ORDINARY-1")))
+        s.settimeout(60)
+        got = b""
+        while b"\x1c\r" not in got:
+            chunk = s.recv(65536)
+            assert chunk, "closed without an answer"
+            got += chunk
+        assert ack_code(got) == "AA"
+        assert it.proc.events("closed", reason="stalled_at_budget")
+        assert not it.proc.events("closed", reason="frame_timeout")
+        s.close()
+    finally:
+        for e in held:
+            e[0].close()
