@@ -11,7 +11,7 @@
 
 #include "chat/passwd.h"
 
-#define AUTH_QUEUE_MAX 32 /* jobs queued or running; a login beyond it is refused at once */
+#define AUTH_QUEUE_MAX 32 /* jobs queued or running; a login beyond it waits (chat/server.c) */
 
 enum auth_kind {
 	AUTH_PASS = 0, /* PASS at registration: verify */
@@ -29,6 +29,7 @@ enum auth_result {
 struct auth_job {
 	uint64_t id; /* the client's id */
 	enum auth_kind kind;
+	bool known; /* a known account's check (the server's queue keeps places for these) */
 	char name[sizeof(((struct passwd_account *)0)->name)];
 	char password[PASSWD_MAX_LEN + 1];
 	size_t len;
