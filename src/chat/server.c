@@ -37,10 +37,12 @@
 #define CHAT_SASL_MAX 400                           /* bytes of an AUTHENTICATE payload */
 #define CHAT_READ_AHEAD 16384 /* bytes read from a client before its lines are taken */
 #define CHAT_LOGIN_TRIES 3       /* failed logins on one connection before it is closed */
-#define CHAT_CHECKS_PER_SOURCE 4 /* password checks one source network may have queued or
-				  * running (source_prefix_v4/v6); more of its logins wait */
-#define CHAT_CHECKS_KNOWN 8 /* of the AUTH_QUEUE_MAX checks, kept for known accounts: decoys
-			     * (unknown accounts) and REGISTERs take at most the rest */
+/* password checks one source network (source_prefix_v4/v6) may have queued or running;
+ * its other logins wait */
+#define CHAT_CHECKS_PER_SOURCE 4
+/* of the AUTH_QUEUE_MAX checks, kept for known accounts: decoys (unknown accounts) and
+ * REGISTERs take at most the rest */
+#define CHAT_CHECKS_KNOWN 8
 #define CHAT_BUSY "Server busy, try again" /* a login not checked by its deadline */
 #define CHAT_FAIL_SLOTS 1024     /* sources and accounts whose failed logins are remembered */
 #define CHAT_FAIL_KEY (ADDR_STRLEN + 2) /* "s:" address or "a:" account */
@@ -792,11 +794,12 @@ static void login_failed(struct client *c, enum auth_kind kind, const char *acco
  * configured source_prefix_v4/v6, as everywhere else in the chat) has fewer than
  * CHAT_CHECKS_PER_SOURCE jobs, (2) there is a free place, and (3) unless it is a known
  * account's check, fewer than AUTH_QUEUE_MAX - CHAT_CHECKS_KNOWN jobs are not known
- * accounts': a flood of decoys (unknown accounts) cannot take the places of real logins.
- * A login that cannot start waits, held and not read, on ch->check_wait, and starts when a
- * place frees: then the waiting known accounts go first, then the sources with the fewest
- * jobs, the oldest first (one busy network cannot starve another). A login still waiting,
- * or still being checked, at its registration deadline is told the server is busy. */
+ * accounts': a flood of decoys (unknown accounts) cannot take the places of real logins,
+ * and the worker runs known accounts' checks ahead of the rest (auth_submit). A login
+ * that cannot start waits, held and not read, on ch->check_wait, and starts when a place
+ * frees: the waiting known accounts first, then the source networks with the fewest jobs,
+ * the oldest first (one busy network cannot starve another). A login still waiting, or
+ * still being checked, at its registration deadline is told the server is busy. */
 
 /* Jobs of c's source network queued or running; sets *free_slot (AUTH_QUEUE_MAX if none)
  * and *unknown, the jobs for unknown accounts. A walk of AUTH_QUEUE_MAX. */
@@ -1984,10 +1987,12 @@ static void chat_metrics(struct evbuffer *out, void *arg)
 		     "times a client was not read because the bytes held reached the budget");
 	admin_sample(out, "netwall_chat_memory_waits_total", "", ch->budget_waits);
 	admin_family(out, "netwall_chat_logins_pending", "gauge",
-		     "clients whose password check, or the delayed answer to it, is pending");
+		     "clients whose password check (waiting, queued or running), or the delayed "
+		     "answer to it, is pending");
 	admin_sample(out, "netwall_chat_logins_pending", "", ch->auth_waiting);
 	admin_family(out, "netwall_chat_logins_busy_total", "counter",
-		     "logins refused at once: the password queue, or an address's share, was full");
+		     "logins not checked by their registration deadline, and REGISTERs refused "
+		     "at a full password queue");
 	admin_sample(out, "netwall_chat_logins_busy_total", "", ch->logins_busy);
 }
 

@@ -249,7 +249,8 @@ def queued(ch):
 def test_known_account_logs_in_while_decoys_fill_the_checks(chat):
     """32 SASL logins to unknown accounts from 8 addresses (4 each, their own limit) while
     the worker is held: they may fill the queue only up to its reserve for known accounts,
-    so a login with the right password from another address is queued, and succeeds."""
+    so a login with the right password from another address is queued, is checked ahead of
+    the decoys queued before it, and succeeds."""
     ch = chat(register_timeout="120")
     ch.passwd("nurse1", PASSWORD)
     ch.start()
@@ -267,6 +268,10 @@ def test_known_account_logs_in_while_decoys_fill_the_checks(chat):
     finally:
         gate.open()
     assert ch.admin.metric("netwall_chat_logins_busy_total") == 0
+    log = ch.proc.text()
+    first_fail = log.find("event=login_failed")
+    assert 0 <= log.find("event=registered peer=127.0.0.30 nick=nurse1") < first_fail or \
+        first_fail == -1, "the known account's check ran ahead of the decoys queued before it"
     for d in decoys:
         d.close()
 
