@@ -322,6 +322,31 @@ def test_login_not_checked_before_its_deadline_is_told_busy(chat):
         gate.open()
 
 
+def test_password_checks_count_per_source_network(chat):
+    """With source_prefix_v4 = 24, 127.0.0.1 (holding the worker) and 127.0.0.10-14 are one
+    source network: 4 of its checks are queued, its fifth login waits; a login from
+    127.0.1.1, another network, is queued at once and checked before the waiting ones."""
+    ch = chat(register_timeout="120", source_prefix_v4="24")
+    ch.passwd("nurse1", PASSWORD)
+    ch.start()
+    gate = Gate(ch)
+    try:
+        same = [sasl_from(ch, f"127.0.0.{10 + i}", f"nobody{i}", "wrong password!", f"g{i}")
+                for i in range(5)]
+        ch.admin.wait_metric("netwall_chat_logins_pending", lambda v: v == 6, 20,
+                             "five logins held")
+        other = sasl_from(ch, "127.0.1.1", "nobody9", "wrong password!", "g9")
+        ch.admin.wait_metric("netwall_chat_logins_pending", lambda v: v == 7, 20,
+                             "the other network's login held")
+        gate.open()
+        for c in same + [other]:
+            c.expect(r" 904 g\d :SASL authentication failed$", timeout=120)
+    finally:
+        gate.open()
+    order = re.findall(r"event=login_failed peer=(\S+)", ch.proc.text())
+    assert order.index("127.0.1.1") < order.index("127.0.0.13"), order
+
+
 def test_login_failures_look_the_same(chat):
     """Unknown account, wrong password, no password: one 464 text; SASL: one 904 text."""
     ch = chat(open_registration="off")
