@@ -347,6 +347,31 @@ def test_password_checks_count_per_source_network(chat):
     assert order.index("127.0.1.1") < order.index("127.0.0.13"), order
 
 
+def test_register_over_the_unknown_share_is_told_to_retry(chat):
+    """REGISTER and decoys share 24 of the 32 checks: with the worker held by one REGISTER
+    and 23 decoy logins queued, another REGISTER is answered TEMPORARILY_UNAVAILABLE at once
+    (the client may retry), while a 24th decoy waits instead."""
+    ch = chat(register_timeout="120")
+    ch.passwd("nurse1", PASSWORD)
+    ch.start()
+    gate = Gate(ch)
+    try:
+        decoys = [sasl_from(ch, f"127.0.0.{10 + i // 4}", f"nobody{i}", "wrong password!",
+                            f"g{i}") for i in range(24)]
+        ch.admin.wait_metric("netwall_chat_logins_pending", lambda v: v == 25, 20,
+                             "the decoys held: 23 queued, one waiting")
+        r = irc_from(ch.port, "127.0.0.30")
+        r.send("NICK newcomer")
+        r.send("REGISTER * * :newcomer's password")
+        r.expect(r"^:\S+ FAIL REGISTER TEMPORARILY_UNAVAILABLE \* :Busy, try again$")
+        assert ch.admin.metric("netwall_chat_logins_busy_total") == 1
+        gate.open()
+        for d in decoys:
+            d.expect(r" 904 g\d+ :SASL authentication failed$", timeout=120)
+    finally:
+        gate.open()
+
+
 def test_login_failures_look_the_same(chat):
     """Unknown account, wrong password, no password: one 464 text; SASL: one 904 text."""
     ch = chat(open_registration="off")
