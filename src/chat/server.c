@@ -879,7 +879,8 @@ static void check_wait_drop(struct client *c)
 
 /* Starts the waiting logins that fit, best first: known accounts, then the fewest jobs
  * from the same source network, then the oldest. A walk of the wait list (at most
- * max_clients, each AUTH_QUEUE_MAX) per start, run only when a check ends. */
+ * max_clients entries, AUTH_QUEUE_MAX comparisons each) per start, run only when a check
+ * ends (each check is an scrypt, about a tenth of a second). */
 static void checks_next(struct chat *ch)
 {
 	for (;;) {
@@ -898,6 +899,8 @@ static void checks_next(struct chat *ch)
 				best = w;
 				best_n = n;
 				best_slot = slot;
+				if (w->check_job->known && n == 0)
+					break; /* none can be better */
 			}
 		}
 		if (best == NULL)
