@@ -223,10 +223,14 @@ class Gate:
         self.held = True
 
     def open(self):
+        """Lets the worker go; fails (never hangs) if it was not waiting on the FIFO."""
         if self.held:
             self.held = False
             os.replace(self.saved, self.path)
-            os.close(os.open(self.fifo, os.O_WRONLY))
+            try:
+                os.close(os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError as e:  # ENXIO: nobody has it open for reading
+                raise AssertionError(f"the worker was not held on the FIFO: {e}") from None
 
 
 def sasl_from(ch, src, account, password, nick):
