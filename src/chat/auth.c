@@ -1,5 +1,6 @@
-/* Password checks on a worker thread: one thread, a FIFO of at most AUTH_QUEUE_MAX jobs,
- * finished jobs handed back to the loop through an eventfd. */
+/* Password checks on a worker thread: one thread, at most AUTH_QUEUE_MAX jobs in two FIFOs
+ * (known accounts' checks first, then the rest), finished jobs handed back to the loop
+ * through an eventfd. */
 #include "chat/auth.h"
 
 #include <errno.h>
@@ -22,10 +23,11 @@ struct auth {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
-	struct auth_job *todo, *todo_tail; /* under lock */
-	struct auth_job *finished;         /* under lock, newest first */
-	bool stop;                         /* under lock */
-	size_t pending;                    /* loop thread only: submitted, not yet done */
+	struct auth_job *first, *first_tail; /* under lock: known accounts' checks, run first */
+	struct auth_job *todo, *todo_tail;   /* under lock: the others (decoys, REGISTER) */
+	struct auth_job *finished;           /* under lock, newest first */
+	bool stop;                           /* under lock */
+	size_t pending;                      /* loop thread only: submitted, not yet done */
 };
 
 struct auth_job *auth_job_new(void)
@@ -89,14 +91,21 @@ static void *auth_main(void *arg)
 	for (;;) {
 		struct auth_job *j;
 
-		while (a->todo == NULL && !a->stop)
+		while (a->first == NULL && a->todo == NULL && !a->stop)
 			pthread_cond_wait(&a->wake, &a->lock);
 		if (a->stop)
 			break;
-		j = a->todo;
-		a->todo = j->next;
-		if (a->todo == NULL)
-			a->todo_tail = NULL;
+		if (a->first != NULL) {
+			j = a->first;
+			a->first = j->next;
+			if (a->first == NULL)
+				a->first_tail = NULL;
+		} else {
+			j = a->todo;
+			a->todo = j->next;
+			if (a->todo == NULL)
+				a->todo_tail = NULL;
+		}
 		pthread_mutex_unlock(&a->lock);
 		run_job(j);
 		pthread_mutex_lock(&a->lock);
@@ -183,11 +192,19 @@ int auth_submit(struct auth *a, struct auth_job *job)
 	a->pending++;
 	job->next = NULL;
 	pthread_mutex_lock(&a->lock);
-	if (a->todo_tail != NULL)
-		a->todo_tail->next = job;
-	else
-		a->todo = job;
-	a->todo_tail = job;
+	if (job->known) {
+		if (a->first_tail != NULL)
+			a->first_tail->next = job;
+		else
+			a->first = job;
+		a->first_tail = job;
+	} else {
+		if (a->todo_tail != NULL)
+			a->todo_tail->next = job;
+		else
+			a->todo = job;
+		a->todo_tail = job;
+	}
 	pthread_cond_signal(&a->wake);
 	pthread_mutex_unlock(&a->lock);
 	return 0;
@@ -216,6 +233,7 @@ void auth_free(struct auth *a)
 	pthread_cond_signal(&a->wake);
 	pthread_mutex_unlock(&a->lock);
 	pthread_join(a->thread, NULL);
+	drop_list(a->first);
 	drop_list(a->todo);
 	drop_list(a->finished);
 	event_free(a->ev);

@@ -11,7 +11,7 @@
 
 #include "chat/passwd.h"
 
-#define AUTH_QUEUE_MAX 32 /* jobs queued or running; a login beyond it is refused at once */
+#define AUTH_QUEUE_MAX 32 /* jobs queued or running; a login beyond it waits (chat/server.c) */
 
 enum auth_kind {
 	AUTH_PASS = 0, /* PASS at registration: verify */
@@ -29,6 +29,7 @@ enum auth_result {
 struct auth_job {
 	uint64_t id; /* the client's id */
 	enum auth_kind kind;
+	bool known; /* a known account's check: run first (and places are kept for these) */
 	char name[sizeof(((struct passwd_account *)0)->name)];
 	char password[PASSWD_MAX_LEN + 1];
 	size_t len;
@@ -48,8 +49,9 @@ struct auth;
  * ownership of it (auth_job_free). NULL, err filled, on failure. */
 struct auth *auth_new(struct event_base *base, void (*done)(struct auth_job *, void *), void *arg,
 		      char *err, size_t errlen);
-/* Queues job (ownership passes to the queue). Returns 0, or -1 when AUTH_QUEUE_MAX jobs
- * are queued or running: the job stays the caller's. Never blocks on a check. */
+/* Queues job (ownership passes to the queue): a known account's check (job->known) runs
+ * before every other job queued. Returns 0, or -1 when AUTH_QUEUE_MAX jobs are queued or
+ * running: the job stays the caller's. Never blocks on a check. */
 int auth_submit(struct auth *a, struct auth_job *job);
 /* Jobs queued or running. */
 size_t auth_pending(const struct auth *a);

@@ -37,7 +37,13 @@
 #define CHAT_SASL_MAX 400                           /* bytes of an AUTHENTICATE payload */
 #define CHAT_READ_AHEAD 16384 /* bytes read from a client before its lines are taken */
 #define CHAT_LOGIN_TRIES 3       /* failed logins on one connection before it is closed */
-#define CHAT_CHECKS_PER_SOURCE 4 /* password checks one address may have queued or running */
+/* password checks one source network (source_prefix_v4/v6) may have queued or running;
+ * its other logins wait */
+#define CHAT_CHECKS_PER_SOURCE 4
+/* of the AUTH_QUEUE_MAX checks, kept for known accounts: decoys (unknown accounts) and
+ * REGISTERs take at most the rest */
+#define CHAT_CHECKS_KNOWN 8
+#define CHAT_BUSY "Server busy, try again" /* a login not checked by its deadline */
 #define CHAT_FAIL_SLOTS 1024     /* sources and accounts whose failed logins are remembered */
 #define CHAT_FAIL_KEY (ADDR_STRLEN + 2) /* "s:" address or "a:" account */
 #define CHAT_FAIL_DELAY 0.25     /* seconds before answering a first failure; doubles */
@@ -72,6 +78,9 @@ struct client {
 	bool auth_wait;        /* a password check or its answer is pending: not read */
 	enum auth_kind answer; /* with answer_due: the failure to answer when the timer fires */
 	bool answer_due;
+	/* waiting for a free check (on ch->check_wait, held): the job to submit (owned) */
+	struct auth_job *check_job;
+	struct client *check_prev, *check_next;
 	unsigned fails; /* failed logins on this connection */
 	bool budget_wait;         /* not read until the bytes held fall under the budget */
 	struct client *wait_next; /* on ch->waiting */
@@ -142,7 +151,11 @@ struct chat {
 	struct {
 		struct sockaddr_storage src;
 		uint64_t id; /* 0: free */
+		bool known;  /* a known account's check (may use the reserve) */
 	} checks[AUTH_QUEUE_MAX];
+	/* logins waiting for a free check, oldest first: at most one per client, so bounded by
+	 * max_clients (each holds one struct auth_job, counted in held) */
+	struct client *check_wait, *check_wait_tail;
 	uint64_t held;           /* bytes in every client's input and output buffers and lines */
 	struct client *waiting;  /* not read: the budget was reached */
 	struct event *resume_ev; /* reads again, from the loop, once under the budget */
@@ -161,6 +174,7 @@ static void client_close(struct client *c, const char *reason);
 static void client_quit(struct client *c, const char *reason);
 static void chat_reap(struct chat *ch);
 static int chat_load_accounts(struct chat *ch);
+static void check_wait_drop(struct client *c);
 
 /* ---- the memory budget ---- */
 
@@ -592,6 +606,7 @@ static void client_free(struct client *c)
 		chat_reap(ch);
 	if (c->auth_wait)
 		ch->auth_waiting--;
+	check_wait_drop(c);
 	while (c->nchans > 0)
 		chan_leave(ch, c->chans[0], c);
 	if (c->prev != NULL)
@@ -774,31 +789,126 @@ static void login_failed(struct client *c, enum auth_kind kind, const char *acco
 	client_timer_arm(c, delay);
 }
 
-/* Hands a check to the worker and holds c. encoded NULL: a decoy of the same cost (an
- * unknown account). With the queue full, or CHAT_CHECKS_PER_SOURCE checks of c's address
- * in it, the login is refused at once (the same answer as a wrong password), never waited
- * for. */
-/* Records c's job in ch->checks, unless c's address has CHAT_CHECKS_PER_SOURCE jobs queued
- * or running already (one address cannot fill the worker's queue, even by leaving right
- * after each login). Returns 0, or -1 for a full source. */
-static int checks_take(struct client *c)
+/* Where the checks go. The worker has AUTH_QUEUE_MAX places; ch->checks records the source
+ * of each job queued or running. A job may start when (1) its source network (the
+ * configured source_prefix_v4/v6, as everywhere else in the chat) has fewer than
+ * CHAT_CHECKS_PER_SOURCE jobs, (2) there is a free place, and (3) unless it is a known
+ * account's check, fewer than AUTH_QUEUE_MAX - CHAT_CHECKS_KNOWN jobs are not known
+ * accounts': a flood of decoys (unknown accounts) cannot take the places of real logins,
+ * and the worker runs known accounts' checks ahead of the rest (auth_submit). A login
+ * that cannot start waits, held and not read, on ch->check_wait, and starts when a place
+ * frees: the waiting known accounts first, then the source networks with the fewest jobs,
+ * the oldest first (one busy network cannot starve another). A login still waiting, or
+ * still being checked, at its registration deadline is told the server is busy. */
+
+/* Jobs of c's source network queued or running; sets *free_slot (AUTH_QUEUE_MAX if none)
+ * and *unknown, the jobs for unknown accounts. A walk of AUTH_QUEUE_MAX. */
+static unsigned checks_count(struct client *c, size_t *free_slot, unsigned *unknown)
 {
 	struct chat *ch = c->ch;
 	unsigned n = 0;
-	size_t slot = AUTH_QUEUE_MAX;
 
+	*free_slot = AUTH_QUEUE_MAX;
+	*unknown = 0;
 	for (size_t i = 0; i < AUTH_QUEUE_MAX; i++) {
-		if (ch->checks[i].id == 0)
-			slot = slot < AUTH_QUEUE_MAX ? slot : i;
-		else
-			n += addr_same_net((const struct sockaddr *)&ch->checks[i].src,
-					   (const struct sockaddr *)&c->src, 32, 128);
+		if (ch->checks[i].id == 0) {
+			*free_slot = *free_slot < AUTH_QUEUE_MAX ? *free_slot : i;
+			continue;
+		}
+		*unknown += !ch->checks[i].known;
+		n += addr_same_net((const struct sockaddr *)&ch->checks[i].src,
+				   (const struct sockaddr *)&c->src,
+				   (unsigned)ch->cfg->source_prefix_v4,
+				   (unsigned)ch->cfg->source_prefix_v6);
 	}
-	if (n >= CHAT_CHECKS_PER_SOURCE || slot == AUTH_QUEUE_MAX)
+	return n;
+}
+
+/* May c's job start now (rules above)? Returns its place in ch->checks, or -1; *n is the
+ * jobs of its source network. */
+static int checks_fit(struct client *c, bool known, unsigned *n)
+{
+	size_t slot;
+	unsigned unknown;
+
+	*n = checks_count(c, &slot, &unknown);
+	if (*n >= CHAT_CHECKS_PER_SOURCE || slot == AUTH_QUEUE_MAX)
 		return -1;
+	if (!known && unknown >= AUTH_QUEUE_MAX - CHAT_CHECKS_KNOWN)
+		return -1;
+	return (int)slot;
+}
+
+/* Records j in ch->checks at slot and hands it to the worker (which takes ownership). */
+static void checks_submit(struct client *c, struct auth_job *j, size_t slot)
+{
+	struct chat *ch = c->ch;
+
 	ch->checks[slot].src = c->src;
 	ch->checks[slot].id = c->id;
-	return 0;
+	ch->checks[slot].known = j->known;
+	if (auth_submit(ch->auth, j) == -1) /* ch->checks mirrors the worker's queue */
+		abort();
+}
+
+static void check_wait_unlink(struct client *c)
+{
+	struct chat *ch = c->ch;
+
+	if (c->check_prev != NULL)
+		c->check_prev->check_next = c->check_next;
+	else
+		ch->check_wait = c->check_next;
+	if (c->check_next != NULL)
+		c->check_next->check_prev = c->check_prev;
+	else
+		ch->check_wait_tail = c->check_prev;
+	c->check_prev = c->check_next = NULL;
+	ch->held -= sizeof(*c->check_job);
+}
+
+/* c leaves the wait list, its job wiped and dropped (c closed, or at its deadline). */
+static void check_wait_drop(struct client *c)
+{
+	if (c->check_job == NULL)
+		return;
+	check_wait_unlink(c);
+	auth_job_free(c->check_job);
+	c->check_job = NULL;
+}
+
+/* Starts the waiting logins that fit, best first: known accounts, then the fewest jobs
+ * from the same source network, then the oldest. A walk of the wait list (at most
+ * max_clients entries, AUTH_QUEUE_MAX comparisons each) per start, run only when a check
+ * ends (each check is an scrypt, about a tenth of a second). */
+static void checks_next(struct chat *ch)
+{
+	for (;;) {
+		struct client *best = NULL;
+		unsigned best_n = 0;
+		int best_slot = -1;
+
+		for (struct client *w = ch->check_wait; w != NULL; w = w->check_next) {
+			unsigned n;
+			int slot = checks_fit(w, w->check_job->known, &n);
+
+			if (slot == -1 || w->closing)
+				continue;
+			if (best == NULL || (w->check_job->known && !best->check_job->known) ||
+			    (w->check_job->known == best->check_job->known && n < best_n)) {
+				best = w;
+				best_n = n;
+				best_slot = slot;
+				if (w->check_job->known && n == 0)
+					break; /* none can be better */
+			}
+		}
+		if (best == NULL)
+			return;
+		check_wait_unlink(best);
+		checks_submit(best, best->check_job, (size_t)best_slot);
+		best->check_job = NULL;
+	}
 }
 
 static void checks_release(struct chat *ch, uint64_t id)
@@ -806,32 +916,48 @@ static void checks_release(struct chat *ch, uint64_t id)
 	for (size_t i = 0; i < AUTH_QUEUE_MAX; i++)
 		if (ch->checks[i].id == id)
 			ch->checks[i].id = 0;
+	checks_next(ch);
 }
 
+/* Hands a check to the worker and holds c until its answer. encoded NULL: a decoy of the
+ * same cost (an unknown account). A login that cannot start (see above) waits for a place,
+ * held; a REGISTER is answered TEMPORARILY_UNAVAILABLE at once instead (the client is
+ * registered or may retry). */
 static void auth_start(struct client *c, enum auth_kind kind, const char *name,
 		       const char *password, size_t len, const char *encoded)
 {
 	struct chat *ch = c->ch;
 	struct auth_job *j = auth_job_new();
+	unsigned n;
+	int slot;
 
 	j->id = c->id;
 	j->kind = kind;
+	j->known = encoded != NULL && kind != AUTH_REGISTER;
 	snprintf(j->name, sizeof(j->name), "%s", name);
 	j->len = len < PASSWD_MAX_LEN ? len : PASSWD_MAX_LEN;
 	memcpy(j->password, password, j->len);
 	snprintf(j->encoded, sizeof(j->encoded), "%s", encoded != NULL ? encoded : ch->decoy);
 	j->file = ch->cfg->accounts;
-	if (checks_take(c) == -1 || auth_submit(ch->auth, j) == -1) {
-		checks_release(ch, c->id);
+	slot = checks_fit(c, j->known, &n);
+	if (slot != -1) {
+		checks_submit(c, j, (size_t)slot);
+	} else if (kind == AUTH_REGISTER) {
 		auth_job_free(j);
 		ch->logins_busy++;
 		log_limited(&ch->rate, LOG_WARN, "event=login_busy peer=%s", c->host);
-		if (kind == AUTH_REGISTER)
-			sendf(c, NULL, "FAIL", "REGISTER", "TEMPORARILY_UNAVAILABLE", "*",
-			      "Busy, try again", NULL);
-		else
-			login_refuse(c, kind);
+		sendf(c, NULL, "FAIL", "REGISTER", "TEMPORARILY_UNAVAILABLE", "*",
+		      "Busy, try again", NULL);
 		return;
+	} else {
+		c->check_job = j;
+		c->check_prev = ch->check_wait_tail;
+		if (ch->check_wait_tail != NULL)
+			ch->check_wait_tail->check_next = c;
+		else
+			ch->check_wait = c;
+		ch->check_wait_tail = c;
+		ch->held += sizeof(*j);
 	}
 	auth_hold(c, true);
 }
@@ -1748,6 +1874,13 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 		login_refuse(c, c->answer);
 		return;
 	}
+	if (!c->registered && c->auth_wait) { /* its check waits, or is not done yet */
+		c->ch->logins_busy++;
+		log_limited(&c->ch->rate, LOG_WARN, "event=login_busy peer=%s", c->host);
+		check_wait_drop(c);
+		client_close(c, CHAT_BUSY);
+		return;
+	}
 	if (!c->registered) {
 		client_close(c, "Registration timeout");
 		return;
@@ -1857,10 +1990,12 @@ static void chat_metrics(struct evbuffer *out, void *arg)
 		     "times a client was not read because the bytes held reached the budget");
 	admin_sample(out, "netwall_chat_memory_waits_total", "", ch->budget_waits);
 	admin_family(out, "netwall_chat_logins_pending", "gauge",
-		     "clients whose password check, or the delayed answer to it, is pending");
+		     "clients whose password check (waiting, queued or running), or the delayed "
+		     "answer to it, is pending");
 	admin_sample(out, "netwall_chat_logins_pending", "", ch->auth_waiting);
 	admin_family(out, "netwall_chat_logins_busy_total", "counter",
-		     "logins refused at once: the password queue, or an address's share, was full");
+		     "logins not checked by their registration deadline, and REGISTERs refused "
+		     "at a full password queue");
 	admin_sample(out, "netwall_chat_logins_busy_total", "", ch->logins_busy);
 }
 

@@ -4,6 +4,7 @@ the client is marked and reaped when control is back in the loop), password gues
 must not block the loop nor tell accounts apart, peer text kept out of the logs, and the
 process-wide memory budget."""
 
+import os
 import re
 import socket
 
@@ -155,11 +156,12 @@ def test_password_checks_do_not_block_the_loop(chat):
     assert ch.admin.metric("netwall_chat_logins_failed_total") == n
 
 
-def test_password_queue_full_refuses_at_once(chat):
-    """64 logins at once against a queue of 32 checks: those over it are refused at once with
-    the same 464 (never waited for on the loop), the others checked; the server goes on."""
+def test_password_queue_full_makes_logins_wait(chat):
+    """64 logins at once against a queue of 32 checks (24 of them for unknown accounts): those
+    over it wait for a check, none is refused as busy; every one is answered 464; the server
+    goes on."""
     n = 64
-    ch = chat(open_registration="off", max_per_source="128")
+    ch = chat(open_registration="off", max_per_source="128", register_timeout="120")
     ch.passwd("staff", PASSWORD)
     ch.start()
     cs = []
@@ -172,16 +174,17 @@ def test_password_queue_full_refuses_at_once(chat):
         c.send(f"USER g{i} 0 * :x")
     for c in cs:
         c.expect(r" 464 guess\d+ :Password incorrect$", timeout=120)
-    assert ch.admin.metric("netwall_chat_logins_busy_total") >= 1
+    assert ch.admin.metric("netwall_chat_logins_busy_total") == 0
+    assert ch.admin.metric("netwall_chat_logins_failed_total") == n
     staff = ch.client("staff", PASSWORD)
     staff.send("PING :alive")
     pong_of(staff, "alive")
 
 
 def test_one_address_cannot_fill_the_password_queue(chat):
-    """40 logins at once from one address: at most 4 of its checks wait; a login from another
-    address right after them is checked, not refused as busy."""
-    ch = chat(open_registration="off", max_per_source="64")
+    """40 logins at once from one address: at most 4 of its checks are queued, the others
+    wait; a login from another address right after them is checked at once."""
+    ch = chat(open_registration="off", max_per_source="64", register_timeout="120")
     ch.passwd("staff", PASSWORD)
     ch.start()
     cs = []
@@ -197,7 +200,182 @@ def test_one_address_cannot_fill_the_password_queue(chat):
     good.expect(r" 001 staff ", timeout=60)
     for c in cs:
         c.expect(r" 464 guess\d+ :Password incorrect$", timeout=120)
-    assert ch.admin.metric("netwall_chat_logins_busy_total") >= 1
+    assert ch.admin.metric("netwall_chat_logins_busy_total") == 0
+
+
+class Gate:
+    """Holds the password worker: the accounts file is swapped for a FIFO and a REGISTER
+    makes the worker open it, which blocks until open() lets it read (an empty file) and
+    puts the real file back. Meanwhile every other check stays queued, deterministically."""
+
+    def __init__(self, ch):
+        d = ch.dir
+        self.path, self.saved, self.fifo = ch.accounts, d / "accounts.saved", d / "gate"
+        os.link(self.path, self.saved)
+        os.mkfifo(self.fifo)
+        os.link(self.fifo, d / "gate.link")
+        os.replace(d / "gate.link", self.path)
+        self.c = Irc(ch.port)
+        self.c.send("NICK gatekeeper")
+        self.c.send("REGISTER * * :gatekeeper's password")
+        ch.admin.wait_metric("netwall_chat_logins_pending", lambda v: v == 1, 20,
+                             "the REGISTER holding the worker")
+        self.held = True
+
+    def open(self):
+        """Lets the worker go; fails (never hangs) if it was not waiting on the FIFO."""
+        if self.held:
+            self.held = False
+            os.replace(self.saved, self.path)
+            try:
+                os.close(os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError as e:  # ENXIO: nobody has it open for reading
+                raise AssertionError(f"the worker was not held on the FIFO: {e}") from None
+
+
+def sasl_from(ch, src, account, password, nick):
+    import base64
+    s = irc_from(ch.port, src)
+    s.send("CAP REQ :sasl")
+    s.send(f"NICK {nick}")
+    s.send(f"USER {nick} 0 * :x")
+    s.send("AUTHENTICATE PLAIN")
+    s.send("AUTHENTICATE " + base64.b64encode(f"\0{account}\0{password}".encode()).decode())
+    return s
+
+
+def queued(ch):
+    """Logins held (checked or waiting) plus logins turned away as busy."""
+    return (ch.admin.metric("netwall_chat_logins_pending") +
+            ch.admin.metric("netwall_chat_logins_busy_total"))
+
+
+def test_known_account_logs_in_while_decoys_fill_the_checks(chat):
+    """32 SASL logins to unknown accounts from 8 addresses (4 each, their own limit) while
+    the worker is held: they may fill the queue only up to its reserve for known accounts,
+    so a login with the right password from another address is queued, is checked ahead of
+    the decoys queued before it, and succeeds."""
+    ch = chat(register_timeout="120")
+    ch.passwd("nurse1", PASSWORD)
+    ch.start()
+    gate = Gate(ch)
+    try:
+        decoys = [sasl_from(ch, f"127.0.0.{10 + i // 4}", f"nobody{i}", "wrong password!",
+                            f"g{i}") for i in range(32)]
+        wait_until(lambda: queued(ch) == 33, 30, "every decoy queued, waiting or refused")
+        good = irc_from(ch.port, "127.0.0.30")
+        good.register("nurse1", PASSWORD)
+        ch.admin.wait_metric("netwall_chat_logins_pending", lambda v: v == 34, 20,
+                             "the login held (the queue was full before the fix: 464)")
+        gate.open()
+        assert good.expect(r" (001|464) ", timeout=120).group(1) == "001"
+    finally:
+        gate.open()
+    assert ch.admin.metric("netwall_chat_logins_busy_total") == 0
+    log = ch.proc.text()
+    first_fail = log.find("event=login_failed")
+    assert 0 <= log.find("event=registered peer=127.0.0.30 nick=nurse1") < first_fail or \
+        first_fail == -1, "the known account's check ran ahead of the decoys queued before it"
+    for d in decoys:
+        d.close()
+
+
+def test_login_waits_for_a_check_instead_of_being_refused(chat):
+    """40 wrong-password SASL logins to the same account from 8 addresses fill the queue while the
+    worker is held; a login with the right password from a ninth address waits for a check
+    (it is not refused with 464) and gets the first one that frees: its address has none."""
+    ch = chat(register_timeout="120")
+    ch.passwd("nurse1", PASSWORD)
+    ch.start()
+    gate = Gate(ch)
+    try:
+        bad = [sasl_from(ch, f"127.0.0.{10 + i % 8}", "nurse1", "wrong password!", f"g{i}")
+               for i in range(40)]
+        wait_until(lambda: queued(ch) >= 41, 30, "every bad login queued, waiting or refused")
+        good = irc_from(ch.port, "127.0.0.30")
+        good.register("nurse1", PASSWORD)
+        ch.admin.wait_metric("netwall_chat_logins_pending", lambda v: v == 42, 20,
+                             "the login held (refused with 464 before the fix)")
+        gate.open()
+        assert good.expect(r" (001|464) ", timeout=120).group(1) == "001"
+    finally:
+        gate.open()
+    for b in bad:
+        b.expect(r" 904 g\d+ :SASL authentication failed$", timeout=120)
+    assert ch.admin.metric("netwall_chat_logins_busy_total") == 0
+
+
+def test_login_not_checked_before_its_deadline_is_told_busy(chat):
+    """With the worker held past register_timeout, a login still queued or waiting for a check
+    is told the server is busy (a temporary failure), never 464 or 904."""
+    ch = chat(register_timeout="2", open_registration="on")
+    ch.passwd("nurse1", PASSWORD)
+    ch.start()
+    gate = Gate(ch)
+    try:
+        cs = [sasl_from(ch, f"127.0.0.{10 + i // 4}", f"nobody{i}", "wrong password!",
+                        f"g{i}") for i in range(24)]
+        good = irc_from(ch.port, "127.0.0.30")
+        good.register("nurse1", PASSWORD)
+        for c in cs + [good]:
+            m = c.expect(r"^ERROR :Closing Link: \S+ \((.*)\)$| (464|904) ", timeout=60)
+            assert m.group(1) == "Server busy, try again", c.lines[-3:]
+            assert c.closed_within(10)
+        assert ch.admin.metric("netwall_chat_logins_busy_total") >= 25
+    finally:
+        gate.open()
+
+
+def test_password_checks_count_per_source_network(chat):
+    """With source_prefix_v4 = 24, 127.0.0.1 (holding the worker) and 127.0.0.10-14 are one
+    source network: 4 of its checks are queued, its other logins wait; a login from
+    127.0.1.1, another network, is queued at once and checked before the waiting ones."""
+    ch = chat(register_timeout="120", source_prefix_v4="24")
+    ch.passwd("nurse1", PASSWORD)
+    ch.start()
+    gate = Gate(ch)
+    try:
+        same = [sasl_from(ch, f"127.0.0.{10 + i}", f"nobody{i}", "wrong password!", f"g{i}")
+                for i in range(5)]
+        ch.admin.wait_metric("netwall_chat_logins_pending", lambda v: v == 6, 20,
+                             "five logins held")
+        other = sasl_from(ch, "127.0.1.1", "nobody9", "wrong password!", "g9")
+        ch.admin.wait_metric("netwall_chat_logins_pending", lambda v: v == 7, 20,
+                             "the other network's login held")
+        gate.open()
+        for c in same + [other]:
+            c.expect(r" 904 g\d :SASL authentication failed$", timeout=120)
+    finally:
+        gate.open()
+    order = re.findall(r"event=login_failed peer=(\S+)", ch.proc.text())
+    # three of 127.0.0.10-14 were queued (which three is the server's reading order), two
+    # waited; 127.0.1.1 was queued before those two (counted per /32, it came last)
+    assert len(order) == 6 and order.index("127.0.1.1") == 3, order
+
+
+def test_register_over_the_unknown_share_is_told_to_retry(chat):
+    """REGISTER and decoys share 24 of the 32 checks: with the worker held by one REGISTER
+    and 23 decoy logins queued, another REGISTER is answered TEMPORARILY_UNAVAILABLE at once
+    (the client may retry), while a 24th decoy waits instead."""
+    ch = chat(register_timeout="120")
+    ch.passwd("nurse1", PASSWORD)
+    ch.start()
+    gate = Gate(ch)
+    try:
+        decoys = [sasl_from(ch, f"127.0.0.{10 + i // 4}", f"nobody{i}", "wrong password!",
+                            f"g{i}") for i in range(24)]
+        ch.admin.wait_metric("netwall_chat_logins_pending", lambda v: v == 25, 20,
+                             "the decoys held: 23 queued, one waiting")
+        r = irc_from(ch.port, "127.0.0.30")
+        r.send("NICK newcomer")
+        r.send("REGISTER * * :newcomer's password")
+        r.expect(r"^:\S+ FAIL REGISTER TEMPORARILY_UNAVAILABLE \* :Busy, try again$")
+        assert ch.admin.metric("netwall_chat_logins_busy_total") == 1
+        gate.open()
+        for d in decoys:
+            d.expect(r" 904 g\d+ :SASL authentication failed$", timeout=120)
+    finally:
+        gate.open()
 
 
 def test_login_failures_look_the_same(chat):
