@@ -447,6 +447,7 @@ static void tunnel_on_request(struct tunnel *t, struct tstream *s)
 		return;
 	}
 	r->hdrlen = (size_t)rc;
+	tstream_set_source(s, (const struct sockaddr *)&v.src);
 	t->ops->visit(t, s, &v, t->arg);
 }
 
@@ -1010,6 +1011,7 @@ int tunnel_open(struct tunnel *t, int fd, const struct tunnel_visit *v, void *ow
 	s->idle_limit = v->idle_timeout;
 	s->bytes = v->bytes;
 	s->last_io = clock_mono();
+	tstream_set_source(s, (const struct sockaddr *)&v->src);
 	if (tunnel_is_retiring(t))
 		tunnel_retire(t);
 	tstream_start(s);
