@@ -554,6 +554,7 @@ static void ag_reload(void *arg)
 	ag->services = ag_services(cfg);
 	log_set_level(cfg->c.d.log_level);
 	budget_set_limit(cfg->c.memory_budget);
+	tstream_budget_raised(); /* streams waiting for a budget now larger */
 	ag_admin(ag, cfg);
 	if (same) {
 		for (size_t i = 0; i < ag->ndialers; i++)

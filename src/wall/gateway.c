@@ -955,6 +955,7 @@ static void gw_reload(void *arg)
 	gw->cfg = cfg;
 	log_set_level(cfg->c.d.log_level);
 	budget_set_limit(cfg->c.memory_budget);
+	tstream_budget_raised(); /* streams waiting for a budget now larger */
 	gw_admin(gw, cfg);
 	/* Tunnels of agents no longer allowed, whose certificate changed, or (CA mode) whose
 	 * certificate no longer verifies, say because the CRL now revokes it, go. */

@@ -275,6 +275,15 @@ static void stream_share_next(struct tshare *x)
 	event_active(wake_ev, EV_WRITE, 0);
 }
 
+/* The budget was raised (a reload): the streams waiting for it, queued or parked, are
+ * woken as if bytes had been given back. */
+void tstream_budget_raised(void)
+{
+	if (wait_head != NULL)
+		event_active(wake_ev, EV_WRITE, 0);
+	stream_share_next(NULL);
+}
+
 /* ---- streams ---- */
 
 struct tstream *tstream_new(struct tunnel *t)

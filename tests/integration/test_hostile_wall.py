@@ -9,9 +9,11 @@ pass the budget, and a normal visitor on the same tunnel must still get its byte
 
 import hashlib
 import selectors
+import signal
 import socket
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -292,3 +294,45 @@ def test_one_source_cannot_lock_out_the_others(wall, echo):
     gw.admin.wait_metric("netwall_memory_held_bytes", lambda v: v == 0, 10, "held back to 0")
     ag.admin.wait_metric("netwall_memory_held_bytes", lambda v: v == 0, 10, "held back to 0")
     assert echo_works(port, source="127.0.0.2")
+
+
+def raise_budget(daemon, old, new):
+    """Rewrites memory_budget in daemon's config and reloads it (SIGHUP)."""
+    path = Path(daemon.config_path)
+    text = path.read_text()
+    assert f"memory_budget = {old}" in text
+    path.write_text(text.replace(f"memory_budget = {old}", f"memory_budget = {new}"))
+    mark = daemon.proc.mark()
+    daemon.proc.signal(signal.SIGHUP)
+    daemon.proc.wait_event("reloaded", 5, since=mark)
+
+
+def test_raised_budget_wakes_waiting_streams(wall, echo):
+    """A visitor whose stream waits for the budget is served once a reload raises
+    memory_budget: the reload used to set the number only, and the waiting streams were
+    woken only by bytes given back, which stalled visitors never give."""
+    e = echo()
+    gw, ag = wall.stack(e.addr, "echo", gw_extra={"memory_budget": str(MiB)},
+                        agent_extra={"memory_budget": str(MiB)})
+    port = gw.port("echo")
+    bad = []
+    try:
+        # ten sources, each within its share: together they take the whole window half
+        for k in range(10):
+            bad += stalled_visitors(port, f"127.0.0.{2 + k}", 20)
+        gw.admin.wait_metric("netwall_connections_open", lambda v: v == 200, 20,
+                             "the stalled visitors", service="echo")
+        wait_stalled(gw, "netwall_bytes_out_total", "the stalled visitors' streams to stall")
+        waits = gw.metric("netwall_memory_waits_total") + ag.metric("netwall_memory_waits_total")
+        waiting = connect(port, source="127.0.0.1", timeout=30)
+        waiting.sendall(b"ping")
+        wait_until(lambda: gw.metric("netwall_memory_waits_total") +
+                   ag.metric("netwall_memory_waits_total") > waits, 20,
+                   "the new visitor's stream to wait for the budget")
+        raise_budget(gw, MiB, 64 * MiB)
+        raise_budget(ag, MiB, 64 * MiB)
+        assert recv_exact(waiting, 4, timeout=30) == b"ping"
+        waiting.close()
+    finally:
+        for s in bad:
+            s.close()
