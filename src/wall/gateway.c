@@ -958,12 +958,18 @@ static void gw_reload(void *arg)
 	tstream_budget_raised(); /* streams waiting for a budget now larger */
 	gw_admin(gw, cfg);
 	/* Tunnels of agents no longer allowed, whose certificate changed, or (CA mode) whose
-	 * certificate no longer verifies, say because the CRL now revokes it, go. */
+	 * certificate no longer verifies, say because the CRL now revokes it, go. So do those
+	 * still in their handshake: their SSL verifies against the old context's store (the
+	 * old CRL); the agent dials again and meets the new one. */
 	for (size_t i = gw->ntunnels; i-- > 0;) {
 		struct tunnel *t = gw->tunnels[i];
 		const struct config_agent *ag = config_find_agent(cfg, tunnel_peer(t));
 		uint8_t fp[TLS_FP_LEN];
 		int err;
+		if (!tunnel_is_established(t)) {
+			tunnel_close(t, "reload");
+			continue;
+		}
 		if (tunnel_peer(t)[0] == '\0')
 			continue;
 		if (ag == NULL || (ag->has_fp && (tunnel_peer_fingerprint(t, fp) == -1 ||
