@@ -20,6 +20,8 @@
 #include "wall/budget.h"
 #include "wall/tunnel.h"
 
+#define AG_SERVICE_SHOWN 256 /* bytes of a requested service name that reach the log (the
+			      * gateway's :authority is kept up to STREAM_HDR_MAX) */
 #define AG_STABLE 5.0     /* seconds a tunnel must live before backoff starts over */
 
 struct agent;
@@ -331,8 +333,10 @@ static void ag_visit(struct tunnel *t, struct tstream *s, const struct tunnel_vi
 
 	(void)t;
 	if (tg == NULL || ag->draining) {
+		char shown[LOG_VALUE_SIZE(AG_SERVICE_SHOWN)];
 		log_limited(&ag->rate_visit, LOG_WARN, "event=stream_refused service=%s reason=%s",
-			    v->service, tg == NULL ? "unknown_service" : "draining");
+			    log_value(shown, sizeof(shown), v->service),
+			    tg == NULL ? "unknown_service" : "draining");
 		tstream_refuse(s);
 		return;
 	}

@@ -30,6 +30,7 @@
 #define GW_AGENT_CN_MAX 64      /* CA mode: an agent's CN, bytes (RFC 5280 ub-common-name);
 				 * longer is refused, not cut */
 #define GW_CN_SHOWN 128         /* bytes of a refused CN that reach the log */
+#define GW_SERVICES_SHOWN 512   /* bytes of an agent's services list that reach the log */
 
 struct gw_service;
 
@@ -258,6 +259,7 @@ static bool gw_list_has(const char *list, const char *name)
 static void gw_tunnel_up(struct tunnel *t, void *arg)
 {
 	struct gateway *gw = arg;
+	char services[LOG_VALUE_SIZE(GW_SERVICES_SHOWN)];
 
 	/* A reconnecting agent replaces its stale registration at once: same identity and
 	 * slot, or another instance (the process restarted) of the same identity. */
@@ -271,7 +273,8 @@ static void gw_tunnel_up(struct tunnel *t, void *arg)
 			tunnel_close(u, "replaced");
 	}
 	log_info("event=tunnel_up agent=%s peer=%s slot=%u services=%s", tunnel_peer(t),
-		 tunnel_peer_addr(t), tunnel_slot(t), tunnel_services(t));
+		 tunnel_peer_addr(t), tunnel_slot(t),
+		 log_value(services, sizeof(services), tunnel_services(t)));
 }
 
 static void gw_tunnel_draining(struct tunnel *t, void *arg)

@@ -297,6 +297,26 @@ def test_crl_reload_during_a_handshake(ca_wall):
     assert not gw.events("tunnel_up", since=mark)
     assert ca_wall["gw_admin"].metric("netwall_tunnels_up") == 0
 
+def test_services_header_cannot_forge_log_fields(ca_wall):
+    """An agent's x-netwall-services list is the agent's word: an item that is not a
+    config name (here one with spaces and '=') makes a bad hello, refused, and nothing of
+    it forges fields in the gateway's log. It was logged raw in tunnel_up before."""
+    sys.path.insert(0, str(HERE / "helpers"))
+    import fake_agent
+    gw = ca_wall["gw"]
+    crt = issue(ca_wall["dir"], ca_wall["ca"], "agent-fake", "clinic-ca")
+    mark = gw.mark()
+    try:
+        fake_agent.run(tunnel_port(ca_wall), crt[0], crt[1], seconds=2, log=lambda *a: None,
+                       services=b"echo agent=root peer=10.9.9.9 level=error")
+    except OSError:
+        pass
+    gw.wait_event("bad_hello", timeout=5, since=mark)
+    assert not gw.events("tunnel_up", since=mark)
+    for line in gw.text(mark).splitlines():
+        assert "agent=root" not in line and "level=error" not in line, line
+    assert ca_wall["gw_admin"].metric("netwall_tunnels_up") == 0
+
 # ---- the agent's pin of the gateway ----
 
 def test_agent_refuses_impostor_gateway(procs, keys, echo, tmp_path):
