@@ -662,13 +662,16 @@ static int gw_apply(struct gateway *gw, const struct config_gateway *cfg)
 				gw_service_unref(svc);
 			goto fail;
 		}
-		svc->cfg = cfg->services[i];
-		gw_limits(&svc->cfg, &lim);
-		listener_set_limits(svc->set, &lim);
 		next[i] = svc;
 	}
 	if (gw_sync_listeners(gw, NULL, tls, &ntls, cfg->listen, cfg->nlisten) == -1)
 		goto fail;
+	/* every bind succeeded: only now do the services take their new settings */
+	for (i = 0; i < cfg->nservices; i++) {
+		next[i]->cfg = cfg->services[i];
+		gw_limits(&next[i]->cfg, &lim);
+		listener_set_limits(next[i]->set, &lim);
+	}
 	memcpy(gw->tls, tls, sizeof(tls));
 	gw->ntls = ntls;
 	for (size_t k = 0; k < gw->nsvcs; k++) {

@@ -336,3 +336,33 @@ def test_raised_budget_wakes_waiting_streams(wall, echo):
     finally:
         for s in bad:
             s.close()
+
+
+def test_failed_reload_changes_no_service(wall, echo):
+    """A reload that fails (service b's new address is taken) keeps the running
+    configuration for every service: service a's new allowlist and max_per_source used to
+    be applied before b's bind failed."""
+    e = echo()
+    gw = wall.gateway({"a": svc(), "b": svc()})
+    wall.agent("site-a", gw, {"a": e.addr, "b": e.addr})
+    gw.wait_tunnels(2)
+    pa, pb = gw.port("a"), gw.port("b")
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        path = Path(gw.config_path)
+        text = path.read_text()
+        new = text.replace("[service a]", "[service a]\nmax_per_source = 1\nallow = 10.0.0.0/8", 1)
+        new = new.replace(f":{pb}", f":{busy.getsockname()[1]}")
+        assert new.count("allow = 10.0.0.0/8") == 1 and f":{pb}" not in new
+        path.write_text(new)
+        mark = gw.proc.mark()
+        gw.proc.signal(signal.SIGHUP)
+        gw.proc.wait_event("reload_failed", 5, since=mark)
+        assert echo_works(pa, timeout=10)
+        with connect(pa) as one, connect(pa) as two:
+            assert echo_works(pa, timeout=10)
+        assert not gw.proc.events("visitor_rejected", since=mark)
+    finally:
+        busy.close()
