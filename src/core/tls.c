@@ -117,7 +117,8 @@ int tls_ctx_load_crl(SSL_CTX *ctx, const char *file, char *err, size_t errlen)
 		tls_err(err, errlen, "cannot load CRL", file);
 		return -1;
 	}
-	X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+	/* the whole chain: an intermediate CA revoked by its issuer signs no more peers */
+	X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
 	return 0;
 }
 

@@ -24,8 +24,9 @@ SSL_CTX *tls_ctx_target(const char *ca, bool verify, char *err, size_t errlen);
 int tls_ctx_load_ca(SSL_CTX *ctx, const char *file, char *err, size_t errlen);
 
 /* Loads the CRLs of a PEM file (at least one) into ctx's trust store and checks every
- * peer's leaf certificate against them from then on (X509_V_FLAG_CRL_CHECK): a leaf whose
- * issuer has no current CRL there fails verification. */
+ * certificate of a peer's chain against them from then on (X509_V_FLAG_CRL_CHECK and
+ * X509_V_FLAG_CRL_CHECK_ALL): a certificate whose issuer has no current CRL there fails
+ * verification, so every CA in the chain needs one. */
 int tls_ctx_load_crl(SSL_CTX *ctx, const char *file, char *err, size_t errlen);
 
 /* SHA-256 of the certificate's DER encoding. */

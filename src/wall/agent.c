@@ -20,6 +20,8 @@
 #include "wall/budget.h"
 #include "wall/tunnel.h"
 
+#define AG_SERVICE_SHOWN 256 /* bytes of a requested service name that reach the log (the
+			      * gateway's :authority is kept up to STREAM_HDR_MAX) */
 #define AG_STABLE 5.0     /* seconds a tunnel must live before backoff starts over */
 
 struct agent;
@@ -331,8 +333,10 @@ static void ag_visit(struct tunnel *t, struct tstream *s, const struct tunnel_vi
 
 	(void)t;
 	if (tg == NULL || ag->draining) {
+		char shown[LOG_VALUE_SIZE(AG_SERVICE_SHOWN)];
 		log_limited(&ag->rate_visit, LOG_WARN, "event=stream_refused service=%s reason=%s",
-			    v->service, tg == NULL ? "unknown_service" : "draining");
+			    log_value(shown, sizeof(shown), v->service),
+			    tg == NULL ? "unknown_service" : "draining");
 		tstream_refuse(s);
 		return;
 	}
@@ -554,6 +558,7 @@ static void ag_reload(void *arg)
 	ag->services = ag_services(cfg);
 	log_set_level(cfg->c.d.log_level);
 	budget_set_limit(cfg->c.memory_budget);
+	tstream_budget_raised(); /* streams waiting for a budget now larger */
 	ag_admin(ag, cfg);
 	if (same) {
 		for (size_t i = 0; i < ag->ndialers; i++)

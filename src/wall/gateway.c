@@ -30,6 +30,7 @@
 #define GW_AGENT_CN_MAX 64      /* CA mode: an agent's CN, bytes (RFC 5280 ub-common-name);
 				 * longer is refused, not cut */
 #define GW_CN_SHOWN 128         /* bytes of a refused CN that reach the log */
+#define GW_SERVICES_SHOWN 512   /* bytes of an agent's services list that reach the log */
 
 struct gw_service;
 
@@ -258,6 +259,7 @@ static bool gw_list_has(const char *list, const char *name)
 static void gw_tunnel_up(struct tunnel *t, void *arg)
 {
 	struct gateway *gw = arg;
+	char services[LOG_VALUE_SIZE(GW_SERVICES_SHOWN)];
 
 	/* A reconnecting agent replaces its stale registration at once: same identity and
 	 * slot, or another instance (the process restarted) of the same identity. */
@@ -271,7 +273,8 @@ static void gw_tunnel_up(struct tunnel *t, void *arg)
 			tunnel_close(u, "replaced");
 	}
 	log_info("event=tunnel_up agent=%s peer=%s slot=%u services=%s", tunnel_peer(t),
-		 tunnel_peer_addr(t), tunnel_slot(t), tunnel_services(t));
+		 tunnel_peer_addr(t), tunnel_slot(t),
+		 log_value(services, sizeof(services), tunnel_services(t)));
 }
 
 static void gw_tunnel_draining(struct tunnel *t, void *arg)
@@ -662,13 +665,16 @@ static int gw_apply(struct gateway *gw, const struct config_gateway *cfg)
 				gw_service_unref(svc);
 			goto fail;
 		}
-		svc->cfg = cfg->services[i];
-		gw_limits(&svc->cfg, &lim);
-		listener_set_limits(svc->set, &lim);
 		next[i] = svc;
 	}
 	if (gw_sync_listeners(gw, NULL, tls, &ntls, cfg->listen, cfg->nlisten) == -1)
 		goto fail;
+	/* every bind succeeded: only now do the services take their new settings */
+	for (i = 0; i < cfg->nservices; i++) {
+		next[i]->cfg = cfg->services[i];
+		gw_limits(&next[i]->cfg, &lim);
+		listener_set_limits(next[i]->set, &lim);
+	}
 	memcpy(gw->tls, tls, sizeof(tls));
 	gw->ntls = ntls;
 	for (size_t k = 0; k < gw->nsvcs; k++) {
@@ -961,14 +967,21 @@ static void gw_reload(void *arg)
 	gw->cfg = cfg;
 	log_set_level(cfg->c.d.log_level);
 	budget_set_limit(cfg->c.memory_budget);
+	tstream_budget_raised(); /* streams waiting for a budget now larger */
 	gw_admin(gw, cfg);
 	/* Tunnels of agents no longer allowed, whose certificate changed, or (CA mode) whose
-	 * certificate no longer verifies, say because the CRL now revokes it, go. */
+	 * certificate no longer verifies, say because the CRL now revokes it, go. So do those
+	 * still in their handshake: their SSL verifies against the old context's store (the
+	 * old CRL); the agent dials again and meets the new one. */
 	for (size_t i = gw->ntunnels; i-- > 0;) {
 		struct tunnel *t = gw->tunnels[i];
 		const struct config_agent *ag = config_find_agent(cfg, tunnel_peer(t));
 		uint8_t fp[TLS_FP_LEN];
 		int err;
+		if (!tunnel_is_established(t)) {
+			tunnel_close(t, "reload");
+			continue;
+		}
 		if (tunnel_peer(t)[0] == '\0')
 			continue;
 		if (ag == NULL || (ag->has_fp && (tunnel_peer_fingerprint(t, fp) == -1 ||

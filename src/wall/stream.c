@@ -11,11 +11,26 @@
  * what it had. Windows take at most half the budget, so sockets can always be read. A
  * socket is read only up to what the peer's window lets us send (at most STREAM_IN_CAP) and
  * while the budget has room; the bytes read are held until framed. A stream that finds the
- * budget full waits on a queue, woken in order as bytes are given back. */
+ * budget full waits on a queue, woken in order as bytes are given back.
+ *
+ * Shares: once the windows granted pass a quarter of the budget, the streams of one source
+ * network (the visitor's address, IPv4 /32, IPv6 /64; the agent reads it from
+ * x-netwall-src) hold together at most 1/STREAM_SHARE_DIV of the budget as window, or one
+ * STREAM_WINDOW_FIRST. Its streams past that are parked on the share,
+ * oldest first, and granted as its own streams give window back, so one source whose
+ * visitors never read cannot take the window every other visitor needs.
+ *
+ * Hang-ups: a socket that is neither read nor written (its stream waits for window or for
+ * the budget) is polled each second for its peer hanging up. A reset ends the stream.
+ * A close (FIN) ends it when the far side answered but never gave it window (the far side
+ * keeps it waiting for its budget or share): the peer gave up before a byte could move, and
+ * the bytes it left cannot be read without the budget that is missing. Any other FIN is a
+ * half-close, read in turn. */
 #include <errno.h>
 #include <linux/tcp.h> /* struct tcp_info with tcpi_notsent_bytes */
 #include <netinet/in.h>
 #include <openssl/err.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -40,8 +55,236 @@ static struct log_rate stream_log_rate;
 static struct tstream *wait_head, *wait_tail;
 static struct event *wake_ev;
 
+/* The shares, by source network: a hash table that doubles when it holds as many shares as
+ * buckets. Each stream holds a reference to its share; a share goes with its last stream. */
+struct tshare {
+	struct tshare *next; /* in its bucket */
+	uint8_t key[17];     /* family length, then the network's bytes (host bits zero) */
+	uint64_t win;        /* window granted to its streams */
+	size_t refs;         /* streams holding it */
+	struct tstream *park_head, *park_tail;
+	struct tshare *pk_prev, *pk_next; /* on the list of shares with parked streams */
+};
+static struct tshare **share_b;
+static size_t share_n, share_used; /* buckets (a power of two), shares */
+static struct tshare *parked_head, *parked_tail; /* shares with parked streams, in turn */
+
 static void stream_on_read(evutil_socket_t fd, short what, void *arg);
 static void stream_on_write(evutil_socket_t fd, short what, void *arg);
+static void stream_reset(struct tstream *s, uint32_t code);
+
+/* ---- shares ---- */
+
+static void stream_share_key(const struct sockaddr *sa, uint8_t key[17])
+{
+	const uint8_t *p;
+	unsigned len, bits;
+
+	memset(key, 0, 17);
+	if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *in6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+		p = IN6_IS_ADDR_V4MAPPED(in6) ? in6->s6_addr + 12 : in6->s6_addr;
+		len = IN6_IS_ADDR_V4MAPPED(in6) ? 4 : 16;
+	} else if (sa->sa_family == AF_INET) {
+		p = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
+		len = 4;
+	} else {
+		return;
+	}
+	bits = len == 4 ? STREAM_SHARE_V4 : STREAM_SHARE_V6;
+	key[0] = (uint8_t)len;
+	memcpy(key + 1, p, bits / 8);
+}
+
+/* FNV-1a over the key: sources are peer-chosen, but a bucket's chain is bounded by the
+ * streams open, as the listener's per-source table is by its connections. */
+static size_t stream_share_hash(const uint8_t key[17], size_t n)
+{
+	uint32_t h = 2166136261u;
+
+	for (int i = 0; i < 17; i++)
+		h = (h ^ key[i]) * 16777619u;
+	return h & (n - 1);
+}
+
+static void stream_share_grow(void)
+{
+	size_t n = share_n ? share_n * 2 : 64;
+	struct tshare **b = calloc(n, sizeof(*b));
+
+	if (b == NULL)
+		abort();
+	for (size_t i = 0; i < share_n; i++) {
+		for (struct tshare *x = share_b[i], *next; x != NULL; x = next) {
+			size_t h = stream_share_hash(x->key, n);
+			next = x->next;
+			x->next = b[h];
+			b[h] = x;
+		}
+	}
+	free(share_b);
+	share_b = b;
+	share_n = n;
+}
+
+/* Attaches s to the share of source sa (once, before its first grant). */
+void tstream_set_source(struct tstream *s, const struct sockaddr *sa)
+{
+	uint8_t key[17];
+	struct tshare *x;
+	size_t h;
+
+	if (s->share != NULL)
+		return;
+	stream_share_key(sa, key);
+	if (share_used >= share_n)
+		stream_share_grow();
+	h = stream_share_hash(key, share_n);
+	for (x = share_b[h]; x != NULL; x = x->next)
+		if (memcmp(x->key, key, 17) == 0)
+			break;
+	if (x == NULL) {
+		x = calloc(1, sizeof(*x));
+		if (x == NULL)
+			abort();
+		memcpy(x->key, key, 17);
+		x->next = share_b[h];
+		share_b[h] = x;
+		share_used++;
+	}
+	x->refs++;
+	s->share = x;
+}
+
+static void stream_share_put(struct tshare *x)
+{
+	struct tshare **pp;
+
+	if (x == NULL || --x->refs > 0)
+		return;
+	if (x->win != 0 || x->park_head != NULL)
+		log_fatal("event=bug what=stream_share_put win=%llu", (unsigned long long)x->win);
+	pp = &share_b[stream_share_hash(x->key, share_n)];
+	while (*pp != x)
+		pp = &(*pp)->next;
+	*pp = x->next;
+	share_used--;
+	free(x);
+}
+
+/* The most window one share may hold now. */
+static uint64_t stream_share_cap(void)
+{
+	uint64_t cap = budget_limit() / STREAM_SHARE_DIV;
+
+	return cap > STREAM_WINDOW_FIRST ? cap : STREAM_WINDOW_FIRST;
+}
+
+/* May n more bytes of window go to s's share? Shares bite under contention only: while the
+ * windows granted stay within a quarter of the budget (half their half), any may; past it,
+ * a share may hold stream_share_cap() (and one holding none always may). */
+static bool stream_share_fits(const struct tstream *s, uint64_t n)
+{
+	return s->share == NULL || s->share->win == 0 || budget_window() + n <= budget_limit() / 4 ||
+	       s->share->win + n <= stream_share_cap();
+}
+
+static void stream_park(struct tstream *s)
+{
+	struct tshare *x = s->share;
+
+	if (s->parked)
+		return;
+	s->parked = true;
+	s->park_prev = x->park_tail;
+	s->park_next = NULL;
+	if (x->park_tail != NULL) {
+		x->park_tail->park_next = s;
+	} else {
+		x->park_head = s;
+		x->pk_prev = parked_tail;
+		x->pk_next = NULL;
+		if (parked_tail != NULL)
+			parked_tail->pk_next = x;
+		else
+			parked_head = x;
+		parked_tail = x;
+	}
+	x->park_tail = s;
+	budget_note_wait();
+}
+
+static void stream_unpark(struct tstream *s)
+{
+	struct tshare *x = s->share;
+
+	if (!s->parked)
+		return;
+	if (s->park_prev != NULL)
+		s->park_prev->park_next = s->park_next;
+	else
+		x->park_head = s->park_next;
+	if (s->park_next != NULL)
+		s->park_next->park_prev = s->park_prev;
+	else
+		x->park_tail = s->park_prev;
+	s->park_prev = s->park_next = NULL;
+	s->parked = false;
+	if (x->park_head != NULL)
+		return;
+	if (x->pk_prev != NULL)
+		x->pk_prev->pk_next = x->pk_next;
+	else
+		parked_head = x->pk_next;
+	if (x->pk_next != NULL)
+		x->pk_next->pk_prev = x->pk_prev;
+	else
+		parked_tail = x->pk_prev;
+	x->pk_prev = x->pk_next = NULL;
+}
+
+static void stream_wait(struct tstream *s, unsigned want);
+
+/* Window was given back or granted: the oldest parked stream of share x, if x has room
+ * now, goes to the budget's queue, which grants it on the next turn; so does the oldest of
+ * the next share in turn, if the windows are back within a quarter of the budget. Each
+ * grant calls this again, so parked streams are granted one by one while there is room. */
+static void stream_share_next(struct tshare *x)
+{
+	struct tstream *p = x != NULL ? x->park_head : NULL;
+
+	if (p != NULL && stream_share_fits(p, STREAM_WINDOW_LEAST)) {
+		stream_unpark(p);
+		stream_wait(p, STREAM_WANT_GRANT);
+		event_active(wake_ev, EV_WRITE, 0);
+	}
+	x = parked_head;
+	if (x == NULL || budget_window() + STREAM_WINDOW_LEAST > budget_limit() / 4)
+		return;
+	p = x->park_head;
+	stream_unpark(p); /* x leaves the list if p was its last; else it goes to the back */
+	if (x->park_head != NULL && x != parked_tail) {
+		parked_head = x->pk_next;
+		parked_head->pk_prev = NULL;
+		x->pk_prev = parked_tail;
+		x->pk_next = NULL;
+		parked_tail->pk_next = x;
+		parked_tail = x;
+	}
+	stream_wait(p, STREAM_WANT_GRANT);
+	event_active(wake_ev, EV_WRITE, 0);
+}
+
+/* The budget was raised (a reload): the streams waiting for it, queued or parked, are
+ * woken as if bytes had been given back. */
+void tstream_budget_raised(void)
+{
+	if (wait_head != NULL)
+		event_active(wake_ev, EV_WRITE, 0);
+	stream_share_next(NULL);
+}
+
+/* ---- streams ---- */
 
 struct tstream *tstream_new(struct tunnel *t)
 {
@@ -94,6 +337,27 @@ static void stream_set_writing(struct tstream *s, bool on)
 	else
 		event_del(s->wev);
 }
+
+/* Has the peer of a socket that is neither read nor written hung up? A reset ends the
+ * stream; so does a close before the far side ever gave the stream window (see the top of
+ * this file). Checked with poll(), not with a libevent watch: an edge-triggered watch
+ * shares the descriptor's one trigger mode with rev and wev. */
+static void stream_check_hangup(struct tstream *s)
+{
+	struct pollfd p = { .fd = s->fd, .events = POLLRDHUP };
+
+	if (s->fd == -1 || s->reading || s->writing || s->connecting || s->handshaking ||
+	    poll(&p, 1, 0) != 1)
+		return;
+	if (p.revents & POLLERR) {
+		log_debug("event=stream_hangup stream=%d how=reset", s->id);
+		stream_reset(s, NGHTTP2_CONNECT_ERROR);
+	} else if ((p.revents & (POLLRDHUP | POLLHUP)) && s->peer_ready && !s->peer_opened) {
+		log_debug("event=stream_hangup stream=%d how=closed_without_window", s->id);
+		stream_reset(s, NGHTTP2_CANCEL);
+	}
+}
+
 
 static void stream_on_wake(evutil_socket_t fd, short what, void *arg);
 
@@ -175,23 +439,30 @@ static void stream_on_wake(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* Grants the peer the stream's first window, or queues the stream until the budget has
- * room. The stream must already exist in the HTTP/2 session. */
+/* Grants the peer the stream's first window, or parks the stream until its share has room,
+ * or queues it until the budget has. The stream must already exist in the HTTP/2 session. */
 void tstream_grant(struct tstream *s)
 {
 	struct tunnel *t = s->t;
 
 	uint32_t first = STREAM_WINDOW_FIRST;
 
-	if (s->win > 0 || s->h2_closed || s->remote_eof || t->h2 == NULL || s->id <= 0)
+	if (s->win > 0 || s->parked || s->h2_closed || s->remote_eof || t->h2 == NULL || s->id <= 0)
 		return;
-	if (budget_window() + first > budget_limit() / 4)
+	if (budget_window() + first > budget_limit() / 4 || !stream_share_fits(s, first))
 		first = STREAM_WINDOW_LEAST;
+	if (!stream_share_fits(s, first)) {
+		stream_park(s);
+		return;
+	}
 	if (!budget_take_window(first)) {
 		stream_wait(s, STREAM_WANT_GRANT);
 		return;
 	}
 	s->win = first;
+	if (s->share != NULL)
+		s->share->win += first;
+	stream_share_next(s->share);
 	nghttp2_session_set_local_window_size(t->h2, NGHTTP2_FLAG_NONE, s->id, (int32_t)s->win);
 	tunnel_schedule_flush(t);
 }
@@ -213,8 +484,8 @@ static uint32_t stream_unsent(const struct tstream *s)
  * with the kernel keeping at most an eighth of it unsent (a reader that stops reading may
  * be absorbed by a send buffer of megabytes before the socket blocks; a reader slower than
  * the tunnel gains nothing from a larger window anyway), up to stream_window, while the
- * windows granted stay under 3/8 of the budget: the last eighth of their half is kept for
- * first windows. */
+ * windows granted stay under 3/8 of the budget (the last eighth of their half is kept for
+ * first windows) and its share has room. */
 static void stream_grow(struct tstream *s)
 {
 	struct tunnel *t = s->t;
@@ -228,8 +499,11 @@ static void stream_grow(struct tstream *s)
 	if (inc > s->win)
 		inc = s->win;
 	if (!s->blocked && inc > 0 && !s->h2_closed && t->h2 != NULL &&
-	    budget_window() + inc <= budget_limit() / 8 * 3 && budget_take_window(inc)) {
+	    budget_window() + inc <= budget_limit() / 8 * 3 && stream_share_fits(s, inc) &&
+	    budget_take_window(inc)) {
 		s->win += inc;
+		if (s->share != NULL)
+			s->share->win += inc;
 		nghttp2_session_set_local_window_size(t->h2, NGHTTP2_FLAG_NONE, s->id,
 						      (int32_t)s->win);
 		tunnel_schedule_flush(t);
@@ -242,7 +516,7 @@ static void stream_grow(struct tstream *s)
  * connection) let us send now, at most STREAM_IN_CAP. A stream the peer gives no window
  * reads nothing, so what a stalled peer costs stays on its side; the window update that
  * opens it starts the reading again (tstream_window_opened). */
-static size_t stream_in_cap(const struct tstream *s)
+static size_t stream_in_cap(struct tstream *s)
 {
 	struct tunnel *t = s->t;
 	int32_t w, c;
@@ -250,6 +524,8 @@ static size_t stream_in_cap(const struct tstream *s)
 	if (t->h2 == NULL || s->id <= 0 || s->h2_closed)
 		return 0;
 	w = nghttp2_session_get_stream_remote_window_size(t->h2, s->id);
+	if (w > 0)
+		s->peer_opened = true;
 	c = nghttp2_session_get_remote_window_size(t->h2);
 	if (c < w)
 		w = c;
@@ -274,6 +550,9 @@ static void stream_resume_reading(struct tstream *s)
 
 void tstream_window_opened(struct tstream *s)
 {
+	if (s->t->h2 != NULL && s->id > 0 && !s->h2_closed &&
+	    nghttp2_session_get_stream_remote_window_size(s->t->h2, s->id) > 0)
+		s->peer_opened = true;
 	if (!s->win_blocked)
 		return;
 	s->win_blocked = false;
@@ -340,10 +619,19 @@ void tstream_free(struct tstream *s)
 
 	stream_close_fd(s, true);
 	stream_unwait(s);
+	stream_unpark(s);
 	/* bytes received and never written still hold connection window: give it back */
 	if (unsent > 0 && t->h2 != NULL && s->id > 0)
 		nghttp2_session_consume_connection(t->h2, unsent);
 	stream_give(s->in_held, s->win);
+	if (s->share != NULL)
+		s->share->win -= s->win;
+	if (s->win > 0)
+		stream_share_next(s->share);
+	if (s->share != NULL) {
+		stream_share_put(s->share);
+		s->share = NULL;
+	}
 	s->win = 0;
 	s->in_held = 0;
 	if (!s->h2_closed && s->id > 0 && t->h2 != NULL)
@@ -481,11 +769,17 @@ void tstream_h2_closed(struct tstream *s, uint32_t code)
 
 void tstream_on_response(struct tstream *s, const char *status)
 {
-	if (memcmp(status, "200", 3) != 0)
+	if (memcmp(status, "200", 3) != 0) {
 		stream_reset(s, NGHTTP2_CANCEL);
+		return;
+	}
+	/* the agent grants a stream's window before it answers: if none came, it keeps the
+	 * stream waiting, and a visitor that hung up meanwhile is gone for good */
+	s->peer_ready = true;
 }
 
-/* Resets the streams of t that carried nothing, either way, for their idle limit. */
+/* Resets the streams of t that carried nothing, either way, for their idle limit, and those
+ * whose socket, neither read nor written, was hung up on (stream_check_hangup). */
 void tstream_expire_idle(struct tunnel *t, double now)
 {
 	struct tstream *s = t->streams, *next;
@@ -497,6 +791,8 @@ void tstream_expire_idle(struct tunnel *t, double now)
 				  now - s->last_io);
 			tunnel_stats.idle_timeouts++;
 			stream_reset(s, NGHTTP2_CANCEL);
+		} else {
+			stream_check_hangup(s);
 		}
 	}
 }

@@ -10,6 +10,7 @@
 
 #include "core/admin.h"
 #include "core/clock.h"
+#include "core/conf.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/tls.h"
@@ -447,6 +448,7 @@ static void tunnel_on_request(struct tunnel *t, struct tstream *s)
 		return;
 	}
 	r->hdrlen = (size_t)rc;
+	tstream_set_source(s, (const struct sockaddr *)&v.src);
 	t->ops->visit(t, s, &v, t->arg);
 }
 
@@ -469,10 +471,31 @@ static void tunnel_send_hello(struct tunnel *t)
 	tunnel_schedule_flush(t);
 }
 
+/* Is list (the agent's x-netwall-services) a comma list of config names, or empty? */
+static bool tunnel_services_ok(const char *list)
+{
+	char name[CONF_NAME_MAX + 1];
+
+	for (const char *p = list; *p;) {
+		size_t len = strcspn(p, ",");
+		if (len == 0 || len > CONF_NAME_MAX)
+			return false;
+		memcpy(name, p, len);
+		name[len] = '\0';
+		if (!conf_name_ok(name))
+			return false;
+		p += len;
+		if (*p == ',' && *++p == '\0')
+			return false;
+	}
+	return true;
+}
+
 static void tunnel_on_hello(struct tunnel *t)
 {
 	t->hello_id = -1;
-	if (strcmp(t->hello_status, "200") != 0 || t->instance[0] == '\0') {
+	if (strcmp(t->hello_status, "200") != 0 || t->instance[0] == '\0' ||
+	    (t->services != NULL && !tunnel_services_ok(t->services))) {
 		log_warn("event=bad_hello peer=%s agent=%s", t->addr, t->peer);
 		tunnel_close(t, "bad_hello");
 		return;
@@ -1010,6 +1033,7 @@ int tunnel_open(struct tunnel *t, int fd, const struct tunnel_visit *v, void *ow
 	s->idle_limit = v->idle_timeout;
 	s->bytes = v->bytes;
 	s->last_io = clock_mono();
+	tstream_set_source(s, (const struct sockaddr *)&v->src);
 	if (tunnel_is_retiring(t))
 		tunnel_retire(t);
 	tstream_start(s);

@@ -134,6 +134,10 @@ size_t tunnel_nstreams(const struct tunnel *t);
 void *tunnel_user(const struct tunnel *t);
 void tunnel_set_user(struct tunnel *t, void *user);
 
+/* A reload raised memory_budget: wakes the streams waiting for it (call after
+ * budget_set_limit). */
+void tstream_budget_raised(void);
+
 /* Agent side of a stream: connect it to a target. */
 struct tstream_target {
 	const struct sockaddr *sa; /* TCP target, or NULL for a Unix socket */

@@ -35,6 +35,11 @@
 #define STREAM_READ_CHUNK (256 * 1024)  /* largest read from a socket */
 #define STREAM_READ_MIN (16 * 1024)     /* smallest read from a socket */
 #define STREAM_HDR_MAX 256              /* a header value we keep (service, address) */
+#define STREAM_SHARE_DIV 16             /* a source network's streams together hold at most
+					 * 1/16 of the budget as window (an eighth of the
+					 * window half), or one STREAM_WINDOW_FIRST */
+#define STREAM_SHARE_V4 32              /* a source network: IPv4 /32, IPv6 /64 (the */
+#define STREAM_SHARE_V6 64              /* ... defaults of max_per_source) */
 
 enum tunnel_state {
 	TUNNEL_HANDSHAKE = 0,
@@ -91,6 +96,8 @@ struct tstream_req {
 	char tls_name[STREAM_HDR_MAX];
 };
 
+struct tshare; /* stream.c: the window held by one source network's streams */
+
 struct tstream {
 	struct tunnel *t;
 	int32_t id;
@@ -109,12 +116,17 @@ struct tstream {
 	uint32_t drained;  /* bytes written to the socket since the window last could grow */
 	size_t in_held;    /* bytes of in held against the budget (all of them) */
 	unsigned wants;    /* STREAM_WANT_*: what it waits for while on the budget's queue */
+	struct tshare *share; /* its source network's share, or NULL (tstream_set_source) */
 	struct tstream *prev, *next, *dirty_next, *wait_prev, *wait_next;
+	struct tstream *park_prev, *park_next; /* on its share's list, waiting for a grant */
 	bool connecting, handshaking, rd_eof, rd_err, eof_sent, remote_eof, wr_shut;
 	bool h2_closed, deferred, reading, writing, dirty, provider, counted, aborted;
 	bool waiting; /* on the budget's queue */
 	bool blocked; /* the socket said EAGAIN since drained last started from 0 */
 	bool win_blocked; /* stopped reading until the peer's window opens */
+	bool parked;      /* waits for its share to have room for a first window */
+	bool peer_ready;  /* gateway: the agent answered 200, after granting window if it could */
+	bool peer_opened; /* the peer has given the stream window at least once */
 };
 
 /* stream.c, called by tunnel.c */
@@ -133,6 +145,7 @@ void tstream_on_response(struct tstream *s, const char *status);
 void tstream_expire_idle(struct tunnel *t, double now);
 void tstream_grant(struct tstream *s);
 void tstream_window_opened(struct tstream *s);
+void tstream_set_source(struct tstream *s, const struct sockaddr *sa);
 
 /* tunnel.c, called by stream.c */
 void tunnel_schedule_flush(struct tunnel *t);

@@ -3,8 +3,10 @@ the gateway verified by the agent against the CA and a server name; revocation b
 The agent's pin of the gateway: an impostor gateway is refused."""
 
 import datetime
+import re
 import signal
 import subprocess
+import sys
 
 import pytest
 from cryptography import x509
@@ -12,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from conftest import (NETWALL_BIN, Admin, admin_answers, agent_config, connect, free_port,
+from conftest import (HERE, NETWALL_BIN, Admin, admin_answers, agent_config, connect, free_port,
                       gateway_config, ini_text, recv_exact, svc, wait_until)
 
 
@@ -262,6 +264,58 @@ def test_crl_change_follows_sighup(ca_wall):
     assert recv_exact(s, 4) == b"back"
     s.close()
 
+
+def tunnel_port(ca_wall):
+    text = (ca_wall["dir"] / "gateway.ini").read_text()
+    return int(re.search(r"listen = 127\.0\.0\.1:(\d+)", text).group(1))
+
+
+@pytest.mark.parametrize("ca_wall", ["crl"], indirect=True)
+def test_crl_reload_during_a_handshake(ca_wall):
+    """An agent revoked while its handshake is still under way is refused: a reload closes
+    the tunnels not yet established (their SSL verifies against the old store, CRL
+    included), and the agent's redial meets the new CRL. The gateway took such a tunnel
+    before."""
+    sys.path.insert(0, str(HERE / "helpers"))
+    import fake_agent
+    gw = ca_wall["gw"]
+    crt = issue(ca_wall["dir"], ca_wall["ca"], "agent-rev", "clinic-ca")
+
+    def revoke_and_reload():
+        write_crl(ca_wall["crl"], ca_wall["ca"], [serial_of(crt[0])])
+        mark = gw.mark()
+        gw.signal(signal.SIGHUP)
+        gw.wait_event("reloaded", timeout=5, since=mark)
+
+    mark = gw.mark()
+    try:
+        answered = fake_agent.run(tunnel_port(ca_wall), crt[0], crt[1],
+                                  hold=revoke_and_reload, seconds=3, log=lambda *a: None)
+    except OSError:
+        answered = False   # the gateway closed the connection under the agent's feet
+    assert not answered, "the gateway took a tunnel revoked during its handshake"
+    assert not gw.events("tunnel_up", since=mark)
+    assert ca_wall["gw_admin"].metric("netwall_tunnels_up") == 0
+
+def test_services_header_cannot_forge_log_fields(ca_wall):
+    """An agent's x-netwall-services list is the agent's word: an item that is not a
+    config name (here one with spaces and '=') makes a bad hello, refused, and nothing of
+    it forges fields in the gateway's log. It was logged raw in tunnel_up before."""
+    sys.path.insert(0, str(HERE / "helpers"))
+    import fake_agent
+    gw = ca_wall["gw"]
+    crt = issue(ca_wall["dir"], ca_wall["ca"], "agent-fake", "clinic-ca")
+    mark = gw.mark()
+    try:
+        fake_agent.run(tunnel_port(ca_wall), crt[0], crt[1], seconds=2, log=lambda *a: None,
+                       services=b"echo agent=root peer=10.9.9.9 level=error")
+    except OSError:
+        pass
+    gw.wait_event("bad_hello", timeout=5, since=mark)
+    assert not gw.events("tunnel_up", since=mark)
+    for line in gw.text(mark).splitlines():
+        assert "agent=root" not in line and "level=error" not in line, line
+    assert ca_wall["gw_admin"].metric("netwall_tunnels_up") == 0
 
 # ---- the agent's pin of the gateway ----
 

@@ -9,20 +9,23 @@ pass the budget, and a normal visitor on the same tunnel must still get its byte
 
 import hashlib
 import selectors
+import signal
 import socket
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
-from conftest import (HERE, SANITIZED, MiB, connect, mem_kib, recv_exact, svc, wait_port,
-                      wait_until, free_port, Target)
+from conftest import (HERE, SANITIZED, MiB, connect, echo_works, mem_kib, recv_exact, svc,
+                      wait_port, wait_until, free_port, Target)
 
 sys.path.insert(0, str(HERE / "helpers"))
 from hostile_target import BLOCK, pattern_sha256  # noqa: E402
 
 PUSH = 16 * MiB
 N_STUCK = 50
+OTHER = "127.0.0.2"  # a source other than the stuck visitors' (127.0.0.1)
 
 
 @pytest.fixture
@@ -68,9 +71,9 @@ def wait_stalled(daemon, metric, what):
     wait_until(stalled, 60, what, interval=0.25)
 
 
-def pull_pattern(port, n, timeout=120):
+def pull_pattern(port, n, timeout=120, source=None):
     """A normal visitor: PUSH n, read to EOF; returns (size, sha256)."""
-    with connect(port, timeout=timeout) as s:
+    with connect(port, timeout=timeout, source=source) as s:
         s.sendall(b"PUSH %d\n" % n)
         h = hashlib.sha256()
         size = 0
@@ -83,10 +86,10 @@ def pull_pattern(port, n, timeout=120):
     return size, h.hexdigest()
 
 
-def echo_exact(port, n, timeout=60):
+def echo_exact(port, n, timeout=60, source=None):
     """A normal visitor: ECHO, n bytes out, the same n bytes back."""
     payload = (BLOCK * (n // len(BLOCK) + 1))[:n]
-    with connect(port, timeout=timeout) as s:
+    with connect(port, timeout=timeout, source=source) as s:
         s.sendall(b"ECHO\n")
         t = threading.Thread(target=s.sendall, args=(payload,), daemon=True)
         t.start()
@@ -127,8 +130,9 @@ def test_visitors_that_never_read(wall, hostile_target):
         check_rss(rss0, (gw, ag), budget)
         check_budget(gw, budget)
         check_budget(ag, budget)
-        # A normal visitor on the same tunnel gets all of its 16 MiB, byte-exact.
-        size, sha = pull_pattern(port, PUSH)
+        # A normal visitor on the same tunnel, from another source (the stuck visitors'
+        # source holds its share of the window), gets all of its 16 MiB, byte-exact.
+        size, sha = pull_pattern(port, PUSH, source=OTHER)
         assert size == PUSH and sha == pattern_sha256(PUSH)
         check_budget(gw, budget)
         check_budget(ag, budget)
@@ -187,8 +191,9 @@ def test_target_that_never_reads(wall, hostile_target):
         check_rss(rss0, (gw, ag), budget)
         check_budget(gw, budget)
         check_budget(ag, budget)
-        # A normal visitor on the same tunnel: 4 MiB out and the same 4 MiB back.
-        assert echo_exact(port, 4 * MiB)
+        # A normal visitor on the same tunnel, from another source: 4 MiB out and the same
+        # 4 MiB back.
+        assert echo_exact(port, 4 * MiB, source=OTHER)
         check_budget(gw, budget)
         check_budget(ag, budget)
     finally:
@@ -232,3 +237,132 @@ def test_budget_full_waits_and_resumes(wall, hostile_target):
     check_budget(ag, budget)
     gw.admin.wait_metric("netwall_memory_held_bytes", lambda v: v == 0, 10, "held back to 0")
     ag.admin.wait_metric("netwall_memory_held_bytes", lambda v: v == 0, 10, "held back to 0")
+
+
+def stalled_visitors(port, source, n, push=64 * 1024):
+    """n visitors from source that each send push bytes (as much as the socket takes at
+    once) and never read."""
+    out = []
+    for _ in range(n):
+        s = connect(port, source=source)
+        s.setblocking(False)
+        try:
+            s.send(b"x" * push)
+        except BlockingIOError:
+            pass
+        out.append(s)
+    return out
+
+
+def test_one_source_cannot_lock_out_the_others(wall, echo):
+    """One source's 150 visitors that never read took the whole window half of a 1 MiB
+    budget on both sides: every other visitor got no window, and a visitor that closed a
+    stream stalled that way was never noticed (its stream and its per-source slot stayed
+    until idle_timeout). Now a source holds at most its share of the window (an eighth of
+    the half), other sources are served, and a stalled visitor that hangs up is reset."""
+    e = echo()
+    gw, ag = wall.stack(e.addr, "echo", svc_opts={"max_per_source": "150"},
+                        gw_extra={"memory_budget": str(MiB)},
+                        agent_extra={"memory_budget": str(MiB)})
+    port = gw.port("echo")
+    bad = stalled_visitors(port, "127.0.0.2", 150)
+    try:
+        gw.admin.wait_metric("netwall_connections_open", lambda v: v == 150, 20,
+                             "the stalled visitors", service="echo")
+        ag.admin.wait_metric("netwall_streams_open", lambda v: v == 150, 20, "their streams")
+        wait_stalled(gw, "netwall_bytes_out_total", "the stalled visitors' streams to stall")
+        # another source is served
+        assert echo_works(port, source="127.0.0.1", timeout=10)
+        # a visitor whose streams stall (150 of them: more than its share) gives up
+        victim = stalled_visitors(port, "127.0.0.9", 150, push=2)
+        gw.admin.wait_metric("netwall_connections_open", lambda v: v == 300, 20,
+                             "the victim's visitors", service="echo")
+        ag.admin.wait_metric("netwall_streams_open", lambda v: v == 300, 20, "their streams")
+        for s in victim:
+            s.close()
+        # every one of its streams ends, and its per-source slots come back
+        gw.admin.wait_metric("netwall_connections_open", lambda v: v == 150, 20,
+                             "the victim's closed visitors to be released", service="echo")
+        assert echo_works(port, source="127.0.0.9", timeout=10)
+        check_budget(gw, MiB)
+        check_budget(ag, MiB)
+    finally:
+        for s in bad:
+            s.close()
+    gw.admin.wait_metric("netwall_connections_open", lambda v: v == 0, 20,
+                         "the stalled visitors to be released", service="echo")
+    gw.admin.wait_metric("netwall_memory_held_bytes", lambda v: v == 0, 10, "held back to 0")
+    ag.admin.wait_metric("netwall_memory_held_bytes", lambda v: v == 0, 10, "held back to 0")
+    assert echo_works(port, source="127.0.0.2")
+
+
+def raise_budget(daemon, old, new):
+    """Rewrites memory_budget in daemon's config and reloads it (SIGHUP)."""
+    path = Path(daemon.config_path)
+    text = path.read_text()
+    assert f"memory_budget = {old}" in text
+    path.write_text(text.replace(f"memory_budget = {old}", f"memory_budget = {new}"))
+    mark = daemon.proc.mark()
+    daemon.proc.signal(signal.SIGHUP)
+    daemon.proc.wait_event("reloaded", 5, since=mark)
+
+
+def test_raised_budget_wakes_waiting_streams(wall, echo):
+    """A visitor whose stream waits for the budget is served once a reload raises
+    memory_budget: the reload used to set the number only, and the waiting streams were
+    woken only by bytes given back, which stalled visitors never give."""
+    e = echo()
+    gw, ag = wall.stack(e.addr, "echo", gw_extra={"memory_budget": str(MiB)},
+                        agent_extra={"memory_budget": str(MiB)})
+    port = gw.port("echo")
+    bad = []
+    try:
+        # ten sources, each within its share: together they take the whole window half
+        for k in range(10):
+            bad += stalled_visitors(port, f"127.0.0.{2 + k}", 20)
+        gw.admin.wait_metric("netwall_connections_open", lambda v: v == 200, 20,
+                             "the stalled visitors", service="echo")
+        wait_stalled(gw, "netwall_bytes_out_total", "the stalled visitors' streams to stall")
+        waits = gw.metric("netwall_memory_waits_total") + ag.metric("netwall_memory_waits_total")
+        waiting = connect(port, source="127.0.0.1", timeout=30)
+        waiting.sendall(b"ping")
+        wait_until(lambda: gw.metric("netwall_memory_waits_total") +
+                   ag.metric("netwall_memory_waits_total") > waits, 20,
+                   "the new visitor's stream to wait for the budget")
+        raise_budget(gw, MiB, 64 * MiB)
+        raise_budget(ag, MiB, 64 * MiB)
+        assert recv_exact(waiting, 4, timeout=30) == b"ping"
+        waiting.close()
+    finally:
+        for s in bad:
+            s.close()
+
+
+def test_failed_reload_changes_no_service(wall, echo):
+    """A reload that fails (service b's new address is taken) keeps the running
+    configuration for every service: service a's new allowlist and max_per_source used to
+    be applied before b's bind failed."""
+    e = echo()
+    gw = wall.gateway({"a": svc(), "b": svc()})
+    wall.agent("site-a", gw, {"a": e.addr, "b": e.addr})
+    gw.wait_tunnels(2)
+    pa, pb = gw.port("a"), gw.port("b")
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        path = Path(gw.config_path)
+        text = path.read_text()
+        new = text.replace("[service a]", "[service a]\nmax_per_source = 1\nallow = 10.0.0.0/8", 1)
+        new = new.replace(f":{pb}", f":{busy.getsockname()[1]}")
+        assert new.count("allow = 10.0.0.0/8") == 1 and f":{pb}" not in new
+        path.write_text(new)
+        mark = gw.proc.mark()
+        gw.proc.signal(signal.SIGHUP)
+        gw.proc.wait_event("reload_failed", 5, since=mark)
+        assert echo_works(pa, timeout=10)
+        with connect(pa) as one, connect(pa) as two:
+            assert echo_works(pa, timeout=10)
+        assert not gw.proc.events("visitor_rejected", since=mark)
+    finally:
+        busy.close()

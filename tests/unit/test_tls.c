@@ -448,6 +448,22 @@ static void test_ctx_load_crl(void **state)
 	SSL_CTX_free(ctx);
 }
 
+/* The CRL check covers the whole chain, not the leaf alone: an intermediate CA revoked by
+ * its root's CRL must not go on signing agents (every CA in the chain then needs a CRL). */
+static void test_ctx_load_crl_checks_every_ca(void **state)
+{
+	char err[512] = "", path[128];
+	SSL_CTX *ctx = tls_ctx_server(srv_crt, srv_key, err, sizeof(err));
+	X509_VERIFY_PARAM *p;
+
+	assert_non_null(ctx);
+	write_crl("server-all.crl", path, sizeof(path));
+	assert_int_equal(tls_ctx_load_crl(ctx, path, err, sizeof(err)), 0);
+	p = X509_STORE_get0_param(SSL_CTX_get_cert_store(ctx));
+	assert_true((X509_VERIFY_PARAM_get_flags(p) & X509_V_FLAG_CRL_CHECK_ALL) != 0);
+	SSL_CTX_free(ctx);
+}
+
 static void test_ctx_target(void **state)
 {
 	char err[512] = "", path[128];
@@ -683,6 +699,7 @@ int main(void)
 		cmocka_unit_test(test_ctx_load_ca),
 		cmocka_unit_test(test_ctx_target),
 		cmocka_unit_test(test_handshake_tls13_mutual),
+		cmocka_unit_test(test_ctx_load_crl_checks_every_ca),
 		cmocka_unit_test(test_failure_reason_empty_queue),
 		cmocka_unit_test(test_failure_reason_not_tls),
 		cmocka_unit_test(test_failure_reason_old_protocol),
