@@ -6,6 +6,7 @@ process-wide memory budget."""
 
 import os
 import re
+from pathlib import Path
 import socket
 
 import pytest
@@ -218,19 +219,33 @@ class Gate:
         self.c = Irc(ch.port)
         self.c.send("NICK gatekeeper")
         self.c.send("REGISTER * * :gatekeeper's password")
-        ch.admin.wait_metric("netwall_chat_logins_pending", lambda v: v == 1, 20,
-                             "the REGISTER holding the worker")
+        # held: a thread of the chat is blocked opening the FIFO (the kernel's wait for the
+        # other end), not merely queued or still hashing the password
+        wait_until(lambda: self.worker_blocked(ch.proc.pid), 30,
+                   "the REGISTER to hold the password worker on the FIFO")
         self.held = True
 
-    def open(self):
-        """Lets the worker go; fails (never hangs) if it was not waiting on the FIFO."""
-        if self.held:
-            self.held = False
-            os.replace(self.saved, self.path)
+    @staticmethod
+    def worker_blocked(pid):
+        for task in Path(f"/proc/{pid}/task").iterdir():
             try:
-                os.close(os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK))
-            except OSError as e:  # ENXIO: nobody has it open for reading
-                raise AssertionError(f"the worker was not held on the FIFO: {e}") from None
+                if (task / "wchan").read_text().strip() == "wait_for_partner":
+                    return True
+            except OSError:
+                pass
+        return False
+
+    def open(self):
+        """Lets the worker go (it is blocked opening the FIFO: see __init__)."""
+        if not self.held:
+            return
+        self.held = False
+        os.replace(self.saved, self.path)
+
+        try:
+            os.close(os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError as e:  # ENXIO: nobody has it open for reading
+            raise AssertionError(f"the worker was not held on the FIFO: {e}") from None
 
 
 def sasl_from(ch, src, account, password, nick):
