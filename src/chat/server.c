@@ -1979,24 +1979,21 @@ static void chat_metrics(struct evbuffer *out, void *arg)
 	admin_sample(out, "netwall_chat_dropped_total", "reason=\"flood\"", ch->dropped_flood);
 	admin_family(out, "netwall_chat_refused_total", "counter", "connections refused");
 	admin_sample(out, "netwall_chat_refused_total", "", ch->refused);
-	admin_family(out, "netwall_chat_logins_failed_total", "counter", "failed logins");
-	admin_sample(out, "netwall_chat_logins_failed_total", "", ch->logins_failed);
-	admin_family(out, "netwall_chat_memory_held_bytes", "gauge",
-		     "bytes held for clients: queues, input read ahead, partial lines");
-	admin_sample(out, "netwall_chat_memory_held_bytes", "", ch->held);
-	admin_family(out, "netwall_chat_memory_budget_bytes", "gauge", "memory_budget");
-	admin_sample(out, "netwall_chat_memory_budget_bytes", "", ch->cfg->memory_budget);
-	admin_family(out, "netwall_chat_memory_waits_total", "counter",
-		     "times a client was not read because the bytes held reached the budget");
-	admin_sample(out, "netwall_chat_memory_waits_total", "", ch->budget_waits);
-	admin_family(out, "netwall_chat_logins_pending", "gauge",
+	admin_metric(out, "netwall_chat_logins_failed_total", "counter",
+		     "failed logins", ch->logins_failed);
+	admin_metric(out, "netwall_chat_memory_held_bytes", "gauge",
+		     "bytes held for clients: queues, input read ahead, partial lines", ch->held);
+	admin_metric(out, "netwall_chat_memory_budget_bytes", "gauge",
+		     "memory_budget", ch->cfg->memory_budget);
+	admin_metric(out, "netwall_chat_memory_waits_total", "counter",
+		     "times a client was not read because the bytes held reached the budget",
+		     ch->budget_waits);
+	admin_metric(out, "netwall_chat_logins_pending", "gauge",
 		     "clients whose password check (waiting, queued or running), or the delayed "
-		     "answer to it, is pending");
-	admin_sample(out, "netwall_chat_logins_pending", "", ch->auth_waiting);
-	admin_family(out, "netwall_chat_logins_busy_total", "counter",
+		     "answer to it, is pending", ch->auth_waiting);
+	admin_metric(out, "netwall_chat_logins_busy_total", "counter",
 		     "logins not checked by their registration deadline, and REGISTERs refused "
-		     "at a full password queue");
-	admin_sample(out, "netwall_chat_logins_busy_total", "", ch->logins_busy);
+		     "at a full password queue", ch->logins_busy);
 }
 
 static void chat_status(struct evbuffer *out, void *arg)

@@ -426,3 +426,10 @@ void admin_sample(struct evbuffer *out, const char *name, const char *labels, ui
 	else
 		evbuffer_add_printf(out, "%s %" PRIu64 "\n", name, value);
 }
+
+void admin_metric(struct evbuffer *out, const char *name, const char *type, const char *help,
+		  uint64_t value)
+{
+	admin_family(out, name, type, help);
+	admin_sample(out, name, "", value);
+}

@@ -46,5 +46,8 @@ bool admin_authorized(const char *auth, const char *token);
 /* Prometheus text helpers: a family header, then samples. labels is "" or 'k="v",k2="v2"'. */
 void admin_family(struct evbuffer *out, const char *name, const char *type, const char *help);
 void admin_sample(struct evbuffer *out, const char *name, const char *labels, uint64_t value);
+/* A family of one sample without labels: its header, then its value. */
+void admin_metric(struct evbuffer *out, const char *name, const char *type, const char *help,
+		  uint64_t value);
 
 #endif

@@ -1567,20 +1567,17 @@ static void intake_metrics(struct evbuffer *out, void *arg)
 	admin_family(out, "netwall_intake_connections_refused_total", "counter",
 		     "connections refused (allowlist, max_connections)");
 	admin_sample(out, "netwall_intake_connections_refused_total", "", s->conns_refused);
-	admin_family(out, "netwall_intake_memory_held_bytes", "gauge",
+	admin_metric(out, "netwall_intake_memory_held_bytes", "gauge",
 		     "bytes peers make the intake hold (partial frames, unfed input, messages "
-		     "awaiting answers, unread ACKs), counted against memory_budget");
-	admin_sample(out, "netwall_intake_memory_held_bytes", "", in->held);
-	admin_family(out, "netwall_intake_stalled_frames_total", "counter",
+		     "awaiting answers, unread ACKs), counted against memory_budget", in->held);
+	admin_metric(out, "netwall_intake_stalled_frames_total", "counter",
 		     "partial frames closed while reading was stopped at memory_budget, their "
-		     "senders silent");
-	admin_sample(out, "netwall_intake_stalled_frames_total", "", in->st.stalled);
-	admin_family(out, "netwall_intake_memory_budget_bytes", "gauge", "memory_budget");
-	admin_sample(out, "netwall_intake_memory_budget_bytes", "", in->cfg->memory_budget);
-	admin_family(out, "netwall_intake_memory_waits_total", "counter",
+		     "senders silent", in->st.stalled);
+	admin_metric(out, "netwall_intake_memory_budget_bytes", "gauge",
+		     "memory_budget", in->cfg->memory_budget);
+	admin_metric(out, "netwall_intake_memory_waits_total", "counter",
 		     "times reading stopped at memory_budget (all connections, or one whose "
-		     "next bytes did not fit)");
-	admin_sample(out, "netwall_intake_memory_waits_total", "", s->memory_waits);
+		     "next bytes did not fit)", s->memory_waits);
 	admin_family(out, "netwall_intake_frames_total", "counter", "MLLP frames received");
 	admin_sample(out, "netwall_intake_frames_total", "", s->frames);
 	admin_family(out, "netwall_intake_junk_bytes_total", "counter",
@@ -1641,23 +1638,20 @@ static void intake_metrics(struct evbuffer *out, void *arg)
 	}
 	admin_family(out, "netwall_intake_queue_depth", "gauge", "delivery jobs waiting");
 	admin_sample(out, "netwall_intake_queue_depth", "", snap.depth);
-	admin_family(out, "netwall_intake_delivery_attempts_total", "counter",
-		     "POSTs to the EMAR API");
-	admin_sample(out, "netwall_intake_delivery_attempts_total", "", ds.attempts);
-	admin_family(out, "netwall_intake_delivery_failures_total", "counter",
-		     "delivery attempts that did not deliver");
-	admin_sample(out, "netwall_intake_delivery_failures_total", "", ds.failures);
-	admin_family(out, "netwall_intake_delivered_total", "counter", "messages delivered");
-	admin_sample(out, "netwall_intake_delivered_total", "", ds.delivered);
+	admin_metric(out, "netwall_intake_delivery_attempts_total", "counter",
+		     "POSTs to the EMAR API", ds.attempts);
+	admin_metric(out, "netwall_intake_delivery_failures_total", "counter",
+		     "delivery attempts that did not deliver", ds.failures);
+	admin_metric(out, "netwall_intake_delivered_total", "counter",
+		     "messages delivered", ds.delivered);
 	admin_family(out, "netwall_intake_dead_letters_total", "counter",
 		     "messages dead-lettered");
 	admin_sample(out, "netwall_intake_dead_letters_total", "", ds.dead);
-	admin_family(out, "netwall_intake_deliveries_in_flight", "gauge",
-		     "Deliveries posted and not yet answered");
-	admin_sample(out, "netwall_intake_deliveries_in_flight", "", ds.in_flight);
-	admin_family(out, "netwall_intake_delivery_body_bytes", "gauge",
-		     "Bytes of request bodies in flight (bounded by a quarter of memory_budget)");
-	admin_sample(out, "netwall_intake_delivery_body_bytes", "", ds.body_bytes);
+	admin_metric(out, "netwall_intake_deliveries_in_flight", "gauge",
+		     "Deliveries posted and not yet answered", ds.in_flight);
+	admin_metric(out, "netwall_intake_delivery_body_bytes", "gauge",
+		     "Bytes of request bodies in flight (bounded by a quarter of memory_budget)",
+		     ds.body_bytes);
 }
 
 static void intake_status(struct evbuffer *out, void *arg)

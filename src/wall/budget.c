@@ -78,22 +78,19 @@ void budget_note_wait(void)
 
 void budget_render(struct evbuffer *out)
 {
-	admin_family(out, "netwall_memory_budget_bytes", "gauge",
-		     "The memory budget (memory_budget) for bytes peers can make us hold.");
-	admin_sample(out, "netwall_memory_budget_bytes", "", budget.limit);
-	admin_family(out, "netwall_memory_held_bytes", "gauge",
+	admin_metric(out, "netwall_memory_budget_bytes", "gauge",
+		     "The memory budget (memory_budget) for bytes peers can make us hold.",
+		     budget.limit);
+	admin_metric(out, "netwall_memory_held_bytes", "gauge",
 		     "Bytes held against the budget: socket bytes not yet framed, and receive "
-		     "window granted to the tunnel's peer.");
-	admin_sample(out, "netwall_memory_held_bytes", "", budget.held);
-	admin_family(out, "netwall_memory_window_bytes", "gauge",
+		     "window granted to the tunnel's peer.", budget.held);
+	admin_metric(out, "netwall_memory_window_bytes", "gauge",
 		     "Of netwall_memory_held_bytes, the receive window granted to the tunnel's "
-		     "peer (at most half the budget).");
-	admin_sample(out, "netwall_memory_window_bytes", "", budget.window);
-	admin_family(out, "netwall_memory_held_peak_bytes", "gauge",
-		     "The most netwall_memory_held_bytes has been since the process started.");
-	admin_sample(out, "netwall_memory_held_peak_bytes", "", budget.peak);
-	admin_family(out, "netwall_memory_waits_total", "counter",
+		     "peer (at most half the budget).", budget.window);
+	admin_metric(out, "netwall_memory_held_peak_bytes", "gauge",
+		     "The most netwall_memory_held_bytes has been since the process started.",
+		     budget.peak);
+	admin_metric(out, "netwall_memory_waits_total", "counter",
 		     "Times a stream stopped reading or went without window because the budget "
-		     "was full.");
-	admin_sample(out, "netwall_memory_waits_total", "", budget.waits);
+		     "was full.", budget.waits);
 }
