@@ -22,9 +22,10 @@ endif
 CORE_SRC := $(wildcard src/core/*.c)
 WALL_SRC := $(wildcard src/wall/*.c)
 HL7_SRC  := $(wildcard src/hl7/*.c)
+INTAKE_SRC := $(wildcard src/intake/*.c)
 CHAT_SRC := $(wildcard src/chat/*.c)
 CLI_SRC  := $(wildcard src/cli/*.c)
-LIB_SRC  := $(CORE_SRC) $(WALL_SRC) $(HL7_SRC) $(CHAT_SRC)
+LIB_SRC  := $(CORE_SRC) $(WALL_SRC) $(HL7_SRC) $(INTAKE_SRC) $(CHAT_SRC)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 
 # build/      release objects and binary

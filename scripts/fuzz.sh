@@ -29,7 +29,7 @@ command -v pkg-config >/dev/null 2>&1 || die "pkg-config not found (run make dep
 
 # The libraries and sources as the Makefile has them, so that the two never drift apart.
 PKGS="libevent libevent_openssl libnghttp2 inih openssl sqlite3 libpq libcurl jansson"
-LIB_SRC=$(ls src/core/*.c src/wall/*.c src/hl7/*.c src/chat/*.c)
+LIB_SRC=$(ls src/core/*.c src/wall/*.c src/hl7/*.c src/intake/*.c src/chat/*.c)
 LDLIBS=
 if mk=$(printf 'fuzz-vars:\n\t@echo "$(PKGS)"\n\t@echo "$(LIB_SRC)"\n\t@echo "$(LDLIBS)"\n' |
 	make --no-print-directory -s -f Makefile -f - fuzz-vars 2>/dev/null); then

@@ -14,6 +14,8 @@
 
 #include <openssl/crypto.h>
 
+#include "core/xalloc.h"
+
 struct auth {
 	struct event_base *base;
 	void (*done)(struct auth_job *, void *);
@@ -32,10 +34,8 @@ struct auth {
 
 struct auth_job *auth_job_new(void)
 {
-	struct auth_job *j = calloc(1, sizeof(*j));
+	struct auth_job *j = xcalloc(1, sizeof(*j));
 
-	if (j == NULL)
-		abort();
 	return j;
 }
 
@@ -149,12 +149,10 @@ static void auth_on_eventfd(evutil_socket_t fd, short what, void *arg)
 struct auth *auth_new(struct event_base *base, void (*done)(struct auth_job *, void *), void *arg,
 		      char *err, size_t errlen)
 {
-	struct auth *a = calloc(1, sizeof(*a));
+	struct auth *a = xcalloc(1, sizeof(*a));
 	sigset_t all, old;
 	int rc;
 
-	if (a == NULL)
-		abort();
 	a->base = base;
 	a->done = done;
 	a->arg = arg;

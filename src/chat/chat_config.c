@@ -7,6 +7,7 @@
 #include "chat/irc.h"
 #include "core/conf.h"
 #include "core/num.h"
+#include "core/xalloc.h"
 
 struct chat_load {
 	struct chat_config *c;
@@ -174,13 +175,11 @@ static void chat_on_key(struct conf *cf, const char *section, const char *key, c
 
 struct chat_config *chat_config_load(const char *file, char **msgs)
 {
-	struct chat_config *c = calloc(1, sizeof(*c));
+	struct chat_config *c = xcalloc(1, sizeof(*c));
 	struct chat_load l = { .c = c };
 	struct conf cf = { .file = file, .user = &l, .on_section = chat_on_section,
 			   .on_key = chat_on_key };
 
-	if (c == NULL)
-		abort();
 	chat_defaults(c);
 	conf_load(&cf);
 	if (cf.errors == 0) {

@@ -5,6 +5,8 @@
 
 #include <string.h>
 
+#include "core/utf8.h"
+
 static bool is_letter(unsigned char c)
 {
 	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
@@ -353,46 +355,6 @@ bool irc_nick_valid(const char *nick)
 	return true;
 }
 
-/* Decodes one UTF-8 character at s (n bytes available). Returns its length and
- * its code point in *cp, or 0 if it is not well-formed (overlong, surrogate,
- * above U+10FFFF, cut). */
-static size_t utf8_decode(const unsigned char *s, size_t n, unsigned long *cp)
-{
-	size_t len, i;
-	unsigned long v, min;
-
-	if (s[0] < 0x80) {
-		*cp = s[0];
-		return 1;
-	}
-	if ((s[0] & 0xE0) == 0xC0) {
-		len = 2;
-		v = s[0] & 0x1F;
-		min = 0x80;
-	} else if ((s[0] & 0xF0) == 0xE0) {
-		len = 3;
-		v = s[0] & 0x0F;
-		min = 0x800;
-	} else if ((s[0] & 0xF8) == 0xF0) {
-		len = 4;
-		v = s[0] & 0x07;
-		min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xC0) != 0x80)
-			return 0;
-		v = (v << 6) | (s[i] & 0x3F);
-	}
-	if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
-		return 0;
-	*cp = v;
-	return len;
-}
-
 /* Channel names: besides the ASCII controls, DEL and the C1 controls
  * (U+0080..U+009F) count as control characters. */
 bool irc_channel_valid(const char *name)
@@ -406,8 +368,8 @@ bool irc_channel_valid(const char *name)
 	if (n < 2 || n > IRC_CHANNEL_MAX)
 		return false;
 	while (i < n) {
-		unsigned long cp;
-		size_t k = utf8_decode(s + i, n - i, &cp);
+		uint32_t cp;
+		size_t k = utf8_seq(s + i, n - i, &cp);
 
 		if (k == 0 || cp < 0x20 || cp == ' ' || cp == ',' || cp == ':' || cp == 0x7F ||
 		    (cp >= 0x80 && cp <= 0x9F))

@@ -16,6 +16,7 @@
 #include "chat/irc.h"
 #include "chat/passwd.h"
 #include "core/num.h"
+#include "core/xalloc.h"
 
 #define PASSWD_N_DEFAULT (1u << 15) /* about 32 MiB and tens of milliseconds per hash */
 #define PASSWD_R_DEFAULT 8
@@ -335,9 +336,7 @@ int passwd_load(const char *file, struct passwd_account **out, size_t *n, char *
 		a.line = lineno;
 		if (count == cap) {
 			cap = cap ? 2 * cap : 16;
-			list = realloc(list, cap * sizeof(*list));
-			if (list == NULL)
-				abort();
+			list = xrealloc(list, cap * sizeof(*list));
 		}
 		list[count++] = a;
 	}

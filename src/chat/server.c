@@ -28,6 +28,7 @@
 #include "core/loop.h"
 #include "core/sock.h"
 #include "core/tls.h"
+#include "core/xalloc.h"
 
 #define CHAT_LINE_MAX (IRC_TAGS_MAX + IRC_LINE_MAX) /* bytes of one received line */
 #define CHAT_TOPIC_MAX 390                          /* TOPICLEN we announce */
@@ -375,12 +376,10 @@ static void chan_send(struct channel *k, const struct client *skip)
 {
 	struct chat *ch = skip != NULL ? skip->ch : k->members[0]->ch;
 	size_t len = ch->scratch.len;
-	char *line = malloc(len ? len : 1);
+	char *line = xmalloc(len ? len : 1);
 	struct client **over = NULL;
 	size_t nover = 0;
 
-	if (line == NULL)
-		abort();
 	memcpy(line, buf_head(&ch->scratch), len);
 	for (size_t i = 0; i < k->n; i++) {
 		struct client *m = k->members[i];
@@ -388,9 +387,7 @@ static void chan_send(struct channel *k, const struct client *skip)
 		if (m == skip || m->closing)
 			continue;
 		if (evbuffer_get_length(out) + len > ch->cfg->sendq) {
-			struct client **p = realloc(over, (nover + 1) * sizeof(*over));
-			if (p == NULL)
-				abort();
+			struct client **p = xrealloc(over, (nover + 1) * sizeof(*over));
 			over = p;
 			over[nover++] = m;
 			continue;
@@ -412,13 +409,9 @@ static void chan_remember(struct chat *ch, struct channel *k)
 
 	if (ch->cfg->backlog == 0)
 		return;
-	line = strndup((const char *)buf_head(&ch->scratch), ch->scratch.len);
-	if (line == NULL)
-		abort();
+	line = xstrndup((const char *)buf_head(&ch->scratch), ch->scratch.len);
 	if (k->backlog == NULL) {
-		k->backlog = calloc(ch->cfg->backlog, sizeof(*k->backlog));
-		if (k->backlog == NULL)
-			abort();
+		k->backlog = xcalloc(ch->cfg->backlog, sizeof(*k->backlog));
 	}
 	if (k->blen < ch->cfg->backlog) {
 		k->backlog[k->blen++] = line;
@@ -456,13 +449,11 @@ static void send_to_peers(struct client *c, bool self)
 {
 	struct chat *ch = c->ch;
 	size_t len = ch->scratch.len;
-	char *line = malloc(len ? len : 1);
+	char *line = xmalloc(len ? len : 1);
 	uint64_t round = ++ch->round;
 	struct client **over = NULL;
 	size_t nover = 0;
 
-	if (line == NULL)
-		abort();
 	memcpy(line, buf_head(&ch->scratch), len);
 	c->mark = round;
 	if (self && !c->closing)
@@ -477,9 +468,7 @@ static void send_to_peers(struct client *c, bool self)
 				continue;
 			o->mark = round;
 			if (evbuffer_get_length(out) + len > ch->cfg->sendq) {
-				struct client **p = realloc(over, (nover + 1) * sizeof(*over));
-				if (p == NULL)
-					abort();
+				struct client **p = xrealloc(over, (nover + 1) * sizeof(*over));
 				over = p;
 				over[nover++] = o;
 				continue;
@@ -1224,9 +1213,7 @@ static void cmd_pass(struct client *c, struct irc_msg *m)
 	if (c->pass != NULL)
 		explicit_bzero(c->pass, c->passlen);
 	free(c->pass);
-	c->pass = malloc(n + 1);
-	if (c->pass == NULL)
-		abort();
+	c->pass = xmalloc(n + 1);
 	memcpy(c->pass, m->params[0], n);
 	c->pass[n] = '\0';
 	c->passlen = n;
@@ -1282,14 +1269,10 @@ static void join_one(struct client *c, const char *name)
 		}
 	}
 	if (k == NULL) {
-		k = calloc(1, sizeof(*k));
-		if (k == NULL)
-			abort();
+		k = xcalloc(1, sizeof(*k));
 		snprintf(k->name, sizeof(k->name), "%s", name);
 		irc_casefold(k->folded, name, sizeof(k->folded));
-		ch->chans = realloc(ch->chans, (ch->nchans + 1) * sizeof(*ch->chans));
-		if (ch->chans == NULL)
-			abort();
+		ch->chans = xrealloc(ch->chans, (ch->nchans + 1) * sizeof(*ch->chans));
 		ch->chans[ch->nchans++] = k;
 	}
 	if (k->n == k->cap) {
@@ -1302,9 +1285,7 @@ static void join_one(struct client *c, const char *name)
 	k->members[k->n] = c;
 	k->ops[k->n] = k->n == 0; /* who opens a channel runs it */
 	k->n++;
-	c->chans = realloc(c->chans, (c->nchans + 1) * sizeof(*c->chans));
-	if (c->chans == NULL)
-		abort();
+	c->chans = xrealloc(c->chans, (c->nchans + 1) * sizeof(*c->chans));
 	c->chans[c->nchans++] = k;
 	prefix_of(c, pfx, sizeof(pfx));
 	ch->scratch.off = ch->scratch.len = 0;
@@ -1919,9 +1900,7 @@ static void chat_accept(void *arg, int fd, const struct sockaddr *sa, struct lis
 	struct client *c;
 
 	sock_nodelay(fd);
-	c = calloc(1, sizeof(*c));
-	if (c == NULL)
-		abort();
+	c = xcalloc(1, sizeof(*c));
 	c->ch = ch;
 	c->id = ++ch->next_id;
 	c->src_count = src;
@@ -2139,10 +2118,8 @@ static const struct lifecycle_ops chat_lifecycle_ops = {
 static int chat_listen(struct chat *ch, const struct addr *a, bool tls)
 {
 	char err[300], s[ADDR_STRLEN];
-	struct chat_listener *l = calloc(1, sizeof(*l));
+	struct chat_listener *l = xcalloc(1, sizeof(*l));
 
-	if (l == NULL)
-		abort();
 	addr_format((const struct sockaddr *)&a->ss, s, sizeof(s));
 	l->ch = ch;
 	l->tls = tls;
@@ -2153,9 +2130,7 @@ static int chat_listen(struct chat *ch, const struct addr *a, bool tls)
 		free(l);
 		return -1;
 	}
-	ch->ls = realloc(ch->ls, (ch->nls + 1) * sizeof(*ch->ls));
-	if (ch->ls == NULL)
-		abort();
+	ch->ls = xrealloc(ch->ls, (ch->nls + 1) * sizeof(*ch->ls));
 	ch->ls[ch->nls++] = l;
 	log_info("event=listening what=irc addr=%s tls=%s", s, tls ? "on" : "off");
 	return 0;
@@ -2180,13 +2155,11 @@ static int chat_decoy(struct chat *ch)
 
 struct chat *chat_new(struct event_base *base, const char *path, struct chat_config *cfg)
 {
-	struct chat *ch = calloc(1, sizeof(*ch));
+	struct chat *ch = xcalloc(1, sizeof(*ch));
 	char err[512];
 	time_t now = time(NULL);
 	struct tm tm;
 
-	if (ch == NULL)
-		abort();
 	ch->base = base;
 	ch->path = path;
 	ch->cfg = cfg;

@@ -5,7 +5,7 @@
 
 #include "cli/cli.h"
 #include "chat/chat_config.h"
-#include "hl7/intake_config.h"
+#include "intake/intake_config.h"
 #include "wall/config.h"
 
 int cmd_check_main(int argc, char **argv)

@@ -10,8 +10,9 @@
 #include "core/filter.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/xalloc.h"
 #include "chat/server.h"
-#include "hl7/intake.h"
+#include "intake/intake.h"
 #include "wall/agent.h"
 #include "wall/gateway.h"
 
@@ -97,8 +98,7 @@ static int daemon_keep(const struct daemon_conf *d, struct daemon_conf *run)
 	*run = *d;
 	run->admin_token = NULL;
 	run->user = NULL;
-	if (d->user != NULL && (run->user = strdup(d->user)) == NULL)
-		abort(); /* never stay root for want of memory */
+	run->user = xstrdup(d->user); /* never stay root for want of memory */
 	return 0;
 }
 
@@ -246,7 +246,7 @@ static struct event *daemon_probe(struct event_base *base)
 		return NULL;
 	ev = evsignal_new(base, SIGUSR2, daemon_probe_cb, (void *)e);
 	if (ev == NULL || evsignal_add(ev, NULL) == -1)
-		abort();
+		xalloc_fail("event");
 	return ev;
 }
 #else

@@ -9,10 +9,11 @@
 
 #include "cli/cli.h"
 #include "core/num.h"
+#include "core/xalloc.h"
 #include "hl7/hl7.h"
 #include "hl7/hl7json.h"
-#include "hl7/intake_config.h"
-#include "hl7/store.h"
+#include "intake/intake_config.h"
+#include "intake/store.h"
 
 static const char messages_usage[] =
 	"usage: netwall messages (-c FILE | --store SPEC) [COMMAND] [OPTIONS]\n"
@@ -70,7 +71,7 @@ static json_t *row_json(const struct store_row *r)
 			      (int)r->attempts, "http_status", r->http_status);
 
 	if (o == NULL)
-		abort();
+		xalloc_fail("json");
 	json_object_set_new(o, "detail", r->detail ? json_string(r->detail) : json_null());
 	return o;
 }
@@ -90,13 +91,11 @@ static int json_print(json_t *o)
  * otherwise invalid bytes become U+FFFD), as the delivery JSON does. */
 static json_t *json_bytes(const char *p, size_t len)
 {
-	char *tmp = malloc(3 * len + 1);
+	char *tmp = xmalloc(3 * len + 1);
 	size_t n;
 	json_t *j;
 	const char *cs = len > 0 ? memmem(p, len < 4096 ? len : 4096, "8859/1", 6) : NULL;
 
-	if (tmp == NULL)
-		abort();
 	n = hl7json_utf8(p, len, cs != NULL, tmp, 3 * len + 1);
 	j = json_stringn(tmp, n);
 	explicit_bzero(tmp, 3 * len + 1);
@@ -210,11 +209,9 @@ static int do_count(struct store *s, const struct opts *o)
 /* Prints a value decoded, with control characters made visible. */
 static void print_value(const struct hl7_delims *d, struct hl7_str v)
 {
-	char *tmp = malloc(v.len + 1);
+	char *tmp = xmalloc(v.len + 1);
 	size_t n;
 
-	if (tmp == NULL)
-		abort();
 	n = hl7_unescape(d, v, tmp, v.len + 1);
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)tmp[i];

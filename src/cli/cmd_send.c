@@ -35,6 +35,7 @@
 #include "core/num.h"
 #include "core/sock.h"
 #include "core/tls.h"
+#include "core/xalloc.h"
 #include "hl7/ack.h"
 #include "hl7/hl7.h"
 #include "hl7/mllp.h"
@@ -247,13 +248,7 @@ static void send_msg_add(struct send *s, struct send_src *src, size_t off, unsig
 
 	if (s->nmsgs == s->msgcap) {
 		size_t cap = s->msgcap ? s->msgcap * 2 : 64;
-		struct send_msg *p = realloc(s->msgs, cap * sizeof(*p));
-
-		if (p == NULL) {
-			fputs("netwall send: out of memory\n", stderr);
-			abort();
-		}
-		s->msgs = p;
+		s->msgs = xreallocarray(s->msgs, cap, sizeof(*s->msgs));
 		s->msgcap = cap;
 	}
 	m = &s->msgs[s->nmsgs++];
@@ -1028,9 +1023,7 @@ static int send_args(struct send *s, int argc, char **argv, const char ***files,
 					     "--fingerprint"};
 	bool opts = true, stdin_seen = false;
 
-	*files = calloc((size_t)argc + 1, sizeof(**files));
-	if (*files == NULL)
-		abort();
+	*files = xcalloc((size_t)argc + 1, sizeof(**files));
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *val = NULL;
 		size_t k;
@@ -1126,13 +1119,11 @@ static void send_summary(struct send *s, double seconds)
 static int send_run(struct send *s)
 {
 	unsigned nconn = s->o.conns < s->nmsgs ? s->o.conns : (unsigned)s->nmsgs;
-	struct send_conn *conns = calloc(nconn, sizeof(*conns));
+	struct send_conn *conns = xcalloc(nconn, sizeof(*conns));
 	pthread_condattr_t ca;
 	unsigned started = 0;
 	int rc = 0;
 
-	if (conns == NULL)
-		abort();
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&s->cond, &ca);
@@ -1206,9 +1197,7 @@ int cmd_send_main(int argc, char **argv)
 		goto out;
 	}
 	rc = 1;
-	s.srcs = calloc(nfiles, sizeof(*s.srcs));
-	if (s.srcs == NULL)
-		abort();
+	s.srcs = xcalloc(nfiles, sizeof(*s.srcs));
 	for (size_t i = 0; i < nfiles; i++) {
 		if (send_load(&s, files[i]) == -1)
 			rc = -1; /* go on, so every bad file is named at once */

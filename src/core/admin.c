@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/page.h"
+#include "core/xalloc.h"
 
 /* A request is read, answered and closed within ADMIN_TIMEOUT of its accept, however
  * its bytes trickle in or its answer is read out; at most ADMIN_MAX_CONNECTIONS are open
@@ -47,19 +48,6 @@ struct admin {
 };
 
 static double admin_started; /* when the first listener of the process began */
-
-/* A copy of the token; out of memory must not leave the listener open to all. */
-static char *admin_strdup(const char *token)
-{
-	char *t;
-
-	if (token == NULL)
-		return NULL;
-	t = strdup(token);
-	if (t == NULL)
-		abort();
-	return t;
-}
 
 static bool admin_same(const char *a, size_t alen, const char *b)
 {
@@ -213,7 +201,7 @@ static void admin_handle(struct admin_conn *c, const char *method, const char *u
 	char why[256] = "";
 
 	if (body == NULL)
-		abort();
+		xalloc_fail("evbuffer");
 	if (!head && strcmp(method, "GET") != 0) {
 		evbuffer_add_printf(body, "method not allowed\n");
 		admin_reply(c, false, 405, "Method Not Allowed", "text/plain",
@@ -322,18 +310,16 @@ static void admin_on_accept(void *arg, int fd, const struct sockaddr *sa,
 			    struct listener_src *src)
 {
 	struct admin *adm = arg;
-	struct admin_conn *c = calloc(1, sizeof(*c));
+	struct admin_conn *c = xcalloc(1, sizeof(*c));
 	struct timeval tv = clock_tv(ADMIN_TIMEOUT);
 
 	(void)sa;
-	if (c == NULL)
-		abort();
 	c->adm = adm;
 	c->src = src;
 	c->bev = bufferevent_socket_new(adm->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	c->deadline = evtimer_new(adm->base, admin_on_deadline, c);
 	if (c->bev == NULL || c->deadline == NULL)
-		abort();
+		xalloc_fail("event");
 	/* never more than the header limit (and one byte to tell it was passed) held */
 	bufferevent_setwatermark(c->bev, EV_READ, 0, ADMIN_MAX_HEADERS);
 	bufferevent_setcb(c->bev, admin_on_read, admin_on_write, admin_on_event, c);
@@ -348,18 +334,16 @@ static void admin_on_accept(void *arg, int fd, const struct sockaddr *sa,
 struct admin *admin_new(struct event_base *base, const struct addr *a, const char *token,
 			const struct admin_ops *ops, void *arg, char *err, size_t errlen)
 {
-	struct admin *adm = calloc(1, sizeof(*adm));
+	struct admin *adm = xcalloc(1, sizeof(*adm));
 	struct listener_limits lim = { .max_connections = ADMIN_MAX_CONNECTIONS,
 				       .max_per_source = ADMIN_MAX_PER_SOURCE };
 
-	if (adm == NULL)
-		abort();
 	if (admin_started == 0)
 		admin_started = clock_mono();
 	adm->base = base;
 	adm->ops = ops;
 	adm->arg = arg;
-	adm->token = admin_strdup(token);
+	adm->token = xstrdup(token);
 	if (token == NULL && !admin_is_loopback(a)) {
 		char where[ADDR_STRLEN];
 		addr_format((const struct sockaddr *)&a->ss, where, sizeof(where));
@@ -399,7 +383,7 @@ int admin_reconfigure(struct admin **adm, struct event_base *base, const struct 
 		if ((*adm)->token != NULL)
 			OPENSSL_cleanse((*adm)->token, strlen((*adm)->token));
 		free((*adm)->token);
-		(*adm)->token = admin_strdup(token);
+		(*adm)->token = xstrdup(token);
 		return 0;
 	}
 	admin_free(*adm);

@@ -2,6 +2,7 @@
 #ifndef NETWALL_CLOCK_H
 #define NETWALL_CLOCK_H
 
+#include <stdint.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -19,6 +20,15 @@ static inline double clock_wall(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Wall-clock milliseconds since the epoch: what the stores keep and the EMAR sees. */
+static inline int64_t clock_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static inline struct timeval clock_tv(double seconds)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/num.h"
+#include "core/xalloc.h"
 
 struct conf_reader {
 	struct conf *c;
@@ -144,10 +145,8 @@ char *conf_path(const struct conf *c, const char *value)
 		p = strdup(value);
 	else if (asprintf(&p, "%s%s%s", c->dir, strcmp(c->dir, "/") == 0 ? "" : "/", value) == -1)
 		p = NULL;
-	if (p == NULL) {
-		fprintf(stderr, "out of memory\n");
-		abort();
-	}
+	if (p == NULL)
+		xalloc_fail("conf_path");
 	return p;
 }
 

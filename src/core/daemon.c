@@ -2,8 +2,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/crypto.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "core/filter.h"
+#include "core/secret.h"
+#include "core/xalloc.h"
 
 void daemon_conf_defaults(struct daemon_conf *d, const char *admin_addr)
 {
@@ -25,9 +27,7 @@ void daemon_conf_defaults(struct daemon_conf *d, const char *admin_addr)
 
 static void daemon_token_free(struct daemon_conf *d)
 {
-	if (d->admin_token != NULL)
-		OPENSSL_cleanse(d->admin_token, strlen(d->admin_token));
-	free(d->admin_token);
+	secret_free(d->admin_token);
 	d->admin_token = NULL;
 }
 
@@ -39,52 +39,14 @@ void daemon_conf_free(struct daemon_conf *d)
 	d->user = NULL;
 }
 
-/* The token in raw[0..len): one line of printable ASCII, surrounding white space ignored. */
-static char *daemon_token_parse(struct conf *cf, const char *path, char *raw, size_t len)
-{
-	size_t start = 0;
-	char *tok;
-
-	while (len > 0 && (raw[len - 1] == '\n' || raw[len - 1] == '\r' || raw[len - 1] == ' ' ||
-			   raw[len - 1] == '\t'))
-		len--;
-	while (start < len && (raw[start] == ' ' || raw[start] == '\t'))
-		start++;
-	if (len - start < DAEMON_TOKEN_MIN || len - start > DAEMON_TOKEN_MAX) {
-		conf_error(cf, "admin_token_file: '%s': want a token of %d to %d characters", path,
-			   DAEMON_TOKEN_MIN, DAEMON_TOKEN_MAX);
-		return NULL;
-	}
-	for (size_t i = start; i < len; i++)
-		if (raw[i] <= ' ' || raw[i] > '~') {
-			conf_error(cf, "admin_token_file: '%s': the token must be one line of "
-				       "printable ASCII without spaces", path);
-			return NULL;
-		}
-	tok = strndup(raw + start, len - start);
-	if (tok == NULL)
-		abort();
-	return tok;
-}
-
-/* Reads the token from path; the bytes read are wiped. */
+/* Reads the admin token from path. */
 static char *daemon_read_token(struct conf *cf, const char *path)
 {
-	char raw[DAEMON_TOKEN_MAX + 2];
-	size_t len = 0;
-	ssize_t n;
-	char *tok;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	char err[PATH_MAX + 128];
+	char *tok = secret_read_token(path, DAEMON_TOKEN_MIN, DAEMON_TOKEN_MAX, err, sizeof(err));
 
-	if (fd == -1) {
-		conf_error(cf, "admin_token_file: cannot read '%s': %s", path, strerror(errno));
-		return NULL;
-	}
-	while (len < sizeof(raw) && (n = read(fd, raw + len, sizeof(raw) - len)) > 0)
-		len += (size_t)n;
-	close(fd);
-	tok = daemon_token_parse(cf, path, raw, len);
-	OPENSSL_cleanse(raw, sizeof(raw));
+	if (tok == NULL)
+		conf_error(cf, "admin_token_file: %s", err);
 	return tok;
 }
 
@@ -111,8 +73,8 @@ int daemon_conf_key(struct conf *cf, struct daemon_conf *d, const char *key, con
 		d->user = NULL;
 		if (v[0] == '\0' || strlen(v) > 32)
 			conf_error(cf, "user: want a user name, got '%s'", v);
-		else if ((d->user = strdup(v)) == NULL)
-			abort();
+		else
+			d->user = xstrdup(v);
 	} else if (strcmp(key, "allow_root") == 0) {
 		if (conf_bool(v, &d->allow_root) == -1)
 			conf_error(cf, "allow_root: want yes or no, got '%s'", v);

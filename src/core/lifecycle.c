@@ -6,6 +6,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/xalloc.h"
 
 struct lifecycle {
 	struct event_base *base;
@@ -68,11 +69,9 @@ static void lifecycle_on_housekeeping(evutil_socket_t fd, short what, void *arg)
 struct lifecycle *lifecycle_new(struct event_base *base, const struct lifecycle_ops *ops,
 				void *arg)
 {
-	struct lifecycle *lc = calloc(1, sizeof(*lc));
+	struct lifecycle *lc = xcalloc(1, sizeof(*lc));
 	struct timeval tv = clock_tv(LOOP_HOUSEKEEPING);
 
-	if (lc == NULL)
-		abort();
 	lc->base = base;
 	lc->ops = ops;
 	lc->arg = arg;
@@ -82,7 +81,7 @@ struct lifecycle *lifecycle_new(struct event_base *base, const struct lifecycle_
 	lc->drain_ev = evtimer_new(base, lifecycle_on_drain_tick, lc);
 	lc->housekeeping = event_new(base, -1, EV_PERSIST, lifecycle_on_housekeeping, lc);
 	if (!lc->sig_term || !lc->sig_int || !lc->sig_hup || !lc->drain_ev || !lc->housekeeping)
-		abort();
+		xalloc_fail("event");
 	event_add(lc->sig_term, NULL);
 	event_add(lc->sig_int, NULL);
 	event_add(lc->sig_hup, NULL);

@@ -12,6 +12,7 @@
 #include "core/clock.h"
 #include "core/loop.h"
 #include "core/sock.h"
+#include "core/xalloc.h"
 
 #define LISTENER_BUCKETS_MIN 64
 
@@ -105,10 +106,8 @@ static size_t listener_hash(const uint8_t key[17], size_t nbuckets)
 static void listener_grow(struct listener_set *set)
 {
 	size_t n = set->nbuckets * 2;
-	struct listener_src **b = calloc(n, sizeof(*b));
+	struct listener_src **b = xcalloc(n, sizeof(*b));
 
-	if (b == NULL)
-		abort();
 	for (size_t i = 0; i < set->nbuckets; i++) {
 		struct listener_src *s = set->buckets[i], *next;
 		for (; s != NULL; s = next) {
@@ -138,9 +137,7 @@ static struct listener_src *listener_src_find(struct listener_set *set, const ui
 		listener_grow(set);
 		h = listener_hash(key, set->nbuckets);
 	}
-	s = calloc(1, sizeof(*s));
-	if (s == NULL)
-		abort();
+	s = xcalloc(1, sizeof(*s));
 	memcpy(s->key, key, 17);
 	s->next = set->buckets[h];
 	set->buckets[h] = s;
@@ -167,15 +164,12 @@ static void listener_src_drop(struct listener_set *set, struct listener_src *src
 struct listener_set *listener_set_new(const char *event, const char *name,
 				     const struct listener_limits *lim)
 {
-	struct listener_set *set = calloc(1, sizeof(*set));
+	struct listener_set *set = xcalloc(1, sizeof(*set));
 
-	if (set == NULL || (set->name = strdup(name)) == NULL)
-		abort();
+	set->name = xstrdup(name);
 	set->event = event;
 	set->nbuckets = LISTENER_BUCKETS_MIN;
-	set->buckets = calloc(set->nbuckets, sizeof(*set->buckets));
-	if (set->buckets == NULL)
-		abort();
+	set->buckets = xcalloc(set->nbuckets, sizeof(*set->buckets));
 	listener_set_limits(set, lim);
 	return set;
 }
@@ -341,18 +335,16 @@ static void listener_on_first(evutil_socket_t fd, short what, void *arg)
 static void listener_wait(struct listener *l, int fd, const struct sockaddr_storage *ss,
 			  struct listener_src *src)
 {
-	struct listener_wait *w = calloc(1, sizeof(*w));
+	struct listener_wait *w = xcalloc(1, sizeof(*w));
 	struct timeval tv = clock_tv(l->set->lim.first_byte_timeout);
 
-	if (w == NULL)
-		abort();
 	w->l = l;
 	w->fd = fd;
 	w->ss = *ss;
 	w->src = src;
 	w->ev = event_new(l->base, fd, EV_READ, listener_on_first, w);
 	if (w->ev == NULL || event_add(w->ev, &tv) == -1)
-		abort();
+		xalloc_fail("event");
 	w->next = l->waits;
 	if (w->next != NULL)
 		w->next->prev = w;
@@ -416,9 +408,7 @@ struct listener *listener_new(struct event_base *base, const struct addr *a,
 
 	if (fd == -1)
 		return NULL;
-	l = calloc(1, sizeof(*l));
-	if (l == NULL)
-		abort();
+	l = xcalloc(1, sizeof(*l));
 	l->base = base;
 	l->set = set;
 	l->accept = accept;
@@ -429,7 +419,7 @@ struct listener *listener_new(struct event_base *base, const struct addr *a,
 	l->ev = event_new(base, fd, EV_READ | EV_PERSIST, listener_on_accept, l);
 	l->pause = evtimer_new(base, listener_on_resume, l);
 	if (l->ev == NULL || l->pause == NULL)
-		abort();
+		xalloc_fail("event");
 	listener_enable(l, true);
 	return l;
 }

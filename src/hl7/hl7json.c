@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/utf8.h"
 
 /* The output and scratch space for decoding one value (grows to the largest value). */
 struct hj {
@@ -49,48 +50,13 @@ static void hj_alloc_init(void)
 	json_set_alloc_funcs(hj_alloc, hj_release);
 }
 
-/* Length of the valid UTF-8 sequence at p (at most n bytes), or 0 if it is not one:
- * overlong forms, surrogates and code points above U+10FFFF are invalid. */
-static size_t hj_utf8_seq(const unsigned char *p, size_t n)
-{
-	unsigned char c = p[0];
-	size_t need;
-	uint32_t cp;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		need = 2;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		need = 3;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		need = 4;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	if (n < need)
-		return 0;
-	for (size_t i = 1; i < need; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (p[i] & 0x3f);
-	}
-	if ((need == 3 && cp < 0x800) || (need == 4 && cp < 0x10000) || cp > 0x10ffff ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return need;
-}
-
 size_t hl7json_utf8(const char *p, size_t len, int latin1, char *out, size_t outcap)
 {
 	const unsigned char *s = (const unsigned char *)p;
 	size_t o = 0;
 
 	for (size_t i = 0; i < len;) {
-		size_t k = latin1 ? (s[i] < 0x80) : hj_utf8_seq(s + i, len - i);
+		size_t k = latin1 ? (s[i] < 0x80) : utf8_seq(s + i, len - i, NULL);
 		size_t need = k > 0 ? k : latin1 ? 2 : 3;
 
 		if (o + need > outcap)
@@ -216,7 +182,7 @@ static void hj_json_str(struct hj *h, const char *p, size_t n)
 			*o++ = (char)(0xc0 | (c >> 6));
 			*o++ = (char)(0x80 | (c & 0x3f));
 			i++;
-		} else if ((k = hj_utf8_seq(s + i, n - i)) > 0) {
+		} else if ((k = utf8_seq(s + i, n - i, NULL)) > 0) {
 			memcpy(o, s + i, k);
 			o += k;
 			i += k;

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/xalloc.h"
+
 void mllp_init(struct mllp *f, size_t max)
 {
 	memset(f, 0, sizeof(*f));
@@ -52,9 +54,7 @@ static void mllp_reserve(struct mllp *f, size_t n)
 
 	if (cap <= b->cap)
 		return; /* buf_tail moves the bytes to the front if it has to */
-	p = malloc(cap);
-	if (p == NULL)
-		abort();
+	p = xmalloc(cap);
 	if (len > 0)
 		memcpy(p, buf_head(b), len);
 	buf_free(b); /* wipes the old copy */

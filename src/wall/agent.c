@@ -17,6 +17,7 @@
 #include "core/loop.h"
 #include "core/sock.h"
 #include "core/tls.h"
+#include "core/xalloc.h"
 #include "wall/budget.h"
 #include "wall/tunnel.h"
 
@@ -99,11 +100,9 @@ static SSL_CTX *ag_ctx(struct agent *ag, const struct config_agentd *cfg)
 
 static SSL_CTX **ag_target_ctxs(const struct config_agentd *cfg)
 {
-	SSL_CTX **v = calloc(cfg->ntargets + 1, sizeof(*v));
+	SSL_CTX **v = xcalloc(cfg->ntargets + 1, sizeof(*v));
 	char err[512];
 
-	if (v == NULL)
-		abort();
 	for (size_t i = 0; i < cfg->ntargets; i++) {
 		const struct config_target *tg = &cfg->targets[i];
 		if (!tg->tls)
@@ -137,9 +136,7 @@ static char *ag_services(const struct config_agentd *cfg)
 
 	for (size_t i = 0; i < cfg->ntargets; i++)
 		len += strlen(cfg->targets[i].name) + 1;
-	s = calloc(1, len);
-	if (s == NULL)
-		abort();
+	s = xcalloc(1, len);
 	for (size_t i = 0; i < cfg->ntargets; i++) {
 		size_t n = strlen(cfg->targets[i].name);
 		if (i)
@@ -313,9 +310,7 @@ static void ag_tunnel_draining(struct tunnel *t, void *arg)
 
 	if (d == NULL || ag->draining)
 		return;
-	v = realloc(ag->retired, (ag->nretired + 1) * sizeof(*v));
-	if (v == NULL)
-		abort();
+	v = xrealloc(ag->retired, (ag->nretired + 1) * sizeof(*v));
 	ag->retired = v;
 	ag->retired[ag->nretired++] = t;
 	tunnel_set_user(t, NULL);
@@ -478,9 +473,7 @@ static void ag_start_dialers(struct agent *ag)
 	const struct config_agentd *cfg = ag->cfg;
 
 	ag->ndialers = cfg->ngateways * cfg->tunnels;
-	ag->dialers = calloc(ag->ndialers, sizeof(*ag->dialers));
-	if (ag->dialers == NULL)
-		abort();
+	ag->dialers = xcalloc(ag->ndialers, sizeof(*ag->dialers));
 	for (size_t i = 0; i < ag->ndialers; i++) {
 		struct ag_dialer *d = &ag->dialers[i];
 		d->ag = ag;
@@ -612,11 +605,9 @@ static const struct lifecycle_ops ag_lifecycle_ops = {
 
 struct agent *agent_new(struct event_base *base, const char *path, struct config_agentd *cfg)
 {
-	struct agent *ag = calloc(1, sizeof(*ag));
+	struct agent *ag = xcalloc(1, sizeof(*ag));
 	uint8_t rnd[16];
 
-	if (ag == NULL)
-		abort();
 	ag->base = base;
 	ag->path = path;
 	ag->cfg = cfg;

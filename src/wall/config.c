@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/num.h"
+#include "core/xalloc.h"
 
 #define CONFIG_WINDOW_MIN (64u * 1024) /* stream_window: 64 KiB .. 1 GiB, both included */
 #define CONFIG_WINDOW_MAX (1u << 30)
@@ -14,10 +15,8 @@
 
 static void *config_push(void *arr, size_t *n, size_t size)
 {
-	char *p = realloc(arr, (*n + 1) * size);
+	char *p = xrealloc(arr, (*n + 1) * size);
 
-	if (p == NULL)
-		abort();
 	memset(p + *n * size, 0, size);
 	(*n)++;
 	return p;
@@ -341,13 +340,11 @@ static void gw_check(struct conf *cf, struct config_gateway *g, bool seen, int l
 
 struct config_gateway *config_gateway_load(const char *file, char **msgs)
 {
-	struct config_gateway *g = calloc(1, sizeof(*g));
+	struct config_gateway *g = xcalloc(1, sizeof(*g));
 	struct gw_load l = { .g = g };
 	struct conf cf = { .file = file, .user = &l, .on_section = gw_on_section,
 			   .on_key = gw_on_key };
 
-	if (g == NULL)
-		abort();
 	config_common_defaults(&g->c, 9100);
 	conf_load(&cf);
 	if (cf.errors == 0 || l.seen_gateway)
@@ -551,13 +548,11 @@ static void ag_check(struct conf *cf, struct config_agentd *a, bool seen, int li
 
 struct config_agentd *config_agent_load(const char *file, char **msgs)
 {
-	struct config_agentd *a = calloc(1, sizeof(*a));
+	struct config_agentd *a = xcalloc(1, sizeof(*a));
 	struct ag_load l = { .a = a };
 	struct conf cf = { .file = file, .user = &l, .on_section = ag_on_section,
 			   .on_key = ag_on_key };
 
-	if (a == NULL)
-		abort();
 	config_common_defaults(&a->c, 9101);
 	a->tunnels = 2;
 	a->backoff_initial = 0.1;

@@ -18,6 +18,7 @@
 #include "core/page.h"
 #include "core/sock.h"
 #include "core/tls.h"
+#include "core/xalloc.h"
 #include "wall/budget.h"
 #include "wall/tunnel.h"
 
@@ -421,9 +422,7 @@ static void gw_on_visitor(struct gw_listener *gl, int fd, const struct sockaddr 
 	if (!listener_wildcard(gl->l) || getsockname(fd, (struct sockaddr *)&v.dst, &len) == -1)
 		memcpy(&v.dst, &listener_addr(gl->l)->ss, sizeof(v.dst));
 	sock_nodelay(fd);
-	vis = malloc(sizeof(*vis));
-	if (vis == NULL)
-		abort();
+	vis = xmalloc(sizeof(*vis));
 	vis->svc = svc;
 	vis->src = src;
 	t = gw_pick(svc->gw, svc);
@@ -530,11 +529,9 @@ static void gw_on_accept(void *arg, int fd, const struct sockaddr *sa, struct li
 static struct gw_listener *gw_listen(struct gateway *gw, struct gw_service *svc,
 				     const struct addr *a)
 {
-	struct gw_listener *gl = calloc(1, sizeof(*gl));
+	struct gw_listener *gl = xcalloc(1, sizeof(*gl));
 	char err[256];
 
-	if (gl == NULL)
-		abort();
 	gl->gw = gw;
 	gl->svc = svc;
 	gl->l = listener_new(gw->base, a, svc != NULL ? svc->set : gw->tunnel_set, gw_on_accept,
@@ -636,23 +633,19 @@ static struct gw_service *gw_find_service(struct gateway *gw, const char *name)
 /* Applies cfg's listeners and services. On failure nothing has changed. */
 static int gw_apply(struct gateway *gw, const struct config_gateway *cfg)
 {
-	struct gw_service **next = calloc(cfg->nservices + 1, sizeof(*next));
+	struct gw_service **next = xcalloc(cfg->nservices + 1, sizeof(*next));
 	struct gw_listener *tls[CONFIG_MAX_LIST];
 	struct listener_limits lim;
 	size_t ntls = gw->ntls;
 	size_t i;
 
-	if (next == NULL)
-		abort();
 	memcpy(tls, gw->tls, sizeof(tls));
 	for (i = 0; i < cfg->nservices; i++) {
 		struct gw_service *old = gw_find_service(gw, cfg->services[i].name);
 		struct gw_service *svc = old;
 		if (svc == NULL) {
 			char name[CONF_NAME_MAX + 16];
-			svc = calloc(1, sizeof(*svc));
-			if (svc == NULL)
-				abort();
+			svc = xcalloc(1, sizeof(*svc));
 			svc->gw = gw;
 			svc->cfg = cfg->services[i];
 			gw_limits(&svc->cfg, &lim);
@@ -1024,10 +1017,8 @@ static const struct lifecycle_ops gw_lifecycle_ops = {
 
 struct gateway *gateway_new(struct event_base *base, const char *path, struct config_gateway *cfg)
 {
-	struct gateway *gw = calloc(1, sizeof(*gw));
+	struct gateway *gw = xcalloc(1, sizeof(*gw));
 
-	if (gw == NULL)
-		abort();
 	gw->base = base;
 	gw->path = path;
 	gw->cfg = cfg;

@@ -41,6 +41,7 @@
 #include "core/loop.h"
 #include "core/sock.h"
 #include "core/tls.h"
+#include "core/xalloc.h"
 #include "wall/budget.h"
 #include "wall/tunnel_int.h"
 
@@ -110,10 +111,8 @@ static size_t stream_share_hash(const uint8_t key[17], size_t n)
 static void stream_share_grow(void)
 {
 	size_t n = share_n ? share_n * 2 : 64;
-	struct tshare **b = calloc(n, sizeof(*b));
+	struct tshare **b = xcalloc(n, sizeof(*b));
 
-	if (b == NULL)
-		abort();
 	for (size_t i = 0; i < share_n; i++) {
 		for (struct tshare *x = share_b[i], *next; x != NULL; x = next) {
 			size_t h = stream_share_hash(x->key, n);
@@ -144,9 +143,7 @@ void tstream_set_source(struct tstream *s, const struct sockaddr *sa)
 		if (memcmp(x->key, key, 17) == 0)
 			break;
 	if (x == NULL) {
-		x = calloc(1, sizeof(*x));
-		if (x == NULL)
-			abort();
+		x = xcalloc(1, sizeof(*x));
 		memcpy(x->key, key, 17);
 		x->next = share_b[h];
 		share_b[h] = x;
@@ -288,10 +285,8 @@ void tstream_budget_raised(void)
 
 struct tstream *tstream_new(struct tunnel *t)
 {
-	struct tstream *s = calloc(1, sizeof(*s));
+	struct tstream *s = xcalloc(1, sizeof(*s));
 
-	if (s == NULL)
-		abort();
 	s->t = t;
 	s->fd = -1;
 	s->in = evbuffer_new();

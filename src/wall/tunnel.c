@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/tls.h"
+#include "core/xalloc.h"
 #include "wall/budget.h"
 #include "wall/tunnel_int.h"
 
@@ -379,9 +380,7 @@ static int h2_on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame, 
 		return 0;
 	s = tstream_new(t);
 	s->id = frame->hd.stream_id;
-	s->req = calloc(1, sizeof(*s->req));
-	if (s->req == NULL)
-		abort();
+	s->req = xcalloc(1, sizeof(*s->req));
 	nghttp2_session_set_stream_user_data(h2, s->id, s);
 	return 0;
 }
@@ -917,13 +916,11 @@ static void tunnel_on_tick(evutil_socket_t fd, short what, void *arg)
 struct tunnel *tunnel_new(struct event_base *base, enum tunnel_role role, int fd, SSL_CTX *ctx,
 			  const struct tunnel_params *p, const struct tunnel_ops *ops, void *arg)
 {
-	struct tunnel *t = calloc(1, sizeof(*t));
+	struct tunnel *t = xcalloc(1, sizeof(*t));
 	socklen_t sl = sizeof(t->peer_ss);
 	struct timeval tick = clock_tv(TUNNEL_TICK);
 	BIO *bio;
 
-	if (t == NULL)
-		abort();
 	t->base = base;
 	t->role = role;
 	t->fd = fd;
@@ -985,9 +982,7 @@ void tunnel_set_hello(struct tunnel *t, const char *instance, unsigned slot, con
 	if (!changed)
 		return;
 	free(t->services);
-	t->services = strdup(services);
-	if (t->services == NULL)
-		abort();
+	t->services = xstrdup(services);
 	if (t->h2 != NULL && t->state == TUNNEL_UP) {
 		nghttp2_submit_ping(t->h2, NGHTTP2_FLAG_NONE,
 				    (const uint8_t *)TUNNEL_PING_REHELLO);

@@ -20,7 +20,7 @@
 #include "chat/chat_config.h"
 #include "common.h"
 #include "core/conf.h"
-#include "hl7/intake_config.h"
+#include "intake/intake_config.h"
 #include "wall/config.h"
 
 typedef int (*gai_fn)(const char *, const char *, const struct addrinfo *, struct addrinfo **);

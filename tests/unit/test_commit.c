@@ -17,7 +17,7 @@
 
 #include <event2/event.h>
 
-#include "hl7/commit.h"
+#include "intake/commit.h"
 
 static char tmpdir[256];
 static unsigned db_seq;

@@ -24,8 +24,8 @@
 
 #include "core/clock.h"
 #include "core/log.h"
-#include "hl7/deliver.h"
-#include "hl7/store.h"
+#include "intake/deliver.h"
+#include "intake/store.h"
 
 #define EMAR "tests/integration/helpers/emar.py"
 

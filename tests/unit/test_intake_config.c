@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "core/listener.h"
-#include "hl7/intake_config.h"
+#include "intake/intake_config.h"
 
 /* Writes text to a temporary file and loads it; *msgs gets the errors. */
 static struct intake_config *load(const char *text, char **msgs)

@@ -19,7 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "hl7/store.h"
+#include "intake/store.h"
 
 #define NOW 1000000 /* claims happen at this time; messages arrive before it */
 #define LEASE 30000

@@ -1,6 +1,6 @@
 /* The message store's front: state names, argument checks, header text made safe for
  * both databases, and dispatch to the backend the spec names. */
-#include "hl7/store.h"
+#include "intake/store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,8 +8,10 @@
 #include <openssl/evp.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/log.h"
-#include "hl7/store_int.h"
+#include "core/utf8.h"
+#include "intake/store_int.h"
 
 static const char *const state_names[STORE_NSTATES] = {
 	[STORE_RECEIVED] = "received", [STORE_FAILED] = "failed", [STORE_DELIVERED] = "delivered",
@@ -105,56 +107,13 @@ void store_digest(const void *raw, size_t len, uint8_t out[STORE_DIGEST_LEN])
 		log_fatal("event=digest_failed what=sha256"); /* a broken invariant: libcrypto */
 }
 
-int64_t store_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Length of the valid UTF-8 sequence at p (1..4), or 0 if it is not one. Overlong forms,
- * surrogates and code points past U+10FFFF are invalid, as PostgreSQL sees them. */
-static size_t utf8_len(const unsigned char *p, size_t left)
-{
-	unsigned c = p[0];
-	size_t n;
-	unsigned cp;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 2;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	if (left < n)
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3f);
-	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
 static int text_is_clean(const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t left = strlen(s);
 
 	while (left) {
-		size_t n = utf8_len(p, left);
+		size_t n = utf8_seq(p, left, NULL);
 
 		if (n == 0 || (n == 1 && (*p < 0x20 || *p == 0x7f)))
 			return 0;
@@ -176,7 +135,7 @@ static char *text_clean(const char *s)
 	size_t o = 0;
 
 	while (left) {
-		size_t n = utf8_len(p, left);
+		size_t n = utf8_seq(p, left, NULL);
 
 		if (n == 0 || (n == 1 && (*p < 0x20 || *p == 0x7f))) {
 			out[o++] = '\\';
@@ -416,5 +375,5 @@ int store_replay(struct store *s, int64_t id, enum store_state from, char *err, 
 		store_err(err, errlen, "only dead or failed messages can be replayed in bulk");
 		return -1;
 	}
-	return s->ops->replay(s, id, from, store_now_ms(), err, errlen);
+	return s->ops->replay(s, id, from, clock_wall_ms(), err, errlen);
 }

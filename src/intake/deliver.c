@@ -22,12 +22,13 @@
  * Bodies hold patient data and are wiped before free. */
 #include <stddef.h> /* deliver.h uses size_t without including it */
 
-#include "hl7/deliver.h"
+#include "intake/deliver.h"
 
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -42,9 +43,10 @@
 #include "core/backoff.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/secret.h"
 #include "hl7/hl7.h"
 #include "hl7/hl7json.h"
-#include "hl7/store.h"
+#include "intake/store.h"
 
 #define DELIVER_LEASE_MARGIN 15.0   /* seconds of lease beyond the transfer timeout */
 #define DELIVER_PREFETCH 2          /* jobs claimed ahead, in rounds of `concurrency`: one
@@ -136,14 +138,6 @@ static char *deliver_strdup(const char *s)
 	return p;
 }
 
-static int64_t deliver_wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* xorshift64*: jitter only, nothing secret. */
 static double deliver_rand01(struct deliver *d)
 {
@@ -184,61 +178,25 @@ static void deliver_key_part(const char *s, char *out, size_t outlen, size_t *o)
 	out[*o] = '\0';
 }
 
-/* Reads the bearer token: one line of visible ASCII (token68), surrounding white space
- * ignored. Fills d->auth. The token never reaches the log or err. */
+/* Reads the bearer token (secret.h) into d->auth. The token never reaches the log or err. */
 static int deliver_read_token(struct deliver *d, const char *path, char *err, size_t errlen)
 {
-	char buf[DELIVER_TOKEN_MAX + 1];
 	static const char prefix[] = "Authorization: Bearer ";
-	size_t n = 0, a, b;
-	int fd, rc = -1;
-	ssize_t r;
+	char why[PATH_MAX + 128];
+	char *tok = secret_read_token(path, 1, DELIVER_TOKEN_MAX, why, sizeof(why));
+	size_t n;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd == -1) {
-		snprintf(err, errlen, "token_file %s: %s", path, strerror(errno));
+	if (tok == NULL) {
+		snprintf(err, errlen, "token_file: %s", why);
 		return -1;
 	}
-	while (n < sizeof(buf)) {
-		r = read(fd, buf + n, sizeof(buf) - n);
-		if (r == -1 && errno == EINTR)
-			continue;
-		if (r == -1) {
-			snprintf(err, errlen, "token_file %s: %s", path, strerror(errno));
-			goto out;
-		}
-		if (r == 0)
-			break;
-		n += (size_t)r;
-	}
-	if (n > DELIVER_TOKEN_MAX) {
-		snprintf(err, errlen, "token_file %s: longer than %d bytes", path, DELIVER_TOKEN_MAX);
-		goto out;
-	}
-	for (a = 0; a < n && (buf[a] == ' ' || buf[a] == '\t' || buf[a] == '\r' || buf[a] == '\n');)
-		a++;
-	for (b = n; b > a && (buf[b - 1] == ' ' || buf[b - 1] == '\t' || buf[b - 1] == '\r' ||
-			      buf[b - 1] == '\n');)
-		b--;
-	if (a == b) {
-		snprintf(err, errlen, "token_file %s: empty", path);
-		goto out;
-	}
-	for (size_t i = a; i < b; i++) {
-		if (buf[i] <= 0x20 || buf[i] >= 0x7f) {
-			snprintf(err, errlen, "token_file %s: not a single token of visible ASCII", path);
-			goto out;
-		}
-	}
-	d->auth_len = sizeof(prefix) - 1 + (b - a);
+	n = strlen(tok);
+	d->auth_len = sizeof(prefix) - 1 + n;
 	d->auth = deliver_calloc(1, d->auth_len + 1);
 	memcpy(d->auth, prefix, sizeof(prefix) - 1);
-	memcpy(d->auth + sizeof(prefix) - 1, buf + a, b - a);
-	rc = 0;
-out:
-	explicit_bzero(buf, sizeof(buf));
-	close(fd);
-	return rc;
+	memcpy(d->auth + sizeof(prefix) - 1, tok, n);
+	secret_free(tok);
+	return 0;
 }
 
 static int deliver_check_url(const char *url, char *err, size_t errlen)
@@ -302,7 +260,7 @@ static void deliver_record(struct deliver *d, int64_t id, enum store_state state
 			   double retry_in, int http_status, const char *detail)
 {
 	struct pending *p;
-	int64_t now = deliver_wall_ms();
+	int64_t now = clock_wall_ms();
 
 	if (d->npend == DELIVER_PENDING_MAX) {
 		/* the store has been failing for a while: the lease expires and the job is
@@ -547,7 +505,7 @@ static void deliver_claim(struct deliver *d, double now)
 	char err[256];
 	int n;
 
-	n = store_claim(d->store, d->owner, deliver_wall_ms(), (int64_t)(lease * 1000), want,
+	n = store_claim(d->store, d->owner, clock_wall_ms(), (int64_t)(lease * 1000), want,
 			&jobs, err, sizeof(err));
 	if (n == -1) {
 		log_limited(&d->store_rate, LOG_ERROR, "event=delivery_store_failed op=claim error=\"%s\"",
@@ -788,7 +746,7 @@ struct deliver *deliver_new(const struct deliver_conf *c, char *err, size_t errl
 	if (d->concurrency > DELIVER_CONCURRENCY_MAX)
 		d->concurrency = DELIVER_CONCURRENCY_MAX;
 	if (getrandom(&d->rng, sizeof(d->rng), 0) != sizeof(d->rng))
-		d->rng = (uint64_t)deliver_wall_ms() ^ ((uint64_t)getpid() << 32);
+		d->rng = (uint64_t)clock_wall_ms() ^ ((uint64_t)getpid() << 32);
 	d->rng |= 1;
 	hl7_msg_init(&d->msg);
 	d->xfers = deliver_calloc(d->concurrency, sizeof(*d->xfers));

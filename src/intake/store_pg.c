@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "core/buf.h"
-#include "hl7/store_int.h"
+#include "intake/store_int.h"
 
 #define ROW_COLS                                                                                   \
 	"id, state, sending_app, sending_facility, control_id, type, version, peer, "           \

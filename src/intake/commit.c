@@ -4,7 +4,7 @@
  * go back on a second list, and an eventfd wakes the loop, which runs their done
  * callbacks in submission order. The loop's event base is only ever touched from the
  * loop thread (no libevent threading support is assumed). */
-#include "hl7/commit.h"
+#include "intake/commit.h"
 
 #include <errno.h>
 #include <pthread.h>

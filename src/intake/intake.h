@@ -6,7 +6,7 @@
 #define NETWALL_INTAKE_H
 #include <event2/event.h>
 
-#include "hl7/intake_config.h"
+#include "intake/intake_config.h"
 
 struct intake;
 

@@ -1,4 +1,4 @@
-#include "hl7/intake_config.h"
+#include "intake/intake_config.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +7,7 @@
 #include "core/conf.h"
 #include "core/num.h"
 #include "core/tls.h"
+#include "core/xalloc.h"
 
 #define INTAKE_MESSAGE_MIN 1024u                 /* max_message: 1 KiB .. 64 MiB */
 #define INTAKE_MESSAGE_MAX (64u * 1024 * 1024)
@@ -160,9 +161,7 @@ static int intake_rule_item(const char *item, void *arg)
 		conf_error(ra->cf, "more than %d routing patterns", INTAKE_MAX_LIST * 3);
 		return -1;
 	}
-	c->rules = realloc(c->rules, (c->nrules + 1) * sizeof(*c->rules));
-	if (c->rules == NULL)
-		abort();
+	c->rules = xrealloc(c->rules, (c->nrules + 1) * sizeof(*c->rules));
 	r = &c->rules[c->nrules++];
 	snprintf(r->pattern, sizeof(r->pattern), "%s", item);
 	r->action = ra->action;
@@ -417,13 +416,11 @@ static void intake_check(struct conf *cf, struct intake_config *c, const struct 
 
 struct intake_config *intake_config_load(const char *file, char **msgs)
 {
-	struct intake_config *c = calloc(1, sizeof(*c));
+	struct intake_config *c = xcalloc(1, sizeof(*c));
 	struct intake_load l = { .c = c };
 	struct conf cf = { .file = file, .user = &l, .on_section = intake_on_section,
 			   .on_key = intake_on_key };
 
-	if (c == NULL)
-		abort();
 	intake_defaults(c);
 	conf_load(&cf);
 	if (cf.errors == 0)

@@ -1,4 +1,4 @@
-#include "hl7/intake.h"
+#include "intake/intake.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -24,12 +24,13 @@
 #include "core/proxy.h"
 #include "core/sock.h"
 #include "core/tls.h"
+#include "core/xalloc.h"
 #include "hl7/ack.h"
-#include "hl7/commit.h"
-#include "hl7/deliver.h"
+#include "intake/commit.h"
+#include "intake/deliver.h"
 #include "hl7/hl7.h"
 #include "hl7/mllp.h"
-#include "hl7/store.h"
+#include "intake/store.h"
 
 #define INTAKE_READ_CHUNK 65536        /* bytes fed to the framer per step */
 #define INTAKE_READ_MAX 16384          /* bytes one socket read may add to a connection's input;
@@ -211,16 +212,6 @@ struct intake {
 static void conn_close(struct conn *c, const char *reason);
 static void conn_pump(struct conn *c);
 static bool conn_ready(const struct conn *c);
-
-/* Unix time in milliseconds: received_ms orders the delivery queue, so whole seconds
- * would give a burst's jobs one key. */
-static int64_t intake_wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- the memory budget ---- */
 
@@ -924,7 +915,7 @@ static void intake_message(struct intake *in, struct conn *c, struct job *jb, st
 		.ack_len = j->ack.len,
 		.reuse_ack = j->reuse_ack.len > 0 ? buf_head(&j->reuse_ack) : NULL,
 		.reuse_ack_len = j->reuse_ack.len,
-		.received_ms = intake_wall_ms(),
+		.received_ms = clock_wall_ms(),
 	};
 	/* the digest here, in the loop thread (linear, like the parse just done), not in
 	 * the committer, whose time every sender waits for */
@@ -950,9 +941,7 @@ static void conn_refuse_frame(struct conn *c, struct job *jb, struct hl7_msg *m,
 
 	jb->batch = false;
 	jb->n = 1;
-	jb->msgs = calloc(1, sizeof(*jb->msgs));
-	if (jb->msgs == NULL)
-		abort();
+	jb->msgs = xcalloc(1, sizeof(*jb->msgs));
 	in->st.received++;
 	minutes_add(&in->per_minute, clock_wall(), 1);
 	intake_ack_id(in, id);
@@ -1005,9 +994,7 @@ static void conn_frame(struct conn *c, const uint8_t *p, size_t len, bool oversi
 		goto queue;
 	}
 	jb->n = jb->batch ? (unsigned)n : 1;
-	jb->msgs = calloc(jb->n ? jb->n : 1, sizeof(*jb->msgs));
-	if (jb->msgs == NULL)
-		abort();
+	jb->msgs = xcalloc(jb->n ? jb->n : 1, sizeof(*jb->msgs));
 	if (!jb->batch) {
 		jb->msgs[0].raw_len = len;
 	} else {
@@ -1497,9 +1484,7 @@ static void intake_accept(void *arg, int fd, const struct sockaddr *sa, struct l
 		return;
 	}
 	sock_nodelay(fd);
-	c = calloc(1, sizeof(*c));
-	if (c == NULL)
-		abort();
+	c = xcalloc(1, sizeof(*c));
 	c->in = in;
 	c->sock_src = src;
 	memcpy(&c->src, sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
@@ -1940,9 +1925,7 @@ static int intake_listen(struct intake *in)
 	in->accepted = listener_set_new("refused", "listener=mllp", &lim);
 	intake_limits(in->cfg, false, &lim);
 	in->sources = listener_set_new("refused", "listener=mllp", &lim);
-	in->ls = calloc(in->cfg->nlisten, sizeof(*in->ls));
-	if (in->ls == NULL)
-		abort();
+	in->ls = xcalloc(in->cfg->nlisten, sizeof(*in->ls));
 	for (size_t i = 0; i < in->cfg->nlisten; i++) {
 		struct listener *l = listener_new(in->base, &in->cfg->listen[i], in->accepted,
 						  intake_accept, intake_refused, in, err,
@@ -1961,13 +1944,11 @@ static int intake_listen(struct intake *in)
 
 struct intake *intake_new(struct event_base *base, const char *path, struct intake_config *cfg)
 {
-	struct intake *in = calloc(1, sizeof(*in));
+	struct intake *in = xcalloc(1, sizeof(*in));
 	struct store *reader;
 	char err[512], host[64] = "host", t[16], p[8];
 	struct deliver_conf dc;
 
-	if (in == NULL)
-		abort();
 	in->base = base;
 	in->path = path;
 	in->cfg = cfg;

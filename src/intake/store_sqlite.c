@@ -14,7 +14,8 @@
 #include <unistd.h>
 
 #include "core/buf.h"
-#include "hl7/store_int.h"
+#include "core/xalloc.h"
+#include "intake/store_int.h"
 
 /* How long a connection waits, in all, for another to release the write lock. */
 #define BUSY_LIMIT_US (3 * 1000 * 1000)
@@ -381,9 +382,7 @@ static int sq_claim(struct store *s, const char *owner, int64_t now_ms, int64_t 
 			cap = cap ? cap * 2 : 16;
 			if (cap > max)
 				cap = max;
-			out = realloc(out, cap * sizeof(*out));
-			if (out == NULL)
-				abort();
+			out = xrealloc(out, cap * sizeof(*out));
 		}
 		j = &out[n++];
 		memset(j, 0, sizeof(*j));
@@ -528,9 +527,7 @@ static int sq_list(struct store *s, const struct store_filter *f, struct store_r
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (n == cap) {
 			cap = cap ? cap * 2 : 64;
-			out = realloc(out, cap * sizeof(*out));
-			if (out == NULL)
-				abort();
+			out = xrealloc(out, cap * sizeof(*out));
 		}
 		if (read_row(st, &out[n], 0) == -1) {
 			store_err(err, errlen, "sqlite: list: a row has an unknown state");
@@ -588,9 +585,7 @@ static int sq_counts(struct store *s, struct store_count **outp, char *err, size
 
 		if (n == cap) {
 			cap = cap ? cap * 2 : 16;
-			out = realloc(out, cap * sizeof(*out));
-			if (out == NULL)
-				abort();
+			out = xrealloc(out, cap * sizeof(*out));
 		}
 		text_col(state, sizeof(state), st, 0);
 		if (store_state_parse(state, &out[n].state) == -1)

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "hl7/store.h"
+#include "intake/store.h"
 
 /* Bumped when the schema changes; kept in SQLite's user_version and in PostgreSQL's
  * netwall_meta table. */
@@ -56,7 +56,5 @@ void *store_zalloc(size_t nmemb, size_t size);
 char *store_strndup(const void *p, size_t n);
 /* Wipes and frees n bytes at p (raw messages, ACKs). Accepts NULL. */
 void store_wipe_free(void *p, size_t n);
-/* Unix time in milliseconds. */
-int64_t store_now_ms(void);
 
 #endif

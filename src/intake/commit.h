@@ -12,7 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "hl7/store.h"
+#include "intake/store.h"
 
 #define COMMIT_MAX_BATCH 512 /* messages per transaction at most */
 /* Gathering: when the last two transactions carried messages from more sources than are

@@ -1,0 +1,17 @@
+/* Secrets kept in files (admin tokens, the EMAR's bearer token): read, checked and copied
+ * without the bytes ever reaching a log line or an error message. */
+#ifndef NETWALL_SECRET_H
+#define NETWALL_SECRET_H
+
+#include <stddef.h>
+
+/* Reads the token in the file at path: one line of printable ASCII without spaces, from
+ * min to max characters, surrounding white space ignored. Returns a copy (free with
+ * secret_free), or NULL with a message naming path, never the bytes, in err. Every byte
+ * read is wiped. */
+char *secret_read_token(const char *path, size_t min, size_t max, char *err, size_t errlen);
+
+/* Wipes and frees a copy from secret_read_token. Accepts NULL. */
+void secret_free(char *token);
+
+#endif
