@@ -79,9 +79,11 @@ unit: $(UNIT_BINS) $(UNIT_ABINS)
 integration: $(B)/netwall $(BA)/netwall
 	$(Q)scripts/integration.sh
 
-# Everything CI runs: install, build both flavours, unit tests, integration tests (both
+# Everything CI runs: install, the house rules of src/ (scripts/check_house.py: no ring of
+# files, no file over 900 lines, no function over 80), build both flavours, unit tests, integration tests (both
 # builds), then 20 s of fuzzing per parser from the checked-in seed corpus.
 test: deps
+	$(Q)scripts/check_house.py src
 	$(Q)$(MAKE) --no-print-directory all asan
 	$(Q)$(MAKE) --no-print-directory unit
 	$(Q)$(MAKE) --no-print-directory integration
@@ -123,6 +125,9 @@ uninstall:
 
 clean:
 	rm -rf $(B)
+
+house:
+	$(Q)scripts/check_house.py src
 
 format:
 	clang-format -i src/*/*.c src/*/*.h tests/unit/*.c
