@@ -135,5 +135,5 @@ format:
 # keep unit test objects between runs
 .SECONDARY:
 
-.PHONY: all asan deps unit integration test run bench bench-intake bench-chat fuzz install clean format
+.PHONY: all asan deps unit integration test house run bench bench-intake bench-chat fuzz install clean format
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
