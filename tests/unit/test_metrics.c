@@ -1,0 +1,138 @@
+/* core/metrics: one registry, three views that agree. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/metrics.h"
+
+struct stats {
+	uint64_t open, total;
+	uint64_t by_reason[3];
+};
+
+static const char *const reasons[] = { "parse", "header", "store" };
+static const double bounds[] = { 0.001, 0.01 };
+
+static void read_services(struct metric_out *o, void *base)
+{
+	(void)base;
+	metric_emit(o, "web", 3);
+	metric_emit(o, "a\"b\\c\nd", 4); /* a label value Prometheus must escape */
+}
+
+static void read_latency(struct metric_out *o, void *base)
+{
+	static const uint64_t counts[] = { 5, 2, 1 };
+
+	(void)base;
+	metric_emit_hist(o, bounds, counts, 2, 0.25);
+}
+
+static const struct metric table[] = {
+	{ "netwall_x_open", METRIC_GAUGE, "Open.", NULL, METRIC_FIELD(struct stats, open),
+	  .tile = "open" },
+	{ "netwall_x_total", METRIC_COUNTER, "Total.", NULL, METRIC_FIELD(struct stats, total) },
+	{ "netwall_x_rejected_total", METRIC_COUNTER, "Rejected.", "reason",
+	  METRIC_FIELDS(struct stats, by_reason, reasons, 3), .tile = "rejected" },
+	{ "netwall_x_service_total", METRIC_COUNTER, "Per service.", "service",
+	  METRIC_READ(read_services) },
+	{ "netwall_x_seconds", METRIC_HISTOGRAM, "Latency.", NULL, METRIC_READ(read_latency) },
+};
+
+static char *render(struct metrics *m, int view)
+{
+	struct evbuffer *b = evbuffer_new();
+	size_t n;
+	char *s;
+
+	if (view == 0)
+		metrics_prometheus(m, b);
+	else
+		metrics_tiles(m, b);
+	n = evbuffer_get_length(b);
+	s = calloc(1, n + 1);
+	evbuffer_remove(b, s, n);
+	evbuffer_free(b);
+	return s;
+}
+
+static void test_prometheus(void **state)
+{
+	struct stats st = { .open = 7, .total = 9, .by_reason = { 1, 2, 3 } };
+	struct metrics *m = metrics_new();
+	char *s;
+
+	(void)state;
+	metrics_add(m, table, sizeof(table) / sizeof(table[0]), &st);
+	s = render(m, 0);
+	assert_non_null(strstr(s, "# HELP netwall_x_open Open.\n# TYPE netwall_x_open gauge\n"
+				  "netwall_x_open 7\n"));
+	assert_non_null(strstr(s, "# TYPE netwall_x_total counter\nnetwall_x_total 9\n"));
+	assert_non_null(strstr(s, "netwall_x_rejected_total{reason=\"header\"} 2\n"));
+	assert_non_null(strstr(s, "netwall_x_service_total{service=\"web\"} 3\n"));
+	assert_non_null(strstr(s, "netwall_x_service_total{service=\"a\\\"b\\\\c\\nd\"} 4\n"));
+	assert_non_null(strstr(s, "netwall_x_seconds_bucket{le=\"0.001\"} 5\n"
+				  "netwall_x_seconds_bucket{le=\"0.01\"} 7\n"
+				  "netwall_x_seconds_bucket{le=\"+Inf\"} 8\n"
+				  "netwall_x_seconds_sum 0.250000\nnetwall_x_seconds_count 8\n"));
+	free(s);
+	st.open = 8; /* read at render time, not at registration */
+	s = render(m, 0);
+	assert_non_null(strstr(s, "netwall_x_open 8\n"));
+	free(s);
+	metrics_free(m);
+}
+
+static void test_json(void **state)
+{
+	struct stats st = { .open = 7, .total = 9, .by_reason = { 1, 2, 3 } };
+	struct metrics *m = metrics_new();
+	json_t *j, *h;
+
+	(void)state;
+	metrics_add(m, table, sizeof(table) / sizeof(table[0]), &st);
+	j = metrics_json(m);
+	assert_int_equal(json_integer_value(json_object_get(j, "netwall_x_open")), 7);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(
+				 j, "netwall_x_rejected_total"), "store")), 3);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(
+				 j, "netwall_x_service_total"), "a\"b\\c\nd")), 4);
+	h = json_object_get(j, "netwall_x_seconds");
+	assert_int_equal(json_integer_value(json_object_get(h, "count")), 8);
+	assert_int_equal(json_array_size(json_object_get(h, "buckets")), 3);
+	assert_true(json_is_null(json_array_get(json_array_get(json_object_get(h, "buckets"), 2), 0)));
+	json_decref(j);
+	metrics_free(m);
+}
+
+static void test_tiles(void **state)
+{
+	struct stats st = { .open = 7, .total = 9, .by_reason = { 1, 2, 3 } };
+	struct metrics *m = metrics_new();
+	char *s;
+
+	(void)state;
+	metrics_add(m, table, sizeof(table) / sizeof(table[0]), &st);
+	s = render(m, 1);
+	assert_non_null(strstr(s, "id=\"netwall_x_open\""));
+	assert_non_null(strstr(s, "<b>6</b>rejected")); /* a labelled metric's tile is its sum */
+	assert_null(strstr(s, "netwall_x_total"));     /* no tile label: not on the page */
+	free(s);
+	metrics_free(m);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_prometheus),
+		cmocka_unit_test(test_json),
+		cmocka_unit_test(test_tiles),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
