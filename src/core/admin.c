@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "core/clock.h"
-#include "core/daemon.h"
 #include "core/listener.h"
 #include "core/log.h"
 #include "core/loop.h"
@@ -27,7 +26,7 @@
 #define ADMIN_MAX_CONNECTIONS 32
 #define ADMIN_MAX_PER_SOURCE 8
 #define ADMIN_MAX_HEADERS 8192   /* request line and header bytes, the blank line included */
-#define ADMIN_BASIC_MAX (4 * ((255 + 1 + DAEMON_TOKEN_MAX + 2) / 3)) /* base64 of user:token */
+#define ADMIN_BASIC_MAX (4 * ((255 + 1 + ADMIN_TOKEN_MAX + 2) / 3)) /* base64 of user:token */
 
 struct admin_conn {
 	struct admin *adm;

@@ -12,6 +12,9 @@
 
 #include "core/addr.h"
 
+#define ADMIN_TOKEN_MIN 16   /* admin token bytes, at least */
+#define ADMIN_TOKEN_MAX 1024 /* and at most */
+
 struct admin;
 
 struct admin_ops {

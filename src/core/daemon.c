@@ -1,6 +1,8 @@
 #include "core/daemon.h"
 
 #include <errno.h>
+#include <event2/event.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
@@ -10,7 +12,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/admin.h"
 #include "core/filter.h"
+#include "core/lifecycle.h"
+#include "core/loop.h"
 #include "core/secret.h"
 #include "core/xalloc.h"
 
@@ -43,7 +48,7 @@ void daemon_conf_free(struct daemon_conf *d)
 static char *daemon_read_token(struct conf *cf, const char *path)
 {
 	char err[PATH_MAX + 128];
-	char *tok = secret_read_token(path, DAEMON_TOKEN_MIN, DAEMON_TOKEN_MAX, err, sizeof(err));
+	char *tok = secret_read_token(path, ADMIN_TOKEN_MIN, ADMIN_TOKEN_MAX, err, sizeof(err));
 
 	if (tok == NULL)
 		conf_error(cf, "admin_token_file: %s", err);
@@ -156,4 +161,180 @@ int daemon_confine(const struct daemon_conf *d, const char *role, char *err, siz
 	if (d->seccomp && filter_install(role, err, errlen) == -1)
 		return -1;
 	return 0;
+}
+
+/* ---- the role (daemon.h) ---- */
+
+struct daemon {
+	const struct daemon_role *r;
+	const char *file;
+	struct event_base *base;
+	void *d;
+	struct admin *admin;
+	struct lifecycle *life;
+};
+
+/* The admin listener as the config says (off, an address, a token). */
+static int daemon_admin(struct daemon *dm, const struct daemon_conf *c)
+{
+	char err[256];
+
+	if (dm->admin == NULL && !c->admin_on)
+		return 0;
+	return admin_reconfigure(&dm->admin, dm->base, c->admin_on ? &c->admin : NULL,
+				 c->admin_token, dm->r->admin, dm->d, err, sizeof(err));
+}
+
+static void daemon_reload(void *arg)
+{
+	struct daemon *dm = arg;
+	char *msgs = NULL;
+	void *cfg = dm->r->load(dm->file, &msgs);
+	struct daemon_conf *c;
+
+	if (cfg == NULL) {
+		for (char *save, *l = strtok_r(msgs, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+			log_error("event=reload_failed error=\"%s\"", l);
+		free(msgs);
+		return;
+	}
+	c = dm->r->conf(cfg);
+	log_set_level(c->log_level);
+	daemon_admin(dm, c); /* a failure is logged and leaves the admin listener off */
+	if (dm->r->apply(dm->d, cfg) == -1) {
+		log_error("event=reload_failed error=\"kept the running configuration\"");
+		dm->r->cfg_free(cfg);
+	}
+}
+
+static double daemon_drain(void *arg)
+{
+	struct daemon *dm = arg;
+
+	return dm->r->drain(dm->d);
+}
+
+static bool daemon_idle(void *arg)
+{
+	struct daemon *dm = arg;
+
+	return dm->r->idle(dm->d);
+}
+
+static void daemon_housekeeping(void *arg)
+{
+	struct daemon *dm = arg;
+
+	if (dm->r->housekeeping != NULL)
+		dm->r->housekeeping(dm->d);
+}
+
+static const struct lifecycle_ops daemon_lifecycle_ops = {
+	.reload = daemon_reload,
+	.drain = daemon_drain,
+	.idle = daemon_idle,
+	.housekeeping = daemon_housekeeping,
+};
+
+#ifdef NETWALL_TEST_HOOKS
+static void daemon_probe_cb(evutil_socket_t sig, short what, void *arg)
+{
+	const char *call = arg;
+
+	log_warn("event=test_probe call=%s", call);
+	filter_probe(call);
+	log_warn("event=test_probe_returned call=%s", call);
+}
+
+/* Test build only: with NETWALL_TEST_FORBIDDEN_CALL=exec (or write), SIGUSR2 makes that call
+ * (filter_probe): the test that the filter kills. The release binary has no such hook. */
+static struct event *daemon_probe(struct event_base *base)
+{
+	const char *e = getenv("NETWALL_TEST_FORBIDDEN_CALL");
+	struct event *ev;
+
+	if (e == NULL || (strcmp(e, "exec") != 0 && strcmp(e, "write") != 0))
+		return NULL;
+	ev = evsignal_new(base, SIGUSR2, daemon_probe_cb, (void *)e);
+	if (ev == NULL || evsignal_add(ev, NULL) == -1)
+		xalloc_fail("event");
+	return ev;
+}
+#else
+static struct event *daemon_probe(struct event_base *base)
+{
+	(void)base;
+	return NULL;
+}
+#endif
+
+/* Loads the file and checks who runs it; the config, or NULL once the reason is printed.
+ * What confining needs after binding (the user, the filter) is copied into run. */
+static void *daemon_load(const struct daemon_role *r, const char *file, struct daemon_conf *run)
+{
+	char *msgs = NULL, err[256];
+	void *cfg = r->load(file, &msgs);
+	const struct daemon_conf *c;
+
+	if (cfg == NULL) {
+		fputs(msgs, stderr);
+		free(msgs);
+		return NULL;
+	}
+	c = r->conf(cfg);
+	log_set_level(c->log_level);
+	if (daemon_check(c, err, sizeof(err)) == -1) {
+		log_error("event=start_failed error=\"%s\"", err);
+		r->cfg_free(cfg);
+		return NULL;
+	}
+	*run = *c;
+	run->admin_token = NULL;
+	run->user = xstrdup(c->user); /* never stay root for want of memory */
+	return cfg;
+}
+
+/* Runs the loop of a daemon built and served; returns its exit status. */
+static int daemon_loop(struct daemon *dm, const struct daemon_conf *run)
+{
+	char err[256];
+	struct event *probe;
+	int rc;
+
+	if (daemon_confine(run, dm->r->name, err, sizeof(err)) == -1) {
+		log_error("event=start_failed error=\"%s\"", err);
+		return 1;
+	}
+	log_info("event=confined user=%s seccomp=%s", run->user ? run->user : "(unchanged)",
+		 run->seccomp ? "on" : "off");
+	probe = daemon_probe(dm->base);
+	dm->life = lifecycle_new(dm->base, &daemon_lifecycle_ops, dm);
+	event_base_dispatch(dm->base);
+	rc = dm->r->status != NULL ? dm->r->status(dm->d) : 0;
+	if (probe != NULL)
+		event_free(probe);
+	return rc;
+}
+
+int daemon_run(const struct daemon_role *r, const char *file)
+{
+	struct daemon dm = { .r = r, .file = file };
+	struct daemon_conf run = { 0 };
+	void *cfg;
+	int rc = 1;
+
+	log_init(r->name, LOG_INFO);
+	dm.base = loop_new();
+	cfg = daemon_load(r, file, &run);
+	/* the daemon keeps its config while it runs: its shared part stays readable */
+	if (cfg != NULL && (dm.d = r->new(dm.base, cfg)) != NULL &&
+	    daemon_admin(&dm, r->conf(cfg)) == 0)
+		rc = daemon_loop(&dm, &run);
+	admin_free(dm.admin);
+	lifecycle_free(dm.life);
+	if (dm.d != NULL)
+		r->free(dm.d);
+	daemon_conf_free(&run);
+	event_base_free(dm.base);
+	return rc;
 }

@@ -7,11 +7,9 @@
 #include <stdbool.h>
 
 #include "core/addr.h"
+#include "core/admin.h"
 #include "core/conf.h"
 #include "core/log.h"
-
-#define DAEMON_TOKEN_MIN 16   /* admin token bytes, at least */
-#define DAEMON_TOKEN_MAX 1024 /* and at most */
 
 struct daemon_conf {
 	bool admin_on;
@@ -39,5 +37,34 @@ int daemon_check(const struct daemon_conf *d, char *err, size_t errlen);
  * installs the system call filter for role ("gateway", "agent", "intake", "chat"). Returns
  * 0, or -1 with err filled. */
 int daemon_confine(const struct daemon_conf *d, const char *role, char *err, size_t errlen);
+
+/* ---- the role ----
+ * What differs between the four daemons; daemon_run does the rest, the same for all: load
+ * the file, refuse root, build the daemon, serve its admin listener, confine the process,
+ * run the loop, reload on SIGHUP (the log level and the admin listener follow the file
+ * before the role applies the rest), drain on SIGTERM/SIGINT, free. */
+struct daemon_role {
+	const char *name; /* "gateway", "agent", "intake", "chat": log role and filter role */
+	/* Loads file: the config, or NULL with one message per line in *msgs (malloc'd). */
+	void *(*load)(const char *file, char **msgs);
+	struct daemon_conf *(*conf)(void *cfg); /* the config's shared part */
+	void (*cfg_free)(void *cfg);
+	/* Builds the daemon on base from cfg, which it owns from then on, even on failure, and
+	 * keeps while it runs; NULL once the reason is logged. */
+	void *(*new)(struct event_base *base, void *cfg);
+	/* Applies a reloaded cfg: 0 once the daemon owns it, -1 (reason logged) when the
+	 * running configuration stays and cfg is the caller's. */
+	int (*apply)(void *d, void *cfg);
+	/* Stops taking new work; returns how long the work in hand may take, in seconds. */
+	double (*drain)(void *d);
+	bool (*idle)(void *d);             /* nothing left to finish */
+	void (*housekeeping)(void *d);     /* every LOOP_HOUSEKEEPING seconds; may be NULL */
+	int (*status)(void *d);            /* the exit status once the loop ends; may be NULL */
+	void (*free)(void *d);
+	const struct admin_ops *admin;     /* the admin listener's views (arg: the daemon) */
+};
+
+/* Runs role r from config file to exit. Returns the exit status. */
+int daemon_run(const struct daemon_role *r, const char *file);
 
 #endif

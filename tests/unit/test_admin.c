@@ -56,16 +56,16 @@ static void test_basic(void **state)
 /* The longest token a token file may hold also logs in through Basic, with a long user. */
 static void test_basic_longest_token(void **state)
 {
-	char token[DAEMON_TOKEN_MAX + 1], plain[255 + 1 + DAEMON_TOKEN_MAX + 1];
+	char token[ADMIN_TOKEN_MAX + 1], plain[255 + 1 + ADMIN_TOKEN_MAX + 1];
 	unsigned char b64[4 * sizeof(plain) / 3 + 8];
 	char auth[sizeof(b64) + 8];
 	int n;
 
-	memset(token, 'k', DAEMON_TOKEN_MAX);
-	token[DAEMON_TOKEN_MAX] = '\0';
+	memset(token, 'k', ADMIN_TOKEN_MAX);
+	token[ADMIN_TOKEN_MAX] = '\0';
 	memset(plain, 'u', 255);
 	plain[255] = ':';
-	memcpy(plain + 256, token, DAEMON_TOKEN_MAX + 1);
+	memcpy(plain + 256, token, ADMIN_TOKEN_MAX + 1);
 	n = EVP_EncodeBlock(b64, (const unsigned char *)plain, (int)strlen(plain));
 	assert_true(n > 0);
 	snprintf(auth, sizeof(auth), "Basic %s", (const char *)b64);
