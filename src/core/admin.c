@@ -13,6 +13,7 @@
 #include "core/clock.h"
 #include "core/listener.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/loop.h"
 #include "core/page.h"
 #include "core/xalloc.h"
@@ -191,6 +192,57 @@ static int admin_parse(char *req, char **method, char **target, const char **aut
 	return 0;
 }
 
+/* The daemon's metrics for one request, or NULL if it registers none. */
+static struct metrics *admin_registry(struct admin *adm)
+{
+	struct metrics *m;
+
+	if (adm->ops->register_metrics == NULL)
+		return NULL;
+	m = metrics_new();
+	adm->ops->register_metrics(m, adm->arg);
+	return m;
+}
+
+static void admin_metrics_text(struct admin *adm, struct evbuffer *out)
+{
+	struct metrics *m = admin_registry(adm);
+
+	if (m != NULL)
+		metrics_prometheus(m, out);
+	if (adm->ops->metrics != NULL)
+		adm->ops->metrics(out, adm->arg);
+	metrics_free(m);
+}
+
+/* {"role": ..., the daemon's own keys, "metrics": {...}}, one line. */
+static void admin_status(struct admin *adm, struct evbuffer *out)
+{
+	struct metrics *m;
+	json_t *j;
+	char *s;
+
+	if (adm->ops->register_metrics == NULL) {
+		adm->ops->status(out, adm->arg);
+		return;
+	}
+	m = admin_registry(adm);
+	j = json_pack("{s:s}", "role", adm->ops->role);
+	if (adm->ops->status_json != NULL) {
+		json_t *own = xcheck(adm->ops->status_json(adm->arg), "json");
+		json_object_update(j, own);
+		json_decref(own);
+	}
+	json_object_set_new(j, "metrics", metrics_json(m));
+	s = json_dumps(j, JSON_COMPACT);
+	if (s == NULL)
+		xalloc_fail("json");
+	evbuffer_add_printf(out, "%s\n", s);
+	free(s);
+	json_decref(j);
+	metrics_free(m);
+}
+
 static void admin_handle(struct admin_conn *c, const char *method, const char *uri,
 			 const char *auth)
 {
@@ -211,10 +263,15 @@ static void admin_handle(struct admin_conn *c, const char *method, const char *u
 		admin_reply(c, head, 401, "Unauthorized", "text/plain",
 			    "WWW-Authenticate: Basic realm=\"netwall\", charset=\"UTF-8\"\r\n",
 			    body);
-	} else if (strcmp(uri, "/") == 0 && adm->ops->page != NULL) {
+	} else if (strcmp(uri, "/") == 0 && (adm->ops->page != NULL || adm->ops->page_body)) {
+		struct metrics *m = admin_registry(adm);
 		page_begin(body, adm->ops->role, clock_mono() - admin_started);
-		adm->ops->page(body, adm->arg);
+		if (adm->ops->page_body != NULL)
+			adm->ops->page_body(body, m, adm->arg);
+		else
+			adm->ops->page(body, adm->arg);
 		page_end(body);
+		metrics_free(m);
 		admin_reply(c, head, 200, "OK", "text/html; charset=utf-8", NULL, body);
 	} else if (strcmp(uri, "/healthz") == 0) {
 		if (adm->ops->health == NULL || adm->ops->health(why, sizeof(why), adm->arg) == 0) {
@@ -225,10 +282,11 @@ static void admin_handle(struct admin_conn *c, const char *method, const char *u
 			admin_reply(c, head, 503, "Service Unavailable", "text/plain", NULL, body);
 		}
 	} else if (strcmp(uri, "/metrics") == 0) {
-		adm->ops->metrics(body, adm->arg);
+		admin_metrics_text(adm, body);
 		admin_reply(c, head, 200, "OK", "text/plain; version=0.0.4", NULL, body);
-	} else if (strcmp(uri, "/status") == 0 && adm->ops->status != NULL) {
-		adm->ops->status(body, adm->arg);
+	} else if (strcmp(uri, "/status") == 0 &&
+		   (adm->ops->status != NULL || adm->ops->register_metrics != NULL)) {
+		admin_status(adm, body);
 		admin_reply(c, head, 200, "OK", "application/json", NULL, body);
 	} else {
 		evbuffer_add_printf(body, "not found: try /, /healthz, /metrics, /status\n");

@@ -7,6 +7,7 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -17,13 +18,24 @@
 
 struct admin;
 
+struct metrics;
+
 struct admin_ops {
 	const char *role; /* "gateway", "agent", "intake", "chat": the page's title */
-	/* Appends the status page's body (inside page_begin/page_end) to out. */
+	/* Registers the daemon's metric tables (core/metrics.h) into m, which lives for one
+	 * request: a snapshot taken now can be registered from metrics_scratch memory. The
+	 * registry renders /metrics, the "metrics" object of /status and the page's tiles. */
+	void (*register_metrics)(struct metrics *m, void *arg);
+	/* Appends the status page's body (inside page_begin/page_end) to out; m is the
+	 * registry (NULL without register_metrics), for metrics_tiles. */
+	void (*page_body)(struct evbuffer *out, const struct metrics *m, void *arg);
+	/* The daemon's own part of /status (tunnels, services, ...): an object whose keys join
+	 * "role" and "metrics", or NULL. */
+	json_t *(*status_json)(void *arg);
+	/* Older views, while the daemons move to register_metrics: the page's body, metric
+	 * families appended to out, and a JSON object appended to out. */
 	void (*page)(struct evbuffer *out, void *arg);
-	/* Appends metric families to out. */
 	void (*metrics)(struct evbuffer *out, void *arg);
-	/* Appends a JSON object to out. */
 	void (*status)(struct evbuffer *out, void *arg);
 	/* Returns 0 when healthy; fills why otherwise. */
 	int (*health)(char *why, size_t len, void *arg);

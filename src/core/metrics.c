@@ -17,6 +17,8 @@ struct metrics_table {
 struct metrics {
 	struct metrics_table *tables;
 	size_t ntables;
+	void **scratch;
+	size_t nscratch;
 };
 
 enum metric_view { VIEW_PROM, VIEW_JSON, VIEW_SUM };
@@ -41,6 +43,9 @@ void metrics_free(struct metrics *m)
 {
 	if (m == NULL)
 		return;
+	for (size_t i = 0; i < m->nscratch; i++)
+		free(m->scratch[i]);
+	free(m->scratch);
 	free(m->tables);
 	free(m);
 }
@@ -49,6 +54,12 @@ void metrics_add(struct metrics *m, const struct metric *table, size_t n, void *
 {
 	m->tables = xreallocarray(m->tables, m->ntables + 1, sizeof(*m->tables));
 	m->tables[m->ntables++] = (struct metrics_table){ table, n, base };
+}
+
+void *metrics_scratch(struct metrics *m, size_t n)
+{
+	m->scratch = xreallocarray(m->scratch, m->nscratch + 1, sizeof(*m->scratch));
+	return m->scratch[m->nscratch++] = xcalloc(1, n);
 }
 
 /* A label value in Prometheus text: backslash, quote and newline escaped. */

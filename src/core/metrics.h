@@ -52,6 +52,10 @@ void metrics_free(struct metrics *m);
  * must outlive the registry. */
 void metrics_add(struct metrics *m, const struct metric *table, size_t n, void *base);
 
+/* n zeroed bytes that live as long as m: room for a snapshot taken for one rendering
+ * (counts read under a lock, a list known at run time) to register tables over. */
+void *metrics_scratch(struct metrics *m, size_t n);
+
 /* The three views. */
 void metrics_prometheus(const struct metrics *m, struct evbuffer *out);
 /* {"name": value, "name": {"label value": value, ...}, "name": {"buckets": [[le, count],

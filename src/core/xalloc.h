@@ -19,6 +19,11 @@ void *xmemdup(const void *p, size_t n);
 void xalloc_fail(const char *what) __attribute__((noreturn));
 
 /* Checks a library constructor's result: p, or xalloc_fail(what) when it is NULL. */
-#define xcheck(p, what) ((p) != NULL ? (p) : (xalloc_fail(what), (p)))
+static inline void *xcheck(void *p, const char *what)
+{
+	if (p == NULL)
+		xalloc_fail(what);
+	return p;
+}
 
 #endif

@@ -110,6 +110,23 @@ static void test_json(void **state)
 	metrics_free(m);
 }
 
+/* A snapshot taken for one rendering lives in the registry's scratch memory. */
+static void test_scratch(void **state)
+{
+	struct metrics *m = metrics_new();
+	struct stats *st = metrics_scratch(m, sizeof(*st));
+	char *s;
+
+	(void)state;
+	assert_int_equal(st->open, 0);
+	st->open = 42;
+	metrics_add(m, table, 1, st);
+	s = render(m, 0);
+	assert_non_null(strstr(s, "netwall_x_open 42\n"));
+	free(s);
+	metrics_free(m); /* frees the snapshot too (the sanitizer build checks) */
+}
+
 static void test_tiles(void **state)
 {
 	struct stats st = { .open = 7, .total = 9, .by_reason = { 1, 2, 3 } };
@@ -131,6 +148,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_prometheus),
 		cmocka_unit_test(test_json),
+		cmocka_unit_test(test_scratch),
 		cmocka_unit_test(test_tiles),
 	};
 
