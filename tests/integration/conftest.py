@@ -72,7 +72,7 @@ PACKAGE_OF = {
     "redis-benchmark": "redis-tools", "psql": "postgresql-client", "curl": "curl",
     "openssl": "openssl", "ip": "iproute2", "nft": "nftables", "mllp_send": "python3-hl7",
     "sqlite3": "sqlite3", "irssi": "irssi", "weechat-headless": "weechat-headless",
-    "tmux": "tmux", "chromium": "chromium", "man": "man-db", "groff": "groff-base",
+    "tmux": "tmux", "chromium": "chromium", "ctags": "universal-ctags", "man": "man-db", "groff": "groff-base",
     "swanctl": "strongswan-swanctl", "/usr/lib/ipsec/charon": "strongswan-charon",
     "wg": "wireguard-tools", "wg-quick": "wireguard-tools", "wireguard-go": "wireguard-go",
     "prometheus": "prometheus", "promtool": "prometheus", "docker-compose": "docker-compose",
