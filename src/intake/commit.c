@@ -19,6 +19,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/xalloc.h"
 
 #define COMMIT_DEPTH_EVERY 1.0  /* seconds: queue depth is read at most this often */
 #define COMMIT_COUNTS_EVERY 5.0 /* seconds: counts by state (a scan) at most this often */
@@ -282,12 +283,10 @@ static void on_eventfd(evutil_socket_t fd, short what, void *arg)
 struct commit *commit_new(struct event_base *base, const char *spec,
 			  void (*after)(void *arg), void *after_arg, char *err, size_t errlen)
 {
-	struct commit *c = calloc(1, sizeof(*c));
+	struct commit *c = xcalloc(1, sizeof(*c));
 	sigset_t all, old;
 	int rc;
 
-	if (c == NULL)
-		log_fatal("event=oom bytes=%zu", sizeof(*c));
 	c->base = base;
 	c->after = after;
 	c->after_arg = after_arg;

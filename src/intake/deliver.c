@@ -43,6 +43,7 @@
 #include "core/backoff.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/xalloc.h"
 #include "core/secret.h"
 #include "hl7/hl7.h"
 #include "hl7/hl7json.h"
@@ -117,27 +118,6 @@ struct deliver {
 	struct log_rate retry_rate, store_rate;
 };
 
-static void *deliver_calloc(size_t n, size_t size)
-{
-	void *p = calloc(n, size);
-
-	if (p == NULL)
-		log_fatal("out of memory");
-	return p;
-}
-
-static char *deliver_strdup(const char *s)
-{
-	char *p;
-
-	if (s == NULL)
-		return NULL;
-	p = strdup(s);
-	if (p == NULL)
-		log_fatal("out of memory");
-	return p;
-}
-
 /* xorshift64*: jitter only, nothing secret. */
 static double deliver_rand01(struct deliver *d)
 {
@@ -192,7 +172,7 @@ static int deliver_read_token(struct deliver *d, const char *path, char *err, si
 	}
 	n = strlen(tok);
 	d->auth_len = sizeof(prefix) - 1 + n;
-	d->auth = deliver_calloc(1, d->auth_len + 1);
+	d->auth = xcalloc(1, d->auth_len + 1);
 	memcpy(d->auth, prefix, sizeof(prefix) - 1);
 	memcpy(d->auth + sizeof(prefix) - 1, tok, n);
 	secret_free(tok);
@@ -206,7 +186,7 @@ static int deliver_check_url(const char *url, char *err, size_t errlen)
 	int rc = -1;
 
 	if (u == NULL)
-		log_fatal("out of memory");
+		xalloc_fail("curl url");
 	if (url == NULL || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
 		snprintf(err, errlen, "url: not a valid URL");
 		goto out;
@@ -387,31 +367,12 @@ out:
 	explicit_bzero(detail, sizeof(detail));
 }
 
-/* Turns a claimed job into a transfer in the multi handle, or records it dead when the
- * stored message no longer parses. */
-static void deliver_start(struct deliver *d, const struct store_job *job)
+/* x's request headers: the idempotency key (the message's key, and its digest when the
+ * key was reused), the message id, the bearer token. */
+static void deliver_headers(struct deliver *d, struct xfer *x, const struct store_job *job)
 {
-	struct hl7_error perr;
-	struct xfer *x;
 	size_t o = 0;
 	char *p;
-
-	x = deliver_calloc(1, sizeof(*x));
-	x->d = d;
-	x->id = job->id;
-	x->attempts = job->attempts;
-	/* peer values: escaped once here, so every log line below carries them safely */
-	log_value(x->control_id, sizeof(x->control_id), job->control_id);
-	log_value(x->type, sizeof(x->type), job->type);
-	if (hl7_parse(&d->msg, job->raw, job->raw_len, &perr) == -1 ||
-	    (x->body = hl7json_message(&d->msg, job->id, &x->body_len)) == NULL) {
-		atomic_fetch_add(&d->n_dead, 1);
-		deliver_record(d, job->id, STORE_DEAD, 0, 0, "unparsable");
-		deliver_log_dead(d, job->id, x->control_id, x->type, 0, job->attempts + 1,
-				 "unparsable");
-		deliver_xfer_free(x);
-		return;
-	}
 
 	p = x->key;
 	o = (size_t)snprintf(p, sizeof(x->key), "Idempotency-Key: ");
@@ -444,10 +405,37 @@ static void deliver_start(struct deliver *d, const struct store_job *job)
 	for (int i = 0; i < 4; i++)
 		x->hdr[i].next = (i == 3 && d->auth == NULL) ? NULL : &x->hdr[i + 1];
 	x->hdr[4].next = NULL;
+}
+
+/* Turns a claimed job into a transfer in the multi handle, or records it dead when the
+ * stored message no longer parses. */
+static void deliver_start(struct deliver *d, const struct store_job *job)
+{
+	struct hl7_error perr;
+	struct xfer *x;
+
+	x = xcalloc(1, sizeof(*x));
+	x->d = d;
+	x->id = job->id;
+	x->attempts = job->attempts;
+	/* peer values: escaped once here, so every log line below carries them safely */
+	log_value(x->control_id, sizeof(x->control_id), job->control_id);
+	log_value(x->type, sizeof(x->type), job->type);
+	if (hl7_parse(&d->msg, job->raw, job->raw_len, &perr) == -1 ||
+	    (x->body = hl7json_message(&d->msg, job->id, &x->body_len)) == NULL) {
+		atomic_fetch_add(&d->n_dead, 1);
+		deliver_record(d, job->id, STORE_DEAD, 0, 0, "unparsable");
+		deliver_log_dead(d, job->id, x->control_id, x->type, 0, job->attempts + 1,
+				 "unparsable");
+		deliver_xfer_free(x);
+		return;
+	}
+
+	deliver_headers(d, x, job);
 
 	x->easy = curl_easy_init();
 	if (x->easy == NULL)
-		log_fatal("out of memory");
+		xalloc_fail("curl handle");
 	curl_easy_setopt(x->easy, CURLOPT_URL, d->url);
 	curl_easy_setopt(x->easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(x->easy, CURLOPT_NOSIGNAL, 1L);
@@ -580,6 +568,74 @@ static void deliver_note_budget(struct deliver *d)
 	d->budget_full = full;
 }
 
+/* How long the worker may sleep on its sockets: until curl's next timeout, the next
+ * claim, the pending outcomes' flush or the end of the grace, a second at most. */
+static long deliver_wait_ms(const struct deliver *d, double now, bool stopping, double deadline)
+{
+	long wait, ct = -1;
+
+	wait = 1000;
+	if (curl_multi_timeout(d->multi, &ct) == CURLM_OK && ct >= 0 && ct < wait)
+		wait = ct;
+	if (!stopping && deliver_slots(d)) {
+		double at = d->next_scan > d->store_ok_at ? d->next_scan : d->store_ok_at;
+		long w = deliver_ms_until(at, now);
+
+		if (w < wait)
+			wait = w;
+	}
+	if (d->npend > 0) {
+		double at = d->pend_since + DELIVER_BATCH_WAIT;
+		long w;
+
+		if (at < d->store_ok_at)
+			at = d->store_ok_at;
+		w = deliver_ms_until(at, now);
+		if (w < wait)
+			wait = w;
+	}
+	if (stopping) {
+		long w = deliver_ms_until(deadline, now);
+
+		if (w < wait)
+			wait = w;
+	}
+	return wait;
+}
+
+/* The worker stops: transfers still running are dropped (their leases expire), jobs
+ * claimed and never started are given back, pending outcomes are written. */
+static void deliver_wind_down(struct deliver *d)
+{
+	/* what did not finish within the grace keeps its lease, which expires */
+	for (unsigned i = 0; i < d->nxfers; i++) {
+		curl_multi_remove_handle(d->multi, d->xfers[i]->easy);
+		deliver_xfer_free(d->xfers[i]);
+	}
+	d->nxfers = 0;
+	d->body_bytes = 0;
+	atomic_store(&d->n_in_flight, 0);
+	atomic_store(&d->n_body_bytes, 0);
+	/* claimed but never started: their leases are given back, so another worker (or
+	 * this intake restarted) takes them at once; if that fails, the leases expire */
+	if (d->ready != NULL) {
+		size_t left = d->nready - d->ready_off;
+		int64_t *ids = xcalloc(left ? left : 1, sizeof(*ids));
+		char err[256];
+		for (size_t i = 0; i < left; i++)
+			ids[i] = d->ready[d->ready_off + i].id;
+		if (store_release(d->store, d->owner, ids, left, err, sizeof(err)) == -1)
+			log_warn("event=delivery_store_failed op=release error=\"%s\"", err);
+		free(ids);
+		store_jobs_free(d->ready, d->nready);
+	}
+	d->ready = NULL;
+	if (d->npend > 0) {
+		d->store_ok_at = 0;
+		deliver_flush(d);
+	}
+}
+
 static void *deliver_main(void *arg)
 {
 	struct deliver *d = arg;
@@ -589,7 +645,7 @@ static void *deliver_main(void *arg)
 	for (;;) {
 		double now = clock_mono();
 		bool stopping = atomic_load(&d->stop);
-		long wait, ct = -1;
+		long wait;
 
 		if (stopping && deadline == 0)
 			deadline = now + d->grace;
@@ -616,62 +672,11 @@ static void *deliver_main(void *arg)
 		if (stopping && (d->nxfers == 0 || now >= deadline))
 			break;
 
-		wait = 1000;
-		if (curl_multi_timeout(d->multi, &ct) == CURLM_OK && ct >= 0 && ct < wait)
-			wait = ct;
-		if (!stopping && deliver_slots(d)) {
-			double at = d->next_scan > d->store_ok_at ? d->next_scan : d->store_ok_at;
-			long w = deliver_ms_until(at, now);
-
-			if (w < wait)
-				wait = w;
-		}
-		if (d->npend > 0) {
-			double at = d->pend_since + DELIVER_BATCH_WAIT;
-			long w;
-
-			if (at < d->store_ok_at)
-				at = d->store_ok_at;
-			w = deliver_ms_until(at, now);
-			if (w < wait)
-				wait = w;
-		}
-		if (stopping) {
-			long w = deliver_ms_until(deadline, now);
-
-			if (w < wait)
-				wait = w;
-		}
+		wait = deliver_wait_ms(d, now, stopping, deadline);
 		curl_multi_poll(d->multi, NULL, 0, (int)wait, NULL);
 	}
 
-	/* what did not finish within the grace keeps its lease, which expires */
-	for (unsigned i = 0; i < d->nxfers; i++) {
-		curl_multi_remove_handle(d->multi, d->xfers[i]->easy);
-		deliver_xfer_free(d->xfers[i]);
-	}
-	d->nxfers = 0;
-	d->body_bytes = 0;
-	atomic_store(&d->n_in_flight, 0);
-	atomic_store(&d->n_body_bytes, 0);
-	/* claimed but never started: their leases are given back, so another worker (or
-	 * this intake restarted) takes them at once; if that fails, the leases expire */
-	if (d->ready != NULL) {
-		size_t left = d->nready - d->ready_off;
-		int64_t *ids = deliver_calloc(left ? left : 1, sizeof(*ids));
-		char err[256];
-		for (size_t i = 0; i < left; i++)
-			ids[i] = d->ready[d->ready_off + i].id;
-		if (store_release(d->store, d->owner, ids, left, err, sizeof(err)) == -1)
-			log_warn("event=delivery_store_failed op=release error=\"%s\"", err);
-		free(ids);
-		store_jobs_free(d->ready, d->nready);
-	}
-	d->ready = NULL;
-	if (d->npend > 0) {
-		d->store_ok_at = 0;
-		deliver_flush(d);
-	}
+	deliver_wind_down(d);
 	return NULL;
 }
 
@@ -723,17 +728,17 @@ struct deliver *deliver_new(const struct deliver_conf *c, char *err, size_t errl
 				      "backoff_max >= backoff_min");
 		return NULL;
 	}
-	d = deliver_calloc(1, sizeof(*d));
-	d->url = deliver_strdup(c->url);
-	d->ca_file = deliver_strdup(c->ca_file);
+	d = xcalloc(1, sizeof(*d));
+	d->url = xstrdup(c->url);
+	d->ca_file = xstrdup(c->ca_file);
 	if (c->owner != NULL) {
-		d->owner = deliver_strdup(c->owner);
+		d->owner = xstrdup(c->owner);
 	} else {
 		char host[128] = "localhost", own[256];
 
 		gethostname(host, sizeof(host) - 1);
 		snprintf(own, sizeof(own), "%s:%d:%p", host, (int)getpid(), (void *)d);
-		d->owner = deliver_strdup(own);
+		d->owner = xstrdup(own);
 	}
 	d->timeout = c->timeout;
 	d->connect_timeout = c->connect_timeout;
@@ -749,8 +754,8 @@ struct deliver *deliver_new(const struct deliver_conf *c, char *err, size_t errl
 		d->rng = (uint64_t)clock_wall_ms() ^ ((uint64_t)getpid() << 32);
 	d->rng |= 1;
 	hl7_msg_init(&d->msg);
-	d->xfers = deliver_calloc(d->concurrency, sizeof(*d->xfers));
-	d->pend = deliver_calloc(DELIVER_PENDING_MAX, sizeof(*d->pend));
+	d->xfers = xcalloc(d->concurrency, sizeof(*d->xfers));
+	d->pend = xcalloc(DELIVER_PENDING_MAX, sizeof(*d->pend));
 	if (c->token_file != NULL && deliver_read_token(d, c->token_file, err, errlen) == -1)
 		goto fail;
 	d->store = store_open(c->store, serr, sizeof(serr));
@@ -760,7 +765,7 @@ struct deliver *deliver_new(const struct deliver_conf *c, char *err, size_t errl
 	}
 	d->multi = curl_multi_init();
 	if (d->multi == NULL)
-		log_fatal("out of memory");
+		xalloc_fail("curl multi");
 
 	/* the worker takes no signals: the daemon's loop handles them */
 	sigfillset(&all);

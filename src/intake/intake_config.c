@@ -207,14 +207,12 @@ static bool l_proxy_from_seen(struct conf *cf)
 	return seen;
 }
 
-static void intake_key_intake(struct conf *cf, struct intake_config *c, const char *key,
-			      const char *v)
+/* The [intake] keys of TLS: tls, cert, key, client_ca, client_certs, tls_min. Returns
+ * false for any other key. */
+static bool intake_key_tls(struct conf *cf, struct intake_config *c, const char *key,
+			   const char *v)
 {
-	uint64_t n;
-
-	if (strcmp(key, "listen") == 0) {
-		conf_list(v, intake_listen_item, cf); /* repeatable */
-	} else if (strcmp(key, "tls") == 0) {
+	if (strcmp(key, "tls") == 0) {
 		if (conf_bool(v, &c->tls) == -1)
 			conf_error(cf, "tls: want on or off, got '%s'", v);
 	} else if (strcmp(key, "cert") == 0) {
@@ -239,6 +237,41 @@ static void intake_key_intake(struct conf *cf, struct intake_config *c, const ch
 			c->tls_min = 13;
 		else
 			conf_error(cf, "tls_min: want 1.2 or 1.3, got '%s'", v);
+	} else {
+		return false;
+	}
+	return true;
+}
+
+/* processing_ids: some of P, T and D, each once. */
+static void intake_processing_ids(struct conf *cf, struct intake_config *c, const char *v)
+{
+	char ids[sizeof(c->processing_ids)] = "";
+	size_t len = strlen(v);
+	bool ok = true;
+	size_t n = 0;
+
+	for (size_t i = 0; i < len && ok; i++) {
+		if (v[i] == ',' || v[i] == ' ')
+			continue;
+		ok = (v[i] == 'P' || v[i] == 'T' || v[i] == 'D') &&
+		     strchr(ids, v[i]) == NULL;
+		if (ok)
+			ids[n++] = v[i];
+	}
+	if (!ok || n == 0)
+		conf_error(cf, "processing_ids: want some of P, T and D, got '%s'", v);
+	else
+		memcpy(c->processing_ids, ids, sizeof(ids));
+}
+
+static void intake_key_intake(struct conf *cf, struct intake_config *c, const char *key,
+			      const char *v)
+{
+	if (intake_key_tls(cf, c, key, v))
+		return;
+	if (strcmp(key, "listen") == 0) {
+		conf_list(v, intake_listen_item, cf); /* repeatable */
 	} else if (strcmp(key, "proxy") == 0) {
 		if (conf_bool(v, &c->proxy) == -1)
 			conf_error(cf, "proxy: want on or off, got '%s'", v);
@@ -271,7 +304,7 @@ static void intake_key_intake(struct conf *cf, struct intake_config *c, const ch
 		}
 		free(c->store);
 		if (strncmp(v, "postgresql://", 13) == 0 || strncmp(v, "postgres://", 11) == 0)
-			c->store = strdup(v);
+			c->store = xstrdup(v);
 		else
 			c->store = conf_path(cf, v);
 	} else if (strcmp(key, "max_message") == 0) {
@@ -287,22 +320,7 @@ static void intake_key_intake(struct conf *cf, struct intake_config *c, const ch
 	} else if (strcmp(key, "write_timeout") == 0) {
 		conf_seconds(cf, key, v, 0.1, 3600, &c->write_timeout);
 	} else if (strcmp(key, "processing_ids") == 0) {
-		char ids[sizeof(c->processing_ids)] = "";
-		size_t len = strlen(v);
-		bool ok = true;
-		n = 0;
-		for (size_t i = 0; i < len && ok; i++) {
-			if (v[i] == ',' || v[i] == ' ')
-				continue;
-			ok = (v[i] == 'P' || v[i] == 'T' || v[i] == 'D') &&
-			     strchr(ids, v[i]) == NULL;
-			if (ok)
-				ids[n++] = v[i];
-		}
-		if (!ok || n == 0)
-			conf_error(cf, "processing_ids: want some of P, T and D, got '%s'", v);
-		else
-			memcpy(c->processing_ids, ids, sizeof(ids));
+		intake_processing_ids(cf, c, v);
 	} else if (daemon_conf_key(cf, &c->d, key, v)) {
 		/* admin, admin_token_file, log_level, user, allow_root, seccomp */
 	} else if (strcmp(key, "drain_timeout") == 0) {
@@ -339,7 +357,7 @@ static void intake_key_deliver(struct conf *cf, struct intake_config *c, const c
 			return;
 		}
 		free(c->url);
-		c->url = strdup(v);
+		c->url = xstrdup(v);
 	} else if (strcmp(key, "token_file") == 0) {
 		intake_file(cf, key, v, &c->token_file, NULL);
 	} else if (strcmp(key, "ca") == 0) {
@@ -476,12 +494,12 @@ int intake_config_check_tls(const char *file, const struct intake_config *c, cha
 	if (ctx == NULL) {
 		snprintf(line, sizeof(line), "%s:%d: %s\n", file,
 			 strstr(err, c->key) ? c->key_line : c->cert_line, err);
-		*msgs = strdup(line);
+		*msgs = xstrdup(line);
 		return -1;
 	}
 	if (c->client_ca != NULL && tls_ctx_load_ca(ctx, c->client_ca, err, sizeof(err)) == -1) {
 		snprintf(line, sizeof(line), "%s:%d: %s\n", file, c->ca_line, err);
-		*msgs = strdup(line);
+		*msgs = xstrdup(line);
 		SSL_CTX_free(ctx);
 		return -1;
 	}

@@ -1,12 +1,13 @@
 /* Inside the message store: the table of operations each backend (store_sqlite.c,
- * store_pg.c) fills, and the helpers they share from store.c. Not for other modules. */
+ * store_pg.c) fills, which is all the front (store.c) knows of them. The backends'
+ * shared helpers are in store_util.h. Not for other modules. */
 #ifndef NETWALL_STORE_INT_H
 #define NETWALL_STORE_INT_H
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "intake/store.h"
+#include "intake/store_util.h"
 
 /* Bumped when the schema changes; kept in SQLite's user_version and in PostgreSQL's
  * netwall_meta table. */
@@ -16,6 +17,8 @@
  * arguments were checked by store.c (n > 0, pointers set). */
 struct store_ops {
 	const char *kind;
+	/* Opens a connection to spec, creating the schema if missing; NULL with err filled. */
+	struct store *(*open)(const char *spec, char *err, size_t errlen);
 	void (*close)(struct store *s);
 	int (*put)(struct store *s, struct store_msg *msgs, size_t n, char *err, size_t errlen);
 	int (*claim)(struct store *s, const char *owner, int64_t now_ms, int64_t lease_ms,
@@ -41,20 +44,8 @@ struct store {
 	const struct store_ops *ops;
 };
 
-/* Open a backend connection, creating the schema if missing; NULL with err filled. */
-struct store *store_sqlite_open(const char *path, char *err, size_t errlen);
-struct store *store_pg_open(const char *url, char *err, size_t errlen);
-
-/* snprintf into err (when err is not NULL). */
-void store_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-/* Copies at most cap - 1 bytes of n from src and terminates; src may be NULL. */
-void store_copy(char *dst, size_t cap, const void *src, size_t n);
-/* malloc / calloc / strndup that abort on out-of-memory. */
-void *store_alloc(size_t n);
-void *store_zalloc(size_t nmemb, size_t size);
-char *store_strndup(const void *p, size_t n);
-/* Wipes and frees n bytes at p (raw messages, ACKs). Accepts NULL. */
-void store_wipe_free(void *p, size_t n);
+/* The backends, for store.c's table. */
+extern const struct store_ops store_sqlite_ops;
+extern const struct store_ops store_pg_ops;
 
 #endif

@@ -20,132 +20,9 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/xalloc.h"
 #include "intake/store_int.h"
-
-#define ROW_COLS                                                                                   \
-	"id, state, sending_app, sending_facility, control_id, type, version, peer, "           \
-	"received_ms, updated_ms, attempts, http_status, detail, reused_control_id"
-#define REPLAYABLE "('dead', 'failed', 'delivered')"
-#define REPLAY_WHERE                                                                               \
-	"($2::bigint <> 0 AND id = $2::bigint AND state IN " REPLAYABLE ") OR "                   \
-	"($2::bigint = 0 AND state = $3::text)"
-
-/* One simple query, so one transaction; the advisory lock (any constant) serialises
- * schema creation between processes starting together. */
-static const char schema_sql[] =
-	"SELECT pg_advisory_xact_lock(1853321265);"
-	"CREATE TABLE IF NOT EXISTS netwall_meta (key text PRIMARY KEY, value text NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS messages ("
-	" id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
-	" sending_app text NOT NULL,"
-	" sending_facility text NOT NULL,"
-	" control_id text NOT NULL,"
-	" type text NOT NULL,"
-	" version text NOT NULL,"
-	" peer text NOT NULL,"
-	" state text NOT NULL,"
-	" received_ms bigint NOT NULL,"
-	" updated_ms bigint NOT NULL,"
-	" size bigint NOT NULL,"
-	" raw bytea NOT NULL,"
-	" ack bytea NOT NULL,"
-	" attempts integer NOT NULL DEFAULT 0,"
-	" http_status integer NOT NULL DEFAULT 0,"
-	" detail text,"
-	" digest bytea NOT NULL,"
-	" reused_control_id boolean NOT NULL DEFAULT false,"
-	" CONSTRAINT messages_key_digest UNIQUE (sending_app, sending_facility, control_id,"
-	" digest));"
-	"CREATE INDEX IF NOT EXISTS messages_state ON messages (state, id);"
-	"CREATE TABLE IF NOT EXISTS deliveries ("
-	" message_id bigint PRIMARY KEY REFERENCES messages (id),"
-	" next_ms bigint NOT NULL,"
-	" lease_owner text,"
-	" lease_until bigint NOT NULL DEFAULT 0);"
-	"CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_ms, message_id);"
-	"INSERT INTO netwall_meta VALUES ('schema_version', '2') ON CONFLICT DO NOTHING;"
-	/* version 1 to 2: the digest of every stored message (the same SHA-256 of the bytes
-	 * as received that store_digest computes), the flag, and the unique key (key, digest)
-	 * in place of the unique key */
-	"DO $$ DECLARE r record; BEGIN"
-	" IF (SELECT value FROM netwall_meta WHERE key = 'schema_version') = '1' THEN"
-	"  ALTER TABLE messages ADD COLUMN digest bytea,"
-	"   ADD COLUMN reused_control_id boolean NOT NULL DEFAULT false;"
-	"  UPDATE messages SET digest = sha256(raw);"
-	"  ALTER TABLE messages ALTER COLUMN digest SET NOT NULL;"
-	"  FOR r IN SELECT conname FROM pg_constraint WHERE conrelid = 'messages'::regclass"
-	"   AND contype = 'u' LOOP"
-	"   EXECUTE format('ALTER TABLE messages DROP CONSTRAINT %I', r.conname);"
-	"  END LOOP;"
-	"  ALTER TABLE messages ADD CONSTRAINT messages_key_digest UNIQUE (sending_app,"
-	"   sending_facility, control_id, digest);"
-	"  UPDATE netwall_meta SET value = '2' WHERE key = 'schema_version';"
-	" END IF; END $$;"
-	"SELECT value FROM netwall_meta WHERE key = 'schema_version';";
-
-struct pg_stmt {
-	const char *name;
-	const char *sql;
-};
-
-/* Prepared on every (re)connection. */
-static const struct pg_stmt stmts[] = {
-	/* the batch's keys, hashed, sorted and distinct: locked in that order, so two
-	 * batches never wait for each other in a cycle */
-	{"lock", "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k"},
-	/* prior: the row with this key and digest if there is one, else the key's first row.
-	 * Columns out: id, duplicate, the original's ACK, reused */
-	{"put",
-	 "WITH prior AS (SELECT id, ack, digest = $12::bytea AS same FROM messages WHERE "
-	 "sending_app = $1::text AND sending_facility = $2::text AND control_id = $3::text "
-	 "ORDER BY digest = $12::bytea DESC, id LIMIT 1), "
-	 "ins AS (INSERT INTO messages (sending_app, sending_facility, control_id, type, "
-	 "version, peer, state, received_ms, updated_ms, size, raw, ack, digest, "
-	 "reused_control_id) SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, "
-	 "CASE WHEN p.id IS NOT NULL AND $13::bytea IS NOT NULL THEN 'rejected' ELSE $7::text "
-	 "END, $8::bigint, $8::bigint, $9::bigint, $10::bytea, "
-	 "CASE WHEN p.id IS NOT NULL AND $13::bytea IS NOT NULL THEN $13::bytea ELSE $11::bytea "
-	 "END, $12::bytea, p.id IS NOT NULL FROM (SELECT 1) AS one LEFT JOIN prior p ON true "
-	 "WHERE p.same IS NOT TRUE ON CONFLICT (sending_app, sending_facility, control_id, "
-	 "digest) DO NOTHING RETURNING id, state, reused_control_id), "
-	 "job AS (INSERT INTO deliveries (message_id, next_ms) SELECT id, $8::bigint FROM ins "
-	 "WHERE state = 'received') "
-	 "SELECT id, 0::int4, NULL::bytea, reused_control_id FROM ins UNION ALL "
-	 "SELECT id, 1::int4, ack, false FROM prior WHERE same"},
-	{"lookup", "SELECT id, 1::int4, ack, false FROM messages WHERE sending_app = $1::text AND "
-		   "sending_facility = $2::text AND control_id = $3::text AND digest = $4::bytea"},
-	{"claim",
-	 "WITH c AS (SELECT message_id FROM deliveries WHERE next_ms <= $2::bigint AND "
-	 "(lease_owner IS NULL OR lease_until <= $2::bigint) ORDER BY next_ms, message_id "
-	 "LIMIT $4::bigint FOR UPDATE SKIP LOCKED), "
-	 "u AS (UPDATE deliveries d SET lease_owner = $1::text, lease_until = $2::bigint + "
-	 "$3::bigint FROM c WHERE d.message_id = c.message_id RETURNING d.message_id, d.next_ms) "
-	 "SELECT m.id, m.attempts, m.type, m.control_id, m.sending_app, m.sending_facility, m.raw, "
-	 "m.reused_control_id, m.digest FROM u JOIN messages m ON m.id = u.message_id ORDER BY u.next_ms, u.message_id"},
-	{"finish",
-	 "WITH j AS (SELECT message_id FROM deliveries WHERE message_id = $1::bigint AND "
-	 "lease_owner = $2::text FOR UPDATE), "
-	 "m AS (UPDATE messages SET attempts = attempts + 1, state = $3::text, http_status = "
-	 "$4::int4, detail = $5::text, updated_ms = $6::bigint WHERE id IN (SELECT message_id "
-	 "FROM j) RETURNING id), "
-	 "d AS (DELETE FROM deliveries WHERE message_id IN (SELECT id FROM m) AND $3::text <> "
-	 "'failed'), "
-	 "r AS (UPDATE deliveries SET next_ms = $7::bigint, lease_owner = NULL, lease_until = 0 "
-	 "WHERE message_id IN (SELECT id FROM m) AND $3::text = 'failed') "
-	 "SELECT count(*) FROM m"},
-	{"get", "SELECT " ROW_COLS ", raw, ack FROM messages WHERE id = $1::bigint"},
-	{"counts", "SELECT state, type, count(*), count(*) FILTER (WHERE reused_control_id) "
-		   "FROM messages GROUP BY state, type ORDER BY state, type"},
-	{"depth", "SELECT count(*) FROM deliveries"},
-	{"states", "SELECT state, count(*) FROM messages GROUP BY state"},
-	{"replay_jobs",
-	 "INSERT INTO deliveries (message_id, next_ms, lease_owner, lease_until) "
-	 "SELECT id, $1::bigint, NULL, 0 FROM messages WHERE " REPLAY_WHERE
-	 " ON CONFLICT (message_id) DO UPDATE SET next_ms = excluded.next_ms"},
-	{"replay_msgs",
-	 "UPDATE messages SET state = 'received', attempts = 0, http_status = 0, detail = NULL, "
-	 "updated_ms = $1::bigint WHERE " REPLAY_WHERE},
-};
+#include "intake/store_pg_sql.h"
 
 struct pg_store {
 	struct store base;
@@ -163,37 +40,10 @@ struct pg_call {
 	const int *formats;
 };
 
-static const struct store_ops pg_ops;
 
 static void quiet(void *arg, const char *message)
 {
 	/* NOTICEs (e.g. "relation already exists, skipping") are not for stderr */
-}
-
-static const char *state_class(const char *sqlstate)
-{
-	static const struct {
-		const char *cls, *text;
-	} classes[] = {
-		{"08", "connection lost"},
-		{"53", "insufficient resources (disk full or out of memory)"},
-		{"57", "server shutting down or statement cancelled"},
-		{"40", "transaction rolled back (serialization failure or deadlock)"},
-		{"23", "integrity constraint violated"},
-		{"22", "invalid data"},
-		{"42", "schema or permission problem"},
-		{"25", "invalid transaction state"},
-		{"P0", "raised by a trigger or function"},
-		{"XX", "internal error"},
-	};
-
-	if (sqlstate == NULL)
-		return "failed";
-	for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++) {
-		if (strncmp(sqlstate, classes[i].cls, 2) == 0)
-			return classes[i].text;
-	}
-	return "failed";
 }
 
 /* Content-free error text for result r (NULL: the connection broke). */
@@ -205,7 +55,7 @@ static void pg_fail(struct pg_store *p, const PGresult *r, const char *what, cha
 	if (PQstatus(p->conn) == CONNECTION_BAD)
 		store_err(err, errlen, "postgresql: %s: connection lost", what);
 	else
-		store_err(err, errlen, "postgresql: %s: %s (SQLSTATE %s)", what, state_class(code),
+		store_err(err, errlen, "postgresql: %s: %s (SQLSTATE %s)", what, store_pg_sql_class(code),
 			  code ? code : "none");
 }
 
@@ -214,44 +64,6 @@ static bool result_ok(const PGresult *r)
 	ExecStatusType st = PQresultStatus(r);
 
 	return st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK;
-}
-
-static int64_t col_int(const PGresult *r, int row, int col)
-{
-	const unsigned char *v = (const unsigned char *)PQgetvalue(r, row, col);
-	int len = PQgetlength(r, row, col);
-	uint64_t x = 0;
-
-	if (PQgetisnull(r, row, col) || len < 1 || len > 8)
-		return 0;
-	for (int i = 0; i < len; i++)
-		x = x << 8 | v[i];
-	if (len < 8 && (v[0] & 0x80))
-		x |= ~(uint64_t)0 << (len * 8);
-	return (int64_t)x;
-}
-
-static void col_text(char *dst, size_t cap, const PGresult *r, int row, int col)
-{
-	store_copy(dst, cap, PQgetvalue(r, row, col), (size_t)PQgetlength(r, row, col));
-}
-
-static char *col_dup(const PGresult *r, int row, int col, size_t *len)
-{
-	size_t n = (size_t)PQgetlength(r, row, col);
-
-	if (len != NULL)
-		*len = n;
-	return store_strndup(PQgetvalue(r, row, col), n);
-}
-
-/* Wipes a column of every row (raw messages) before the result is freed. */
-static void col_wipe(PGresult *r, int col)
-{
-	if (r == NULL || col >= PQnfields(r))
-		return;
-	for (int i = 0; i < PQntuples(r); i++)
-		explicit_bzero(PQgetvalue(r, i, col), (size_t)PQgetlength(r, i, col));
 }
 
 /* Session settings and prepared statements, after every (re)connection. */
@@ -268,8 +80,8 @@ static int session(struct pg_store *p, char *err, size_t errlen)
 		return -1;
 	}
 	PQclear(r);
-	for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
-		r = PQprepare(p->conn, stmts[i].name, stmts[i].sql, 0, NULL);
+	for (size_t i = 0; i < store_pg_sql_nstmts; i++) {
+		r = PQprepare(p->conn, store_pg_sql_stmts[i].name, store_pg_sql_stmts[i].sql, 0, NULL);
 		if (!result_ok(r)) {
 			pg_fail(p, r, "prepare", err, errlen);
 			PQclear(r);
@@ -428,9 +240,9 @@ static void put_undo(struct store_msg *msgs, size_t n)
 
 static void put_result(struct store_msg *m, const PGresult *r)
 {
-	m->id = col_int(r, 0, 0);
-	m->reused = col_int(r, 0, 3) != 0;
-	if (col_int(r, 0, 1) == 0)
+	m->id = store_pg_sql_int(r, 0, 0);
+	m->reused = store_pg_sql_int(r, 0, 3) != 0;
+	if (store_pg_sql_int(r, 0, 1) == 0)
 		return;
 	m->duplicate = true;
 	buf_consume(&m->orig_ack, m->orig_ack.len);
@@ -465,7 +277,7 @@ static int64_t lock_key(const struct store_msg *m)
 /* "{k1,k2,...}": the batch's lock keys, sorted and distinct, in arr (NUL-terminated). */
 static void lock_keys(const struct store_msg *msgs, size_t n, struct buf *arr)
 {
-	int64_t *k = store_alloc(n * sizeof(*k));
+	int64_t *k = xmalloc(n * sizeof(*k));
 	size_t m = 0;
 
 	for (size_t i = 0; i < n; i++)
@@ -485,12 +297,44 @@ static void lock_keys(const struct store_msg *msgs, size_t n, struct buf *arr)
 	free(k);
 }
 
+/* The parameters of m's "put" statement (and of its "lookup"), in a, which m outlives. */
+static void put_args_fill(struct put_args *a, const struct store_msg *m)
+{
+	snprintf(a->at, sizeof(a->at), "%lld", (long long)m->received_ms);
+	snprintf(a->size, sizeof(a->size), "%zu", m->raw_len);
+	a->v[0] = m->app;
+	a->v[1] = m->facility;
+	a->v[2] = m->control_id;
+	a->v[3] = m->type;
+	a->v[4] = m->version;
+	a->v[5] = m->peer;
+	a->v[6] = store_state_name(m->state);
+	a->v[7] = a->at;
+	a->v[8] = a->size;
+	a->v[9] = m->raw ? m->raw : "";
+	a->len[9] = (int)m->raw_len;
+	a->fmt[9] = 1;
+	a->v[10] = m->ack ? m->ack : "";
+	a->len[10] = (int)m->ack_len;
+	a->fmt[10] = 1;
+	a->v[11] = (const char *)m->digest;
+	a->len[11] = STORE_DIGEST_LEN;
+	a->fmt[11] = 1;
+	a->v[12] = m->reuse_ack; /* NULL is SQL NULL: a reused key is stored */
+	a->len[12] = (int)m->reuse_ack_len;
+	a->fmt[12] = 1;
+	memcpy(a->lv, a->v, 3 * sizeof(a->lv[0]));
+	a->lv[3] = a->v[11];
+	a->llen[3] = STORE_DIGEST_LEN;
+	a->lfmt[3] = 1;
+}
+
 static int put_once(struct pg_store *p, struct store_msg *msgs, size_t n, char *err,
 		    size_t errlen)
 {
-	struct put_args *a = store_zalloc(n, sizeof(*a));
-	struct pg_call *calls = store_zalloc(n + 1, sizeof(*calls));
-	PGresult **res = store_zalloc(n + 1, sizeof(*res));
+	struct put_args *a = xcalloc(n, sizeof(*a));
+	struct pg_call *calls = xcalloc(n + 1, sizeof(*calls));
+	PGresult **res = xcalloc(n + 1, sizeof(*res));
 	struct buf keys = { 0 };
 	const char *lockv[1];
 	size_t late = 0; /* keys another transaction inserted while this one ran */
@@ -500,35 +344,9 @@ static int put_once(struct pg_store *p, struct store_msg *msgs, size_t n, char *
 	lockv[0] = (const char *)buf_head(&keys);
 	calls[0] = (struct pg_call){"lock", 1, lockv, NULL, NULL};
 	for (size_t i = 0; i < n; i++) {
-		struct store_msg *m = &msgs[i];
+		const struct store_msg *m = &msgs[i];
 
-		snprintf(a[i].at, sizeof(a[i].at), "%lld", (long long)m->received_ms);
-		snprintf(a[i].size, sizeof(a[i].size), "%zu", m->raw_len);
-		a[i].v[0] = m->app;
-		a[i].v[1] = m->facility;
-		a[i].v[2] = m->control_id;
-		a[i].v[3] = m->type;
-		a[i].v[4] = m->version;
-		a[i].v[5] = m->peer;
-		a[i].v[6] = store_state_name(m->state);
-		a[i].v[7] = a[i].at;
-		a[i].v[8] = a[i].size;
-		a[i].v[9] = m->raw ? m->raw : "";
-		a[i].len[9] = (int)m->raw_len;
-		a[i].fmt[9] = 1;
-		a[i].v[10] = m->ack ? m->ack : "";
-		a[i].len[10] = (int)m->ack_len;
-		a[i].fmt[10] = 1;
-		a[i].v[11] = (const char *)m->digest;
-		a[i].len[11] = STORE_DIGEST_LEN;
-		a[i].fmt[11] = 1;
-		a[i].v[12] = m->reuse_ack; /* NULL is SQL NULL: a reused key is stored */
-		a[i].len[12] = (int)m->reuse_ack_len;
-		a[i].fmt[12] = 1;
-		memcpy(a[i].lv, a[i].v, 3 * sizeof(a[i].lv[0]));
-		a[i].lv[3] = a[i].v[11];
-		a[i].llen[3] = STORE_DIGEST_LEN;
-		a[i].lfmt[3] = 1;
+		put_args_fill(&a[i], m);
 		calls[i + 1] = (struct pg_call){"put", 13, a[i].v, a[i].len, a[i].fmt};
 	}
 	rc = pipeline(p, calls, n + 1, res, "put", err, errlen);
@@ -536,7 +354,7 @@ static int put_once(struct pg_store *p, struct store_msg *msgs, size_t n, char *
 		for (size_t i = 0; i < n; i++) {
 			if (PQntuples(res[i + 1]) == 1) {
 				put_result(&msgs[i], res[i + 1]);
-				col_wipe(res[i + 1], 2);
+				store_pg_sql_wipe(res[i + 1], 2);
 			} else {
 				/* the insert waited for another transaction that stored the key
 				 * and digest, whose row this statement's snapshot could not see
@@ -559,7 +377,7 @@ static int put_once(struct pg_store *p, struct store_msg *msgs, size_t n, char *
 					put_result(&msgs[i], res[k]);
 				else
 					msgs[i].duplicate = true; /* stored by another, then gone */
-				col_wipe(res[k], 2);
+				store_pg_sql_wipe(res[k], 2);
 				k++;
 			}
 		} else {
@@ -616,20 +434,20 @@ static int claim_once(struct pg_store *p, const char *owner, int64_t now_ms, int
 		return -1;
 	}
 	n = PQntuples(r);
-	out = n > 0 ? store_zalloc((size_t)n, sizeof(*out)) : NULL;
+	out = n > 0 ? xcalloc((size_t)n, sizeof(*out)) : NULL;
 	for (int i = 0; i < n; i++) {
-		out[i].id = col_int(r, i, 0);
-		out[i].attempts = (unsigned)col_int(r, i, 1);
-		col_text(out[i].type, sizeof(out[i].type), r, i, 2);
-		col_text(out[i].control_id, sizeof(out[i].control_id), r, i, 3);
-		col_text(out[i].app, sizeof(out[i].app), r, i, 4);
-		col_text(out[i].facility, sizeof(out[i].facility), r, i, 5);
-		out[i].raw = col_dup(r, i, 6, &out[i].raw_len);
-		out[i].reused = col_int(r, i, 7) != 0;
+		out[i].id = store_pg_sql_int(r, i, 0);
+		out[i].attempts = (unsigned)store_pg_sql_int(r, i, 1);
+		store_pg_sql_text(out[i].type, sizeof(out[i].type), r, i, 2);
+		store_pg_sql_text(out[i].control_id, sizeof(out[i].control_id), r, i, 3);
+		store_pg_sql_text(out[i].app, sizeof(out[i].app), r, i, 4);
+		store_pg_sql_text(out[i].facility, sizeof(out[i].facility), r, i, 5);
+		out[i].raw = store_pg_sql_dup(r, i, 6, &out[i].raw_len);
+		out[i].reused = store_pg_sql_int(r, i, 7) != 0;
 		if (PQgetlength(r, i, 8) == STORE_DIGEST_LEN)
 			memcpy(out[i].digest, PQgetvalue(r, i, 8), STORE_DIGEST_LEN);
 	}
-	col_wipe(r, 6);
+	store_pg_sql_wipe(r, 6);
 	PQclear(r);
 	*jobs = out;
 	return n;
@@ -658,9 +476,9 @@ struct finish_args {
 static int finish_once(struct pg_store *p, const char *owner, const struct store_outcome *o,
 		       size_t n, char *err, size_t errlen)
 {
-	struct finish_args *a = store_zalloc(n, sizeof(*a));
-	struct pg_call *calls = store_zalloc(n, sizeof(*calls));
-	PGresult **res = store_zalloc(n, sizeof(*res));
+	struct finish_args *a = xcalloc(n, sizeof(*a));
+	struct pg_call *calls = xcalloc(n, sizeof(*calls));
+	PGresult **res = xcalloc(n, sizeof(*res));
 	int rc;
 
 	for (size_t i = 0; i < n; i++) {
@@ -698,35 +516,6 @@ static int pg_finish(struct store *s, const char *owner, const struct store_outc
 		rc = finish_once(p, owner, o, n, err, errlen);
 	while (rc == -1 && call_again(p, &used, err, errlen));
 	return rc;
-}
-
-static int read_row(const PGresult *r, int i, struct store_row *row, bool with_body)
-{
-	char state[16];
-
-	memset(row, 0, sizeof(*row));
-	row->id = col_int(r, i, 0);
-	col_text(state, sizeof(state), r, i, 1);
-	if (store_state_parse(state, &row->state) == -1)
-		return -1;
-	col_text(row->app, sizeof(row->app), r, i, 2);
-	col_text(row->facility, sizeof(row->facility), r, i, 3);
-	col_text(row->control_id, sizeof(row->control_id), r, i, 4);
-	col_text(row->type, sizeof(row->type), r, i, 5);
-	col_text(row->version, sizeof(row->version), r, i, 6);
-	col_text(row->peer, sizeof(row->peer), r, i, 7);
-	row->received_ms = col_int(r, i, 8);
-	row->updated_ms = col_int(r, i, 9);
-	row->attempts = (unsigned)col_int(r, i, 10);
-	row->http_status = (int)col_int(r, i, 11);
-	if (!PQgetisnull(r, i, 12))
-		row->detail = col_dup(r, i, 12, NULL);
-	row->reused = col_int(r, i, 13) != 0;
-	if (with_body) {
-		row->raw = col_dup(r, i, 14, &row->raw_len);
-		row->ack = col_dup(r, i, 15, &row->ack_len);
-	}
-	return 0;
 }
 
 /* One statement outside a pipeline, with a broken connection reset and retried once. */
@@ -813,9 +602,9 @@ static int pg_list(struct store *s, const struct store_filter *f, struct store_r
 	if (r == NULL)
 		return -1;
 	n = PQntuples(r);
-	out = n > 0 ? store_zalloc((size_t)n, sizeof(*out)) : NULL;
+	out = n > 0 ? xcalloc((size_t)n, sizeof(*out)) : NULL;
 	for (int i = 0; i < n; i++) {
-		if (read_row(r, i, &out[i], false) == -1) {
+		if (store_pg_sql_row(r, i, &out[i], false) == -1) {
 			store_rows_free(out, (size_t)i);
 			PQclear(r);
 			store_err(err, errlen, "postgresql: list: a row has an unknown state");
@@ -841,14 +630,14 @@ static int pg_get(struct store *s, int64_t id, struct store_row *row, char *err,
 		return -1;
 	if (PQntuples(r) == 1) {
 		found = 1;
-		if (read_row(r, 0, row, true) == -1) {
+		if (store_pg_sql_row(r, 0, row, true) == -1) {
 			store_row_clear(row);
 			store_err(err, errlen, "postgresql: get: the row has an unknown state");
 			found = -1;
 		}
 	}
-	col_wipe(r, 14);
-	col_wipe(r, 15);
+	store_pg_sql_wipe(r, 14);
+	store_pg_sql_wipe(r, 15);
 	PQclear(r);
 	return found;
 }
@@ -863,16 +652,16 @@ static int pg_counts(struct store *s, struct store_count **outp, char *err, size
 	if (r == NULL)
 		return -1;
 	n = PQntuples(r);
-	out = n > 0 ? store_zalloc((size_t)n, sizeof(*out)) : NULL;
+	out = n > 0 ? xcalloc((size_t)n, sizeof(*out)) : NULL;
 	for (int i = 0; i < n; i++) {
 		char state[16];
 
-		col_text(state, sizeof(state), r, i, 0);
+		store_pg_sql_text(state, sizeof(state), r, i, 0);
 		if (store_state_parse(state, &out[k].state) == -1)
 			continue;
-		col_text(out[k].type, sizeof(out[k].type), r, i, 1);
-		out[k].n = (uint64_t)col_int(r, i, 2);
-		out[k].reused = (uint64_t)col_int(r, i, 3);
+		store_pg_sql_text(out[k].type, sizeof(out[k].type), r, i, 1);
+		out[k].n = (uint64_t)store_pg_sql_int(r, i, 2);
+		out[k].reused = (uint64_t)store_pg_sql_int(r, i, 3);
 		k++;
 	}
 	PQclear(r);
@@ -924,9 +713,9 @@ static int pg_count_states(struct store *s, uint64_t out[STORE_NSTATES], char *e
 		char state[16];
 		enum store_state k;
 
-		col_text(state, sizeof(state), r, i, 0);
+		store_pg_sql_text(state, sizeof(state), r, i, 0);
 		if (store_state_parse(state, &k) == 0)
-			out[k] = (uint64_t)col_int(r, i, 1);
+			out[k] = (uint64_t)store_pg_sql_int(r, i, 1);
 	}
 	PQclear(r);
 	return 0;
@@ -939,7 +728,7 @@ static int pg_queue_depth(struct store *s, uint64_t *n, char *err, size_t errlen
 
 	if (r == NULL)
 		return -1;
-	*n = (uint64_t)col_int(r, 0, 0);
+	*n = (uint64_t)store_pg_sql_int(r, 0, 0);
 	PQclear(r);
 	return 0;
 }
@@ -990,7 +779,7 @@ static void pg_close(struct store *s)
 
 static int schema(struct pg_store *p, char *err, size_t errlen)
 {
-	PGresult *r = PQexec(p->conn, schema_sql);
+	PGresult *r = PQexec(p->conn, store_pg_sql_schema);
 	long version;
 
 	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
@@ -1008,7 +797,7 @@ static int schema(struct pg_store *p, char *err, size_t errlen)
 	return 0;
 }
 
-struct store *store_pg_open(const char *url, char *err, size_t errlen)
+static struct store *pg_open(const char *url, char *err, size_t errlen)
 {
 	/* before dbname, so that the URL's own settings win: a server that does not answer
 	 * or a path that silently drops packets is given up on instead of waited for */
@@ -1016,9 +805,9 @@ struct store *store_pg_open(const char *url, char *err, size_t errlen)
 					   "keepalives_interval", "keepalives_count", "dbname",
 					   "fallback_application_name", NULL};
 	const char *const vals[] = {"10", "1", "30", "10", "3", url, "netwall", NULL};
-	struct pg_store *p = store_zalloc(1, sizeof(*p));
+	struct pg_store *p = xcalloc(1, sizeof(*p));
 
-	p->base.ops = &pg_ops;
+	p->base.ops = &store_pg_ops;
 	p->conn = PQconnectdbParams(keys, vals, 1);
 	if (p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK) {
 		/* libpq's text names the host and the reason; the URL's password is not in it */
@@ -1045,8 +834,9 @@ fail:
 	return NULL;
 }
 
-static const struct store_ops pg_ops = {
+const struct store_ops store_pg_ops = {
 	.kind = "postgresql",
+	.open = pg_open,
 	.close = pg_close,
 	.put = pg_put,
 	.claim = pg_claim,

@@ -150,7 +150,6 @@ struct sqlite_store {
 	sqlite3_stmt *st[ST_N];
 };
 
-static const struct store_ops sqlite_ops;
 
 /* Fills err with the generic text of the result code, never sqlite3_errmsg(), which can
  * quote a trigger's or a constraint's text. */
@@ -275,6 +274,30 @@ static char *blob_col(sqlite3_stmt *st, int col, size_t *len)
 	return store_strndup(p, n);
 }
 
+/* Binds m to the insert statement: stored in state, flagged reused (with its AR 205 as
+ * its ACK when it has one). The statement borrows m's bytes until it is reset. */
+static void insert_bind(sqlite3_stmt *ins, const struct store_msg *m, enum store_state state,
+			bool reused)
+{
+	sqlite3_bind_text(ins, 1, m->app, -1, SQLITE_STATIC);
+	sqlite3_bind_text(ins, 2, m->facility, -1, SQLITE_STATIC);
+	sqlite3_bind_text(ins, 3, m->control_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(ins, 4, m->type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(ins, 5, m->version, -1, SQLITE_STATIC);
+	sqlite3_bind_text(ins, 6, m->peer, -1, SQLITE_STATIC);
+	sqlite3_bind_text(ins, 7, store_state_name(state), -1, SQLITE_STATIC);
+	sqlite3_bind_int64(ins, 8, m->received_ms);
+	sqlite3_bind_int64(ins, 9, (sqlite3_int64)m->raw_len);
+	sqlite3_bind_blob64(ins, 10, m->raw ? m->raw : "", m->raw_len, SQLITE_STATIC);
+	if (reused && m->reuse_ack != NULL)
+		sqlite3_bind_blob64(ins, 11, m->reuse_ack, m->reuse_ack_len, SQLITE_STATIC);
+	else
+		sqlite3_bind_blob64(ins, 11, m->ack ? m->ack : "", m->ack_len,
+				    SQLITE_STATIC);
+	sqlite3_bind_blob(ins, 12, m->digest, STORE_DIGEST_LEN, SQLITE_STATIC);
+	sqlite3_bind_int(ins, 13, reused);
+}
+
 static int sq_put(struct store *s, struct store_msg *msgs, size_t n, char *err, size_t errlen)
 {
 	struct sqlite_store *q = (struct sqlite_store *)s;
@@ -313,24 +336,8 @@ static int sq_put(struct store *s, struct store_msg *msgs, size_t n, char *err, 
 			goto fail;
 		if (reused && m->reuse_ack != NULL)
 			state = STORE_REJECTED;
-		sqlite3_bind_text(ins, 1, m->app, -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins, 2, m->facility, -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins, 3, m->control_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins, 4, m->type, -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins, 5, m->version, -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins, 6, m->peer, -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins, 7, store_state_name(state), -1, SQLITE_STATIC);
-		sqlite3_bind_int64(ins, 8, m->received_ms);
-		sqlite3_bind_int64(ins, 9, (sqlite3_int64)m->raw_len);
 		what = "insert";
-		sqlite3_bind_blob64(ins, 10, m->raw ? m->raw : "", m->raw_len, SQLITE_STATIC);
-		if (reused && m->reuse_ack != NULL)
-			sqlite3_bind_blob64(ins, 11, m->reuse_ack, m->reuse_ack_len, SQLITE_STATIC);
-		else
-			sqlite3_bind_blob64(ins, 11, m->ack ? m->ack : "", m->ack_len,
-					    SQLITE_STATIC);
-		sqlite3_bind_blob(ins, 12, m->digest, STORE_DIGEST_LEN, SQLITE_STATIC);
-		sqlite3_bind_int(ins, 13, reused);
+		insert_bind(ins, m, state, reused);
 		rc = run(q, ins);
 		if (rc != SQLITE_OK)
 			goto fail;
@@ -807,12 +814,12 @@ static void sq_create_private(const char *path)
 	}
 }
 
-struct store *store_sqlite_open(const char *path, char *err, size_t errlen)
+static struct store *sqlite_open(const char *path, char *err, size_t errlen)
 {
-	struct sqlite_store *q = store_zalloc(1, sizeof(*q));
+	struct sqlite_store *q = xcalloc(1, sizeof(*q));
 	int rc;
 
-	q->base.ops = &sqlite_ops;
+	q->base.ops = &store_sqlite_ops;
 	sq_create_private(path);
 	rc = sqlite3_open_v2(path, &q->db,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -848,8 +855,9 @@ fail:
 	return NULL;
 }
 
-static const struct store_ops sqlite_ops = {
+const struct store_ops store_sqlite_ops = {
 	.kind = "sqlite",
+	.open = sqlite_open,
 	.close = sq_close,
 	.put = sq_put,
 	.claim = sq_claim,

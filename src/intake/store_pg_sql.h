@@ -1,0 +1,41 @@
+/* The PostgreSQL backend's SQL and the reading of its results (store_pg_sql.c), for
+ * store_pg.c. */
+#ifndef NETWALL_STORE_PG_SQL_H
+#define NETWALL_STORE_PG_SQL_H
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "intake/store_util.h"
+
+#define ROW_COLS                                                                                   \
+	"id, state, sending_app, sending_facility, control_id, type, version, peer, "           \
+	"received_ms, updated_ms, attempts, http_status, detail, reused_control_id"
+#define REPLAYABLE "('dead', 'failed', 'delivered')"
+#define REPLAY_WHERE                                                                               \
+	"($2::bigint <> 0 AND id = $2::bigint AND state IN " REPLAYABLE ") OR "                   \
+	"($2::bigint = 0 AND state = $3::text)"
+
+
+struct store_pg_stmt {
+	const char *name;
+	const char *sql;
+};
+
+
+/* One simple query that creates what is missing and answers the schema version. */
+extern const char store_pg_sql_schema[];
+/* Prepared on every (re)connection. */
+extern const struct store_pg_stmt store_pg_sql_stmts[];
+extern const size_t store_pg_sql_nstmts;
+
+const char *store_pg_sql_class(const char *sqlstate);
+int64_t store_pg_sql_int(const PGresult *r, int row, int col);
+void store_pg_sql_text(char *dst, size_t cap, const PGresult *r, int row, int col);
+char *store_pg_sql_dup(const PGresult *r, int row, int col, size_t *len);
+/* Wipes a column of every row (raw messages) before the result is freed. */
+void store_pg_sql_wipe(PGresult *r, int col);
+int store_pg_sql_row(const PGresult *r, int i, struct store_row *row, bool with_body);
+
+#endif

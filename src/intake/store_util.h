@@ -1,0 +1,142 @@
+/* What every part of the message store shares, the front (store.c) and the backends
+ * (store_sqlite.c, store_pg.c) alike: the records (a message to store, a claimed job, an
+ * outcome, a stored row), the state names, the digest, freeing what the store handed out,
+ * and the backends' helpers (error text, copies, text made safe for both databases).
+ * Users of the store include intake/store.h, which includes this. */
+#ifndef NETWALL_STORE_UTIL_H
+#define NETWALL_STORE_UTIL_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+
+enum store_state {
+	STORE_RECEIVED = 0, /* accepted, waiting for its first delivery */
+	STORE_FAILED,       /* a delivery attempt failed; another is scheduled */
+	STORE_DELIVERED,    /* the EMAR API answered 2xx */
+	STORE_DEAD,         /* dead-lettered: 4xx, or out of attempts */
+	STORE_IGNORED,      /* acknowledged and recorded, not for delivery (routing) */
+	STORE_REJECTED,     /* answered AR/CR by routing, recorded */
+	STORE_NSTATES
+};
+
+/* "received", "failed", "delivered", "dead", "ignored", "rejected". */
+const char *store_state_name(enum store_state s);
+int store_state_parse(const char *name, enum store_state *out);
+
+#define STORE_DIGEST_LEN 32 /* SHA-256 */
+
+/* The digest a message is stored and deduplicated by: SHA-256 of its bytes exactly as
+ * received (no normalisation: a retransmission is the same bytes; a sender that changes
+ * any byte sends a different message, which is stored, never dropped). Linear in len. */
+void store_digest(const void *raw, size_t len, uint8_t out[STORE_DIGEST_LEN]);
+
+/* One message to store. The strings are NUL-terminated header values as received (still
+ * escaped), so a retransmission's key matches byte for byte.
+ *
+ * Dedupe: a message whose key (MSH-3, MSH-4, MSH-10) and digest are both stored is a
+ * duplicate (nothing written; the original's id and ACK come back). A message whose key
+ * is stored only with other digests reuses the control ID: it is stored as a message of
+ * its own, flagged reused, or, when reuse_ack is set (on_reused_control_id = reject),
+ * stored REJECTED with reuse_ack as its ACK and no delivery job. */
+struct store_msg {
+	const char *app;        /* MSH-3 */
+	const char *facility;   /* MSH-4 */
+	const char *control_id; /* MSH-10 */
+	const char *type;       /* "RDE^O11" */
+	const char *version;    /* MSH-12 */
+	const char *peer;       /* "address:port" of the sender */
+	enum store_state state; /* RECEIVED (also creates the delivery job), IGNORED or REJECTED */
+	const void *raw;
+	size_t raw_len;
+	const void *ack;
+	size_t ack_len;
+	const void *reuse_ack; /* NULL: a reused key is stored as state says */
+	size_t reuse_ack_len;
+	uint8_t digest[STORE_DIGEST_LEN]; /* store_digest(raw); store_put fills it unless */
+	bool digest_set;                  /* the caller did (off the committer's thread) */
+	int64_t received_ms;
+	/* results */
+	bool duplicate;      /* the key and digest were already stored: nothing written */
+	bool reused;         /* stored, and the key was already stored with another digest */
+	int64_t id;          /* the row of the new message, or of the original */
+	struct buf orig_ack; /* for a duplicate: the ACK stored with the original (caller frees) */
+};
+
+/* A claimed delivery job. */
+struct store_job {
+	int64_t id;         /* message id */
+	unsigned attempts;  /* attempts made before this one */
+	char type[32];      /* "RDE^O11" */
+	char control_id[64];
+	char app[64];
+	char facility[64];
+	bool reused; /* its key was stored before for another message */
+	uint8_t digest[STORE_DIGEST_LEN];
+	char *raw; /* owned; wiped on free */
+	size_t raw_len;
+};
+
+/* The outcome of one delivery attempt. */
+struct store_outcome {
+	int64_t id;
+	enum store_state state; /* DELIVERED, FAILED (retry at next_ms) or DEAD */
+	int64_t next_ms;
+	int64_t at_ms;
+	int http_status;    /* 0 when no HTTP answer (network error, timeout) */
+	const char *detail; /* short: the response excerpt or the transfer error */
+};
+
+/* One stored message, for listing and showing. */
+struct store_row {
+	int64_t id;
+	enum store_state state;
+	char app[64], facility[64], control_id[64], type[32], version[16], peer[64];
+	int64_t received_ms, updated_ms;
+	unsigned attempts;
+	int http_status;
+	bool reused; /* reused_control_id: its key was stored before for another message */
+	char *detail; /* owned, may be NULL */
+	char *raw;    /* owned; only filled by store_get */
+	size_t raw_len;
+	char *ack; /* owned; only filled by store_get */
+	size_t ack_len;
+};
+
+struct store_filter {
+	int state;        /* an enum store_state, or -1 for any */
+	const char *type; /* exact "RDE^O11", a prefix "RDE", or NULL */
+	int64_t before_id; /* rows with id < before_id; 0 for no bound */
+	size_t limit;     /* 0 for no limit */
+	bool reused_only; /* only rows flagged reused_control_id */
+};
+
+struct store_count {
+	enum store_state state;
+	char type[32];
+	uint64_t n;
+	uint64_t reused; /* of n, flagged reused_control_id */
+};
+
+/* Frees what store_claim, store_list and store_get handed out (raw bytes wiped). */
+void store_jobs_free(struct store_job *jobs, size_t n);
+void store_row_clear(struct store_row *row);
+void store_rows_free(struct store_row *rows, size_t n);
+
+/* snprintf into err (when err is not NULL). */
+void store_err(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Copies at most cap - 1 bytes of n from src and terminates; src may be NULL. */
+void store_copy(char *dst, size_t cap, const void *src, size_t n);
+/* n bytes of p and a terminating NUL, in memory of its own (aborts on out-of-memory). */
+char *store_strndup(const void *p, size_t n);
+/* Wipes and frees n bytes at p (raw messages, ACKs). Accepts NULL. */
+void store_wipe_free(void *p, size_t n);
+/* True if s is valid UTF-8 without control characters. */
+bool store_text_is_clean(const char *s);
+/* A copy of s (the caller frees) with every byte that is not valid UTF-8, and every
+ * control character, written as \xHH. */
+char *store_text_clean(const char *s);
+
+#endif
