@@ -3,7 +3,7 @@
  * its frame; senders stalled mid-frame at the budget are closed). */
 #ifndef NETWALL_INTAKE_BUDGET_H
 #define NETWALL_INTAKE_BUDGET_H
-#include "intake/intake_int.h"
+#include "intake/state.h"
 
 /* Brings c's share of in->held up to date; call after anything that changes it. */
 void budget_account(struct conn *c);

@@ -2,7 +2,7 @@
  * connection's timers, reading into the framer, writing ACKs, closing. */
 #ifndef NETWALL_INTAKE_CONN_H
 #define NETWALL_INTAKE_CONN_H
-#include "intake/intake_int.h"
+#include "intake/state.h"
 
 /* conn_pump, conn_close and conn_maybe_close, for budget.c and pipeline.c. */
 extern const struct intake_upcalls conn_upcalls;

@@ -23,7 +23,7 @@
 #include "intake/commit.h"
 #include "intake/conn.h"
 #include "intake/deliver.h"
-#include "intake/intake_int.h"
+#include "intake/state.h"
 #include "intake/pipeline.h"
 #include "intake/status.h"
 #include "intake/store.h"

@@ -3,7 +3,7 @@
  * frames came, once the store has answered for each. */
 #ifndef NETWALL_INTAKE_PIPELINE_H
 #define NETWALL_INTAKE_PIPELINE_H
-#include "intake/intake_int.h"
+#include "intake/state.h"
 
 /* A complete frame (or the first max_message bytes of an oversize one) of c: copied into
  * a job queued on c, its messages submitted to the store. */

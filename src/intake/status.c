@@ -8,7 +8,7 @@
 
 #include "core/clock.h"
 #include "core/page.h"
-#include "intake/intake_int.h"
+#include "intake/state.h"
 #include "intake/store.h"
 
 /* /metrics: connections and memory. */

@@ -2,8 +2,8 @@
  * messages of those frames, as the rooms of the intake (intake.c: life, conn.c:
  * connections, budget.c: the memory budget, pipeline.c: frame to ACK, status.c: admin)
  * see them. Internal: nothing outside src/intake includes it. */
-#ifndef NETWALL_INTAKE_INT_H
-#define NETWALL_INTAKE_INT_H
+#ifndef NETWALL_INTAKE_STATE_H
+#define NETWALL_INTAKE_STATE_H
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <openssl/ssl.h>
