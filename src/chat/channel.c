@@ -264,10 +264,6 @@ void channel_join(struct client *c, struct irc_msg *m)
 {
 	char *save = NULL, *name;
 
-	if (m->nparams < 1) {
-		peer_numeric(c, "461", "JOIN", "Not enough parameters", NULL);
-		return;
-	}
 	if (strcmp(m->params[0], "0") == 0) {
 		while (c->nchans > 0 && !c->closing) {
 			struct channel *k = c->chans[0];
@@ -294,10 +290,6 @@ void channel_part(struct client *c, struct irc_msg *m)
 	char *save = NULL, *name, pfx[128];
 	const char *why = m->nparams > 1 ? m->params[1] : "";
 
-	if (m->nparams < 1) {
-		peer_numeric(c, "461", "PART", "Not enough parameters", NULL);
-		return;
-	}
 	for (name = strtok_r(m->params[0], ",", &save); name != NULL && !c->closing;
 	     name = strtok_r(NULL, ",", &save)) {
 		struct channel *k = channel_find(ch, name);
@@ -326,10 +318,6 @@ void channel_topic(struct client *c, struct irc_msg *m)
 	struct channel *k;
 	char pfx[128];
 
-	if (m->nparams < 1) {
-		peer_numeric(c, "461", "TOPIC", "Not enough parameters", NULL);
-		return;
-	}
 	k = channel_find(ch, m->params[0]);
 	if (k == NULL || channel_index(k, c) < 0) {
 		peer_numeric(c, "442", m->params[0], "You're not on that channel", NULL);
@@ -373,10 +361,6 @@ void channel_mode(struct client *c, struct irc_msg *m)
 	struct channel *k;
 	char pfx[128];
 
-	if (m->nparams < 1) {
-		peer_numeric(c, "461", "MODE", "Not enough parameters", NULL);
-		return;
-	}
 	if (m->params[0][0] != '#' && m->params[0][0] != '&') {
 		if (irc_casecmp(m->params[0], c->nick) != 0)
 			peer_numeric(c, "502", "Cannot change mode for other users", NULL);
@@ -448,10 +432,6 @@ void channel_kick(struct client *c, struct irc_msg *m)
 	char pfx[128];
 	const char *why;
 
-	if (m->nparams < 2) {
-		peer_numeric(c, "461", "KICK", "Not enough parameters", NULL);
-		return;
-	}
 	k = channel_find(ch, m->params[0]);
 	if (k == NULL) {
 		peer_numeric(c, "403", m->params[0], "No such channel", NULL);

@@ -22,7 +22,8 @@ void channel_remember(struct chat *ch, struct channel *k);
 void channel_leave(struct chat *ch, struct channel *k, struct client *c);
 /* The line in ch->scratch once to everyone sharing a channel with c (and c if self). */
 void channel_send_peers(struct client *c, bool self);
-/* The commands of this room, for command.c's table. */
+/* The commands of this room, for command.c's table (which checks registration and the
+ * minimum parameters before calling them). */
 void channel_join(struct client *c, struct irc_msg *m);
 void channel_part(struct client *c, struct irc_msg *m);
 void channel_topic(struct client *c, struct irc_msg *m);

@@ -129,13 +129,123 @@ static void cmd_list(struct client *c, struct irc_msg *m)
 	peer_numeric(c, "323", "End of /LIST", NULL);
 }
 
+static void cmd_notice(struct client *c, struct irc_msg *m)
+{
+	cmd_privmsg(c, m, true);
+}
+
+static void cmd_message(struct client *c, struct irc_msg *m)
+{
+	cmd_privmsg(c, m, false);
+}
+
+static void cmd_ping(struct client *c, struct irc_msg *m)
+{
+	peer_send(c, NULL, "PONG", c->ch->cfg->server_name, m->nparams > 0 ? m->params[0] : "",
+		  NULL);
+}
+
+static void cmd_pong(struct client *c, struct irc_msg *m)
+{
+	c->ping_sent = false;
+}
+
+static void cmd_quit(struct client *c, struct irc_msg *m)
+{
+	if (m->nparams > 0) /* for the peers' QUIT line only: free text is never logged */
+		snprintf(c->said, sizeof(c->said), "%s", m->params[0]);
+	peer_quit(c, "Client Quit");
+}
+
+static void cmd_motd(struct client *c, struct irc_msg *m)
+{
+	peer_numeric(c, "422", "MOTD File is missing", NULL);
+}
+
+/* Who may send a command. */
+enum cmd_when {
+	CMD_ANY = 0,      /* before and after registration */
+	CMD_REGISTERED,   /* after: before it, 451 */
+	CMD_UNREGISTERED, /* before: after it, 462 */
+};
+
+struct cmd {
+	const char *name; /* upper case, as irc_parse leaves a command */
+	void (*run)(struct client *c, struct irc_msg *m);
+	unsigned min; /* parameters; fewer: 461, and run is not called */
+	enum cmd_when when;
+};
+
+/* Every command the server knows. A minimum of 0 where the command answers a missing
+ * parameter its own way: NICK (431), PRIVMSG (411), REGISTER (DISALLOWED on a closed
+ * server before 461). Scanned once per line: a couple of dozen string compares. */
+static const struct cmd cmds[] = {
+	{ "PING", cmd_ping, 0, CMD_ANY },
+	{ "PONG", cmd_pong, 0, CMD_ANY },
+	{ "QUIT", cmd_quit, 0, CMD_ANY },
+	{ "CAP", login_cap, 0, CMD_ANY },
+	{ "AUTHENTICATE", login_authenticate, 0, CMD_ANY },
+	{ "PASS", login_pass, 1, CMD_UNREGISTERED },
+	{ "NICK", login_nick, 0, CMD_ANY },
+	{ "USER", login_user, 4, CMD_UNREGISTERED },
+	{ "REGISTER", login_register, 0, CMD_ANY },
+	{ "JOIN", channel_join, 1, CMD_REGISTERED },
+	{ "PART", channel_part, 1, CMD_REGISTERED },
+	{ "PRIVMSG", cmd_message, 0, CMD_REGISTERED },
+	{ "NOTICE", cmd_notice, 0, CMD_REGISTERED },
+	{ "TOPIC", channel_topic, 1, CMD_REGISTERED },
+	{ "NAMES", channel_names, 0, CMD_REGISTERED },
+	{ "WHO", cmd_who, 0, CMD_REGISTERED },
+	{ "WHOIS", cmd_whois, 0, CMD_REGISTERED },
+	{ "LIST", cmd_list, 0, CMD_REGISTERED },
+	{ "MODE", channel_mode, 1, CMD_REGISTERED },
+	{ "KICK", channel_kick, 2, CMD_REGISTERED },
+	{ "MOTD", cmd_motd, 0, CMD_REGISTERED },
+};
+
+static const struct cmd *cmd_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (strcmp(cmds[i].name, name) == 0)
+			return &cmds[i];
+	return NULL;
+}
+
+/* Runs m's command for c, after the checks every command shares: registration first
+ * (451 before it, 462 after it for PASS and USER), then the parameter count (461). An
+ * unknown command is 451 before registration, 421 after. */
+static void command_run(struct client *c, struct irc_msg *m)
+{
+	const struct cmd *k = cmd_find(m->command);
+
+	if (k == NULL) {
+		if (!c->registered)
+			peer_numeric(c, "451", "You have not registered", NULL);
+		else
+			peer_numeric(c, "421", m->command, "Unknown command", NULL);
+		return;
+	}
+	if (k->when == CMD_REGISTERED && !c->registered) {
+		peer_numeric(c, "451", "You have not registered", NULL);
+		return;
+	}
+	if (k->when == CMD_UNREGISTERED && c->registered) {
+		peer_numeric(c, "462", "You may not reregister", NULL);
+		return;
+	}
+	if (m->nparams < k->min) {
+		peer_numeric(c, "461", k->name, "Not enough parameters", NULL);
+		return;
+	}
+	k->run(c, m);
+}
+
 /* One line from c. */
 void command_line(struct client *c, char *line, size_t len)
 {
 	struct chat *ch = c->ch;
 	struct irc_msg m;
 	const char *err;
-	const char *cmd;
 
 	ch->lines_in++;
 	minutes_add(&ch->per_minute, clock_wall(), 1);
@@ -150,52 +260,5 @@ void command_line(struct client *c, char *line, size_t len)
 		peer_numeric(c, "421", "*", "Malformed line", NULL);
 		return;
 	}
-	cmd = m.command;
-	if (strcmp(cmd, "PING") == 0) {
-		peer_send(c, NULL, "PONG", ch->cfg->server_name, m.nparams > 0 ? m.params[0] : "", NULL);
-	} else if (strcmp(cmd, "PONG") == 0) {
-		c->ping_sent = false;
-	} else if (strcmp(cmd, "QUIT") == 0) {
-		if (m.nparams > 0) /* for the peers' QUIT line only: free text is never logged */
-			snprintf(c->said, sizeof(c->said), "%s", m.params[0]);
-		peer_quit(c, "Client Quit");
-	} else if (strcmp(cmd, "CAP") == 0) {
-		login_cap(c, &m);
-	} else if (strcmp(cmd, "AUTHENTICATE") == 0) {
-		login_authenticate(c, &m);
-	} else if (strcmp(cmd, "PASS") == 0) {
-		login_pass(c, &m);
-	} else if (strcmp(cmd, "NICK") == 0) {
-		login_nick(c, &m);
-	} else if (strcmp(cmd, "USER") == 0) {
-		login_user(c, &m);
-	} else if (strcmp(cmd, "REGISTER") == 0) {
-		login_register(c, &m);
-	} else if (!c->registered) {
-		peer_numeric(c, "451", "You have not registered", NULL);
-	} else if (strcmp(cmd, "JOIN") == 0) {
-		channel_join(c, &m);
-	} else if (strcmp(cmd, "PART") == 0) {
-		channel_part(c, &m);
-	} else if (strcmp(cmd, "PRIVMSG") == 0 || strcmp(cmd, "NOTICE") == 0) {
-		cmd_privmsg(c, &m, cmd[0] == 'N');
-	} else if (strcmp(cmd, "TOPIC") == 0) {
-		channel_topic(c, &m);
-	} else if (strcmp(cmd, "NAMES") == 0) {
-		channel_names(c, &m);
-	} else if (strcmp(cmd, "WHO") == 0) {
-		cmd_who(c, &m);
-	} else if (strcmp(cmd, "WHOIS") == 0) {
-		cmd_whois(c, &m);
-	} else if (strcmp(cmd, "LIST") == 0) {
-		cmd_list(c, &m);
-	} else if (strcmp(cmd, "MODE") == 0) {
-		channel_mode(c, &m);
-	} else if (strcmp(cmd, "KICK") == 0) {
-		channel_kick(c, &m);
-	} else if (strcmp(cmd, "MOTD") == 0) {
-		peer_numeric(c, "422", "MOTD File is missing", NULL);
-	} else {
-		peer_numeric(c, "421", cmd, "Unknown command", NULL);
-	}
+	command_run(c, &m);
 }

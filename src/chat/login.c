@@ -564,16 +564,10 @@ void login_nick(struct client *c, struct irc_msg *m)
 	try_register(c);
 }
 
+/* USER <user> <mode> <unused> <realname>: before registration, with its four parameters
+ * (command.c checks both). */
 void login_user(struct client *c, struct irc_msg *m)
 {
-	if (c->registered) {
-		peer_numeric(c, "462", "You may not reregister", NULL);
-		return;
-	}
-	if (m->nparams < 4) {
-		peer_numeric(c, "461", "USER", "Not enough parameters", NULL);
-		return;
-	}
 	snprintf(c->user, sizeof(c->user), "%s", m->params[0]);
 	for (char *p = c->user; *p; p++)
 		if (*p == '@' || *p == '!' || (unsigned char)*p < 0x21)
@@ -582,18 +576,12 @@ void login_user(struct client *c, struct irc_msg *m)
 	try_register(c);
 }
 
+/* PASS <password>: before registration (command.c checks it and the parameter); kept,
+ * capped at PASSWD_MAX_LEN, until the check at registration. */
 void login_pass(struct client *c, struct irc_msg *m)
 {
 	size_t n;
 
-	if (c->registered) {
-		peer_numeric(c, "462", "You may not reregister", NULL);
-		return;
-	}
-	if (m->nparams < 1) {
-		peer_numeric(c, "461", "PASS", "Not enough parameters", NULL);
-		return;
-	}
 	n = strlen(m->params[0]);
 	if (n > PASSWD_MAX_LEN)
 		n = PASSWD_MAX_LEN;

@@ -10,7 +10,8 @@ void login_refuse(struct client *c, enum auth_kind kind);
 void login_check_drop(struct client *c);
 /* The worker's callback (auth_new): a finished job, on the loop; arg is the chat. */
 void login_auth_done(struct auth_job *j, void *arg);
-/* The commands of this room, for command.c's table. */
+/* The commands of this room, for command.c's table (which checks registration and the
+ * minimum parameters before calling them). */
 void login_cap(struct client *c, struct irc_msg *m);
 void login_authenticate(struct client *c, struct irc_msg *m);
 void login_nick(struct client *c, struct irc_msg *m);
