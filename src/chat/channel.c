@@ -231,10 +231,8 @@ static void join_one(struct client *c, const char *name)
 	}
 	if (k->n == k->cap) {
 		k->cap = k->cap ? k->cap * 2 : 8;
-		k->members = realloc(k->members, k->cap * sizeof(*k->members));
-		k->ops = realloc(k->ops, k->cap * sizeof(*k->ops));
-		if (k->members == NULL || k->ops == NULL)
-			abort();
+		k->members = xreallocarray(k->members, k->cap, sizeof(*k->members));
+		k->ops = xreallocarray(k->ops, k->cap, sizeof(*k->ops));
 	}
 	k->members[k->n] = c;
 	k->ops[k->n] = k->n == 0; /* who opens a channel runs it */

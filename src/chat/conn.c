@@ -321,7 +321,7 @@ void conn_accept(void *arg, int fd, const struct sockaddr *sa, struct listener_s
 	if (l->tls) {
 		SSL *ssl = SSL_new(ch->tls);
 		if (ssl == NULL)
-			abort();
+			xalloc_fail("SSL");
 		c->bev = bufferevent_openssl_socket_new(ch->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
 							BEV_OPT_CLOSE_ON_FREE);
 	} else {
@@ -329,8 +329,10 @@ void conn_accept(void *arg, int fd, const struct sockaddr *sa, struct listener_s
 		c->tls_ready = true;
 	}
 	if (c->bev == NULL)
-		abort();
+		xalloc_fail("bufferevent");
 	c->timer = evtimer_new(ch->base, client_timer_cb, c);
+	if (c->timer == NULL)
+		xalloc_fail("event");
 	evbuffer_add_cb(bufferevent_get_input(c->bev), held_cb, ch);
 	evbuffer_add_cb(bufferevent_get_output(c->bev), held_cb, ch);
 	bufferevent_setwatermark(c->bev, EV_READ, 0, CHAT_READ_AHEAD);

@@ -290,7 +290,7 @@ struct chat *chat_new(struct event_base *base, const char *path, struct chat_con
 	ch->reap_ev = event_new(base, -1, 0, conn_reap_cb, ch);
 	ch->resume_ev = event_new(base, -1, 0, conn_resume_cb, ch);
 	if (ch->reap_ev == NULL || ch->resume_ev == NULL)
-		abort();
+		xalloc_fail("event");
 	ch->life = lifecycle_new(base, &chat_lifecycle_ops, ch);
 	log_info("event=started accounts=%zu open_registration=%s", ch->naccounts,
 		 cfg->open_registration ? "on" : "off");
