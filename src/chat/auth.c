@@ -164,7 +164,7 @@ struct auth *auth_new(struct event_base *base, void (*done)(struct auth_job *, v
 	}
 	a->ev = event_new(base, a->efd, EV_READ | EV_PERSIST, auth_on_eventfd, a);
 	if (a->ev == NULL || event_add(a->ev, NULL) == -1)
-		abort();
+		xalloc_fail("event"); /* a new event on a new eventfd: only memory fails */
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_cond_init(&a->wake, NULL);
 	sigfillset(&all); /* signals stay with the loop thread */

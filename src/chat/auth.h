@@ -11,7 +11,7 @@
 
 #include "chat/passwd.h"
 
-#define AUTH_QUEUE_MAX 32 /* jobs queued or running; a login beyond it waits (chat/server.c) */
+#define AUTH_QUEUE_MAX 32 /* jobs queued or running; a login beyond it waits (chat/login.c) */
 
 enum auth_kind {
 	AUTH_PASS = 0, /* PASS at registration: verify */

@@ -197,7 +197,7 @@ struct chat_config *chat_config_load(const char *file, char **msgs)
 	}
 	if (cf.errors) {
 		if (msgs != NULL)
-			*msgs = strndup((const char *)buf_head(&cf.msgs), cf.msgs.len);
+			*msgs = xstrndup((const char *)buf_head(&cf.msgs), cf.msgs.len);
 		conf_done(&cf);
 		chat_config_free(c);
 		return NULL;

@@ -29,6 +29,7 @@
 #include "core/log.h"
 #include "core/sock.h"
 #include "core/tls.h"
+#include "core/xalloc.h"
 
 #define CLIENT_INPUT_MAX 400 /* bytes of one typed line */
 #define CLIENT_CHANS_MAX 16
@@ -310,7 +311,8 @@ static void ui_tls_names(struct client_ui *u, SSL *ssl)
 	SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 	if (ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name) != 1
 	       : SSL_set1_host(ssl, name) != 1)
-		abort(); /* a name inet_pton accepted, or any string: only memory fails */
+		/* a name inet_pton accepted, or any string: only memory fails */
+		xalloc_fail("TLS host name");
 }
 
 static void ui_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -355,7 +357,7 @@ static void ui_connect(struct client_ui *u)
 	if (u->tls != NULL) {
 		SSL *ssl = SSL_new(u->tls);
 		if (ssl == NULL)
-			abort();
+			xalloc_fail("SSL");
 		SSL_set_app_data(ssl, u);
 		ui_tls_names(u, ssl);
 		u->bev = bufferevent_openssl_socket_new(u->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
@@ -364,7 +366,7 @@ static void ui_connect(struct client_ui *u)
 		u->bev = bufferevent_socket_new(u->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	}
 	if (u->bev == NULL)
-		abort();
+		xalloc_fail("bufferevent");
 	bufferevent_setcb(u->bev, ui_read_cb, NULL, ui_event_cb, u);
 	bufferevent_enable(u->bev, EV_READ);
 	if (u->tls == NULL) /* plain TCP: "connected" now, or when the connect completes */
@@ -536,7 +538,7 @@ int chat_client_run(const struct chat_client_opts *o, char *err, size_t errlen)
 	}
 	u.base = event_base_new();
 	if (u.base == NULL)
-		abort();
+		xalloc_fail("event base");
 	irc_lines_init(&u.lines, IRC_TAGS_MAX + IRC_LINE_MAX);
 	u.backoff = (struct backoff){ .initial = 0.5, .max = 10 };
 	if (u.tty) {
@@ -551,6 +553,8 @@ int chat_client_run(const struct chat_client_opts *o, char *err, size_t errlen)
 	u.stdin_ev = event_new(u.base, STDIN_FILENO, EV_READ | EV_PERSIST, ui_stdin_cb, &u);
 	u.retry_ev = evtimer_new(u.base, ui_retry_cb, &u);
 	u.sig_ev = evsignal_new(u.base, SIGTERM, ui_signal_cb, &u);
+	if (u.stdin_ev == NULL || u.retry_ev == NULL || u.sig_ev == NULL)
+		xalloc_fail("event");
 	event_add(u.stdin_ev, NULL);
 	event_add(u.sig_ev, NULL);
 	signal(SIGPIPE, SIG_IGN);
