@@ -18,10 +18,10 @@ int peer_numeric(struct client *c, const char *num, ...);
 void peer_prefix(const struct client *c, char *out, size_t len);
 /* The live client using nick (compared as RFC 1459 folds it), or NULL. */
 struct client *peer_by_nick(struct chat *ch, const char *nick);
-/* Marks c dead; the reaper (conn.c) takes it out of its channels and closes it from the
+/* Marks c dead; the reaper (link.c) takes it out of its channels and closes it from the
  * loop. Safe inside any command or callback. reason is a server constant. */
 void peer_quit(struct client *c, const char *reason);
-/* (Re)arms c's one timer (conn.c's timer callback) for seconds from now. */
+/* (Re)arms c's one timer (link.c's timer callback) for seconds from now. */
 void peer_timer_arm(struct client *c, double seconds);
 /* Sends ERROR and ends the connection within CHAT_CLOSE_GRACE; frees nothing itself. */
 void peer_close(struct client *c, const char *reason);

@@ -1,5 +1,5 @@
 /* The chat server's admin and life: start (listeners, accounts, the password worker),
- * reload, drain, the status page and metrics, and the end. The rooms it runs: conn.c
+ * reload, drain, the status page and metrics, and the end. The rooms it runs: link.c
  * (connections), peer.c (output, close), channel.c, login.c (registration), command.c. */
 #include "chat/server.h"
 
@@ -11,7 +11,7 @@
 #include <time.h>
 
 #include "chat/channel.h"
-#include "chat/conn.h"
+#include "chat/link.h"
 #include "chat/login.h"
 #include "chat/peer.h"
 #include "chat/state.h"
@@ -207,7 +207,7 @@ static int chat_listen(struct chat *ch, const struct addr *a, bool tls)
 	addr_format((const struct sockaddr *)&a->ss, s, sizeof(s));
 	l->ch = ch;
 	l->tls = tls;
-	l->l = listener_new(ch->base, a, ch->accepted, conn_accept, conn_refused, l, err,
+	l->l = listener_new(ch->base, a, ch->accepted, link_accept, link_refused, l, err,
 			    sizeof(err));
 	if (l->l == NULL) {
 		log_error("event=listen_failed addr=%s error=\"%s\"", s, err);
@@ -287,8 +287,8 @@ struct chat *chat_new(struct event_base *base, const char *path, struct chat_con
 			goto fail;
 		}
 	}
-	ch->reap_ev = event_new(base, -1, 0, conn_reap_cb, ch);
-	ch->resume_ev = event_new(base, -1, 0, conn_resume_cb, ch);
+	ch->reap_ev = event_new(base, -1, 0, link_reap_cb, ch);
+	ch->resume_ev = event_new(base, -1, 0, link_resume_cb, ch);
 	if (ch->reap_ev == NULL || ch->resume_ev == NULL)
 		xalloc_fail("event");
 	ch->life = lifecycle_new(base, &chat_lifecycle_ops, ch);
@@ -313,8 +313,8 @@ void chat_free(struct chat *ch)
 	chat_listeners_free(ch);
 	auth_free(ch->auth); /* the worker first: it may finish a job, never deliver it */
 	while (ch->clients != NULL)
-		conn_free(ch->clients);
-	conn_reap(ch);
+		link_free(ch->clients);
+	link_reap(ch);
 	listener_set_free(ch->accepted); /* every client gave its count back */
 	loop_free_event(&ch->reap_ev);
 	loop_free_event(&ch->resume_ev);

@@ -1,4 +1,4 @@
-/* The chat server's shared state, private to its rooms (server.c, conn.c, peer.c, channel.c,
+/* The chat server's shared state, private to its rooms (server.c, link.c, peer.c, channel.c,
  * login.c, command.c): its limits and the structures they share. */
 #ifndef NETWALL_CHAT_STATE_H
 #define NETWALL_CHAT_STATE_H

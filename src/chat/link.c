@@ -8,7 +8,7 @@
 
 #include "chat/channel.h"
 #include "chat/command.h"
-#include "chat/conn.h"
+#include "chat/link.h"
 #include "chat/login.h"
 #include "chat/peer.h"
 #include "core/clock.h"
@@ -61,7 +61,7 @@ static void budget_unlink(struct client *c)
 	c->budget_wait = false;
 }
 
-void conn_resume_cb(evutil_socket_t fd, short what, void *arg)
+void link_resume_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct chat *ch = arg;
 	struct client *c;
@@ -87,7 +87,7 @@ static void held_partial(struct client *c)
 }
 
 /* The reaper's part for one client: leaves every channel telling the others, then closes.
- * Runs only from the loop (conn_reap), when no command holds c or its channels. */
+ * Runs only from the loop (link_reap), when no command holds c or its channels. */
 static void client_reap(struct client *c)
 {
 	struct chat *ch = c->ch;
@@ -110,7 +110,7 @@ static void client_reap(struct client *c)
 
 /* Reaps every client marked dead (reaping one can overflow, and so mark, others: they are
  * reaped in the same pass), then frees the emptied channels. Called from the loop only. */
-void conn_reap(struct chat *ch)
+void link_reap(struct chat *ch)
 {
 	struct client *c;
 	struct channel *k;
@@ -127,19 +127,19 @@ void conn_reap(struct chat *ch)
 	}
 }
 
-void conn_reap_cb(evutil_socket_t fd, short what, void *arg)
+void link_reap_cb(evutil_socket_t fd, short what, void *arg)
 {
-	conn_reap(arg);
+	link_reap(arg);
 }
 
 /* Frees c. From the loop only (write, event and timer callbacks, chat_free): a client
  * still queued for the reaper is reaped first. */
-void conn_free(struct client *c)
+void link_free(struct client *c)
 {
 	struct chat *ch = c->ch;
 
 	if (c->queued) /* closed directly after it was marked: reaped first all the same */
-		conn_reap(ch);
+		link_reap(ch);
 	if (c->auth_wait)
 		ch->auth_waiting--;
 	login_check_drop(c);
@@ -230,7 +230,7 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
 	struct client *c = arg;
 
 	if (c->flushing)
-		conn_free(c);
+		link_free(c);
 }
 
 static void client_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -243,7 +243,7 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (!c->flushing)
 		peer_quit(c, (what & BEV_EVENT_EOF) ? "Connection closed" : "Connection error");
-	conn_free(c); /* reaps c first: from here no write can reach the peer */
+	link_free(c); /* reaps c first: from here no write can reach the peer */
 }
 
 static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -253,7 +253,7 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 	double now = clock_mono();
 
 	if (c->flushing) {
-		conn_free(c);
+		link_free(c);
 		return;
 	}
 	if (c->closing) /* the reaper closes it */
@@ -291,7 +291,7 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-void conn_refused(void *arg, const struct sockaddr *sa, enum listener_reason r)
+void link_refused(void *arg, const struct sockaddr *sa, enum listener_reason r)
 {
 	struct chat_listener *l = arg;
 
@@ -301,7 +301,7 @@ void conn_refused(void *arg, const struct sockaddr *sa, enum listener_reason r)
 }
 
 /* A connection the listener admitted: fd is ours, src its count in ch->accepted. */
-void conn_accept(void *arg, int fd, const struct sockaddr *sa, struct listener_src *src)
+void link_accept(void *arg, int fd, const struct sockaddr *sa, struct listener_src *src)
 {
 	struct chat_listener *l = arg;
 	struct chat *ch = l->ch;
