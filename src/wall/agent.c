@@ -179,7 +179,9 @@ static void ag_retry_later(struct ag_dialer *d)
 	if (d->ag->draining)
 		return;
 	loop_free_event(&d->ev);
-	d->ev = xcheck(evtimer_new(d->ag->base, ag_on_retry, d), "event");
+	d->ev = evtimer_new(d->ag->base, ag_on_retry, d);
+	if (d->ev == NULL)
+		xalloc_fail("event");
 	evtimer_add(d->ev, &tv);
 }
 
@@ -240,7 +242,9 @@ static void ag_dial(struct ag_dialer *d)
 		return;
 	}
 	d->fd = fd;
-	d->ev = xcheck(event_new(ag->base, fd, EV_WRITE, ag_on_connected, d), "event");
+	d->ev = event_new(ag->base, fd, EV_WRITE, ag_on_connected, d);
+	if (d->ev == NULL)
+		xalloc_fail("event");
 	event_add(d->ev, &tv);
 }
 

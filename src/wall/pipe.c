@@ -71,8 +71,10 @@ static BIO_METHOD *cipher_bio_method(void)
 
 void pipe_init(struct pipe *p, int fd, SSL *ssl)
 {
-	BIO *bio = xcheck(BIO_new(cipher_bio_method()), "BIO");
+	BIO *bio = BIO_new(cipher_bio_method());
 
+	if (bio == NULL)
+		xalloc_fail("BIO");
 	p->fd = fd;
 	p->ssl = ssl;
 	BIO_set_data(bio, p);

@@ -251,8 +251,11 @@ static void stream_wait(struct tstream *s, unsigned want)
 	s->wants |= want;
 	if (s->waiting)
 		return;
-	if (wake_ev == NULL)
-		wake_ev = xcheck(event_new(s->t->base, -1, 0, stream_on_wake, NULL), "event");
+	if (wake_ev == NULL) {
+		wake_ev = event_new(s->t->base, -1, 0, stream_on_wake, NULL);
+		if (wake_ev == NULL)
+			xalloc_fail("event");
+	}
 	s->waiting = true;
 	s->wait_prev = wait_tail;
 	s->wait_next = NULL;

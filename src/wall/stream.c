@@ -65,8 +65,10 @@ struct tstream *tstream_new(struct tstream_sink *t)
 	share_set_reader(stream_read_again);
 	s->t = t;
 	s->fd = -1;
-	s->in = xcheck(evbuffer_new(), "evbuffer");
-	s->out = xcheck(evbuffer_new(), "evbuffer");
+	s->in = evbuffer_new();
+	s->out = evbuffer_new();
+	if (s->in == NULL || s->out == NULL)
+		xalloc_fail("evbuffer");
 	s->next = t->streams;
 	if (t->streams != NULL)
 		t->streams->prev = s;
@@ -777,7 +779,9 @@ void tstream_connect(struct tstream *s, const struct tstream_target *tg)
 			SSL_set1_host(s->ssl, tg->tls_name);
 		}
 	}
-	s->tmo = xcheck(evtimer_new(s->t->base, stream_on_timeout, s), "event");
+	s->tmo = evtimer_new(s->t->base, stream_on_timeout, s);
+	if (s->tmo == NULL)
+		xalloc_fail("event");
 	evtimer_add(s->tmo, &tv);
 	s->connecting = pending;
 	tstream_start(s); /* waits for writability while the connect is pending */

@@ -410,8 +410,10 @@ struct tunnel *tunnel_new(struct event_base *base, enum tunnel_role role, int fd
 	struct tunnel *t = xcalloc(1, sizeof(*t));
 	socklen_t sl = sizeof(t->peer_ss);
 	struct timeval tick = clock_tv(TUNNEL_TICK);
-	SSL *ssl = xcheck(SSL_new(ctx), "SSL");
+	SSL *ssl = SSL_new(ctx);
 
+	if (ssl == NULL)
+		xalloc_fail("SSL");
 	t->base = base;
 	t->role = role;
 	t->p = *p;
@@ -430,10 +432,12 @@ struct tunnel *tunnel_new(struct event_base *base, enum tunnel_role role, int fd
 		SSL_set_accept_state(ssl);
 	else
 		SSL_set_connect_state(ssl);
-	t->rev = xcheck(event_new(base, fd, EV_READ | EV_PERSIST, tunnel_on_read, t), "event");
-	t->wev = xcheck(event_new(base, fd, EV_WRITE | EV_PERSIST, tunnel_on_write, t), "event");
-	t->timer = xcheck(event_new(base, -1, EV_PERSIST, tunnel_on_tick, t), "event");
-	t->flush_ev = xcheck(event_new(base, -1, 0, tunnel_on_flush, t), "event");
+	t->rev = event_new(base, fd, EV_READ | EV_PERSIST, tunnel_on_read, t);
+	t->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, tunnel_on_write, t);
+	t->timer = event_new(base, -1, EV_PERSIST, tunnel_on_tick, t);
+	t->flush_ev = event_new(base, -1, 0, tunnel_on_flush, t);
+	if (t->rev == NULL || t->wev == NULL || t->timer == NULL || t->flush_ev == NULL)
+		xalloc_fail("event");
 	event_add(t->rev, NULL);
 	event_add(t->timer, &tick);
 	if (role == TUNNEL_AGENT)
