@@ -19,6 +19,8 @@
 #include "core/tls.h"
 #include "core/xalloc.h"
 #include "wall/budget.h"
+#include "wall/share.h"
+#include "wall/stream.h"
 #include "wall/tunnel.h"
 
 #define AG_SERVICE_SHOWN 256 /* bytes of a requested service name that reach the log (the
@@ -179,7 +181,7 @@ static void ag_retry_later(struct ag_dialer *d)
 	loop_free_event(&d->ev);
 	d->ev = evtimer_new(d->ag->base, ag_on_retry, d);
 	if (d->ev == NULL)
-		abort();
+		xalloc_fail("event");
 	evtimer_add(d->ev, &tv);
 }
 
@@ -242,7 +244,7 @@ static void ag_dial(struct ag_dialer *d)
 	d->fd = fd;
 	d->ev = event_new(ag->base, fd, EV_WRITE, ag_on_connected, d);
 	if (d->ev == NULL)
-		abort();
+		xalloc_fail("event");
 	event_add(d->ev, &tv);
 }
 
@@ -397,14 +399,14 @@ static void ag_page(struct evbuffer *out, void *arg)
 
 	for (size_t i = 0; i < ag->ndialers; i++)
 		up += ag->dialers[i].t != NULL && tunnel_is_up(ag->dialers[i].t);
-	page_bytes(bin, sizeof(bin), tunnel_stats.bytes_in);
-	page_bytes(bout, sizeof(bout), tunnel_stats.bytes_out);
+	page_bytes(bin, sizeof(bin), tstream_stats.bytes_in);
+	page_bytes(bout, sizeof(bout), tstream_stats.bytes_out);
 	evbuffer_add_printf(out, "<div class=\"tiles\">");
 	page_tile_text(out, "state", "state", ag->draining ? "draining" : "serving");
 	page_tile(out, "tunnels_up", "tunnels up", up);
 	page_tile(out, "tunnels_configured", "tunnels kept", ag->ndialers);
-	page_tile(out, "streams_open", "streams now", tunnel_stats.streams_open);
-	page_tile(out, "streams_total", "streams carried", tunnel_stats.streams_total);
+	page_tile(out, "streams_open", "streams now", tstream_stats.streams_open);
+	page_tile(out, "streams_total", "streams carried", tstream_stats.streams_total);
 	page_tile_text(out, "bytes_in", "from targets", bin);
 	page_tile_text(out, "bytes_out", "to targets", bout);
 	evbuffer_add_printf(out, "</div>\n<h2>Tunnels to the gateway</h2><table id=\"tunnels\">"
@@ -570,7 +572,7 @@ static double ag_drain(void *arg)
 	struct agent *ag = arg;
 
 	ag->draining = true;
-	log_info("event=drain_started streams=%llu", (unsigned long long)tunnel_stats.streams_open);
+	log_info("event=drain_started streams=%llu", (unsigned long long)tstream_stats.streams_open);
 	for (size_t i = 0; i < ag->ndialers; i++) {
 		struct ag_dialer *d = &ag->dialers[i];
 		loop_free_event(&d->ev);

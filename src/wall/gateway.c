@@ -20,6 +20,8 @@
 #include "core/tls.h"
 #include "core/xalloc.h"
 #include "wall/budget.h"
+#include "wall/share.h"
+#include "wall/stream.h"
 #include "wall/tunnel.h"
 
 #define GW_MAX_TUNNELS 4096     /* agents' connections, handshaking ones included */
@@ -998,14 +1000,14 @@ static double gw_drain(void *arg)
 			gw_listener_free(gw->svcs[i]->ls[j]);
 		gw->svcs[i]->nls = 0;
 	}
-	log_info("event=drain_started streams=%llu", (unsigned long long)tunnel_stats.streams_open);
+	log_info("event=drain_started streams=%llu", (unsigned long long)tstream_stats.streams_open);
 	return gw->cfg->c.drain_timeout;
 }
 
 static bool gw_idle(void *arg)
 {
 	(void)arg;
-	return tunnel_stats.streams_open == 0;
+	return tstream_stats.streams_open == 0;
 }
 
 static const struct lifecycle_ops gw_lifecycle_ops = {

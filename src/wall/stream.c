@@ -43,256 +43,32 @@
 #include "core/tls.h"
 #include "core/xalloc.h"
 #include "wall/budget.h"
-#include "wall/tunnel_int.h"
+#include "wall/share.h"
+#include "wall/stream.h"
+#include "wall/stream_state.h"
 
-enum {
-	STREAM_WANT_READ = 1,  /* to read its socket again */
-	STREAM_WANT_GRANT = 2, /* its first window */
-};
 
 static struct log_rate stream_log_rate;
-/* Streams waiting for the budget, oldest first, across all tunnels; wake_ev runs the queue
- * on the loop turn after bytes are given back. It exists while the queue is not empty. */
-static struct tstream *wait_head, *wait_tail;
-static struct event *wake_ev;
 
-/* The shares, by source network: a hash table that doubles when it holds as many shares as
- * buckets. Each stream holds a reference to its share; a share goes with its last stream. */
-struct tshare {
-	struct tshare *next; /* in its bucket */
-	uint8_t key[17];     /* family length, then the network's bytes (host bits zero) */
-	uint64_t win;        /* window granted to its streams */
-	size_t refs;         /* streams holding it */
-	struct tstream *park_head, *park_tail;
-	struct tshare *pk_prev, *pk_next; /* on the list of shares with parked streams */
-};
-static struct tshare **share_b;
-static size_t share_n, share_used; /* buckets (a power of two), shares */
-static struct tshare *parked_head, *parked_tail; /* shares with parked streams, in turn */
+struct tstream_stats tstream_stats;
 
+static bool stream_read_again(struct tstream *s);
 static void stream_on_read(evutil_socket_t fd, short what, void *arg);
 static void stream_on_write(evutil_socket_t fd, short what, void *arg);
 static void stream_reset(struct tstream *s, uint32_t code);
 
-/* ---- shares ---- */
 
-static void stream_share_key(const struct sockaddr *sa, uint8_t key[17])
-{
-	const uint8_t *p;
-	unsigned len, bits;
-
-	memset(key, 0, 17);
-	if (sa->sa_family == AF_INET6) {
-		const struct in6_addr *in6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-		p = IN6_IS_ADDR_V4MAPPED(in6) ? in6->s6_addr + 12 : in6->s6_addr;
-		len = IN6_IS_ADDR_V4MAPPED(in6) ? 4 : 16;
-	} else if (sa->sa_family == AF_INET) {
-		p = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
-		len = 4;
-	} else {
-		return;
-	}
-	bits = len == 4 ? STREAM_SHARE_V4 : STREAM_SHARE_V6;
-	key[0] = (uint8_t)len;
-	memcpy(key + 1, p, bits / 8);
-}
-
-/* FNV-1a over the key: sources are peer-chosen, but a bucket's chain is bounded by the
- * streams open, as the listener's per-source table is by its connections. */
-static size_t stream_share_hash(const uint8_t key[17], size_t n)
-{
-	uint32_t h = 2166136261u;
-
-	for (int i = 0; i < 17; i++)
-		h = (h ^ key[i]) * 16777619u;
-	return h & (n - 1);
-}
-
-static void stream_share_grow(void)
-{
-	size_t n = share_n ? share_n * 2 : 64;
-	struct tshare **b = xcalloc(n, sizeof(*b));
-
-	for (size_t i = 0; i < share_n; i++) {
-		for (struct tshare *x = share_b[i], *next; x != NULL; x = next) {
-			size_t h = stream_share_hash(x->key, n);
-			next = x->next;
-			x->next = b[h];
-			b[h] = x;
-		}
-	}
-	free(share_b);
-	share_b = b;
-	share_n = n;
-}
-
-/* Attaches s to the share of source sa (once, before its first grant). */
-void tstream_set_source(struct tstream *s, const struct sockaddr *sa)
-{
-	uint8_t key[17];
-	struct tshare *x;
-	size_t h;
-
-	if (s->share != NULL)
-		return;
-	stream_share_key(sa, key);
-	if (share_used >= share_n)
-		stream_share_grow();
-	h = stream_share_hash(key, share_n);
-	for (x = share_b[h]; x != NULL; x = x->next)
-		if (memcmp(x->key, key, 17) == 0)
-			break;
-	if (x == NULL) {
-		x = xcalloc(1, sizeof(*x));
-		memcpy(x->key, key, 17);
-		x->next = share_b[h];
-		share_b[h] = x;
-		share_used++;
-	}
-	x->refs++;
-	s->share = x;
-}
-
-static void stream_share_put(struct tshare *x)
-{
-	struct tshare **pp;
-
-	if (x == NULL || --x->refs > 0)
-		return;
-	if (x->win != 0 || x->park_head != NULL)
-		log_fatal("event=bug what=stream_share_put win=%llu", (unsigned long long)x->win);
-	pp = &share_b[stream_share_hash(x->key, share_n)];
-	while (*pp != x)
-		pp = &(*pp)->next;
-	*pp = x->next;
-	share_used--;
-	free(x);
-}
-
-/* The most window one share may hold now. */
-static uint64_t stream_share_cap(void)
-{
-	uint64_t cap = budget_limit() / STREAM_SHARE_DIV;
-
-	return cap > STREAM_WINDOW_FIRST ? cap : STREAM_WINDOW_FIRST;
-}
-
-/* May n more bytes of window go to s's share? Shares bite under contention only: while the
- * windows granted stay within a quarter of the budget (half their half), any may; past it,
- * a share may hold stream_share_cap() (and one holding none always may). */
-static bool stream_share_fits(const struct tstream *s, uint64_t n)
-{
-	return s->share == NULL || s->share->win == 0 || budget_window() + n <= budget_limit() / 4 ||
-	       s->share->win + n <= stream_share_cap();
-}
-
-static void stream_park(struct tstream *s)
-{
-	struct tshare *x = s->share;
-
-	if (s->parked)
-		return;
-	s->parked = true;
-	s->park_prev = x->park_tail;
-	s->park_next = NULL;
-	if (x->park_tail != NULL) {
-		x->park_tail->park_next = s;
-	} else {
-		x->park_head = s;
-		x->pk_prev = parked_tail;
-		x->pk_next = NULL;
-		if (parked_tail != NULL)
-			parked_tail->pk_next = x;
-		else
-			parked_head = x;
-		parked_tail = x;
-	}
-	x->park_tail = s;
-	budget_note_wait();
-}
-
-static void stream_unpark(struct tstream *s)
-{
-	struct tshare *x = s->share;
-
-	if (!s->parked)
-		return;
-	if (s->park_prev != NULL)
-		s->park_prev->park_next = s->park_next;
-	else
-		x->park_head = s->park_next;
-	if (s->park_next != NULL)
-		s->park_next->park_prev = s->park_prev;
-	else
-		x->park_tail = s->park_prev;
-	s->park_prev = s->park_next = NULL;
-	s->parked = false;
-	if (x->park_head != NULL)
-		return;
-	if (x->pk_prev != NULL)
-		x->pk_prev->pk_next = x->pk_next;
-	else
-		parked_head = x->pk_next;
-	if (x->pk_next != NULL)
-		x->pk_next->pk_prev = x->pk_prev;
-	else
-		parked_tail = x->pk_prev;
-	x->pk_prev = x->pk_next = NULL;
-}
-
-static void stream_wait(struct tstream *s, unsigned want);
-
-/* Window was given back or granted: the oldest parked stream of share x, if x has room
- * now, goes to the budget's queue, which grants it on the next turn; so does the oldest of
- * the next share in turn, if the windows are back within a quarter of the budget. Each
- * grant calls this again, so parked streams are granted one by one while there is room. */
-static void stream_share_next(struct tshare *x)
-{
-	struct tstream *p = x != NULL ? x->park_head : NULL;
-
-	if (p != NULL && stream_share_fits(p, STREAM_WINDOW_LEAST)) {
-		stream_unpark(p);
-		stream_wait(p, STREAM_WANT_GRANT);
-		event_active(wake_ev, EV_WRITE, 0);
-	}
-	x = parked_head;
-	if (x == NULL || budget_window() + STREAM_WINDOW_LEAST > budget_limit() / 4)
-		return;
-	p = x->park_head;
-	stream_unpark(p); /* x leaves the list if p was its last; else it goes to the back */
-	if (x->park_head != NULL && x != parked_tail) {
-		parked_head = x->pk_next;
-		parked_head->pk_prev = NULL;
-		x->pk_prev = parked_tail;
-		x->pk_next = NULL;
-		parked_tail->pk_next = x;
-		parked_tail = x;
-	}
-	stream_wait(p, STREAM_WANT_GRANT);
-	event_active(wake_ev, EV_WRITE, 0);
-}
-
-/* The budget was raised (a reload): the streams waiting for it, queued or parked, are
- * woken as if bytes had been given back. */
-void tstream_budget_raised(void)
-{
-	if (wait_head != NULL)
-		event_active(wake_ev, EV_WRITE, 0);
-	stream_share_next(NULL);
-}
-
-/* ---- streams ---- */
-
-struct tstream *tstream_new(struct tunnel *t)
+struct tstream *tstream_new(struct tstream_sink *t)
 {
 	struct tstream *s = xcalloc(1, sizeof(*s));
 
+	share_set_reader(stream_read_again);
 	s->t = t;
 	s->fd = -1;
 	s->in = evbuffer_new();
 	s->out = evbuffer_new();
 	if (s->in == NULL || s->out == NULL)
-		abort();
+		xalloc_fail("evbuffer");
 	s->next = t->streams;
 	if (t->streams != NULL)
 		t->streams->prev = s;
@@ -354,113 +130,20 @@ static void stream_check_hangup(struct tstream *s)
 }
 
 
-static void stream_on_wake(evutil_socket_t fd, short what, void *arg);
-
-/* Queues s for the budget (want: STREAM_WANT_*); each time it joins counts as one wait. */
-static void stream_wait(struct tstream *s, unsigned want)
-{
-	s->wants |= want;
-	if (s->waiting)
-		return;
-	if (wake_ev == NULL && (wake_ev = event_new(s->t->base, -1, 0, stream_on_wake, NULL)) == NULL)
-		abort();
-	s->waiting = true;
-	s->wait_prev = wait_tail;
-	s->wait_next = NULL;
-	if (wait_tail != NULL)
-		wait_tail->wait_next = s;
-	else
-		wait_head = s;
-	wait_tail = s;
-	budget_note_wait();
-}
-
-static void stream_unwait(struct tstream *s)
-{
-	if (!s->waiting)
-		return;
-	if (s->wait_prev != NULL)
-		s->wait_prev->wait_next = s->wait_next;
-	else
-		wait_head = s->wait_next;
-	if (s->wait_next != NULL)
-		s->wait_next->wait_prev = s->wait_prev;
-	else
-		wait_tail = s->wait_prev;
-	s->wait_prev = s->wait_next = NULL;
-	s->waiting = false;
-	if (wait_head == NULL)
-		loop_free_event(&wake_ev);
-}
-
-/* Gives bytes read and window back to the budget; the queue runs on the next turn. */
-static void stream_give(uint64_t in, uint64_t win)
-{
-	budget_give(in);
-	budget_give_window(win);
-	if (wait_head != NULL && in + win > 0)
-		event_active(wake_ev, EV_WRITE, 0);
-}
-
 static bool stream_may_read(const struct tstream *s)
 {
 	return s->fd != -1 && !s->rd_eof && !s->rd_err && !s->connecting && !s->handshaking;
 }
 
-/* Wakes the queue in order while the budget has room for the next one: a grant is taken
- * here; a reader is counted as STREAM_WINDOW_FIRST against the room until it reads. One
- * pass at most: a stream that finds no room again goes to the back. */
-static void stream_on_wake(evutil_socket_t fd, short what, void *arg)
+/* The budget's queue has room for s, which waited to read (share_set_reader). */
+static bool stream_read_again(struct tstream *s)
 {
-	struct tstream *last = wait_tail;
-	uint64_t promised = 0;
-
-	(void)fd;
-	(void)what;
-	(void)arg;
-	while (wait_head != NULL && budget_room() >= promised + STREAM_WINDOW_LEAST) {
-		struct tstream *s = wait_head;
-		unsigned want = s->wants;
-		s->wants = 0;
-		stream_unwait(s);
-		if (want & STREAM_WANT_GRANT)
-			tstream_grant(s);
-		if ((want & STREAM_WANT_READ) && stream_may_read(s)) {
-			promised += STREAM_WINDOW_FIRST;
-			stream_set_reading(s, true);
-		}
-		if (s == last)
-			break;
-	}
+	if (!stream_may_read(s))
+		return false;
+	stream_set_reading(s, true);
+	return true;
 }
 
-/* Grants the peer the stream's first window, or parks the stream until its share has room,
- * or queues it until the budget has. The stream must already exist in the HTTP/2 session. */
-void tstream_grant(struct tstream *s)
-{
-	struct tunnel *t = s->t;
-
-	uint32_t first = STREAM_WINDOW_FIRST;
-
-	if (s->win > 0 || s->parked || s->h2_closed || s->remote_eof || t->h2 == NULL || s->id <= 0)
-		return;
-	if (budget_window() + first > budget_limit() / 4 || !stream_share_fits(s, first))
-		first = STREAM_WINDOW_LEAST;
-	if (!stream_share_fits(s, first)) {
-		stream_park(s);
-		return;
-	}
-	if (!budget_take_window(first)) {
-		stream_wait(s, STREAM_WANT_GRANT);
-		return;
-	}
-	s->win = first;
-	if (s->share != NULL)
-		s->share->win += first;
-	stream_share_next(s->share);
-	nghttp2_session_set_local_window_size(t->h2, NGHTTP2_FLAG_NONE, s->id, (int32_t)s->win);
-	tunnel_schedule_flush(t);
-}
 
 /* Bytes the kernel holds for the socket and has not sent yet (TCP; 0 for other sockets). */
 static uint32_t stream_unsent(const struct tstream *s)
@@ -483,25 +166,21 @@ static uint32_t stream_unsent(const struct tstream *s)
  * first windows) and its share has room. */
 static void stream_grow(struct tstream *s)
 {
-	struct tunnel *t = s->t;
+	struct tstream_sink *t = s->t;
 	uint32_t inc;
 
 	if (s->win == 0 || s->drained < s->win)
 		return;
 	if (!s->blocked && stream_unsent(s) > s->win / 8)
 		s->blocked = true;
-	inc = t->p.stream_window > s->win ? t->p.stream_window - s->win : 0;
+	inc = t->stream_window > s->win ? t->stream_window - s->win : 0;
 	if (inc > s->win)
 		inc = s->win;
-	if (!s->blocked && inc > 0 && !s->h2_closed && t->h2 != NULL &&
-	    budget_window() + inc <= budget_limit() / 8 * 3 && stream_share_fits(s, inc) &&
-	    budget_take_window(inc)) {
+	if (!s->blocked && inc > 0 && !s->h2_closed && t->h2 != NULL && share_widen(s, inc)) {
 		s->win += inc;
-		if (s->share != NULL)
-			s->share->win += inc;
 		nghttp2_session_set_local_window_size(t->h2, NGHTTP2_FLAG_NONE, s->id,
 						      (int32_t)s->win);
-		tunnel_schedule_flush(t);
+		t->flush(t->arg);
 	}
 	s->drained = 0;
 	s->blocked = false;
@@ -513,7 +192,7 @@ static void stream_grow(struct tstream *s)
  * opens it starts the reading again (tstream_window_opened). */
 static size_t stream_in_cap(struct tstream *s)
 {
-	struct tunnel *t = s->t;
+	struct tstream_sink *t = s->t;
 	int32_t w, c;
 
 	if (t->h2 == NULL || s->id <= 0 || s->h2_closed)
@@ -540,7 +219,7 @@ static void stream_resume_reading(struct tstream *s)
 	else if (budget_room() > 0)
 		stream_set_reading(s, true);
 	else
-		stream_wait(s, STREAM_WANT_READ);
+		share_wait(s, STREAM_WANT_READ);
 }
 
 void tstream_window_opened(struct tstream *s)
@@ -561,24 +240,24 @@ void tstream_start(struct tstream *s)
 	s->rev = event_new(base, s->fd, EV_READ | EV_PERSIST, stream_on_read, s);
 	s->wev = event_new(base, s->fd, EV_WRITE | EV_PERSIST, stream_on_write, s);
 	if (s->rev == NULL || s->wev == NULL)
-		abort();
+		xalloc_fail("event");
 	s->counted = true;
-	tunnel_stats.streams_open++;
-	tunnel_stats.streams_total++;
-	if (tunnel_stats.streams_open > tunnel_stats.streams_peak)
-		tunnel_stats.streams_peak = tunnel_stats.streams_open;
+	tstream_stats.streams_open++;
+	tstream_stats.streams_total++;
+	if (tstream_stats.streams_open > tstream_stats.streams_peak)
+		tstream_stats.streams_peak = tstream_stats.streams_open;
 	if (s->connecting)
 		stream_set_writing(s, true);
 	else if (s->owner != NULL || s->provider)
 		stream_set_reading(s, true);
-	if (s->t->role == TUNNEL_AGENT)
+	if (s->t->agent)
 		tstream_grant(s); /* the gateway grants when its HEADERS have gone out */
 }
 
 /* Closes the socket: gracefully, or with a reset when hard is set. */
 static void stream_close_fd(struct tstream *s, bool hard)
 {
-	struct tunnel *t = s->t;
+	struct tstream_sink *t = s->t;
 
 	if (s->fd == -1)
 		return;
@@ -601,34 +280,21 @@ static void stream_close_fd(struct tstream *s, bool hard)
 	s->fd = -1;
 	if (s->counted) {
 		s->counted = false;
-		tunnel_stats.streams_open--;
-		if (t->ops->stream_done != NULL)
-			t->ops->stream_done(t, s->owner, t->arg);
+		tstream_stats.streams_open--;
+		t->done(t->arg, s->owner);
 	}
 }
 
 void tstream_free(struct tstream *s)
 {
-	struct tunnel *t = s->t;
+	struct tstream_sink *t = s->t;
 	size_t unsent = evbuffer_get_length(s->out);
 
 	stream_close_fd(s, true);
-	stream_unwait(s);
-	stream_unpark(s);
+	share_release(s);
 	/* bytes received and never written still hold connection window: give it back */
 	if (unsent > 0 && t->h2 != NULL && s->id > 0)
 		nghttp2_session_consume_connection(t->h2, unsent);
-	stream_give(s->in_held, s->win);
-	if (s->share != NULL)
-		s->share->win -= s->win;
-	if (s->win > 0)
-		stream_share_next(s->share);
-	if (s->share != NULL) {
-		stream_share_put(s->share);
-		s->share = NULL;
-	}
-	s->win = 0;
-	s->in_held = 0;
 	if (!s->h2_closed && s->id > 0 && t->h2 != NULL)
 		nghttp2_session_set_stream_user_data(t->h2, s->id, NULL);
 	if (s->dirty) {
@@ -644,8 +310,8 @@ void tstream_free(struct tstream *s)
 	if (s->next != NULL)
 		s->next->prev = s->prev;
 	t->nstreams--;
-	if (t->nstreams == 0 && t->state == TUNNEL_DRAIN)
-		tunnel_schedule_flush(t); /* the flush closes a drained tunnel */
+	if (t->nstreams == 0)
+		t->emptied(t->arg); /* a drained tunnel closes */
 	evbuffer_free(s->in);
 	evbuffer_free(s->out);
 	if (s->req != NULL) {
@@ -658,20 +324,20 @@ void tstream_free(struct tstream *s)
 void tstream_kill(struct tstream *s)
 {
 	if (s->fd != -1)
-		tunnel_stats.resets++;
+		tstream_stats.resets++;
 	tstream_free(s);
 }
 
 /* Ends the stream both ways with a reset: RST_STREAM to the peer, TCP RST to the socket. */
 static void stream_reset(struct tstream *s, uint32_t code)
 {
-	struct tunnel *t = s->t;
+	struct tstream_sink *t = s->t;
 
 	if (!s->h2_closed && s->id > 0 && t->h2 != NULL) {
 		nghttp2_submit_rst_stream(t->h2, NGHTTP2_FLAG_NONE, s->id, code);
-		tunnel_schedule_flush(t);
+		t->flush(t->arg);
 	}
-	tunnel_stats.resets++;
+	tstream_stats.resets++;
 	tstream_free(s);
 }
 
@@ -717,40 +383,53 @@ ssize_t tstream_provide(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t le
 
 int tstream_send_data(struct tstream *s, const uint8_t *framehd, size_t length)
 {
-	struct tunnel *t;
+	struct tstream_sink *t;
 	uint8_t *p;
 
 	if (s == NULL)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	t = s->t;
-	p = buf_tail(&t->plain, 9 + length);
+	p = buf_tail(t->plain, 9 + length);
 	memcpy(p, framehd, 9);
 	if (evbuffer_remove(s->in, p + 9, length) != (int)length)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
-	buf_commit(&t->plain, 9 + length);
+	buf_commit(t->plain, 9 + length);
 	s->in_held -= length;
-	stream_give(length, 0);
+	share_give(length, 0);
 	stream_resume_reading(s);
 	return 0;
+}
+
+/* s has bytes for its socket: the tunnel writes them out at the end of its turn
+ * (it takes them off t->dirty). */
+static void stream_mark_dirty(struct tstream *s)
+{
+	struct tstream_sink *t = s->t;
+
+	if (s->dirty)
+		return;
+	s->dirty = true;
+	s->dirty_next = t->dirty;
+	t->dirty = s;
 }
 
 void tstream_on_data(struct tstream *s, const uint8_t *data, size_t len)
 {
 	evbuffer_add(s->out, data, len);
-	tunnel_mark_dirty(s->t, s);
+	stream_mark_dirty(s);
 }
 
 void tstream_remote_eof(struct tstream *s)
 {
 	s->remote_eof = true;
-	tunnel_mark_dirty(s->t, s);
+	stream_mark_dirty(s);
 }
 
 void tstream_h2_closed(struct tstream *s, uint32_t code)
 {
 	s->h2_closed = true;
 	if (code != NGHTTP2_NO_ERROR) {
-		tunnel_stats.resets++;
+		tstream_stats.resets++;
 		tstream_free(s);
 		return;
 	}
@@ -775,7 +454,7 @@ void tstream_on_response(struct tstream *s, const char *status)
 
 /* Resets the streams of t that carried nothing, either way, for their idle limit, and those
  * whose socket, neither read nor written, was hung up on (stream_check_hangup). */
-void tstream_expire_idle(struct tunnel *t, double now)
+void tstream_expire_idle(struct tstream_sink *t, double now)
 {
 	struct tstream *s = t->streams, *next;
 
@@ -784,7 +463,7 @@ void tstream_expire_idle(struct tunnel *t, double now)
 		if (s->idle_limit > 0 && s->fd != -1 && now - s->last_io > s->idle_limit) {
 			log_debug("event=stream_idle_timeout stream=%d idle_s=%.1f", s->id,
 				  now - s->last_io);
-			tunnel_stats.idle_timeouts++;
+			tstream_stats.idle_timeouts++;
 			stream_reset(s, NGHTTP2_CANCEL);
 		} else {
 			stream_check_hangup(s);
@@ -804,7 +483,7 @@ static ssize_t stream_read_some(struct tstream *s, size_t room)
 		/* one read() into reserved space: evbuffer_read would ask FIONREAD first */
 		ssize_t r;
 		if (evbuffer_reserve_space(s->in, (ev_ssize_t)room, &v, 1) < 1)
-			abort();
+			xalloc_fail("evbuffer");
 		r = read(s->fd, v.iov_base, v.iov_len < room ? v.iov_len : room);
 		if (r > 0) {
 			v.iov_len = (size_t)r;
@@ -813,7 +492,7 @@ static ssize_t stream_read_some(struct tstream *s, size_t room)
 		return r;
 	}
 	if (evbuffer_reserve_space(s->in, (ev_ssize_t)(room < 16384 ? room : 16384), &v, 1) < 1)
-		abort();
+		xalloc_fail("evbuffer");
 	ERR_clear_error();
 	n = SSL_read(s->ssl, v.iov_base, (int)(v.iov_len < room ? v.iov_len : room));
 	if (n > 0) {
@@ -835,7 +514,7 @@ static ssize_t stream_read_some(struct tstream *s, size_t room)
 
 static void stream_read(struct tstream *s)
 {
-	struct tunnel *t = s->t;
+	struct tstream_sink *t = s->t;
 	size_t have = evbuffer_get_length(s->in), cap = stream_in_cap(s);
 	size_t room = have < cap ? cap - have : 0;
 	uint64_t spare = budget_room();
@@ -850,7 +529,7 @@ static void stream_read(struct tstream *s)
 	}
 	if (spare == 0) {
 		stream_set_reading(s, false);
-		stream_wait(s, STREAM_WANT_READ);
+		share_wait(s, STREAM_WANT_READ);
 		return;
 	}
 	if (room >= spare) {
@@ -871,7 +550,7 @@ static void stream_read(struct tstream *s)
 		if (!budget_take((uint64_t)n))
 			log_fatal("event=bug what=stream_read_over_budget");
 		s->in_held += (size_t)n;
-		tunnel_stats.bytes_in += (uint64_t)n;
+		tstream_stats.bytes_in += (uint64_t)n;
 		if (s->bytes != NULL)
 			s->bytes[0] += (uint64_t)n;
 		if (s->idle_limit > 0)
@@ -879,7 +558,7 @@ static void stream_read(struct tstream *s)
 		if ((size_t)n >= room) {
 			stream_set_reading(s, false);
 			if (short_of_budget)
-				stream_wait(s, STREAM_WANT_READ);
+				share_wait(s, STREAM_WANT_READ);
 			else
 				s->win_blocked = true;
 		} else {
@@ -904,7 +583,7 @@ static void stream_read(struct tstream *s)
 		s->deferred = false;
 		nghttp2_session_resume_data(t->h2, s->id);
 	}
-	tunnel_schedule_flush(t);
+	t->flush(t->arg);
 }
 
 static ssize_t stream_write_some(struct tstream *s)
@@ -934,14 +613,14 @@ static ssize_t stream_write_some(struct tstream *s)
 
 void tstream_flush(struct tstream *s)
 {
-	struct tunnel *t = s->t;
+	struct tstream_sink *t = s->t;
 
 	if (s->fd == -1 || s->connecting || s->handshaking)
 		return;
 	while (evbuffer_get_length(s->out) > 0) {
 		ssize_t n = stream_write_some(s);
 		if (n > 0) {
-			tunnel_stats.bytes_out += (uint64_t)n;
+			tstream_stats.bytes_out += (uint64_t)n;
 			if (s->bytes != NULL)
 				s->bytes[1] += (uint64_t)n;
 			if (s->idle_limit > 0)
@@ -952,7 +631,7 @@ void tstream_flush(struct tstream *s)
 					nghttp2_session_consume_connection(t->h2, (size_t)n);
 				else
 					nghttp2_session_consume(t->h2, s->id, (size_t)n);
-				tunnel_schedule_flush(t);
+				t->flush(t->arg);
 			}
 			s->drained += (uint32_t)n;
 			continue;
@@ -985,7 +664,7 @@ void tstream_flush(struct tstream *s)
 
 static void stream_established(struct tstream *s)
 {
-	struct tunnel *t = s->t;
+	struct tstream_sink *t = s->t;
 	nghttp2_nv nv = { (uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE };
 	nghttp2_data_provider prd = { .source.ptr = NULL, .read_callback = tstream_provide };
 
@@ -1003,8 +682,8 @@ static void stream_established(struct tstream *s)
 	s->provider = true;
 	stream_set_writing(s, false);
 	stream_set_reading(s, true);
-	tunnel_mark_dirty(t, s);
-	tunnel_schedule_flush(t);
+	stream_mark_dirty(s);
+	t->flush(t->arg);
 }
 
 static void stream_handshake(struct tstream *s)
@@ -1062,15 +741,15 @@ static void stream_connected(struct tstream *s)
 static void stream_on_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct tstream *s = arg;
-	struct tunnel *t = s->t;
+	struct tstream_sink *t = s->t;
 
 	(void)fd;
 	(void)what;
-	tunnel_busy(t);
+	t->busy(t->arg);
 	log_limited(&stream_log_rate, LOG_WARN, "event=target_connect_failed stream=%d error=timeout",
 		    s->id);
 	stream_reset(s, NGHTTP2_CONNECT_ERROR);
-	tunnel_unbusy(t);
+	t->unbusy(t->arg);
 }
 
 void tstream_connect(struct tstream *s, const struct tstream_target *tg)
@@ -1093,7 +772,7 @@ void tstream_connect(struct tstream *s, const struct tstream_target *tg)
 	if (tg->tls != NULL) {
 		s->ssl = SSL_new(tg->tls);
 		if (s->ssl == NULL || SSL_set_fd(s->ssl, fd) != 1)
-			abort();
+			xalloc_fail("SSL");
 		SSL_set_connect_state(s->ssl);
 		if (tg->tls_name != NULL) {
 			SSL_set_tlsext_host_name(s->ssl, tg->tls_name);
@@ -1102,7 +781,7 @@ void tstream_connect(struct tstream *s, const struct tstream_target *tg)
 	}
 	s->tmo = evtimer_new(s->t->base, stream_on_timeout, s);
 	if (s->tmo == NULL)
-		abort();
+		xalloc_fail("event");
 	evtimer_add(s->tmo, &tv);
 	s->connecting = pending;
 	tstream_start(s); /* waits for writability while the connect is pending */
@@ -1117,31 +796,31 @@ void tstream_connect(struct tstream *s, const struct tstream_target *tg)
 static void stream_on_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct tstream *s = arg;
-	struct tunnel *t = s->t;
+	struct tstream_sink *t = s->t;
 
 	(void)fd;
 	(void)what;
-	tunnel_busy(t);
+	t->busy(t->arg);
 	if (s->handshaking)
 		stream_handshake(s);
 	else
 		stream_read(s);
-	tunnel_unbusy(t);
+	t->unbusy(t->arg);
 }
 
 static void stream_on_write(evutil_socket_t fd, short what, void *arg)
 {
 	struct tstream *s = arg;
-	struct tunnel *t = s->t;
+	struct tstream_sink *t = s->t;
 
 	(void)fd;
 	(void)what;
-	tunnel_busy(t);
+	t->busy(t->arg);
 	if (s->connecting)
 		stream_connected(s);
 	else if (s->handshaking)
 		stream_handshake(s);
 	else
 		tstream_flush(s);
-	tunnel_unbusy(t);
+	t->unbusy(t->arg);
 }

@@ -17,63 +17,16 @@
 #include <sys/socket.h>
 
 #include "core/addr.h"
+#include "wall/tunnel_types.h"
 
-enum tunnel_role {
-	TUNNEL_GATEWAY = 0, /* TLS server, HTTP/2 client */
-	TUNNEL_AGENT,       /* TLS client, HTTP/2 server */
-};
-
-struct tunnel_params {
-	double ping_interval;     /* seconds between PINGs on a quiet tunnel */
-	double peer_timeout;      /* seconds of silence after which the peer is dead */
-	double handshake_timeout; /* TLS handshake (and hello) must finish within this */
-	uint32_t stream_window;   /* the most a stream's receive window grows to */
-};
-
-/* What a visitor's stream carries to the agent. */
-struct tunnel_visit {
-	const char *service;
-	struct sockaddr_storage src; /* the visitor */
-	struct sockaddr_storage dst; /* the gateway address it reached */
-	int proxy;                   /* 0, 1 or 2: PROXY header version to write to the target */
-	double idle_timeout;         /* gateway: seconds without traffic before reset; 0: none */
-	uint64_t *bytes;             /* gateway: [0] read from, [1] written to the visitor; the
-				      * counters outlive the stream (the service holds them) */
-};
-
-struct tunnel;
-struct tstream;
-
-struct tunnel_ops {
-	/* Gateway: the agent answered hello (first time or again). Agent: TLS is up. */
-	void (*up)(struct tunnel *t, void *arg);
-	/* The peer sent GOAWAY: no new streams; existing ones go on. (Gateway: the agent is
-	 * draining. Agent: the gateway retires this tunnel, so dial a replacement.) */
-	void (*draining)(struct tunnel *t, void *arg);
-	/* The tunnel is gone; all its streams are already closed. t is freed after this. */
-	void (*down)(struct tunnel *t, const char *reason, void *arg);
-	/* Agent: a visitor's stream arrived. The callee must call tstream_connect or
-	 * tstream_refuse on s before returning. */
-	void (*visit)(struct tunnel *t, struct tstream *s, const struct tunnel_visit *v, void *arg);
-	/* A stream that carried a socket has ended; owner is what tunnel_open set. */
-	void (*stream_done)(struct tunnel *t, void *owner, void *arg);
-};
-
-/* Traffic counters, summed over every tunnel of a process. */
+/* Counters, summed over every tunnel of a process (the streams' are tstream_stats). */
 struct tunnel_stats {
-	uint64_t streams_open;
-	uint64_t streams_peak; /* high-water mark of streams_open since the last heap trim */
-	uint64_t streams_total;
-	uint64_t bytes_in;  /* read from local sockets (visitors, targets) */
-	uint64_t bytes_out; /* written to local sockets */
-	uint64_t resets;    /* streams ended by a reset, either way */
 	uint64_t handshake_failures;
-	uint64_t idle_timeouts; /* streams reset for carrying nothing for idle_timeout */
 };
 extern struct tunnel_stats tunnel_stats;
 
-/* Appends the tunnel_stats families to a Prometheus page; local names the sockets counted
- * ("visitors" on the gateway, "targets" on the agent). */
+/* Appends the tunnel_stats and tstream_stats families to a Prometheus page; local names the
+ * sockets counted ("visitors" on the gateway, "targets" on the agent). */
 struct evbuffer;
 void tunnel_stats_render(struct evbuffer *out, const char *local);
 
@@ -81,7 +34,6 @@ void tunnel_stats_render(struct evbuffer *out, const char *local);
  * of streams. */
 void tunnel_housekeeping(void *unused);
 
-#define TUNNEL_PING_REHELLO "nw-hello"
 
 /* Takes ownership of fd (a connected TCP socket) and starts the TLS handshake.
  * ctx must already hold the verification policy; a verify callback may call
@@ -133,22 +85,5 @@ bool tunnel_is_retiring(const struct tunnel *t);      /* gateway: stream IDs nea
 size_t tunnel_nstreams(const struct tunnel *t);
 void *tunnel_user(const struct tunnel *t);
 void tunnel_set_user(struct tunnel *t, void *user);
-
-/* A reload raised memory_budget: wakes the streams waiting for it (call after
- * budget_set_limit). */
-void tstream_budget_raised(void);
-
-/* Agent side of a stream: connect it to a target. */
-struct tstream_target {
-	const struct sockaddr *sa; /* TCP target, or NULL for a Unix socket */
-	socklen_t salen;
-	const char *unix_path;
-	SSL_CTX *tls; /* non-NULL: originate TLS to the target */
-	const char *tls_name; /* SNI and verified name, or NULL */
-	double connect_timeout;
-};
-void tstream_connect(struct tstream *s, const struct tstream_target *target);
-/* Agent: refuse the stream (REFUSED_STREAM); the gateway closes the visitor. */
-void tstream_refuse(struct tstream *s);
 
 #endif

@@ -1,0 +1,56 @@
+/* A stream's bytes (stream.c): a local socket pumped to and from its HTTP/2 stream. The
+ * tunnel that carries it calls these; gateway.c and agent.c only connect and refuse. */
+#ifndef NETWALL_STREAM_H
+#define NETWALL_STREAM_H
+
+#include <nghttp2/nghttp2.h>
+#include <openssl/ssl.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+struct tstream;
+struct tstream_sink;
+
+/* Traffic counters, summed over every stream of a process. */
+struct tstream_stats {
+	uint64_t streams_open;
+	uint64_t streams_peak; /* high-water mark of streams_open since the last heap trim */
+	uint64_t streams_total;
+	uint64_t bytes_in;  /* read from local sockets (visitors, targets) */
+	uint64_t bytes_out; /* written to local sockets */
+	uint64_t resets;    /* streams ended by a reset, either way */
+	uint64_t idle_timeouts; /* streams reset for carrying nothing for idle_timeout */
+};
+extern struct tstream_stats tstream_stats;
+
+/* Called by the tunnel that carries the stream (tunnel.c, session.c). */
+struct tstream *tstream_new(struct tstream_sink *t);
+void tstream_start(struct tstream *s);
+void tstream_free(struct tstream *s);
+void tstream_kill(struct tstream *s);
+ssize_t tstream_provide(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len,
+			uint32_t *flags, nghttp2_data_source *src, void *user);
+int tstream_send_data(struct tstream *s, const uint8_t *framehd, size_t length);
+void tstream_on_data(struct tstream *s, const uint8_t *data, size_t len);
+void tstream_flush(struct tstream *s);
+void tstream_remote_eof(struct tstream *s);
+void tstream_h2_closed(struct tstream *s, uint32_t code);
+void tstream_on_response(struct tstream *s, const char *status);
+void tstream_expire_idle(struct tstream_sink *t, double now);
+void tstream_window_opened(struct tstream *s);
+
+/* Agent side of a stream: connect it to a target. */
+struct tstream_target {
+	const struct sockaddr *sa; /* TCP target, or NULL for a Unix socket */
+	socklen_t salen;
+	const char *unix_path;
+	SSL_CTX *tls; /* non-NULL: originate TLS to the target */
+	const char *tls_name; /* SNI and verified name, or NULL */
+	double connect_timeout;
+};
+void tstream_connect(struct tstream *s, const struct tstream_target *target);
+/* Agent: refuse the stream (REFUSED_STREAM); the gateway closes the visitor. */
+void tstream_refuse(struct tstream *s);
+
+#endif
