@@ -200,6 +200,8 @@ static int intake_deliver_start(struct intake *in)
 	return 0;
 }
 
+/* Closes every connection, stops the committer (which stores what is queued) and the
+ * delivery worker, and frees the config with the rest. Accepts NULL. */
 static void intake_free(struct intake *in)
 {
 	if (in == NULL)
@@ -220,7 +222,6 @@ static void intake_free(struct intake *in)
 	intake_config_free(in->cfg);
 	free(in);
 }
-
 
 /* Takes ownership of cfg. Opens the store, binds the listeners, starts the committer and
  * the delivery worker. Returns NULL, with the reason logged, on failure. */
