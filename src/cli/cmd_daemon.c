@@ -149,34 +149,6 @@ static void *agent_start(struct event_base *base, const char *file,
 	return agent_new(base, file, cfg);
 }
 
-static void *intake_start(struct event_base *base, const char *file,
-			  struct daemon_conf *run)
-{
-	char *msgs = NULL;
-	struct intake_config *cfg = intake_config_load(file, &msgs);
-
-	if (cfg == NULL) {
-		fputs(msgs, stderr);
-		free(msgs);
-		return NULL;
-	}
-	if (daemon_keep(&cfg->d, run) == -1) {
-		intake_config_free(cfg);
-		return NULL;
-	}
-	return intake_new(base, file, cfg);
-}
-
-static int intake_run_any(void *d)
-{
-	return intake_run(d);
-}
-
-static void intake_free_any(void *d)
-{
-	intake_free(d);
-}
-
 static void *chat_start(struct event_base *base, const char *file,
 			  struct daemon_conf *run)
 {
@@ -311,10 +283,12 @@ int cmd_agent_main(int argc, char **argv)
 
 int cmd_intake_main(int argc, char **argv)
 {
-	static const struct daemon_kind intake = { "intake", intake_usage, intake_start,
-						    intake_run_any, intake_free_any };
+	const char *file;
+	int rc = daemon_args(argc, argv, intake_usage, "intake", &file);
 
-	return daemon_main(argc, argv, &intake);
+	if (rc >= 0)
+		return rc;
+	return daemon_run(&intake_role, file);
 }
 
 int cmd_chat_serve_main(int argc, char **argv)

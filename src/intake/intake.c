@@ -1,5 +1,6 @@
 /* The intake's life: start (TLS, the store check, the committer, the delivery worker,
- * the listeners, the admin endpoints), reload, drain, housekeeping and free. The rooms it
+ * the listeners), a reloaded config applied, drain, housekeeping and free, as the role
+ * core/daemon.c runs (it owns the signals and the admin listener). The rooms it
  * starts: conn.c (connections), budget.c (the memory budget), pipeline.c (frame to ACK),
  * status.c (admin). */
 #include "intake/intake.h"
@@ -11,9 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/admin.h"
 #include "core/clock.h"
-#include "core/lifecycle.h"
 #include "core/listener.h"
 #include "core/log.h"
 #include "core/loop.h"
@@ -27,6 +26,7 @@
 #include "intake/pipeline.h"
 #include "intake/status.h"
 #include "intake/store.h"
+
 static void intake_listeners_free(struct intake *in)
 {
 	for (size_t i = 0; i < in->nls; i++)
@@ -36,21 +36,13 @@ static void intake_listeners_free(struct intake *in)
 	in->nls = 0;
 }
 
-static void intake_reload(void *arg)
+/* Applies a reloaded config, which it owns from then on: routing, limits and timeouts
+ * apply at once (the runner has set the log level and moved the admin listener already);
+ * listeners, TLS, store and delivery settings need a restart. Never refuses: 0. */
+static int intake_apply(struct intake *in, struct intake_config *cfg)
 {
-	struct intake *in = arg;
-	char *msgs = NULL;
 	struct listener_limits lim;
-	struct intake_config *cfg = intake_config_load(in->path, &msgs);
 
-	if (cfg == NULL) {
-		log_error("event=reload_failed file=%s (keeping the running config)", in->path);
-		fputs(msgs, stderr);
-		free(msgs);
-		return;
-	}
-	/* routing, limits, timeouts and the log level apply at once; listeners, TLS, store
-	 * and delivery settings need a restart */
 	in->cfg->nrules = 0;
 	free(in->cfg->rules);
 	in->cfg->rules = cfg->rules;
@@ -77,15 +69,9 @@ static void intake_reload(void *arg)
 	listener_set_limits(in->sources, &lim);
 	in->cfg->reuse_reject = cfg->reuse_reject;
 	in->cfg->drain_timeout = cfg->drain_timeout;
-	log_set_level(cfg->d.log_level);
-	/* the admin listener follows its address and token (a rotated token applies at once) */
-	if (in->admin != NULL || cfg->d.admin_on) {
-		char err[256];
-		admin_reconfigure(&in->admin, in->base, cfg->d.admin_on ? &cfg->d.admin : NULL,
-				  cfg->d.admin_token, &status_admin_ops, in, err, sizeof(err));
-	}
+	log_info("event=reloaded file=%s rules=%zu", cfg->file, in->cfg->nrules);
 	intake_config_free(cfg);
-	log_info("event=reloaded file=%s rules=%zu", in->path, in->cfg->nrules);
+	return 0;
 }
 
 static double intake_drain(void *arg)
@@ -122,13 +108,6 @@ static void intake_housekeeping(void *arg)
 	}
 	loop_trim(in->nconns, &in->peak);
 }
-
-static const struct lifecycle_ops intake_lifecycle_ops = {
-	.reload = intake_reload,
-	.drain = intake_drain,
-	.idle = intake_idle,
-	.housekeeping = intake_housekeeping,
-};
 
 static SSL_CTX *intake_tls(const struct intake_config *cfg)
 {
@@ -221,7 +200,32 @@ static int intake_deliver_start(struct intake *in)
 	return 0;
 }
 
-struct intake *intake_new(struct event_base *base, const char *path, struct intake_config *cfg)
+/* Closes every connection, stops the committer (which stores what is queued) and the
+ * delivery worker, and frees the config with the rest. Accepts NULL. */
+static void intake_free(struct intake *in)
+{
+	if (in == NULL)
+		return;
+	intake_listeners_free(in);
+	if (in->scratch != NULL)
+		evbuffer_free(in->scratch);
+	while (in->conns != NULL)
+		conn_close(in->conns, "shutdown");
+	listener_set_free(in->accepted); /* every connection gave its count back */
+	listener_set_free(in->sources);
+	commit_free(in->commit); /* runs the last done callbacks: their jobs are orphans now */
+	loop_free_event(&in->resume_ev);
+	loop_free_event(&in->stall_ev);
+	if (in->deliver != NULL)
+		deliver_free(in->deliver, 2.0);
+	SSL_CTX_free(in->tls);
+	intake_config_free(in->cfg);
+	free(in);
+}
+
+/* Takes ownership of cfg. Opens the store, binds the listeners, starts the committer and
+ * the delivery worker. Returns NULL, with the reason logged, on failure. */
+static struct intake *intake_new(struct event_base *base, struct intake_config *cfg)
 {
 	struct intake *in = xcalloc(1, sizeof(*in));
 	struct store *reader;
@@ -229,7 +233,6 @@ struct intake *intake_new(struct event_base *base, const char *path, struct inta
 
 	in->base = base;
 	in->up = &conn_upcalls;
-	in->path = path;
 	in->cfg = cfg;
 	pipeline_base36(t, 6, (uint64_t)time(NULL));
 	pipeline_base36(p, 5, (uint64_t)getpid());
@@ -267,14 +270,6 @@ struct intake *intake_new(struct event_base *base, const char *path, struct inta
 		xalloc_fail("evbuffer");
 	if (intake_listen(in) == -1)
 		goto fail;
-	if (cfg->d.admin_on) {
-		in->admin = admin_new(base, &cfg->d.admin, cfg->d.admin_token, &status_admin_ops, in, err, sizeof(err));
-		if (in->admin == NULL) {
-			log_error("event=admin_failed error=\"%s\"", err);
-			goto fail;
-		}
-	}
-	in->life = lifecycle_new(base, &intake_lifecycle_ops, in);
 	log_info("event=started store=%s deliver=%s rules=%zu", in->store_kind,
 		 cfg->url != NULL ? "on" : "off", cfg->nrules);
 	return in;
@@ -283,32 +278,48 @@ fail:
 	return NULL;
 }
 
-int intake_run(struct intake *in)
+/* ---- the role: daemon_run's view of the intake (void * for the config and the daemon) ---- */
+
+static void *intake_role_load(const char *file, char **msgs)
 {
-	event_base_dispatch(in->base);
-	return in->status;
+	return intake_config_load(file, msgs);
 }
 
-void intake_free(struct intake *in)
+static struct daemon_conf *intake_role_conf(void *cfg)
 {
-	if (in == NULL)
-		return;
-	intake_listeners_free(in);
-	if (in->scratch != NULL)
-		evbuffer_free(in->scratch);
-	while (in->conns != NULL)
-		conn_close(in->conns, "shutdown");
-	listener_set_free(in->accepted); /* every connection gave its count back */
-	listener_set_free(in->sources);
-	commit_free(in->commit); /* runs the last done callbacks: their jobs are orphans now */
-	loop_free_event(&in->resume_ev);
-	loop_free_event(&in->stall_ev);
-	if (in->deliver != NULL)
-		deliver_free(in->deliver, 2.0);
-	admin_free(in->admin);
-	lifecycle_free(in->life);
-	SSL_CTX_free(in->tls);
-	intake_config_free(in->cfg);
-	free(in);
+	return &((struct intake_config *)cfg)->d;
 }
 
+static void intake_role_cfg_free(void *cfg)
+{
+	intake_config_free(cfg);
+}
+
+static void *intake_role_new(struct event_base *base, void *cfg)
+{
+	return intake_new(base, cfg);
+}
+
+static int intake_role_apply(void *in, void *cfg)
+{
+	return intake_apply(in, cfg);
+}
+
+static void intake_role_free(void *in)
+{
+	intake_free(in);
+}
+
+const struct daemon_role intake_role = {
+	.name = "intake",
+	.load = intake_role_load,
+	.conf = intake_role_conf,
+	.cfg_free = intake_role_cfg_free,
+	.new = intake_role_new,
+	.apply = intake_role_apply,
+	.drain = intake_drain,
+	.idle = intake_idle,
+	.housekeeping = intake_housekeeping,
+	.free = intake_role_free,
+	.admin = &status_admin_ops,
+};

@@ -4,17 +4,11 @@
  * acknowledge; a delivery worker posts stored messages to the EMAR's API. */
 #ifndef NETWALL_INTAKE_H
 #define NETWALL_INTAKE_H
-#include <event2/event.h>
+#include "core/daemon.h"
 
-#include "intake/intake_config.h"
-
-struct intake;
-
-/* Takes ownership of cfg. Opens the store, binds the listeners, starts the committer and
- * the delivery worker. Returns NULL, with the reason logged, on failure. */
-struct intake *intake_new(struct event_base *base, const char *path, struct intake_config *cfg);
-/* Runs the loop until SIGTERM/SIGINT has drained the intake. Returns the exit status. */
-int intake_run(struct intake *in);
-void intake_free(struct intake *in);
+/* The intake as core/daemon.c runs it: netwall intake -c FILE is daemon_run(&intake_role,
+ * FILE). A reload applies routing, limits and timeouts; listeners, TLS, store and delivery
+ * settings need a restart. The admin views are status.c's. */
+extern const struct daemon_role intake_role;
 
 #endif

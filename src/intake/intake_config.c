@@ -440,12 +440,13 @@ struct intake_config *intake_config_load(const char *file, char **msgs)
 			   .on_key = intake_on_key };
 
 	intake_defaults(c);
+	c->file = xstrdup(file);
 	conf_load(&cf);
 	if (cf.errors == 0)
 		intake_check(&cf, c, &l);
 	if (cf.errors) {
 		if (msgs != NULL)
-			*msgs = strndup((const char *)buf_head(&cf.msgs), cf.msgs.len);
+			*msgs = xstrndup((const char *)buf_head(&cf.msgs), cf.msgs.len);
 		conf_done(&cf);
 		intake_config_free(c);
 		return NULL;
@@ -458,6 +459,7 @@ void intake_config_free(struct intake_config *c)
 {
 	if (c == NULL)
 		return;
+	free(c->file);
 	free(c->cert);
 	free(c->key);
 	free(c->client_ca);

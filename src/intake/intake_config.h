@@ -24,6 +24,7 @@ struct intake_rule {
 };
 
 struct intake_config {
+	char *file; /* the file it was loaded from: the reload's log line names it */
 	struct addr listen[INTAKE_MAX_LIST];
 	size_t nlisten;
 	bool tls;

@@ -12,9 +12,7 @@
 #include <sys/socket.h>
 
 #include "core/addr.h"
-#include "core/admin.h"
 #include "core/buf.h"
-#include "core/lifecycle.h"
 #include "core/listener.h"
 #include "core/log.h"
 #include "core/page.h"
@@ -168,10 +166,7 @@ struct intake_upcalls {
 struct intake {
 	struct event_base *base;
 	const struct intake_upcalls *up;
-	const char *path;
 	struct intake_config *cfg;
-	struct lifecycle *life;
-	struct admin *admin;
 	struct minutes per_minute;                    /* messages received, for the page */
 	struct intake_err errs[INTAKE_ERRORS_KEPT]; /* a ring, newest at errs_next - 1 */
 	size_t errs_next;
@@ -189,7 +184,6 @@ struct intake {
 	uint64_t nconns;
 	uint64_t peak;
 	bool draining;
-	int status;
 	char ack_prefix[12]; /* 11 characters */
 	uint64_t ack_seq;
 	char owner[128];

@@ -1,171 +1,181 @@
-/* The intake's admin endpoints: Prometheus /metrics, the /status JSON, the HTML status
- * page (tiles, the per-minute chart, the last errors) and the health check. Reads the
- * intake's counters; changes nothing. */
+/* The intake's admin views: its metric tables (rendered by core/metrics.c as /metrics, the
+ * "metrics" of /status and nothing on the page), the rest of /status, the HTML status page
+ * (tiles, the per-minute chart, the last errors) and the health check. Reads the intake's
+ * counters; changes nothing. */
 #include "intake/status.h"
 
 #include <event2/buffer.h>
+#include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 
 #include "core/clock.h"
+#include "core/metrics.h"
 #include "core/page.h"
 #include "intake/state.h"
 #include "intake/store.h"
 
-/* /metrics: connections and memory. */
-static void intake_metrics_conns(struct evbuffer *out, const struct intake *in)
-{
-	const struct intake_stats *s = &in->st;
-
-	admin_family(out, "netwall_intake_connections_open", "gauge", "MLLP connections open");
-	admin_sample(out, "netwall_intake_connections_open", "", in->nconns);
-	admin_family(out, "netwall_intake_connections_total", "counter", "MLLP connections accepted");
-	admin_sample(out, "netwall_intake_connections_total", "", s->conns_total);
-	admin_family(out, "netwall_intake_connections_refused_total", "counter",
-		     "connections refused (allowlist, max_connections)");
-	admin_sample(out, "netwall_intake_connections_refused_total", "", s->conns_refused);
-	admin_metric(out, "netwall_intake_memory_held_bytes", "gauge",
-		     "bytes peers make the intake hold (partial frames, unfed input, messages "
-		     "awaiting answers, unread ACKs), counted against memory_budget", in->held);
-	admin_metric(out, "netwall_intake_stalled_frames_total", "counter",
-		     "partial frames closed while reading was stopped at memory_budget, their "
-		     "senders silent", in->st.stalled);
-	admin_metric(out, "netwall_intake_memory_budget_bytes", "gauge",
-		     "memory_budget", in->cfg->memory_budget);
-	admin_metric(out, "netwall_intake_memory_waits_total", "counter",
-		     "times reading stopped at memory_budget (all connections, or one whose "
-		     "next bytes did not fit)", s->memory_waits);
-}
-
-/* /metrics: frames and messages, by what became of them. */
-static void intake_metrics_messages(struct evbuffer *out, const struct intake_stats *s)
-{
-	char labels[64];
-
-	admin_family(out, "netwall_intake_frames_total", "counter", "MLLP frames received");
-	admin_sample(out, "netwall_intake_frames_total", "", s->frames);
-	admin_family(out, "netwall_intake_junk_bytes_total", "counter",
-		     "bytes skipped between MLLP frames");
-	admin_sample(out, "netwall_intake_junk_bytes_total", "", s->junk_bytes);
-	admin_family(out, "netwall_intake_messages_received_total", "counter",
-		     "HL7 messages received");
-	admin_sample(out, "netwall_intake_messages_received_total", "", s->received);
-	admin_family(out, "netwall_intake_messages_stored_total", "counter",
-		     "messages stored, by the state they were stored in");
-	admin_sample(out, "netwall_intake_messages_stored_total", "state=\"received\"", s->accepted);
-	admin_sample(out, "netwall_intake_messages_stored_total", "state=\"ignored\"", s->ignored);
-	admin_sample(out, "netwall_intake_messages_stored_total", "state=\"rejected\"",
-		     s->rejected_stored);
-	admin_family(out, "netwall_intake_messages_accepted_total", "counter",
-		     "messages accepted for delivery (stored, acknowledged AA/CA)");
-	admin_sample(out, "netwall_intake_messages_accepted_total", "", s->accepted);
-	admin_family(out, "netwall_intake_duplicates_total", "counter",
-		     "messages already stored, answered with the original ACK");
-	admin_sample(out, "netwall_intake_duplicates_total", "", s->duplicates);
-	admin_family(out, "netwall_intake_reused_control_id_total", "counter",
-		     "messages whose key (MSH-3, MSH-4, MSH-10) was stored for a different "
-		     "message: stored flagged, or answered AR 205");
-	admin_sample(out, "netwall_intake_reused_control_id_total", "", s->reused);
-	admin_family(out, "netwall_intake_rejected_total", "counter",
-		     "messages answered with an error or not answered, by reason");
-	for (int i = 0; i < R_NREASONS; i++) {
-		snprintf(labels, sizeof(labels), "reason=\"%s\"", intake_reason_names[i]);
-		admin_sample(out, "netwall_intake_rejected_total", labels, s->reasons[i]);
-	}
-}
-
-/* /metrics: the ACK latency histogram. */
-static void intake_metrics_latency(struct evbuffer *out, const struct intake_stats *s)
-{
-	uint64_t cum = 0;
-
-	admin_family(out, "netwall_intake_ack_seconds", "histogram",
-		     "time from a complete frame to its ACK being queued");
-	for (size_t i = 0; i < INTAKE_NBUCKETS; i++) {
-		cum += s->hist[i];
-		evbuffer_add_printf(out, "netwall_intake_ack_seconds_bucket{le=\"%g\"} %llu\n",
-				    intake_buckets[i], (unsigned long long)cum);
-	}
-	cum += s->hist[INTAKE_NBUCKETS];
-	evbuffer_add_printf(out, "netwall_intake_ack_seconds_bucket{le=\"+Inf\"} %llu\n",
-			    (unsigned long long)cum);
-	evbuffer_add_printf(out, "netwall_intake_ack_seconds_sum %.6f\n", s->hist_sum);
-	evbuffer_add_printf(out, "netwall_intake_ack_seconds_count %llu\n",
-			    (unsigned long long)s->hist_count);
-}
-
-/* /metrics: the store (committer) and the delivery worker. */
-static void intake_metrics_store(struct evbuffer *out, const struct intake *in)
-{
+/* One rendering's figures, in metrics_scratch memory: the loop's own counters copied as
+ * they are, the committer's and the delivery worker's taken once under their locks. */
+struct status_snap {
+	uint64_t conns_open, held, budget;
+	struct intake_stats st;
 	struct commit_stats cs;
-	struct commit_snapshot snap;
-	struct deliver_stats ds = { 0 };
-	char labels[64];
+	struct commit_snapshot store;
+	struct deliver_stats ds;
+};
 
-	commit_stats(in->commit, &cs);
-	commit_snapshot(in->commit, true, &snap);
-	if (in->deliver != NULL)
-		deliver_stats(in->deliver, &ds);
-	admin_family(out, "netwall_intake_store_transactions_total", "counter",
-		     "group-committed store transactions");
-	admin_sample(out, "netwall_intake_store_transactions_total", "", cs.transactions);
-	admin_family(out, "netwall_intake_store_failures_total", "counter",
-		     "store transactions that failed (answered AE)");
-	admin_sample(out, "netwall_intake_store_failures_total", "", cs.failures);
-	admin_family(out, "netwall_intake_store_batch_max", "gauge",
-		     "most messages in one transaction");
-	admin_sample(out, "netwall_intake_store_batch_max", "", cs.max_batch);
-	admin_family(out, "netwall_intake_messages", "gauge",
-		     "messages in the store, by state (counted by the committer)");
-	for (int i = 0; i < STORE_NSTATES && snap.counts_ok; i++) {
-		snprintf(labels, sizeof(labels), "state=\"%s\"", store_state_name(i));
-		admin_sample(out, "netwall_intake_messages", labels, snap.by_state[i]);
-	}
-	admin_family(out, "netwall_intake_queue_depth", "gauge", "delivery jobs waiting");
-	admin_sample(out, "netwall_intake_queue_depth", "", snap.depth);
-	admin_metric(out, "netwall_intake_delivery_attempts_total", "counter",
-		     "POSTs to the EMAR API", ds.attempts);
-	admin_metric(out, "netwall_intake_delivery_failures_total", "counter",
-		     "delivery attempts that did not deliver", ds.failures);
-	admin_metric(out, "netwall_intake_delivered_total", "counter",
-		     "messages delivered", ds.delivered);
-	admin_family(out, "netwall_intake_dead_letters_total", "counter",
-		     "messages dead-lettered");
-	admin_sample(out, "netwall_intake_dead_letters_total", "", ds.dead);
-	admin_metric(out, "netwall_intake_deliveries_in_flight", "gauge",
-		     "Deliveries posted and not yet answered", ds.in_flight);
-	admin_metric(out, "netwall_intake_delivery_body_bytes", "gauge",
-		     "Bytes of request bodies in flight (bounded by a quarter of memory_budget)",
-		     ds.body_bytes);
-}
-
-static void intake_metrics(struct evbuffer *out, void *arg)
+/* Stored messages by the state they were stored in (counters of their own, not an array). */
+static void status_read_stored(struct metric_out *o, void *base)
 {
-	const struct intake *in = arg;
+	const struct status_snap *s = base;
 
-	intake_metrics_conns(out, in);
-	intake_metrics_messages(out, &in->st);
-	intake_metrics_latency(out, &in->st);
-	intake_metrics_store(out, in);
+	metric_emit(o, "received", s->st.accepted);
+	metric_emit(o, "ignored", s->st.ignored);
+	metric_emit(o, "rejected", s->st.rejected_stored);
 }
 
-static void intake_status(struct evbuffer *out, void *arg)
+static void status_read_ack_seconds(struct metric_out *o, void *base)
+{
+	const struct status_snap *s = base;
+
+	metric_emit_hist(o, intake_buckets, s->st.hist, INTAKE_NBUCKETS, s->st.hist_sum);
+}
+
+/* Messages in the store by state: no samples until the committer has counted once. */
+static void status_read_states(struct metric_out *o, void *base)
+{
+	const struct status_snap *s = base;
+
+	for (int i = 0; i < STORE_NSTATES && s->store.counts_ok; i++)
+		metric_emit(o, store_state_name(i), s->store.by_state[i]);
+}
+
+#define SNAP struct status_snap
+
+/* Connections and memory. */
+static const struct metric status_conn_metrics[] = {
+	{ "netwall_intake_connections_open", METRIC_GAUGE, "MLLP connections open", NULL,
+	  METRIC_FIELD(SNAP, conns_open) },
+	{ "netwall_intake_connections_total", METRIC_COUNTER, "MLLP connections accepted", NULL,
+	  METRIC_FIELD(SNAP, st.conns_total) },
+	{ "netwall_intake_connections_refused_total", METRIC_COUNTER,
+	  "connections refused (allowlist, max_connections)", NULL,
+	  METRIC_FIELD(SNAP, st.conns_refused) },
+	{ "netwall_intake_memory_held_bytes", METRIC_GAUGE,
+	  "bytes peers make the intake hold (partial frames, unfed input, messages awaiting "
+	  "answers, unread ACKs), counted against memory_budget",
+	  NULL, METRIC_FIELD(SNAP, held) },
+	{ "netwall_intake_stalled_frames_total", METRIC_COUNTER,
+	  "partial frames closed while reading was stopped at memory_budget, their senders "
+	  "silent",
+	  NULL, METRIC_FIELD(SNAP, st.stalled) },
+	{ "netwall_intake_memory_budget_bytes", METRIC_GAUGE, "memory_budget", NULL,
+	  METRIC_FIELD(SNAP, budget) },
+	{ "netwall_intake_memory_waits_total", METRIC_COUNTER,
+	  "times reading stopped at memory_budget (all connections, or one whose next bytes "
+	  "did not fit)",
+	  NULL, METRIC_FIELD(SNAP, st.memory_waits) },
+};
+
+/* Frames and messages, by what became of them, and the ACK latency. */
+static const struct metric status_message_metrics[] = {
+	{ "netwall_intake_frames_total", METRIC_COUNTER, "MLLP frames received", NULL,
+	  METRIC_FIELD(SNAP, st.frames) },
+	{ "netwall_intake_junk_bytes_total", METRIC_COUNTER, "bytes skipped between MLLP frames",
+	  NULL, METRIC_FIELD(SNAP, st.junk_bytes) },
+	{ "netwall_intake_messages_received_total", METRIC_COUNTER, "HL7 messages received",
+	  NULL, METRIC_FIELD(SNAP, st.received) },
+	{ "netwall_intake_messages_stored_total", METRIC_COUNTER,
+	  "messages stored, by the state they were stored in", "state",
+	  METRIC_READ(status_read_stored) },
+	{ "netwall_intake_messages_accepted_total", METRIC_COUNTER,
+	  "messages accepted for delivery (stored, acknowledged AA/CA)", NULL,
+	  METRIC_FIELD(SNAP, st.accepted) },
+	{ "netwall_intake_duplicates_total", METRIC_COUNTER,
+	  "messages already stored, answered with the original ACK", NULL,
+	  METRIC_FIELD(SNAP, st.duplicates) },
+	{ "netwall_intake_reused_control_id_total", METRIC_COUNTER,
+	  "messages whose key (MSH-3, MSH-4, MSH-10) was stored for a different message: "
+	  "stored flagged, or answered AR 205",
+	  NULL, METRIC_FIELD(SNAP, st.reused) },
+	{ "netwall_intake_rejected_total", METRIC_COUNTER,
+	  "messages answered with an error or not answered, by reason", "reason",
+	  METRIC_FIELDS(SNAP, st.reasons, intake_reason_names, R_NREASONS) },
+	{ "netwall_intake_ack_seconds", METRIC_HISTOGRAM,
+	  "time from a complete frame to its ACK being queued", NULL,
+	  METRIC_READ(status_read_ack_seconds) },
+};
+
+/* The store (committer) and the delivery worker. */
+static const struct metric status_store_metrics[] = {
+	{ "netwall_intake_store_transactions_total", METRIC_COUNTER,
+	  "group-committed store transactions", NULL, METRIC_FIELD(SNAP, cs.transactions) },
+	{ "netwall_intake_store_failures_total", METRIC_COUNTER,
+	  "store transactions that failed (answered AE)", NULL, METRIC_FIELD(SNAP, cs.failures) },
+	{ "netwall_intake_store_batch_max", METRIC_GAUGE, "most messages in one transaction",
+	  NULL, METRIC_FIELD(SNAP, cs.max_batch) },
+	{ "netwall_intake_messages", METRIC_GAUGE,
+	  "messages in the store, by state (counted by the committer)", "state",
+	  METRIC_READ(status_read_states) },
+	{ "netwall_intake_queue_depth", METRIC_GAUGE, "delivery jobs waiting", NULL,
+	  METRIC_FIELD(SNAP, store.depth) },
+	{ "netwall_intake_delivery_attempts_total", METRIC_COUNTER, "POSTs to the EMAR API", NULL,
+	  METRIC_FIELD(SNAP, ds.attempts) },
+	{ "netwall_intake_delivery_failures_total", METRIC_COUNTER,
+	  "delivery attempts that did not deliver", NULL, METRIC_FIELD(SNAP, ds.failures) },
+	{ "netwall_intake_delivered_total", METRIC_COUNTER, "messages delivered", NULL,
+	  METRIC_FIELD(SNAP, ds.delivered) },
+	{ "netwall_intake_dead_letters_total", METRIC_COUNTER, "messages dead-lettered", NULL,
+	  METRIC_FIELD(SNAP, ds.dead) },
+	{ "netwall_intake_deliveries_in_flight", METRIC_GAUGE,
+	  "Deliveries posted and not yet answered", NULL, METRIC_FIELD(SNAP, ds.in_flight) },
+	{ "netwall_intake_delivery_body_bytes", METRIC_GAUGE,
+	  "Bytes of request bodies in flight (bounded by a quarter of memory_budget)", NULL,
+	  METRIC_FIELD(SNAP, ds.body_bytes) },
+};
+
+#undef SNAP
+
+#define STATUS_NMETRICS(t) (sizeof(t) / sizeof(*(t)))
+
+/* The registry for one request: the figures taken once, the tables over them. */
+static void status_register_metrics(struct metrics *m, void *arg)
+{
+	struct intake *in = arg;
+	struct status_snap *s = metrics_scratch(m, sizeof(*s));
+
+	s->conns_open = in->nconns;
+	s->held = in->held;
+	s->budget = in->cfg->memory_budget;
+	s->st = in->st;
+	commit_stats(in->commit, &s->cs);
+	commit_snapshot(in->commit, true, &s->store);
+	if (in->deliver != NULL)
+		deliver_stats(in->deliver, &s->ds);
+	metrics_add(m, status_conn_metrics, STATUS_NMETRICS(status_conn_metrics), s);
+	metrics_add(m, status_message_metrics, STATUS_NMETRICS(status_message_metrics), s);
+	metrics_add(m, status_store_metrics, STATUS_NMETRICS(status_store_metrics), s);
+}
+
+/* /status's own keys: the store, the connections, the counts by state and their age
+ * (-1 until the committer has counted once), to a tenth of a second. */
+static json_t *status_json(void *arg)
 {
 	struct intake *in = arg;
 	struct commit_snapshot snap;
+	json_t *states = json_object();
 
 	commit_snapshot(in->commit, true, &snap);
-	evbuffer_add_printf(out, "{\"role\":\"intake\",\"store\":\"%s\",\"connections\":%llu,"
-				 "\"received\":%llu,\"duplicates\":%llu,\"reused_control_id\":%llu,"
-				 "\"queue_depth\":%llu,\"states\":{",
-			    in->store_kind, (unsigned long long)in->nconns,
-			    (unsigned long long)in->st.received,
-			    (unsigned long long)in->st.duplicates, (unsigned long long)in->st.reused,
-			    (unsigned long long)snap.depth);
 	for (int i = 0; i < STORE_NSTATES; i++)
-		evbuffer_add_printf(out, "%s\"%s\":%llu", i ? "," : "", store_state_name(i),
-				    (unsigned long long)snap.by_state[i]);
-	evbuffer_add_printf(out, "},\"counts_age_s\":%.1f}\n",
-			    snap.counts_ok ? clock_mono() - snap.counts_at : -1.0);
+		json_object_set_new(states, store_state_name(i),
+				    json_integer((json_int_t)snap.by_state[i]));
+	return json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:o,s:f}", "store", in->store_kind,
+			 "connections", (json_int_t)in->nconns, "received",
+			 (json_int_t)in->st.received, "duplicates", (json_int_t)in->st.duplicates,
+			 "reused_control_id", (json_int_t)in->st.reused, "queue_depth",
+			 (json_int_t)snap.depth, "states", states, "counts_age_s",
+			 snap.counts_ok ? round((clock_mono() - snap.counts_at) * 10) / 10 : -1.0);
 }
 
 /* The upper bound of the histogram bucket holding quantile q, as text ("<= 1 ms"). */
@@ -218,7 +228,7 @@ static void intake_page_errors(struct evbuffer *out, const struct intake *in)
 	evbuffer_add_printf(out, "</table>\n");
 }
 
-static void intake_page(struct evbuffer *out, void *arg)
+static void intake_page(struct evbuffer *out, const struct metrics *m, void *arg)
 {
 	struct intake *in = arg;
 	const struct intake_stats *s = &in->st;
@@ -227,6 +237,7 @@ static void intake_page(struct evbuffer *out, void *arg)
 	uint64_t rejected = s->rejected_stored;
 	char p50[24], p99[24];
 
+	(void)m; /* its tiles keep the ids and labels the page always had */
 	commit_snapshot(in->commit, true, &snap);
 	if (in->deliver != NULL)
 		deliver_stats(in->deliver, &ds);
@@ -280,8 +291,8 @@ static int intake_health(char *why, size_t len, void *arg)
 
 const struct admin_ops status_admin_ops = {
 	.role = "intake",
-	.page = intake_page,
-	.metrics = intake_metrics,
-	.status = intake_status,
+	.register_metrics = status_register_metrics,
+	.page_body = intake_page,
+	.status_json = status_json,
 	.health = intake_health,
 };
