@@ -234,7 +234,8 @@ static void admin_status(struct admin *adm, struct evbuffer *out)
 		json_decref(own);
 	}
 	json_object_set_new(j, "metrics", metrics_json(m));
-	s = json_dumps(j, JSON_COMPACT);
+	/* nine digits: 0.1 stays 0.1, not 0.10000000000000001 */
+	s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(9));
 	if (s == NULL)
 		xalloc_fail("json");
 	evbuffer_add_printf(out, "%s\n", s);
