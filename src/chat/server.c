@@ -1,7 +1,7 @@
 /* The chat server's admin and life: start (listeners, accounts, the password worker),
- * reload, drain, the status page and metrics, and the end, as the role the daemon runner
- * (core/daemon.h) runs. The rooms it runs: link.c
- * (connections), peer.c (output, close), channel.c, login.c (registration), command.c. */
+ * reload, drain, the status page and metrics, and the end: the role the daemon runner
+ * (core/daemon.h) runs. The rooms it runs: link.c (connections), peer.c (output, close),
+ * channel.c, login.c (registration), command.c. */
 #include "chat/server.h"
 
 #include <openssl/crypto.h>
@@ -18,9 +18,9 @@
 #include "chat/state.h"
 #include "core/admin.h"
 #include "core/clock.h"
-#include "core/metrics.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/metrics.h"
 #include "core/page.h"
 #include "core/tls.h"
 #include "core/xalloc.h"
