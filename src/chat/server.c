@@ -1,6 +1,7 @@
 /* The chat server's admin and life: start (listeners, accounts, the password worker),
- * reload, drain, the status page and metrics, and the end. The rooms it runs: link.c
- * (connections), peer.c (output, close), channel.c, login.c (registration), command.c. */
+ * reload, drain, the status page and metrics, and the end: the role the daemon runner
+ * (core/daemon.h) runs. The rooms it runs: link.c (connections), peer.c (output, close),
+ * channel.c, login.c (registration), command.c. */
 #include "chat/server.h"
 
 #include <openssl/crypto.h>
@@ -17,60 +18,95 @@
 #include "chat/state.h"
 #include "core/admin.h"
 #include "core/clock.h"
-#include "core/lifecycle.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/metrics.h"
 #include "core/page.h"
 #include "core/tls.h"
 #include "core/xalloc.h"
 
-static void chat_metrics(struct evbuffer *out, void *arg)
+/* One request's sample of the counters and gauges, all as uint64_t for the registry. */
+struct chat_sample {
+	uint64_t clients, channels, lines_in, msgs_out;
+	uint64_t dropped[2]; /* chat_drop_reasons */
+	uint64_t refused, logins_failed, held, budget, budget_waits, logins_pending;
+	uint64_t logins_busy;
+};
+
+static const char *const chat_drop_reasons[] = { "sendq", "flood" };
+
+static const struct metric chat_metric_table[] = {
+	{ "netwall_chat_clients", METRIC_GAUGE, "connected clients",
+	  METRIC_FIELD(struct chat_sample, clients) },
+	{ "netwall_chat_channels", METRIC_GAUGE, "channels",
+	  METRIC_FIELD(struct chat_sample, channels) },
+	{ "netwall_chat_lines_received_total", METRIC_COUNTER, "lines from clients",
+	  METRIC_FIELD(struct chat_sample, lines_in) },
+	{ "netwall_chat_messages_delivered_total", METRIC_COUNTER,
+	  "messages queued to recipients", METRIC_FIELD(struct chat_sample, msgs_out) },
+	{ "netwall_chat_dropped_total", METRIC_COUNTER, "clients dropped, by reason", "reason",
+	  METRIC_FIELDS(struct chat_sample, dropped, chat_drop_reasons, 2) },
+	{ "netwall_chat_refused_total", METRIC_COUNTER, "connections refused",
+	  METRIC_FIELD(struct chat_sample, refused) },
+	{ "netwall_chat_logins_failed_total", METRIC_COUNTER, "failed logins",
+	  METRIC_FIELD(struct chat_sample, logins_failed) },
+	{ "netwall_chat_memory_held_bytes", METRIC_GAUGE,
+	  "bytes held for clients: queues, input read ahead, partial lines",
+	  METRIC_FIELD(struct chat_sample, held) },
+	{ "netwall_chat_memory_budget_bytes", METRIC_GAUGE, "memory_budget",
+	  METRIC_FIELD(struct chat_sample, budget) },
+	{ "netwall_chat_memory_waits_total", METRIC_COUNTER,
+	  "times a client was not read because the bytes held reached the budget",
+	  METRIC_FIELD(struct chat_sample, budget_waits) },
+	{ "netwall_chat_logins_pending", METRIC_GAUGE,
+	  "clients whose password check (waiting, queued or running), or the delayed answer to "
+	  "it, is pending",
+	  METRIC_FIELD(struct chat_sample, logins_pending) },
+	{ "netwall_chat_logins_busy_total", METRIC_COUNTER,
+	  "logins not checked by their registration deadline, and REGISTERs refused at a full "
+	  "password queue",
+	  METRIC_FIELD(struct chat_sample, logins_busy) },
+};
+
+static void chat_register_metrics(struct metrics *m, void *arg)
 {
 	struct chat *ch = arg;
+	struct chat_sample *s = metrics_scratch(m, sizeof(*s));
 
-	admin_family(out, "netwall_chat_clients", "gauge", "connected clients");
-	admin_sample(out, "netwall_chat_clients", "", ch->nclients);
-	admin_family(out, "netwall_chat_channels", "gauge", "channels");
-	admin_sample(out, "netwall_chat_channels", "", ch->nchans);
-	admin_family(out, "netwall_chat_lines_received_total", "counter", "lines from clients");
-	admin_sample(out, "netwall_chat_lines_received_total", "", ch->lines_in);
-	admin_family(out, "netwall_chat_messages_delivered_total", "counter",
-		     "messages queued to recipients");
-	admin_sample(out, "netwall_chat_messages_delivered_total", "", ch->msgs_out);
-	admin_family(out, "netwall_chat_dropped_total", "counter", "clients dropped, by reason");
-	admin_sample(out, "netwall_chat_dropped_total", "reason=\"sendq\"", ch->dropped_sendq);
-	admin_sample(out, "netwall_chat_dropped_total", "reason=\"flood\"", ch->dropped_flood);
-	admin_family(out, "netwall_chat_refused_total", "counter", "connections refused");
-	admin_sample(out, "netwall_chat_refused_total", "", ch->refused);
-	admin_metric(out, "netwall_chat_logins_failed_total", "counter",
-		     "failed logins", ch->logins_failed);
-	admin_metric(out, "netwall_chat_memory_held_bytes", "gauge",
-		     "bytes held for clients: queues, input read ahead, partial lines", ch->held);
-	admin_metric(out, "netwall_chat_memory_budget_bytes", "gauge",
-		     "memory_budget", ch->cfg->memory_budget);
-	admin_metric(out, "netwall_chat_memory_waits_total", "counter",
-		     "times a client was not read because the bytes held reached the budget",
-		     ch->budget_waits);
-	admin_metric(out, "netwall_chat_logins_pending", "gauge",
-		     "clients whose password check (waiting, queued or running), or the delayed "
-		     "answer to it, is pending", ch->auth_waiting);
-	admin_metric(out, "netwall_chat_logins_busy_total", "counter",
-		     "logins not checked by their registration deadline, and REGISTERs refused "
-		     "at a full password queue", ch->logins_busy);
+	*s = (struct chat_sample){
+		.clients = ch->nclients,
+		.channels = ch->nchans,
+		.lines_in = ch->lines_in,
+		.msgs_out = ch->msgs_out,
+		.dropped = { ch->dropped_sendq, ch->dropped_flood },
+		.refused = ch->refused,
+		.logins_failed = ch->logins_failed,
+		.held = ch->held,
+		.budget = ch->cfg->memory_budget,
+		.budget_waits = ch->budget_waits,
+		.logins_pending = ch->auth_waiting,
+		.logins_busy = ch->logins_busy,
+	};
+	metrics_add(m, chat_metric_table, sizeof(chat_metric_table) / sizeof(chat_metric_table[0]),
+		    s);
 }
 
-static void chat_status(struct evbuffer *out, void *arg)
+/* The chat's part of /status: how many clients and channels. */
+static json_t *chat_status_json(void *arg)
 {
 	struct chat *ch = arg;
 
-	evbuffer_add_printf(out, "{\"role\":\"chat\",\"clients\":%llu,\"channels\":%zu}\n",
-			    (unsigned long long)ch->nclients, ch->nchans);
+	return json_pack("{s:I,s:I}", "clients", (json_int_t)ch->nclients, "channels",
+			 (json_int_t)ch->nchans);
 }
 
-static void chat_page(struct evbuffer *out, void *arg)
+/* The tiles keep their ids (the page's tests and screenshots read them), then the rooms and
+ * the lines per minute. */
+static void chat_page(struct evbuffer *out, const struct metrics *m, void *arg)
 {
 	struct chat *ch = arg;
 
+	(void)m;
 	evbuffer_add_printf(out, "<div class=\"tiles\">");
 	page_tile_text(out, "state", "state", ch->draining ? "closing" : "serving");
 	page_tile(out, "clients", "clients", ch->nclients);
@@ -107,9 +143,9 @@ static int chat_health(char *why, size_t len, void *arg)
 
 static const struct admin_ops chat_admin_ops = {
 	.role = "chat",
-	.page = chat_page,
-	.metrics = chat_metrics,
-	.status = chat_status,
+	.register_metrics = chat_register_metrics,
+	.page_body = chat_page,
+	.status_json = chat_status_json,
 	.health = chat_health,
 };
 
@@ -144,27 +180,19 @@ static int chat_load_accounts(struct chat *ch)
 	return 0;
 }
 
-static void chat_reload(void *arg)
+/* A reload: the log level and the admin listener followed the file already (the runner);
+ * listeners and limits need a restart, so the new cfg is only read for that and freed. The
+ * accounts file changes with `netwall chat passwd`: read it again. Returns -1 with cfg the
+ * caller's when the accounts cannot be read (the old ones stay). */
+static int chat_apply(void *d, void *cfg)
 {
-	struct chat *ch = arg;
-	char *msgs = NULL, err[256];
-	struct chat_config *cfg = chat_config_load(ch->path, &msgs);
+	struct chat *ch = d;
 
-	/* the log level and the admin listener (address, token) follow the file; listeners and
-	 * limits need a restart */
-	if (cfg == NULL) {
-		log_error("event=reload_failed file=%s (keeping the running config)", ch->path);
-		fputs(msgs, stderr);
-		free(msgs);
-	} else {
-		log_set_level(cfg->d.log_level);
-		admin_reconfigure(&ch->admin, ch->base, cfg->d.admin_on ? &cfg->d.admin : NULL,
-				  cfg->d.admin_token, &chat_admin_ops, ch, err, sizeof(err));
-		chat_config_free(cfg);
-	}
-	/* the accounts file changes with `netwall chat passwd`: read it again */
-	if (chat_load_accounts(ch) == 0)
-		log_info("event=reloaded accounts=%zu", ch->naccounts);
+	if (chat_load_accounts(ch) == -1)
+		return -1;
+	chat_config_free(cfg);
+	log_info("event=reloaded accounts=%zu", ch->naccounts);
+	return 0;
 }
 
 static double chat_drain(void *arg)
@@ -191,13 +219,6 @@ static void chat_housekeeping(void *arg)
 
 	loop_trim(ch->nclients, &ch->peak);
 }
-
-static const struct lifecycle_ops chat_lifecycle_ops = {
-	.reload = chat_reload,
-	.drain = chat_drain,
-	.idle = chat_idle,
-	.housekeeping = chat_housekeeping,
-};
 
 static int chat_listen(struct chat *ch, const struct addr *a, bool tls)
 {
@@ -237,7 +258,11 @@ static int chat_decoy(struct chat *ch)
 	return rc;
 }
 
-struct chat *chat_new(struct event_base *base, const char *path, struct chat_config *cfg)
+static void chat_free(struct chat *ch);
+
+/* Takes ownership of cfg; binds the listeners and loads the accounts. NULL, logged, on
+ * failure. */
+static struct chat *chat_new(struct event_base *base, struct chat_config *cfg)
 {
 	struct chat *ch = xcalloc(1, sizeof(*ch));
 	char err[512];
@@ -245,7 +270,6 @@ struct chat *chat_new(struct event_base *base, const char *path, struct chat_con
 	struct tm tm;
 
 	ch->base = base;
-	ch->path = path;
 	ch->cfg = cfg;
 	gmtime_r(&now, &tm);
 	strftime(ch->created, sizeof(ch->created), "%Y-%m-%d %H:%M:%S UTC", &tm);
@@ -280,18 +304,10 @@ struct chat *chat_new(struct event_base *base, const char *path, struct chat_con
 	for (size_t i = 0; i < cfg->nplain; i++)
 		if (chat_listen(ch, &cfg->plain_listen[i], false) == -1)
 			goto fail;
-	if (cfg->d.admin_on) {
-		ch->admin = admin_new(base, &cfg->d.admin, cfg->d.admin_token, &chat_admin_ops, ch, err, sizeof(err));
-		if (ch->admin == NULL) {
-			log_error("event=admin_failed error=\"%s\"", err);
-			goto fail;
-		}
-	}
 	ch->reap_ev = event_new(base, -1, 0, link_reap_cb, ch);
 	ch->resume_ev = event_new(base, -1, 0, link_resume_cb, ch);
 	if (ch->reap_ev == NULL || ch->resume_ev == NULL)
 		xalloc_fail("event");
-	ch->life = lifecycle_new(base, &chat_lifecycle_ops, ch);
 	log_info("event=started accounts=%zu open_registration=%s", ch->naccounts,
 		 cfg->open_registration ? "on" : "off");
 	return ch;
@@ -300,13 +316,7 @@ fail:
 	return NULL;
 }
 
-int chat_run(struct chat *ch)
-{
-	event_base_dispatch(ch->base);
-	return ch->status;
-}
-
-void chat_free(struct chat *ch)
+static void chat_free(struct chat *ch)
 {
 	if (ch == NULL)
 		return;
@@ -325,9 +335,46 @@ void chat_free(struct chat *ch)
 		explicit_bzero(ch->accounts, ch->naccounts * sizeof(*ch->accounts));
 	free(ch->accounts);
 	buf_free(&ch->scratch);
-	admin_free(ch->admin);
-	lifecycle_free(ch->life);
 	SSL_CTX_free(ch->tls);
 	chat_config_free(ch->cfg);
 	free(ch);
 }
+
+static void *chat_load(const char *file, char **msgs)
+{
+	return chat_config_load(file, msgs);
+}
+
+static struct daemon_conf *chat_conf(void *cfg)
+{
+	return &((struct chat_config *)cfg)->d;
+}
+
+static void chat_cfg_free(void *cfg)
+{
+	chat_config_free(cfg);
+}
+
+static void *chat_role_new(struct event_base *base, void *cfg)
+{
+	return chat_new(base, cfg);
+}
+
+static void chat_role_free(void *d)
+{
+	chat_free(d);
+}
+
+const struct daemon_role chat_role = {
+	.name = "chat",
+	.load = chat_load,
+	.conf = chat_conf,
+	.cfg_free = chat_cfg_free,
+	.new = chat_role_new,
+	.apply = chat_apply,
+	.drain = chat_drain,
+	.idle = chat_idle,
+	.housekeeping = chat_housekeeping,
+	.free = chat_role_free,
+	.admin = &chat_admin_ops,
+};

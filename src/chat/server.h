@@ -5,17 +5,10 @@
  * is supported. */
 #ifndef NETWALL_CHAT_SERVER_H
 #define NETWALL_CHAT_SERVER_H
-#include <event2/event.h>
+#include "core/daemon.h"
 
-#include "chat/chat_config.h"
-
-struct chat;
-
-/* Takes ownership of cfg; binds the listeners and loads the accounts. NULL, logged, on
- * failure. */
-struct chat *chat_new(struct event_base *base, const char *path, struct chat_config *cfg);
-/* Runs the loop until SIGTERM/SIGINT has drained the server. Returns the exit status. */
-int chat_run(struct chat *ch);
-void chat_free(struct chat *ch);
+/* The chat daemon for daemon_run: config, start, reload (the accounts file), drain, admin
+ * views. */
+extern const struct daemon_role chat_role;
 
 #endif

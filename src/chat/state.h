@@ -114,7 +114,6 @@ struct chat_listener {
 
 struct chat {
 	struct event_base *base;
-	const char *path;
 	struct chat_config *cfg;
 	SSL_CTX *tls;
 	struct passwd_account *accounts;
@@ -126,8 +125,6 @@ struct chat {
 	uint64_t nclients, peak;
 	struct channel **chans;
 	size_t nchans;
-	struct lifecycle *life;
-	struct admin *admin;
 	struct buf scratch; /* one formatted line */
 	struct client *reap;   /* marked dead inside a command or callback */
 	struct channel *dead;  /* emptied channels, freed by the reaper */
@@ -152,7 +149,6 @@ struct chat {
 	uint64_t budget_waits;
 	uint64_t round;     /* channel_send_peers rounds */
 	bool draining;
-	int status;
 	char created[32];
 	uint64_t lines_in, msgs_out, dropped_sendq, dropped_flood, refused, logins_failed;
 	uint64_t logins_busy;

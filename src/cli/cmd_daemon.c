@@ -149,34 +149,6 @@ static void *agent_start(struct event_base *base, const char *file,
 	return agent_new(base, file, cfg);
 }
 
-static void *chat_start(struct event_base *base, const char *file,
-			  struct daemon_conf *run)
-{
-	char *msgs = NULL;
-	struct chat_config *cfg = chat_config_load(file, &msgs);
-
-	if (cfg == NULL) {
-		fputs(msgs, stderr);
-		free(msgs);
-		return NULL;
-	}
-	if (daemon_keep(&cfg->d, run) == -1) {
-		chat_config_free(cfg);
-		return NULL;
-	}
-	return chat_new(base, file, cfg);
-}
-
-static int chat_run_any(void *d)
-{
-	return chat_run(d);
-}
-
-static void chat_free_any(void *d)
-{
-	chat_free(d);
-}
-
 static int gateway_run_any(void *d)
 {
 	return gateway_run(d);
@@ -293,8 +265,8 @@ int cmd_intake_main(int argc, char **argv)
 
 int cmd_chat_serve_main(int argc, char **argv)
 {
-	static const struct daemon_kind chat = { "chat", chat_usage, chat_start, chat_run_any,
-						  chat_free_any };
+	const char *file;
+	int rc = daemon_args(argc, argv, chat_usage, "chat", &file);
 
-	return daemon_main(argc, argv, &chat);
+	return rc >= 0 ? rc : daemon_run(&chat_role, file);
 }
