@@ -206,7 +206,10 @@ static void stream_wait(struct tstream *s, unsigned want);
 /* Window was given back or granted: the oldest parked stream of share x, if x has room
  * now, goes to the budget's queue, which grants it on the next turn; so does the oldest of
  * the next share in turn, if the windows are back within a quarter of the budget. Each
- * grant calls this again, so parked streams are granted one by one while there is room. */
+ * grant calls this again, so parked streams are granted one by one while there is room; a
+ * stream taken off the list that is freed or refused before its grant calls it instead
+ * (share_release, stream_on_wake), or the chain would end there with streams still parked
+ * and no window left to give back that could wake them. */
 static void stream_share_next(struct tshare *x)
 {
 	struct tstream *p = x != NULL ? x->park_head : NULL;
@@ -310,8 +313,11 @@ static void stream_on_wake(evutil_socket_t fd, short what, void *arg)
 		unsigned want = s->wants;
 		s->wants = 0;
 		stream_unwait(s);
-		if (want & STREAM_WANT_GRANT)
+		if (want & STREAM_WANT_GRANT) {
 			tstream_grant(s);
+			if (s->win == 0 && !s->parked && !s->waiting)
+				stream_share_next(s->share); /* refused: the next one's turn */
+		}
 		if ((want & STREAM_WANT_READ) && share_reader != NULL && share_reader(s))
 			promised += STREAM_WINDOW_FIRST;
 		if (s == last)
@@ -373,13 +379,15 @@ bool share_widen(struct tstream *s, uint32_t inc)
 
 void share_release(struct tstream *s)
 {
+	bool granting = s->waiting && (s->wants & STREAM_WANT_GRANT);
+
 	stream_unwait(s);
 	stream_unpark(s);
 	share_give(s->in_held, s->win);
 	if (s->share != NULL)
 		s->share->win -= s->win;
-	if (s->win > 0)
-		stream_share_next(s->share);
+	if (s->win > 0 || granting)
+		stream_share_next(s->share); /* window back, or its turn unused: the next one */
 	if (s->share != NULL) {
 		stream_share_put(s->share);
 		s->share = NULL;

@@ -11,6 +11,7 @@ import hashlib
 import selectors
 import signal
 import socket
+import struct
 import sys
 import threading
 from pathlib import Path
@@ -294,6 +295,63 @@ def test_one_source_cannot_lock_out_the_others(wall, echo):
     gw.admin.wait_metric("netwall_memory_held_bytes", lambda v: v == 0, 10, "held back to 0")
     ag.admin.wait_metric("netwall_memory_held_bytes", lambda v: v == 0, 10, "held back to 0")
     assert echo_works(port, source="127.0.0.2")
+
+
+def reset_all(socks):
+    """Closes every socket with a TCP reset (SO_LINGER 0), one after the other."""
+    for s in socks:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+
+
+def test_freed_before_its_grant_passes_the_turn(wall, echo):
+    """Streams parked on a share are granted one by one, each grant unparking the next; a
+    stream unparked for its grant and freed before the grant ran (its visitor reset in the
+    same loop turn) ended the chain: with the share's window all given back, nothing woke
+    the streams still parked, and a visitor of that source waited until idle_timeout (an
+    hour) for bytes that never came. Here the gateway (1 MiB) parks streams the agent
+    (4 MiB) grants, so it reads them and sees their resets as events; it is stopped while
+    the visitors that hold the share's window and those parked first all reset, so it
+    takes every reset (24, within the loop's first batch of events) in one turn, the
+    holders' first: the streams they unpark are freed before the grant runs."""
+    e = echo()
+    gw, ag = wall.stack(e.addr, "echo", svc_opts={"max_per_source": "150"},
+                        gw_extra={"memory_budget": str(MiB)},
+                        agent_extra={"memory_budget": str(4 * MiB)})
+    port = gw.port("echo")
+    # another source takes 12 of the 16 first windows that fit under a quarter of the
+    # gateway's budget, so that 4 streams fill the share (64 KiB) of 127.0.0.2
+    others = [connect(port, source="127.0.0.3") for _ in range(12)]
+    ag.admin.wait_metric("netwall_streams_open", lambda v: v == 12, 20, "their streams")
+    holders = [connect(port, source="127.0.0.2") for _ in range(4)]
+    ag.admin.wait_metric("netwall_streams_open", lambda v: v == 16, 20, "the holders' streams")
+    waits = gw.metric("netwall_memory_waits_total")
+    # each freed holder unparks at most two: 20 cover all 4 of them
+    parked = [connect(port, source="127.0.0.2") for _ in range(20)]
+    gw.admin.wait_metric("netwall_memory_waits_total", lambda v: v >= waits + 20, 20,
+                         "the gateway to park the next 20")
+    waiter = connect(port, source="127.0.0.2", timeout=10)
+    waiter.sendall(b"ping")
+    gw.admin.wait_metric("netwall_memory_waits_total", lambda v: v >= waits + 21, 20,
+                         "the gateway to park the waiter")
+    ag.admin.wait_metric("netwall_streams_open", lambda v: v == 37, 20, "their streams")
+    assert ag.metric("netwall_memory_waits_total") == 0, "the agent granted them all"
+    gw.proc.signal(signal.SIGSTOP)
+    try:
+        reset_all(holders)
+        reset_all(parked)
+    finally:
+        gw.proc.signal(signal.SIGCONT)
+    gw.admin.wait_metric("netwall_connections_open", lambda v: v == 13, 20,
+                         "the reset visitors to be released", service="echo")
+    assert recv_exact(waiter, 4, timeout=10) == b"ping"
+    waiter.close()
+    for s in others:
+        s.close()
+    gw.admin.wait_metric("netwall_connections_open", lambda v: v == 0, 20,
+                         "the visitors to be released", service="echo")
+    gw.admin.wait_metric("netwall_memory_held_bytes", lambda v: v == 0, 10, "held back to 0")
+    ag.admin.wait_metric("netwall_memory_held_bytes", lambda v: v == 0, 10, "held back to 0")
 
 
 def raise_budget(daemon, old, new):
