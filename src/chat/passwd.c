@@ -2,7 +2,6 @@
  * of "name:encoded" lines. */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 
 #include "chat/irc.h"
 #include "chat/passwd.h"
+#include "core/err.h"
 #include "core/num.h"
 #include "core/xalloc.h"
 
@@ -44,20 +44,6 @@ struct passwd_parsed {
 	uint8_t salt[PASSWD_SALT_LEN];
 	uint8_t hash[PASSWD_HASH_LEN];
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static bool params_ok(uint64_t n, uint64_t r, uint64_t p)
 {
@@ -155,21 +141,21 @@ static int hash_with(const char *password, size_t len, uint64_t n, uint64_t r, u
 	int rc = -1;
 
 	if (len < PASSWD_MIN_LEN) {
-		set_err(err, errlen, "password too short (at least %d characters)", PASSWD_MIN_LEN);
+		err_set(err, errlen, "password too short (at least %d characters)", PASSWD_MIN_LEN);
 		return -1;
 	}
 	if (len > PASSWD_MAX_LEN) {
-		set_err(err, errlen, "password too long (at most %d bytes)", PASSWD_MAX_LEN);
+		err_set(err, errlen, "password too long (at most %d bytes)", PASSWD_MAX_LEN);
 		return -1;
 	}
 	if (!params_ok(n, r, p)) {
-		set_err(err, errlen, "bad scrypt parameters N=%llu r=%llu p=%llu",
+		err_set(err, errlen, "bad scrypt parameters N=%llu r=%llu p=%llu",
 			(unsigned long long)n, (unsigned long long)r, (unsigned long long)p);
 		return -1;
 	}
 	memcpy(pp.salt, salt, PASSWD_SALT_LEN);
 	if (derive(password, len, &pp, pp.hash) == -1) {
-		set_err(err, errlen, "scrypt failed");
+		err_set(err, errlen, "scrypt failed");
 		goto out;
 	}
 	EVP_EncodeBlock((unsigned char *)salt64, pp.salt, PASSWD_SALT_LEN);
@@ -189,7 +175,7 @@ int passwd_hash(const char *password, size_t len, char out[PASSWD_ENCODED_MAX], 
 	uint8_t salt[PASSWD_SALT_LEN];
 
 	if (RAND_bytes(salt, sizeof(salt)) != 1) {
-		set_err(err, errlen, "no random bytes for a salt");
+		err_set(err, errlen, "no random bytes for a salt");
 		return -1;
 	}
 	return hash_with(password, len, PASSWD_N_DEFAULT, PASSWD_R_DEFAULT, PASSWD_P_DEFAULT,
@@ -299,7 +285,7 @@ static int sort_accounts(struct passwd_account *list, size_t n, const char *file
 	}
 	if (dup == NULL)
 		return 0;
-	set_err(err, errlen, "%s:%u: duplicate account '%s'", file, dup->line, dup->name);
+	err_set(err, errlen, "%s:%u: duplicate account '%s'", file, dup->line, dup->name);
 	return -1;
 }
 
@@ -320,7 +306,7 @@ int passwd_load(const char *file, struct passwd_account **out, size_t *n, char *
 	if (f == NULL) {
 		if (errno == ENOENT)
 			return 0;
-		set_err(err, errlen, "%s: %s", file, strerror(errno));
+		err_set(err, errlen, "%s: %s", file, strerror(errno));
 		return -1;
 	}
 	while ((r = read_line(f, line, sizeof(line))) == 1) {
@@ -330,7 +316,7 @@ int passwd_load(const char *file, struct passwd_account **out, size_t *n, char *
 		if (line_skipped(line))
 			continue;
 		if (parse_account(line, &a, &why) == -1) {
-			set_err(err, errlen, "%s:%u: %s", file, lineno, why);
+			err_set(err, errlen, "%s:%u: %s", file, lineno, why);
 			goto fail;
 		}
 		a.line = lineno;
@@ -342,9 +328,9 @@ int passwd_load(const char *file, struct passwd_account **out, size_t *n, char *
 	}
 	if (r == -1) {
 		if (ferror(f))
-			set_err(err, errlen, "%s: %s", file, strerror(errno));
+			err_set(err, errlen, "%s: %s", file, strerror(errno));
 		else
-			set_err(err, errlen, "%s:%u: line too long", file, lineno + 1);
+			err_set(err, errlen, "%s:%u: line too long", file, lineno + 1);
 		goto fail;
 	}
 	fclose(f);
@@ -439,11 +425,11 @@ int passwd_set(const char *file, const char *name, const char *password, size_t 
 	int fd, rc = -1;
 
 	if (!irc_nick_valid(name)) {
-		set_err(err, errlen, "invalid account name '%s'", name);
+		err_set(err, errlen, "invalid account name '%s'", name);
 		return -1;
 	}
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", file) >= sizeof(tmp)) {
-		set_err(err, errlen, "%s: path too long", file);
+		err_set(err, errlen, "%s: path too long", file);
 		return -1;
 	}
 	if (passwd_load(file, &list, &n, err, errlen) == -1)
@@ -454,36 +440,36 @@ int passwd_set(const char *file, const char *name, const char *password, size_t 
 
 	in = fopen(file, "r");
 	if (in == NULL && errno != ENOENT) {
-		set_err(err, errlen, "%s: %s", file, strerror(errno));
+		err_set(err, errlen, "%s: %s", file, strerror(errno));
 		goto out;
 	}
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd == -1) {
-		set_err(err, errlen, "%s: %s", tmp, strerror(errno));
+		err_set(err, errlen, "%s: %s", tmp, strerror(errno));
 		goto out;
 	}
 	/* the file may have been there already, with another mode */
 	if (fchmod(fd, 0600) == -1 || (out = fdopen(fd, "w")) == NULL) {
-		set_err(err, errlen, "%s: %s", tmp, strerror(errno));
+		err_set(err, errlen, "%s: %s", tmp, strerror(errno));
 		close(fd);
 		goto fail_tmp;
 	}
 	if (copy_replacing(in, out, name, encoded) == -1) {
-		set_err(err, errlen, "%s: read failed or changed while rewriting", file);
+		err_set(err, errlen, "%s: read failed or changed while rewriting", file);
 		goto fail_tmp;
 	}
 	if (fflush(out) == EOF || ferror(out) || fsync(fileno(out)) == -1) {
-		set_err(err, errlen, "%s: %s", tmp, strerror(errno));
+		err_set(err, errlen, "%s: %s", tmp, strerror(errno));
 		goto fail_tmp;
 	}
 	if (fclose(out) == EOF) {
 		out = NULL;
-		set_err(err, errlen, "%s: %s", tmp, strerror(errno));
+		err_set(err, errlen, "%s: %s", tmp, strerror(errno));
 		goto fail_tmp;
 	}
 	out = NULL;
 	if (rename(tmp, file) == -1) {
-		set_err(err, errlen, "rename %s to %s: %s", tmp, file, strerror(errno));
+		err_set(err, errlen, "rename %s to %s: %s", tmp, file, strerror(errno));
 		goto fail_tmp;
 	}
 	sync_dir(file);

@@ -23,7 +23,7 @@ static const struct {
 struct store *store_open(const char *spec, char *err, size_t errlen)
 {
 	if (spec == NULL || spec[0] == '\0') {
-		store_err(err, errlen, "empty store spec");
+		err_set(err, errlen, "empty store spec");
 		return NULL;
 	}
 	for (size_t i = 0; i < sizeof(store_backends) / sizeof(store_backends[0]); i++) {
@@ -76,12 +76,12 @@ int store_put(struct store *s, struct store_msg *msgs, size_t n, char *err, size
 		m->id = 0;
 		if (m->state != STORE_RECEIVED && m->state != STORE_IGNORED &&
 		    m->state != STORE_REJECTED) {
-			store_err(err, errlen, "message %zu: cannot store in state %s", i,
+			err_set(err, errlen, "message %zu: cannot store in state %s", i,
 				  store_state_name(m->state));
 			return -1;
 		}
 		if (m->raw == NULL && m->raw_len) {
-			store_err(err, errlen, "message %zu: no raw bytes", i);
+			err_set(err, errlen, "message %zu: no raw bytes", i);
 			return -1;
 		}
 		if (!m->digest_set) {
@@ -129,7 +129,7 @@ int store_claim(struct store *s, const char *owner, int64_t now_ms, int64_t leas
 {
 	*jobs = NULL;
 	if (owner == NULL || owner[0] == '\0' || lease_ms <= 0) {
-		store_err(err, errlen, "claim needs an owner and a positive lease");
+		err_set(err, errlen, "claim needs an owner and a positive lease");
 		return -1;
 	}
 	if (max == 0)
@@ -143,13 +143,13 @@ int store_finish(struct store *s, const char *owner, const struct store_outcome 
 		 char *err, size_t errlen)
 {
 	if (owner == NULL || owner[0] == '\0') {
-		store_err(err, errlen, "finish needs an owner");
+		err_set(err, errlen, "finish needs an owner");
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (o[i].state != STORE_DELIVERED && o[i].state != STORE_FAILED &&
 		    o[i].state != STORE_DEAD) {
-			store_err(err, errlen, "outcome %zu: state %s is not an outcome", i,
+			err_set(err, errlen, "outcome %zu: state %s is not an outcome", i,
 				  store_state_name(o[i].state));
 			return -1;
 		}
@@ -168,7 +168,7 @@ int store_list(struct store *s, const struct store_filter *f, struct store_row *
 	if (f == NULL)
 		f = &any;
 	if (f->state < -1 || f->state >= STORE_NSTATES) {
-		store_err(err, errlen, "bad state filter");
+		err_set(err, errlen, "bad state filter");
 		return -1;
 	}
 	return s->ops->list(s, f, rows, err, errlen);
@@ -213,7 +213,7 @@ int store_queue_depth(struct store *s, uint64_t *n, char *err, size_t errlen)
 int store_replay(struct store *s, int64_t id, enum store_state from, char *err, size_t errlen)
 {
 	if (id < 0 || (id == 0 && from != STORE_DEAD && from != STORE_FAILED)) {
-		store_err(err, errlen, "only dead or failed messages can be replayed in bulk");
+		err_set(err, errlen, "only dead or failed messages can be replayed in bulk");
 		return -1;
 	}
 	return s->ops->replay(s, id, from, clock_wall_ms(), err, errlen);

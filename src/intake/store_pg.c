@@ -53,9 +53,9 @@ static void pg_fail(struct pg_store *p, const PGresult *r, const char *what, cha
 	const char *code = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
 
 	if (PQstatus(p->conn) == CONNECTION_BAD)
-		store_err(err, errlen, "postgresql: %s: connection lost", what);
+		err_set(err, errlen, "postgresql: %s: connection lost", what);
 	else
-		store_err(err, errlen, "postgresql: %s: %s (SQLSTATE %s)", what, store_pg_sql_class(code),
+		err_set(err, errlen, "postgresql: %s: %s (SQLSTATE %s)", what, store_pg_sql_class(code),
 			  code ? code : "none");
 }
 
@@ -112,7 +112,7 @@ static int reconnect(struct pg_store *p, char *err, size_t errlen)
 {
 	PQreset(p->conn);
 	if (PQstatus(p->conn) != CONNECTION_OK) {
-		store_err(err, errlen, "postgresql: reconnect failed");
+		err_set(err, errlen, "postgresql: reconnect failed");
 		return -1;
 	}
 	return session(p, err, errlen);
@@ -170,7 +170,7 @@ static int pipeline(struct pg_store *p, const struct pg_call *calls, size_t n, P
 		res[got] = r;
 		if (rc == 0 && !result_ok(r)) {
 			if (PQresultStatus(r) == PGRES_PIPELINE_ABORTED)
-				store_err(err, errlen, "postgresql: %s: aborted", what);
+				err_set(err, errlen, "postgresql: %s: aborted", what);
 			else
 				pg_fail(p, r, what, err, errlen);
 			rc = -1;
@@ -202,7 +202,7 @@ static int pipeline(struct pg_store *p, const struct pg_call *calls, size_t n, P
 		goto broken;
 	return rc;
 broken:
-	store_err(err, errlen, "postgresql: %s: connection lost", what);
+	err_set(err, errlen, "postgresql: %s: connection lost", what);
 	/* a connection in an unknown state is not reused: a broken one is reset by the
 	 * caller's retry, one that still looks fine is reset here */
 	if (PQstatus(c) != CONNECTION_BAD)
@@ -404,7 +404,7 @@ static int pg_put(struct store *s, struct store_msg *msgs, size_t n, char *err, 
 
 	for (size_t i = 0; i < n; i++) {
 		if (msgs[i].raw_len > INT_MAX || msgs[i].ack_len > INT_MAX) {
-			store_err(err, errlen, "postgresql: put: message %zu is too large", i);
+			err_set(err, errlen, "postgresql: put: message %zu is too large", i);
 			return -1;
 		}
 	}
@@ -607,7 +607,7 @@ static int pg_list(struct store *s, const struct store_filter *f, struct store_r
 		if (store_pg_sql_row(r, i, &out[i], false) == -1) {
 			store_rows_free(out, (size_t)i);
 			PQclear(r);
-			store_err(err, errlen, "postgresql: list: a row has an unknown state");
+			err_set(err, errlen, "postgresql: list: a row has an unknown state");
 			return -1;
 		}
 	}
@@ -632,7 +632,7 @@ static int pg_get(struct store *s, int64_t id, struct store_row *row, char *err,
 		found = 1;
 		if (store_pg_sql_row(r, 0, row, true) == -1) {
 			store_row_clear(row);
-			store_err(err, errlen, "postgresql: get: the row has an unknown state");
+			err_set(err, errlen, "postgresql: get: the row has an unknown state");
 			found = -1;
 		}
 	}
@@ -790,7 +790,7 @@ static int schema(struct pg_store *p, char *err, size_t errlen)
 	version = strtol(PQgetvalue(r, 0, 0), NULL, 10);
 	PQclear(r);
 	if (version != STORE_SCHEMA_VERSION) {
-		store_err(err, errlen, "postgresql: schema version %ld is not this program's %d",
+		err_set(err, errlen, "postgresql: schema version %ld is not this program's %d",
 			  version, STORE_SCHEMA_VERSION);
 		return -1;
 	}
@@ -822,7 +822,7 @@ static struct store *pg_open(const char *url, char *err, size_t errlen)
 		for (size_t i = 0; i < len; i++)
 			if (msg[i] == '\n')
 				msg[i] = ' ';
-		store_err(err, errlen, "postgresql: connect: %s", msg);
+		err_set(err, errlen, "postgresql: connect: %s", msg);
 		goto fail;
 	}
 	PQsetNoticeProcessor(p->conn, quiet, NULL);

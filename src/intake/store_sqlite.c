@@ -157,7 +157,7 @@ static int sq_fail(struct sqlite_store *q, int rc, const char *what, char *err, 
 {
 	if (rc == SQLITE_OK || rc == SQLITE_ROW || rc == SQLITE_DONE)
 		rc = sqlite3_extended_errcode(q->db);
-	store_err(err, errlen, "sqlite: %s: %s", what, sqlite3_errstr(rc));
+	err_set(err, errlen, "sqlite: %s: %s", what, sqlite3_errstr(rc));
 	return -1;
 }
 
@@ -537,7 +537,7 @@ static int sq_list(struct store *s, const struct store_filter *f, struct store_r
 			out = xrealloc(out, cap * sizeof(*out));
 		}
 		if (read_row(st, &out[n], 0) == -1) {
-			store_err(err, errlen, "sqlite: list: a row has an unknown state");
+			err_set(err, errlen, "sqlite: list: a row has an unknown state");
 			goto fail;
 		}
 		n++;
@@ -567,7 +567,7 @@ static int sq_get(struct store *s, int64_t id, struct store_row *row, char *err,
 		if (read_row(st, row, 1) == -1) {
 			store_row_clear(row);
 			sqlite3_reset(st);
-			store_err(err, errlen, "sqlite: get: the row has an unknown state");
+			err_set(err, errlen, "sqlite: get: the row has an unknown state");
 			return -1;
 		}
 		found = 1;
@@ -736,7 +736,7 @@ static int schema(struct sqlite_store *q, char *err, size_t errlen)
 		goto fail;
 	if (version > STORE_SCHEMA_VERSION) {
 		sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
-		store_err(err, errlen, "sqlite: schema version %d is newer than this program's %d",
+		err_set(err, errlen, "sqlite: schema version %d is newer than this program's %d",
 			  version, STORE_SCHEMA_VERSION);
 		return -1;
 	}
@@ -784,7 +784,7 @@ static int pragma(struct sqlite_store *q, const char *sql, const char *want, cha
 	if (rc != SQLITE_OK)
 		return sq_fail(q, rc, sql, err, errlen);
 	if (!ok) {
-		store_err(err, errlen, "sqlite: %s: not in effect", sql);
+		err_set(err, errlen, "sqlite: %s: not in effect", sql);
 		return -1;
 	}
 	return 0;
@@ -824,7 +824,7 @@ static struct store *sqlite_open(const char *path, char *err, size_t errlen)
 	rc = sqlite3_open_v2(path, &q->db,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
-		store_err(err, errlen, "sqlite: open: %s", sqlite3_errstr(rc));
+		err_set(err, errlen, "sqlite: open: %s", sqlite3_errstr(rc));
 		goto fail;
 	}
 	sqlite3_extended_result_codes(q->db, 1);

@@ -4,7 +4,6 @@
 #include "intake/store_util.h"
 
 #include <openssl/evp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,17 +35,6 @@ int store_state_parse(const char *name, enum store_state *out)
 		}
 	}
 	return -1;
-}
-
-void store_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
 }
 
 void store_copy(char *dst, size_t cap, const void *src, size_t n)

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "core/buf.h"
+#include "core/err.h"
 
 enum store_state {
 	STORE_RECEIVED = 0, /* accepted, waiting for its first delivery */
@@ -124,9 +125,6 @@ void store_jobs_free(struct store_job *jobs, size_t n);
 void store_row_clear(struct store_row *row);
 void store_rows_free(struct store_row *rows, size_t n);
 
-/* snprintf into err (when err is not NULL). */
-void store_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
 /* Copies at most cap - 1 bytes of n from src and terminates; src may be NULL. */
 void store_copy(char *dst, size_t cap, const void *src, size_t n);
 /* n bytes of p and a terminating NUL, in memory of its own (aborts on out-of-memory). */
