@@ -113,42 +113,6 @@ struct daemon_kind {
 	void (*stop)(void *d);
 };
 
-static void *gateway_start(struct event_base *base, const char *file,
-			  struct daemon_conf *run)
-{
-	char *msgs = NULL;
-	struct config_gateway *cfg = config_gateway_load(file, &msgs);
-
-	if (cfg == NULL) {
-		fputs(msgs, stderr);
-		free(msgs);
-		return NULL;
-	}
-	if (daemon_keep(&cfg->c.d, run) == -1) {
-		config_gateway_free(cfg);
-		return NULL;
-	}
-	return gateway_new(base, file, cfg);
-}
-
-static void *agent_start(struct event_base *base, const char *file,
-			  struct daemon_conf *run)
-{
-	char *msgs = NULL;
-	struct config_agentd *cfg = config_agent_load(file, &msgs);
-
-	if (cfg == NULL) {
-		fputs(msgs, stderr);
-		free(msgs);
-		return NULL;
-	}
-	if (daemon_keep(&cfg->c.d, run) == -1) {
-		config_agent_free(cfg);
-		return NULL;
-	}
-	return agent_new(base, file, cfg);
-}
-
 static void *intake_start(struct event_base *base, const char *file,
 			  struct daemon_conf *run)
 {
@@ -203,26 +167,6 @@ static int chat_run_any(void *d)
 static void chat_free_any(void *d)
 {
 	chat_free(d);
-}
-
-static int gateway_run_any(void *d)
-{
-	return gateway_run(d);
-}
-
-static void gateway_free_any(void *d)
-{
-	gateway_free(d);
-}
-
-static int agent_run_any(void *d)
-{
-	return agent_run(d);
-}
-
-static void agent_free_any(void *d)
-{
-	agent_free(d);
 }
 
 #ifdef NETWALL_TEST_HOOKS
@@ -295,18 +239,18 @@ static int daemon_main(int argc, char **argv, const struct daemon_kind *k)
 
 int cmd_gateway_main(int argc, char **argv)
 {
-	static const struct daemon_kind gateway = { "gateway", gateway_usage, gateway_start,
-						     gateway_run_any, gateway_free_any };
+	const char *file;
+	int rc = daemon_args(argc, argv, gateway_usage, "gateway", &file);
 
-	return daemon_main(argc, argv, &gateway);
+	return rc >= 0 ? rc : daemon_run(&gateway_role, file);
 }
 
 int cmd_agent_main(int argc, char **argv)
 {
-	static const struct daemon_kind agent = { "agent", agent_usage, agent_start,
-						   agent_run_any, agent_free_any };
+	const char *file;
+	int rc = daemon_args(argc, argv, agent_usage, "agent", &file);
 
-	return daemon_main(argc, argv, &agent);
+	return rc >= 0 ? rc : daemon_run(&agent_role, file);
 }
 
 int cmd_intake_main(int argc, char **argv)
