@@ -29,7 +29,7 @@ extern struct tunnel_stats tunnel_stats;
 struct metrics;
 void tunnel_register_metrics(struct metrics *m);
 
-/* A daemon's housekeeping turn (lifecycle_ops.housekeeping): gives heap back after a burst
+/* A daemon's housekeeping turn (daemon_role.housekeeping): gives heap back after a burst
  * of streams. */
 void tunnel_housekeeping(void *unused);
 
