@@ -1,16 +1,10 @@
-/* netwall gateway -c FILE, netwall agent -c FILE */
-#include <event2/event.h>
-#include <signal.h>
+/* netwall gateway|agent|intake -c FILE, netwall chat serve -c FILE: the arguments, then the
+ * daemon's role run by core/daemon.c. */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "core/daemon.h"
-#include "core/filter.h"
-#include "core/log.h"
-#include "core/loop.h"
-#include "core/xalloc.h"
 #include "chat/server.h"
 #include "intake/intake.h"
 #include "wall/agent.h"
@@ -84,173 +78,20 @@ static int daemon_args(int argc, char **argv, const char *usage, const char *nam
 	return -1;
 }
 
-/* Sets the log level, refuses to run as root unless told, and copies what daemon_main needs
- * after binding (the user and the filter) out of a config the daemon will own. */
-static int daemon_keep(const struct daemon_conf *d, struct daemon_conf *run)
-{
-	char err[256];
-
-	log_set_level(d->log_level);
-	if (daemon_check(d, err, sizeof(err)) == -1) {
-		log_error("event=start_failed error=\"%s\"", err);
-		return -1;
-	}
-	*run = *d;
-	run->admin_token = NULL;
-	run->user = NULL;
-	run->user = xstrdup(d->user); /* never stay root for want of memory */
-	return 0;
-}
-
-/* What differs between the daemons; everything else is daemon_main. */
-struct daemon_kind {
-	const char *name;
-	const char *usage;
-	/* Loads file, checks who runs it (daemon_check) and builds the daemon on base, copying
-	 * how it runs into run; NULL once the reason is printed. */
-	void *(*start)(struct event_base *base, const char *file, struct daemon_conf *run);
-	int (*run)(void *d);
-	void (*stop)(void *d);
-};
-
-static void *gateway_start(struct event_base *base, const char *file,
-			  struct daemon_conf *run)
-{
-	char *msgs = NULL;
-	struct config_gateway *cfg = config_gateway_load(file, &msgs);
-
-	if (cfg == NULL) {
-		fputs(msgs, stderr);
-		free(msgs);
-		return NULL;
-	}
-	if (daemon_keep(&cfg->c.d, run) == -1) {
-		config_gateway_free(cfg);
-		return NULL;
-	}
-	return gateway_new(base, file, cfg);
-}
-
-static void *agent_start(struct event_base *base, const char *file,
-			  struct daemon_conf *run)
-{
-	char *msgs = NULL;
-	struct config_agentd *cfg = config_agent_load(file, &msgs);
-
-	if (cfg == NULL) {
-		fputs(msgs, stderr);
-		free(msgs);
-		return NULL;
-	}
-	if (daemon_keep(&cfg->c.d, run) == -1) {
-		config_agent_free(cfg);
-		return NULL;
-	}
-	return agent_new(base, file, cfg);
-}
-
-static int gateway_run_any(void *d)
-{
-	return gateway_run(d);
-}
-
-static void gateway_free_any(void *d)
-{
-	gateway_free(d);
-}
-
-static int agent_run_any(void *d)
-{
-	return agent_run(d);
-}
-
-static void agent_free_any(void *d)
-{
-	agent_free(d);
-}
-
-#ifdef NETWALL_TEST_HOOKS
-static void daemon_probe_cb(evutil_socket_t sig, short what, void *arg)
-{
-	const char *call = arg;
-
-	log_warn("event=test_probe call=%s", call);
-	filter_probe(call);
-	log_warn("event=test_probe_returned call=%s", call);
-}
-
-/* Test build only: with NETWALL_TEST_FORBIDDEN_CALL=exec (or write), SIGUSR2 makes that call
- * (filter_probe): the test that the filter kills. The release binary has no such hook. */
-static struct event *daemon_probe(struct event_base *base)
-{
-	const char *e = getenv("NETWALL_TEST_FORBIDDEN_CALL");
-	struct event *ev;
-
-	if (e == NULL || (strcmp(e, "exec") != 0 && strcmp(e, "write") != 0))
-		return NULL;
-	ev = evsignal_new(base, SIGUSR2, daemon_probe_cb, (void *)e);
-	if (ev == NULL || evsignal_add(ev, NULL) == -1)
-		xalloc_fail("event");
-	return ev;
-}
-#else
-static struct event *daemon_probe(struct event_base *base)
-{
-	(void)base;
-	return NULL;
-}
-#endif
-
-static int daemon_main(int argc, char **argv, const struct daemon_kind *k)
-{
-	struct daemon_conf run = { 0 };
-	struct event *probe = NULL;
-	char err[256];
-	struct event_base *base;
-	const char *file;
-	void *d;
-	int rc = daemon_args(argc, argv, k->usage, k->name, &file);
-
-	if (rc >= 0)
-		return rc;
-	log_init(k->name, LOG_INFO);
-	base = loop_new();
-	d = k->start(base, file, &run);
-	if (d == NULL) {
-		event_base_free(base);
-		return 1;
-	}
-	if (daemon_confine(&run, k->name, err, sizeof(err)) == -1) {
-		log_error("event=start_failed error=\"%s\"", err);
-		rc = 1;
-	} else {
-		log_info("event=confined user=%s seccomp=%s", run.user ? run.user : "(unchanged)",
-			 run.seccomp ? "on" : "off");
-		probe = daemon_probe(base);
-		rc = k->run(d);
-		if (probe != NULL)
-			event_free(probe);
-	}
-	k->stop(d);
-	daemon_conf_free(&run);
-	event_base_free(base);
-	return rc;
-}
-
 int cmd_gateway_main(int argc, char **argv)
 {
-	static const struct daemon_kind gateway = { "gateway", gateway_usage, gateway_start,
-						     gateway_run_any, gateway_free_any };
+	const char *file;
+	int rc = daemon_args(argc, argv, gateway_usage, "gateway", &file);
 
-	return daemon_main(argc, argv, &gateway);
+	return rc >= 0 ? rc : daemon_run(&gateway_role, file);
 }
 
 int cmd_agent_main(int argc, char **argv)
 {
-	static const struct daemon_kind agent = { "agent", agent_usage, agent_start,
-						   agent_run_any, agent_free_any };
+	const char *file;
+	int rc = daemon_args(argc, argv, agent_usage, "agent", &file);
 
-	return daemon_main(argc, argv, &agent);
+	return rc >= 0 ? rc : daemon_run(&agent_role, file);
 }
 
 int cmd_intake_main(int argc, char **argv)
@@ -258,9 +99,7 @@ int cmd_intake_main(int argc, char **argv)
 	const char *file;
 	int rc = daemon_args(argc, argv, intake_usage, "intake", &file);
 
-	if (rc >= 0)
-		return rc;
-	return daemon_run(&intake_role, file);
+	return rc >= 0 ? rc : daemon_run(&intake_role, file);
 }
 
 int cmd_chat_serve_main(int argc, char **argv)

@@ -9,16 +9,18 @@
 #include <unistd.h>
 
 #include "core/admin.h"
-#include "core/page.h"
 #include "core/backoff.h"
 #include "core/clock.h"
-#include "core/lifecycle.h"
+#include "core/daemon.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/metrics.h"
+#include "core/page.h"
 #include "core/sock.h"
 #include "core/tls.h"
 #include "core/xalloc.h"
 #include "wall/budget.h"
+#include "wall/config.h"
 #include "wall/share.h"
 #include "wall/stream.h"
 #include "wall/tunnel.h"
@@ -44,7 +46,6 @@ struct ag_dialer {
 
 struct agent {
 	struct event_base *base;
-	const char *path;
 	struct config_agentd *cfg;
 	SSL_CTX *ctx;
 	SSL_CTX **target_tls; /* per cfg->targets[i], NULL unless tls = on */
@@ -54,8 +55,6 @@ struct agent {
 	size_t ndialers;
 	struct tunnel **retired; /* tunnels the gateway retired, finishing their streams */
 	size_t nretired;
-	struct admin *admin;
-	struct lifecycle *life;
 	bool draining;
 	struct log_rate rate_dial, rate_visit;
 };
@@ -359,46 +358,68 @@ static const struct tunnel_ops ag_tunnel_ops = {
 
 /* ---- admin ---- */
 
-static void ag_metrics(struct evbuffer *out, void *arg)
+static uint64_t ag_tunnels_up_count(const struct agent *ag)
 {
-	struct agent *ag = arg;
 	uint64_t up = 0;
 
 	for (size_t i = 0; i < ag->ndialers; i++)
 		up += ag->dialers[i].t != NULL && tunnel_is_up(ag->dialers[i].t);
-	admin_family(out, "netwall_tunnels_up", "gauge", "Tunnels connected to gateways.");
-	admin_sample(out, "netwall_tunnels_up", "", up);
-	admin_family(out, "netwall_tunnels_configured", "gauge", "Tunnels the agent keeps.");
-	admin_sample(out, "netwall_tunnels_configured", "", ag->ndialers);
-	tunnel_stats_render(out, "targets");
+	return up;
 }
 
-static void ag_status(struct evbuffer *out, void *arg)
+static void ag_tunnels_up(struct metric_out *o, void *base)
+{
+	metric_emit(o, NULL, ag_tunnels_up_count(base));
+}
+
+static void ag_tunnels_configured(struct metric_out *o, void *base)
+{
+	const struct agent *ag = base;
+
+	metric_emit(o, NULL, ag->ndialers);
+}
+
+static const struct metric ag_metrics[] = {
+	{ "netwall_tunnels_up", METRIC_GAUGE, "Tunnels connected to gateways.", NULL,
+	  METRIC_READ(ag_tunnels_up) },
+	{ "netwall_tunnels_configured", METRIC_GAUGE, "Tunnels the agent keeps.", NULL,
+	  METRIC_READ(ag_tunnels_configured) },
+};
+
+static void ag_register_metrics(struct metrics *m, void *arg)
+{
+	metrics_add(m, ag_metrics, sizeof(ag_metrics) / sizeof(ag_metrics[0]), arg);
+	tstream_register_metrics(m, TSTREAM_TARGETS);
+	tunnel_register_metrics(m);
+	budget_register_metrics(m);
+}
+
+static json_t *ag_status_json(void *arg)
 {
 	struct agent *ag = arg;
+	json_t *tunnels = json_array();
 
-	evbuffer_add_printf(out, "{\"role\":\"agent\",\"instance\":\"%s\",\"tunnels\":[",
-			    ag->instance);
 	for (size_t i = 0; i < ag->ndialers; i++) {
 		struct ag_dialer *d = &ag->dialers[i];
 		char gw[ADDR_STRLEN];
 		ag_gateway_name(d, gw, sizeof(gw));
-		evbuffer_add_printf(out, "%s{\"gateway\":\"%s\",\"slot\":%u,\"up\":%s,\"streams\":%zu}",
-				    i ? "," : "", gw, d->slot,
-				    d->t && tunnel_is_up(d->t) ? "true" : "false",
-				    d->t ? tunnel_nstreams(d->t) : (size_t)0);
+		json_array_append_new(tunnels, json_pack("{s:s,s:i,s:b,s:I}", "gateway", gw, "slot",
+							 (int)d->slot, "up",
+							 d->t != NULL && tunnel_is_up(d->t),
+							 "streams",
+							 (json_int_t)(d->t ? tunnel_nstreams(d->t)
+									   : 0)));
 	}
-	evbuffer_add_printf(out, "]}\n");
+	return json_pack("{s:s,s:o}", "instance", ag->instance, "tunnels", tunnels);
 }
 
-static void ag_page(struct evbuffer *out, void *arg)
+static void ag_page_body(struct evbuffer *out, const struct metrics *m, void *arg)
 {
 	struct agent *ag = arg;
-	uint64_t up = 0;
+	uint64_t up = ag_tunnels_up_count(ag);
 	char bin[32], bout[32], a[ADDR_STRLEN];
 
-	for (size_t i = 0; i < ag->ndialers; i++)
-		up += ag->dialers[i].t != NULL && tunnel_is_up(ag->dialers[i].t);
+	(void)m; /* the tiles keep the ids the page has always had */
 	page_bytes(bin, sizeof(bin), tstream_stats.bytes_in);
 	page_bytes(bout, sizeof(bout), tstream_stats.bytes_out);
 	evbuffer_add_printf(out, "<div class=\"tiles\">");
@@ -454,21 +475,13 @@ static int ag_health(char *why, size_t len, void *arg)
 
 static const struct admin_ops ag_admin_ops = {
 	.role = "agent",
-	.page = ag_page,
-	.metrics = ag_metrics,
-	.status = ag_status,
+	.register_metrics = ag_register_metrics,
+	.page_body = ag_page_body,
+	.status_json = ag_status_json,
 	.health = ag_health,
 };
 
-static int ag_admin(struct agent *ag, const struct config_agentd *cfg)
-{
-	char err[256];
-
-	return admin_reconfigure(&ag->admin, ag->base, cfg->c.d.admin_on ? &cfg->c.d.admin : NULL,
-				 cfg->c.d.admin_token, &ag_admin_ops, ag, err, sizeof(err));
-}
-
-/* ---- lifecycle ---- */
+/* ---- the role ---- */
 
 static void ag_start_dialers(struct agent *ag)
 {
@@ -517,28 +530,20 @@ static bool ag_same_tunnels(const struct config_agentd *a, const struct config_a
 	return true;
 }
 
-static void ag_reload(void *arg)
+/* SIGHUP's new config: the TLS contexts, the services and the tunnels follow it (the
+ * tunnels are redialled only if what shapes them changed), or nothing changes and -1
+ * leaves cfg to the caller. The log level and the admin listener are the runner's. */
+static int ag_apply(void *arg, void *config)
 {
 	struct agent *ag = arg;
-	char *msgs = NULL;
-	struct config_agentd *cfg = config_agent_load(ag->path, &msgs);
-	SSL_CTX **tls;
-	SSL_CTX *ctx;
+	struct config_agentd *cfg = config;
+	SSL_CTX *ctx = ag_ctx(ag, cfg);
+	SSL_CTX **tls = ctx ? ag_target_ctxs(cfg) : NULL;
 	bool same;
 
-	if (cfg == NULL) {
-		for (char *line = strtok(msgs, "\n"); line; line = strtok(NULL, "\n"))
-			log_error("event=reload_failed error=\"%s\"", line);
-		free(msgs);
-		return;
-	}
-	ctx = ag_ctx(ag, cfg);
-	tls = ctx ? ag_target_ctxs(cfg) : NULL;
 	if (ctx == NULL || tls == NULL) {
-		log_error("event=reload_failed error=\"kept the running configuration\"");
 		SSL_CTX_free(ctx);
-		config_agent_free(cfg);
-		return;
+		return -1;
 	}
 	same = ag_same_tunnels(ag->cfg, cfg);
 	if (!same)
@@ -551,10 +556,8 @@ static void ag_reload(void *arg)
 	ag->cfg = cfg;
 	free(ag->services);
 	ag->services = ag_services(cfg);
-	log_set_level(cfg->c.d.log_level);
 	budget_set_limit(cfg->c.memory_budget);
 	tstream_budget_raised(); /* streams waiting for a budget now larger */
-	ag_admin(ag, cfg);
 	if (same) {
 		for (size_t i = 0; i < ag->ndialers; i++)
 			if (ag->dialers[i].t != NULL)
@@ -564,6 +567,7 @@ static void ag_reload(void *arg)
 		ag_start_dialers(ag);
 	}
 	log_info("event=reloaded services=%s tunnels_kept=%s", ag->services, same ? "yes" : "no");
+	return 0;
 }
 
 /* SIGTERM: GOAWAY on every tunnel, no redialling; streams in hand get drain_timeout. */
@@ -598,22 +602,35 @@ static bool ag_idle(void *arg)
 	return ag->nretired == 0;
 }
 
-static const struct lifecycle_ops ag_lifecycle_ops = {
-	.reload = ag_reload,
-	.drain = ag_drain,
-	.idle = ag_idle,
-	.housekeeping = tunnel_housekeeping,
-};
-
-struct agent *agent_new(struct event_base *base, const char *path, struct config_agentd *cfg)
+static void ag_free(void *arg)
 {
+	struct agent *ag = arg;
+
+	if (ag == NULL)
+		return;
+	ag_stop_dialers(ag);
+	while (ag->nretired > 0)
+		tunnel_close(ag->retired[ag->nretired - 1], "shutdown");
+	free(ag->retired);
+	ag_target_ctxs_free(ag->target_tls, ag->cfg->ntargets);
+	SSL_CTX_free(ag->ctx);
+	free(ag->services);
+	config_agent_free(ag->cfg);
+	free(ag);
+}
+
+/* Takes ownership of cfg and starts dialling. NULL once the reason is logged. */
+static void *ag_new(struct event_base *base, void *config)
+{
+	struct config_agentd *cfg = config;
 	struct agent *ag = xcalloc(1, sizeof(*ag));
 	uint8_t rnd[16];
 
 	ag->base = base;
-	ag->path = path;
 	ag->cfg = cfg;
 	budget_set_limit(cfg->c.memory_budget);
+	/* not an allocation: without randomness the instance name, which tells the gateway a
+	 * restarted agent from the same one reconnecting, could repeat; nothing can go on */
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
 		abort();
 	for (size_t i = 0; i < sizeof(rnd); i++)
@@ -621,36 +638,41 @@ struct agent *agent_new(struct event_base *base, const char *path, struct config
 	ag->services = ag_services(cfg);
 	ag->ctx = ag_ctx(ag, cfg);
 	ag->target_tls = ag->ctx ? ag_target_ctxs(cfg) : NULL;
-	if (ag->ctx == NULL || ag->target_tls == NULL || ag_admin(ag, cfg) == -1) {
-		agent_free(ag);
+	if (ag->ctx == NULL || ag->target_tls == NULL) {
+		ag_free(ag);
 		return NULL;
 	}
-	ag->life = lifecycle_new(base, &ag_lifecycle_ops, ag);
 	log_info("event=starting instance=%s gateways=%zu tunnels=%u services=%s", ag->instance,
 		 cfg->ngateways, cfg->tunnels, ag->services);
 	ag_start_dialers(ag);
 	return ag;
 }
 
-int agent_run(struct agent *ag)
+static void *ag_load(const char *file, char **msgs)
 {
-	event_base_dispatch(ag->base);
-	return 0;
+	return config_agent_load(file, msgs);
 }
 
-void agent_free(struct agent *ag)
+static struct daemon_conf *ag_conf(void *cfg)
 {
-	if (ag == NULL)
-		return;
-	ag_stop_dialers(ag);
-	while (ag->nretired > 0)
-		tunnel_close(ag->retired[ag->nretired - 1], "shutdown");
-	free(ag->retired);
-	admin_free(ag->admin);
-	lifecycle_free(ag->life);
-	ag_target_ctxs_free(ag->target_tls, ag->cfg->ntargets);
-	SSL_CTX_free(ag->ctx);
-	free(ag->services);
-	config_agent_free(ag->cfg);
-	free(ag);
+	return &((struct config_agentd *)cfg)->c.d;
 }
+
+static void ag_cfg_free(void *cfg)
+{
+	config_agent_free(cfg);
+}
+
+const struct daemon_role agent_role = {
+	.name = "agent",
+	.load = ag_load,
+	.conf = ag_conf,
+	.cfg_free = ag_cfg_free,
+	.new = ag_new,
+	.apply = ag_apply,
+	.drain = ag_drain,
+	.idle = ag_idle,
+	.housekeeping = tunnel_housekeeping,
+	.free = ag_free,
+	.admin = &ag_admin_ops,
+};

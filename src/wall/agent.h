@@ -4,15 +4,9 @@
 #ifndef NETWALL_AGENT_H
 #define NETWALL_AGENT_H
 
-#include <event2/event.h>
+#include "core/daemon.h"
 
-#include "wall/config.h"
-
-struct agent;
-
-/* Takes ownership of cfg. Returns NULL and logs on failure. */
-struct agent *agent_new(struct event_base *base, const char *path, struct config_agentd *cfg);
-void agent_free(struct agent *ag);
-int agent_run(struct agent *ag);
+/* The agent daemon, run by daemon_run (core/daemon.h) from an [agent] config file. */
+extern const struct daemon_role agent_role;
 
 #endif

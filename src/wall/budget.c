@@ -1,9 +1,9 @@
 #include "wall/budget.h"
 
-#include "core/admin.h"
 #include "core/log.h"
+#include "core/metrics.h"
 
-static struct {
+static struct budget_counts {
 	uint64_t limit;
 	uint64_t held;
 	uint64_t window; /* the part of held that is window granted to peers */
@@ -76,21 +76,39 @@ void budget_note_wait(void)
 	budget.waits++;
 }
 
+/* ---- metrics ---- */
+
+#define BUDGET_FIELD(f) METRIC_FIELD(struct budget_counts, f)
+
+static const struct metric budget_metrics[] = {
+	{ "netwall_memory_budget_bytes", METRIC_GAUGE,
+	  "The memory budget (memory_budget) for bytes peers can make us hold.", NULL,
+	  BUDGET_FIELD(limit) },
+	{ "netwall_memory_held_bytes", METRIC_GAUGE,
+	  "Bytes held against the budget: socket bytes not yet framed, and receive window "
+	  "granted to the tunnel's peer.", NULL, BUDGET_FIELD(held) },
+	{ "netwall_memory_window_bytes", METRIC_GAUGE,
+	  "Of netwall_memory_held_bytes, the receive window granted to the tunnel's peer (at "
+	  "most half the budget).", NULL, BUDGET_FIELD(window) },
+	{ "netwall_memory_held_peak_bytes", METRIC_GAUGE,
+	  "The most netwall_memory_held_bytes has been since the process started.", NULL,
+	  BUDGET_FIELD(peak) },
+	{ "netwall_memory_waits_total", METRIC_COUNTER,
+	  "Times a stream stopped reading or went without window because the budget was full.",
+	  NULL, BUDGET_FIELD(waits) },
+};
+
+void budget_register_metrics(struct metrics *m)
+{
+	metrics_add(m, budget_metrics, sizeof(budget_metrics) / sizeof(budget_metrics[0]),
+		    &budget);
+}
+
 void budget_render(struct evbuffer *out)
 {
-	admin_metric(out, "netwall_memory_budget_bytes", "gauge",
-		     "The memory budget (memory_budget) for bytes peers can make us hold.",
-		     budget.limit);
-	admin_metric(out, "netwall_memory_held_bytes", "gauge",
-		     "Bytes held against the budget: socket bytes not yet framed, and receive "
-		     "window granted to the tunnel's peer.", budget.held);
-	admin_metric(out, "netwall_memory_window_bytes", "gauge",
-		     "Of netwall_memory_held_bytes, the receive window granted to the tunnel's "
-		     "peer (at most half the budget).", budget.window);
-	admin_metric(out, "netwall_memory_held_peak_bytes", "gauge",
-		     "The most netwall_memory_held_bytes has been since the process started.",
-		     budget.peak);
-	admin_metric(out, "netwall_memory_waits_total", "counter",
-		     "Times a stream stopped reading or went without window because the budget "
-		     "was full.", budget.waits);
+	struct metrics *m = metrics_new();
+
+	budget_register_metrics(m);
+	metrics_prometheus(m, out);
+	metrics_free(m);
 }

@@ -37,7 +37,11 @@ void budget_give_window(uint64_t n);
 /* Counts one wait: a stream that stopped reading or went without window for lack of room. */
 void budget_note_wait(void);
 
-/* Appends the netwall_memory_* families to a Prometheus page. */
+/* Registers the netwall_memory_* table into m (core/metrics.h). */
+struct metrics;
+void budget_register_metrics(struct metrics *m);
+
+/* The same table alone, as Prometheus text appended to out. */
 void budget_render(struct evbuffer *out);
 
 #endif

@@ -203,97 +203,128 @@ static int gw_allow_item(const char *item, void *arg)
 	return 0;
 }
 
+/* A key of [gateway], past the keys every daemon of the wall shares. */
+static void gw_gateway_key(struct conf *cf, struct config_gateway *g, const char *key,
+			   const char *v)
+{
+	if (config_common_key(cf, &g->c, key, v))
+		return;
+	if (strcmp(key, "listen") == 0) {
+		if (g->nlisten == CONFIG_MAX_LIST)
+			conf_error(cf, "listen: more than %d", CONFIG_MAX_LIST);
+		else
+			config_addr(cf, key, v, &g->listen[g->nlisten++]);
+	} else if (strcmp(key, "crl") == 0) {
+		if (v[0] == '\0') {
+			conf_error(cf, "crl: empty value (want a file path)");
+		} else {
+			free(g->crl);
+			g->crl = conf_path(cf, v);
+			g->crl_line = cf->line;
+		}
+	} else {
+		conf_error(cf, "unknown key '%s' in [gateway]", key);
+	}
+}
+
+/* A key of [agent NAME]. */
+static void gw_agent_key(struct conf *cf, struct config_agent *ag, const char *section,
+			 const char *key, const char *v)
+{
+	if (strcmp(key, "fingerprint") == 0) {
+		if (tls_fingerprint_parse(v, ag->fp) == -1)
+			conf_error(cf, "fingerprint: want 64 hex digits (SHA-256), got '%s'", v);
+		else
+			ag->has_fp = true;
+	} else {
+		conf_error(cf, "unknown key '%s' in [%s]", key, section);
+	}
+}
+
+/* A key of [service NAME] that is a number or a duration; returns 0 if key is none. */
+static int gw_service_limit(struct conf *cf, struct config_service *s, const char *key,
+			    const char *v)
+{
+	uint64_t n;
+
+	if (strcmp(key, "max_connections") == 0) {
+		if (num_u64(v, 1, 1000000, &n) == -1)
+			conf_error(cf, "max_connections: want 1..1000000, got '%s'", v);
+		else
+			s->max_connections = n;
+	} else if (strcmp(key, "max_per_source") == 0) {
+		if (num_u64(v, 1, 1000000, &n) == -1)
+			conf_error(cf, "max_per_source: want 1..1000000, got '%s'", v);
+		else
+			s->max_per_source = n;
+	} else if (strcmp(key, "source_prefix_v4") == 0) {
+		if (num_u64(v, 8, 32, &n) == -1)
+			conf_error(cf, "source_prefix_v4: want 8..32, got '%s'", v);
+		else
+			s->source_prefix_v4 = (unsigned)n;
+	} else if (strcmp(key, "source_prefix_v6") == 0) {
+		if (num_u64(v, 16, 128, &n) == -1)
+			conf_error(cf, "source_prefix_v6: want 16..128, got '%s'", v);
+		else
+			s->source_prefix_v6 = (unsigned)n;
+	} else if (strcmp(key, "idle_timeout") == 0) {
+		conf_seconds(cf, key, v, 0, 7 * 86400, &s->idle_timeout);
+	} else if (strcmp(key, "first_byte_timeout") == 0) {
+		conf_seconds(cf, key, v, 0, 3600, &s->first_byte_timeout);
+	} else {
+		return 0;
+	}
+	return 1;
+}
+
+/* A key of [service NAME]. */
+static void gw_service_key(struct conf *cf, struct config_service *s, const char *section,
+			   const char *key, const char *v)
+{
+	struct list_ctx x = { cf, s };
+
+	if (gw_service_limit(cf, s, key, v))
+		return;
+	if (strcmp(key, "listen") == 0) {
+		if (s->nlisten == CONFIG_MAX_LIST)
+			conf_error(cf, "listen: more than %d", CONFIG_MAX_LIST);
+		else
+			config_addr(cf, key, v, &s->listen[s->nlisten++]);
+	} else if (strcmp(key, "agents") == 0) {
+		conf_list(v, gw_agent_item, &x);
+	} else if (strcmp(key, "allow") == 0) {
+		if (v[0] == '\0')
+			conf_error(cf, "allow: empty value (omit the key to allow everyone)");
+		else
+			conf_list(v, gw_allow_item, &x);
+	} else if (strcmp(key, "proxy_protocol") == 0) {
+		if (strcmp(v, "off") == 0)
+			s->proxy = 0;
+		else if (strcmp(v, "v1") == 0)
+			s->proxy = 1;
+		else if (strcmp(v, "v2") == 0)
+			s->proxy = 2;
+		else
+			conf_error(cf, "proxy_protocol: want off, v1 or v2, got '%s'", v);
+	} else {
+		conf_error(cf, "unknown key '%s' in [%s]", key, section);
+	}
+}
+
 static void gw_on_key(struct conf *cf, const char *section, const char *key, const char *v)
 {
 	struct gw_load *l = cf->user;
-	struct config_gateway *g = l->g;
-	struct config_service *s = l->service;
-	struct list_ctx x = { cf, s };
-	uint64_t n;
 
 	if (l->bad_section)
 		return;
-	if (l->in_gateway) {
-		if (config_common_key(cf, &g->c, key, v))
-			return;
-		if (strcmp(key, "listen") == 0) {
-			if (g->nlisten == CONFIG_MAX_LIST)
-				conf_error(cf, "listen: more than %d", CONFIG_MAX_LIST);
-			else
-				config_addr(cf, key, v, &g->listen[g->nlisten++]);
-		} else if (strcmp(key, "crl") == 0) {
-			if (v[0] == '\0') {
-				conf_error(cf, "crl: empty value (want a file path)");
-			} else {
-				free(g->crl);
-				g->crl = conf_path(cf, v);
-				g->crl_line = cf->line;
-			}
-		} else {
-			conf_error(cf, "unknown key '%s' in [gateway]", key);
-		}
-	} else if (l->agent != NULL) {
-		if (strcmp(key, "fingerprint") == 0) {
-			if (tls_fingerprint_parse(v, l->agent->fp) == -1)
-				conf_error(cf, "fingerprint: want 64 hex digits (SHA-256), got '%s'",
-					   v);
-			else
-				l->agent->has_fp = true;
-		} else {
-			conf_error(cf, "unknown key '%s' in [%s]", key, section);
-		}
-	} else if (s != NULL) {
-		if (strcmp(key, "listen") == 0) {
-			if (s->nlisten == CONFIG_MAX_LIST)
-				conf_error(cf, "listen: more than %d", CONFIG_MAX_LIST);
-			else
-				config_addr(cf, key, v, &s->listen[s->nlisten++]);
-		} else if (strcmp(key, "agents") == 0) {
-			conf_list(v, gw_agent_item, &x);
-		} else if (strcmp(key, "allow") == 0) {
-			if (v[0] == '\0')
-				conf_error(cf, "allow: empty value (omit the key to allow everyone)");
-			else
-				conf_list(v, gw_allow_item, &x);
-		} else if (strcmp(key, "max_connections") == 0) {
-			if (num_u64(v, 1, 1000000, &n) == -1)
-				conf_error(cf, "max_connections: want 1..1000000, got '%s'", v);
-			else
-				s->max_connections = n;
-		} else if (strcmp(key, "max_per_source") == 0) {
-			if (num_u64(v, 1, 1000000, &n) == -1)
-				conf_error(cf, "max_per_source: want 1..1000000, got '%s'", v);
-			else
-				s->max_per_source = n;
-		} else if (strcmp(key, "source_prefix_v4") == 0) {
-			if (num_u64(v, 8, 32, &n) == -1)
-				conf_error(cf, "source_prefix_v4: want 8..32, got '%s'", v);
-			else
-				s->source_prefix_v4 = (unsigned)n;
-		} else if (strcmp(key, "source_prefix_v6") == 0) {
-			if (num_u64(v, 16, 128, &n) == -1)
-				conf_error(cf, "source_prefix_v6: want 16..128, got '%s'", v);
-			else
-				s->source_prefix_v6 = (unsigned)n;
-		} else if (strcmp(key, "idle_timeout") == 0) {
-			conf_seconds(cf, key, v, 0, 7 * 86400, &s->idle_timeout);
-		} else if (strcmp(key, "first_byte_timeout") == 0) {
-			conf_seconds(cf, key, v, 0, 3600, &s->first_byte_timeout);
-		} else if (strcmp(key, "proxy_protocol") == 0) {
-			if (strcmp(v, "off") == 0)
-				s->proxy = 0;
-			else if (strcmp(v, "v1") == 0)
-				s->proxy = 1;
-			else if (strcmp(v, "v2") == 0)
-				s->proxy = 2;
-			else
-				conf_error(cf, "proxy_protocol: want off, v1 or v2, got '%s'", v);
-		} else {
-			conf_error(cf, "unknown key '%s' in [%s]", key, section);
-		}
-	} else {
+	if (l->in_gateway)
+		gw_gateway_key(cf, l->g, key, v);
+	else if (l->agent != NULL)
+		gw_agent_key(cf, l->agent, section, key, v);
+	else if (l->service != NULL)
+		gw_service_key(cf, l->service, section, key, v);
+	else
 		conf_error(cf, "key '%s' outside any section", key);
-	}
 }
 
 static void gw_check(struct conf *cf, struct config_gateway *g, bool seen, int line)

@@ -4,17 +4,9 @@
 #ifndef NETWALL_GATEWAY_H
 #define NETWALL_GATEWAY_H
 
-#include <event2/event.h>
+#include "core/daemon.h"
 
-#include "wall/config.h"
-
-struct gateway;
-
-/* Takes ownership of cfg. Binds every listener; returns NULL and logs on failure. */
-struct gateway *gateway_new(struct event_base *base, const char *path, struct config_gateway *cfg);
-void gateway_free(struct gateway *gw);
-
-/* Runs the loop until SIGTERM/SIGINT has drained the gateway. Returns the exit status. */
-int gateway_run(struct gateway *gw);
+/* The gateway daemon, run by daemon_run (core/daemon.h) from a [gateway] config file. */
+extern const struct daemon_role gateway_role;
 
 #endif

@@ -38,6 +38,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/loop.h"
 #include "core/sock.h"
 #include "core/tls.h"
@@ -823,4 +824,39 @@ static void stream_on_write(evutil_socket_t fd, short what, void *arg)
 	else
 		tstream_flush(s);
 	t->unbusy(t->arg);
+}
+
+/* ---- metrics ---- */
+
+#define TSTREAM_FIELD(f) METRIC_FIELD(struct tstream_stats, f)
+
+static const struct metric tstream_metrics[] = {
+	{ "netwall_streams_open", METRIC_GAUGE, "Streams open.", NULL,
+	  TSTREAM_FIELD(streams_open) },
+	{ "netwall_streams_total", METRIC_COUNTER, "Streams opened.", NULL,
+	  TSTREAM_FIELD(streams_total) },
+	{ "netwall_stream_resets_total", METRIC_COUNTER, "Streams ended by a reset.", NULL,
+	  TSTREAM_FIELD(resets) },
+	{ "netwall_stream_idle_timeouts_total", METRIC_COUNTER,
+	  "Streams reset after carrying nothing for idle_timeout.", NULL,
+	  TSTREAM_FIELD(idle_timeouts) },
+};
+
+/* The byte counters, whose help names the local sockets: [enum tstream_local][in, out]. */
+static const struct metric tstream_bytes[2][2] = {
+	{ { "netwall_bytes_in_total", METRIC_COUNTER, "Bytes read from visitors.", NULL,
+	    TSTREAM_FIELD(bytes_in) },
+	  { "netwall_bytes_out_total", METRIC_COUNTER, "Bytes written to visitors.", NULL,
+	    TSTREAM_FIELD(bytes_out) } },
+	{ { "netwall_bytes_in_total", METRIC_COUNTER, "Bytes read from targets.", NULL,
+	    TSTREAM_FIELD(bytes_in) },
+	  { "netwall_bytes_out_total", METRIC_COUNTER, "Bytes written to targets.", NULL,
+	    TSTREAM_FIELD(bytes_out) } },
+};
+
+void tstream_register_metrics(struct metrics *m, enum tstream_local local)
+{
+	metrics_add(m, tstream_metrics, sizeof(tstream_metrics) / sizeof(tstream_metrics[0]),
+		    &tstream_stats);
+	metrics_add(m, tstream_bytes[local], 2, &tstream_stats);
 }

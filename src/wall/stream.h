@@ -24,6 +24,14 @@ struct tstream_stats {
 };
 extern struct tstream_stats tstream_stats;
 
+/* What a daemon's local sockets are, for the help of the byte counters. */
+enum tstream_local { TSTREAM_VISITORS = 0, TSTREAM_TARGETS };
+
+/* Registers the tstream_stats table into m (core/metrics.h): streams open and opened, bytes
+ * to and from the local sockets, resets and idle timeouts. */
+struct metrics;
+void tstream_register_metrics(struct metrics *m, enum tstream_local local);
+
 /* Called by the tunnel that carries the stream (tunnel.c, session.c). */
 struct tstream *tstream_new(struct tstream_sink *t);
 void tstream_start(struct tstream *s);

@@ -8,13 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/admin.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/metrics.h"
 #include "core/tls.h"
 #include "core/xalloc.h"
-#include "wall/budget.h"
 #include "wall/pipe.h"
 #include "wall/session.h"
 #include "wall/stream.h"
@@ -31,29 +30,15 @@ void tunnel_housekeeping(void *unused)
 	loop_trim(tstream_stats.streams_open, &tstream_stats.streams_peak);
 }
 
-void tunnel_stats_render(struct evbuffer *out, const char *local)
-{
-	char help[96];
+static const struct metric tunnel_metrics[] = {
+	{ "netwall_handshake_failures_total", METRIC_COUNTER, "Tunnel TLS handshakes that failed.",
+	  NULL, METRIC_FIELD(struct tunnel_stats, handshake_failures) },
+};
 
-	admin_family(out, "netwall_streams_open", "gauge", "Streams open.");
-	admin_sample(out, "netwall_streams_open", "", tstream_stats.streams_open);
-	admin_family(out, "netwall_streams_total", "counter", "Streams opened.");
-	admin_sample(out, "netwall_streams_total", "", tstream_stats.streams_total);
-	snprintf(help, sizeof(help), "Bytes read from %s.", local);
-	admin_family(out, "netwall_bytes_in_total", "counter", help);
-	admin_sample(out, "netwall_bytes_in_total", "", tstream_stats.bytes_in);
-	snprintf(help, sizeof(help), "Bytes written to %s.", local);
-	admin_family(out, "netwall_bytes_out_total", "counter", help);
-	admin_sample(out, "netwall_bytes_out_total", "", tstream_stats.bytes_out);
-	admin_family(out, "netwall_stream_resets_total", "counter", "Streams ended by a reset.");
-	admin_sample(out, "netwall_stream_resets_total", "", tstream_stats.resets);
-	admin_family(out, "netwall_handshake_failures_total", "counter",
-		     "Tunnel TLS handshakes that failed.");
-	admin_sample(out, "netwall_handshake_failures_total", "", tunnel_stats.handshake_failures);
-	admin_family(out, "netwall_stream_idle_timeouts_total", "counter",
-		     "Streams reset after carrying nothing for idle_timeout.");
-	admin_sample(out, "netwall_stream_idle_timeouts_total", "", tstream_stats.idle_timeouts);
-	budget_render(out);
+void tunnel_register_metrics(struct metrics *m)
+{
+	metrics_add(m, tunnel_metrics, sizeof(tunnel_metrics) / sizeof(tunnel_metrics[0]),
+		    &tunnel_stats);
 }
 
 /* ---- lifetime ---- */
@@ -553,6 +538,20 @@ unsigned tunnel_slot(const struct tunnel *t)
 const char *tunnel_services(const struct tunnel *t)
 {
 	return t->services ? t->services : "";
+}
+
+bool tunnel_serves(const struct tunnel *t, const char *service)
+{
+	size_t n = strlen(service);
+
+	for (const char *p = tunnel_services(t); *p;) {
+		size_t len = strcspn(p, ",");
+		if (len == n && memcmp(p, service, n) == 0)
+			return true;
+		p += len;
+		p += *p == ',';
+	}
+	return false;
 }
 
 bool tunnel_is_up(const struct tunnel *t)

@@ -25,12 +25,11 @@ struct tunnel_stats {
 };
 extern struct tunnel_stats tunnel_stats;
 
-/* Appends the tunnel_stats and tstream_stats families to a Prometheus page; local names the
- * sockets counted ("visitors" on the gateway, "targets" on the agent). */
-struct evbuffer;
-void tunnel_stats_render(struct evbuffer *out, const char *local);
+/* Registers the tunnel_stats table into m (core/metrics.h). */
+struct metrics;
+void tunnel_register_metrics(struct metrics *m);
 
-/* A daemon's housekeeping turn (lifecycle_ops.housekeeping): gives heap back after a burst
+/* A daemon's housekeeping turn (daemon_role.housekeeping): gives heap back after a burst
  * of streams. */
 void tunnel_housekeeping(void *unused);
 
@@ -78,6 +77,7 @@ const struct sockaddr_storage *tunnel_peer_sockaddr(const struct tunnel *t);
 const char *tunnel_instance(const struct tunnel *t);  /* gateway: from hello */
 unsigned tunnel_slot(const struct tunnel *t);
 const char *tunnel_services(const struct tunnel *t);  /* gateway: from hello, comma list */
+bool tunnel_serves(const struct tunnel *t, const char *service); /* ... names service */
 bool tunnel_is_up(const struct tunnel *t);            /* hello done, not draining */
 bool tunnel_is_established(const struct tunnel *t);   /* TLS handshake done */
 double tunnel_age(const struct tunnel *t);            /* seconds since accepted or dialled */
