@@ -192,15 +192,13 @@ static int admin_parse(char *req, char **method, char **target, const char **aut
 	return 0;
 }
 
-/* The daemon's metrics for one request, or NULL if it registers none. */
+/* The daemon's metrics for one request (empty if it registers none). */
 static struct metrics *admin_registry(struct admin *adm)
 {
-	struct metrics *m;
+	struct metrics *m = metrics_new();
 
-	if (adm->ops->register_metrics == NULL)
-		return NULL;
-	m = metrics_new();
-	adm->ops->register_metrics(m, adm->arg);
+	if (adm->ops->register_metrics != NULL)
+		adm->ops->register_metrics(m, adm->arg);
 	return m;
 }
 
@@ -208,10 +206,7 @@ static void admin_metrics_text(struct admin *adm, struct evbuffer *out)
 {
 	struct metrics *m = admin_registry(adm);
 
-	if (m != NULL)
-		metrics_prometheus(m, out);
-	if (adm->ops->metrics != NULL)
-		adm->ops->metrics(out, adm->arg);
+	metrics_prometheus(m, out);
 	metrics_free(m);
 }
 
@@ -222,10 +217,6 @@ static void admin_status(struct admin *adm, struct evbuffer *out)
 	json_t *j;
 	char *s;
 
-	if (adm->ops->register_metrics == NULL) {
-		adm->ops->status(out, adm->arg);
-		return;
-	}
 	m = admin_registry(adm);
 	j = json_pack("{s:s}", "role", adm->ops->role);
 	if (adm->ops->status_json != NULL) {
@@ -264,13 +255,10 @@ static void admin_handle(struct admin_conn *c, const char *method, const char *u
 		admin_reply(c, head, 401, "Unauthorized", "text/plain",
 			    "WWW-Authenticate: Basic realm=\"netwall\", charset=\"UTF-8\"\r\n",
 			    body);
-	} else if (strcmp(uri, "/") == 0 && (adm->ops->page != NULL || adm->ops->page_body)) {
+	} else if (strcmp(uri, "/") == 0 && adm->ops->page_body != NULL) {
 		struct metrics *m = admin_registry(adm);
 		page_begin(body, adm->ops->role, clock_mono() - admin_started);
-		if (adm->ops->page_body != NULL)
-			adm->ops->page_body(body, m, adm->arg);
-		else
-			adm->ops->page(body, adm->arg);
+		adm->ops->page_body(body, m, adm->arg);
 		page_end(body);
 		metrics_free(m);
 		admin_reply(c, head, 200, "OK", "text/html; charset=utf-8", NULL, body);
@@ -285,8 +273,7 @@ static void admin_handle(struct admin_conn *c, const char *method, const char *u
 	} else if (strcmp(uri, "/metrics") == 0) {
 		admin_metrics_text(adm, body);
 		admin_reply(c, head, 200, "OK", "text/plain; version=0.0.4", NULL, body);
-	} else if (strcmp(uri, "/status") == 0 &&
-		   (adm->ops->status != NULL || adm->ops->register_metrics != NULL)) {
+	} else if (strcmp(uri, "/status") == 0) {
 		admin_status(adm, body);
 		admin_reply(c, head, 200, "OK", "application/json", NULL, body);
 	} else {
@@ -454,24 +441,4 @@ int admin_reconfigure(struct admin **adm, struct event_base *base, const struct 
 		return -1;
 	}
 	return 0;
-}
-
-void admin_family(struct evbuffer *out, const char *name, const char *type, const char *help)
-{
-	evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-void admin_sample(struct evbuffer *out, const char *name, const char *labels, uint64_t value)
-{
-	if (labels[0])
-		evbuffer_add_printf(out, "%s{%s} %" PRIu64 "\n", name, labels, value);
-	else
-		evbuffer_add_printf(out, "%s %" PRIu64 "\n", name, value);
-}
-
-void admin_metric(struct evbuffer *out, const char *name, const char *type, const char *help,
-		  uint64_t value)
-{
-	admin_family(out, name, type, help);
-	admin_sample(out, name, "", value);
 }

@@ -1,7 +1,9 @@
-/* The admin listener: a small HTTP server (libevent's evhttp) on loopback by default with
+/* The admin listener: a small HTTP/1.1 responder of our own on loopback by default with
  * / (an HTML status page), /healthz, /metrics (Prometheus text format) and /status (JSON).
- * The daemon supplies the renderers; this module owns the socket, the optional bearer token
- * (asked of everything but /healthz) and the Prometheus text helpers. */
+ * The daemon supplies its views (struct admin_ops): its metric tables (core/metrics.h),
+ * from which /metrics, the "metrics" of /status and the page's tiles are rendered, the
+ * page's body, its own part of /status and its health. This module owns the socket, the
+ * limits, and the optional bearer token (asked of everything but /healthz). */
 #ifndef NETWALL_ADMIN_H
 #define NETWALL_ADMIN_H
 
@@ -27,16 +29,11 @@ struct admin_ops {
 	 * registry renders /metrics, the "metrics" object of /status and the page's tiles. */
 	void (*register_metrics)(struct metrics *m, void *arg);
 	/* Appends the status page's body (inside page_begin/page_end) to out; m is the
-	 * registry (NULL without register_metrics), for metrics_tiles. */
+	 * request's registry, for metrics_tiles. */
 	void (*page_body)(struct evbuffer *out, const struct metrics *m, void *arg);
 	/* The daemon's own part of /status (tunnels, services, ...): an object whose keys join
 	 * "role" and "metrics", or NULL. */
 	json_t *(*status_json)(void *arg);
-	/* Older views, while the daemons move to register_metrics: the page's body, metric
-	 * families appended to out, and a JSON object appended to out. */
-	void (*page)(struct evbuffer *out, void *arg);
-	void (*metrics)(struct evbuffer *out, void *arg);
-	void (*status)(struct evbuffer *out, void *arg);
 	/* Returns 0 when healthy; fills why otherwise. */
 	int (*health)(char *why, size_t len, void *arg);
 };
@@ -57,12 +54,5 @@ int admin_reconfigure(struct admin **adm, struct event_base *base, const struct 
 /* Whether the Authorization header value auth carries token: "Bearer TOKEN", or "Basic" with
  * TOKEN as the password (any user name), so a browser's login prompt opens the page. */
 bool admin_authorized(const char *auth, const char *token);
-
-/* Prometheus text helpers: a family header, then samples. labels is "" or 'k="v",k2="v2"'. */
-void admin_family(struct evbuffer *out, const char *name, const char *type, const char *help);
-void admin_sample(struct evbuffer *out, const char *name, const char *labels, uint64_t value);
-/* A family of one sample without labels: its header, then its value. */
-void admin_metric(struct evbuffer *out, const char *name, const char *type, const char *help,
-		  uint64_t value);
 
 #endif

@@ -107,6 +107,38 @@ void metric_emit(struct metric_out *o, const char *label_value, uint64_t value)
 	}
 }
 
+void metric_emit2(struct metric_out *o, const char *value1, const char *value2,
+		  uint64_t value)
+{
+	const struct metric *m = o->m;
+	json_t *inner;
+
+	switch (o->view) {
+	case VIEW_PROM:
+		evbuffer_add_printf(o->buf, "%s{%s=\"", m->name, m->label);
+		metric_prom_label(o->buf, value1);
+		evbuffer_add_printf(o->buf, "\",%s=\"", m->label2);
+		metric_prom_label(o->buf, value2);
+		evbuffer_add_printf(o->buf, "\"} %" PRIu64 "\n", value);
+		break;
+	case VIEW_JSON:
+		if (!json_is_object(o->json)) {
+			json_decref(o->json);
+			o->json = json_object();
+		}
+		inner = json_object_get(o->json, value1);
+		if (inner == NULL) {
+			inner = json_object();
+			json_object_set_new(o->json, value1, inner);
+		}
+		json_object_set_new(inner, value2, json_integer((json_int_t)value));
+		break;
+	case VIEW_SUM:
+		o->sum += value;
+		break;
+	}
+}
+
 void metric_emit_hist(struct metric_out *o, const double *bounds, const uint64_t *counts,
 		      size_t n, double sum)
 {

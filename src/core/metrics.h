@@ -31,6 +31,7 @@ struct metric {
 	size_t n;
 	void (*read)(struct metric_out *o, void *base);
 	const char *tile; /* the status page shows it as a tile with this label, or NULL */
+	const char *label2; /* a second label's name (read functions, metric_emit2), or NULL */
 };
 
 #define METRIC_FIELD(type, field) .off = offsetof(type, field)
@@ -41,6 +42,9 @@ struct metric {
 /* A read function's samples: an unlabelled value, one per label value (the metric's label
  * must be set), or a histogram of n bounds with n + 1 counts (the last is +Inf). */
 void metric_emit(struct metric_out *o, const char *label_value, uint64_t value);
+/* A sample of a metric with two labels (label and label2 set). */
+void metric_emit2(struct metric_out *o, const char *value1, const char *value2,
+		  uint64_t value);
 void metric_emit_hist(struct metric_out *o, const double *bounds, const uint64_t *counts,
 		      size_t n, double sum);
 
@@ -58,8 +62,9 @@ void *metrics_scratch(struct metrics *m, size_t n);
 
 /* The three views. */
 void metrics_prometheus(const struct metrics *m, struct evbuffer *out);
-/* {"name": value, "name": {"label value": value, ...}, "name": {"buckets": [[le, count],
- * ...], "sum": s, "count": c}, ...}; a new reference. */
+/* {"name": value, "name": {"label value": value, ...}, "name": {"value": {"value 2":
+ * value, ...}, ...}, "name": {"buckets": [[le, count], ...], "sum": s, "count": c}, ...};
+ * a new reference. */
 json_t *metrics_json(const struct metrics *m);
 /* A tile per metric with a tile label (unlabelled values; labelled ones as their sum). */
 void metrics_tiles(const struct metrics *m, struct evbuffer *out);

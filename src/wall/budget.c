@@ -104,11 +104,3 @@ void budget_register_metrics(struct metrics *m)
 		    &budget);
 }
 
-void budget_render(struct evbuffer *out)
-{
-	struct metrics *m = metrics_new();
-
-	budget_register_metrics(m);
-	metrics_prometheus(m, out);
-	metrics_free(m);
-}

@@ -41,7 +41,4 @@ void budget_note_wait(void);
 struct metrics;
 void budget_register_metrics(struct metrics *m);
 
-/* The same table alone, as Prometheus text appended to out. */
-void budget_render(struct evbuffer *out);
-
 #endif

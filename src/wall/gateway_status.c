@@ -67,6 +67,16 @@ static void gws_bytes_out(struct metric_out *o, void *base)
 	gws_per_service(o, base, offsetof(struct gw_service, bytes[1]));
 }
 
+static void gws_rejected(struct metric_out *o, void *base)
+{
+	const struct gateway *gw = base;
+
+	for (size_t i = 0; i < gw->nsvcs; i++)
+		for (size_t r = 0; r < GW_REJ_COUNT; r++)
+			metric_emit2(o, gw->svcs[i]->cfg.name, gw_reject_reasons[r],
+				     gw->svcs[i]->rejected[r]);
+}
+
 static const struct metric gws_metrics[] = {
 	{ "netwall_tunnels_up", METRIC_GAUGE, "Agent tunnels connected and serving.", NULL,
 	  METRIC_READ(gws_tunnels_up) },
@@ -78,6 +88,8 @@ static const struct metric gws_metrics[] = {
 	  "Bytes read from visitors, per service.", "service", METRIC_READ(gws_bytes_in) },
 	{ "netwall_service_bytes_out_total", METRIC_COUNTER,
 	  "Bytes written to visitors, per service.", "service", METRIC_READ(gws_bytes_out) },
+	{ "netwall_rejected_total", METRIC_COUNTER, "Visitors refused, by service and reason.",
+	  "service", METRIC_READ(gws_rejected), .label2 = "reason" },
 };
 
 static void gws_register_metrics(struct metrics *m, void *arg)
@@ -86,26 +98,6 @@ static void gws_register_metrics(struct metrics *m, void *arg)
 	tstream_register_metrics(m, TSTREAM_VISITORS);
 	tunnel_register_metrics(m);
 	budget_register_metrics(m);
-}
-
-/* netwall_rejected_total carries two labels (service and reason), which a metric table
- * cannot name yet (core/metrics.h: one label per metric): it is written out here, after
- * the tables, until the registry takes a second label. */
-static void gws_metrics_rejected(struct evbuffer *out, void *arg)
-{
-	const struct gateway *gw = arg;
-	char labels[160];
-
-	admin_family(out, "netwall_rejected_total", "counter",
-		     "Visitors refused, by service and reason.");
-	for (size_t i = 0; i < gw->nsvcs; i++) {
-		const struct gw_service *s = gw->svcs[i];
-		for (size_t r = 0; r < GW_REJ_COUNT; r++) {
-			snprintf(labels, sizeof(labels), "service=\"%s\",reason=\"%s\"", s->cfg.name,
-				 gw_reject_reasons[r]);
-			admin_sample(out, "netwall_rejected_total", labels, s->rejected[r]);
-		}
-	}
 }
 
 /* ---- /status ---- */
@@ -281,6 +273,5 @@ const struct admin_ops gateway_status_ops = {
 	.register_metrics = gws_register_metrics,
 	.page_body = gw_page_body,
 	.status_json = gws_status_json,
-	.metrics = gws_metrics_rejected,
 	.health = gw_health,
 };

@@ -10,6 +10,7 @@
 #include <event2/buffer.h>
 #include <string.h>
 
+#include "core/metrics.h"
 #include "wall/budget.h"
 
 #define KiB 1024u
@@ -86,13 +87,16 @@ static void test_lowering_the_limit(void **state)
 static void test_render(void **state)
 {
 	struct evbuffer *out = evbuffer_new();
+	struct metrics *m = metrics_new();
 	char *text;
 	size_t len;
 
 	assert_true(budget_take(10 * KiB));
 	budget_give(10 * KiB);
 	budget_note_wait();
-	budget_render(out);
+	budget_register_metrics(m);
+	metrics_prometheus(m, out);
+	metrics_free(m);
 	len = evbuffer_get_length(out);
 	text = (char *)evbuffer_pullup(out, -1);
 	text[len - 1] = '\0';

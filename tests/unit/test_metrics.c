@@ -25,6 +25,14 @@ static void read_services(struct metric_out *o, void *base)
 	metric_emit(o, "a\"b\\c\nd", 4); /* a label value Prometheus must escape */
 }
 
+static void read_refused(struct metric_out *o, void *base)
+{
+	(void)base;
+	metric_emit2(o, "web", "max_connections", 2);
+	metric_emit2(o, "web", "not_allowed", 1);
+	metric_emit2(o, "db", "max_connections", 5);
+}
+
 static void read_latency(struct metric_out *o, void *base)
 {
 	static const uint64_t counts[] = { 5, 2, 1 };
@@ -42,6 +50,8 @@ static const struct metric table[] = {
 	{ "netwall_x_service_total", METRIC_COUNTER, "Per service.", "service",
 	  METRIC_READ(read_services) },
 	{ "netwall_x_seconds", METRIC_HISTOGRAM, "Latency.", NULL, METRIC_READ(read_latency) },
+	{ "netwall_x_refused_total", METRIC_COUNTER, "Refused.", "service",
+	  METRIC_READ(read_refused), .label2 = "reason", .tile = "refused" },
 };
 
 static char *render(struct metrics *m, int view)
@@ -80,6 +90,10 @@ static void test_prometheus(void **state)
 				  "netwall_x_seconds_bucket{le=\"0.01\"} 7\n"
 				  "netwall_x_seconds_bucket{le=\"+Inf\"} 8\n"
 				  "netwall_x_seconds_sum 0.250000\nnetwall_x_seconds_count 8\n"));
+	assert_non_null(strstr(s, "# TYPE netwall_x_refused_total counter\n"
+				  "netwall_x_refused_total{service=\"web\",reason=\"max_connections\"} 2\n"
+				  "netwall_x_refused_total{service=\"web\",reason=\"not_allowed\"} 1\n"
+				  "netwall_x_refused_total{service=\"db\",reason=\"max_connections\"} 5\n"));
 	free(s);
 	st.open = 8; /* read at render time, not at registration */
 	s = render(m, 0);
@@ -102,6 +116,10 @@ static void test_json(void **state)
 				 j, "netwall_x_rejected_total"), "store")), 3);
 	assert_int_equal(json_integer_value(json_object_get(json_object_get(
 				 j, "netwall_x_service_total"), "a\"b\\c\nd")), 4);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(json_object_get(
+				 j, "netwall_x_refused_total"), "web"), "not_allowed")), 1);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(json_object_get(
+				 j, "netwall_x_refused_total"), "db"), "max_connections")), 5);
 	h = json_object_get(j, "netwall_x_seconds");
 	assert_int_equal(json_integer_value(json_object_get(h, "count")), 8);
 	assert_int_equal(json_array_size(json_object_get(h, "buckets")), 3);
@@ -138,6 +156,7 @@ static void test_tiles(void **state)
 	s = render(m, 1);
 	assert_non_null(strstr(s, "id=\"netwall_x_open\""));
 	assert_non_null(strstr(s, "<b>6</b>rejected")); /* a labelled metric's tile is its sum */
+	assert_non_null(strstr(s, "<b>8</b>refused"));  /* over both labels */
 	assert_null(strstr(s, "netwall_x_total"));     /* no tile label: not on the page */
 	free(s);
 	metrics_free(m);
