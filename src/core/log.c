@@ -104,10 +104,16 @@ void log_limited(struct log_rate *r, enum log_level level, const char *fmt, ...)
 
 const char *log_value(char *out, size_t len, const char *in)
 {
+	return log_valuen(out, len, in, strlen(in));
+}
+
+const char *log_valuen(char *out, size_t len, const char *in, size_t n)
+{
 	static const char hex[] = "0123456789ABCDEF";
+	const char *end = in + n;
 	size_t o = 0;
 
-	for (; *in != '\0'; in++) {
+	for (; in < end; in++) {
 		unsigned char ch = (unsigned char)*in;
 		bool keep = ch > 0x20 && ch < 0x7f && ch != '"' && ch != '\\' && ch != '%' &&
 			    ch != '=';

@@ -34,6 +34,8 @@ void log_limited(struct log_rate *r, enum log_level level, const char *fmt, ...)
  * field or forge another, and the original bytes can be read back. The result is cut at
  * a whole escape to fit len (len >= 1); a cut value ends in "%.." . Returns out. */
 const char *log_value(char *out, size_t len, const char *in);
+/* The same for the n bytes at in, which may hold NULs (each becomes %00). */
+const char *log_valuen(char *out, size_t len, const char *in, size_t n);
 
 /* Room for an escaped copy of a peer value of up to n bytes. */
 #define LOG_VALUE_SIZE(n) (3 * (n) + 4)

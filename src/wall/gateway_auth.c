@@ -14,34 +14,8 @@
 
 #define GW_AGENT_CN_MAX 64      /* CA mode: an agent's CN, bytes (RFC 5280 ub-common-name);
 				 * longer is refused, not cut */
-#define GW_CN_SHOWN 128         /* bytes of a refused CN that reach the log */
-
-/* Escapes a CN for the log: log_value on each run of bytes between NULs, "%00" for each
- * NUL, at most GW_CN_SHOWN bytes ("%.." after a cut). */
-static void gw_escape_cn(char *out, size_t len, const unsigned char *cn, size_t n)
-{
-	char seg[GW_CN_SHOWN + 1];
-	bool cut = n > GW_CN_SHOWN;
-	size_t off = 0, k = 0;
-
-	if (cut)
-		n = GW_CN_SHOWN;
-	out[0] = '\0';
-	for (;;) {
-		size_t m = strnlen((const char *)cn + k, n - k);
-		memcpy(seg, cn + k, m);
-		seg[m] = '\0';
-		log_value(out + off, len - off, seg);
-		off += strlen(out + off);
-		k += m;
-		if (k >= n)
-			break;
-		k++; /* the NUL */
-		off += (size_t)snprintf(out + off, len - off, "%s", len - off > 3 ? "%00" : "");
-	}
-	if (cut && len - off > 3)
-		snprintf(out + off, len - off, "%%..");
-}
+#define GW_CN_SHOWN 128         /* a refused CN reaches the log escaped in the room of this
+				 * many bytes of it, then "%.." */
 
 /* The agent name a CA-signed certificate carries: its subject must have exactly one CN, of
  * at most GW_AGENT_CN_MAX bytes and with no NUL. Returns NULL with the name in name, or
@@ -62,7 +36,7 @@ static const char *gw_agent_cn(X509 *leaf, char name[GW_AGENT_CN_MAX + 1], char 
 	n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i)));
 	if (n < 0)
 		return "cn_unreadable";
-	gw_escape_cn(shown, shownlen, utf8, (size_t)n);
+	log_valuen(shown, shownlen, (const char *)utf8, (size_t)n); /* NULs too */
 	if (X509_NAME_get_index_by_NID(subj, NID_commonName, i) >= 0)
 		problem = "cn_twice";
 	else if (memchr(utf8, '\0', (size_t)n) != NULL)

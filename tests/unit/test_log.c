@@ -49,12 +49,24 @@ static void test_cut_at_whole_escape(void **state)
 	}
 }
 
+/* Bytes with NULs (a certificate's CN): each NUL is %00, the rest as log_value. */
+static void test_bytes_with_nul(void **state)
+{
+	char out[LOG_VALUE_SIZE(16)];
+
+	(void)state;
+	assert_string_equal(log_valuen(out, sizeof(out), "clinic\0.evil", 12), "clinic%00.evil");
+	assert_string_equal(log_valuen(out, sizeof(out), "ab", 1), "a");
+	assert_string_equal(log_valuen(out, 8, "\0\0\0\0", 4), "%00%..");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_plain_kept),
 		cmocka_unit_test(test_field_breakers_escaped),
 		cmocka_unit_test(test_cut_at_whole_escape),
+		cmocka_unit_test(test_bytes_with_nul),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
