@@ -17,6 +17,7 @@
 
 #include "core/log.h"
 #include "core/utf8.h"
+#include "core/xalloc.h"
 
 /* The output and scratch space for decoding one value (grows to the largest value). */
 struct hj {
@@ -28,15 +29,6 @@ struct hj {
 	size_t deccap;
 };
 
-static void *hj_alloc(size_t n)
-{
-	void *p = malloc(n);
-
-	if (p == NULL && n > 0)
-		log_fatal("out of memory");
-	return p;
-}
-
 static void hj_release(void *p)
 {
 	if (p == NULL)
@@ -47,7 +39,7 @@ static void hj_release(void *p)
 
 static void hj_alloc_init(void)
 {
-	json_set_alloc_funcs(hj_alloc, hj_release);
+	json_set_alloc_funcs(xmalloc, hj_release);
 }
 
 size_t hl7json_utf8(const char *p, size_t len, int latin1, char *out, size_t outcap)
@@ -87,7 +79,7 @@ static void hj_grow(char **p, size_t *cap, size_t need)
 		explicit_bzero(*p, *cap);
 	free(*p);
 	*cap = need < 256 ? 256 : need;
-	*p = hj_alloc(*cap);
+	*p = xmalloc(*cap);
 }
 
 /* Room for n more bytes of output. The old block is wiped once copied. */
@@ -103,7 +95,7 @@ static void hj_room(struct hj *h, size_t n)
 			log_fatal("hl7json: output of %zu bytes", h->len);
 		cap *= 2;
 	}
-	q = hj_alloc(cap);
+	q = xmalloc(cap);
 	if (h->len > 0)
 		memcpy(q, h->out, h->len);
 	if (h->out != NULL)
