@@ -139,6 +139,7 @@ void store_row_clear(struct store_row *row)
 	if (row == NULL)
 		return;
 	free(row->detail);
+	free(row->warnings);
 	store_wipe_free(row->raw, row->raw_len);
 	store_wipe_free(row->ack, row->ack_len);
 	explicit_bzero(row, sizeof(*row));

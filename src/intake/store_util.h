@@ -58,6 +58,9 @@ struct store_msg {
 	uint8_t digest[STORE_DIGEST_LEN]; /* store_digest(raw); store_put fills it unless */
 	bool digest_set;                  /* the caller did (off the committer's thread) */
 	int64_t received_ms;
+	/* the tolerances the intake applied to read it (a BOM stripped, MSH-11 taken as P,
+	 * ...): comma-separated names, or NULL for none; stored with the message (schema 3) */
+	const char *warnings;
 	/* results */
 	bool duplicate;      /* the key and digest were already stored: nothing written */
 	bool reused;         /* stored, and the key was already stored with another digest */
@@ -99,6 +102,7 @@ struct store_row {
 	int http_status;
 	bool reused; /* reused_control_id: its key was stored before for another message */
 	char *detail; /* owned, may be NULL */
+	char *warnings; /* owned, may be NULL: store_msg.warnings as stored */
 	char *raw;    /* owned; only filled by store_get */
 	size_t raw_len;
 	char *ack; /* owned; only filled by store_get */
