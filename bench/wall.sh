@@ -467,20 +467,21 @@ log_level = warn
 [agent bench]
 fingerprint = $ag_fp
 
+# every load generator here is one loopback source: max_per_source lets it open them all
 [service iperf]
 listen = 127.0.0.1:$NW_IPERF
 agents = bench
-max_per_source = 10000   # every load generator here is one loopback source
+max_per_source = 10000
 
 [service redis]
 listen = 127.0.0.1:$NW_REDIS
 agents = bench
-max_per_source = 10000   # every load generator here is one loopback source
+max_per_source = 10000
 
 [service http]
 listen = 127.0.0.1:$NW_HTTP
 agents = bench
-max_per_source = 10000   # every load generator here is one loopback source
+max_per_source = 10000
 EOF
     cat >"$d/agent.ini" <<EOF
 [agent]
