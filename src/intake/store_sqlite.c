@@ -650,16 +650,13 @@ static int sq_oldest_undelivered(struct store *s, int64_t *received_ms, char *er
 				 size_t errlen)
 {
 	struct sqlite_store *q = (struct sqlite_store *)s;
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(q->db,
 				    "SELECT m.received_ms FROM deliveries d JOIN messages m ON "
 				    "m.id = d.message_id ORDER BY d.message_id LIMIT 1",
 				    -1, &st, NULL);
 
-	if (rc != SQLITE_OK)
-		return sq_fail(q, rc, "oldest undelivered", err, errlen);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
 		*received_ms = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
