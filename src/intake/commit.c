@@ -97,11 +97,15 @@ static void commit_batch(struct commit *c, size_t n)
 {
 	char err[sizeof(c->batch[0]->err)] = "";
 	uint64_t rows = 0, dups = 0;
+	int64_t newest = 0;
 	bool received = false;
 	int rc;
 
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		c->msgs[i] = c->batch[i]->msg;
+		if (c->msgs[i].received_ms > newest)
+			newest = c->msgs[i].received_ms;
+	}
 	rc = store_put(c->store, c->msgs, n, err, sizeof(err));
 	for (size_t i = 0; i < n; i++) {
 		struct commit_req *r = c->batch[i];
@@ -141,6 +145,8 @@ static void commit_batch(struct commit *c, size_t n)
 	}
 	if (n > c->stats.max_batch)
 		c->stats.max_batch = n;
+	if (newest > c->stats.last_received_ms)
+		c->stats.last_received_ms = newest;
 	pthread_mutex_unlock(&c->lock);
 
 	uint64_t one = 1;
@@ -159,6 +165,7 @@ static void commit_refresh(struct commit *c)
 	bool depth = c->want_depth && now - c->depth_tried >= COMMIT_DEPTH_EVERY;
 	bool counts = c->want_counts && now - c->counts_tried >= COMMIT_COUNTS_EVERY;
 	uint64_t d = 0, by[STORE_NSTATES] = { 0 };
+	int64_t oldest = 0;
 	char err[128];
 	int n = 0, drc = 0;
 
@@ -175,6 +182,10 @@ static void commit_refresh(struct commit *c)
 	if (depth && (drc = store_queue_depth(c->census_store, &d, err, sizeof(err))) == -1)
 		log_limited(&c->census_rate, LOG_WARN,
 			    "event=census_failed what=queue_depth error=\"%s\"", err);
+	if (depth && drc == 0 &&
+	    (drc = store_oldest_undelivered(c->census_store, &oldest, err, sizeof(err))) == -1)
+		log_limited(&c->census_rate, LOG_WARN,
+			    "event=census_failed what=oldest_undelivered error=\"%s\"", err);
 	if (counts && (n = store_count_states(c->census_store, by, err, sizeof(err))) == -1)
 		log_limited(&c->census_rate, LOG_WARN,
 			    "event=census_failed what=counts error=\"%s\"", err);
@@ -182,6 +193,7 @@ static void commit_refresh(struct commit *c)
 	/* the times are those of the last good read: /status shows how old the figures are */
 	if (depth && drc == 0) {
 		c->snap.depth = d;
+		c->snap.oldest_ms = oldest;
 		c->snap.depth_ok = true;
 		c->snap.depth_at = now;
 	}
@@ -291,6 +303,8 @@ struct commit *commit_new(struct event_base *base, const char *spec,
 	c->after = after;
 	c->after_arg = after_arg;
 	c->efd = -1;
+	/* "nothing received since" counts from the start until something is */
+	c->stats.last_received_ms = clock_wall_ms();
 	c->store = store_open(spec, err, errlen);
 	if (c->store == NULL)
 		goto fail;

@@ -39,12 +39,16 @@ struct commit_stats {
 	uint64_t dups;     /* duplicates found */
 	uint64_t failures; /* failed transactions */
 	uint64_t max_batch;
+	/* when the newest message handed to the store was received (stored, found a duplicate,
+	 * or lost with a failed transaction), Unix ms; commit_new's time until the first */
+	int64_t last_received_ms;
 };
 
 /* Figures read from the store by the committer thread for /metrics and /status. */
 struct commit_snapshot {
 	bool depth_ok, counts_ok; /* read at least once */
 	uint64_t depth;           /* delivery jobs waiting */
+	int64_t oldest_ms;        /* received_ms of the oldest of them (Unix ms), 0: none */
 	uint64_t by_state[STORE_NSTATES];
 	double depth_at, counts_at; /* clock_mono() of the reads */
 };
@@ -66,7 +70,7 @@ size_t commit_pending(const struct commit *c);
 void commit_stats(struct commit *c, struct commit_stats *out);
 
 /* Copies the last snapshot into out and asks the committer for a fresher one (the queue
- * depth at most every second; with counts, the counts by state at most every 5 s), so
+ * depth and its oldest message at most every second; with counts, the counts by state at most every 5 s), so
  * a scrape shows figures at most one scrape old and never waits for the database. */
 void commit_snapshot(struct commit *c, bool counts, struct commit_snapshot *out);
 

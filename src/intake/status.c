@@ -19,6 +19,8 @@
  * they are, the committer's and the delivery worker's taken once under their locks. */
 struct status_snap {
 	uint64_t conns_open, held, budget;
+	uint64_t oldest_age;    /* seconds the oldest undelivered message has waited, 0: none */
+	uint64_t last_received; /* Unix seconds of the newest message handed to the store */
 	struct intake_stats st;
 	struct commit_stats cs;
 	struct commit_snapshot store;
@@ -120,6 +122,13 @@ static const struct metric status_store_metrics[] = {
 	  METRIC_READ(status_read_states) },
 	{ "netwall_intake_queue_depth", METRIC_GAUGE, "delivery jobs waiting", NULL,
 	  METRIC_FIELD(SNAP, store.depth) },
+	{ "netwall_intake_oldest_undelivered_seconds", METRIC_GAUGE,
+	  "age of the oldest message waiting for delivery (0: none)", NULL,
+	  METRIC_FIELD(SNAP, oldest_age) },
+	{ "netwall_intake_last_received_timestamp_seconds", METRIC_GAUGE,
+	  "Unix time the newest message handed to the store was received (the start until one "
+	  "is)",
+	  NULL, METRIC_FIELD(SNAP, last_received) },
 	{ "netwall_intake_delivery_attempts_total", METRIC_COUNTER, "POSTs to the EMAR API", NULL,
 	  METRIC_FIELD(SNAP, ds.attempts) },
 	{ "netwall_intake_delivery_failures_total", METRIC_COUNTER,
@@ -144,6 +153,7 @@ static void status_register_metrics(struct metrics *m, void *arg)
 {
 	struct intake *in = arg;
 	struct status_snap *s = metrics_scratch(m, sizeof(*s));
+	int64_t now_ms = clock_wall_ms();
 
 	s->conns_open = in->nconns;
 	s->held = in->held;
@@ -151,6 +161,9 @@ static void status_register_metrics(struct metrics *m, void *arg)
 	s->st = in->st;
 	commit_stats(in->commit, &s->cs);
 	commit_snapshot(in->commit, true, &s->store);
+	if (s->store.depth_ok && s->store.oldest_ms > 0 && now_ms > s->store.oldest_ms)
+		s->oldest_age = (uint64_t)(now_ms - s->store.oldest_ms) / 1000;
+	s->last_received = (uint64_t)s->cs.last_received_ms / 1000;
 	if (in->deliver != NULL)
 		deliver_stats(in->deliver, &s->ds);
 	metrics_add(m, status_conn_metrics, STATUS_NMETRICS(status_conn_metrics), s);

@@ -210,6 +210,12 @@ int store_queue_depth(struct store *s, uint64_t *n, char *err, size_t errlen)
 	return s->ops->queue_depth(s, n, err, errlen);
 }
 
+int store_oldest_undelivered(struct store *s, int64_t *received_ms, char *err, size_t errlen)
+{
+	*received_ms = 0;
+	return s->ops->oldest_undelivered(s, received_ms, err, errlen);
+}
+
 int store_replay(struct store *s, int64_t id, enum store_state from, char *err, size_t errlen)
 {
 	if (id < 0 || (id == 0 && from != STORE_DEAD && from != STORE_FAILED)) {

@@ -78,6 +78,13 @@ int store_count_states(struct store *s, uint64_t out[STORE_NSTATES], char *err, 
 /* Jobs waiting (due or not, leased or not). Returns 0 or -1. */
 int store_queue_depth(struct store *s, uint64_t *n, char *err, size_t errlen);
 
+/* When the oldest message still to be delivered (its job waiting, due or not, leased or
+ * not) was received, Unix ms; 0 when the queue is empty. "Oldest" is the job of the lowest
+ * message id, read through the job table's key (one row, whatever the backlog); ids follow
+ * the order of commits, which is the order of arrival to within a transaction. A replayed
+ * message counts from when it was first received. Returns 0 or -1. */
+int store_oldest_undelivered(struct store *s, int64_t *received_ms, char *err, size_t errlen);
+
 /* Puts messages back in the delivery queue, due now with attempts reset to 0: message id,
  * or with id 0 every message in state from (DEAD or FAILED). Only DEAD, FAILED and
  * DELIVERED messages can be replayed. Returns the number replayed or -1 with err. */

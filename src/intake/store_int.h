@@ -30,6 +30,8 @@ struct store_ops {
 	int (*get)(struct store *s, int64_t id, struct store_row *row, char *err, size_t errlen);
 	int (*counts)(struct store *s, struct store_count **out, char *err, size_t errlen);
 	int (*queue_depth)(struct store *s, uint64_t *n, char *err, size_t errlen);
+	int (*oldest_undelivered)(struct store *s, int64_t *received_ms, char *err,
+				  size_t errlen);
 	int (*count_states)(struct store *s, uint64_t out[STORE_NSTATES], char *err,
 			    size_t errlen);
 	int (*relax)(struct store *s, char *err, size_t errlen);

@@ -733,6 +733,23 @@ static int pg_queue_depth(struct store *s, uint64_t *n, char *err, size_t errlen
 	return 0;
 }
 
+static int pg_oldest_undelivered(struct store *s, int64_t *received_ms, char *err,
+				 size_t errlen)
+{
+	struct pg_store *p = (struct pg_store *)s;
+	PGresult *r = exec_params(p,
+				  "SELECT m.received_ms FROM deliveries d JOIN messages m ON "
+				  "m.id = d.message_id ORDER BY d.message_id LIMIT 1",
+				  0, NULL, "oldest undelivered", err, errlen);
+
+	if (r == NULL)
+		return -1;
+	if (PQntuples(r) == 1)
+		*received_ms = store_pg_sql_int(r, 0, 0);
+	PQclear(r);
+	return 0;
+}
+
 static int replay_once(struct pg_store *p, int64_t id, enum store_state from, int64_t now_ms,
 		       char *err, size_t errlen)
 {
@@ -845,6 +862,7 @@ const struct store_ops store_pg_ops = {
 	.get = pg_get,
 	.counts = pg_counts,
 	.queue_depth = pg_queue_depth,
+	.oldest_undelivered = pg_oldest_undelivered,
 	.count_states = pg_count_states,
 	.relax = pg_relax,
 	.release = pg_release,

@@ -645,6 +645,25 @@ static int sq_queue_depth(struct store *s, uint64_t *n, char *err, size_t errlen
 	return 0;
 }
 
+/* Prepared at each call (once a second at most, by the census): off the hot path. */
+static int sq_oldest_undelivered(struct store *s, int64_t *received_ms, char *err,
+				 size_t errlen)
+{
+	struct sqlite_store *q = (struct sqlite_store *)s;
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(q->db,
+				    "SELECT m.received_ms FROM deliveries d JOIN messages m ON "
+				    "m.id = d.message_id ORDER BY d.message_id LIMIT 1",
+				    -1, &st, NULL);
+
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		*received_ms = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return sq_fail(q, rc, "oldest undelivered", err, errlen);
+	return 0;
+}
+
 static int sq_replay(struct store *s, int64_t id, enum store_state from, int64_t now_ms,
 		     char *err, size_t errlen)
 {
@@ -866,6 +885,7 @@ const struct store_ops store_sqlite_ops = {
 	.get = sq_get,
 	.counts = sq_counts,
 	.queue_depth = sq_queue_depth,
+	.oldest_undelivered = sq_oldest_undelivered,
 	.count_states = sq_count_states,
 	.relax = sq_relax,
 	.release = sq_release,

@@ -1,7 +1,9 @@
 """deploy/grafana/: the dashboard against docs/metrics.md (names, histogram suffixes, labels,
 datasource, ids), and the README's scrape config run for real: Prometheus scrapes a gateway,
 an agent, an intake and a chat that require the admin token, then every panel's query is
-evaluated against what it collected."""
+evaluated against what it collected. The same Prometheus loads deploy/prometheus/alerts.yml:
+every rule evaluates against the real series without an error, none is raised while all is
+well, and stopping the agent makes the tunnel and admin-endpoint alerts active."""
 
 import json
 import math
@@ -18,6 +20,7 @@ from conftest import NETWALL_BIN, REPO, free_port, ini_text, require, svc, wait_
 from hl7util import intake, msg  # noqa: F401  (intake: the fixture)
 
 DASH = REPO / "deploy" / "grafana" / "netwall.json"
+ALERTS = REPO / "deploy" / "prometheus" / "alerts.yml"
 README = REPO / "deploy" / "grafana" / "README.md"
 DS = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
 
@@ -229,6 +232,13 @@ def prom_query(port, expr):
     return body["data"]["result"]
 
 
+def prom_get_data(port, path):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+        body = json.loads(r.read())
+    assert body["status"] == "success", body
+    return body["data"]
+
+
 def values(result):
     return {tuple(sorted(r["metric"].items())): float(r["value"][1]) for r in result}
 
@@ -265,6 +275,7 @@ def test_prometheus_scrapes_with_the_token_and_every_panel_query_evaluates(
     job["scrape_interval"] = "1s"
     job["static_configs"] = [{"targets": [f"127.0.0.1:{p}"]} for p in admins]
     cfg["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    cfg["rule_files"] = [str(ALERTS)]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(cfg))
     pport = free_port()
     procs.start("prometheus", ["prometheus", "--config.file", tmp_path / "prometheus.yml",
@@ -327,6 +338,34 @@ def test_prometheus_scrapes_with_the_token_and_every_panel_query_evaluates(
     may_be_empty = {"Visitors refused, by service and reason", "Messages rejected, by reason",
                     "Chat refusals and drops", "Messages in the store, by state"}
     assert {k for k in empty if k[0] not in may_be_empty} == set(), empty
+    since_last = one("Waiting: the oldest undelivered message, the time since the last message",
+                     "since the last message")
+    assert 0 <= since_last < 60, since_last
+
+    # the alerting rules: each evaluated against the real series, without an error; while
+    # all is well none is pending or firing
+    def rules_evaluated():
+        rules = [r for g in prom_get_data(pport, "/api/v1/rules")["groups"]
+                 for r in g["rules"]]
+        bad = [(r["name"], r.get("lastError")) for r in rules if r["health"] == "err"]
+        assert not bad, bad
+        return len(rules) >= 11 and all(r["health"] == "ok" for r in rules) and rules
+    rules = wait_until(rules_evaluated, 20, "every alerting rule evaluated", interval=0.3)
+    assert {r["name"] for r in rules} >= {"NetwallGatewayNoTunnel", "NetwallIntakeDeadLetters"}
+    assert prom_get_data(pport, "/api/v1/alerts")["alerts"] == []
+
+    # the agent goes: the gateway has no tunnel, the agent's endpoint does not answer; both
+    # rules become active (pending: their `for` is minutes)
+    ag.proc.stop()
+
+    def active():
+        got = {(a["labels"]["alertname"], a["labels"]["instance"])
+               for a in prom_get_data(pport, "/api/v1/alerts")["alerts"]}
+        want = {("NetwallGatewayNoTunnel", f"127.0.0.1:{gw.admin.port}"),
+                ("NetwallAdminDown", f"127.0.0.1:{ag.admin.port}")}
+        return want <= got and got
+    wait_until(active, 20, "the tunnel and admin-endpoint alerts to become active",
+               interval=0.3)
 
 
 def _status(port, path):
