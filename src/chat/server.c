@@ -184,6 +184,16 @@ static int chat_load_accounts(struct chat *ch)
  * listeners and limits need a restart, so the new cfg is only read for that and freed. The
  * accounts file changes with `netwall chat passwd`: read it again. Returns -1 with cfg the
  * caller's when the accounts cannot be read (the old ones stay). */
+/* SIGHUP with a chat.ini that does not load: the accounts file changes with `netwall chat
+ * passwd` and is read again all the same. */
+static void chat_refresh(void *d)
+{
+	struct chat *ch = d;
+
+	if (chat_load_accounts(ch) == 0)
+		log_info("event=reloaded accounts=%zu", ch->naccounts);
+}
+
 static int chat_apply(void *d, void *cfg)
 {
 	struct chat *ch = d;
@@ -372,6 +382,7 @@ const struct daemon_role chat_role = {
 	.cfg_free = chat_cfg_free,
 	.new = chat_role_new,
 	.apply = chat_apply,
+	.refresh = chat_refresh,
 	.drain = chat_drain,
 	.idle = chat_idle,
 	.housekeeping = chat_housekeeping,

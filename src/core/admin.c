@@ -220,8 +220,11 @@ static void admin_status(struct admin *adm, struct evbuffer *out)
 	m = admin_registry(adm);
 	j = json_pack("{s:s}", "role", adm->ops->role);
 	if (adm->ops->status_json != NULL) {
-		json_t *own = xcheck(adm->ops->status_json(adm->arg), "json");
-		json_object_update(j, own);
+		json_t *own = adm->ops->status_json(adm->arg);
+		/* the daemon's keys join "role", never replace it; a part that could not be
+		 * made is left out rather than taking the daemon down */
+		if (own != NULL)
+			json_object_update_missing(j, own);
 		json_decref(own);
 	}
 	json_object_set_new(j, "metrics", metrics_json(m));

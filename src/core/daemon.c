@@ -188,23 +188,33 @@ static int daemon_admin(struct daemon *dm, const struct daemon_conf *c)
 static void daemon_reload(void *arg)
 {
 	struct daemon *dm = arg;
-	char *msgs = NULL;
+	char *msgs = NULL, *save = NULL, line[LOG_VALUE_SIZE(200)];
 	void *cfg = dm->r->load(dm->file, &msgs);
-	struct daemon_conf *c;
+	struct daemon_conf c;
 
 	if (cfg == NULL) {
-		for (char *save, *l = strtok_r(msgs, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
-			log_error("event=reload_failed error=\"%s\"", l);
+		/* the file's lines may quote anything it holds: escaped like a peer's value */
+		for (char *l = msgs ? strtok_r(msgs, "\n", &save) : NULL; l;
+		     l = strtok_r(NULL, "\n", &save))
+			log_error("event=reload_failed error=%s", log_value(line, sizeof(line), l));
 		free(msgs);
+		if (dm->r->refresh != NULL)
+			dm->r->refresh(dm->d);
 		return;
 	}
-	c = dm->r->conf(cfg);
-	log_set_level(c->log_level);
-	daemon_admin(dm, c); /* a failure is logged and leaves the admin listener off */
+	/* apply may free cfg: what follows it is copied first */
+	c = *dm->r->conf(cfg);
+	c.admin_token = xstrdup(c.admin_token);
+	c.user = NULL;
 	if (dm->r->apply(dm->d, cfg) == -1) {
 		log_error("event=reload_failed error=\"kept the running configuration\"");
 		dm->r->cfg_free(cfg);
+	} else {
+		/* only a reload applied whole moves the log level and the admin listener */
+		log_set_level(c.log_level);
+		daemon_admin(dm, &c); /* a failure is logged and leaves the admin listener off */
 	}
+	secret_free(c.admin_token);
 }
 
 static double daemon_drain(void *arg)
@@ -277,7 +287,7 @@ static void *daemon_load(const struct daemon_role *r, const char *file, struct d
 	const struct daemon_conf *c;
 
 	if (cfg == NULL) {
-		fputs(msgs, stderr);
+		fputs(msgs != NULL ? msgs : "out of memory\n", stderr);
 		free(msgs);
 		return NULL;
 	}

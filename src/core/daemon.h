@@ -41,8 +41,8 @@ int daemon_confine(const struct daemon_conf *d, const char *role, char *err, siz
 /* ---- the role ----
  * What differs between the four daemons; daemon_run does the rest, the same for all: load
  * the file, refuse root, build the daemon, serve its admin listener, confine the process,
- * run the loop, reload on SIGHUP (the log level and the admin listener follow the file
- * before the role applies the rest), drain on SIGTERM/SIGINT, free. */
+ * run the loop, reload on SIGHUP (the role applies the file; only then do the log level
+ * and the admin listener follow it), drain on SIGTERM/SIGINT, free. */
 struct daemon_role {
 	const char *name; /* "gateway", "agent", "intake", "chat": log role and filter role */
 	/* Loads file: the config, or NULL with one message per line in *msgs (malloc'd). */
@@ -53,8 +53,12 @@ struct daemon_role {
 	 * keeps while it runs; NULL once the reason is logged. */
 	void *(*new)(struct event_base *base, void *cfg);
 	/* Applies a reloaded cfg: 0 once the daemon owns it, -1 (reason logged) when the
-	 * running configuration stays and cfg is the caller's. */
+	 * running configuration stays and cfg is the caller's. The log level and the admin
+	 * listener follow the new file only after apply returns 0. */
 	int (*apply)(void *d, void *cfg);
+	/* On SIGHUP with a file that does not load: rereads what lives outside the file (the
+	 * chat's accounts); may be NULL. */
+	void (*refresh)(void *d);
 	/* Stops taking new work; returns how long the work in hand may take, in seconds. */
 	double (*drain)(void *d);
 	bool (*idle)(void *d);             /* nothing left to finish */

@@ -1,11 +1,13 @@
 #include "core/metrics.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/page.h"
+#include "core/utf8.h"
 #include "core/xalloc.h"
 
 struct metrics_table {
@@ -75,10 +77,20 @@ static void metric_prom_label(struct evbuffer *out, const char *v)
 	}
 }
 
+/* A label value both views can carry: JSON keys and Prometheus label values are UTF-8. A
+ * sample whose value is not is left out of every view (names from the config are checked
+ * long before; this is the last guard). */
+static bool metric_label_ok(const char *v)
+{
+	return v == NULL || utf8_valid(v, strlen(v));
+}
+
 void metric_emit(struct metric_out *o, const char *label_value, uint64_t value)
 {
 	const struct metric *m = o->m;
 
+	if (!metric_label_ok(label_value))
+		return;
 	switch (o->view) {
 	case VIEW_PROM:
 		if (label_value == NULL || m->label == NULL) {
@@ -113,6 +125,8 @@ void metric_emit2(struct metric_out *o, const char *value1, const char *value2,
 	const struct metric *m = o->m;
 	json_t *inner;
 
+	if (value1 == NULL || value2 == NULL || !metric_label_ok(value1) || !metric_label_ok(value2))
+		return;
 	switch (o->view) {
 	case VIEW_PROM:
 		evbuffer_add_printf(o->buf, "%s{%s=\"", m->name, m->label);
@@ -129,7 +143,8 @@ void metric_emit2(struct metric_out *o, const char *value1, const char *value2,
 		inner = json_object_get(o->json, value1);
 		if (inner == NULL) {
 			inner = json_object();
-			json_object_set_new(o->json, value1, inner);
+			if (json_object_set_new(o->json, value1, inner) == -1)
+				break; /* jansson freed inner */
 		}
 		json_object_set_new(inner, value2, json_integer((json_int_t)value));
 		break;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/xalloc.h"
@@ -41,13 +42,20 @@ static char *secret_parse(const char *path, char *raw, size_t len, size_t min, s
 
 char *secret_read_token(const char *path, size_t min, size_t max, char *err, size_t errlen)
 {
-	size_t cap = max + 64, len = 0; /* room for surrounding white space, and to see more */
+	size_t cap = max + 4096, len = 0; /* room for surrounding white space, and to see more */
 	char *raw, *tok = NULL;
 	ssize_t n = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	/* non-blocking: a FIFO must not hold the loop in open() until a writer comes */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 
 	if (fd == -1) {
 		snprintf(err, errlen, "cannot read '%s': %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "'%s': not a regular file", path);
+		close(fd);
 		return NULL;
 	}
 	raw = xmalloc(cap);

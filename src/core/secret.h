@@ -7,8 +7,9 @@
 
 /* Reads the token in the file at path: one line of printable ASCII without spaces, from
  * min to max characters, surrounding white space ignored. Returns a copy (free with
- * secret_free), or NULL with a message naming path, never the bytes, in err. Every byte
- * read is wiped. */
+ * secret_free), or NULL with a message naming path, never the bytes, in err. Only a
+ * regular file is read (a FIFO or a device is refused at once, never waited on). Every
+ * byte read is wiped. */
 char *secret_read_token(const char *path, size_t min, size_t max, char *err, size_t errlen);
 
 /* Wipes and frees a copy from secret_read_token. Accepts NULL. */

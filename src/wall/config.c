@@ -382,7 +382,7 @@ struct config_gateway *config_gateway_load(const char *file, char **msgs)
 		gw_check(&cf, g, l.seen_gateway, l.gateway_line);
 	if (cf.errors) {
 		if (msgs != NULL)
-			*msgs = strndup((const char *)buf_head(&cf.msgs), cf.msgs.len);
+			*msgs = xstrndup((const char *)buf_head(&cf.msgs), cf.msgs.len);
 		conf_done(&cf);
 		config_gateway_free(g);
 		return NULL;
@@ -489,7 +489,7 @@ static void ag_target_key(struct conf *cf, struct config_target *t, const char *
 		t->tls_ca = conf_path(cf, v);
 	} else if (strcmp(key, "tls_server_name") == 0) {
 		free(t->tls_server_name);
-		t->tls_server_name = strdup(v);
+		t->tls_server_name = xstrdup(v);
 	} else {
 		conf_error(cf, "unknown key '%s' in [%s]", key, section);
 	}
@@ -531,7 +531,7 @@ static void ag_on_key(struct conf *cf, const char *section, const char *key, con
 			a->has_pin = true;
 	} else if (strcmp(key, "server_name") == 0) {
 		free(a->server_name);
-		a->server_name = strdup(v);
+		a->server_name = xstrdup(v);
 	} else if (strcmp(key, "tunnels") == 0) {
 		if (num_u64(v, 1, 16, &n) == -1)
 			conf_error(cf, "tunnels: want 1..16, got '%s'", v);
@@ -594,7 +594,7 @@ struct config_agentd *config_agent_load(const char *file, char **msgs)
 		ag_check(&cf, a, l.seen_agent, l.agent_line);
 	if (cf.errors) {
 		if (msgs != NULL)
-			*msgs = strndup((const char *)buf_head(&cf.msgs), cf.msgs.len);
+			*msgs = xstrndup((const char *)buf_head(&cf.msgs), cf.msgs.len);
 		conf_done(&cf);
 		config_agent_free(a);
 		return NULL;
@@ -686,7 +686,7 @@ static int config_check_done(struct buf *out, char **msgs)
 {
 	if (out->len == 0)
 		return 0;
-	*msgs = strndup((const char *)buf_head(out), out->len);
+	*msgs = xstrndup((const char *)buf_head(out), out->len);
 	buf_free(out);
 	return -1;
 }

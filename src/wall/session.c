@@ -102,7 +102,7 @@ static int h2_on_header(nghttp2_session *h2, const nghttp2_frame *frame, const u
 			t->slot = (unsigned)strtoul((const char *)value, NULL, 10) & 0xff;
 		else if (HDR_IS(name, namelen, "x-netwall-services")) {
 			free(t->services);
-			t->services = strndup((const char *)value, valuelen);
+			t->services = xstrndup((const char *)value, valuelen);
 		}
 		return 0;
 	}

@@ -540,6 +540,25 @@ def test_sighup_reads_the_accounts_again(chat):
     assert ch.proc.wait_exit(10) == 0
 
 
+def test_sighup_with_a_broken_config_still_reads_the_accounts(chat):
+    """`netwall chat passwd` adds an account while chat.ini holds a mistake: the SIGHUP
+    that follows reports the mistake, keeps the running config, and still reads the
+    accounts file, as it did before the daemons shared one reload path."""
+    import signal as _signal
+    ch = chat(open_registration="off")
+    ch.passwd("first", "first's long password")
+    ch.start()
+    ch.passwd("carol", "carol's long password")
+    ch.config.write_text(ch.config.read_text() + "no_such_key = 1\n")
+    mark = ch.proc.mark()
+    ch.proc.signal(_signal.SIGHUP)
+    ch.proc.wait_event("reload_failed", since=mark)
+    ch.proc.wait_event("reloaded", since=mark)
+    ch.client("carol", "carol's long password")
+    ch.proc.signal(_signal.SIGTERM)
+    assert ch.proc.wait_exit(10) == 0
+
+
 def test_weechat_over_tls_talks_with_another_client(chat, keys, procs, tmp_path):
     """weechat (headless) connects over TLS with a pinned certificate, sends a private
     message once connected, joins a room and receives what is said there."""

@@ -414,6 +414,13 @@ def test_failed_reload_changes_no_service(wall, echo):
         new = text.replace("[service a]", "[service a]\nmax_per_source = 1\nallow = 10.0.0.0/8", 1)
         new = new.replace(f":{pb}", f":{busy.getsockname()[1]}")
         assert new.count("allow = 10.0.0.0/8") == 1 and f":{pb}" not in new
+        # nor the admin listener's token or the log level (they followed the file even
+        # when the rest of it was refused)
+        token = path.parent / "admin.token"
+        token.write_text("t" * 32 + "\n")
+        new = new.replace("[gateway]\n", f"[gateway]\nadmin_token_file = {token}\n", 1)
+        new = new.replace("log_level = info", "log_level = debug")
+        assert "admin_token_file" in new and "log_level = debug" in new
         path.write_text(new)
         mark = gw.proc.mark()
         gw.proc.signal(signal.SIGHUP)
@@ -422,5 +429,7 @@ def test_failed_reload_changes_no_service(wall, echo):
         with connect(pa) as one, connect(pa) as two:
             assert echo_works(pa, timeout=10)
         assert not gw.proc.events("visitor_rejected", since=mark)
+        assert gw.metric("netwall_tunnels_up") == 2  # no token asked
+        assert "level=debug" not in gw.proc.text(since=mark)
     finally:
         busy.close()

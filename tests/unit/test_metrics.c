@@ -33,6 +33,15 @@ static void read_refused(struct metric_out *o, void *base)
 	metric_emit2(o, "db", "max_connections", 5);
 }
 
+static void read_bad_labels(struct metric_out *o, void *base)
+{
+	(void)base;
+	metric_emit(o, "caf\xe9", 1);        /* not UTF-8: left out of every view */
+	metric_emit2(o, "caf\xe9", "x", 2);
+	metric_emit2(o, "ok", "\xff", 3);
+	metric_emit(o, "fine", 4);
+}
+
 static void read_latency(struct metric_out *o, void *base)
 {
 	static const uint64_t counts[] = { 5, 2, 1 };
@@ -162,12 +171,40 @@ static void test_tiles(void **state)
 	metrics_free(m);
 }
 
+static const struct metric bad_table[] = {
+	{ "netwall_x_bad_total", METRIC_COUNTER, "Bad labels.", "service",
+	  METRIC_READ(read_bad_labels), .label2 = "reason" },
+};
+
+/* A label value that is not UTF-8 cannot be a JSON key nor a Prometheus label value: the
+ * sample is left out, the rest stays (jansson refusing the key freed the inner object,
+ * which was then written to). */
+static void test_label_not_utf8(void **state)
+{
+	struct metrics *m = metrics_new();
+	json_t *j;
+	char *s;
+
+	(void)state;
+	metrics_add(m, bad_table, 1, NULL);
+	s = render(m, 0);
+	assert_null(strstr(s, "caf"));
+	assert_null(strstr(s, "\"ok\""));
+	assert_non_null(strstr(s, "netwall_x_bad_total{service=\"fine\"} 4\n"));
+	free(s);
+	j = metrics_json(m);
+	assert_int_equal(json_object_size(json_object_get(j, "netwall_x_bad_total")), 1);
+	json_decref(j);
+	metrics_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_prometheus),
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_scratch),
+		cmocka_unit_test(test_label_not_utf8),
 		cmocka_unit_test(test_tiles),
 	};
 
