@@ -90,6 +90,7 @@ static const struct sample samples[] = {
 	{"dft_p03_ms_fhirconv_01.hl7", 19, "DFT^P03^DFT_P03", "MSG00001", "2.8"},
 	{"malformed_lf_line_endings_adt_a04_simplehl7.hl7", 4, "ADT^A04", "1817457", "2.5"},
 	{"oml_o21_v251_hapi_first_of_stream.hl7", 10, "OML^O21^OML_O21", "msgOP123", "2.5.1"},
+	{"oml_o21_v251_nist_loi_trunc_char.hl7", 6, "OML^O21^OML_O21", "NIST-LOI_5.0_1.1-NG", "2.5.1"},
 	{"oml_o33_v25_hl7apy_lab_order.hl7", 7, "OML^O33^OML_O33", "978226056138290600", "2.5"},
 	{"omp_o09_v251_lfh_minimal.hl7", 4, "OMP^O09", "MSGID_bae9ce6a-e35d-4ff5-8d50-c5dde19cc1aa",
 	 "2.5.1"},
