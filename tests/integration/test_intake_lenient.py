@@ -16,7 +16,8 @@ import urllib.request
 from pathlib import Path
 
 from conftest import REPO, netwall
-from hl7util import DATA, ack_code, field, intake, load_sample, msg, segments  # noqa: F401
+from hl7util import (DATA, ack_code, emar, field, intake, load_sample, msg,  # noqa: F401
+                     segments)
 
 BOM = b"\xef\xbb\xbf"
 CORPUS = REPO / "tests" / "fuzz" / "corpus"
@@ -192,6 +193,26 @@ def test_segment_terminators_cr_lf_crlf_and_mixed(intake):
     assert w["bom"] == 0 and w["msh11_missing"] == 0
     # the status page counts the messages read with a warning
     assert page_tile(it, "warnings") == "4"
+
+
+def test_messages_read_leniently_are_delivered(intake, emar):
+    """The delivery worker reads the stored bytes as the intake did: a message behind a
+    byte order mark, without MSH-11 or MSH-12, with mixed line endings reaches the EMAR."""
+    api = emar()
+    it = intake(emar=api)
+    sent = {
+        "DL-BOM": BOM + msg("DL-BOM"),
+        "DL-NOIDS": msg("DL-NOIDS").replace(b"|P|2.5.1", b""),
+        "DL-MIX": terminated(msg("DL-MIX"), [b"\r\n", b"\n"]),
+    }
+    with it.client() as c:
+        for ctrl, raw in sent.items():
+            assert ack_code(c.call(raw)) == "AA", ctrl
+    api.wait_deliveries(3)
+    got = {d["control_id"]: d for d in api.deliveries()}
+    assert set(got) == set(sent)
+    assert all(d["type"].startswith("RDE^O11") for d in got.values()), got
+    it.admin.wait_metric("netwall_intake_delivered_total", lambda v: v == 3, 10)
 
 
 def test_strict_refuses_what_it_refused_before(intake):
