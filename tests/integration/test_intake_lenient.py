@@ -86,7 +86,7 @@ def stored_raw(it, ctrl: str) -> bytes:
 
 
 def warnings(it):
-    return {k: it.metric("netwall_intake_warnings_total", 0, kind=k) for k in KINDS}
+    return {k: it.metric("netwall_intake_warnings_total", None, kind=k) for k in KINDS}
 
 
 def page_tile(it, ident):
