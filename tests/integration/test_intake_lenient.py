@@ -12,6 +12,7 @@ digit, split the line up to the first CR or LF at that separator."""
 
 import re
 import sqlite3
+import subprocess
 import urllib.request
 from pathlib import Path
 
@@ -213,6 +214,35 @@ def test_messages_read_leniently_are_delivered(intake, emar):
     assert set(got) == set(sent)
     assert all(d["type"].startswith("RDE^O11") for d in got.values()), got
     it.admin.wait_metric("netwall_intake_delivered_total", lambda v: v == 3, 10)
+
+
+def test_read_leniently_on_postgresql(intake, emar, postgres):
+    """The same on PostgreSQL: stored byte for byte (bytea), an unknown version stored
+    empty, delivered."""
+    from test_intake_pg import pg_url
+    pg = postgres()
+    api = emar()
+    it = intake(store=pg_url(pg), emar=api)
+    sent = {
+        "PL-BOM": BOM + terminated(msg("PL-BOM"), [b"\r\n"]),
+        "PL-NOIDS": msg("PL-NOIDS").replace(b"|P|2.5.1", b""),
+    }
+    with it.client() as c:
+        for ctrl, raw in sent.items():
+            assert ack_code(c.call(raw)) == "AA", ctrl
+    api.wait_deliveries(2)
+    for ctrl, raw in sent.items():
+        r = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres",
+                            "-d", "netwall", "-At", "-c",
+                            f"SELECT encode(raw, 'hex') FROM messages WHERE control_id = '{ctrl}'"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert bytes.fromhex(r.stdout.strip()) == raw, ctrl
+    rows = {r["control_id"]: r for r in it.rows()}
+    assert rows["PL-NOIDS"]["version"] == "" and rows["PL-BOM"]["version"] == "2.5.1"
+    w = warnings(it)
+    assert (w["bom"], w["crlf_terminators"], w["msh11_missing"], w["msh12_missing"]) == \
+        (1, 1, 1, 1), w
 
 
 def test_strict_refuses_what_it_refused_before(intake):
