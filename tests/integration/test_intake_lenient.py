@@ -14,7 +14,6 @@ import re
 import sqlite3
 import subprocess
 import urllib.request
-from pathlib import Path
 
 from conftest import REPO, netwall
 from hl7util import (DATA, ack_code, emar, field, intake, load_sample, msg,  # noqa: F401
