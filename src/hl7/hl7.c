@@ -173,6 +173,21 @@ static void seg_close(struct scan *s, size_t i)
 	s->in_name = true;
 }
 
+/* Notes how the line ending at i ends: CR alone, LF alone, or CR LF (noted at its LF; the
+ * CR before it ended the segment, the LF ends an empty line). The end of the data (i ==
+ * len) is no terminator. Called once per line, never per field. */
+static void note_end(struct scan *s, size_t i, unsigned char c)
+{
+	const char *p = s->m->data;
+
+	if (i >= s->m->len)
+		return;
+	if (c == '\n')
+		s->quirks |= i > 0 && p[i - 1] == '\r' ? HL7_QUIRK_CRLF : HL7_QUIRK_LF;
+	else if (i + 1 >= s->m->len || p[i + 1] != '\n')
+		s->quirks |= HL7_QUIRK_CR;
+}
+
 /* The segment name ended at i with byte c (the field separator or a terminator). */
 static int seg_name(struct scan *s, size_t i, unsigned char c)
 {
@@ -181,6 +196,7 @@ static int seg_name(struct scan *s, size_t i, unsigned char c)
 	struct hl7_seg *g;
 
 	if (c != (unsigned char)s->fs) {
+		note_end(s, i, c);
 		/* an empty line, or one of blanks only, is skipped */
 		for (k = 0; k < n && (p[k] == ' ' || p[k] == '\t'); k++)
 			;
@@ -221,30 +237,17 @@ static int seg_name(struct scan *s, size_t i, unsigned char c)
 	return 0;
 }
 
-/* Notes how the line ending at i ends: CR alone, LF alone, or CR LF (noted at its LF; the
- * CR before it ended the segment, the LF ends an empty line). */
-static void note_end(struct scan *s, size_t i, unsigned char c)
-{
-	const char *p = s->m->data;
-
-	if (c == '\n')
-		s->quirks |= i > 0 && p[i - 1] == '\r' ? HL7_QUIRK_CRLF : HL7_QUIRK_LF;
-	else if (i + 1 >= s->m->len || p[i + 1] != '\n')
-		s->quirks |= HL7_QUIRK_CR;
-}
-
 static inline int on_special(struct scan *s, size_t i, unsigned char c)
 {
-	/* the end of the data (i == len) is no terminator */
-	if (c != (unsigned char)s->fs && i < s->m->len)
-		note_end(s, i, c);
 	if (__builtin_expect(s->in_name, 0))
 		return seg_name(s, i, c);
 	if (push_field(s, s->fld_start, i - s->fld_start) == -1)
 		return -1;
 	s->fld_start = i + 1;
-	if (c != (unsigned char)s->fs)
+	if (c != (unsigned char)s->fs) {
+		note_end(s, i, c);
 		seg_close(s, i);
+	}
 	return 0;
 }
 
