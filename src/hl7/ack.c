@@ -98,6 +98,22 @@ static void put_field(struct buf *out, const struct hl7_msg *m, unsigned f)
 		put(out, v.p, v.len);
 }
 
+/* MSH-1 and MSH-2 from the delimiters: for a parsed message the sender's own bytes again;
+ * for a header read past a malformed MSH-2 (hl7_parse_header) the ones it was read with,
+ * never the malformed bytes. */
+static void put_delims(struct buf *out, const struct hl7_delims *d)
+{
+	putc_(out, d->field);
+	putc_(out, d->comp);
+	putc_(out, d->rep);
+	if (d->esc)
+		putc_(out, d->esc);
+	if (d->sub)
+		putc_(out, d->sub);
+	if (d->trunc)
+		putc_(out, d->trunc);
+}
+
 static bool is_delim(const struct hl7_delims *d, char c)
 {
 	return c == d->field || c == d->comp || c == d->rep || (d->esc && c == d->esc) ||
@@ -218,8 +234,7 @@ int ack_build(struct buf *out, const struct hl7_msg *m, enum ack_code code,
 		return -1;
 	/* MSH: our side becomes the sender */
 	puts_(out, "MSH");
-	put_field(out, m, 1);
-	put_field(out, m, 2);
+	put_delims(out, d);
 	putc_(out, d->field);
 	put_field(out, m, 5);
 	putc_(out, d->field);

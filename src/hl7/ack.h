@@ -30,14 +30,17 @@ bool ack_enhanced(const struct hl7_msg *m);
  * in enhanced mode). Never true for a message that is itself an ACK. */
 bool ack_wanted(const struct hl7_msg *m, enum ack_code code);
 
-/* Appends the ACK for m to out (no MLLP framing). err is NULL for ACK_ACCEPT and required
- * otherwise. control_id is the ACK's own MSH-10 (unique; at most 20 characters for old
+/* Appends the ACK for m to out (no MLLP framing). m is a parsed message or, for bytes
+ * hl7_parse refused, the header hl7_parse_header read: the refusal then still names the
+ * message (MSA-2, MSH-3..6, MSH-11, MSH-12) in the delimiters it was read with. err is NULL
+ * for ACK_ACCEPT and required otherwise. control_id is the ACK's own MSH-10 (unique; at most 20 characters for old
  * versions). now is the time for MSH-7. Returns 0, or -1 if m is an ACK (nothing written). */
 int ack_build(struct buf *out, const struct hl7_msg *m, enum ack_code code,
 	      const struct hl7_error *err, const char *control_id, time_t now);
 
-/* For bytes that are not a parsable message (no MSH, a malformed MSH-2): appends an AR
- * with default delimiters, empty MSA-2 and an ERR segment for err. */
+/* For bytes that are not a message even as far as hl7_parse_header reads (no MSH, a
+ * malformed MSH-1): appends an AR with default delimiters, empty MSA-2 and an ERR segment
+ * for err. */
 void ack_build_unparsed(struct buf *out, const struct hl7_error *err, const char *control_id,
 			time_t now);
 

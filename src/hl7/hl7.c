@@ -126,6 +126,7 @@ struct scan {
 	size_t nsegs;
 	bool in_name; /* the current segment's name has not ended yet */
 	char fs;
+	unsigned quirks; /* the line endings seen, HL7_QUIRK_CR/LF/CRLF */
 	struct hl7_error *err;
 };
 
@@ -172,6 +173,21 @@ static void seg_close(struct scan *s, size_t i)
 	s->in_name = true;
 }
 
+/* Notes how the line ending at i ends: CR alone, LF alone, or CR LF (noted at its LF; the
+ * CR before it ended the segment, the LF ends an empty line). The end of the data (i ==
+ * len) is no terminator. Called once per line, never per field. */
+static void note_end(struct scan *s, size_t i, unsigned char c)
+{
+	const char *p = s->m->data;
+
+	if (i >= s->m->len)
+		return;
+	if (c == '\n')
+		s->quirks |= i > 0 && p[i - 1] == '\r' ? HL7_QUIRK_CRLF : HL7_QUIRK_LF;
+	else if (i + 1 >= s->m->len || p[i + 1] != '\n')
+		s->quirks |= HL7_QUIRK_CR;
+}
+
 /* The segment name ended at i with byte c (the field separator or a terminator). */
 static int seg_name(struct scan *s, size_t i, unsigned char c)
 {
@@ -180,6 +196,7 @@ static int seg_name(struct scan *s, size_t i, unsigned char c)
 	struct hl7_seg *g;
 
 	if (c != (unsigned char)s->fs) {
+		note_end(s, i, c);
 		/* an empty line, or one of blanks only, is skipped */
 		for (k = 0; k < n && (p[k] == ' ' || p[k] == '\t'); k++)
 			;
@@ -227,8 +244,10 @@ static inline int on_special(struct scan *s, size_t i, unsigned char c)
 	if (push_field(s, s->fld_start, i - s->fld_start) == -1)
 		return -1;
 	s->fld_start = i + 1;
-	if (c != (unsigned char)s->fs)
+	if (c != (unsigned char)s->fs) {
+		note_end(s, i, c);
 		seg_close(s, i);
+	}
 	return 0;
 }
 
@@ -267,28 +286,44 @@ static int scan_all(struct scan *s, size_t i, size_t len)
 	return on_special(s, len, '\r');
 }
 
-int hl7_parse(struct hl7_msg *m, const char *data, size_t len, struct hl7_error *err)
+/* Empties m for data and returns where its first segment starts: past a byte order mark
+ * (noted in m->quirks) and leading CR and LF. */
+static size_t msg_reset(struct hl7_msg *m, const char *data, size_t len)
 {
-	struct scan s;
-	struct hl7_str f18;
+	static const char bom[3] = {'\xef', '\xbb', '\xbf'};
 	size_t start = 0;
-	int si;
 
 	m->data = data;
 	m->len = len;
 	m->nsegs = 0;
 	m->nfields = 0;
+	m->quirks = 0;
 	m->charset.p = empty_view;
 	m->charset.len = 0;
 	memset(&m->d, 0, sizeof(m->d));
+	/* Windows tools write one before MSH: it is no part of the message */
+	if (len >= sizeof(bom) && memcmp(data, bom, sizeof(bom)) == 0) {
+		start = sizeof(bom);
+		m->quirks |= HL7_QUIRK_BOM;
+	}
+	while (start < len && (data[start] == '\r' || data[start] == '\n'))
+		start++;
+	return start;
+}
+
+int hl7_parse(struct hl7_msg *m, const char *data, size_t len, struct hl7_error *err)
+{
+	struct scan s;
+	struct hl7_str f18;
+	size_t start = msg_reset(m, data, len);
+	int si;
+
 	if (err != NULL)
 		memset(err, 0, sizeof(*err));
 	if (len >= UINT32_MAX) {
 		set_err(err, HL7_DATA_TYPE, "", 0, 0, "message of %zu bytes too large", len);
 		return -1;
 	}
-	while (start < len && (data[start] == '\r' || data[start] == '\n'))
-		start++;
 	if (len - start < 3 || memcmp(data + start, "MSH", 3) != 0) {
 		set_err(err, HL7_SEGMENT_SEQUENCE, "", 1, 0, "message does not start with MSH");
 		return -1;
@@ -315,10 +350,70 @@ int hl7_parse(struct hl7_msg *m, const char *data, size_t len, struct hl7_error 
 	}
 	m->nsegs = (uint32_t)s.nsegs;
 	m->nfields = (uint32_t)s.nf;
+	m->quirks |= s.quirks;
 
 	si = 0; /* the first segment is MSH */
 	if (hl7_field(m, (unsigned)si, 18, &f18))
 		hl7_rep(&m->d, f18, 1, &m->charset);
+	return 0;
+}
+
+/* The delimiters of a header whose MSH-2 is malformed: the standard's encoding characters
+ * after the sender's own field separator; the one that equals it (if any) becomes '|',
+ * which then is not the separator. */
+static void header_delims(struct hl7_delims *d, char fs)
+{
+	char enc[4] = {'^', '~', '\\', '&'};
+
+	for (size_t k = 0; k < sizeof(enc); k++)
+		if (enc[k] == fs)
+			enc[k] = '|';
+	d->field = fs;
+	d->comp = enc[0];
+	d->rep = enc[1];
+	d->esc = enc[2];
+	d->sub = enc[3];
+	d->trunc = 0;
+}
+
+int hl7_parse_header(struct hl7_msg *m, const char *data, size_t len)
+{
+	size_t start = msg_reset(m, data, len), eol, p, nf, cap;
+	const char *q;
+	struct hl7_seg *g;
+
+	if (len >= UINT32_MAX || len - start < 4 || memcmp(data + start, "MSH", 3) != 0 ||
+	    !delim_ok((unsigned char)data[start + 3]))
+		return -1;
+	for (eol = start + 3; eol < len && data[eol] != '\r' && data[eol] != '\n'; eol++)
+		;
+	if (parse_delims(data, len, start, &m->d, NULL) == -1)
+		header_delims(&m->d, data[start + 3]);
+	if (m->fields == NULL)
+		m->fields = grow(NULL, &m->fieldcap, FIELDS_INIT, sizeof(*m->fields));
+	if (m->segs == NULL)
+		m->segs = grow(NULL, &m->segcap, SEGS_INIT, sizeof(*m->segs));
+	cap = m->fieldcap < HL7_MAX_FIELDS ? m->fieldcap : HL7_MAX_FIELDS;
+	/* MSH-1 is the separator itself; then every field up to the end of the line */
+	m->fields[0].off = (uint32_t)(start + 3);
+	m->fields[0].len = 1;
+	nf = 1;
+	for (p = start + 4; nf < cap; p = (size_t)(q - data) + 1) {
+		q = p < eol ? memchr(data + p, m->d.field, eol - p) : NULL;
+		m->fields[nf].off = (uint32_t)p;
+		m->fields[nf].len = (uint32_t)((q != NULL ? (size_t)(q - data) : eol) - p);
+		nf++;
+		if (q == NULL)
+			break;
+	}
+	g = &m->segs[0];
+	g->off = (uint32_t)start;
+	g->len = (uint32_t)(eol - start);
+	g->field0 = 0;
+	g->nfields = (uint32_t)nf;
+	memcpy(g->name, "MSH", 4);
+	m->nsegs = 1;
+	m->nfields = (uint32_t)nf;
 	return 0;
 }
 

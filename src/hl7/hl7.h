@@ -71,10 +71,18 @@ struct hl7_seg {
 	char name[4]; /* NUL-terminated copy of the 3-character segment ID */
 };
 
+/* What hl7_parse read beyond the standard's letter (bits of struct hl7_msg.quirks): the
+ * parser takes these as real senders write them; a receiver that must refuse them asks. */
+#define HL7_QUIRK_BOM  0x1u /* a UTF-8 byte order mark before MSH, skipped */
+#define HL7_QUIRK_CR   0x2u /* a segment ended by CR alone (the standard's terminator) */
+#define HL7_QUIRK_LF   0x4u /* a segment ended by LF alone */
+#define HL7_QUIRK_CRLF 0x8u /* a segment ended by CR LF */
+
 struct hl7_msg {
 	const char *data; /* the message, not owned */
 	size_t len;
 	struct hl7_delims d;
+	unsigned quirks; /* HL7_QUIRK_* bits */
 	struct hl7_str charset; /* MSH-18, first repetition; len 0 if absent */
 	/* Segment and field index, reused between parses. fields[] hold offsets and lengths;
 	 * field 1 of MSH is the field separator (len 1), field 2 the encoding characters. */
@@ -90,8 +98,9 @@ void hl7_msg_init(struct hl7_msg *m);
 void hl7_msg_free(struct hl7_msg *m);
 
 /* Parses one message (starting with MSH; for batches use hl7_batch_next first) from
- * data[0..len). Segments end at CR, LF or CRLF; empty lines are skipped; a trailing
- * terminator is optional. Fills m, which then points into data. Returns 0, or -1 with err
+ * data[0..len). A UTF-8 byte order mark at data[0] is skipped (the views never include
+ * it); segments end at CR, LF or CRLF, each noted in m->quirks; empty lines are skipped; a
+ * trailing terminator is optional. Fills m, which then points into data. Returns 0, or -1 with err
  * filled (code, segment, position, a content-free text). A malformed MSH-2 (fewer than
  * 2 or repeated or alphanumeric encoding characters, a delimiter equal to another) is an
  * error, not a guess. */
@@ -101,6 +110,16 @@ int hl7_parse(struct hl7_msg *m, const char *data, size_t len, struct hl7_error 
  * HL7_MAX_SEGMENTS segments -> HL7_SEGMENT_SEQUENCE; more than HL7_MAX_FIELDS fields in a
  * segment -> HL7_DATA_TYPE. Leading CR/LF and lines of blanks only are skipped. After a
  * failure m holds no segments. err may be NULL. */
+
+/* For bytes hl7_parse refused: reads only the header, splitting the first line at MSH-1
+ * alone, so that an answer can still name the message it refuses (MSH-3..6, MSH-10..12).
+ * Skips a byte order mark and leading CR/LF as hl7_parse does. Fills m with one segment,
+ * MSH, whose fields (at most HL7_MAX_FIELDS) are views into data; m->d are MSH-2's
+ * delimiters when MSH-2 is well formed, else the standard's ^~\& with MSH-1 as the field
+ * separator (one of them equal to MSH-1 is replaced by '|'). Returns 0, or -1 (m holds no
+ * segment) when the bytes do not start with MSH and a valid MSH-1. Linear in the first
+ * line; never allocates more than hl7_parse would. */
+int hl7_parse_header(struct hl7_msg *m, const char *data, size_t len);
 
 /* Index of the n-th (1-based) segment named name, or -1. */
 int hl7_seg_find(const struct hl7_msg *m, const char *name, unsigned n);

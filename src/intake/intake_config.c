@@ -321,6 +321,9 @@ static void intake_key_intake(struct conf *cf, struct intake_config *c, const ch
 		conf_seconds(cf, key, v, 0.1, 3600, &c->write_timeout);
 	} else if (strcmp(key, "processing_ids") == 0) {
 		intake_processing_ids(cf, c, v);
+	} else if (strcmp(key, "strict") == 0) {
+		if (conf_bool(v, &c->strict) == -1)
+			conf_error(cf, "strict: want on or off, got '%s'", v);
 	} else if (daemon_conf_key(cf, &c->d, key, v)) {
 		/* admin, admin_token_file, log_level, user, allow_root, seccomp */
 	} else if (strcmp(key, "drain_timeout") == 0) {

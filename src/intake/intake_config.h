@@ -49,6 +49,8 @@ struct intake_config {
 	double frame_timeout;     /* a frame partly received for this long: close */
 	double write_timeout;     /* ACKs waiting and none taken by the peer for this long: close */
 	char processing_ids[8];   /* accepted MSH-11.1 values, e.g. "PTD" */
+	bool strict; /* refuse what is read leniently (a byte order mark, MSH-11 or MSH-12
+		      * missing) with the AR it got before those were tolerated */
 	/* routing: first matching rule wins; else default_action */
 	struct intake_rule *rules;
 	size_t nrules;

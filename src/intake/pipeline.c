@@ -1,7 +1,9 @@
-/* The intake's pipeline: a complete MLLP frame becomes a job, its messages are parsed,
- * their headers (MSH-9..12, the dedupe key MSH-3, MSH-4, MSH-10) validated and routed,
- * their ACKs built and their store requests submitted to the committer; when the store
- * has answered for every message, the frames are answered in the order they came. */
+/* The intake's pipeline: a complete MLLP frame becomes a job, its messages are parsed
+ * (leniently, each tolerance a warning stored with the message, unless strict), their
+ * headers (MSH-9..12, the dedupe key MSH-3, MSH-4, MSH-10) validated and routed, their
+ * ACKs built (a refusal names its message whenever its header splits at MSH-1) and their
+ * store requests submitted to the committer; when the store has answered for every
+ * message, the frames are answered in the order they came. */
 #include "intake/pipeline.h"
 
 #include <event2/buffer.h>
@@ -100,10 +102,10 @@ static bool intake_copy_key(struct hl7_str v, char *out)
 	return true;
 }
 
-/* MSH-9 type, MSH-10 control ID, MSH-11 processing ID and MSH-12 version present and sane.
- * Fills the key and type fields of j. Returns 0, or -1 with e filled. */
-static int intake_validate(const struct intake_config *cfg, const struct hl7_msg *m,
-			   struct jmsg *j, char trigger[4], struct hl7_error *e)
+/* MSH-9 type and MSH-10 control ID, the fields the intake cannot work without: present
+ * and sane. Fills the type and control ID of j. Returns 0, or -1 with e filled. */
+static int intake_validate_type(const struct hl7_msg *m, struct jmsg *j, char trigger[4],
+				struct hl7_error *e)
 {
 	struct hl7_str v = { 0 }, t = { 0 };
 
@@ -133,18 +135,40 @@ static int intake_validate(const struct intake_config *cfg, const struct hl7_msg
 			     "MSH-10 control ID too long or holds control characters");
 		return -1;
 	}
-	if (hl7_get(m, "MSH-11.1", &v) != 1 || v.len == 0) {
+	return 0;
+}
+
+/* MSH-11 processing ID, one of processing_ids, and MSH-12 version, 2.x. Either missing is
+ * read as Mirth and HAPI read it (MSH-11 as P, MSH-12 as unknown: stored empty, and the
+ * ACK echoes the empty field) and noted in j->warn; strict refuses it as before. Fills
+ * the version of j. Returns 0, or -1 with e filled. */
+static int intake_validate_ids(const struct intake_config *cfg, const struct hl7_msg *m,
+			       struct jmsg *j, struct hl7_error *e)
+{
+	struct hl7_str v = { 0 };
+	char pid = 'P';
+
+	if (hl7_get(m, "MSH-11.1", &v) == 1 && v.len > 0) {
+		pid = v.len == 1 ? v.p[0] : '\0';
+	} else if (cfg->strict) {
 		intake_error(e, HL7_REQUIRED_FIELD, 11, "MSH-11 processing ID missing");
 		return -1;
+	} else {
+		j->warn |= 1u << W_MSH11;
 	}
-	if (v.len != 1 || v.p[0] == '\0' || strchr(cfg->processing_ids, v.p[0]) == NULL) {
+	if (pid == '\0' || strchr(cfg->processing_ids, pid) == NULL) {
 		intake_error(e, HL7_UNSUPPORTED_PROCESSING_ID, 11,
 			     "MSH-11 processing ID not accepted");
 		return -1;
 	}
+	j->version[0] = '\0';
 	if (hl7_get(m, "MSH-12.1", &v) != 1 || v.len == 0) {
-		intake_error(e, HL7_REQUIRED_FIELD, 12, "MSH-12 version ID missing");
-		return -1;
+		if (cfg->strict) {
+			intake_error(e, HL7_REQUIRED_FIELD, 12, "MSH-12 version ID missing");
+			return -1;
+		}
+		j->warn |= 1u << W_MSH12;
+		return 0;
 	}
 	if (v.len < 3 || v.len >= sizeof(j->version) || v.p[0] != '2' || v.p[1] != '.' ||
 	    v.p[2] < '0' || v.p[2] > '9') {
@@ -156,7 +180,20 @@ static int intake_validate(const struct intake_config *cfg, const struct hl7_msg
 	for (size_t i = 0; i < v.len; i++)
 		if ((unsigned char)j->version[i] < 0x20)
 			j->version[i] = '_';
-	v.len = 0;
+	return 0;
+}
+
+/* The header as the intake needs it: MSH-9, MSH-10, MSH-11 and MSH-12 (see above), and the
+ * rest of the dedupe key, MSH-3 and MSH-4 (may be empty). Fills the key and type fields of
+ * j. Returns 0, or -1 with e filled. */
+static int intake_validate(const struct intake_config *cfg, const struct hl7_msg *m,
+			   struct jmsg *j, char trigger[4], struct hl7_error *e)
+{
+	struct hl7_str v = { 0 };
+
+	if (intake_validate_type(m, j, trigger, e) == -1 ||
+	    intake_validate_ids(cfg, m, j, e) == -1)
+		return -1;
 	hl7_get(m, "MSH-3", &v);
 	if (!intake_copy_key(v, j->app)) {
 		intake_error(e, HL7_DATA_TYPE, 3,
@@ -171,6 +208,23 @@ static int intake_validate(const struct intake_config *cfg, const struct hl7_msg
 		return -1;
 	}
 	return 0;
+}
+
+/* The warnings the parser's quirks make: a byte order mark; segments ended by LF, by CR LF,
+ * or by more than one kind of ending (CR alone is the standard's). */
+static unsigned intake_quirk_warnings(unsigned q)
+{
+	unsigned w = 0, ends = q & (HL7_QUIRK_CR | HL7_QUIRK_LF | HL7_QUIRK_CRLF);
+
+	if (q & HL7_QUIRK_BOM)
+		w |= 1u << W_BOM;
+	if ((ends & (ends - 1)) != 0)
+		w |= 1u << W_MIXED;
+	else if (ends == HL7_QUIRK_LF)
+		w |= 1u << W_LF;
+	else if (ends == HL7_QUIRK_CRLF)
+		w |= 1u << W_CRLF;
+	return w;
 }
 
 /* ---- the pipeline ---- */
@@ -349,10 +403,11 @@ static void jmsg_stored(struct intake *in, struct conn *c, struct jmsg *j)
 		in->st.ignored++;
 	else
 		in->st.rejected_stored++;
-	log_debug("event=stored peer=%s control_id=%s type=%s id=%lld state=%s", c->peer,
-		  log_value(ctrl, sizeof(ctrl), j->ctrl), log_value(type, sizeof(type), j->type),
-		  (long long)j->req.msg.id,
-		  store_state_name(refused ? STORE_REJECTED : j->req.msg.state));
+	log_debug("event=stored peer=%s control_id=%s type=%s id=%lld state=%s warnings=%s",
+		  c->peer, log_value(ctrl, sizeof(ctrl), j->ctrl),
+		  log_value(type, sizeof(type), j->type), (long long)j->req.msg.id,
+		  store_state_name(refused ? STORE_REJECTED : j->req.msg.state),
+		  j->warn != 0 ? j->warnings : "");
 }
 
 /* A message's store request finished (loop thread). */
@@ -391,6 +446,32 @@ static void jmsg_done(struct commit_req *r, void *arg)
 	}
 }
 
+/* j's warnings as the store keeps them (their names, comma-separated), counted by kind;
+ * NULL for none. The raw bytes stay as sent: the warnings say what was read leniently. */
+static const char *jmsg_warnings(struct intake *in, struct jmsg *j)
+{
+	size_t n = 0;
+
+	if (j->warn == 0)
+		return NULL;
+	in->st.warned++;
+	for (unsigned k = 0; k < W_NWARNINGS; k++) {
+		const char *name = intake_warning_names[k];
+		size_t len = strlen(name);
+
+		if ((j->warn & 1u << k) == 0)
+			continue;
+		in->st.warnings[k]++;
+		if (n + (n > 0) + len >= sizeof(j->warnings))
+			break; /* cannot happen: every name fits (INTAKE_WARNINGS_LEN) */
+		if (n > 0)
+			j->warnings[n++] = ',';
+		memcpy(j->warnings + n, name, len + 1);
+		n += len;
+	}
+	return j->warnings;
+}
+
 /* Fills j's store request (its ACK built, the message parsed and routed act): the key,
  * the raw bytes in its job's frame, the ACKs to store with it. */
 static void jmsg_request(struct conn *c, struct job *jb, struct jmsg *j, const char *data,
@@ -415,6 +496,7 @@ static void jmsg_request(struct conn *c, struct job *jb, struct jmsg *j, const c
 		.reuse_ack = j->reuse_ack.len > 0 ? buf_head(&j->reuse_ack) : NULL,
 		.reuse_ack_len = j->reuse_ack.len,
 		.received_ms = clock_wall_ms(),
+		.warnings = jmsg_warnings(c->in, j),
 	};
 	/* the digest here, in the loop thread (linear, like the parse just done), not in
 	 * the committer, whose time every sender waits for */
@@ -424,6 +506,60 @@ static void jmsg_request(struct conn *c, struct job *jb, struct jmsg *j, const c
 	j->req.arg = j;
 	j->req.source = c;
 	jb->pending++;
+}
+
+/* Answers bytes hl7_parse refused, or with strict a message it read only past a byte order
+ * mark: an AR (CR in enhanced mode) that names the message whenever its header splits at
+ * MSH-1 (hl7_parse_header: MSA-2, MSH-3..6, MSH-11, MSH-12, as for any other AR), else one
+ * with default delimiters; nothing for what reads as an acknowledgement. */
+static void intake_unparsed(struct intake *in, struct conn *c, struct jmsg *j,
+			    struct hl7_msg *m, const struct hl7_error *e, const char *id)
+{
+	const char *data = (const char *)j->job->frame + j->raw_off;
+	char ctrl[LOG_VALUE_SIZE(INTAKE_KEY_MAX)];
+	struct hl7_str v;
+	bool named = hl7_parse_header(m, data, j->raw_len) == 0;
+
+	/* the control ID for the log and the page only when it is a sane key */
+	if (named && hl7_get(m, "MSH-10", &v) == 1 && !intake_copy_key(v, j->ctrl))
+		j->ctrl[0] = '\0';
+	in->st.reasons[R_PARSE]++;
+	intake_note(in, R_PARSE, j->ctrl, c->peer, e->text);
+	log_limited(&in->rate, LOG_WARN,
+		    "event=rejected reason=parse peer=%s size=%zu code=%d control_id=%s "
+		    "error=\"%s\"",
+		    c->peer, j->raw_len, (int)e->code, log_value(ctrl, sizeof(ctrl), j->ctrl),
+		    e->text);
+	if (named) {
+		/* -1: an acknowledgement, which is never answered */
+		j->want = ack_build(&j->ack, m, ACK_REJECT, e, id, time(NULL)) == 0;
+	} else {
+		ack_build_unparsed(&j->ack, e, id, time(NULL));
+		j->want = true;
+	}
+}
+
+/* Parses j into m and notes what the parse read leniently. Returns 0, or -1 when j was
+ * answered as unparsable (with strict, also a message behind a byte order mark, with the
+ * error it got before the mark was skipped). */
+static int intake_parse(struct intake *in, struct conn *c, struct jmsg *j, struct hl7_msg *m,
+			const char *id)
+{
+	const char *data = (const char *)j->job->frame + j->raw_off;
+	struct hl7_error e;
+
+	if (hl7_parse(m, data, j->raw_len, &e) == -1) {
+		intake_unparsed(in, c, j, m, &e, id);
+		return -1;
+	}
+	if (in->cfg->strict && (m->quirks & HL7_QUIRK_BOM)) {
+		intake_error(&e, HL7_SEGMENT_SEQUENCE, 0, "message does not start with MSH");
+		e.seq = 1;
+		intake_unparsed(in, c, j, m, &e, id);
+		return -1;
+	}
+	j->warn = intake_quirk_warnings(m->quirks);
+	return 0;
 }
 
 /* Handles one message of a frame: answers it at once (a NAK, or nothing for an ACK) or
@@ -440,16 +576,8 @@ static void intake_message(struct intake *in, struct conn *c, struct job *jb, st
 	in->st.received++;
 	minutes_add(&in->per_minute, clock_wall(), 1);
 	intake_ack_id(in, id);
-	if (hl7_parse(m, data, j->raw_len, &e) == -1) {
-		in->st.reasons[R_PARSE]++;
-		intake_note(in, R_PARSE, NULL, c->peer, e.text);
-		log_limited(&in->rate, LOG_WARN,
-			    "event=rejected reason=parse peer=%s size=%zu code=%d error=\"%s\"",
-			    c->peer, j->raw_len, (int)e.code, e.text);
-		ack_build_unparsed(&j->ack, &e, id, time(NULL));
-		j->want = true;
+	if (intake_parse(in, c, j, m, id) == -1)
 		return;
-	}
 	if (hl7_is_ack(m)) {
 		in->st.reasons[R_ACK_INPUT]++;
 		log_limited(&in->rate, LOG_WARN, "event=ignored reason=ack_input peer=%s size=%zu",
@@ -492,7 +620,8 @@ static void intake_message(struct intake *in, struct conn *c, struct job *jb, st
 }
 
 /* Answers a frame that cannot be taken as it is (over the size limit, a batch over
- * INTAKE_BATCH_MAX) with one AR built from its header if that parses, never for an ACK. */
+ * INTAKE_BATCH_MAX) with one AR built from its (first message's) header, read whole or
+ * split at MSH-1 (hl7_parse_header), never for an ACK. */
 static void conn_refuse_frame(struct conn *c, struct job *jb, struct hl7_msg *m,
 			      const char *why)
 {
@@ -502,6 +631,7 @@ static void conn_refuse_frame(struct conn *c, struct job *jb, struct hl7_msg *m,
 	struct hl7_error e;
 	size_t pos = 0;
 	char id[21];
+	bool parsed;
 
 	jb->batch = false;
 	jb->n = 1;
@@ -511,14 +641,15 @@ static void conn_refuse_frame(struct conn *c, struct job *jb, struct hl7_msg *m,
 	intake_ack_id(in, id);
 	if (hl7_is_batch(p, jb->len))
 		hl7_batch_next(p, jb->len, &pos, &first);
-	if (hl7_parse(m, first.p, first.len, &e) == 0) {
+	parsed = hl7_parse(m, first.p, first.len, &e) == 0;
+	intake_error(&e, HL7_INTERNAL, 0, why);
+	if (parsed || hl7_parse_header(m, first.p, first.len) == 0) {
 		if (hl7_is_ack(m))
 			return;
-		intake_error(&e, HL7_INTERNAL, 0, why);
 		ack_build(&jb->msgs[0].ack, m, ACK_REJECT, &e, id, time(NULL));
-		jb->msgs[0].want = ack_wanted(m, ACK_REJECT);
+		/* what hl7_parse refused is answered whatever its MSH-15 says, as below */
+		jb->msgs[0].want = !parsed || ack_wanted(m, ACK_REJECT);
 	} else {
-		intake_error(&e, HL7_INTERNAL, 0, why);
 		ack_build_unparsed(&jb->msgs[0].ack, &e, id, time(NULL));
 		jb->msgs[0].want = true;
 	}

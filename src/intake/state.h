@@ -61,8 +61,30 @@ static const char *const intake_reason_names[] = { "parse",   "header",    "rout
 						   "too_big", "ack_input", "store",
 						   "reused_control_id" };
 
+/* What was read leniently (a tolerance applied to take a message real senders send);
+ * labels of netwall_intake_warnings_total, and the names stored with the message. */
+enum intake_warning {
+	W_BOM = 0,    /* a UTF-8 byte order mark before MSH, skipped */
+	W_MSH11,      /* MSH-11 missing: taken as P */
+	W_MSH12,      /* MSH-12 missing: the version is unknown */
+	W_LF,         /* segments ended by LF */
+	W_CRLF,       /* segments ended by CR LF */
+	W_MIXED,      /* segments ended by more than one of CR, LF, CR LF */
+	W_NWARNINGS,
+};
+static const char *const intake_warning_names[] = { "bom",
+						    "msh11_missing",
+						    "msh12_missing",
+						    "lf_terminators",
+						    "crlf_terminators",
+						    "mixed_terminators" };
+/* The names of every warning, comma-separated, and the NUL. */
+#define INTAKE_WARNINGS_LEN 96
+
 struct intake_stats {
 	uint64_t frames, received, accepted, ignored, rejected_stored, duplicates;
+	uint64_t warned;                  /* messages stored with at least one warning */
+	uint64_t warnings[W_NWARNINGS];   /* messages stored with each warning */
 	uint64_t reused; /* stored (or, with reject, refused) with a reused control ID */
 	uint64_t reasons[R_NREASONS];
 	uint64_t conns_total, conns_refused, junk_bytes;
@@ -103,6 +125,8 @@ struct jmsg {
 	size_t raw_len;
 	char app[INTAKE_KEY_MAX + 1], fac[INTAKE_KEY_MAX + 1], ctrl[INTAKE_KEY_MAX + 1];
 	char type[8], version[16];
+	unsigned warn;                         /* 1 << enum intake_warning, for each applied */
+	char warnings[INTAKE_WARNINGS_LEN];    /* their names, for the store */
 };
 
 /* One frame: answered when all its messages are. */

@@ -104,6 +104,10 @@ static const struct metric status_message_metrics[] = {
 	{ "netwall_intake_rejected_total", METRIC_COUNTER,
 	  "messages answered with an error or not answered, by reason", "reason",
 	  METRIC_FIELDS(SNAP, st.reasons, intake_reason_names, R_NREASONS) },
+	{ "netwall_intake_warnings_total", METRIC_COUNTER,
+	  "messages stored that were read leniently, by the tolerance applied (a byte order "
+	  "mark, MSH-11 or MSH-12 missing, segments not ended by CR alone)",
+	  "kind", METRIC_FIELDS(SNAP, st.warnings, intake_warning_names, W_NWARNINGS) },
 	{ "netwall_intake_ack_seconds", METRIC_HISTOGRAM,
 	  "time from a complete frame to its ACK being queued", NULL,
 	  METRIC_READ(status_read_ack_seconds) },
@@ -268,6 +272,7 @@ static void intake_page(struct evbuffer *out, const struct metrics *m, void *arg
 	page_tile(out, "rejected", "rejected or failed", rejected);
 	page_tile(out, "duplicates", "duplicates", s->duplicates);
 	page_tile(out, "reused_control_id", "control ID reused", s->reused);
+	page_tile(out, "warnings", "read with warnings", s->warned);
 	page_tile(out, "delivered_now", "delivered", ds.delivered);
 	page_tile_text(out, "ack_p50", "ACK latency p50", p50);
 	page_tile_text(out, "ack_p99", "ACK latency p99", p99);

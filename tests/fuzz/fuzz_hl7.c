@@ -10,8 +10,9 @@
  *   (taken from the message, so escaping meets every delimiter): unescape(escape(s)) == s.
  * - hl7json_message gives JSON that jansson reads back, with one entry per segment and the
  *   message as "raw"; hl7json_utf8 always writes valid UTF-8.
- * - What does not parse gets the unparsed AR, which must read back; batches are split and
- *   each part parsed.
+ * - What does not parse gets the unparsed AR, which must read back, and is read as far as
+ *   its header (hl7_parse_header), whose AR must name it; batches are split and each part
+ *   parsed.
  * Built by scripts/fuzz.sh (or `make fuzz`); with -DFUZZ_STANDALONE it is a plain program
  * that runs the files named on its command line through the same checks. */
 #include <jansson.h>
@@ -352,6 +353,59 @@ static void unparsed(const struct hl7_error *err)
 	buf_free(&b);
 }
 
+/* What hl7_parse refused, read as far as its header: one MSH segment inside the first line,
+ * split at MSH-1 alone; the refusal built from it parses back and names the message (MSA-2
+ * its MSH-10, MSH-3..6 swapped, MSH-11/12 echoed, the header's delimiters), unless the
+ * header reads as an ACK, which gets nothing. */
+static void header(const char *p, size_t size, const struct hl7_error *err)
+{
+	static const unsigned pairs[6][2] = {{3, 5}, {4, 6}, {5, 3}, {6, 4}, {11, 11}, {12, 12}};
+	struct hl7_msg h, a;
+	struct buf b = {0};
+	struct hl7_str x, y;
+	const struct hl7_delims *d;
+	int msa;
+
+	hl7_msg_init(&h);
+	hl7_msg_init(&a);
+	if (hl7_parse_header(&h, p, size) == -1) {
+		check(h.nsegs == 0);
+		goto out;
+	}
+	d = &h.d;
+	check(h.nsegs == 1 && strcmp(h.segs[0].name, "MSH") == 0);
+	check(h.segs[0].nfields >= 2 && h.segs[0].nfields <= HL7_MAX_FIELDS);
+	check(memchr(h.data + h.segs[0].off, '\r', h.segs[0].len) == NULL);
+	check(memchr(h.data + h.segs[0].off, '\n', h.segs[0].len) == NULL);
+	check(d->field && d->comp && d->rep && d->field != d->comp && d->field != d->rep &&
+	      d->comp != d->rep && d->field != d->esc && d->field != d->sub);
+	for (unsigned f = 1; hl7_field(&h, 0, f, &x); f++) {
+		inside(&h, x);
+		check(f == 1 || memchr(x.p, d->field, x.len) == NULL);
+	}
+	if (ack_build(&b, &h, ACK_REJECT, err, "H1", 0) == -1) {
+		check(hl7_is_ack(&h) && b.len == 0);
+		goto out;
+	}
+	check(hl7_parse(&a, (const char *)buf_head(&b), b.len, NULL) == 0);
+	check(hl7_is_ack(&a) && memcmp(&a.d, d, sizeof(a.d)) == 0);
+	for (unsigned i = 0; i < 6; i++) {
+		check(hl7_field(&a, 0, pairs[i][0], &x));
+		hl7_field(&h, 0, pairs[i][1], &y);
+		check(x.len == y.len && memcmp(x.p, y.p, x.len) == 0);
+	}
+	msa = hl7_seg_find(&a, "MSA", 1);
+	check(msa == 1 && hl7_seg_find(&a, "ERR", 1) == 2);
+	check(hl7_field(&a, (unsigned)msa, 1, &x) && x.len == 2 && x.p[1] == 'R');
+	hl7_field(&a, (unsigned)msa, 2, &x);
+	hl7_field(&h, 0, 10, &y);
+	check(x.len == y.len && memcmp(x.p, y.p, x.len) == 0);
+out:
+	buf_free(&b);
+	hl7_msg_free(&a);
+	hl7_msg_free(&h);
+}
+
 static void utf8(const uint8_t *data, size_t size)
 {
 	size_t cap = 3 * size + 3, hi = 0, n;
@@ -488,6 +542,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else {
 		check(m.nsegs == 0);
 		unparsed(&err);
+		header(p, size, &err);
 	}
 	/* batches: spans move forward, stay inside, and each parses or fails cleanly */
 	while (hl7_batch_next(p, size, &pos, &span) == 1) {

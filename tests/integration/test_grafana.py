@@ -37,7 +37,7 @@ UNSHOWN = {
     # on /metrics and the status pages, not (yet) panels
     "netwall_intake_reused_control_id_total", "netwall_intake_deliveries_in_flight",
     "netwall_chat_logins_pending", "netwall_chat_logins_busy_total",
-    "netwall_intake_stalled_frames_total",
+    "netwall_intake_stalled_frames_total", "netwall_intake_warnings_total",
 }
 
 

@@ -301,6 +301,62 @@ static void test_unparsed(void **state)
 	buf_free(&b);
 }
 
+/* A message only its header could be read of: the AR still names it (MSA-2, MSH-3..6
+ * swapped, MSH-11 and MSH-12), in the delimiters the header was read with, never in its
+ * malformed MSH-2. */
+static void test_header_only(void **state)
+{
+	static const char bad2[] = "MSH|^^\\&|SA|SF|RA|RF|2024||ADT^A01|C1|P|2.5\rPID|1";
+	static const char caret[] = "MSH^~~\\&^SA^SF^RA^RF^2024^^ADT|A01^C4^P^2.3\r";
+	static const char later[] = "\xef\xbb\xbf" "MSH|^~\\&|SA|SF|RA|RF|2024||ORU^R01|C3|T|2.6|||AL|NE"
+				    "\rpid|1";
+	static const char ack[] = "MSH|^^\\&|S|F|R|G|2020||ACK^A01|C|P|2.3\rMSA|AA|X";
+	struct hl7_error e2 = mkerr(HL7_DATA_TYPE, "MSH", 1, 2, "MSH-2 encoding characters malformed");
+	struct hl7_error e3 = mkerr(HL7_SEGMENT_SEQUENCE, "", 2, 0, "segment 2 name malformed");
+	struct hl7_msg m, a;
+	struct buf b = {0};
+	char code[3], ctrl[16];
+
+	hl7_msg_init(&m);
+	hl7_msg_init(&a);
+	assert_int_equal(hl7_parse_header(&m, bad2, strlen(bad2)), 0);
+	assert_int_equal(ack_build(&b, &m, ACK_REJECT, &e2, "U1", NOW), 0);
+	assert_string_equal(text(&b), "MSH|^~\\&|RA|RF|SA|SF|20231114221320+0000||ACK^A01^ACK|U1|P|2.5\n"
+				      "MSA|AR|C1|MSH-2 encoding characters malformed\n"
+				      "ERR||MSH^1^2|102^MSH-2 encoding characters malformed^HL70357|E\n");
+	assert_int_equal(ack_parse((const char *)buf_head(&b), b.len, code, ctrl, sizeof(ctrl)), 0);
+	assert_string_equal(code, "AR");
+	assert_string_equal(ctrl, "C1");
+	assert_int_equal(hl7_parse(&a, (const char *)buf_head(&b), b.len, NULL), 0);
+
+	/* a separator among ^~\&: '|' stands in for the one it took */
+	b.len = 0;
+	assert_int_equal(hl7_parse_header(&m, caret, strlen(caret)), 0);
+	assert_int_equal(ack_build(&b, &m, ACK_REJECT, &e2, "U2", NOW), 0);
+	assert_string_equal(text(&b), "MSH^|~\\&^RA^RF^SA^SF^20231114221320+0000^^ACK|A01|ACK^U2^P^2.3\n"
+				      "MSA^AR^C4^MSH-2 encoding characters malformed\n"
+				      "ERR^MSH|1|2|102&MSH-2 encoding characters malformed&HL70357\n");
+	assert_int_equal(ack_parse((const char *)buf_head(&b), b.len, code, ctrl, sizeof(ctrl)), 0);
+	assert_string_equal(ctrl, "C4");
+
+	/* MSH-2 well formed, a later segment refused; a byte order mark; enhanced mode */
+	b.len = 0;
+	assert_int_equal(hl7_parse_header(&m, later, strlen(later)), 0);
+	assert_int_equal(ack_build(&b, &m, ACK_REJECT, &e3, "U3", NOW), 0);
+	assert_string_equal(text(&b), "MSH|^~\\&|RA|RF|SA|SF|20231114221320+0000||ACK^R01^ACK|U3|T|2.6\n"
+				      "MSA|CR|C3|segment 2 name malformed\n"
+				      "ERR|||100^segment 2 name malformed^HL70357|E\n");
+
+	/* never an answer to what reads as an acknowledgement */
+	b.len = 0;
+	assert_int_equal(hl7_parse_header(&m, ack, strlen(ack)), 0);
+	assert_int_equal(ack_build(&b, &m, ACK_REJECT, &e2, "U4", NOW), -1);
+	assert_int_equal(b.len, 0);
+	buf_free(&b);
+	hl7_msg_free(&m);
+	hl7_msg_free(&a);
+}
+
 static void test_parse(void **state)
 {
 	static const char *const bad[] = {
@@ -434,6 +490,7 @@ int main(void)
 		cmocka_unit_test(test_err_by_version),	cmocka_unit_test(test_enhanced_matrix),
 		cmocka_unit_test(test_header_fields),	cmocka_unit_test(test_never_ack_an_ack),
 		cmocka_unit_test(test_unparsed),	cmocka_unit_test(test_parse),
+		cmocka_unit_test(test_header_only),
 		cmocka_unit_test(test_samples_round_trip), cmocka_unit_test(test_no_escape_character),
 	};
 

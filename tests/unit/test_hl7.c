@@ -90,6 +90,7 @@ static const struct sample samples[] = {
 	{"dft_p03_ms_fhirconv_01.hl7", 19, "DFT^P03^DFT_P03", "MSG00001", "2.8"},
 	{"malformed_lf_line_endings_adt_a04_simplehl7.hl7", 4, "ADT^A04", "1817457", "2.5"},
 	{"oml_o21_v251_hapi_first_of_stream.hl7", 10, "OML^O21^OML_O21", "msgOP123", "2.5.1"},
+	{"oml_o21_v251_nist_loi_trunc_char.hl7", 6, "OML^O21^OML_O21", "NIST-LOI_5.0_1.1-NG", "2.5.1"},
 	{"oml_o33_v25_hl7apy_lab_order.hl7", 7, "OML^O33^OML_O33", "978226056138290600", "2.5"},
 	{"omp_o09_v251_lfh_minimal.hl7", 4, "OMP^O09", "MSGID_bae9ce6a-e35d-4ff5-8d50-c5dde19cc1aa",
 	 "2.5.1"},
@@ -468,6 +469,160 @@ static void test_malformed(void **state)
 	hl7_msg_free(&m);
 }
 
+/* How each segment ended is noted; a byte order mark at the start is skipped, never taken
+ * into a view, and noted. */
+static void test_quirks(void **state)
+{
+	static const struct {
+		const char *s;
+		unsigned quirks;
+		unsigned nsegs;
+	} cases[] = {
+		{"MSH|^~\\&|A|B|||2024||ADT^A01|Q1|P|2.5\rPID|1\r", HL7_QUIRK_CR, 2},
+		{"MSH|^~\\&|A|B|||2024||ADT^A01|Q1|P|2.5\nPID|1\n", HL7_QUIRK_LF, 2},
+		{"MSH|^~\\&|A|B|||2024||ADT^A01|Q1|P|2.5\r\nPID|1\r\n", HL7_QUIRK_CRLF, 2},
+		{"MSH|^~\\&|A|B|||2024||ADT^A01|Q1|P|2.5\rPID|1\nPV1|1\r\nOBX|1",
+		 HL7_QUIRK_CR | HL7_QUIRK_LF | HL7_QUIRK_CRLF, 4},
+		{"MSH|^~\\&|A|B|||2024||ADT^A01|Q1|P|2.5", 0, 1},
+		{"MSH|^~\\&|A|B|||2024||ADT^A01|Q1|P|2.5\r\rPID|1", HL7_QUIRK_CR, 2},
+		{"\r\nMSH|^~\\&|A|B|||2024||ADT^A01|Q1|P|2.5\rPID|1", HL7_QUIRK_CR, 2},
+		{"\xef\xbb\xbf" "MSH|^~\\&|A|B|||2024||ADT^A01|Q1|P|2.5\rPID|1\r",
+		 HL7_QUIRK_BOM | HL7_QUIRK_CR, 2},
+		{"\xef\xbb\xbf" "\r\nMSH|^~\\&|A|B|||2024||ADT^A01|Q1|P|2.5\nPID|1",
+		 HL7_QUIRK_BOM | HL7_QUIRK_LF, 2},
+	};
+	struct hl7_msg m;
+	char *big, *p;
+	size_t n = 0;
+
+	hl7_msg_init(&m);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		parse_ok(&m, cases[i].s);
+		if (m.quirks != cases[i].quirks)
+			fail_msg("case %zu: quirks %#x, want %#x", i, m.quirks, cases[i].quirks);
+		assert_int_equal(m.nsegs, cases[i].nsegs);
+		assert_string_equal(get(&m, "MSH-10"), "Q1");
+		assert_string_equal(get(&m, "MSH-1"), "|");
+		assert_memory_equal(m.data + m.segs[0].off, "MSH", 3);
+	}
+	/* the mark is skipped only at the very start, and only whole */
+	expect_error("\r\xef\xbb\xbf" "MSH|^~\\&|A\r", HL7_SEGMENT_SEQUENCE, "does not start with MSH");
+	expect_error("\xef\xbb" "MSH|^~\\&|A\r", HL7_SEGMENT_SEQUENCE, "does not start with MSH");
+	expect_error("\xef\xbb\xbf", HL7_SEGMENT_SEQUENCE, "does not start with MSH");
+	expect_error("\xef\xbb\xbf" "PID|1\r", HL7_SEGMENT_SEQUENCE, "does not start with MSH");
+	expect_error("\xef\xbb\xbf\xef\xbb\xbf" "MSH|^~\\&|A\r", HL7_SEGMENT_SEQUENCE,
+		     "does not start with MSH");
+
+	/* CR LF at every position against the 16-byte blocks of the fast path */
+	big = malloc(64 * 40 + 64);
+	assert_non_null(big);
+	p = big;
+	p += sprintf(p, "MSH|^~\\&|A\r\n");
+	for (unsigned k = 0; k < 40; k++)
+		p += sprintf(p, "OBX|%u|%.*s\r\n", k, (int)(k % 17), "xxxxxxxxxxxxxxxxx");
+	n = (size_t)(p - big);
+	assert_int_equal(hl7_parse(&m, big, n, NULL), 0);
+	assert_int_equal(m.nsegs, 41);
+	assert_int_equal(m.quirks, HL7_QUIRK_CRLF);
+	/* cut before the last LF: the last segment ends in CR alone */
+	assert_int_equal(hl7_parse(&m, big, n - 1, NULL), 0);
+	assert_int_equal(m.quirks, HL7_QUIRK_CRLF | HL7_QUIRK_CR);
+	free(big);
+	hl7_msg_free(&m);
+}
+
+static int header(struct hl7_msg *m, const char *s)
+{
+	return hl7_parse_header(m, s, strlen(s));
+}
+
+/* What hl7_parse refuses, the header reader still splits at MSH-1 for the answer. */
+static void test_parse_header(void **state)
+{
+	static const char c1[] = "MSH|^^\\&|SA|SF|RA|RF|2024||ADT^A01|C1|P|2.5\rPID|1";
+	static const char *const unreadable[] = {
+		"", "\r\n", "MSH", "MSH\r", "MSHA^~\\&|A|B\r", "MSH ^~\\&|A\r",
+		"PID|1\rMSH|^~\\&|A|B|||1||ADT^A01|C|P|2.5\r", "msh|^~\\&|A\r",
+		"\xef\xbb\xbf" "PID|1\r", "MSH\x01^~\\&\r",
+	};
+	struct hl7_msg m;
+	struct hl7_error err;
+	struct hl7_str v;
+	char *wide;
+	size_t n;
+
+	hl7_msg_init(&m);
+	/* a malformed MSH-2: the standard's delimiters after the sender's MSH-1 */
+	assert_int_equal(hl7_parse(&m, c1, strlen(c1), &err), -1);
+	assert_int_equal(header(&m, c1), 0);
+	assert_int_equal(m.nsegs, 1);
+	assert_int_equal(m.segs[0].nfields, 12);
+	assert_int_equal(m.d.field, '|');
+	assert_int_equal(m.d.comp, '^');
+	assert_int_equal(m.d.rep, '~');
+	assert_int_equal(m.d.esc, '\\');
+	assert_int_equal(m.d.sub, '&');
+	assert_int_equal(m.d.trunc, 0);
+	assert_string_equal(get(&m, "MSH-2"), "^^\\&");
+	assert_string_equal(get(&m, "MSH-3"), "SA");
+	assert_string_equal(get(&m, "MSH-6"), "RF");
+	assert_string_equal(get(&m, "MSH-9.2"), "A01");
+	assert_string_equal(get(&m, "MSH-10"), "C1");
+	assert_string_equal(get(&m, "MSH-12"), "2.5");
+	assert_string_equal(get(&m, "MSH-13"), "<absent>");
+	assert_int_equal(hl7_seg_find(&m, "PID", 1), -1);
+
+	/* MSH-2 well formed, the refusal was later: the sender's own delimiters */
+	assert_int_equal(header(&m, "\xef\xbb\xbf\r\nMSH#$*!@#A#B#C#D#1##ORU$R01#C2#T#2.3\npid#1"), 0);
+	assert_int_equal(m.quirks, HL7_QUIRK_BOM);
+	assert_int_equal(m.segs[0].off, 5);
+	assert_int_equal(m.d.field, '#');
+	assert_int_equal(m.d.comp, '$');
+	assert_int_equal(m.d.sub, '@');
+	assert_string_equal(get(&m, "MSH-9.2"), "R01");
+	assert_string_equal(get(&m, "MSH-10"), "C2");
+	assert_string_equal(get(&m, "MSH-12"), "2.3");
+
+	/* a separator that is one of ^~\& takes '|' in its place */
+	assert_int_equal(header(&m, "MSH~^^\\&~A~B~C~D~1~~ADT^A04~C3~P~2.4"), 0);
+	assert_int_equal(m.d.field, '~');
+	assert_int_equal(m.d.comp, '^');
+	assert_int_equal(m.d.rep, '|');
+	assert_string_equal(get(&m, "MSH-10"), "C3");
+	assert_int_equal(header(&m, "MSH^~~\\&^A^B^C^D^1^^ADT|A04^C4"), 0);
+	assert_int_equal(m.d.comp, '|');
+	assert_string_equal(get(&m, "MSH-9.2"), "A04");
+	assert_string_equal(get(&m, "MSH-10"), "C4");
+
+	/* the line ends at the first CR or LF; an empty last field counts */
+	assert_int_equal(header(&m, "MSH|"), 0);
+	assert_int_equal(m.segs[0].nfields, 2);
+	assert_string_equal(get(&m, "MSH-1"), "|");
+
+	/* an MSH of more fields than a segment may have: the first HL7_MAX_FIELDS */
+	wide = malloc(64 + 2 * HL7_MAX_FIELDS);
+	assert_non_null(wide);
+	n = (size_t)sprintf(wide, "MSH|^|A|B|C|D|1||ADT^A01|C5");
+	for (unsigned k = 0; k < HL7_MAX_FIELDS; k++)
+		wide[n++] = '|';
+	assert_int_equal(hl7_parse_header(&m, wide, n), 0);
+	assert_int_equal(m.segs[0].nfields, HL7_MAX_FIELDS);
+	assert_int_equal(hl7_get(&m, "MSH-10", &v), 1);
+	assert_int_equal(v.len, 2);
+	free(wide);
+
+	for (size_t i = 0; i < sizeof(unreadable) / sizeof(unreadable[0]); i++) {
+		if (header(&m, unreadable[i]) != -1)
+			fail_msg("read a header from unreadable input %zu", i);
+		assert_int_equal(m.nsegs, 0);
+		assert_int_equal(hl7_seg_find(&m, "MSH", 1), -1);
+	}
+	/* the same struct parses whole messages again */
+	parse_ok(&m, "MSH|^~\\&|A\rPID|1\r");
+	assert_int_equal(m.nsegs, 2);
+	hl7_msg_free(&m);
+}
+
 static char *repeat_msg(const char *head, const char *unit, size_t n, size_t *len)
 {
 	size_t hl = strlen(head), ul = strlen(unit);
@@ -820,7 +975,8 @@ int main(void)
 		cmocka_unit_test(test_malformed),    cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_reuse),	    cmocka_unit_test(test_paths),
 		cmocka_unit_test(test_unescape),     cmocka_unit_test(test_batches),
-		cmocka_unit_test(test_iter_wide),
+		cmocka_unit_test(test_iter_wide),   cmocka_unit_test(test_quirks),
+		cmocka_unit_test(test_parse_header),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
