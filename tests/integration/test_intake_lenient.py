@@ -273,6 +273,25 @@ def test_strict_refuses_what_it_refused_before(intake):
     assert it.metric("netwall_intake_rejected_total", reason="header") == 2
 
 
+def test_strict_follows_sighup(intake):
+    """strict is read again on SIGHUP, like the routing: an intake turned strict refuses
+    the byte order mark it accepted a moment before, and turned lenient again accepts it."""
+    import signal as _signal
+    it = intake()
+    text = it.config.read_text()
+    answers = []
+    for k, mode in enumerate(("off", "on", "off")):
+        if k:
+            it.config.write_text(text.replace("[intake]\n", f"[intake]\nstrict = {mode}\n", 1))
+            mark = it.proc.mark()
+            it.proc.signal(_signal.SIGHUP)
+            it.proc.wait_event("reloaded", since=mark)
+        with it.client() as c:
+            answers.append(ack_code(c.call(BOM + with_ctrl(
+                load_sample("rde_o11_v26_lfh_medreq.hl7"), f"SIGHUP-{k}"))))
+    assert answers == ["AA", "AR", "AA"], answers
+
+
 def test_strict_is_checked_by_netwall_check(tmp_path):
     good = tmp_path / "good.ini"
     good.write_text("[intake]\nlisten = 127.0.0.1:1\nstore = s.db\nstrict = on\n")
