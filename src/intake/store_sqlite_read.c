@@ -1,0 +1,188 @@
+/* The SQLite backend's reads: the list of messages (newest first, filtered), one message
+ * with its bytes, and the counts the CLI and the admin views show. Reads take no lock of
+ * the process's writers: in WAL mode they see the last commit and never wait for one. */
+#include "intake/store_sqlite_read.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/xalloc.h"
+#include "intake/store_sqlite_conn.h"
+
+/* Fills row from the ROW_COLS columns of st (and raw, ack after them when with_body). */
+static int read_row(sqlite3_stmt *st, struct store_row *row, int with_body)
+{
+	char state[16];
+
+	memset(row, 0, sizeof(*row));
+	row->id = sqlite3_column_int64(st, 0);
+	store_sqlite_conn_text(state, sizeof(state), st, 1);
+	if (store_state_parse(state, &row->state) == -1)
+		return -1;
+	store_sqlite_conn_text(row->app, sizeof(row->app), st, 2);
+	store_sqlite_conn_text(row->facility, sizeof(row->facility), st, 3);
+	store_sqlite_conn_text(row->control_id, sizeof(row->control_id), st, 4);
+	store_sqlite_conn_text(row->type, sizeof(row->type), st, 5);
+	store_sqlite_conn_text(row->version, sizeof(row->version), st, 6);
+	store_sqlite_conn_text(row->peer, sizeof(row->peer), st, 7);
+	row->received_ms = sqlite3_column_int64(st, 8);
+	row->updated_ms = sqlite3_column_int64(st, 9);
+	row->attempts = (unsigned)sqlite3_column_int64(st, 10);
+	row->http_status = sqlite3_column_int(st, 11);
+	if (sqlite3_column_type(st, 12) != SQLITE_NULL)
+		row->detail = store_strndup(sqlite3_column_text(st, 12),
+					    (size_t)sqlite3_column_bytes(st, 12));
+	row->reused = sqlite3_column_int(st, 13) != 0;
+	if (with_body) {
+		row->raw = store_sqlite_conn_blob(st, 14, &row->raw_len);
+		row->ack = store_sqlite_conn_blob(st, 15, &row->ack_len);
+	}
+	return 0;
+}
+
+int store_sqlite_read_list(struct store *s, const struct store_filter *f, struct store_row **rows,
+			   char *err, size_t errlen)
+{
+	struct sqlite_store *q = (struct sqlite_store *)s;
+	char sql[512];
+	sqlite3_stmt *st = NULL;
+	struct store_row *out = NULL;
+	size_t n = 0, cap = 0;
+	int rc;
+
+	/* Parameters are numbered so each clause binds its own, whichever are present. */
+	snprintf(sql, sizeof(sql),
+		 "SELECT " ROW_COLS " FROM messages WHERE 1 = 1%s%s%s%s ORDER BY id DESC%s",
+		 f->state >= 0 ? " AND state = ?1" : "",
+		 f->type != NULL ? " AND (type = ?2 OR substr(type, 1, length(?2) + 1) = ?2 || '^')"
+				 : "",
+		 f->before_id > 0 ? " AND id < ?3" : "",
+		 f->reused_only ? " AND reused_control_id = 1" : "",
+		 f->limit > 0 ? " LIMIT ?4" : "");
+	rc = sqlite3_prepare_v2(q->db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return store_sqlite_conn_fail(q, rc, "list", err, errlen);
+	if (f->state >= 0)
+		sqlite3_bind_text(st, 1, store_state_name((enum store_state)f->state), -1,
+				  SQLITE_STATIC);
+	if (f->type != NULL)
+		sqlite3_bind_text(st, 2, f->type, -1, SQLITE_STATIC);
+	if (f->before_id > 0)
+		sqlite3_bind_int64(st, 3, f->before_id);
+	if (f->limit > 0)
+		sqlite3_bind_int64(st, 4,
+				   f->limit > INT64_MAX ? INT64_MAX : (sqlite3_int64)f->limit);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			out = xrealloc(out, cap * sizeof(*out));
+		}
+		if (read_row(st, &out[n], 0) == -1) {
+			err_set(err, errlen, "sqlite: list: a row has an unknown state");
+			goto fail;
+		}
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		store_sqlite_conn_fail(q, rc, "list", err, errlen);
+		goto fail;
+	}
+	sqlite3_finalize(st);
+	*rows = out;
+	return (int)n;
+fail:
+	sqlite3_finalize(st);
+	store_rows_free(out, n);
+	return -1;
+}
+
+int store_sqlite_read_get(struct store *s, int64_t id, struct store_row *row, char *err,
+			  size_t errlen)
+{
+	struct sqlite_store *q = (struct sqlite_store *)s;
+	sqlite3_stmt *st = q->st[ST_GET];
+	int rc, found = 0;
+
+	sqlite3_bind_int64(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		if (read_row(st, row, 1) == -1) {
+			store_row_clear(row);
+			sqlite3_reset(st);
+			err_set(err, errlen, "sqlite: get: the row has an unknown state");
+			return -1;
+		}
+		found = 1;
+	} else if (rc != SQLITE_DONE) {
+		sqlite3_reset(st);
+		return store_sqlite_conn_fail(q, rc, "get", err, errlen);
+	}
+	sqlite3_reset(st);
+	return found;
+}
+
+int store_sqlite_read_counts(struct store *s, struct store_count **outp, char *err, size_t errlen)
+{
+	struct sqlite_store *q = (struct sqlite_store *)s;
+	sqlite3_stmt *st = q->st[ST_COUNTS];
+	struct store_count *out = NULL;
+	size_t n = 0, cap = 0;
+	int rc;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		char state[16];
+
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			out = xrealloc(out, cap * sizeof(*out));
+		}
+		store_sqlite_conn_text(state, sizeof(state), st, 0);
+		if (store_state_parse(state, &out[n].state) == -1)
+			continue;
+		store_sqlite_conn_text(out[n].type, sizeof(out[n].type), st, 1);
+		out[n].n = (uint64_t)sqlite3_column_int64(st, 2);
+		out[n].reused = (uint64_t)sqlite3_column_int64(st, 3);
+		n++;
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		free(out);
+		return store_sqlite_conn_fail(q, rc, "counts", err, errlen);
+	}
+	*outp = out;
+	return (int)n;
+}
+
+int store_sqlite_read_states(struct store *s, uint64_t out[STORE_NSTATES], char *err, size_t errlen)
+{
+	struct sqlite_store *q = (struct sqlite_store *)s;
+	sqlite3_stmt *st = q->st[ST_STATES];
+	int rc;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		char state[16];
+		enum store_state k;
+
+		store_sqlite_conn_text(state, sizeof(state), st, 0);
+		if (store_state_parse(state, &k) == 0)
+			out[k] = (uint64_t)sqlite3_column_int64(st, 1);
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : store_sqlite_conn_fail(q, rc, "count states", err, errlen);
+}
+
+int store_sqlite_read_depth(struct store *s, uint64_t *n, char *err, size_t errlen)
+{
+	struct sqlite_store *q = (struct sqlite_store *)s;
+	sqlite3_stmt *st = q->st[ST_DEPTH];
+	int rc = sqlite3_step(st);
+
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(st);
+		return store_sqlite_conn_fail(q, rc, "queue depth", err, errlen);
+	}
+	*n = (uint64_t)sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return 0;
+}
