@@ -11,7 +11,8 @@
 
 /* Bumped when the schema changes; kept in SQLite's user_version and in PostgreSQL's
  * netwall_meta table. */
-#define STORE_SCHEMA_VERSION 2 /* 2: digest, reused_control_id; key + digest unique */
+#define STORE_SCHEMA_VERSION 3 /* 2: digest, reused_control_id; key + digest unique;
+				 * 3: message_date, warnings, message_keys, audit */
 
 /* One backend. Every function gets a connection its own open function made; the
  * arguments were checked by store.c (n > 0, pointers set). */

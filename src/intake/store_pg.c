@@ -32,10 +32,13 @@ static void quiet(void *arg, const char *message)
 }
 
 /* The parameters of one "put" statement; the first four also make its "lookup". */
+#define PUT_PARAMS 19
+
 struct put_args {
-	const char *v[13];
-	int len[13];
-	int fmt[13];
+	const char *v[PUT_PARAMS];
+	int len[PUT_PARAMS];
+	int fmt[PUT_PARAMS];
+	struct buf keys[5]; /* the index's arrays, $16 to $19 (the fifth unused) */
 	const char *lv[4];
 	int llen[4];
 	int lfmt[4];
@@ -139,6 +142,11 @@ static void put_args_fill(struct put_args *a, const struct store_msg *m)
 	a->len[12] = (int)m->reuse_ack_len;
 	a->fmt[12] = 1;
 	memcpy(a->lv, a->v, 3 * sizeof(a->lv[0]));
+	a->v[13] = m->warnings != NULL && m->warnings[0] != '\0' ? m->warnings : NULL;
+	a->v[14] = m->index->date;
+	store_pg_sql_keys(m->index, 1, NULL, a->keys);
+	for (int k = 0; k < 4; k++)
+		a->v[15 + k] = (const char *)buf_head(&a->keys[k]);
 	a->lv[3] = a->v[11];
 	a->llen[3] = STORE_DIGEST_LEN;
 	a->lfmt[3] = 1;
@@ -162,7 +170,7 @@ static int put_once(struct pg_store *p, struct store_msg *msgs, size_t n, char *
 		const struct store_msg *m = &msgs[i];
 
 		put_args_fill(&a[i], m);
-		calls[i + 1] = (struct pg_call){"put", 13, a[i].v, a[i].len, a[i].fmt};
+		calls[i + 1] = (struct pg_call){"put", PUT_PARAMS, a[i].v, a[i].len, a[i].fmt};
 	}
 	rc = store_pg_conn_pipeline(p, calls, n + 1, res, "put", err, errlen);
 	if (rc == 0) {
@@ -205,6 +213,9 @@ static int put_once(struct pg_store *p, struct store_msg *msgs, size_t n, char *
 	if (rc == -1)
 		put_undo(msgs, n);
 	buf_free(&keys);
+	for (size_t i = 0; i < n; i++)
+		for (int k = 0; k < 5; k++)
+			buf_free(&a[i].keys[k]);
 	free(res);
 	free(calls);
 	free(a);

@@ -9,53 +9,27 @@
 
 #include "core/xalloc.h"
 #include "intake/store_pg_conn.h"
+#include "intake/store_query.h"
 #include "intake/store_pg_sql.h"
 
 int store_pg_read_list(struct store *s, const struct store_filter *f, struct store_row **rows,
 		       char *err, size_t errlen)
 {
 	struct pg_store *p = (struct pg_store *)s;
-	char sql[1024], before[24], lim[24], cond[320] = "";
-	const char *v[4];
-	int k = 0, n;
-	size_t used = 0;
+	struct store_query *q = xmalloc(sizeof(*q));
+	const char *v[STORE_QUERY_PARAMS];
 	PGresult *r;
 	struct store_row *out;
+	int n;
 
-	/* parameters numbered in the order the clauses appear */
-	if (f->state >= 0) {
-		v[k++] = store_state_name((enum store_state)f->state);
-		used += (size_t)snprintf(cond + used, sizeof(cond) - used, " AND state = $%d", k);
+	if (store_query_list(q, f, ROW_COLS, true) == -1) {
+		free(q);
+		return 0; /* a value longer than any stored: nothing matches */
 	}
-	if (f->type != NULL) {
-		v[k++] = f->type;
-		used += (size_t)snprintf(
-		    cond + used, sizeof(cond) - used,
-		    " AND (type = $%d OR left(type, length($%d) + 1) = $%d || '^')", k, k, k);
-	}
-	if (f->before_id > 0) {
-		snprintf(before, sizeof(before), "%lld", (long long)f->before_id);
-		v[k++] = before;
-		used +=
-		    (size_t)snprintf(cond + used, sizeof(cond) - used, " AND id < $%d::bigint", k);
-	}
-	if (f->reused_only)
-		used +=
-		    (size_t)snprintf(cond + used, sizeof(cond) - used, " AND reused_control_id");
-	if (f->limit > 0) {
-		snprintf(lim, sizeof(lim), "%zu",
-			 f->limit > INT64_MAX ? (size_t)INT64_MAX : f->limit);
-		v[k++] = lim;
-	}
-	if (f->limit > 0)
-		snprintf(sql, sizeof(sql),
-			 "SELECT " ROW_COLS
-			 " FROM messages WHERE true%s ORDER BY id DESC LIMIT $%d::bigint",
-			 cond, k);
-	else
-		snprintf(sql, sizeof(sql),
-			 "SELECT " ROW_COLS " FROM messages WHERE true%s ORDER BY id DESC", cond);
-	r = store_pg_conn_exec(p, sql, k, v, "list", err, errlen);
+	for (int i = 0; i < q->nparams; i++)
+		v[i] = q->params[i].text;
+	r = store_pg_conn_exec(p, q->sql, q->nparams, v, "list", err, errlen);
+	free(q);
 	if (r == NULL)
 		return -1;
 	n = PQntuples(r);
@@ -67,6 +41,10 @@ int store_pg_read_list(struct store *s, const struct store_filter *f, struct sto
 			err_set(err, errlen, "postgresql: list: a row has an unknown state");
 			return -1;
 		}
+		if (f->with_keys && !PQgetisnull(r, i, 16))
+			out[i].patients = store_pg_sql_dup(r, i, 16, NULL);
+		if (f->with_keys && !PQgetisnull(r, i, 17))
+			out[i].names = store_pg_sql_dup(r, i, 17, NULL);
 	}
 	PQclear(r);
 	*rows = out;
@@ -93,8 +71,8 @@ int store_pg_read_get(struct store *s, int64_t id, struct store_row *row, char *
 			found = -1;
 		}
 	}
-	store_pg_sql_wipe(r, 14);
-	store_pg_sql_wipe(r, 15);
+	store_pg_sql_wipe(r, 16);
+	store_pg_sql_wipe(r, 17);
 	PQclear(r);
 	return found;
 }

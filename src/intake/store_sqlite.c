@@ -26,14 +26,15 @@ static const char *const stmt_sql[ST_N] = {
 	/* one writer at a time (BEGIN IMMEDIATE): the lookup before it decides */
 	[ST_INSERT] = "INSERT INTO messages (sending_app, sending_facility, control_id, type, "
 		      "version, peer, state, received_ms, updated_ms, size, raw, ack, digest, "
-		      "reused_control_id) "
-		      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12, ?13)",
+		      "reused_control_id, message_date, warnings) "
+		      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
 	/* the row with this key and digest if there is one, else the key's first row */
 	[ST_LOOKUP] = "SELECT id, ack, digest = ?4 FROM messages "
 		      "WHERE sending_app = ?1 AND sending_facility = ?2 AND control_id = ?3 "
 		      "ORDER BY digest = ?4 DESC, id LIMIT 1",
 	[ST_JOB] = "INSERT INTO deliveries (message_id, next_ms, lease_owner, lease_until) "
 		   "VALUES (?1, ?2, NULL, 0)",
+	[ST_KEY] = STORE_SQLITE_KEY_INSERT,
 	[ST_CLAIM_SELECT] =
 		"SELECT m.id, m.attempts, m.type, m.control_id, m.sending_app, "
 		"m.sending_facility, m.raw, m.reused_control_id, m.digest FROM deliveries d JOIN messages m ON m.id = d.message_id "
@@ -87,6 +88,11 @@ static void insert_bind(sqlite3_stmt *ins, const struct store_msg *m, enum store
 				    SQLITE_STATIC);
 	sqlite3_bind_blob(ins, 12, m->digest, STORE_DIGEST_LEN, SQLITE_STATIC);
 	sqlite3_bind_int(ins, 13, reused);
+	sqlite3_bind_text(ins, 14, m->index->date, -1, SQLITE_STATIC);
+	if (m->warnings != NULL && m->warnings[0] != '\0')
+		sqlite3_bind_text(ins, 15, m->warnings, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(ins, 15);
 }
 
 static int sq_put(struct store *s, struct store_msg *msgs, size_t n, char *err, size_t errlen)
@@ -134,6 +140,10 @@ static int sq_put(struct store *s, struct store_msg *msgs, size_t n, char *err, 
 			goto fail;
 		m->id = sqlite3_last_insert_rowid(q->db);
 		m->reused = reused;
+		what = "insert keys";
+		rc = store_sqlite_conn_keys(q, q->st[ST_KEY], m->id, m->index);
+		if (rc != SQLITE_OK)
+			goto fail;
 		if (state != STORE_RECEIVED)
 			continue;
 		what = "insert job";

@@ -165,3 +165,21 @@ int store_sqlite_conn_pragma(struct sqlite_store *q, const char *sql, const char
 	}
 	return 0;
 }
+
+int store_sqlite_conn_keys(struct sqlite_store *q, sqlite3_stmt *ins, int64_t id,
+			   const struct store_index *ix)
+{
+	int rc = SQLITE_OK;
+
+	for (size_t i = 0; i < ix->nkeys && rc == SQLITE_OK; i++) {
+		const struct store_key *k = &ix->keys[i];
+
+		sqlite3_bind_text(ins, 1, store_key_kind_name(k->kind), -1, SQLITE_STATIC);
+		sqlite3_bind_text(ins, 2, k->value, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(ins, 3, id);
+		sqlite3_bind_text(ins, 4, k->authority, -1, SQLITE_STATIC);
+		sqlite3_bind_text(ins, 5, k->id_type, -1, SQLITE_STATIC);
+		rc = store_sqlite_conn_run(q, ins);
+	}
+	return rc;
+}

@@ -7,13 +7,20 @@
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "intake/store_int.h"
 
 /* The columns store_sqlite_read.c reads into a struct store_row, in its order. */
 #define ROW_COLS                                                                                   \
 	"id, state, sending_app, sending_facility, control_id, type, version, peer, "              \
-	"received_ms, updated_ms, attempts, http_status, detail, reused_control_id"
+	"received_ms, updated_ms, attempts, http_status, detail, reused_control_id, "           \
+	"message_date, warnings"
+
+/* Inserts one key of a message: kind, value, message id, authority, type. */
+#define STORE_SQLITE_KEY_INSERT                                                                    \
+	"INSERT OR IGNORE INTO message_keys (kind, value, message_id, authority, id_type) "     \
+	"VALUES (?1, ?2, ?3, ?4, ?5)"
 
 /* The statements prepared at open (store_sqlite.c has their text). */
 enum {
@@ -23,6 +30,7 @@ enum {
 	ST_INSERT,
 	ST_LOOKUP,
 	ST_JOB,
+	ST_KEY,
 	ST_CLAIM_SELECT,
 	ST_CLAIM_LEASE,
 	ST_FINISH_MSG,
@@ -63,6 +71,10 @@ void store_sqlite_conn_rollback(struct sqlite_store *q);
 void store_sqlite_conn_text(char *dst, size_t cap, sqlite3_stmt *st, int col);
 /* A malloc'd copy of a BLOB column, *len set; never NULL. */
 char *store_sqlite_conn_blob(sqlite3_stmt *st, int col, size_t *len);
+/* Inserts the keys of ix for message id with ins (a prepared STORE_SQLITE_KEY_INSERT).
+ * Returns SQLITE_OK or the error code. */
+int store_sqlite_conn_keys(struct sqlite_store *q, sqlite3_stmt *ins, int64_t id,
+			   const struct store_index *ix);
 /* Runs a PRAGMA that answers with one text value and checks it is want (NULL: any).
  * Returns 0 or -1 with err. */
 int store_sqlite_conn_pragma(struct sqlite_store *q, const char *sql, const char *want, char *err,

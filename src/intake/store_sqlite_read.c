@@ -8,7 +8,16 @@
 #include <string.h>
 
 #include "core/xalloc.h"
+#include "intake/store_query.h"
 #include "intake/store_sqlite_conn.h"
+
+/* A text column in memory of its own, or NULL when it is NULL. */
+static char *text_dup(sqlite3_stmt *st, int col)
+{
+	if (sqlite3_column_type(st, col) == SQLITE_NULL)
+		return NULL;
+	return store_strndup(sqlite3_column_text(st, col), (size_t)sqlite3_column_bytes(st, col));
+}
 
 /* Fills row from the ROW_COLS columns of st (and raw, ack after them when with_body). */
 static int read_row(sqlite3_stmt *st, struct store_row *row, int with_body)
@@ -34,9 +43,11 @@ static int read_row(sqlite3_stmt *st, struct store_row *row, int with_body)
 		row->detail = store_strndup(sqlite3_column_text(st, 12),
 					    (size_t)sqlite3_column_bytes(st, 12));
 	row->reused = sqlite3_column_int(st, 13) != 0;
+	store_sqlite_conn_text(row->message_date, sizeof(row->message_date), st, 14);
+	row->warnings = text_dup(st, 15);
 	if (with_body) {
-		row->raw = store_sqlite_conn_blob(st, 14, &row->raw_len);
-		row->ack = store_sqlite_conn_blob(st, 15, &row->ack_len);
+		row->raw = store_sqlite_conn_blob(st, 16, &row->raw_len);
+		row->ack = store_sqlite_conn_blob(st, 17, &row->ack_len);
 	}
 	return 0;
 }
@@ -45,34 +56,27 @@ int store_sqlite_read_list(struct store *s, const struct store_filter *f, struct
 			   char *err, size_t errlen)
 {
 	struct sqlite_store *q = (struct sqlite_store *)s;
-	char sql[512];
+	struct store_query *qy = xmalloc(sizeof(*qy));
 	sqlite3_stmt *st = NULL;
 	struct store_row *out = NULL;
 	size_t n = 0, cap = 0;
 	int rc;
 
-	/* Parameters are numbered so each clause binds its own, whichever are present. */
-	snprintf(sql, sizeof(sql),
-		 "SELECT " ROW_COLS " FROM messages WHERE 1 = 1%s%s%s%s ORDER BY id DESC%s",
-		 f->state >= 0 ? " AND state = ?1" : "",
-		 f->type != NULL ? " AND (type = ?2 OR substr(type, 1, length(?2) + 1) = ?2 || '^')"
-				 : "",
-		 f->before_id > 0 ? " AND id < ?3" : "",
-		 f->reused_only ? " AND reused_control_id = 1" : "",
-		 f->limit > 0 ? " LIMIT ?4" : "");
-	rc = sqlite3_prepare_v2(q->db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
+	if (store_query_list(qy, f, ROW_COLS, false) == -1) {
+		free(qy);
+		return 0; /* a value longer than any stored: nothing matches */
+	}
+	rc = sqlite3_prepare_v2(q->db, qy->sql, -1, &st, NULL);
+	if (rc != SQLITE_OK) {
+		free(qy);
 		return store_sqlite_conn_fail(q, rc, "list", err, errlen);
-	if (f->state >= 0)
-		sqlite3_bind_text(st, 1, store_state_name((enum store_state)f->state), -1,
-				  SQLITE_STATIC);
-	if (f->type != NULL)
-		sqlite3_bind_text(st, 2, f->type, -1, SQLITE_STATIC);
-	if (f->before_id > 0)
-		sqlite3_bind_int64(st, 3, f->before_id);
-	if (f->limit > 0)
-		sqlite3_bind_int64(st, 4,
-				   f->limit > INT64_MAX ? INT64_MAX : (sqlite3_int64)f->limit);
+	}
+	for (int i = 0; i < qy->nparams; i++) {
+		if (qy->params[i].is_num)
+			sqlite3_bind_int64(st, i + 1, qy->params[i].num);
+		else
+			sqlite3_bind_text(st, i + 1, qy->params[i].text, -1, SQLITE_STATIC);
+	}
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (n == cap) {
 			cap = cap ? cap * 2 : 64;
@@ -82,6 +86,10 @@ int store_sqlite_read_list(struct store *s, const struct store_filter *f, struct
 			err_set(err, errlen, "sqlite: list: a row has an unknown state");
 			goto fail;
 		}
+		if (f->with_keys) {
+			out[n].patients = text_dup(st, 16);
+			out[n].names = text_dup(st, 17);
+		}
 		n++;
 	}
 	if (rc != SQLITE_DONE) {
@@ -89,10 +97,12 @@ int store_sqlite_read_list(struct store *s, const struct store_filter *f, struct
 		goto fail;
 	}
 	sqlite3_finalize(st);
+	free(qy);
 	*rows = out;
 	return (int)n;
 fail:
 	sqlite3_finalize(st);
+	free(qy);
 	store_rows_free(out, n);
 	return -1;
 }
