@@ -41,11 +41,16 @@ static const char messages_usage[] =
 	"  replay ID           put a delivered, failed or dead message back in the queue\n"
 	"  replay --dead | --failed\n"
 	"                      put every dead (or failed) message back in the queue\n"
+	"  audit [--limit N] [--before ID]\n"
+	"                      the audit trail, newest first: every show, search and replay,\n"
+	"                      when, by whom (the OS user), what was asked, which messages\n"
 	"\n"
+	"  --reason TEXT       why (show, search, replay): kept with the audit record\n"
 	"  --json              machine-readable output (one JSON document)\n"
 	"  -h, --help          this text\n"
 	"\n"
-	"show prints message content (patient data) on this terminal: the daemons never log it.\n";
+	"show and search print message content (patient data) on this terminal (the daemons never\n"
+	"log it); each is recorded in the store's audit trail first, or nothing is shown.\n";
 
 static int do_list(struct store *s, const struct messages_opts *o)
 {
@@ -139,11 +144,42 @@ static int do_count(struct store *s, const struct messages_opts *o)
 	return 0;
 }
 
+/* Records the replay in the audit trail first: the one message, or every message in the
+ * state replayed as it is now. Returns 0 or -1 (said on stderr). */
+static int audit_replay(struct store *s, const struct messages_opts *o)
+{
+	struct store_filter f = {.state = o->all_dead ? STORE_DEAD : STORE_FAILED};
+	struct store_row *rows = NULL;
+	int64_t *ids;
+	char err[512], what[64];
+	int n, rc;
+
+	if (o->id > 0) {
+		snprintf(what, sizeof(what), "replay %lld", (long long)o->id);
+		return messages_audit_note(s, o, "replay", what, &o->id, 1);
+	}
+	n = store_list(s, &f, &rows, err, sizeof(err));
+	if (n == -1) {
+		fprintf(stderr, "netwall messages: %s\n", err);
+		return -1;
+	}
+	ids = xcalloc((size_t)n + 1, sizeof(*ids));
+	for (int i = 0; i < n; i++)
+		ids[i] = rows[i].id;
+	store_rows_free(rows, (size_t)n);
+	rc = messages_audit_note(s, o, "replay", o->all_dead ? "replay --dead" : "replay --failed",
+				 ids, (size_t)n);
+	free(ids);
+	return rc;
+}
+
 static int do_replay(struct store *s, const struct messages_opts *o)
 {
 	char err[512];
 	int n;
 
+	if (audit_replay(s, o) == -1)
+		return 1;
 	if (o->id > 0)
 		n = store_replay(s, o->id, STORE_DEAD, err, sizeof(err));
 	else
@@ -305,6 +341,8 @@ int cmd_messages_main(int argc, char **argv)
 		rc = messages_show(s, &o);
 	} else if (strcmp(o.cmd, "search") == 0) {
 		rc = messages_search(s, &o);
+	} else if (strcmp(o.cmd, "audit") == 0) {
+		rc = messages_audit_list(s, &o);
 	} else if (strcmp(o.cmd, "count") == 0) {
 		rc = do_count(s, &o);
 	} else if (strcmp(o.cmd, "replay") == 0) {

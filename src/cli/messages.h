@@ -1,6 +1,7 @@
 /* netwall messages (cmd_messages.c): the options its rooms share. messages_out.c writes
  * what they print (times, JSON, text made safe for a terminal); messages_show.c shows one
- * message; messages_search.c finds messages by patient, order, sender, date and more. */
+ * message; messages_search.c finds messages by patient, order, sender, date and more;
+ * messages_audit.c records every look at message content and lists the records. */
 #ifndef NETWALL_CLI_MESSAGES_H
 #define NETWALL_CLI_MESSAGES_H
 #include <jansson.h>
@@ -42,5 +43,13 @@ int messages_search(struct store *s, const struct messages_opts *o);
 /* Takes argv[*i] if it is a search option (and its value, moving *i): returns 1, 0 if it
  * is not one, -1 for a bad value (said on stderr). */
 int messages_search_opt(int argc, char **argv, int *i, struct messages_opts *o);
+
+/* messages_audit.c: appends the audit record of a look at messages ids[0..n) (before
+ * anything of them is shown): action "show", "search" or "replay", what was asked, o's
+ * reason. Returns 0, or -1 having said why on stderr (then show nothing). */
+int messages_audit_note(struct store *s, const struct messages_opts *o, const char *action,
+			const char *what, const int64_t *ids, size_t n);
+/* netwall messages audit: the records, newest first. Returns the exit status. */
+int messages_audit_list(struct store *s, const struct messages_opts *o);
 
 #endif

@@ -152,6 +152,53 @@ static void search_filter(const struct messages_opts *o, struct store_filter *f,
 	}
 }
 
+/* The criteria as asked, for the audit record: "--patient MRN100 --state dead". */
+static void criteria(const struct messages_opts *o, const struct store_filter *f, char *out,
+		     size_t len)
+{
+	const char *names[] = {"--patient", "--name", "--order", "--control-id", "--sender",
+			       "--type", "--date"};
+	const char *vals[] = {o->patient, o->name, o->order, o->control_id, o->sender, o->type,
+			      o->date};
+	size_t used = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (vals[i] != NULL && used < len)
+			used += (size_t)snprintf(out + used, len - used, " %s %s", names[i], vals[i]);
+	if (f->state >= 0 && used < len)
+		used += (size_t)snprintf(out + used, len - used, " --state %s",
+					 store_state_name((enum store_state)f->state));
+	if (f->since_ms > 0 && used < len)
+		used += (size_t)snprintf(out + used, len - used, " --since %lldms",
+					 (long long)f->since_ms);
+	if (f->until_ms > 0 && used < len)
+		used += (size_t)snprintf(out + used, len - used, " --until %lldms",
+					 (long long)f->until_ms);
+	if (f->before_id > 0 && used < len)
+		used += (size_t)snprintf(out + used, len - used, " --before %lld",
+					 (long long)f->before_id);
+	if (used < len)
+		snprintf(out + used, len - used, " --limit %zu", f->limit);
+}
+
+/* Records the search and the messages it found; -1 when that fails (show nothing). */
+static int audit(struct store *s, const struct messages_opts *o, const struct store_filter *f,
+		 const struct store_row *rows, int n)
+{
+	int64_t *ids = xcalloc((size_t)n + 1, sizeof(*ids));
+	char what[1024];
+	int rc;
+
+	for (int i = 0; i < n; i++)
+		ids[i] = rows[i].id;
+	snprintf(what, sizeof(what), "search");
+	criteria(o, f, what + 6, sizeof(what) - 6);
+	rc = messages_audit_note(s, o, "search", what, ids, (size_t)n);
+	free(ids);
+	return rc;
+}
+
 int messages_search(struct store *s, const struct messages_opts *o)
 {
 	struct store_filter f;
@@ -163,6 +210,10 @@ int messages_search(struct store *s, const struct messages_opts *o)
 	n = store_list(s, &f, &rows, err, sizeof(err));
 	if (n == -1) {
 		fprintf(stderr, "netwall messages: %s\n", err);
+		return 1;
+	}
+	if (audit(s, o, &f, rows, n) == -1) {
+		store_rows_free(rows, (size_t)n);
 		return 1;
 	}
 	if (o->json) {

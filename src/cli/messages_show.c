@@ -94,12 +94,18 @@ static void print_segments(const char *p, size_t len)
 int messages_show(struct store *s, const struct messages_opts *o)
 {
 	struct store_row r;
-	char err[512], t1[32], t2[32];
+	char err[512], t1[32], t2[32], what[64];
 	int rc = store_get(s, o->id, &r, err, sizeof(err));
 
 	if (rc != 1) {
 		fprintf(stderr, "netwall messages: %s\n",
 			rc == 0 ? "no message with that id" : err);
+		return 1;
+	}
+	snprintf(what, sizeof(what), "show %lld%s%s", (long long)r.id, o->raw ? " --raw" : "",
+		 o->json ? " --json" : "");
+	if (messages_audit_note(s, o, "show", what, &r.id, 1) == -1) {
+		store_row_clear(&r);
 		return 1;
 	}
 	if (o->json) {

@@ -3,6 +3,7 @@
  * OpenSMTPD's queue_backend.c picks a queue backend by name). */
 #include "intake/store.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -285,4 +286,56 @@ int store_replay(struct store *s, int64_t id, enum store_state from, char *err, 
 		return -1;
 	}
 	return s->ops->replay(s, id, from, clock_wall_ms(), err, errlen);
+}
+
+/* s, made clean text in memory of its own; "" for NULL when empty_ok, else NULL. */
+static char *audit_text(const char *s, bool empty_ok)
+{
+	if (s == NULL)
+		return empty_ok ? xstrdup("") : NULL;
+	return store_text_is_clean(s) ? xstrdup(s) : store_text_clean(s);
+}
+
+int store_audit_add(struct store *s, const struct store_audit *a, char *err, size_t errlen)
+{
+	struct store_audit_row r = {0};
+	struct buf ids = {0};
+	int rc;
+
+	if (a->who == NULL || a->action == NULL || a->via == NULL) {
+		err_set(err, errlen, "an audit record needs who, via and action");
+		return -1;
+	}
+	for (size_t i = 0; i < a->nids; i++) {
+		char num[24];
+		int n = snprintf(num, sizeof(num), "%s%lld", i ? "," : "", (long long)a->ids[i]);
+
+		buf_append(&ids, num, (size_t)n);
+	}
+	buf_append(&ids, "", 1);
+	r.at_ms = a->at_ms > 0 ? a->at_ms : clock_wall_ms();
+	r.messages = a->nids;
+	r.who = audit_text(a->who, true);
+	r.via = audit_text(a->via, true);
+	r.action = audit_text(a->action, true);
+	r.what = audit_text(a->what, true);
+	r.reason = a->reason != NULL && a->reason[0] != '\0' ? audit_text(a->reason, false) : NULL;
+	r.message_ids = xstrdup((const char *)buf_head(&ids));
+	buf_free(&ids);
+	rc = s->ops->audit_add(s, &r, err, errlen);
+	free(r.who);
+	free(r.via);
+	free(r.action);
+	store_wipe_free(r.what, strlen(r.what));
+	if (r.reason != NULL)
+		store_wipe_free(r.reason, strlen(r.reason));
+	free(r.message_ids);
+	return rc;
+}
+
+int store_audit_list(struct store *s, int64_t before_id, size_t limit,
+		     struct store_audit_row **rows, char *err, size_t errlen)
+{
+	*rows = NULL;
+	return s->ops->audit_list(s, before_id, limit, rows, err, errlen);
 }

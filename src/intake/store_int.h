@@ -38,6 +38,11 @@ struct store_ops {
 		       char *err, size_t errlen);
 	int (*replay)(struct store *s, int64_t id, enum store_state from, int64_t now_ms,
 		      char *err, size_t errlen);
+	/* r's strings are clean text; its id is not read */
+	int (*audit_add)(struct store *s, const struct store_audit_row *r, char *err,
+			 size_t errlen);
+	int (*audit_list)(struct store *s, int64_t before_id, size_t limit,
+			  struct store_audit_row **rows, char *err, size_t errlen);
 };
 
 /* The first member of every backend's connection. */

@@ -21,6 +21,7 @@
 
 #include "core/buf.h"
 #include "core/xalloc.h"
+#include "intake/store_pg_audit.h"
 #include "intake/store_pg_conn.h"
 #include "intake/store_pg_read.h"
 #include "intake/store_pg_schema.h"
@@ -466,5 +467,7 @@ const struct store_ops store_pg_ops = {
 	.count_states = store_pg_read_states,
 	.relax = store_pg_conn_relax,
 	.release = pg_release,
+	.audit_add = store_pg_audit_add,
+	.audit_list = store_pg_audit_list,
 	.replay = pg_replay,
 };

@@ -19,8 +19,10 @@
 /* The backfill reads 1000 messages a step (backfill_select). */
 
 /* Version 2 to 3 (see store_sqlite_schema.c): text compared by byte where a search takes a
- * range of it (a type family, a date prefix), whatever the database's collation. The
- * audit trail refuses UPDATE, DELETE and TRUNCATE by trigger. */
+ * range of it (a type family, a date prefix), whatever the database's collation; every
+ * index a search walks holds the id, so the ids it picks come from the index alone (as
+ * SQLite's indexes hold the rowid). The audit trail refuses UPDATE, DELETE and TRUNCATE
+ * by trigger. */
 static const char upgrade_v3_sql[] =
 	"ALTER TABLE messages ADD COLUMN message_date text NOT NULL DEFAULT '',"
 	" ADD COLUMN warnings text;"
@@ -35,8 +37,8 @@ static const char upgrade_v3_sql[] =
 	"CREATE INDEX messages_control ON messages (control_id);"
 	"CREATE INDEX messages_type ON messages ((type COLLATE \"C\"), id);"
 	"CREATE INDEX messages_sender ON messages (sending_app, id);"
-	"CREATE INDEX messages_received ON messages (received_ms);"
-	"CREATE INDEX messages_date ON messages ((message_date COLLATE \"C\"));"
+	"CREATE INDEX messages_received ON messages (received_ms, id);"
+	"CREATE INDEX messages_date ON messages ((message_date COLLATE \"C\"), id);"
 	"CREATE TABLE audit ("
 	" id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
 	" at_ms bigint NOT NULL,"

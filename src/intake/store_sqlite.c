@@ -13,6 +13,7 @@
 
 #include "core/buf.h"
 #include "core/xalloc.h"
+#include "intake/store_sqlite_audit.h"
 #include "intake/store_sqlite_conn.h"
 #include "intake/store_sqlite_read.h"
 #include "intake/store_sqlite_schema.h"
@@ -406,5 +407,7 @@ const struct store_ops store_sqlite_ops = {
 	.count_states = store_sqlite_read_states,
 	.relax = sq_relax,
 	.release = sq_release,
+	.audit_add = store_sqlite_audit_add,
+	.audit_list = store_sqlite_audit_list,
 	.replay = sq_replay,
 };

@@ -166,3 +166,18 @@ void store_rows_free(struct store_row *rows, size_t n)
 		store_row_clear(&rows[i]);
 	free(rows);
 }
+
+void store_audit_rows_free(struct store_audit_row *rows, size_t n)
+{
+	if (rows == NULL)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		struct store_audit_row *r = &rows[i];
+		char *f[6] = {r->who, r->via, r->action, r->what, r->reason, r->message_ids};
+
+		for (int k = 0; k < 6; k++)
+			if (f[k] != NULL)
+				store_wipe_free(f[k], strlen(f[k]));
+	}
+	free(rows);
+}

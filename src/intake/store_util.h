@@ -171,10 +171,32 @@ struct store_count {
 	uint64_t reused; /* of n, flagged reused_control_id */
 };
 
+/* One look at message content, for the audit trail (schema 3). */
+struct store_audit {
+	int64_t at_ms;      /* 0: now */
+	const char *who;    /* the OS user running the CLI; the admin token's label on the page */
+	const char *via;    /* "cli" */
+	const char *action; /* "show", "search", "replay" */
+	const char *what;   /* what was asked: "show 42 --raw", a search's criteria */
+	const int64_t *ids; /* the messages whose content was read (or replayed) */
+	size_t nids;
+	const char *reason; /* why, as given (--reason), or NULL */
+};
+
+/* A record of the audit trail as stored; the strings are owned (reason may be NULL). */
+struct store_audit_row {
+	int64_t id;
+	int64_t at_ms;
+	uint64_t messages; /* how many ids message_ids holds */
+	char *who, *via, *action, *what, *reason;
+	char *message_ids; /* "12,13,40" */
+};
+
 /* Frees what store_claim, store_list and store_get handed out (raw bytes wiped). */
 void store_jobs_free(struct store_job *jobs, size_t n);
 void store_row_clear(struct store_row *row);
 void store_rows_free(struct store_row *rows, size_t n);
+void store_audit_rows_free(struct store_audit_row *rows, size_t n);
 
 /* Copies at most cap - 1 bytes of n from src and terminates; src may be NULL. */
 void store_copy(char *dst, size_t cap, const void *src, size_t n);

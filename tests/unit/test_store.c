@@ -1377,6 +1377,86 @@ static void test_index_limits(void **state)
 	assert_string_equal(found(c->s, (struct store_filter){ANY, .order = big}), "");
 }
 
+/* True when the database refuses sql (without printing its error, which the PostgreSQL
+ * run of these tests scans for "ERROR"). */
+static bool refused(struct ctx *c, const char *sql)
+{
+	bool no;
+
+	if (c->pg) {
+		PGconn *pc = PQconnectdb(c->spec);
+		PGresult *r = PQexec(pc, sql);
+
+		no = PQresultStatus(r) != PGRES_COMMAND_OK;
+		PQclear(r);
+		PQfinish(pc);
+	} else {
+		sqlite3 *db = NULL;
+
+		sqlite3_open(c->spec, &db);
+		no = sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK;
+		sqlite3_close(db);
+	}
+	return no;
+}
+
+/* The audit trail: records come back newest first, with what was given; nothing in the
+ * database may change or delete them. */
+static void test_audit(void **state)
+{
+	struct ctx *c = *state;
+	int64_t ids[3] = {4, 5, 40};
+	struct store_audit a = {.at_ms = 1000, .who = "alice", .via = "cli", .action = "search",
+				.what = "search --patient MRN\x01", .ids = ids, .nids = 3,
+				.reason = "ticket 12"};
+	struct store_audit_row *rows = NULL;
+	char err[256] = "";
+	int64_t first;
+	int n;
+
+	assert_int_equal(store_audit_add(c->s, &a, err, sizeof(err)), 0);
+	a = (struct store_audit){.who = "bob", .via = "cli", .action = "show", .what = "show 4",
+				 .ids = ids, .nids = 1};
+	assert_int_equal(store_audit_add(c->s, &a, err, sizeof(err)), 0);
+	n = store_audit_list(c->s, 0, 0, &rows, err, sizeof(err));
+	assert_int_equal(n, 2);
+	assert_string_equal(rows[0].who, "bob");
+	assert_string_equal(rows[0].action, "show");
+	assert_string_equal(rows[0].message_ids, "4");
+	assert_int_equal(rows[0].messages, 1);
+	assert_null(rows[0].reason);
+	assert_true(rows[0].at_ms > 1000); /* now */
+	assert_string_equal(rows[1].who, "alice");
+	assert_string_equal(rows[1].what, "search --patient MRN\\x01"); /* stored clean */
+	assert_string_equal(rows[1].message_ids, "4,5,40");
+	assert_int_equal(rows[1].messages, 3);
+	assert_string_equal(rows[1].reason, "ticket 12");
+	assert_int_equal(rows[1].at_ms, 1000);
+	assert_true(rows[0].id > rows[1].id);
+	store_audit_rows_free(rows, (size_t)n);
+	n = store_audit_list(c->s, 0, 1, &rows, err, sizeof(err));
+	assert_int_equal(n, 1);
+	assert_string_equal(rows[0].who, "bob");
+	first = rows[0].id;
+	store_audit_rows_free(rows, (size_t)n);
+	n = store_audit_list(c->s, first, 0, &rows, err, sizeof(err));
+	assert_int_equal(n, 1);
+	assert_string_equal(rows[0].who, "alice");
+	store_audit_rows_free(rows, (size_t)n);
+	/* append-only, whoever asks the database */
+	assert_true(refused(c, "UPDATE audit SET who = 'x'"));
+	assert_true(refused(c, "DELETE FROM audit"));
+	if (c->pg)
+		assert_true(refused(c, "TRUNCATE audit"));
+	n = store_audit_list(c->s, 0, 0, &rows, err, sizeof(err));
+	assert_int_equal(n, 2);
+	assert_string_equal(rows[1].who, "alice");
+	store_audit_rows_free(rows, (size_t)n);
+	a = (struct store_audit){.who = "bob", .action = "show"};
+	assert_int_equal(store_audit_add(c->s, &a, err, sizeof(err)), -1); /* no via */
+}
+
+
 static const char v3_to_v2_sqlite[] =
 	"DROP TABLE message_keys; DROP TABLE audit; DROP INDEX messages_control;"
 	"DROP INDEX messages_type; DROP INDEX messages_sender; DROP INDEX messages_received;"
@@ -1570,6 +1650,7 @@ int main(void)
 			BOTH(test_search),
 			BOTH(test_index_limits),
 			BOTH(test_migrate_v2_indexes_stored_messages),
+			BOTH(test_audit),
 		};
 #undef SETUP
 		failed += cmocka_run_group_tests_name("store_sqlite", sqlite_tests, NULL, NULL);
@@ -1600,6 +1681,7 @@ int main(void)
 			BOTH(test_search),
 			BOTH(test_index_limits),
 			BOTH(test_migrate_v2_indexes_stored_messages),
+			BOTH(test_audit),
 		};
 #undef SETUP
 		failed += cmocka_run_group_tests_name("store_postgresql", pg_tests, NULL, NULL);
