@@ -125,6 +125,21 @@ static void add_key_cols(struct store_query *q, bool pg)
 	}
 }
 
+/* The order the ids of a limited search are picked in, before id: a search by the time
+ * received or by the message date walks that index from its newest end. Ids follow the
+ * time received closely but a planner cannot know it: PostgreSQL, asked for the newest ids
+ * of a day two months ago, walked the ids back from today through every message since. */
+static const char *inner_order(const struct store_filter *f, bool pg)
+{
+	if (f->patient != NULL || f->name != NULL || f->order != NULL || f->control_id != NULL)
+		return "";
+	if (f->since_ms > 0 || f->until_ms > 0)
+		return "received_ms DESC, ";
+	if (f->date != NULL)
+		return pg ? "message_date COLLATE \"C\" DESC, " : "message_date DESC, ";
+	return "";
+}
+
 /* With a limit, the conditions pick the ids first, in a subquery that the indexes can
  * answer alone (each index ends in id, or is SQLite's, which holds the rowid), and only
  * the rows kept are read: a search that matches 50,000 messages sorts 50,000 ids, not
@@ -167,7 +182,7 @@ int store_query_list(struct store_query *q, const struct store_filter *f, const 
 	if (f->reused_only)
 		add(q, pg ? " AND reused_control_id" : " AND reused_control_id = 1");
 	if (f->limit > 0)
-		add(q, " ORDER BY id DESC LIMIT %s)",
+		add(q, " ORDER BY %sid DESC LIMIT %s)", inner_order(f, pg),
 		    num_param(q, pg, f->limit > INT64_MAX ? INT64_MAX : (int64_t)f->limit));
 	add(q, " ORDER BY id DESC");
 	return 0;
