@@ -25,8 +25,8 @@ struct store_query {
 	char ph[24];                      /* the last placeholder made */
 };
 
-/* Builds the SELECT of f into q: columns (ROW_COLS, cols, then the keys when
- * f->with_keys), the conditions, newest first, the limit. pg picks PostgreSQL's form.
+/* Builds the SELECT of f into q: the columns cols (the backend's row columns), then the
+ * keys when f->with_keys; the conditions; newest first; the limit. pg picks PostgreSQL's form.
  * Returns 0, or -1 when a value is longer than a stored one can be (nothing can match). */
 int store_query_list(struct store_query *q, const struct store_filter *f, const char *cols,
 		     bool pg);
