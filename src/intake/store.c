@@ -3,11 +3,13 @@
  * OpenSMTPD's queue_backend.c picks a queue backend by name). */
 #include "intake/store.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/clock.h"
 #include "core/xalloc.h"
+#include "intake/store_index.h"
 #include "intake/store_int.h"
 
 /* The backends by the spec's scheme, first match; the last, without one, takes a path. */
@@ -46,7 +48,7 @@ const char *store_kind(const struct store *s)
 	return s->ops->kind;
 }
 
-#define PUT_FIELDS 6
+#define PUT_FIELDS 7
 
 /* The header fields of m, by address, so they can be checked and swapped in a loop. */
 static void put_fields(struct store_msg *m, const char **f[PUT_FIELDS])
@@ -57,12 +59,45 @@ static void put_fields(struct store_msg *m, const char **f[PUT_FIELDS])
 	f[3] = &m->type;
 	f[4] = &m->version;
 	f[5] = &m->peer;
+	f[6] = &m->warnings;
+}
+
+/* Reads the index of every message that came without one (on the committer's thread: one
+ * more parse of each message, a few microseconds) into made[]. Returns made, or NULL
+ * when every message had its index. */
+static struct store_index *put_index(struct store_msg *msgs, size_t n)
+{
+	struct store_index *made = NULL;
+
+	for (size_t i = 0; i < n; i++) {
+		if (msgs[i].index != NULL)
+			continue;
+		if (made == NULL)
+			made = xcalloc(n, sizeof(*made));
+		store_index_read(&made[i], msgs[i].raw, msgs[i].raw_len);
+		msgs[i].index = &made[i];
+	}
+	return made;
+}
+
+static void put_index_free(struct store_msg *msgs, size_t n, struct store_index *made)
+{
+	if (made == NULL)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (msgs[i].index != &made[i])
+			continue;
+		store_index_clear(&made[i]);
+		msgs[i].index = NULL;
+	}
+	free(made);
 }
 
 int store_put(struct store *s, struct store_msg *msgs, size_t n, char *err, size_t errlen)
 {
 	char **made = NULL; /* cleaned copies, PUT_FIELDS per message, NULL where unchanged */
 	const char **saved = NULL;
+	struct store_index *index;
 	int rc;
 
 	if (n == 0)
@@ -103,7 +138,9 @@ int store_put(struct store *s, struct store_msg *msgs, size_t n, char *err, size
 			*f[k] = made[i * PUT_FIELDS + k];
 		}
 	}
+	index = put_index(msgs, n);
 	rc = s->ops->put(s, msgs, n, err, errlen);
+	put_index_free(msgs, n, index);
 	if (made == NULL)
 		return rc;
 	for (size_t i = 0; i < n; i++) {
@@ -159,10 +196,28 @@ int store_finish(struct store *s, const char *owner, const struct store_outcome 
 	return s->ops->finish(s, owner, o, n, err, errlen);
 }
 
+/* The values a search compares, by address: made clean as the stored ones were. */
+#define SEARCH_FIELDS 8
+
+static void search_fields(struct store_filter *f, const char **v[SEARCH_FIELDS])
+{
+	v[0] = &f->patient;
+	v[1] = &f->name;
+	v[2] = &f->order;
+	v[3] = &f->control_id;
+	v[4] = &f->app;
+	v[5] = &f->facility;
+	v[6] = &f->date;
+	v[7] = &f->type;
+}
+
 int store_list(struct store *s, const struct store_filter *f, struct store_row **rows, char *err,
 	       size_t errlen)
 {
-	struct store_filter any = {.state = -1};
+	struct store_filter any = {.state = -1}, g;
+	const char **v[SEARCH_FIELDS];
+	char *made[SEARCH_FIELDS] = {NULL};
+	int rc;
 
 	*rows = NULL;
 	if (f == NULL)
@@ -171,7 +226,21 @@ int store_list(struct store *s, const struct store_filter *f, struct store_row *
 		err_set(err, errlen, "bad state filter");
 		return -1;
 	}
-	return s->ops->list(s, f, rows, err, errlen);
+	g = *f;
+	search_fields(&g, v);
+	for (size_t k = 0; k < SEARCH_FIELDS; k++) {
+		if (*v[k] == NULL || (k != 1 && store_text_is_clean(*v[k])))
+			continue;
+		made[k] = store_text_is_clean(*v[k]) ? xstrdup(*v[k]) : store_text_clean(*v[k]);
+		if (k == 1)
+			store_index_fold(made[k]); /* names are kept upper-cased */
+		*v[k] = made[k];
+	}
+	rc = s->ops->list(s, &g, rows, err, errlen);
+	for (size_t k = 0; k < SEARCH_FIELDS; k++)
+		if (made[k] != NULL)
+			store_wipe_free(made[k], strlen(made[k]));
+	return rc;
 }
 
 int store_get(struct store *s, int64_t id, struct store_row *row, char *err, size_t errlen)
@@ -223,4 +292,56 @@ int store_replay(struct store *s, int64_t id, enum store_state from, char *err, 
 		return -1;
 	}
 	return s->ops->replay(s, id, from, clock_wall_ms(), err, errlen);
+}
+
+/* s, made clean text in memory of its own; "" for NULL when empty_ok, else NULL. */
+static char *audit_text(const char *s, bool empty_ok)
+{
+	if (s == NULL)
+		return empty_ok ? xstrdup("") : NULL;
+	return store_text_is_clean(s) ? xstrdup(s) : store_text_clean(s);
+}
+
+int store_audit_add(struct store *s, const struct store_audit *a, char *err, size_t errlen)
+{
+	struct store_audit_row r = {0};
+	struct buf ids = {0};
+	int rc;
+
+	if (a->who == NULL || a->action == NULL || a->via == NULL) {
+		err_set(err, errlen, "an audit record needs who, via and action");
+		return -1;
+	}
+	for (size_t i = 0; i < a->nids; i++) {
+		char num[24];
+		int n = snprintf(num, sizeof(num), "%s%lld", i ? "," : "", (long long)a->ids[i]);
+
+		buf_append(&ids, num, (size_t)n);
+	}
+	buf_append(&ids, "", 1);
+	r.at_ms = a->at_ms > 0 ? a->at_ms : clock_wall_ms();
+	r.messages = a->nids;
+	r.who = audit_text(a->who, true);
+	r.via = audit_text(a->via, true);
+	r.action = audit_text(a->action, true);
+	r.what = audit_text(a->what, true);
+	r.reason = a->reason != NULL && a->reason[0] != '\0' ? audit_text(a->reason, false) : NULL;
+	r.message_ids = xstrdup((const char *)buf_head(&ids));
+	buf_free(&ids);
+	rc = s->ops->audit_add(s, &r, err, errlen);
+	free(r.who);
+	free(r.via);
+	free(r.action);
+	store_wipe_free(r.what, strlen(r.what));
+	if (r.reason != NULL)
+		store_wipe_free(r.reason, strlen(r.reason));
+	free(r.message_ids);
+	return rc;
+}
+
+int store_audit_list(struct store *s, int64_t before_id, size_t limit,
+		     struct store_audit_row **rows, char *err, size_t errlen)
+{
+	*rows = NULL;
+	return s->ops->audit_list(s, before_id, limit, rows, err, errlen);
 }

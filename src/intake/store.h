@@ -90,4 +90,16 @@ int store_oldest_undelivered(struct store *s, int64_t *received_ms, char *err, s
  * DELIVERED messages can be replayed. Returns the number replayed or -1 with err. */
 int store_replay(struct store *s, int64_t id, enum store_state from, char *err, size_t errlen);
 
+/* Appends a record to the audit trail, in the store's database, durable before it returns
+ * (a look at patient data is recorded before the data is shown). Nothing in netwall
+ * changes or deletes a record; the schema's triggers refuse to. Text is stored clean.
+ * Returns 0 or -1 with err. */
+int store_audit_add(struct store *s, const struct store_audit *a, char *err, size_t errlen);
+
+/* The audit trail, newest first: records with id < before_id (0: no bound), at most limit
+ * (0: no limit). Returns the number with *rows malloc'd (store_audit_rows_free; NULL when
+ * none), or -1 with err. */
+int store_audit_list(struct store *s, int64_t before_id, size_t limit,
+		     struct store_audit_row **rows, char *err, size_t errlen);
+
 #endif

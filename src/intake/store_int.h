@@ -11,7 +11,8 @@
 
 /* Bumped when the schema changes; kept in SQLite's user_version and in PostgreSQL's
  * netwall_meta table. */
-#define STORE_SCHEMA_VERSION 2 /* 2: digest, reused_control_id; key + digest unique */
+#define STORE_SCHEMA_VERSION 3 /* 2: digest, reused_control_id; key + digest unique;
+				 * 3: message_date, warnings, message_keys, audit */
 
 /* One backend. Every function gets a connection its own open function made; the
  * arguments were checked by store.c (n > 0, pointers set). */
@@ -39,6 +40,11 @@ struct store_ops {
 		       char *err, size_t errlen);
 	int (*replay)(struct store *s, int64_t id, enum store_state from, int64_t now_ms,
 		      char *err, size_t errlen);
+	/* r's strings are clean text; its id is not read */
+	int (*audit_add)(struct store *s, const struct store_audit_row *r, char *err,
+			 size_t errlen);
+	int (*audit_list)(struct store *s, int64_t before_id, size_t limit,
+			  struct store_audit_row **rows, char *err, size_t errlen);
 };
 
 /* The first member of every backend's connection. */

@@ -3,6 +3,7 @@
  * columns, SQLSTATE classes made into content-free text). */
 #include "intake/store_pg_sql.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "intake/store_util.h"
@@ -74,15 +75,21 @@ const struct store_pg_stmt store_pg_sql_stmts[] = {
 	 "ORDER BY digest = $12::bytea DESC, id LIMIT 1), "
 	 "ins AS (INSERT INTO messages (sending_app, sending_facility, control_id, type, "
 	 "version, peer, state, received_ms, updated_ms, size, raw, ack, digest, "
-	 "reused_control_id) SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, "
+	 "reused_control_id, warnings, message_date) SELECT $1::text, $2::text, $3::text, "
+	 "$4::text, $5::text, $6::text, "
 	 "CASE WHEN p.id IS NOT NULL AND $13::bytea IS NOT NULL THEN 'rejected' ELSE $7::text "
 	 "END, $8::bigint, $8::bigint, $9::bigint, $10::bytea, "
 	 "CASE WHEN p.id IS NOT NULL AND $13::bytea IS NOT NULL THEN $13::bytea ELSE $11::bytea "
-	 "END, $12::bytea, p.id IS NOT NULL FROM (SELECT 1) AS one LEFT JOIN prior p ON true "
+	 "END, $12::bytea, p.id IS NOT NULL, $14::text, $15::text FROM (SELECT 1) AS one "
+	 "LEFT JOIN prior p ON true "
 	 "WHERE p.same IS NOT TRUE ON CONFLICT (sending_app, sending_facility, control_id, "
 	 "digest) DO NOTHING RETURNING id, state, reused_control_id), "
 	 "job AS (INSERT INTO deliveries (message_id, next_ms) SELECT id, $8::bigint FROM ins "
-	 "WHERE state = 'received') "
+	 "WHERE state = 'received'), "
+	 "keys AS (INSERT INTO message_keys (kind, value, authority, id_type, message_id) "
+	 "SELECT k.kind, k.value, k.authority, k.id_type, ins.id FROM ins, "
+	 "unnest($16::text[], $17::text[], $18::text[], $19::text[]) AS k (kind, value, "
+	 "authority, id_type) ON CONFLICT DO NOTHING) "
 	 "SELECT id, 0::int4, NULL::bytea, reused_control_id FROM ins UNION ALL "
 	 "SELECT id, 1::int4, ack, false FROM prior WHERE same"},
 	{"lookup", "SELECT id, 1::int4, ack, false FROM messages WHERE sending_app = $1::text AND "
@@ -185,6 +192,46 @@ char *store_pg_sql_dup(const PGresult *r, int row, int col, size_t *len)
 }
 
 
+void store_pg_sql_array_add(struct buf *b, const char *s, bool first)
+{
+	if (!first)
+		buf_append(b, ",", 1);
+	buf_append(b, "\"", 1);
+	for (; *s != '\0'; s++) {
+		if (*s == '"' || *s == '\\')
+			buf_append(b, "\\", 1);
+		buf_append(b, s, 1);
+	}
+	buf_append(b, "\"", 1);
+}
+
+void store_pg_sql_keys(const struct store_index *ix, size_t n, const int64_t *ids,
+		       struct buf arr[5])
+{
+	bool first = true;
+
+	for (int a = 0; a < 5; a++)
+		buf_append(&arr[a], "{", 1);
+	for (size_t i = 0; i < n; i++) {
+		for (size_t j = 0; j < ix[i].nkeys; j++) {
+			const struct store_key *k = &ix[i].keys[j];
+			char id[24];
+
+			store_pg_sql_array_add(&arr[0], store_key_kind_name(k->kind), first);
+			store_pg_sql_array_add(&arr[1], k->value, first);
+			store_pg_sql_array_add(&arr[2], k->authority, first);
+			store_pg_sql_array_add(&arr[3], k->id_type, first);
+			if (ids != NULL) {
+				snprintf(id, sizeof(id), "%lld", (long long)ids[i]);
+				store_pg_sql_array_add(&arr[4], id, first);
+			}
+			first = false;
+		}
+	}
+	for (int a = 0; a < 5; a++)
+		buf_append(&arr[a], "}", 2); /* with the NUL */
+}
+
 /* Wipes a column of every row (raw messages) before the result is freed. */
 void store_pg_sql_wipe(PGresult *r, int col)
 {
@@ -219,9 +266,12 @@ int store_pg_sql_row(const PGresult *r, int i, struct store_row *row, bool with_
 	if (!PQgetisnull(r, i, 12))
 		row->detail = store_pg_sql_dup(r, i, 12, NULL);
 	row->reused = store_pg_sql_int(r, i, 13) != 0;
+	store_pg_sql_text(row->message_date, sizeof(row->message_date), r, i, 14);
+	if (!PQgetisnull(r, i, 15))
+		row->warnings = store_pg_sql_dup(r, i, 15, NULL);
 	if (with_body) {
-		row->raw = store_pg_sql_dup(r, i, 14, &row->raw_len);
-		row->ack = store_pg_sql_dup(r, i, 15, &row->ack_len);
+		row->raw = store_pg_sql_dup(r, i, 16, &row->raw_len);
+		row->ack = store_pg_sql_dup(r, i, 17, &row->ack_len);
 	}
 	return 0;
 }

@@ -7,11 +7,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/buf.h"
 #include "intake/store_util.h"
 
 #define ROW_COLS                                                                                   \
 	"id, state, sending_app, sending_facility, control_id, type, version, peer, "           \
-	"received_ms, updated_ms, attempts, http_status, detail, reused_control_id"
+	"received_ms, updated_ms, attempts, http_status, detail, reused_control_id, "           \
+	"message_date, warnings"
 #define REPLAYABLE "('dead', 'failed', 'delivered')"
 #define REPLAY_WHERE                                                                               \
 	"($2::bigint <> 0 AND id = $2::bigint AND state IN " REPLAYABLE ") OR "                   \
@@ -34,6 +36,13 @@ const char *store_pg_sql_class(const char *sqlstate);
 int64_t store_pg_sql_int(const PGresult *r, int row, int col);
 void store_pg_sql_text(char *dst, size_t cap, const PGresult *r, int row, int col);
 char *store_pg_sql_dup(const PGresult *r, int row, int col, size_t *len);
+/* Appends s to the text form of a PostgreSQL array being built in b ("{" first, "}" and
+ * a NUL last, by the caller): a comma unless first, then s quoted. s is clean text. */
+void store_pg_sql_array_add(struct buf *b, const char *s, bool first);
+/* The four text arrays of the keys of ix (kind, value, authority, type), as parameters of
+ * the statements that insert them; with ids (NULL: none) an array of id, once per key. */
+void store_pg_sql_keys(const struct store_index *ix, size_t n, const int64_t *ids,
+		       struct buf arr[5]);
 /* Wipes a column of every row (raw messages) before the result is freed. */
 void store_pg_sql_wipe(PGresult *r, int col);
 int store_pg_sql_row(const PGresult *r, int i, struct store_row *row, bool with_body);

@@ -24,6 +24,15 @@ const char *store_state_name(enum store_state s)
 	return state_names[s];
 }
 
+const char *store_key_kind_name(enum store_key_kind k)
+{
+	static const char *const names[STORE_KEY_NKINDS] = {
+		[STORE_KEY_PATIENT] = "patient", [STORE_KEY_NAME] = "name", [STORE_KEY_ORDER] = "order",
+	};
+
+	return (unsigned)k < STORE_KEY_NKINDS ? names[k] : "unknown";
+}
+
 int store_state_parse(const char *name, enum store_state *out)
 {
 	if (name == NULL)
@@ -140,6 +149,10 @@ void store_row_clear(struct store_row *row)
 		return;
 	free(row->detail);
 	free(row->warnings);
+	if (row->patients != NULL)
+		store_wipe_free(row->patients, strlen(row->patients));
+	if (row->names != NULL)
+		store_wipe_free(row->names, strlen(row->names));
 	store_wipe_free(row->raw, row->raw_len);
 	store_wipe_free(row->ack, row->ack_len);
 	explicit_bzero(row, sizeof(*row));
@@ -151,5 +164,20 @@ void store_rows_free(struct store_row *rows, size_t n)
 		return;
 	for (size_t i = 0; i < n; i++)
 		store_row_clear(&rows[i]);
+	free(rows);
+}
+
+void store_audit_rows_free(struct store_audit_row *rows, size_t n)
+{
+	if (rows == NULL)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		struct store_audit_row *r = &rows[i];
+		char *f[6] = {r->who, r->via, r->action, r->what, r->reason, r->message_ids};
+
+		for (int k = 0; k < 6; k++)
+			if (f[k] != NULL)
+				store_wipe_free(f[k], strlen(f[k]));
+	}
 	free(rows);
 }

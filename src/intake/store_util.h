@@ -33,6 +33,34 @@ int store_state_parse(const char *name, enum store_state *out);
  * any byte sends a different message, which is stored, never dropped). Linear in len. */
 void store_digest(const void *raw, size_t len, uint8_t out[STORE_DIGEST_LEN]);
 
+/* What a stored message is found by (schema 3): read from its bytes when it is stored
+ * (store_index.c), kept in the table message_keys in the same transaction. */
+enum store_key_kind {
+	STORE_KEY_PATIENT = 0, /* a PID-3 identifier (CX.1), with its authority and type */
+	STORE_KEY_NAME,        /* a PID-5 family name (XPN.1.1), ASCII letters upper-cased */
+	STORE_KEY_ORDER,       /* ORC-2 or ORC-3 (EI.1): the placer's or the filler's number */
+	STORE_KEY_NKINDS
+};
+
+#define STORE_KEYS_MAX 32 /* keys of one message; the ones after are not indexed */
+#define STORE_KEY_LEN 128 /* bytes of a decoded value; a longer one is not indexed */
+
+struct store_key {
+	enum store_key_kind kind;
+	char value[STORE_KEY_LEN + 1]; /* decoded (escapes undone), clean text */
+	char authority[64];            /* PATIENT: CX.4 (its namespace ID, else its universal ID) */
+	char id_type[16];              /* PATIENT: CX.5, e.g. MR; "" when absent */
+};
+
+struct store_index {
+	char date[32]; /* MSH-7 as sent (a DTM: 20261122101500+0100), clean; "" if absent */
+	struct store_key *keys; /* owned (store_index_clear), distinct */
+	size_t nkeys;
+};
+
+/* "patient", "name", "order": the kind column's text. */
+const char *store_key_kind_name(enum store_key_kind k);
+
 /* One message to store. The strings are NUL-terminated header values as received (still
  * escaped), so a retransmission's key matches byte for byte.
  *
@@ -61,6 +89,8 @@ struct store_msg {
 	/* the tolerances the intake applied to read it (a BOM stripped, MSH-11 taken as P,
 	 * ...): comma-separated names, or NULL for none; stored with the message (schema 3) */
 	const char *warnings;
+	/* what it is found by; NULL: store_put reads it from raw */
+	const struct store_index *index;
 	/* results */
 	bool duplicate;      /* the key and digest were already stored: nothing written */
 	bool reused;         /* stored, and the key was already stored with another digest */
@@ -103,6 +133,12 @@ struct store_row {
 	bool reused; /* reused_control_id: its key was stored before for another message */
 	char *detail; /* owned, may be NULL */
 	char *warnings; /* owned, may be NULL: store_msg.warnings as stored */
+	char message_date[32]; /* MSH-7 as sent, "" when absent */
+	/* with store_filter.with_keys (owned, NULL when none): the patient identifiers, each
+	 * "ID" US "authority" US "type", and the family names, each joined by RS (the ASCII
+	 * unit and record separators, which clean text never holds) */
+	char *patients;
+	char *names;
 	char *raw;    /* owned; only filled by store_get */
 	size_t raw_len;
 	char *ack; /* owned; only filled by store_get */
@@ -115,6 +151,17 @@ struct store_filter {
 	int64_t before_id; /* rows with id < before_id; 0 for no bound */
 	size_t limit;     /* 0 for no limit */
 	bool reused_only; /* only rows flagged reused_control_id */
+	/* the search (schema 3): each one given must hold; NULL (0) for any */
+	const char *patient;    /* a PID-3 identifier (CX.1), exact */
+	const char *name;       /* a PID-5 family name, exact, ASCII case ignored */
+	const char *order;      /* ORC-2 or ORC-3 (EI.1), exact */
+	const char *control_id; /* MSH-10, exact */
+	const char *app;        /* MSH-3, exact */
+	const char *facility;   /* MSH-4, exact */
+	const char *date;       /* MSH-7 begins with this: "20261122", "2026112210" */
+	int64_t since_ms;       /* received at or after; 0 for no bound */
+	int64_t until_ms;       /* received before; 0 for no bound */
+	bool with_keys;         /* fill store_row.patients and .names */
 };
 
 struct store_count {
@@ -124,10 +171,32 @@ struct store_count {
 	uint64_t reused; /* of n, flagged reused_control_id */
 };
 
+/* One look at message content, for the audit trail (schema 3). */
+struct store_audit {
+	int64_t at_ms;      /* 0: now */
+	const char *who;    /* the OS user running the CLI; the admin token's label on the page */
+	const char *via;    /* "cli" */
+	const char *action; /* "show", "search", "replay" */
+	const char *what;   /* what was asked: "show 42 --raw", a search's criteria */
+	const int64_t *ids; /* the messages whose content was read (or replayed) */
+	size_t nids;
+	const char *reason; /* why, as given (--reason), or NULL */
+};
+
+/* A record of the audit trail as stored; the strings are owned (reason may be NULL). */
+struct store_audit_row {
+	int64_t id;
+	int64_t at_ms;
+	uint64_t messages; /* how many ids message_ids holds */
+	char *who, *via, *action, *what, *reason;
+	char *message_ids; /* "12,13,40" */
+};
+
 /* Frees what store_claim, store_list and store_get handed out (raw bytes wiped). */
 void store_jobs_free(struct store_job *jobs, size_t n);
 void store_row_clear(struct store_row *row);
 void store_rows_free(struct store_row *rows, size_t n);
+void store_audit_rows_free(struct store_audit_row *rows, size_t n);
 
 /* Copies at most cap - 1 bytes of n from src and terminates; src may be NULL. */
 void store_copy(char *dst, size_t cap, const void *src, size_t n);

@@ -126,6 +126,9 @@ def test_bom_is_skipped_and_the_raw_kept_byte_for_byte(intake):
     assert warnings(it)["bom"] == 1
     (row,) = it.rows()
     assert row["type"] == "RDE^O11" and row["state"] == "received"
+    # kept with the message: `messages list` and `show` name the tolerance
+    assert row["warnings"] == ["bom"], row
+    assert it.messages("show", str(row["id"]), "--reason", "test")["warnings"] == ["bom"]
 
 
 def test_missing_msh11_is_p_and_missing_msh12_unknown(intake):

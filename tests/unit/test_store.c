@@ -85,7 +85,8 @@ static int open_fresh(void **state, int pg)
 	c->pg = pg;
 	if (pg) {
 		snprintf(c->spec, sizeof(c->spec), "%s", pg_url);
-		if (pg_exec(pg_url, "DROP TABLE IF EXISTS deliveries, messages, netwall_meta CASCADE;"
+		if (pg_exec(pg_url, "DROP TABLE IF EXISTS deliveries, message_keys, audit, messages, "
+				    "netwall_meta CASCADE;"
 				    "DROP FUNCTION IF EXISTS boom() CASCADE") == -1)
 			return -1;
 	} else {
@@ -1199,6 +1200,307 @@ static void test_reused_control_id(void **state)
 	}
 }
 
+/* ---------------------------------------------------------------- index and search */
+
+static char rich_buf[8][1024];
+
+/* A message with a patient, orders and a date; pid3 and pid5 are whole fields. */
+static struct store_msg rich(unsigned slot, const char *app, const char *fac, const char *date,
+			     const char *cid, const char *type, const char *pid3,
+			     const char *pid5, const char *orc2, const char *orc3,
+			     enum store_state st, int64_t at)
+{
+	struct store_msg m = msg(slot, cid, type, st, at);
+
+	m.app = app;
+	m.facility = fac;
+	snprintf(rich_buf[slot], sizeof(rich_buf[slot]),
+		 "MSH|^~\\&|%s|%s|EMAR|WARD|%s||%s|%s|P|2.5.1\r"
+		 "PID|1||%s||%s||19600101|F\r"
+		 "ORC|NW|%s|%s\r"
+		 "RXE|^BID^HL70335|00093-7146^Metoprolol^NDC|25||mg\r",
+		 app, fac, date, type, cid, pid3, pid5, orc2, orc3);
+	m.raw = rich_buf[slot];
+	m.raw_len = strlen(rich_buf[slot]);
+	return m;
+}
+
+/* The ids a search finds, newest first, as "3,1" (or "" for none). */
+static const char *found(struct store *s, struct store_filter f)
+{
+	static char out[256];
+	struct store_row *rows = NULL;
+	char err[256] = "";
+	int n = store_list(s, &f, &rows, err, sizeof(err));
+	size_t used = 0;
+
+	if (n < 0)
+		fail_msg("store_list: %s", err);
+	out[0] = '\0';
+	for (int i = 0; i < n; i++)
+		used += (size_t)snprintf(out + used, sizeof(out) - used, "%s%lld", i ? "," : "",
+					 (long long)rows[i].id);
+	store_rows_free(rows, (size_t)n);
+	return out;
+}
+
+static const char *ids_str(int64_t a, int64_t b)
+{
+	static char out[64];
+
+	if (b > 0)
+		snprintf(out, sizeof(out), "%lld,%lld", (long long)a, (long long)b);
+	else
+		snprintf(out, sizeof(out), "%lld", (long long)a);
+	return out;
+}
+
+#define ANY .state = -1
+
+/* Three messages, each found by every key it holds, alone and combined, newest first. */
+static void test_search(void **state)
+{
+	struct ctx *c = *state;
+	struct store_msg m[3];
+	struct store_row row;
+	struct store_row *rows = NULL;
+	char err[256];
+	int64_t id[3];
+	int n;
+
+	m[0] = rich(0, "PHARM", "SITE1", "20261122101500+0100", "C1", "RDE^O11",
+		    "P100^^^HOSP^MR~S555^^^SSA&2.16.840.1.113883.4.1&ISO^SS", "DOE^JANE~Roe^Jane",
+		    "ORD-1", "FIL-1", STORE_RECEIVED, 100);
+	m[0].warnings = "bom_stripped";
+	m[1] = rich(1, "PHARM", "SITE2", "20261123", "C2", "ORU^R01", "P200^^^HOSP^MR",
+		    "SMITH^ANN", "ORD-2", "", STORE_RECEIVED, 200);
+	m[2] = rich(2, "OTHER", "SITE1", "20261123", "C3", "RDE^O25", "P100^^^HOSP^MR",
+		    "DOE^JOHN", "A\\T\\B", "\"\"", STORE_IGNORED, 300);
+	put_ok(c->s, m, 3);
+	for (int i = 0; i < 3; i++)
+		id[i] = m[i].id;
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .patient = "P100"}),
+			    ids_str(id[2], id[0]));
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .patient = "S555"}),
+			    ids_str(id[0], 0));
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .patient = "P999"}), "");
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .name = "doe"}),
+			    ids_str(id[2], id[0]));
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .name = "ROE"}),
+			    ids_str(id[0], 0));
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .order = "ORD-1"}),
+			    ids_str(id[0], 0));
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .order = "FIL-1"}),
+			    ids_str(id[0], 0));
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .order = "A&B"}),
+			    ids_str(id[2], 0));
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .order = "\"\""}), "");
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .control_id = "C2"}),
+			    ids_str(id[1], 0));
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .app = "PHARM"}),
+			    ids_str(id[1], id[0]));
+	assert_string_equal(
+	    found(c->s, (struct store_filter){ANY, .app = "PHARM", .facility = "SITE2"}),
+	    ids_str(id[1], 0));
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .type = "RDE"}),
+			    ids_str(id[2], id[0]));
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .type = "ORU^R01"}),
+			    ids_str(id[1], 0));
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .type = "RD"}), "");
+	assert_string_equal(found(c->s, (struct store_filter){.state = STORE_IGNORED}),
+			    ids_str(id[2], 0));
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .date = "20261122"}),
+			    ids_str(id[0], 0));
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .date = "20261123"}),
+			    ids_str(id[2], id[1]));
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .since_ms = 200}),
+			    ids_str(id[2], id[1]));
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .until_ms = 200}),
+			    ids_str(id[0], 0));
+	assert_string_equal(
+	    found(c->s, (struct store_filter){ANY, .since_ms = 150, .until_ms = 250}),
+	    ids_str(id[1], 0));
+	/* combined: every condition holds */
+	assert_string_equal(
+	    found(c->s, (struct store_filter){.state = STORE_IGNORED, .patient = "P100"}),
+	    ids_str(id[2], 0));
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .patient = "P100", .app = "PHARM"}),
+			    ids_str(id[0], 0));
+	assert_string_equal(
+	    found(c->s, (struct store_filter){ANY, .patient = "P100", .order = "ORD-2"}), "");
+	assert_string_equal(
+	    found(c->s, (struct store_filter){ANY, .control_id = "C1", .since_ms = 101}), "");
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .patient = "P100", .limit = 1}),
+			    ids_str(id[2], 0));
+	/* the keys of each row come with it when asked */
+	n = store_list(c->s, &(struct store_filter){ANY, .control_id = "C1", .with_keys = true},
+		       &rows, err, sizeof(err));
+	assert_int_equal(n, 1);
+	assert_non_null(strstr(rows[0].patients, "P100\x1fHOSP\x1fMR"));
+	assert_non_null(strstr(rows[0].patients, "S555\x1fSSA\x1fSS"));
+	assert_non_null(strstr(rows[0].names, "DOE"));
+	assert_non_null(strstr(rows[0].names, "ROE"));
+	assert_string_equal(rows[0].message_date, "20261122101500+0100");
+	store_rows_free(rows, 1);
+	/* the warnings and the date are kept with the message */
+	get_row(c->s, id[0], &row);
+	assert_string_equal(row.warnings, "bom_stripped");
+	assert_string_equal(row.message_date, "20261122101500+0100");
+	store_row_clear(&row);
+	get_row(c->s, id[1], &row);
+	assert_null(row.warnings);
+	store_row_clear(&row);
+}
+
+/* The index takes at most STORE_KEYS_MAX keys of a message and no value over
+ * STORE_KEY_LEN bytes: a message with a thousand identifiers costs it no more. */
+static void test_index_limits(void **state)
+{
+	struct ctx *c = *state;
+	char pid3[2048] = "", cid[16], big[STORE_KEY_LEN + 2];
+	struct store_msg m;
+	size_t used = 0;
+
+	for (int i = 0; i < 40; i++)
+		used += (size_t)snprintf(pid3 + used, sizeof(pid3) - used, "%sI%d^^^H", i ? "~" : "",
+					 i);
+	memset(big, 'X', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	m = rich(0, "PHARM", "SITE1", "2026", "L1", "RDE^O11", pid3, "DOE", big, "I0",
+		 STORE_RECEIVED, 10);
+	put_ok(c->s, &m, 1);
+	snprintf(cid, sizeof(cid), "%lld", (long long)m.id);
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .patient = "I0"}), cid);
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .patient = "I31"}), cid);
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .patient = "I32"}), "");
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .name = "DOE"}), "");
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .order = big}), "");
+}
+
+/* True when the database refuses sql (without printing its error, which the PostgreSQL
+ * run of these tests scans for "ERROR"). */
+static bool refused(struct ctx *c, const char *sql)
+{
+	bool no;
+
+	if (c->pg) {
+		PGconn *pc = PQconnectdb(c->spec);
+		PGresult *r = PQexec(pc, sql);
+
+		no = PQresultStatus(r) != PGRES_COMMAND_OK;
+		PQclear(r);
+		PQfinish(pc);
+	} else {
+		sqlite3 *db = NULL;
+
+		sqlite3_open(c->spec, &db);
+		no = sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK;
+		sqlite3_close(db);
+	}
+	return no;
+}
+
+/* The audit trail: records come back newest first, with what was given; nothing in the
+ * database may change or delete them. */
+static void test_audit(void **state)
+{
+	struct ctx *c = *state;
+	int64_t ids[3] = {4, 5, 40};
+	struct store_audit a = {.at_ms = 1000, .who = "alice", .via = "cli", .action = "search",
+				.what = "search --patient MRN\x01", .ids = ids, .nids = 3,
+				.reason = "ticket 12"};
+	struct store_audit_row *rows = NULL;
+	char err[256] = "";
+	int64_t first;
+	int n;
+
+	assert_int_equal(store_audit_add(c->s, &a, err, sizeof(err)), 0);
+	a = (struct store_audit){.who = "bob", .via = "cli", .action = "show", .what = "show 4",
+				 .ids = ids, .nids = 1};
+	assert_int_equal(store_audit_add(c->s, &a, err, sizeof(err)), 0);
+	n = store_audit_list(c->s, 0, 0, &rows, err, sizeof(err));
+	assert_int_equal(n, 2);
+	assert_string_equal(rows[0].who, "bob");
+	assert_string_equal(rows[0].action, "show");
+	assert_string_equal(rows[0].message_ids, "4");
+	assert_int_equal(rows[0].messages, 1);
+	assert_null(rows[0].reason);
+	assert_true(rows[0].at_ms > 1000); /* now */
+	assert_string_equal(rows[1].who, "alice");
+	assert_string_equal(rows[1].what, "search --patient MRN\\x01"); /* stored clean */
+	assert_string_equal(rows[1].message_ids, "4,5,40");
+	assert_int_equal(rows[1].messages, 3);
+	assert_string_equal(rows[1].reason, "ticket 12");
+	assert_int_equal(rows[1].at_ms, 1000);
+	assert_true(rows[0].id > rows[1].id);
+	store_audit_rows_free(rows, (size_t)n);
+	n = store_audit_list(c->s, 0, 1, &rows, err, sizeof(err));
+	assert_int_equal(n, 1);
+	assert_string_equal(rows[0].who, "bob");
+	first = rows[0].id;
+	store_audit_rows_free(rows, (size_t)n);
+	n = store_audit_list(c->s, first, 0, &rows, err, sizeof(err));
+	assert_int_equal(n, 1);
+	assert_string_equal(rows[0].who, "alice");
+	store_audit_rows_free(rows, (size_t)n);
+	/* append-only, whoever asks the database */
+	assert_true(refused(c, "UPDATE audit SET who = 'x'"));
+	assert_true(refused(c, "DELETE FROM audit"));
+	if (c->pg)
+		assert_true(refused(c, "TRUNCATE audit"));
+	n = store_audit_list(c->s, 0, 0, &rows, err, sizeof(err));
+	assert_int_equal(n, 2);
+	assert_string_equal(rows[1].who, "alice");
+	store_audit_rows_free(rows, (size_t)n);
+	a = (struct store_audit){.who = "bob", .action = "show"};
+	assert_int_equal(store_audit_add(c->s, &a, err, sizeof(err)), -1); /* no via */
+}
+
+
+static const char v3_to_v2_sqlite[] =
+	"DROP TABLE message_keys; DROP TABLE audit; DROP INDEX messages_control;"
+	"DROP INDEX messages_type; DROP INDEX messages_sender; DROP INDEX messages_received;"
+	"DROP INDEX messages_date; ALTER TABLE messages DROP COLUMN message_date;"
+	"ALTER TABLE messages DROP COLUMN warnings; PRAGMA user_version = 2;";
+static const char v3_to_v2_pg[] =
+	"DROP TABLE message_keys, audit; DROP INDEX messages_control, messages_type,"
+	" messages_sender, messages_received, messages_date;"
+	"ALTER TABLE messages DROP COLUMN message_date, DROP COLUMN warnings;"
+	"UPDATE netwall_meta SET value = '2' WHERE key = 'schema_version';";
+
+/* A store written by schema version 2 (no index) is migrated on open: every stored
+ * message is read and indexed, and found as if it had been stored now. */
+static void test_migrate_v2_indexes_stored_messages(void **state)
+{
+	struct ctx *c = *state;
+	struct store_msg m[2];
+	struct store_row row;
+
+	m[0] = rich(0, "PHARM", "SITE1", "20261122", "M1", "RDE^O11", "P100^^^HOSP^MR", "DOE",
+		    "ORD-1", "", STORE_RECEIVED, 10);
+	m[1] = rich(1, "PHARM", "SITE1", "20261123", "M2", "RDE^O11", "P200^^^HOSP^MR", "ROE",
+		    "ORD-2", "", STORE_RECEIVED, 20);
+	put_ok(c->s, m, 2);
+	store_close(c->s);
+	c->s = NULL;
+	exec_sql(c, v3_to_v2_sqlite, v3_to_v2_pg);
+	c->s = reopen(c);
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .patient = "P200"}),
+			    ids_str(m[1].id, 0));
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .name = "doe"}),
+			    ids_str(m[0].id, 0));
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .date = "20261123"}),
+			    ids_str(m[1].id, 0));
+	get_row(c->s, m[0].id, &row);
+	assert_string_equal(row.message_date, "20261122");
+	store_row_clear(&row);
+	store_close(c->s);
+	c->s = reopen(c);
+	assert_int_equal(count_all(c->s), 2);
+}
+
+/* ---------------------------------------------------------------- cases: migration */
+
 static const char v1_sqlite[] =
 	"CREATE TABLE messages (id INTEGER PRIMARY KEY, sending_app TEXT NOT NULL,"
 	" sending_facility TEXT NOT NULL, control_id TEXT NOT NULL, type TEXT NOT NULL,"
@@ -1251,8 +1553,8 @@ static void test_migrate_v1(void **state)
 	store_close(c->s);
 	c->s = NULL;
 	if (c->pg) {
-		assert_int_equal(pg_exec(c->spec, "DROP TABLE IF EXISTS deliveries, messages, "
-						  "netwall_meta CASCADE"),
+		assert_int_equal(pg_exec(c->spec, "DROP TABLE IF EXISTS deliveries, message_keys, "
+						  "audit, messages, netwall_meta CASCADE"),
 				 0);
 	} else {
 		assert_int_equal(unlink(c->spec), 0);
@@ -1345,6 +1647,10 @@ int main(void)
 			BOTH(test_reused_control_id),
 			BOTH(test_migrate_v1),
 			BOTH(test_sqlite_files_private),
+			BOTH(test_search),
+			BOTH(test_index_limits),
+			BOTH(test_migrate_v2_indexes_stored_messages),
+			BOTH(test_audit),
 		};
 #undef SETUP
 		failed += cmocka_run_group_tests_name("store_sqlite", sqlite_tests, NULL, NULL);
@@ -1372,6 +1678,10 @@ int main(void)
 			BOTH(test_pg_reconnect),
 			BOTH(test_reused_control_id),
 			BOTH(test_migrate_v1),
+			BOTH(test_search),
+			BOTH(test_index_limits),
+			BOTH(test_migrate_v2_indexes_stored_messages),
+			BOTH(test_audit),
 		};
 #undef SETUP
 		failed += cmocka_run_group_tests_name("store_postgresql", pg_tests, NULL, NULL);

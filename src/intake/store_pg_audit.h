@@ -1,0 +1,15 @@
+/* The PostgreSQL backend's audit trail (store_pg_audit.c): appending a record, listing
+ * them. For store_pg.c's table of operations; the signatures are store_ops'. */
+#ifndef NETWALL_STORE_PG_AUDIT_H
+#define NETWALL_STORE_PG_AUDIT_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "intake/store_int.h"
+
+int store_pg_audit_add(struct store *s, const struct store_audit_row *r, char *err,
+		       size_t errlen);
+int store_pg_audit_list(struct store *s, int64_t before_id, size_t limit,
+			struct store_audit_row **rows, char *err, size_t errlen);
+
+#endif

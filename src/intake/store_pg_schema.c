@@ -1,0 +1,223 @@
+/* The PostgreSQL backend's schema: created by one simple query when missing (at version 2,
+ * and migrated from version 1 there), then brought to version 3 here: the new columns,
+ * tables and indexes, and the index of every stored message read from its bytes, in one
+ * transaction. Processes starting together take turns on an advisory lock; the one that
+ * comes second finds the work done. The version is kept in netwall_meta. */
+#include "intake/store_pg_schema.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/xalloc.h"
+#include "intake/store_index.h"
+#include "intake/store_pg_conn.h"
+#include "intake/store_pg_sql.h"
+
+/* The same constant as the schema query's lock: creating and migrating take turns. */
+#define SCHEMA_LOCK "SELECT pg_advisory_xact_lock(1853321265)"
+/* The backfill reads 1000 messages a step (backfill_select). */
+
+/* Version 2 to 3 (see store_sqlite_schema.c): text compared by byte where a search takes a
+ * range of it (a type family, a date prefix), whatever the database's collation; every
+ * index a search walks holds the id, so the ids it picks come from the index alone (as
+ * SQLite's indexes hold the rowid). The audit trail refuses UPDATE, DELETE and TRUNCATE
+ * by trigger. */
+static const char upgrade_v3_sql[] =
+	"ALTER TABLE messages ADD COLUMN message_date text NOT NULL DEFAULT '',"
+	" ADD COLUMN warnings text;"
+	"CREATE TABLE message_keys ("
+	" kind text NOT NULL,"
+	" value text NOT NULL,"
+	" message_id bigint NOT NULL REFERENCES messages (id),"
+	" authority text NOT NULL DEFAULT '',"
+	" id_type text NOT NULL DEFAULT '',"
+	" PRIMARY KEY (kind, value, message_id, authority, id_type));"
+	"CREATE INDEX message_keys_message ON message_keys (message_id);"
+	"CREATE INDEX messages_control ON messages (control_id);"
+	"CREATE INDEX messages_type ON messages ((type COLLATE \"C\"), id);"
+	"CREATE INDEX messages_sender ON messages (sending_app, id);"
+	"CREATE INDEX messages_received ON messages (received_ms, id);"
+	"CREATE INDEX messages_date ON messages ((message_date COLLATE \"C\"), id);"
+	"CREATE TABLE audit ("
+	" id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+	" at_ms bigint NOT NULL,"
+	" who text NOT NULL,"
+	" via text NOT NULL,"
+	" action text NOT NULL,"
+	" what text NOT NULL,"
+	" message_ids text NOT NULL,"
+	" messages bigint NOT NULL,"
+	" reason text);"
+	"CREATE OR REPLACE FUNCTION netwall_audit_append_only() RETURNS trigger"
+	" LANGUAGE plpgsql AS $$ BEGIN"
+	" RAISE EXCEPTION 'audit records cannot be changed or deleted'; END $$;"
+	"CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit"
+	" FOR EACH ROW EXECUTE FUNCTION netwall_audit_append_only();"
+	"CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit"
+	" FOR EACH STATEMENT EXECUTE FUNCTION netwall_audit_append_only();";
+
+static const char backfill_select[] =
+	"SELECT id, raw FROM messages WHERE id > $1::bigint ORDER BY id LIMIT 1000";
+static const char backfill_dates[] =
+	"UPDATE messages m SET message_date = u.d FROM unnest($1::bigint[], $2::text[]) AS "
+	"u (id, d) WHERE m.id = u.id";
+static const char backfill_keys[] =
+	"INSERT INTO message_keys (kind, value, authority, id_type, message_id) SELECT * FROM "
+	"unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) "
+	"ON CONFLICT DO NOTHING";
+
+/* Runs sql (no parameters) on the connection as it is; 0 or -1 with err. */
+static int run(struct pg_store *p, const char *sql, const char *what, char *err, size_t errlen)
+{
+	PGresult *r = PQexec(p->conn, sql);
+	int rc = store_pg_conn_ok(r) ? 0 : -1;
+
+	if (rc == -1)
+		store_pg_conn_fail(p, r, what, err, errlen);
+	PQclear(r);
+	return rc;
+}
+
+/* Writes the dates and keys of n messages read by one step. Returns 0 or -1 with err. */
+static int backfill_write(struct pg_store *p, const int64_t *ids, struct store_index *ix,
+			  size_t n, char *err, size_t errlen)
+{
+	struct buf keys[5] = {{0}}, dates[2] = {{0}};
+	const char *v[5];
+	PGresult *r;
+	int rc;
+
+	store_pg_sql_keys(ix, n, ids, keys);
+	buf_append(&dates[0], "{", 1);
+	buf_append(&dates[1], "{", 1);
+	for (size_t i = 0; i < n; i++) {
+		char id[24];
+
+		snprintf(id, sizeof(id), "%lld", (long long)ids[i]);
+		store_pg_sql_array_add(&dates[0], id, i == 0);
+		store_pg_sql_array_add(&dates[1], ix[i].date, i == 0);
+	}
+	buf_append(&dates[0], "}", 2);
+	buf_append(&dates[1], "}", 2);
+	for (int a = 0; a < 2; a++)
+		v[a] = (const char *)buf_head(&dates[a]);
+	r = PQexecParams(p->conn, backfill_dates, 2, NULL, v, NULL, NULL, 0);
+	rc = store_pg_conn_ok(r) ? 0 : -1;
+	if (rc == -1)
+		store_pg_conn_fail(p, r, "schema: index the stored messages", err, errlen);
+	PQclear(r);
+	for (int a = 0; a < 5; a++)
+		v[a] = (const char *)buf_head(&keys[a]);
+	if (rc == 0) {
+		r = PQexecParams(p->conn, backfill_keys, 5, NULL, v, NULL, NULL, 0);
+		rc = store_pg_conn_ok(r) ? 0 : -1;
+		if (rc == -1)
+			store_pg_conn_fail(p, r, "schema: index the stored messages", err, errlen);
+		PQclear(r);
+	}
+	for (int a = 0; a < 5; a++)
+		buf_free(&keys[a]);
+	buf_free(&dates[0]);
+	buf_free(&dates[1]);
+	return rc;
+}
+
+/* Indexes the messages after *after, 1000 at most, moving *after. Returns the
+ * number indexed (0: none left) or -1 with err. */
+static int backfill_step(struct pg_store *p, int64_t *after, char *err, size_t errlen)
+{
+	char from[24];
+	const char *v[1] = {from};
+	PGresult *r;
+	struct store_index *ix;
+	int64_t *ids;
+	int n, rc;
+
+	snprintf(from, sizeof(from), "%lld", (long long)*after);
+	r = PQexecParams(p->conn, backfill_select, 1, NULL, v, NULL, NULL, 1);
+	if (!store_pg_conn_ok(r)) {
+		store_pg_conn_fail(p, r, "schema: read the stored messages", err, errlen);
+		PQclear(r);
+		return -1;
+	}
+	n = PQntuples(r);
+	ix = xcalloc((size_t)n + 1, sizeof(*ix));
+	ids = xcalloc((size_t)n + 1, sizeof(*ids));
+	for (int i = 0; i < n; i++) {
+		ids[i] = store_pg_sql_int(r, i, 0);
+		store_index_read(&ix[i], PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1));
+	}
+	store_pg_sql_wipe(r, 1);
+	PQclear(r);
+	rc = n > 0 ? backfill_write(p, ids, ix, (size_t)n, err, errlen) : 0;
+	if (n > 0)
+		*after = ids[n - 1];
+	for (int i = 0; i < n; i++)
+		store_index_clear(&ix[i]);
+	free(ix);
+	free(ids);
+	return rc == -1 ? -1 : n;
+}
+
+/* Version 2 to 3 in one transaction, unless another process did it first. */
+static int upgrade_v3(struct pg_store *p, char *err, size_t errlen)
+{
+	PGresult *r;
+	int64_t after = 0;
+	int n;
+
+	if (run(p, "BEGIN", "schema", err, errlen) == -1)
+		return -1;
+	if (run(p, SCHEMA_LOCK, "schema", err, errlen) == -1)
+		goto fail;
+	r = PQexec(p->conn, "SELECT value FROM netwall_meta WHERE key = 'schema_version'");
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+		store_pg_conn_fail(p, r, "schema", err, errlen);
+		PQclear(r);
+		goto fail;
+	}
+	n = strcmp(PQgetvalue(r, 0, 0), "2");
+	PQclear(r);
+	if (n != 0)
+		return run(p, "COMMIT", "schema", err, errlen); /* done by another */
+	if (run(p, upgrade_v3_sql, "schema: version 3", err, errlen) == -1)
+		goto fail;
+	do
+		n = backfill_step(p, &after, err, errlen);
+	while (n > 0);
+	if (n == -1 ||
+	    run(p, "UPDATE netwall_meta SET value = '3' WHERE key = 'schema_version'", "schema",
+		err, errlen) == -1 ||
+	    run(p, "COMMIT", "schema", err, errlen) == -1)
+		goto fail;
+	return 0;
+fail:
+	PQclear(PQexec(p->conn, "ROLLBACK"));
+	return -1;
+}
+
+int store_pg_schema_open(struct pg_store *p, char *err, size_t errlen)
+{
+	PGresult *r = PQexec(p->conn, store_pg_sql_schema);
+	long version;
+
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+		store_pg_conn_fail(p, r, "schema", err, errlen);
+		PQclear(r);
+		return -1;
+	}
+	version = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	if (version == 2) {
+		if (upgrade_v3(p, err, errlen) == -1)
+			return -1;
+		version = 3;
+	}
+	if (version != STORE_SCHEMA_VERSION) {
+		err_set(err, errlen, "postgresql: schema version %ld is not this program's %d",
+			version, STORE_SCHEMA_VERSION);
+		return -1;
+	}
+	return 0;
+}
