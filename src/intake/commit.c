@@ -20,6 +20,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/xalloc.h"
+#include "intake/indexer.h"
 
 #define COMMIT_DEPTH_EVERY 1.0  /* seconds: queue depth is read at most this often */
 #define COMMIT_COUNTS_EVERY 5.0 /* seconds: counts by state (a scan) at most this often */
@@ -39,6 +40,7 @@ struct commit {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
+	struct indexer *indexer;    /* merges the keys each commit leaves pending */
 	struct store *census_store; /* the census thread's alone */
 	pthread_t census;
 	pthread_cond_t census_wake;
@@ -97,6 +99,7 @@ static void commit_batch(struct commit *c, size_t n)
 {
 	char err[sizeof(c->batch[0]->err)] = "";
 	uint64_t rows = 0, dups = 0;
+	size_t keys = 0;
 	int64_t newest = 0;
 	bool received = false;
 	int rc;
@@ -122,10 +125,12 @@ static void commit_batch(struct commit *c, size_t n)
 			continue;
 		}
 		rows++;
+		keys += r->msg.keys;
 		if (r->msg.state == STORE_RECEIVED)
 			received = true;
 	}
 	explicit_bzero(c->msgs, n * sizeof(c->msgs[0]));
+	indexer_added(c->indexer, keys);
 
 	pthread_mutex_lock(&c->lock);
 	for (size_t i = 0; i < n; i++) {
@@ -311,6 +316,9 @@ struct commit *commit_new(struct event_base *base, const char *spec,
 	c->census_store = store_open(spec, err, errlen);
 	if (c->census_store == NULL)
 		goto fail;
+	c->indexer = indexer_new(spec, err, errlen);
+	if (c->indexer == NULL)
+		goto fail;
 	c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (c->efd == -1) {
 		if (err != NULL)
@@ -351,6 +359,7 @@ fail:
 		event_free(c->ev);
 	if (c->efd != -1)
 		close(c->efd);
+	indexer_free(c->indexer);
 	store_close(c->census_store);
 	store_close(c->store);
 	free(c);
@@ -382,9 +391,15 @@ size_t commit_pending(const struct commit *c)
 
 void commit_stats(struct commit *c, struct commit_stats *out)
 {
+	struct indexer_stats ix;
+
 	pthread_mutex_lock(&c->lock);
 	*out = c->stats;
 	pthread_mutex_unlock(&c->lock);
+	indexer_stats(c->indexer, &ix);
+	out->keys_pending = ix.pending;
+	out->keys_merged = ix.merged;
+	out->merge_failures = ix.failures;
 }
 
 void commit_snapshot(struct commit *c, bool counts, struct commit_snapshot *out)
@@ -411,6 +426,7 @@ void commit_free(struct commit *c)
 	if (c->census_running)
 		pthread_join(c->census, NULL);
 	run_done(c);
+	indexer_free(c->indexer); /* after the committer: it counts keys to the indexer */
 	event_free(c->ev);
 	close(c->efd);
 	store_close(c->census_store);

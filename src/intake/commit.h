@@ -39,6 +39,9 @@ struct commit_stats {
 	uint64_t dups;     /* duplicates found */
 	uint64_t failures; /* failed transactions */
 	uint64_t max_batch;
+	uint64_t keys_pending;   /* search keys committed, not yet merged (indexer.h) */
+	uint64_t keys_merged;    /* merged since start */
+	uint64_t merge_failures; /* merges that failed */
 	/* when the newest message handed to the store was received (stored, found a duplicate,
 	 * or lost with a failed transaction), Unix ms; commit_new's time until the first */
 	int64_t last_received_ms;

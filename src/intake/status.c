@@ -115,6 +115,14 @@ static const struct metric status_message_metrics[] = {
 
 /* The store (committer) and the delivery worker. */
 static const struct metric status_store_metrics[] = {
+	{ "netwall_intake_keys_pending", METRIC_GAUGE,
+	  "search keys committed and not yet merged into the sorted index (read from both)",
+	  NULL, METRIC_FIELD(SNAP, cs.keys_pending) },
+	{ "netwall_intake_keys_merged_total", METRIC_COUNTER,
+	  "search keys merged into the sorted index", NULL, METRIC_FIELD(SNAP, cs.keys_merged) },
+	{ "netwall_intake_key_merge_failures_total", METRIC_COUNTER,
+	  "merges of pending search keys that failed (retried)", NULL,
+	  METRIC_FIELD(SNAP, cs.merge_failures) },
 	{ "netwall_intake_store_transactions_total", METRIC_COUNTER,
 	  "group-committed store transactions", NULL, METRIC_FIELD(SNAP, cs.transactions) },
 	{ "netwall_intake_store_failures_total", METRIC_COUNTER,

@@ -109,6 +109,7 @@ int store_put(struct store *s, struct store_msg *msgs, size_t n, char *err, size
 		m->duplicate = false;
 		m->reused = false;
 		m->id = 0;
+		m->keys = 0;
 		if (m->state != STORE_RECEIVED && m->state != STORE_IGNORED &&
 		    m->state != STORE_REJECTED) {
 			err_set(err, errlen, "message %zu: cannot store in state %s", i,
@@ -140,6 +141,8 @@ int store_put(struct store *s, struct store_msg *msgs, size_t n, char *err, size
 	}
 	index = put_index(msgs, n);
 	rc = s->ops->put(s, msgs, n, err, errlen);
+	for (size_t i = 0; i < n; i++)
+		msgs[i].keys = rc == 0 && !msgs[i].duplicate ? msgs[i].index->nkeys : 0;
 	put_index_free(msgs, n, index);
 	if (made == NULL)
 		return rc;
@@ -300,6 +303,15 @@ static char *audit_text(const char *s, bool empty_ok)
 	if (s == NULL)
 		return empty_ok ? xstrdup("") : NULL;
 	return store_text_is_clean(s) ? xstrdup(s) : store_text_clean(s);
+}
+
+int store_merge_keys(struct store *s, size_t max, char *err, size_t errlen)
+{
+	if (max == 0 || max > INT32_MAX) {
+		err_set(err, errlen, "keys to merge: %zu is out of range", max);
+		return -1;
+	}
+	return s->ops->merge_keys(s, max, err, errlen);
 }
 
 int store_audit_add(struct store *s, const struct store_audit *a, char *err, size_t errlen)

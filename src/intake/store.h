@@ -90,6 +90,15 @@ int store_oldest_undelivered(struct store *s, int64_t *received_ms, char *err, s
  * DELIVERED messages can be replayed. Returns the number replayed or -1 with err. */
 int store_replay(struct store *s, int64_t id, enum store_state from, char *err, size_t errlen);
 
+/* Moves the keys of the oldest messages whose keys are pending (store_put appends them to
+ * a table in message order, which costs a commit a page or two however random the
+ * values) into the sorted index that searches walk, in one transaction, in key order: at
+ * least max keys when that many are pending, with every key of the last message taken.
+ * A search reads both tables, so a message is found by its keys from its commit on; the
+ * move only makes the pending table, which a search scans, short again. Returns the number
+ * moved (0: none pending), or -1 with err. */
+int store_merge_keys(struct store *s, size_t max, char *err, size_t errlen);
+
 /* Appends a record to the audit trail, in the store's database, durable before it returns
  * (a look at patient data is recorded before the data is shown). Nothing in netwall
  * changes or deletes a record; the schema's triggers refuse to. Text is stored clean.

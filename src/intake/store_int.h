@@ -11,8 +11,9 @@
 
 /* Bumped when the schema changes; kept in SQLite's user_version and in PostgreSQL's
  * netwall_meta table. */
-#define STORE_SCHEMA_VERSION 3 /* 2: digest, reused_control_id; key + digest unique;
-				 * 3: message_date, warnings, message_keys, audit */
+#define STORE_SCHEMA_VERSION 4 /* 2: digest, reused_control_id; key + digest unique;
+				 * 3: message_date, warnings, message_keys, audit;
+				 * 4: message_keys_pending */
 
 /* One backend. Every function gets a connection its own open function made; the
  * arguments were checked by store.c (n > 0, pointers set). */
@@ -40,6 +41,7 @@ struct store_ops {
 		       char *err, size_t errlen);
 	int (*replay)(struct store *s, int64_t id, enum store_state from, int64_t now_ms,
 		      char *err, size_t errlen);
+	int (*merge_keys)(struct store *s, size_t max, char *err, size_t errlen);
 	/* r's strings are clean text; its id is not read */
 	int (*audit_add)(struct store *s, const struct store_audit_row *r, char *err,
 			 size_t errlen);

@@ -372,6 +372,23 @@ static int pg_release(struct store *s, const char *owner, const int64_t *ids, si
 	PQclear(r);
 	return 0;
 }
+static int pg_merge_keys(struct store *s, size_t max, char *err, size_t errlen)
+{
+	struct pg_store *p = (struct pg_store *)s;
+	char n[24];
+	const char *v[1] = {n};
+	PGresult *r;
+	int moved;
+
+	snprintf(n, sizeof(n), "%zu", max);
+	r = store_pg_conn_prepared(p, "merge_keys", 1, v, err, errlen);
+	if (r == NULL)
+		return -1;
+	moved = (int)store_pg_sql_int(r, 0, 0);
+	PQclear(r);
+	return moved;
+}
+
 static int replay_once(struct pg_store *p, int64_t id, enum store_state from, int64_t now_ms,
 		       char *err, size_t errlen)
 {
@@ -468,6 +485,7 @@ const struct store_ops store_pg_ops = {
 	.count_states = store_pg_read_states,
 	.relax = store_pg_conn_relax,
 	.release = pg_release,
+	.merge_keys = pg_merge_keys,
 	.audit_add = store_pg_audit_add,
 	.audit_list = store_pg_audit_list,
 	.replay = pg_replay,

@@ -31,16 +31,11 @@ bool store_pg_conn_ok(const PGresult *r)
 /* Session settings and prepared statements, after every (re)connection. */
 int store_pg_conn_session(struct pg_store *p, char *err, size_t errlen)
 {
-	/* a statement that runs 30 s (a server that hangs) fails, and the sender gets AE; each
-	 * execution of a prepared statement is planned for its values: a generic plan, made
-	 * once on a store still nearly empty, kept the put at 510 msgs/s with 16 senders
-	 * (1,922 planned each time; bench/RESULTS.md) */
+	/* a statement that runs 30 s (a server that hangs) fails, and the sender gets AE */
 	PGresult *r = PQexec(p->conn, p->relaxed ? "SET synchronous_commit = off; "
-						    "SET statement_timeout = 30000; "
-						    "SET plan_cache_mode = force_custom_plan"
+						    "SET statement_timeout = 30000"
 						  : "SET synchronous_commit = on; "
-						    "SET statement_timeout = 30000; "
-						    "SET plan_cache_mode = force_custom_plan");
+						    "SET statement_timeout = 30000");
 
 	if (!store_pg_conn_ok(r)) {
 		store_pg_conn_fail(p, r, "session", err, errlen);

@@ -1,7 +1,7 @@
 /* The PostgreSQL backend's schema: created by one simple query when missing (at version 2,
  * and migrated from version 1 there), then brought to version 3 here: the new columns,
  * tables and indexes, and the index of every stored message read from its bytes, in one
- * transaction. Processes starting together take turns on an advisory lock; the one that
+ * transaction; then to version 4. Processes starting together take turns on an advisory lock; the one that
  * comes second finds the work done. The version is kept in netwall_meta. */
 #include "intake/store_pg_schema.h"
 
@@ -56,6 +56,25 @@ static const char upgrade_v3_sql[] =
 	" FOR EACH ROW EXECUTE FUNCTION netwall_audit_append_only();"
 	"CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit"
 	" FOR EACH STATEMENT EXECUTE FUNCTION netwall_audit_append_only();";
+
+/* Version 3 to 4: the keys store_put writes, appended (a heap with one index, on the
+ * message id, which only grows), until the intake merges them into message_keys in bulk.
+ * message_keys loses its foreign key: its per-row check cost more than the insert, and
+ * the keys only ever come from the message's own insert or from the merge. The sender's
+ * index compares by byte: the dedupe lookup (sending_app, sending_facility, control_id)
+ * must find its unique index in every plan, and a cached generic plan made on an empty
+ * table picked the sender's index instead and read every message of the sender. */
+static const char upgrade_v4_sql[] =
+	"CREATE TABLE message_keys_pending ("
+	" kind text NOT NULL,"
+	" value text NOT NULL,"
+	" authority text NOT NULL DEFAULT '',"
+	" id_type text NOT NULL DEFAULT '',"
+	" message_id bigint NOT NULL);"
+	"CREATE INDEX message_keys_pending_message ON message_keys_pending (message_id);"
+	"ALTER TABLE message_keys DROP CONSTRAINT IF EXISTS message_keys_message_id_fkey;"
+	"DROP INDEX messages_sender;"
+	"CREATE INDEX messages_sender ON messages ((sending_app COLLATE \"C\"), id);";
 
 static const char backfill_select[] =
 	"SELECT id, raw FROM messages WHERE id > $1::bigint ORDER BY id LIMIT 1000";
@@ -160,12 +179,14 @@ static int backfill_step(struct pg_store *p, int64_t *after, char *err, size_t e
 	return rc == -1 ? -1 : n;
 }
 
-/* Version 2 to 3 in one transaction, unless another process did it first. */
-static int upgrade_v3(struct pg_store *p, char *err, size_t errlen)
+/* From version from to from + 1 in one transaction (sql, then for version 3 the index of
+ * every stored message), unless another process did it first. */
+static int upgrade(struct pg_store *p, long from, const char *sql, char *err, size_t errlen)
 {
+	char done[80], was[8];
 	PGresult *r;
 	int64_t after = 0;
-	int n;
+	int n = 0;
 
 	if (run(p, "BEGIN", "schema", err, errlen) == -1)
 		return -1;
@@ -177,18 +198,21 @@ static int upgrade_v3(struct pg_store *p, char *err, size_t errlen)
 		PQclear(r);
 		goto fail;
 	}
-	n = strcmp(PQgetvalue(r, 0, 0), "2");
+	snprintf(was, sizeof(was), "%ld", from);
+	n = strcmp(PQgetvalue(r, 0, 0), was);
 	PQclear(r);
 	if (n != 0)
 		return run(p, "COMMIT", "schema", err, errlen); /* done by another */
-	if (run(p, upgrade_v3_sql, "schema: version 3", err, errlen) == -1)
+	if (run(p, sql, "schema: upgrade", err, errlen) == -1)
 		goto fail;
-	do
-		n = backfill_step(p, &after, err, errlen);
-	while (n > 0);
-	if (n == -1 ||
-	    run(p, "UPDATE netwall_meta SET value = '3' WHERE key = 'schema_version'", "schema",
-		err, errlen) == -1 ||
+	if (from == 2) {
+		do
+			n = backfill_step(p, &after, err, errlen);
+		while (n > 0);
+	}
+	snprintf(done, sizeof(done),
+		 "UPDATE netwall_meta SET value = '%ld' WHERE key = 'schema_version'", from + 1);
+	if (n == -1 || run(p, done, "schema", err, errlen) == -1 ||
 	    run(p, "COMMIT", "schema", err, errlen) == -1)
 		goto fail;
 	return 0;
@@ -210,9 +234,14 @@ int store_pg_schema_open(struct pg_store *p, char *err, size_t errlen)
 	version = strtol(PQgetvalue(r, 0, 0), NULL, 10);
 	PQclear(r);
 	if (version == 2) {
-		if (upgrade_v3(p, err, errlen) == -1)
+		if (upgrade(p, 2, upgrade_v3_sql, err, errlen) == -1)
 			return -1;
 		version = 3;
+	}
+	if (version == 3) {
+		if (upgrade(p, 3, upgrade_v4_sql, err, errlen) == -1)
+			return -1;
+		version = 4;
 	}
 	if (version != STORE_SCHEMA_VERSION) {
 		err_set(err, errlen, "postgresql: schema version %ld is not this program's %d",

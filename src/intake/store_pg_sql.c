@@ -86,12 +86,24 @@ const struct store_pg_stmt store_pg_sql_stmts[] = {
 	 "digest) DO NOTHING RETURNING id, state, reused_control_id), "
 	 "job AS (INSERT INTO deliveries (message_id, next_ms) SELECT id, $8::bigint FROM ins "
 	 "WHERE state = 'received'), "
-	 "keys AS (INSERT INTO message_keys (kind, value, authority, id_type, message_id) "
-	 "SELECT k.kind, k.value, k.authority, k.id_type, ins.id FROM ins, "
+	 "keys AS (INSERT INTO message_keys_pending (kind, value, authority, id_type, "
+	 "message_id) SELECT k.kind, k.value, k.authority, k.id_type, ins.id FROM ins, "
 	 "unnest($16::text[], $17::text[], $18::text[], $19::text[]) AS k (kind, value, "
-	 "authority, id_type) ON CONFLICT DO NOTHING) "
+	 "authority, id_type)) "
 	 "SELECT id, 0::int4, NULL::bytea, reused_control_id FROM ins UNION ALL "
 	 "SELECT id, 1::int4, ack, false FROM prior WHERE same"},
+	/* the oldest pending keys, at least $1 with every key of the last message, moved in
+	 * key order; rows another merge holds are left to it */
+	{"merge_keys",
+	 "WITH upto AS (SELECT max(message_id) AS id FROM (SELECT message_id FROM "
+	 "message_keys_pending ORDER BY message_id LIMIT $1::bigint) AS f), "
+	 "moved AS (DELETE FROM message_keys_pending WHERE ctid = ANY (ARRAY(SELECT ctid FROM "
+	 "message_keys_pending WHERE message_id <= (SELECT id FROM upto) FOR UPDATE SKIP LOCKED)) "
+	 "RETURNING kind, value, authority, id_type, message_id), "
+	 "ins AS (INSERT INTO message_keys (kind, value, authority, id_type, message_id) "
+	 "SELECT * FROM moved ORDER BY kind, value, message_id, authority, id_type "
+	 "ON CONFLICT DO NOTHING) "
+	 "SELECT count(*) FROM moved"},
 	{"lookup", "SELECT id, 1::int4, ack, false FROM messages WHERE sending_app = $1::text AND "
 		   "sending_facility = $2::text AND control_id = $3::text AND digest = $4::bytea"},
 	{"claim",

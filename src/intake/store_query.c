@@ -53,7 +53,8 @@ static const char *num_param(struct store_query *q, bool pg, int64_t n)
 	return param(q, pg, NULL, &n);
 }
 
-/* The keys asked for, each an IN over message_keys' primary key. */
+/* The keys asked for, each an IN over message_keys' primary key and the keys still
+ * pending (a scan of that short table). */
 static void add_keys(struct store_query *q, const struct store_filter *f, bool pg)
 {
 	const char *v[STORE_KEY_NKINDS] = {
@@ -61,11 +62,15 @@ static void add_keys(struct store_query *q, const struct store_filter *f, bool p
 		[STORE_KEY_ORDER] = f->order};
 
 	for (int k = 0; k < STORE_KEY_NKINDS; k++) {
+		const char *kind = store_key_kind_name((enum store_key_kind)k);
+		char ph[sizeof(q->ph)];
+
 		if (v[k] == NULL)
 			continue;
-		add(q, " AND id IN (SELECT message_id FROM message_keys WHERE kind = '%s'",
-		    store_key_kind_name((enum store_key_kind)k));
-		add(q, " AND value = %s)", text_param(q, pg, v[k]));
+		memcpy(ph, text_param(q, pg, v[k]), sizeof(ph)); /* the one value, twice */
+		add(q, " AND id IN (SELECT message_id FROM message_keys WHERE kind = '%s'", kind);
+		add(q, " AND value = %s UNION ALL SELECT message_id FROM message_keys_pending", ph);
+		add(q, " WHERE kind = '%s' AND value = %s)", kind, ph);
 	}
 }
 
@@ -106,22 +111,20 @@ static int add_date(struct store_query *q, const struct store_filter *f, bool pg
 	return 0;
 }
 
-/* The columns of the keys: SQLite's group_concat, PostgreSQL's string_agg. */
+/* The columns of the keys, merged or pending: SQLite's group_concat, PostgreSQL's
+ * string_agg. */
 static void add_key_cols(struct store_query *q, bool pg)
 {
 	static const char *const kinds[2] = {"patient", "name"};
+	const char *ch = pg ? "chr" : "char";
 
 	for (int i = 0; i < 2; i++) {
-		if (pg)
-			add(q, ", (SELECT string_agg(value || chr(31) || authority || chr(31) || "
-			       "id_type, chr(30)) FROM message_keys WHERE message_id = messages.id "
-			       "AND kind = '%s')",
-			    kinds[i]);
-		else
-			add(q, ", (SELECT group_concat(value || char(31) || authority || char(31) || "
-			       "id_type, char(30)) FROM message_keys WHERE message_id = messages.id "
-			       "AND kind = '%s')",
-			    kinds[i]);
+		add(q, ", (SELECT %s(v, %s(30)) FROM (", pg ? "string_agg" : "group_concat", ch);
+		for (int t = 0; t < 2; t++)
+			add(q, "%sSELECT value || %s(31) || authority || %s(31) || id_type AS v "
+			       "FROM message_keys%s WHERE message_id = messages.id AND kind = '%s'",
+			    t ? " UNION ALL " : "", ch, ch, t ? "_pending" : "", kinds[i]);
+		add(q, ") AS k)");
 	}
 }
 
@@ -167,7 +170,8 @@ int store_query_list(struct store_query *q, const struct store_filter *f, const 
 	if (f->control_id != NULL)
 		add(q, " AND %scontrol_id = %s", ctl_plus, text_param(q, pg, f->control_id));
 	if (f->app != NULL)
-		add(q, " AND %ssending_app = %s", plus, text_param(q, pg, f->app));
+		add(q, " AND %ssending_app%s = %s", plus, pg ? " COLLATE \"C\"" : "",
+		    text_param(q, pg, f->app));
 	if (f->facility != NULL)
 		add(q, " AND %ssending_facility = %s", plus, text_param(q, pg, f->facility));
 	if (f->type != NULL && add_type(q, f, pg, plus) == -1)

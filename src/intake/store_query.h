@@ -17,7 +17,7 @@ struct store_param {
 };
 
 struct store_query {
-	char sql[3072];
+	char sql[4096];
 	int nparams;
 	struct store_param params[STORE_QUERY_PARAMS];
 	char made[3][STORE_KEY_LEN + 8]; /* bounds made from the filter's values */

@@ -35,7 +35,15 @@ static const char *const stmt_sql[ST_N] = {
 		      "ORDER BY digest = ?4 DESC, id LIMIT 1",
 	[ST_JOB] = "INSERT INTO deliveries (message_id, next_ms, lease_owner, lease_until) "
 		   "VALUES (?1, ?2, NULL, 0)",
-	[ST_KEY] = STORE_SQLITE_KEY_INSERT,
+	[ST_KEY] = STORE_SQLITE_PENDING_INSERT,
+	/* the last message whose keys are among the first ?1 pending (all of its keys go) */
+	[ST_MERGE_UPTO] = "SELECT max(message_id) FROM (SELECT message_id FROM "
+			  "message_keys_pending ORDER BY message_id LIMIT ?1)",
+	[ST_MERGE_COPY] = "INSERT OR IGNORE INTO message_keys (kind, value, message_id, "
+			  "authority, id_type) SELECT kind, value, message_id, authority, id_type "
+			  "FROM message_keys_pending WHERE message_id <= ?1 "
+			  "ORDER BY kind, value, message_id, authority, id_type",
+	[ST_MERGE_DROP] = "DELETE FROM message_keys_pending WHERE message_id <= ?1",
 	[ST_CLAIM_SELECT] =
 		"SELECT m.id, m.attempts, m.type, m.control_id, m.sending_app, "
 		"m.sending_facility, m.raw, m.reused_control_id, m.digest FROM deliveries d JOIN messages m ON m.id = d.message_id "
@@ -168,6 +176,47 @@ undo:
 		msgs[i].reused = false;
 		msgs[i].id = 0;
 	}
+	return -1;
+}
+
+static int sq_merge_keys(struct store *s, size_t max, char *err, size_t errlen)
+{
+	struct sqlite_store *q = (struct sqlite_store *)s;
+	sqlite3_stmt *upto = q->st[ST_MERGE_UPTO];
+	const char *what = "merge keys";
+	int64_t last;
+	int rc, moved;
+
+	/* read first, without the writer's lock: none pending costs no writer a wait */
+	for (int locked = 0; locked < 2; locked++) {
+		if (locked && store_sqlite_conn_begin(q, err, errlen) == -1)
+			return -1;
+		sqlite3_bind_int64(upto, 1, (sqlite3_int64)max);
+		rc = sqlite3_step(upto);
+		last = rc == SQLITE_ROW ? sqlite3_column_int64(upto, 0) : 0;
+		sqlite3_reset(upto);
+		if (rc != SQLITE_ROW && !locked)
+			return store_sqlite_conn_fail(q, rc, what, err, errlen);
+		if (rc != SQLITE_ROW)
+			goto fail;
+		if (last == 0) { /* none pending: max() of no rows is NULL */
+			if (locked)
+				store_sqlite_conn_rollback(q);
+			return 0;
+		}
+	}
+	sqlite3_bind_int64(q->st[ST_MERGE_COPY], 1, last);
+	sqlite3_bind_int64(q->st[ST_MERGE_DROP], 1, last);
+	if ((rc = store_sqlite_conn_run(q, q->st[ST_MERGE_COPY])) != SQLITE_OK ||
+	    (rc = store_sqlite_conn_run(q, q->st[ST_MERGE_DROP])) != SQLITE_OK)
+		goto fail;
+	moved = sqlite3_changes(q->db);
+	if (store_sqlite_conn_commit(q, err, errlen) == -1)
+		return -1;
+	return moved;
+fail:
+	store_sqlite_conn_fail(q, rc, what, err, errlen);
+	store_sqlite_conn_rollback(q);
 	return -1;
 }
 
@@ -408,6 +457,7 @@ const struct store_ops store_sqlite_ops = {
 	.count_states = store_sqlite_read_states,
 	.relax = sq_relax,
 	.release = sq_release,
+	.merge_keys = sq_merge_keys,
 	.audit_add = store_sqlite_audit_add,
 	.audit_list = store_sqlite_audit_list,
 	.replay = sq_replay,

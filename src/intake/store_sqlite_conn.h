@@ -22,6 +22,11 @@
 	"INSERT OR IGNORE INTO message_keys (kind, value, message_id, authority, id_type) "     \
 	"VALUES (?1, ?2, ?3, ?4, ?5)"
 
+/* Appends one key of a message to the pending keys (store_put): same parameters. */
+#define STORE_SQLITE_PENDING_INSERT                                                                \
+	"INSERT OR IGNORE INTO message_keys_pending (kind, value, message_id, authority, "      \
+	"id_type) VALUES (?1, ?2, ?3, ?4, ?5)"
+
 /* The statements prepared at open (store_sqlite.c has their text). */
 enum {
 	ST_BEGIN = 0,
@@ -31,6 +36,9 @@ enum {
 	ST_LOOKUP,
 	ST_JOB,
 	ST_KEY,
+	ST_MERGE_UPTO,
+	ST_MERGE_COPY,
+	ST_MERGE_DROP,
 	ST_CLAIM_SELECT,
 	ST_CLAIM_LEASE,
 	ST_FINISH_MSG,

@@ -91,6 +91,17 @@ static const char upgrade_v3_sql[] =
 	"CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
 	" BEGIN SELECT RAISE(ABORT, 'audit records cannot be deleted'); END;";
 
+/* Version 3 to 4: the keys store_put writes, appended in message order, until the intake
+ * merges them into message_keys in bulk (store_merge_keys). */
+static const char upgrade_v4_sql[] =
+	"CREATE TABLE message_keys_pending ("
+	" message_id INTEGER NOT NULL REFERENCES messages (id),"
+	" kind TEXT NOT NULL,"
+	" value TEXT NOT NULL,"
+	" authority TEXT NOT NULL DEFAULT '',"
+	" id_type TEXT NOT NULL DEFAULT '',"
+	" PRIMARY KEY (message_id, kind, value, authority, id_type)) WITHOUT ROWID;";
+
 /* Messages indexed per step of the version 3 backfill: read, then written, so the
  * statement that reads is done before the table changes. */
 #define BACKFILL_STEP 512
@@ -205,10 +216,13 @@ static int schema(struct sqlite_store *q, char *err, size_t errlen)
 			if (rc != SQLITE_OK)
 				goto fail;
 		}
-		if (upgrade_v3(q, err, errlen) == -1) {
+		if (version < 3 && upgrade_v3(q, err, errlen) == -1) {
 			sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
 			return -1;
 		}
+		rc = sqlite3_exec(q->db, upgrade_v4_sql, NULL, NULL, NULL);
+		if (rc != SQLITE_OK)
+			goto fail;
 		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
 		rc = sqlite3_exec(q->db, sql, NULL, NULL, NULL);
 		if (rc != SQLITE_OK)

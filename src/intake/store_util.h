@@ -95,6 +95,7 @@ struct store_msg {
 	bool duplicate;      /* the key and digest were already stored: nothing written */
 	bool reused;         /* stored, and the key was already stored with another digest */
 	int64_t id;          /* the row of the new message, or of the original */
+	size_t keys;         /* keys written with it (pending: store_merge_keys) */
 	struct buf orig_ack; /* for a duplicate: the ACK stored with the original (caller frees) */
 };
 

@@ -5,11 +5,12 @@ time it was received, the criteria combined, newest first; and the options check
 
 import datetime
 import json
+import sqlite3
 import subprocess
 
 import pytest
 
-from conftest import NETWALL_BIN
+from conftest import NETWALL_BIN, wait_until
 from hl7util import ack_code, intake, msg  # noqa: F401
 
 
@@ -83,6 +84,51 @@ def test_search_by_each_key(filled):
     assert len(search(it, "--since", today.isoformat())) == 5
     assert search(it, "--until", (today - datetime.timedelta(days=1)).isoformat()) == []
     assert len(search(it, "--until", today.isoformat())) == 5   # a date: to its end
+
+
+def store_sql(it, sql):
+    """Runs sql on the intake's store (SQLite file or PostgreSQL URL); the first column of
+    the first row of the last statement, or None."""
+    if it.store.startswith("postgresql://"):
+        r = subprocess.run(["psql", "-Atq", it.store, "-c", sql], capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip().splitlines()[-1] if r.stdout.strip() else None
+    db = sqlite3.connect(it.store, timeout=10)
+    try:
+        db.executescript("BEGIN IMMEDIATE;" + sql.rsplit(";", 1)[0] + ";COMMIT;")
+        last = sql.rsplit(";", 1)[-1].strip()
+        row = db.execute(last).fetchone() if last else None
+        return None if row is None else str(row[0])
+    finally:
+        db.close()
+
+
+KEYS_SENT = 18  # 6 + 3 + 3 + 3 + 3: patient identifiers, family names, order numbers
+
+
+def test_pending_keys_are_merged(filled):
+    """Each commit leaves its keys pending; the indexer merges them once the committer is
+    quiet, and those an earlier run left pending at its start; every search finds the same
+    messages either way."""
+    it = filled
+    wait_until(lambda: it.metric("netwall_intake_keys_merged_total") == KEYS_SENT, 15,
+               "the indexer merging the keys")
+    assert it.metric("netwall_intake_keys_pending") == 0
+    assert store_sql(it, "SELECT 1; SELECT count(*) FROM message_keys_pending") == "0"
+    assert search(it, "--patient", "MRN100") == ["S-5", "S-3", "S-1"]
+    assert it.proc.stop() is None
+    # as an earlier run that stopped before its merge would have left them
+    cols = "kind, value, message_id, authority, id_type"
+    store_sql(it, f"INSERT INTO message_keys_pending ({cols}) SELECT {cols} FROM message_keys;"
+                  "DELETE FROM message_keys; SELECT 1")
+    assert search(it, "--order", "A&B") == ["S-4"]  # found while pending
+    it.start()
+    wait_until(lambda: store_sql(it, "SELECT 1; SELECT count(*) FROM message_keys") ==
+               str(KEYS_SENT), 15, "the keys pending at start merged")
+    assert store_sql(it, "SELECT 1; SELECT count(*) FROM message_keys_pending") == "0"
+    assert search(it, "--patient", "MRN100") == ["S-5", "S-3", "S-1"]
+    assert search(it, "--order", "A&B") == ["S-4"]
 
 
 def test_search_combined_and_limited(filled):

@@ -85,7 +85,8 @@ static int open_fresh(void **state, int pg)
 	c->pg = pg;
 	if (pg) {
 		snprintf(c->spec, sizeof(c->spec), "%s", pg_url);
-		if (pg_exec(pg_url, "DROP TABLE IF EXISTS deliveries, message_keys, audit, messages, "
+		if (pg_exec(pg_url, "DROP TABLE IF EXISTS deliveries, message_keys, "
+				    "message_keys_pending, audit, messages, "
 				    "netwall_meta CASCADE;"
 				    "DROP FUNCTION IF EXISTS boom() CASCADE") == -1)
 			return -1;
@@ -1202,7 +1203,7 @@ static void test_reused_control_id(void **state)
 
 /* ---------------------------------------------------------------- index and search */
 
-static char rich_buf[8][1024];
+static char rich_buf[16][1024];
 
 /* A message with a patient, orders and a date; pid3 and pid5 are whole fields. */
 static struct store_msg rich(unsigned slot, const char *app, const char *fac, const char *date,
@@ -1457,13 +1458,70 @@ static void test_audit(void **state)
 }
 
 
+/* The keys of a batch are pending after store_put and found there; store_merge_keys moves
+ * whole messages' keys, at least as many as asked, into the sorted index, where they are
+ * found the same way; a merge with none pending moves none. */
+static void test_search_merged(void **state)
+{
+	struct ctx *c = *state;
+	struct store_msg m[12];
+	struct store_row *rows = NULL;
+	char err[256], pid[12][32], ord[12][32], cid[12][16];
+	size_t keys = 0, moved = 0;
+	int n;
+
+	for (int i = 0; i < 12; i++) {
+		snprintf(pid[i], sizeof(pid[i]), "P%d^^^HOSP^MR", 500 + i);
+		snprintf(ord[i], sizeof(ord[i]), "ORD-%d", 500 + i);
+		snprintf(cid[i], sizeof(cid[i]), "K%d", 500 + i);
+		m[i] = rich(i, "PHARM", "SITE1", "20261122", cid[i], "RDE^O11", pid[i], "DOE^JANE",
+			    ord[i], "", STORE_RECEIVED, 100 + i);
+	}
+	put_ok(c->s, m, 12);
+	for (int i = 0; i < 12; i++) {
+		assert_int_equal(m[i].keys, 3); /* patient, name, order */
+		keys += m[i].keys;
+	}
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .patient = "P507"}),
+			    ids_str(m[7].id, 0));
+	n = store_merge_keys(c->s, 4, err, sizeof(err));
+	assert_int_equal(n, 6); /* two whole messages: 4 keys asked */
+	moved += (size_t)n;
+	/* half merged, half pending: both found */
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .patient = "P500"}),
+			    ids_str(m[0].id, 0));
+	assert_string_equal(found(c->s, (struct store_filter){ANY, .patient = "P511"}),
+			    ids_str(m[11].id, 0));
+	while ((n = store_merge_keys(c->s, 5, err, sizeof(err))) > 0)
+		moved += (size_t)n;
+	assert_int_equal(n, 0);
+	assert_int_equal(moved, keys);
+	for (int i = 0; i < 12; i++) {
+		char want[24];
+
+		snprintf(want, sizeof(want), "ORD-%d", 500 + i);
+		assert_string_equal(found(c->s, (struct store_filter){ANY, .order = want}),
+				    ids_str(m[i].id, 0));
+	}
+	n = store_list(c->s, &(struct store_filter){ANY, .patient = "P503", .with_keys = true},
+		       &rows, err, sizeof(err));
+	assert_int_equal(n, 1);
+	assert_string_equal(rows[0].patients, "P503\x1fHOSP\x1fMR");
+	assert_string_equal(rows[0].names, "DOE\x1f\x1f");
+	store_rows_free(rows, 1);
+	assert_int_equal(store_merge_keys(c->s, 0, err, sizeof(err)), -1);
+	assert_int_equal(store_merge_keys(c->s, 1, err, sizeof(err)), 0);
+}
+
 static const char v3_to_v2_sqlite[] =
+	"DROP TABLE message_keys_pending;"
 	"DROP TABLE message_keys; DROP TABLE audit; DROP INDEX messages_control;"
 	"DROP INDEX messages_type; DROP INDEX messages_sender; DROP INDEX messages_received;"
 	"DROP INDEX messages_date; ALTER TABLE messages DROP COLUMN message_date;"
 	"ALTER TABLE messages DROP COLUMN warnings; PRAGMA user_version = 2;";
 static const char v3_to_v2_pg[] =
-	"DROP TABLE message_keys, audit; DROP INDEX messages_control, messages_type,"
+	"DROP TABLE message_keys, message_keys_pending, audit;"
+	"DROP INDEX messages_control, messages_type,"
 	" messages_sender, messages_received, messages_date;"
 	"ALTER TABLE messages DROP COLUMN message_date, DROP COLUMN warnings;"
 	"UPDATE netwall_meta SET value = '2' WHERE key = 'schema_version';";
@@ -1554,7 +1612,8 @@ static void test_migrate_v1(void **state)
 	c->s = NULL;
 	if (c->pg) {
 		assert_int_equal(pg_exec(c->spec, "DROP TABLE IF EXISTS deliveries, message_keys, "
-						  "audit, messages, netwall_meta CASCADE"),
+						  "message_keys_pending, audit, messages, "
+						  "netwall_meta CASCADE"),
 				 0);
 	} else {
 		assert_int_equal(unlink(c->spec), 0);
@@ -1648,6 +1707,7 @@ int main(void)
 			BOTH(test_migrate_v1),
 			BOTH(test_sqlite_files_private),
 			BOTH(test_search),
+			BOTH(test_search_merged),
 			BOTH(test_index_limits),
 			BOTH(test_migrate_v2_indexes_stored_messages),
 			BOTH(test_audit),
@@ -1679,6 +1739,7 @@ int main(void)
 			BOTH(test_reused_control_id),
 			BOTH(test_migrate_v1),
 			BOTH(test_search),
+			BOTH(test_search_merged),
 			BOTH(test_index_limits),
 			BOTH(test_migrate_v2_indexes_stored_messages),
 			BOTH(test_audit),
