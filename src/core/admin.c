@@ -437,7 +437,9 @@ static void admin_on_read(struct bufferevent *bev, void *arg)
 		goto out;
 	}
 	/* the body, kept aside before the header block is cut in place */
-	blen = len - end;
+	blen = len - end; /* at most ADMIN_MAX_BODY of it is kept: no longer body is taken */
+	if (blen > ADMIN_MAX_BODY)
+		blen = ADMIN_MAX_BODY;
 	memcpy(body, req + end, blen);
 	req[end] = '\0';
 	if (memchr(req, '\0', end) != NULL || admin_parse(req, &h) == -1) {

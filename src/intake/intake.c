@@ -214,6 +214,7 @@ static void intake_free(struct intake *in)
 		conn_close(in->conns, "shutdown");
 	listener_set_free(in->accepted); /* every connection gave its count back */
 	listener_set_free(in->sources);
+	store_close(in->browse_store);
 	commit_free(in->commit); /* runs the last done callbacks: their jobs are orphans now */
 	loop_free_event(&in->resume_ev);
 	loop_free_event(&in->stall_ev);
@@ -252,7 +253,10 @@ static struct intake *intake_new(struct event_base *base, struct intake_config *
 		goto fail;
 	}
 	in->store_kind = store_kind(reader);
-	store_close(reader);
+	if (cfg->browse)
+		in->browse_store = reader; /* kept: the message browser's (intake/browse.c) */
+	else
+		store_close(reader);
 	in->commit = commit_new(base, cfg->store, intake_kick, in, err, sizeof(err));
 	if (in->commit == NULL) {
 		log_error("event=store_failed error=\"%s\"", err);

@@ -204,6 +204,7 @@ struct intake {
 	struct commit *commit;
 	struct deliver *deliver;
 	const char *store_kind; /* "sqlite" or "postgresql" */
+	struct store *browse_store; /* the message browser's connection (loop thread), or NULL */
 	struct conn *conns;
 	uint64_t nconns;
 	uint64_t peak;
