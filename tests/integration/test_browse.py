@@ -149,6 +149,10 @@ def test_search_show_escape_headers_and_audit(browsing):
 
 def test_bounds_and_bad_terms(browsing):
     port = browsing.admin.port
+    q = "patient=" + "A" * 128 + "&name=" + "B" * 128 + "&reason=" + "C" * 128
+    q += "&" * (1024 - len(q))                       # empty pairs: skipped, but counted
+    assert request(port, "/messages?" + q)[0] == 200
+    assert request(port, "/messages?" + q + "&")[0] == 414
     assert request(port, "/messages?patient=" + "A" * 1100)[0] == 414
     assert request(port, "/messages?patient=" + "A" * 3000)[0] == 414   # the listener's
     assert request(port, "/messages?patient=" + "A" * 129)[0] == 400
@@ -161,8 +165,10 @@ def test_bounds_and_bad_terms(browsing):
         assert code == 400, (q, code, text)
     assert request(port, "/messages/99999")[0] == 404
     assert request(port, "/messages/1x")[0] == 404
-    big = "csrf=" + "0" * 1100
-    assert request(port, "/messages/1/replay", method="POST", body=big)[0] == 413
+    body = "csrf=" + "0" * 64
+    body += "&" * (1024 - len(body))
+    assert request(port, "/messages/1/replay", method="POST", body=body)[0] == 403
+    assert request(port, "/messages/1/replay", method="POST", body=body + "&")[0] == 413
 
 
 def test_replay_only_by_a_post_from_the_page(browsing):
