@@ -10,8 +10,9 @@
  * The store: the browser has its own connection, used on the loop thread (the admin
  * listener runs there). A search walks the store's indexes (tens of milliseconds on a
  * million messages, bench/RESULTS.md) and the audit record is one small durable insert;
- * the loop is held that long. A store that hangs holds it at most the store's own bounds
- * (SQLite's busy limit, 3 s; PostgreSQL's statement_timeout). */
+ * the loop is held that long. A store that hangs holds it as long as the store's own
+ * bounds (SQLite's busy limit, 3 s; PostgreSQL's statement_timeout, 30 s, or its
+ * keepalives for a server gone silent): docs/architecture.md. */
 #include "intake/browse.h"
 
 #include <openssl/crypto.h>
