@@ -105,7 +105,7 @@ static int browse_decode(const char *p, size_t n, char *out, size_t cap)
 		if (ch == '+') {
 			ch = ' ';
 		} else if (ch == '%') {
-			int hi = i + 2 < n + 1 ? browse_hex(p[i + 1]) : -1;
+			int hi = i + 2 < n ? browse_hex(p[i + 1]) : -1;
 			int lo = hi >= 0 ? browse_hex(p[i + 2]) : -1;
 
 			if (hi < 0 || lo < 0)

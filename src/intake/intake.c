@@ -69,6 +69,7 @@ static int intake_apply(struct intake *in, struct intake_config *cfg)
 	listener_set_limits(in->sources, &lim);
 	in->cfg->reuse_reject = cfg->reuse_reject;
 	in->cfg->strict = cfg->strict;
+	in->cfg->browse = cfg->browse; /* its store connection opens on the first page */
 	in->cfg->drain_timeout = cfg->drain_timeout;
 	log_info("event=reloaded file=%s rules=%zu", cfg->file, in->cfg->nrules);
 	intake_config_free(cfg);

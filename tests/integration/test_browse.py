@@ -9,6 +9,7 @@ Chromium renders the pages (screenshots under the test's directory)."""
 import base64
 import http.client
 import re
+import signal
 import subprocess
 import urllib.parse
 
@@ -160,9 +161,12 @@ def test_bounds_and_bad_terms(browsing):
     assert request(port, "/messages?limit=201")[0] == 400
     assert request(port, "/messages?limit=200&state=dead")[0] == 200
     for q in ("nosuch=1", "state=sleeping", "date=yesterday", "since=2026-13-01",
-              "patient=%zz", "patient=a%00b", "patient=1&patient=2", "before=-1"):
+              "patient=%zz", "patient=a%00b", "patient=A%4", "patient=1&patient=2",
+              "before=-1"):
         code, _, text = request(port, "/messages?" + q)
         assert code == 400, (q, code, text)
+    code, _, page = request(port, "/messages?patient=MRN%2D7%37")  # an escape at the end
+    assert code == 200 and page.count('<a href="/messages/') == 3
     assert request(port, "/messages/99999")[0] == 404
     assert request(port, "/messages/1x")[0] == 404
     body = "csrf=" + "0" * 64
@@ -257,3 +261,16 @@ def test_on_postgresql(intake, postgres, tokens):
     a = audit(it)
     assert [(x["who"], x["via"], x["action"]) for x in a[:2]] == \
         [("bob", "browser", "show"), ("bob", "browser", "search")]
+
+
+def test_browse_follows_sighup(intake, tokens):
+    it = intake(intake={"admin_token_file": tokens})
+    with it.client() as c:
+        assert ack_code(c.call(msg("HUP-1", pid="MRN-HUP"))) == "AA"
+    assert request(it.admin.port, "/messages?patient=MRN-HUP")[0] == 404
+    it.config.write_text(it.config.read_text().replace("[intake]\n", "[intake]\nbrowse = on\n"))
+    it.proc.signal(signal.SIGHUP)
+    wait_until(lambda: request(it.admin.port, "/messages?patient=MRN-HUP")[0] == 200, 10,
+               "the browser on after SIGHUP")
+    page = request(it.admin.port, "/messages?patient=MRN-HUP")[2]
+    assert page.count('<a href="/messages/') == 1
