@@ -24,7 +24,9 @@
  * (ADMIN_MAX_PER_SOURCE from one source), each holding at most ADMIN_MAX_HEADERS of
  * request and ADMIN_MAX_BODY of body: the listener costs at most 32 x 9 KiB of a peer's
  * bytes, for 5 s. One request per connection (Connection: close); GET and HEAD, and POST
- * (with a Content-Length, no chunks) only to the daemon's own pages. */
+ * (with a Content-Length, no chunks) only to the daemon's own pages. A request the daemon
+ * answers later (admin_defer) holds its connection, and nothing more of the peer's bytes,
+ * up to ADMIN_LATER_TIMEOUT; its answer then has ADMIN_TIMEOUT to be read out. */
 #define ADMIN_TIMEOUT 5          /* seconds from accept to the last byte of the answer */
 #define ADMIN_MAX_CONNECTIONS 32
 #define ADMIN_MAX_PER_SOURCE 8
@@ -36,7 +38,14 @@ struct admin_conn {
 	struct bufferevent *bev;
 	struct event *deadline;
 	struct listener_src *src;
+	struct admin_later *later; /* while the daemon's answer is awaited */
 	struct admin_conn *prev, *next;
+};
+
+/* A deferred answer's handle: the daemon holds it; the connection may go first. */
+struct admin_later {
+	struct admin_conn *c; /* NULL once the connection is gone */
+	bool head;
 };
 
 struct admin {
@@ -136,6 +145,8 @@ static void admin_conn_free(struct admin_conn *c)
 		adm->conns = c->next;
 	if (c->next != NULL)
 		c->next->prev = c->prev;
+	if (c->later != NULL)
+		c->later->c = NULL; /* the daemon's answer, when it comes, is dropped */
 	listener_set_release(adm->set, c->src);
 	loop_free_event(&c->deadline);
 	admin_wipe(bufferevent_get_input(c->bev)); /* it may hold the token */
@@ -298,7 +309,7 @@ static int admin_route(struct admin_conn *c, const struct admin_head *h, const c
 	struct admin_req req = {.method = h->method, .path = path, .query = q ? q + 1 : "",
 				.token = by, .host = h->host, .origin = h->origin,
 				.fetch_site = h->fetch_site, .content_type = h->content_type,
-				.body = body, .body_len = body_len};
+				.body = body, .body_len = body_len, .conn = c};
 	struct admin_resp resp = {.code = 500, .reason = "Internal Server Error",
 				  .type = "text/plain"};
 	int rc;
@@ -311,11 +322,49 @@ static int admin_route(struct admin_conn *c, const struct admin_head *h, const c
 	if (resp.body == NULL)
 		xalloc_fail("evbuffer");
 	rc = adm->ops->route(&req, &resp, adm->arg);
-	if (rc == 1)
+	if (rc == ADMIN_ROUTE_LATER && c->later != NULL) {
+		/* the request is read: what it left in the input (the token) goes now, and
+		 * whatever else the peer sends is dropped (admin_on_read) */
+		struct evbuffer *in = bufferevent_get_input(c->bev);
+		admin_wipe(in);
+		evbuffer_drain(in, evbuffer_get_length(in));
+	} else if (rc != 0) {
 		admin_reply(c, strcmp(h->method, "HEAD") == 0, resp.code, resp.reason, resp.type,
-			    resp.headers, resp.body);
+			    resp.headers, resp.body); /* a "later" never deferred: its 500 */
+	}
 	evbuffer_free(resp.body);
 	return rc;
+}
+
+struct admin_later *admin_defer(const struct admin_req *req)
+{
+	struct admin_conn *c = req->conn;
+	struct admin_later *l = xcalloc(1, sizeof(*l));
+	struct timeval tv = clock_tv(ADMIN_LATER_TIMEOUT);
+
+	l->c = c;
+	l->head = strcmp(req->method, "HEAD") == 0;
+	c->later = l;
+	evtimer_add(c->deadline, &tv); /* from now, in place of the accept's */
+	return l;
+}
+
+void admin_later_answer(struct admin_later *l, const struct admin_resp *resp)
+{
+	struct admin_conn *c = l->c;
+	struct timeval tv = clock_tv(ADMIN_TIMEOUT);
+
+	if (c != NULL) {
+		c->later = NULL;
+		if (resp != NULL)
+			admin_reply(c, l->head, resp->code, resp->reason, resp->type, resp->headers,
+				    resp->body);
+		else
+			admin_reply(c, l->head, 503, "Service Unavailable", "text/plain", NULL,
+				    NULL);
+		evtimer_add(c->deadline, &tv); /* to be read out */
+	}
+	free(l);
 }
 
 /* /, /healthz, /metrics, /status: 1 once answered, 0 when uri is none of them. */
@@ -426,6 +475,11 @@ static void admin_on_read(struct bufferevent *bev, void *arg)
 	size_t end, blen;
 	char body[ADMIN_MAX_BODY + 1];
 
+	if (c->later != NULL) { /* one request per connection: the rest is not read */
+		admin_wipe(in);
+		evbuffer_drain(in, len);
+		return;
+	}
 	if (len > ADMIN_MAX_HEADERS + ADMIN_MAX_BODY)
 		len = ADMIN_MAX_HEADERS + ADMIN_MAX_BODY;
 	evbuffer_copyout(in, req, len);

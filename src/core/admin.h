@@ -21,6 +21,12 @@
 #define ADMIN_TOKEN_MAX 1024 /* and at most */
 #define ADMIN_MAX_TARGET 2048 /* request target bytes (path and query); more: 414 */
 #define ADMIN_MAX_BODY 1024   /* a POST's body bytes (Content-Length); more: 413 */
+#define ADMIN_LATER_TIMEOUT 90 /* seconds a deferred request waits for its answer (admin_defer):
+				* past the store's own bounds (PostgreSQL's statement_timeout,
+				* 30 s; its keepalives, about a minute) */
+#define ADMIN_ROUTE_LATER 2    /* admin_ops.route's "answered later" (admin_defer) */
+
+struct admin_conn;
 
 /* A request for one of the daemon's own pages; every string is valid for the call only. */
 struct admin_req {
@@ -31,6 +37,7 @@ struct admin_req {
 	const char *host, *origin, *fetch_site, *content_type; /* headers; NULL when absent */
 	const char *body;          /* a POST's body (NUL-terminated), "" when none */
 	size_t body_len;
+	struct admin_conn *conn;   /* the listener's, for admin_defer */
 };
 
 /* The answer to it: body (created by the listener, empty) is filled by the daemon. */
@@ -61,8 +68,9 @@ struct admin_ops {
 	/* Returns 0 when healthy; fills why otherwise. */
 	int (*health)(char *why, size_t len, void *arg);
 	/* The daemon's own pages, asked (authenticated) for any path the listener does not
-	 * serve itself: returns 1 with resp filled, or 0 when path is none of them (404). Runs
-	 * on the loop thread. May be NULL: then only GET and HEAD are taken. */
+	 * serve itself: returns 1 with resp filled, 0 when path is none of them (404), or
+	 * ADMIN_ROUTE_LATER after admin_defer. Runs on the loop thread. May be NULL: then only
+	 * GET and HEAD are taken. */
 	int (*route)(const struct admin_req *req, struct admin_resp *resp, void *arg);
 };
 
@@ -79,6 +87,21 @@ void admin_free(struct admin *adm);
 int admin_reconfigure(struct admin **adm, struct event_base *base, const struct addr *a,
 		      const struct tokens *tokens, const struct admin_ops *ops, void *arg,
 		      char *err, size_t errlen);
+
+/* A request answered later: the daemon's work for it runs elsewhere (a thread with a
+ * blocking store) and its answer comes back to the loop. */
+struct admin_later;
+
+/* From route only, for req: the request is to be answered by admin_later_answer, and
+ * route returns ADMIN_ROUTE_LATER. The connection then waits up to ADMIN_LATER_TIMEOUT,
+ * reading nothing more; if it closes or times out first it is freed (on the loop, as
+ * ever) and the handle merely marked, so the answer is dropped. The daemon owns the
+ * handle and must pass it to admin_later_answer exactly once, even after admin_free. */
+struct admin_later *admin_defer(const struct admin_req *req);
+
+/* Sends resp (nothing of it is taken: the caller frees resp->body) on the request's
+ * connection if it is still open, or a 503 when resp is NULL, and frees l. Loop thread. */
+void admin_later_answer(struct admin_later *l, const struct admin_resp *resp);
 
 /* Whether the Authorization header value auth carries one of tokens: "Bearer TOKEN", or
  * "Basic" with TOKEN as the password (any user name), so a browser's login prompt opens
