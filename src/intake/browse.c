@@ -7,12 +7,11 @@
  * know it, even when the browser adds the cached Basic credentials to its forged POST.
  * Origin and Sec-Fetch-Site, when the browser sends them, must also say the same site.
  *
- * The store: the browser has its own connection, used on the loop thread (the admin
- * listener runs there). A search walks the store's indexes (tens of milliseconds on a
- * million messages, bench/RESULTS.md) and the audit record is one small durable insert;
- * the loop is held that long. A store that hangs holds it as long as the store's own
- * bounds (SQLite's busy limit, 3 s; PostgreSQL's statement_timeout, 30 s, or its
- * keepalives for a server gone silent): docs/architecture.md. */
+ * The store: the loop thread (where the admin listener answers) checks what is asked and
+ * answers what needs no store (errors, the empty form) at once; the rest is a job for the
+ * browser's worker thread (intake/browse_worker.c) with its own store connection, and the
+ * listener holds the request until its answer comes back (admin_defer). A store that does
+ * not answer holds the browser's pages, never the senders' ACKs: docs/architecture.md. */
 #include "intake/browse.h"
 
 #include <openssl/crypto.h>
@@ -27,6 +26,7 @@
 #include "core/page.h"
 #include "core/xalloc.h"
 #include "intake/browse_page.h"
+#include "intake/browse_worker.h"
 #include "intake/search_terms.h"
 #include "intake/state.h"
 #include "intake/store.h"
@@ -36,6 +36,8 @@
 	"form-action 'self'; frame-ancestors 'none'\r\n"                                  \
 	"X-Frame-Options: DENY\r\nReferrer-Policy: no-referrer\r\n"                        \
 	"X-Content-Type-Options: nosniff\r\n"
+
+#define BROWSE_RETRY_AFTER 5 /* seconds, in the 503 of a page the busy worker cannot take */
 
 /* The search terms a query may carry, in the form's order. */
 enum browse_term {
@@ -225,26 +227,91 @@ static int browse_filter(struct browse_terms *t, struct store_filter *f, char *a
 	return 0;
 }
 
-/* The browser's store connection, opened now if browse was turned on by a reload. */
-static struct store *browse_store(struct intake *in)
-{
-	char err[512], line[LOG_VALUE_SIZE(200)];
+/* What the browser is asked to do on the store, checked on the loop. */
+enum browse_kind { B_SEARCH = 0, B_SHOW, B_REPLAY };
 
-	if (in->browse_store == NULL) {
-		in->browse_store = store_open(in->cfg->store, err, sizeof(err));
-		if (in->browse_store == NULL)
-			log_warn("event=browse_failed what=open error=%s",
-				 log_value(line, sizeof(line), err));
+/* One page for the worker (intake/browse_worker.c): what was asked, the token that signed
+ * the request in (copied: a reload may free the listener's), and the answer the worker
+ * makes. Lives from browse_route to its done callback on the loop. */
+struct browse_req {
+	struct browse_job job; /* first: the worker's view of it */
+	enum browse_kind kind;
+	int64_t id;
+	struct token who; /* secret owned, wiped */
+	struct browse_terms t;
+	struct store_filter f; /* points into t, app and date */
+	char app[BROWSE_TERM_MAX + 1], date[32];
+	struct admin_resp resp;
+	struct admin_later *later;
+};
+
+static void browse_run(struct browse_job *j, struct store *s);
+static void browse_done(struct browse_job *j, bool ran);
+
+static struct browse_req *browse_req_new(const struct admin_req *req, enum browse_kind kind,
+					 int64_t id)
+{
+	struct browse_req *r = xcalloc(1, sizeof(*r));
+
+	r->job.run = browse_run;
+	r->job.done = browse_done;
+	r->job.max_wait = ADMIN_LATER_TIMEOUT;
+	r->kind = kind;
+	r->id = id;
+	memcpy(r->who.label, req->token->label, sizeof(r->who.label));
+	r->who.secret = xmalloc(req->token->len + 1);
+	memcpy(r->who.secret, req->token->secret, req->token->len);
+	r->who.secret[req->token->len] = '\0';
+	r->who.len = req->token->len;
+	r->resp = (struct admin_resp){.code = 500, .reason = "Internal Server Error",
+				      .type = "text/plain"};
+	r->resp.body = evbuffer_new();
+	if (r->resp.body == NULL)
+		xalloc_fail("evbuffer");
+	return r;
+}
+
+/* Wipes (the token, the search terms: patient identifiers) and frees. */
+static void browse_req_free(struct browse_req *r)
+{
+	OPENSSL_cleanse(r->who.secret, r->who.len);
+	free(r->who.secret);
+	evbuffer_free(r->resp.body);
+	OPENSSL_cleanse(r, sizeof(*r));
+	free(r);
+}
+
+/* Hands r to the browser's worker (started on the first page) and has the listener wait
+ * for its answer: ADMIN_ROUTE_LATER; or, when the worker cannot take it, answers now. */
+static int browse_submit(struct intake *in, const struct admin_req *req,
+			 struct admin_resp *resp, struct browse_req *r)
+{
+	char err[256];
+
+	if (in->browser == NULL &&
+	    (in->browser = browse_worker_new(in->base, in->cfg->store, err, sizeof(err))) == NULL)
+		log_warn("event=browse_failed what=thread error=\"%s\"", err);
+	if (in->browser == NULL || browse_worker_submit(in->browser, &r->job) == -1) {
+		browse_req_free(r);
+		if (in->browser != NULL)
+			log_limited(&in->rate, LOG_WARN, "event=browse_busy waiting=%d",
+				    BROWSE_WORKER_QUEUE);
+		browse_text(resp, 503, "Service Unavailable",
+			    "the message browser is busy: try again shortly");
+		snprintf(resp->headers, sizeof(resp->headers), "%sRetry-After: %d\r\n",
+			 BROWSE_HEADERS, BROWSE_RETRY_AFTER);
+		return 1;
 	}
-	return in->browse_store;
+	r->later = admin_defer(req); /* the worker never reads later: done (loop) does */
+	return ADMIN_ROUTE_LATER;
 }
 
 /* Appends the audit record; -1 (logged) when it cannot be written: show nothing. */
-static int browse_audit(struct store *s, const struct admin_req *req, const char *action,
+static int browse_audit(struct store *s, const struct token *who, const char *action,
 			const char *what, const int64_t *ids, size_t n, const char *reason)
 {
 	char err[512], line[LOG_VALUE_SIZE(200)];
-	struct store_audit a = {.who = req->token->label, .via = "browser", .action = action,
+	struct store_audit a = {.who = who->label, .via = "browser", .action = action,
 				.what = what, .ids = ids, .nids = n, .reason = reason};
 
 	if (store_audit_add(s, &a, err, sizeof(err)) == -1) {
@@ -252,7 +319,7 @@ static int browse_audit(struct store *s, const struct admin_req *req, const char
 			 log_value(line, sizeof(line), err));
 		return -1;
 	}
-	log_info("event=browse action=%s who=%s messages=%zu", action, req->token->label, n);
+	log_info("event=browse action=%s who=%s messages=%zu", action, who->label, n);
 	return 0;
 }
 
@@ -351,62 +418,73 @@ static void browse_results(struct evbuffer *out, const struct browse_terms *t,
 	}
 }
 
-/* GET /messages: the form, and with any term the results, recorded before they are shown. */
+/* The search (worker thread): the results, recorded before they are shown. */
+static void browse_search_run(struct browse_req *r, struct store *s)
+{
+	struct browse_terms *t = &r->t;
+	struct store_row *rows = NULL;
+	char what[1024], err[512], line[LOG_VALUE_SIZE(200)];
+	int64_t *ids;
+	int n;
+
+	n = store_list(s, &r->f, &rows, err, sizeof(err));
+	if (n == -1) {
+		log_warn("event=browse_failed what=search error=%s",
+			 log_value(line, sizeof(line), err));
+		browse_text(&r->resp, 503, "Service Unavailable", "the search failed");
+		return;
+	}
+	ids = xcalloc((size_t)n + 1, sizeof(*ids));
+	for (int i = 0; i < n; i++)
+		ids[i] = rows[i].id;
+	snprintf(what, sizeof(what), "search");
+	search_terms_describe(&r->f, t->set[T_SENDER] ? t->v[T_SENDER] : NULL, what + 6,
+			      sizeof(what) - 6);
+	if (browse_audit(s, &r->who, "search", what, ids, (size_t)n,
+			 t->set[T_REASON] ? t->v[T_REASON] : NULL) == -1) {
+		browse_text(&r->resp, 503, "Service Unavailable",
+			    "the audit record could not be written, so nothing is shown");
+	} else {
+		browse_html(&r->resp);
+		browse_page_begin(r->resp.body, "Messages", r->who.label);
+		browse_form(r->resp.body, t);
+		browse_results(r->resp.body, t, &r->f, rows, n);
+		browse_page_end(r->resp.body);
+	}
+	free(ids);
+	store_rows_free(rows, (size_t)n);
+}
+
+/* GET /messages (loop thread): the terms checked as netwall messages search checks them;
+ * the form alone at once, a search by the worker. */
 static int browse_search(struct intake *in, const struct admin_req *req,
 			 struct admin_resp *resp)
 {
-	struct browse_terms t;
-	struct store_filter f;
-	struct store_row *rows = NULL;
-	struct store *s;
-	char why[256], app[BROWSE_TERM_MAX + 1], date[32], what[1024], err[512];
-	char line[LOG_VALUE_SIZE(200)];
-	int64_t *ids = NULL;
-	int n = 0;
+	struct browse_req *r;
+	char why[256];
 	bool asked = false;
 
 	if (strlen(req->query) > BROWSE_QUERY_MAX)
 		return browse_text(resp, 414, "URI Too Long", "the query is too long");
-	if (browse_terms_parse(req->query, browse_names, BROWSE_NTERMS, &t, why, sizeof(why)) ==
-		    -1 ||
-	    browse_filter(&t, &f, app, sizeof(app), date, sizeof(date), why, sizeof(why)) == -1)
+	r = browse_req_new(req, B_SEARCH, 0);
+	if (browse_terms_parse(req->query, browse_names, BROWSE_NTERMS, &r->t, why,
+			       sizeof(why)) == -1 ||
+	    browse_filter(&r->t, &r->f, r->app, sizeof(r->app), r->date, sizeof(r->date), why,
+			  sizeof(why)) == -1) {
+		browse_req_free(r);
 		return browse_text(resp, 400, "Bad Request", why);
-	for (int k = 0; k <= T_UNTIL; k++)
-		asked |= t.set[k];
-	if (asked) {
-		if ((s = browse_store(in)) == NULL)
-			return browse_text(resp, 503, "Service Unavailable", "the store is unavailable");
-		n = store_list(s, &f, &rows, err, sizeof(err));
-		if (n == -1) {
-			log_warn("event=browse_failed what=search error=%s",
-				 log_value(line, sizeof(line), err));
-			return browse_text(resp, 503, "Service Unavailable", "the search failed");
-		}
-		ids = xcalloc((size_t)n + 1, sizeof(*ids));
-		for (int i = 0; i < n; i++)
-			ids[i] = rows[i].id;
-		snprintf(what, sizeof(what), "search");
-		search_terms_describe(&f, t.set[T_SENDER] ? t.v[T_SENDER] : NULL, what + 6,
-				      sizeof(what) - 6);
-		if (browse_audit(s, req, "search", what, ids, (size_t)n,
-				 t.set[T_REASON] ? t.v[T_REASON] : NULL) == -1) {
-			free(ids);
-			store_rows_free(rows, (size_t)n);
-			return browse_text(resp, 503, "Service Unavailable",
-					   "the audit record could not be written, so nothing is shown");
-		}
-		free(ids);
 	}
+	for (int k = 0; k <= T_UNTIL; k++)
+		asked |= r->t.set[k];
+	if (asked)
+		return browse_submit(in, req, resp, r);
 	browse_html(resp);
 	browse_page_begin(resp->body, "Messages", req->token->label);
-	browse_form(resp->body, &t);
-	if (asked)
-		browse_results(resp->body, &t, &f, rows, n);
-	else
-		evbuffer_add_printf(resp->body, "<p class=\"none\">Give at least one term; every "
-					       "search is recorded in the audit trail.</p>\n");
+	browse_form(resp->body, &r->t);
+	evbuffer_add_printf(resp->body, "<p class=\"none\">Give at least one term; every "
+				       "search is recorded in the audit trail.</p>\n");
 	browse_page_end(resp->body);
-	store_rows_free(rows, (size_t)n);
+	browse_req_free(r);
 	return 1;
 }
 
@@ -439,23 +517,17 @@ static int64_t browse_id(const char *p, const char **tail)
 	return digits > 0 && !(*p >= '0' && *p <= '9') ? id : 0;
 }
 
-/* Reads message id into r (1), or answers 404/503 (-1). */
-static int browse_get(struct intake *in, int64_t id, struct store_row *r,
-		      struct admin_resp *resp, struct store **sp)
+/* Reads message id into row (1), or answers 404/503 in r (-1). Worker thread. */
+static int browse_get(struct browse_req *r, struct store *s, struct store_row *row)
 {
 	char err[512], line[LOG_VALUE_SIZE(200)];
-	int rc;
+	int rc = store_get(s, r->id, row, err, sizeof(err));
 
-	if ((*sp = browse_store(in)) == NULL) {
-		browse_text(resp, 503, "Service Unavailable", "the store is unavailable");
-		return -1;
-	}
-	rc = store_get(*sp, id, r, err, sizeof(err));
 	if (rc == 0)
-		browse_text(resp, 404, "Not Found", "no message with that id");
+		browse_text(&r->resp, 404, "Not Found", "no message with that id");
 	if (rc == -1) {
 		log_warn("event=browse_failed what=show error=%s", log_value(line, sizeof(line), err));
-		browse_text(resp, 503, "Service Unavailable", "the store failed");
+		browse_text(&r->resp, 503, "Service Unavailable", "the store failed");
 	}
 	return rc == 1 ? 1 : -1;
 }
@@ -465,51 +537,60 @@ static bool browse_replayable(enum store_state st)
 	return st == STORE_DEAD || st == STORE_FAILED;
 }
 
-/* GET /messages/ID: the message, recorded before it is shown. */
-static int browse_show(struct intake *in, const struct admin_req *req, struct admin_resp *resp,
-		       int64_t id)
+/* GET /messages/ID (worker thread): the message, recorded before it is shown. */
+static void browse_show_run(struct browse_req *r, struct store *s)
 {
-	struct store_row r;
-	struct store *s;
+	struct store_row row;
 	char what[64], csrf[65] = "", title[64];
 
-	if (browse_get(in, id, &r, resp, &s) == -1)
-		return 1;
-	snprintf(what, sizeof(what), "show %lld", (long long)id);
-	if (browse_audit(s, req, "show", what, &r.id, 1, NULL) == -1) {
-		store_row_clear(&r);
-		return browse_text(resp, 503, "Service Unavailable",
-				   "the audit record could not be written, so nothing is shown");
+	if (browse_get(r, s, &row) == -1)
+		return;
+	snprintf(what, sizeof(what), "show %lld", (long long)r->id);
+	if (browse_audit(s, &r->who, "show", what, &row.id, 1, NULL) == -1) {
+		store_row_clear(&row);
+		browse_text(&r->resp, 503, "Service Unavailable",
+			    "the audit record could not be written, so nothing is shown");
+		return;
 	}
-	if (browse_replayable(r.state))
-		browse_csrf(req->token->secret, req->token->len, (long long)id, csrf);
-	snprintf(title, sizeof(title), "Message %lld", (long long)id);
-	browse_html(resp);
-	browse_page_begin(resp->body, title, req->token->label);
-	browse_page_message(resp->body, &r, browse_replayable(r.state) ? csrf : NULL);
-	browse_page_end(resp->body);
-	store_row_clear(&r);
+	if (browse_replayable(row.state))
+		browse_csrf(r->who.secret, r->who.len, (long long)r->id, csrf);
+	snprintf(title, sizeof(title), "Message %lld", (long long)r->id);
+	browse_html(&r->resp);
+	browse_page_begin(r->resp.body, title, r->who.label);
+	browse_page_message(r->resp.body, &row, browse_replayable(row.state) ? csrf : NULL);
+	browse_page_end(r->resp.body);
+	store_row_clear(&row);
 	OPENSSL_cleanse(csrf, sizeof(csrf));
-	return 1;
+}
+
+/* Whether origin (an Origin header) is this listener's: http://, then exactly host (the
+ * Host header). */
+static bool browse_origin_ok(const char *origin, const char *host)
+{
+	if (host == NULL)
+		return false;
+	if (strncmp(origin, "http://", 7) == 0)
+		origin += 7;
+	else
+		return false;
+	return strcmp(origin, host) == 0;
 }
 
 /* Whether a POST comes from a page of this listener: Sec-Fetch-Site (when sent) says
  * same-origin, Origin (when sent) is this host, and the form carries the anti-forgery
- * value of this message for the token that signed it in. */
+ * value of this message for the token that signed it in. The value is the defence; the
+ * headers, which browsers send and forgers' pages cannot set, are a second one. */
 static bool browse_same_site(const struct admin_req *req, int64_t id)
 {
 	static const char *const names[] = {"csrf"};
 	struct browse_terms t;
-	char why[128], want[65], origin[300];
+	char why[128], want[65];
 	bool ok;
 
 	if (req->fetch_site != NULL && strcmp(req->fetch_site, "same-origin") != 0)
 		return false;
-	if (req->origin != NULL) {
-		snprintf(origin, sizeof(origin), "http://%s", req->host != NULL ? req->host : "");
-		if (req->host == NULL || strcmp(req->origin, origin) != 0)
-			return false;
-	}
+	if (req->origin != NULL && !browse_origin_ok(req->origin, req->host))
+		return false;
 	if (browse_terms_parse(req->body, names, 1, &t, why, sizeof(why)) == -1 || !t.set[0] ||
 	    strlen(t.v[0]) != 64)
 		return false;
@@ -519,38 +600,71 @@ static bool browse_same_site(const struct admin_req *req, int64_t id)
 	return ok;
 }
 
-/* POST /messages/ID/replay: a dead or failed message back in the delivery queue, recorded
- * first; then back to its page (303). */
-static int browse_replay(struct intake *in, const struct admin_req *req,
-			 struct admin_resp *resp, int64_t id)
+/* POST /messages/ID/replay (worker thread, the form checked on the loop): a dead or failed
+ * message back in the delivery queue, recorded first; then back to its page (303). */
+static void browse_replay_run(struct browse_req *r, struct store *s)
 {
-	struct store_row r;
-	struct store *s;
+	struct store_row row;
 	enum store_state st;
 	char what[64], err[512], line[LOG_VALUE_SIZE(200)];
 
-	if (!browse_same_site(req, id))
-		return browse_text(resp, 403, "Forbidden",
-				   "refused: not sent by this message's page (anti-forgery check)");
-	if (browse_get(in, id, &r, resp, &s) == -1)
-		return 1;
-	st = r.state;
-	store_row_clear(&r);
-	if (!browse_replayable(st))
-		return browse_text(resp, 409, "Conflict",
-				   "only a dead or failed message can be replayed");
-	snprintf(what, sizeof(what), "replay %lld", (long long)id);
-	if (browse_audit(s, req, "replay", what, &id, 1, NULL) == -1)
-		return browse_text(resp, 503, "Service Unavailable",
-				   "the audit record could not be written, so nothing was replayed");
-	if (store_replay(s, id, st, err, sizeof(err)) == -1) {
+	if (browse_get(r, s, &row) == -1)
+		return;
+	st = row.state;
+	store_row_clear(&row);
+	if (!browse_replayable(st)) {
+		browse_text(&r->resp, 409, "Conflict", "only a dead or failed message can be replayed");
+		return;
+	}
+	snprintf(what, sizeof(what), "replay %lld", (long long)r->id);
+	if (browse_audit(s, &r->who, "replay", what, &r->id, 1, NULL) == -1) {
+		browse_text(&r->resp, 503, "Service Unavailable",
+			    "the audit record could not be written, so nothing was replayed");
+		return;
+	}
+	if (store_replay(s, r->id, st, err, sizeof(err)) == -1) {
 		log_warn("event=browse_failed what=replay error=%s",
 			 log_value(line, sizeof(line), err));
-		return browse_text(resp, 503, "Service Unavailable", "the replay failed");
+		browse_text(&r->resp, 503, "Service Unavailable", "the replay failed");
+		return;
 	}
-	browse_text(resp, 303, "See Other", "replayed");
-	snprintf(resp->headers, sizeof(resp->headers), "%sLocation: /messages/%lld\r\n",
-		 BROWSE_HEADERS, (long long)id);
+	browse_text(&r->resp, 303, "See Other", "replayed");
+	snprintf(r->resp.headers, sizeof(r->resp.headers), "%sLocation: /messages/%lld\r\n",
+		 BROWSE_HEADERS, (long long)r->id);
+}
+
+/* The worker's part of a page (browse_job.run). */
+static void browse_run(struct browse_job *j, struct store *s)
+{
+	struct browse_req *r = (struct browse_req *)j;
+
+	if (s == NULL)
+		browse_text(&r->resp, 503, "Service Unavailable", "the store is unavailable");
+	else if (r->kind == B_SEARCH)
+		browse_search_run(r, s);
+	else if (r->kind == B_SHOW)
+		browse_show_run(r, s);
+	else
+		browse_replay_run(r, s);
+}
+
+/* Back on the loop (browse_job.done): the answer to its connection, if still open. */
+static void browse_done(struct browse_job *j, bool ran)
+{
+	struct browse_req *r = (struct browse_req *)j;
+
+	if (!ran)
+		browse_text(&r->resp, 503, "Service Unavailable",
+			    "the message browser did not get to it: try again");
+	admin_later_answer(r->later, &r->resp);
+	browse_req_free(r);
+}
+
+/* A 405 naming what the path takes. */
+static int browse_method(struct admin_resp *resp, const char *allow)
+{
+	browse_text(resp, 405, "Method Not Allowed", "method not allowed here");
+	snprintf(resp->headers, sizeof(resp->headers), "%sAllow: %s\r\n", BROWSE_HEADERS, allow);
 	return 1;
 }
 
@@ -570,19 +684,16 @@ int browse_route(const struct admin_req *req, struct admin_resp *resp, void *arg
 	if (req->token == NULL) /* the configuration asks for a token file; never served open */
 		return browse_text(resp, 403, "Forbidden", "browse needs admin_token_file");
 	if (strcmp(tail, "/replay") == 0) {
-		if (!post) {
-			browse_text(resp, 405, "Method Not Allowed", "replay is a POST");
-			snprintf(resp->headers, sizeof(resp->headers), "%sAllow: POST\r\n",
-				 BROWSE_HEADERS);
-			return 1;
-		}
-		return browse_replay(in, req, resp, id);
+		if (!post)
+			return browse_method(resp, "POST");
+		if (!browse_same_site(req, id))
+			return browse_text(resp, 403, "Forbidden", "refused: not sent by this "
+				"message's page (anti-forgery check)");
+		return browse_submit(in, req, resp, browse_req_new(req, B_REPLAY, id));
 	}
-	if (post) {
-		browse_text(resp, 405, "Method Not Allowed", "not a POST");
-		snprintf(resp->headers, sizeof(resp->headers), "%sAllow: GET, HEAD\r\n",
-			 BROWSE_HEADERS);
-		return 1;
-	}
-	return id == 0 ? browse_search(in, req, resp) : browse_show(in, req, resp, id);
+	if (post)
+		return browse_method(resp, "GET, HEAD");
+	if (id == 0)
+		return browse_search(in, req, resp);
+	return browse_submit(in, req, resp, browse_req_new(req, B_SHOW, id));
 }

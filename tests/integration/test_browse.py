@@ -6,12 +6,13 @@ never done by a GET; every view recorded in the audit trail under the label of t
 that signed in, and refused when the record cannot be written; bounded queries; headless
 Chromium renders the pages (screenshots under the test's directory)."""
 
-import base64
 import http.client
 import re
 import signal
+import socket
 import subprocess
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -25,9 +26,9 @@ BOB = "bob-token-0123456789abcdefgh"
 HOSTILE = "<script>alert(\"x\")</script>'\\T\\co"   # \T\ is HL7's escaped '&'
 
 
-def request(port, path, token=ALICE, method="GET", body=None, headers=None):
+def request(port, path, token=ALICE, method="GET", body=None, headers=None, timeout=10):
     """(status, headers, text) of one request; redirects are not followed."""
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     h = dict(headers or {})
     if token is not None:
         h["Authorization"] = f"Bearer {token}"
@@ -274,3 +275,74 @@ def test_browse_follows_sighup(intake, tokens):
                "the browser on after SIGHUP")
     page = request(it.admin.port, "/messages?patient=MRN-HUP")[2]
     assert page.count('<a href="/messages/') == 1
+
+
+def psql(pg, sql):
+    r = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "-d",
+                        "netwall", "-v", "ON_ERROR_STOP=1", "-Atc", sql],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+AUDIT_LOCKS = ("SELECT count(*) FILTER (WHERE l.granted), count(*) FILTER (WHERE NOT l.granted) "
+               "FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+               "WHERE c.relname = 'audit' AND l.mode = '{}'")
+
+
+def test_a_stalled_store_holds_no_ack(intake, postgres, tokens):
+    """The browser's store work runs on a thread of its own: while its audit write waits
+    on a lock, senders are still answered; four more pages wait in its queue, the next is
+    refused at once; a client gone while its page waits costs nothing; all the pages come
+    once the lock goes."""
+    pg = postgres()
+    it = intake(store=pg_url(pg), intake={"browse": "on", "admin_token_file": tokens})
+    port, search = it.admin.port, "/messages?patient=MRN-ST"
+    with it.client() as c:
+        assert ack_code(c.call(msg("ST-0", pid="MRN-ST"))) == "AA"
+    assert request(port, search)[0] == 200          # the browser's connection is open
+    lock = subprocess.Popen(["psql", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres",
+                             "-d", "netwall", "-v", "ON_ERROR_STOP=1"], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    pool = ThreadPoolExecutor(8)
+    try:
+        lock.stdin.write("BEGIN;\nLOCK TABLE audit IN ACCESS EXCLUSIVE MODE;\n")
+        lock.stdin.flush()
+        locks = AUDIT_LOCKS.format("AccessExclusiveLock")
+        waiting = AUDIT_LOCKS.format("RowExclusiveLock")
+        wait_until(lambda: psql(pg, locks) == "1|0", 10, "the audit table locked")
+        first = pool.submit(request, port, search, timeout=60)
+        wait_until(lambda: psql(pg, waiting) == "0|1", 10, "the browser's audit write waiting")
+        # the loop is free: every sender is answered while the page waits
+        with it.client() as c:
+            for i in range(1, 4):
+                assert ack_code(c.call(msg(f"ST-{i}", pid="MRN-ST"))) == "AA"
+        # a client that goes while its page waits in the queue
+        gone = socket.create_connection(("127.0.0.1", port))
+        gone.sendall(f"GET {search} HTTP/1.1\r\nHost: x\r\n"
+                     f"Authorization: Bearer {ALICE}\r\n\r\n".encode())
+        assert request(port, "/healthz", token=None)[0] == 200   # read before it goes
+        gone.close()
+        assert request(port, "/healthz", token=None)[0] == 200
+        # three more fill the queue (four waiting); the fourth is refused at once
+        more = [pool.submit(request, port, search, timeout=60) for _ in range(4)]
+        wait_until(lambda: [f for f in more if f.done()], 30, "a page refused")
+        refused = [f.result() for f in more if f.done()]
+        assert [r[0] for r in refused] == [503] and refused[0][1]["Retry-After"]
+        assert "MRN-ST" not in refused[0][2]
+        assert not first.done() and psql(pg, waiting) == "0|1"
+        lock.stdin.write("COMMIT;\n")
+        lock.stdin.close()
+        lock.wait(timeout=30)
+        code, _, page = first.result(timeout=60)     # searched before the others came
+        assert code == 200 and page.count('<a href="/messages/') == 1
+        assert sorted(f.result(timeout=60)[0] for f in more) == [200, 200, 200, 503]
+    finally:
+        if lock.poll() is None:
+            lock.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+    # every page made was recorded, the one nobody read too; the intake goes on
+    wait_until(lambda: len([a for a in audit(it) if a["action"] == "search"]) == 6, 30,
+               "six searches recorded")
+    code, _, page = request(port, search)
+    assert code == 200 and page.count('<a href="/messages/') == 4
