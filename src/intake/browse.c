@@ -563,13 +563,15 @@ static void browse_show_run(struct browse_req *r, struct store *s)
 	OPENSSL_cleanse(csrf, sizeof(csrf));
 }
 
-/* Whether origin (an Origin header) is this listener's: http://, then exactly host (the
- * Host header). */
+/* Whether origin (an Origin header) is this listener's: the scheme, http or https (behind
+ * a proxy that ends TLS), then exactly host (the Host header). */
 static bool browse_origin_ok(const char *origin, const char *host)
 {
 	if (host == NULL)
 		return false;
-	if (strncmp(origin, "http://", 7) == 0)
+	if (strncmp(origin, "https://", 8) == 0)
+		origin += 8;
+	else if (strncmp(origin, "http://", 7) == 0)
 		origin += 7;
 	else
 		return false;

@@ -192,8 +192,11 @@ def test_replay_only_by_a_post_from_the_page(browsing):
     assert request(port, path, token=BOB, method="POST", body=form)[0] == 403
     assert request(port, path, method="POST", body=form,
                    headers={"Sec-Fetch-Site": "cross-site"})[0] == 403
-    assert request(port, path, method="POST", body=form,
-                   headers={"Origin": "http://evil.example"})[0] == 403
+    for origin in ("http://evil.example", "https://evil.example", "null",
+                   f"ftp://127.0.0.1:{port}", f"https://127.0.0.1:{port}.evil.example",
+                   f"https://127.0.0.1:{port + 1}", f"HTTPS://127.0.0.1:{port}x"):
+        assert request(port, path, method="POST", body=form,
+                       headers={"Origin": origin})[0] == 403, origin
     assert request(port, path, method="POST", body=form, token=None)[0] == 401
     assert [r for r in it.rows(state="dead") if r["id"] == mid]
     assert len(audit(it)) == n_audit
@@ -210,6 +213,14 @@ def test_replay_only_by_a_post_from_the_page(browsing):
     # a delivered message has no replay button and cannot be replayed here
     assert 'id="replay"' not in request(port, f"/messages/{mid}")[2]
     assert request(port, path, method="POST", body=form)[0] == 409
+    # behind a proxy that ends TLS the browser's Origin is https: taken as well
+    other = ids_of(it, *MRN77)[1]
+    form = "csrf=" + csrf_of(request(port, f"/messages/{other}")[2])
+    code, h, _ = request(port, f"/messages/{other}/replay", method="POST", body=form,
+                         headers={"Origin": f"https://127.0.0.1:{port}",
+                                  "Sec-Fetch-Site": "same-origin"})
+    assert code == 303 and h["Location"] == f"/messages/{other}"
+    assert (audit(it)[0]["action"], audit(it)[0]["message_ids"]) == ("replay", [other])
 
 
 def test_refused_when_the_audit_record_cannot_be_written(browsing):
