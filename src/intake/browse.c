@@ -7,6 +7,8 @@
  * know it, even when the browser adds the cached Basic credentials to its forged POST.
  * Origin and Sec-Fetch-Site, when the browser sends them, must also say the same site.
  *
+ * HEAD is refused (405): a view that shows nothing would still be one to record.
+ *
  * The store: the loop thread (where the admin listener answers) checks what is asked and
  * answers what needs no store (errors, the empty form) at once; the rest is a job for the
  * browser's worker thread (intake/browse_worker.c) with its own store connection, and the
@@ -693,8 +695,9 @@ int browse_route(const struct admin_req *req, struct admin_resp *resp, void *arg
 				"message's page (anti-forgery check)");
 		return browse_submit(in, req, resp, browse_req_new(req, B_REPLAY, id));
 	}
-	if (post)
-		return browse_method(resp, "GET, HEAD");
+	/* HEAD would be a view that shows nothing: refused before the store, never recorded */
+	if (strcmp(req->method, "GET") != 0)
+		return browse_method(resp, "GET");
 	if (id == 0)
 		return browse_search(in, req, resp);
 	return browse_submit(in, req, resp, browse_req_new(req, B_SHOW, id));

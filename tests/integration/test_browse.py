@@ -108,6 +108,13 @@ def test_search_show_escape_headers_and_audit(browsing):
     code, h, page = request(port, "/messages")
     assert code == 200 and 'id="search"' in page and 'id="results"' not in page
     assert audit(it) in ([], None)
+    # HEAD is no view: refused before the store is read, so nothing is recorded either
+    for path in ("/messages?patient=MRN-77", f"/messages/{ids[0]}", "/messages"):
+        code, h, _ = request(port, path, method="HEAD")
+        assert code == 405 and h["Allow"] == "GET", (path, code)
+    code, h, _ = request(port, "/messages", method="POST", body="")
+    assert code == 405 and h["Allow"] == "GET"
+    assert audit(it) in ([], None)
     # the search: newest first, every id linked, headers that allow no script and no frame
     code, h, page = request(port, "/messages?patient=MRN-77&state=dead&reason=ticket+42")
     assert code == 200, page
