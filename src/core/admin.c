@@ -329,8 +329,10 @@ static int admin_route(struct admin_conn *c, const struct admin_head *h, const c
 		admin_wipe(in);
 		evbuffer_drain(in, evbuffer_get_length(in));
 	} else if (rc != 0) {
+		/* answered; a route that said "later" without admin_defer gets resp's 500
+		 * rather than a connection left waiting */
 		admin_reply(c, strcmp(h->method, "HEAD") == 0, resp.code, resp.reason, resp.type,
-			    resp.headers, resp.body); /* a "later" never deferred: its 500 */
+			    resp.headers, resp.body);
 	}
 	evbuffer_free(resp.body);
 	return rc;

@@ -292,7 +292,8 @@ static int browse_submit(struct intake *in, const struct admin_req *req,
 
 	if (in->browser == NULL &&
 	    (in->browser = browse_worker_new(in->base, in->cfg->store, err, sizeof(err))) == NULL)
-		log_warn("event=browse_failed what=thread error=\"%s\"", err);
+		log_limited(&in->rate, LOG_WARN, "event=browse_failed what=thread error=\"%s\"",
+			    err);
 	if (in->browser == NULL || browse_worker_submit(in->browser, &r->job) == -1) {
 		browse_req_free(r);
 		if (in->browser != NULL)
