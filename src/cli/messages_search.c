@@ -6,10 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli/messages.h"
 #include "core/xalloc.h"
+#include "intake/search_terms.h"
 
 /* The first record of a US/RS-joined keys column ("P100" US "HOSP" US "MR" RS ...) as
  * "P100 (HOSP MR)", with " +N" when there are more, in out. */
@@ -139,47 +139,8 @@ static void search_filter(const struct messages_opts *o, struct store_filter *f,
 	f->since_ms = o->since_ms;
 	f->until_ms = o->until_ms;
 	f->with_keys = true;
-	if (o->sender != NULL) {
-		const char *slash = strchr(o->sender, '/');
-		size_t n = slash != NULL ? (size_t)(slash - o->sender) : strlen(o->sender);
-
-		if (n >= applen)
-			n = applen - 1;
-		memcpy(app, o->sender, n);
-		app[n] = '\0';
-		f->app = app;
-		f->facility = slash != NULL ? slash + 1 : NULL;
-	}
-}
-
-/* The criteria as asked, for the audit record: "--patient MRN100 --state dead". */
-static void criteria(const struct messages_opts *o, const struct store_filter *f, char *out,
-		     size_t len)
-{
-	const char *names[] = {"--patient", "--name", "--order", "--control-id", "--sender",
-			       "--type", "--date"};
-	const char *vals[] = {o->patient, o->name, o->order, o->control_id, o->sender, o->type,
-			      o->date};
-	size_t used = 0;
-
-	out[0] = '\0';
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (vals[i] != NULL && used < len)
-			used += (size_t)snprintf(out + used, len - used, " %s %s", names[i], vals[i]);
-	if (f->state >= 0 && used < len)
-		used += (size_t)snprintf(out + used, len - used, " --state %s",
-					 store_state_name((enum store_state)f->state));
-	if (f->since_ms > 0 && used < len)
-		used += (size_t)snprintf(out + used, len - used, " --since %lldms",
-					 (long long)f->since_ms);
-	if (f->until_ms > 0 && used < len)
-		used += (size_t)snprintf(out + used, len - used, " --until %lldms",
-					 (long long)f->until_ms);
-	if (f->before_id > 0 && used < len)
-		used += (size_t)snprintf(out + used, len - used, " --before %lld",
-					 (long long)f->before_id);
-	if (used < len)
-		snprintf(out + used, len - used, " --limit %zu", f->limit);
+	if (o->sender != NULL)
+		search_terms_sender(f, o->sender, app, applen);
 }
 
 /* Records the search and the messages it found; -1 when that fails (show nothing). */
@@ -193,7 +154,7 @@ static int audit(struct store *s, const struct messages_opts *o, const struct st
 	for (int i = 0; i < n; i++)
 		ids[i] = rows[i].id;
 	snprintf(what, sizeof(what), "search");
-	criteria(o, f, what + 6, sizeof(what) - 6);
+	search_terms_describe(f, o->sender, what + 6, sizeof(what) - 6);
 	rc = messages_audit_note(s, o, "search", what, ids, (size_t)n);
 	free(ids);
 	return rc;
@@ -227,62 +188,6 @@ int messages_search(struct store *s, const struct messages_opts *o)
 	return 0;
 }
 
-/* An ISO date, 2026-11-22, or a date and time, 2026-11-22T10:15[:30][Z] (a space for the
- * T), in UTC, as Unix milliseconds. A date alone as an upper bound (--until) means the end
- * of that day: its next midnight. Returns 0 or -1. */
-static int parse_when(const char *s, bool until, int64_t *ms)
-{
-	struct tm tm = {0};
-	int y, mo, d, h = 0, mi = 0, sec = 0, used = 0, n;
-	time_t t;
-
-	n = sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &used);
-	if (n != 3 || used != 10)
-		return -1;
-	if (s[used] == 'T' || s[used] == ' ') {
-		int more = 0;
-
-		n = sscanf(s + used + 1, "%2d:%2d%n:%2d%n", &h, &mi, &more, &sec, &more);
-		if (n < 2 || more == 0)
-			return -1;
-		used += 1 + more;
-		if (s[used] == 'Z')
-			used++;
-	} else if (until) {
-		d++; /* timegm normalises the day after the month's last */
-	}
-	if (s[used] != '\0' || y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 32 || h > 23 ||
-	    mi > 59 || sec > 60)
-		return -1;
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = sec;
-	t = timegm(&tm);
-	if (t == (time_t)-1)
-		return -1;
-	*ms = (int64_t)t * 1000;
-	return 0;
-}
-
-/* A message date as MSH-7 begins: 2026-11-22, 20261122, 2026-11-22T10 -> digits only. */
-static int parse_date(const char *s, char *out, size_t len)
-{
-	size_t n = 0;
-
-	for (; *s != '\0'; s++) {
-		if (*s == '-' || *s == ':' || *s == 'T' || *s == ' ')
-			continue;
-		if (*s < '0' || *s > '9' || n + 1 >= len)
-			return -1;
-		out[n++] = *s;
-	}
-	out[n] = '\0';
-	return n >= 4 ? 0 : -1;
-}
-
 int messages_search_opt(int argc, char **argv, int *i, struct messages_opts *o)
 {
 	static char date[32];
@@ -311,13 +216,13 @@ int messages_search_opt(int argc, char **argv, int *i, struct messages_opts *o)
 	if (strcmp(a, "--since") == 0 || strcmp(a, "--until") == 0) {
 		bool until = a[2] == 'u';
 
-		if (v == NULL || parse_when(v, until, until ? &o->until_ms : &o->since_ms) == -1)
+		if (v == NULL || search_terms_when(v, until, until ? &o->until_ms : &o->since_ms) == -1)
 			goto bad;
 		++*i;
 		return 1;
 	}
 	if (strcmp(a, "--date") == 0) {
-		if (v == NULL || parse_date(v, date, sizeof(date)) == -1)
+		if (v == NULL || search_terms_date(v, date, sizeof(date)) == -1)
 			goto bad;
 		o->date = date;
 		++*i;

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +22,11 @@
 /* A request is read, answered and closed within ADMIN_TIMEOUT of its accept, however
  * its bytes trickle in or its answer is read out; at most ADMIN_MAX_CONNECTIONS are open
  * (ADMIN_MAX_PER_SOURCE from one source), each holding at most ADMIN_MAX_HEADERS of
- * request: the listener costs at most 32 x 8 KiB of a peer's bytes, for 5 s. One request
- * per connection (Connection: close), GET and HEAD only, no body. */
+ * request and ADMIN_MAX_BODY of body: the listener costs at most 32 x 9 KiB of a peer's
+ * bytes, for 5 s. One request per connection (Connection: close); GET and HEAD, and POST
+ * (with a Content-Length, no chunks) only to the daemon's own pages. A request the daemon
+ * answers later (admin_defer) holds its connection, and nothing more of the peer's bytes,
+ * up to ADMIN_LATER_TIMEOUT; its answer then has ADMIN_TIMEOUT to be read out. */
 #define ADMIN_TIMEOUT 5          /* seconds from accept to the last byte of the answer */
 #define ADMIN_MAX_CONNECTIONS 32
 #define ADMIN_MAX_PER_SOURCE 8
@@ -34,7 +38,14 @@ struct admin_conn {
 	struct bufferevent *bev;
 	struct event *deadline;
 	struct listener_src *src;
+	struct admin_later *later; /* while the daemon's answer is awaited */
 	struct admin_conn *prev, *next;
+};
+
+/* A deferred answer's handle: the daemon holds it; the connection may go first. */
+struct admin_later {
+	struct admin_conn *c; /* NULL once the connection is gone */
+	bool head;
 };
 
 struct admin {
@@ -44,28 +55,31 @@ struct admin {
 	struct admin_conn *conns;
 	const struct admin_ops *ops;
 	void *arg;
-	char *token;
+	struct tokens *tokens;
+};
+
+/* The parts of a request the listener reads, cut in place in its copy. */
+struct admin_head {
+	char *method, *target;
+	const char *auth, *host, *origin, *fetch_site, *content_type;
+	long long content_length; /* -1: absent */
+	bool chunked;             /* a Transfer-Encoding was sent: refused */
 };
 
 static double admin_started; /* when the first listener of the process began */
 
-static bool admin_same(const char *a, size_t alen, const char *b)
-{
-	size_t blen = strlen(b);
-
-	/* the length is no secret; the bytes are compared in constant time */
-	return alen == blen && CRYPTO_memcmp(a, b, blen) == 0;
-}
-
-bool admin_authorized(const char *auth, const char *token)
+bool admin_authorized(const char *auth, const struct tokens *tokens, const struct token **by)
 {
 	/* a user name of up to 255 bytes, ':', the longest token */
 	unsigned char dec[3 * ADMIN_BASIC_MAX / 4 + 4];
 	size_t len, pad = 0;
 	int n;
 	const char *colon;
+	const struct token *hit = NULL;
 
-	if (token == NULL)
+	if (by != NULL)
+		*by = NULL;
+	if (tokens == NULL)
 		return true;
 	if (auth == NULL)
 		return false;
@@ -73,7 +87,8 @@ bool admin_authorized(const char *auth, const char *token)
 		auth += 7;
 		while (*auth == ' ')
 			auth++;
-		return admin_same(auth, strlen(auth), token);
+		hit = tokens_match(tokens, auth, strlen(auth));
+		goto out;
 	}
 	if (strncasecmp(auth, "Basic ", 6) != 0)
 		return false;
@@ -89,9 +104,14 @@ bool admin_authorized(const char *auth, const char *token)
 	pad = (auth[len - 1] == '=') + (auth[len - 2] == '=');
 	n -= (int)pad;
 	colon = memchr(dec, ':', (size_t)n);
-	if (colon == NULL)
-		return false;
-	return admin_same(colon + 1, (size_t)n - (size_t)(colon + 1 - (const char *)dec), token);
+	if (colon != NULL)
+		hit = tokens_match(tokens, colon + 1,
+				   (size_t)n - (size_t)(colon + 1 - (const char *)dec));
+	OPENSSL_cleanse(dec, sizeof(dec));
+out:
+	if (by != NULL)
+		*by = hit;
+	return hit != NULL;
 }
 
 static bool admin_is_loopback(const struct addr *a)
@@ -125,6 +145,8 @@ static void admin_conn_free(struct admin_conn *c)
 		adm->conns = c->next;
 	if (c->next != NULL)
 		c->next->prev = c->prev;
+	if (c->later != NULL)
+		c->later->c = NULL; /* the daemon's answer, when it comes, is dropped */
 	listener_set_release(adm->set, c->src);
 	loop_free_event(&c->deadline);
 	admin_wipe(bufferevent_get_input(c->bev)); /* it may hold the token */
@@ -148,14 +170,60 @@ static void admin_reply(struct admin_conn *c, bool head, int code, const char *r
 		evbuffer_add_buffer(out, body);
 }
 
+/* Takes the header line "Name: value" (cut in place) into h if it is one the listener
+ * reads. Returns -1 when it makes the request malformed (a second Content-Length, a bad
+ * one). */
+static int admin_header(char *line, struct admin_head *h)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} known[] = {
+		{"Authorization", offsetof(struct admin_head, auth)},
+		{"Host", offsetof(struct admin_head, host)},
+		{"Origin", offsetof(struct admin_head, origin)},
+		{"Sec-Fetch-Site", offsetof(struct admin_head, fetch_site)},
+		{"Content-Type", offsetof(struct admin_head, content_type)},
+	};
+	char *colon = strchr(line, ':'), *v;
+	size_t nlen;
+
+	if (colon == NULL)
+		return 0;
+	nlen = (size_t)(colon - line);
+	for (v = colon + 1; *v == ' ' || *v == '\t'; v++)
+		;
+	/* the field value without its trailing whitespace */
+	for (char *e = v + strlen(v); e > v && (e[-1] == ' ' || e[-1] == '\t');)
+		*--e = '\0';
+	if (nlen == 17 && strncasecmp(line, "Transfer-Encoding", 17) == 0)
+		h->chunked = true;
+	if (nlen == 14 && strncasecmp(line, "Content-Length", 14) == 0) {
+		char *end;
+		long long n;
+
+		if (h->content_length != -1 || *v < '0' || *v > '9')
+			return -1;
+		n = strtoll(v, &end, 10);
+		if (*end != '\0' || n < 0)
+			return -1;
+		h->content_length = n;
+	}
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (strlen(known[i].name) == nlen && strncasecmp(line, known[i].name, nlen) == 0)
+			*(const char **)((char *)h + known[i].off) = v;
+	return 0;
+}
+
 /* A bare request line and header block, NUL-terminated, up to and without the blank line:
- * "METHOD TARGET HTTP/1.x" then "Name: value" lines. Fills the method, target and the
- * Authorization value (NULL if absent), cutting them in place. Returns -1 if malformed. */
-static int admin_parse(char *req, char **method, char **target, const char **auth)
+ * "METHOD TARGET HTTP/1.x" then "Name: value" lines. Fills h, cutting its parts in place.
+ * Returns -1 if malformed. */
+static int admin_parse(char *req, struct admin_head *h)
 {
 	char *line = req, *end, *sp1, *sp2;
 
-	*auth = NULL;
+	memset(h, 0, sizeof(*h));
+	h->content_length = -1;
 	while (*line == '\r' || *line == '\n') /* RFC 9112 2.2: empty lines before a request */
 		line++;
 	end = strchr(line, '\n');
@@ -169,25 +237,17 @@ static int admin_parse(char *req, char **method, char **target, const char **aut
 	    (strcmp(sp2 + 1, "HTTP/1.1") != 0 && strcmp(sp2 + 1, "HTTP/1.0") != 0))
 		return -1;
 	*sp1 = *sp2 = '\0';
-	*method = line;
-	*target = sp1 + 1;
+	h->method = line;
+	h->target = sp1 + 1;
 	while (end != NULL) {
-		char *colon;
 		line = end + 1;
 		end = strchr(line, '\n');
 		if (end != NULL)
 			*end = '\0';
 		if (end > line && end[-1] == '\r')
 			end[-1] = '\0';
-		colon = strchr(line, ':');
-		if (colon == NULL || colon - line != 13 || strncasecmp(line, "Authorization", 13) != 0)
-			continue;
-		for (colon++; *colon == ' ' || *colon == '\t'; colon++)
-			;
-		/* the field value without its trailing whitespace */
-		for (char *e = colon + strlen(colon); e > colon && (e[-1] == ' ' || e[-1] == '\t');)
-			*--e = '\0';
-		*auth = colon;
+		if (admin_header(line, h) == -1)
+			return -1;
 	}
 	return 0;
 }
@@ -238,27 +298,84 @@ static void admin_status(struct admin *adm, struct evbuffer *out)
 	metrics_free(m);
 }
 
-static void admin_handle(struct admin_conn *c, const char *method, const char *uri,
-			 const char *auth)
+/* A daemon's own page (ops->route): 1 once answered, 0 when the path is none of them. */
+static int admin_route(struct admin_conn *c, const struct admin_head *h, const char *body,
+		       size_t body_len, const struct token *by)
 {
 	struct admin *adm = c->adm;
-	bool head = strcmp(method, "HEAD") == 0;
-	struct evbuffer *body = evbuffer_new();
+	char path[ADMIN_MAX_TARGET + 1];
+	const char *q = strchr(h->target, '?');
+	size_t plen = q != NULL ? (size_t)(q - h->target) : strlen(h->target);
+	struct admin_req req = {.method = h->method, .path = path, .query = q ? q + 1 : "",
+				.token = by, .host = h->host, .origin = h->origin,
+				.fetch_site = h->fetch_site, .content_type = h->content_type,
+				.body = body, .body_len = body_len, .conn = c};
+	struct admin_resp resp = {.code = 500, .reason = "Internal Server Error",
+				  .type = "text/plain"};
+	int rc;
+
+	if (adm->ops->route == NULL)
+		return 0;
+	memcpy(path, h->target, plen);
+	path[plen] = '\0';
+	resp.body = evbuffer_new();
+	if (resp.body == NULL)
+		xalloc_fail("evbuffer");
+	rc = adm->ops->route(&req, &resp, adm->arg);
+	if (rc == ADMIN_ROUTE_LATER && c->later != NULL) {
+		/* the request is read: what it left in the input (the token) goes now, and
+		 * whatever else the peer sends is dropped (admin_on_read) */
+		struct evbuffer *in = bufferevent_get_input(c->bev);
+		admin_wipe(in);
+		evbuffer_drain(in, evbuffer_get_length(in));
+	} else if (rc != 0) {
+		/* answered; a route that said "later" without admin_defer gets resp's 500
+		 * rather than a connection left waiting */
+		admin_reply(c, strcmp(h->method, "HEAD") == 0, resp.code, resp.reason, resp.type,
+			    resp.headers, resp.body);
+	}
+	evbuffer_free(resp.body);
+	return rc;
+}
+
+struct admin_later *admin_defer(const struct admin_req *req)
+{
+	struct admin_conn *c = req->conn;
+	struct admin_later *l = xcalloc(1, sizeof(*l));
+	struct timeval tv = clock_tv(ADMIN_LATER_TIMEOUT);
+
+	l->c = c;
+	l->head = strcmp(req->method, "HEAD") == 0;
+	c->later = l;
+	evtimer_add(c->deadline, &tv); /* from now, in place of the accept's */
+	return l;
+}
+
+void admin_later_answer(struct admin_later *l, const struct admin_resp *resp)
+{
+	struct admin_conn *c = l->c;
+	struct timeval tv = clock_tv(ADMIN_TIMEOUT);
+
+	if (c != NULL) {
+		c->later = NULL;
+		if (resp != NULL)
+			admin_reply(c, l->head, resp->code, resp->reason, resp->type, resp->headers,
+				    resp->body);
+		else
+			admin_reply(c, l->head, 503, "Service Unavailable", "text/plain", NULL,
+				    NULL);
+		evtimer_add(c->deadline, &tv); /* to be read out */
+	}
+	free(l);
+}
+
+/* /, /healthz, /metrics, /status: 1 once answered, 0 when uri is none of them. */
+static int admin_own(struct admin_conn *c, bool head, const char *uri, struct evbuffer *body)
+{
+	struct admin *adm = c->adm;
 	char why[256] = "";
 
-	if (body == NULL)
-		xalloc_fail("evbuffer");
-	if (!head && strcmp(method, "GET") != 0) {
-		evbuffer_add_printf(body, "method not allowed\n");
-		admin_reply(c, false, 405, "Method Not Allowed", "text/plain",
-			    "Allow: GET, HEAD\r\n", body);
-	} else if (strcmp(uri, "/healthz") != 0 && !admin_authorized(auth, adm->token)) {
-		evbuffer_add_printf(body, "unauthorized: send Authorization: Bearer TOKEN "
-					  "(the token in admin_token_file)\n");
-		admin_reply(c, head, 401, "Unauthorized", "text/plain",
-			    "WWW-Authenticate: Basic realm=\"netwall\", charset=\"UTF-8\"\r\n",
-			    body);
-	} else if (strcmp(uri, "/") == 0 && adm->ops->page_body != NULL) {
+	if (strcmp(uri, "/") == 0 && adm->ops->page_body != NULL) {
 		struct metrics *m = admin_registry(adm);
 		page_begin(body, adm->ops->role, clock_mono() - admin_started);
 		adm->ops->page_body(body, m, adm->arg);
@@ -280,10 +397,59 @@ static void admin_handle(struct admin_conn *c, const char *method, const char *u
 		admin_status(adm, body);
 		admin_reply(c, head, 200, "OK", "application/json", NULL, body);
 	} else {
-		evbuffer_add_printf(body, "not found: try /, /healthz, /metrics, /status\n");
-		admin_reply(c, head, 404, "Not Found", "text/plain", NULL, body);
+		return 0;
 	}
-	evbuffer_free(body);
+	return 1;
+}
+
+static void admin_handle(struct admin_conn *c, const struct admin_head *h, const char *body,
+			 size_t body_len)
+{
+	struct admin *adm = c->adm;
+	const char *uri = h->target;
+	bool head = strcmp(h->method, "HEAD") == 0;
+	bool post = strcmp(h->method, "POST") == 0 && adm->ops->route != NULL;
+	struct evbuffer *out = evbuffer_new();
+	const struct token *by = NULL;
+
+	if (out == NULL)
+		xalloc_fail("evbuffer");
+	if (!head && !post && strcmp(h->method, "GET") != 0) {
+		evbuffer_add_printf(out, "method not allowed\n");
+		admin_reply(c, false, 405, "Method Not Allowed", "text/plain",
+			    adm->ops->route != NULL ? "Allow: GET, HEAD, POST\r\n"
+						    : "Allow: GET, HEAD\r\n",
+			    out);
+	} else if (strcmp(uri, "/healthz") != 0 && !admin_authorized(h->auth, adm->tokens, &by)) {
+		evbuffer_add_printf(out, "unauthorized: send Authorization: Bearer TOKEN "
+					 "(a token in admin_token_file)\n");
+		admin_reply(c, head, 401, "Unauthorized", "text/plain",
+			    "WWW-Authenticate: Basic realm=\"netwall\", charset=\"UTF-8\"\r\n",
+			    out);
+	} else if ((post || admin_own(c, head, uri, out) == 0) &&
+		   admin_route(c, h, body, body_len, by) == 0) {
+		evbuffer_add_printf(out, "not found: try /, /healthz, /metrics, /status\n");
+		admin_reply(c, head, 404, "Not Found", "text/plain", NULL, out);
+	}
+	evbuffer_free(out);
+}
+
+/* Refuses what the listener does not take before it is looked at: a target too long, a
+ * body too long or chunked, a POST without a length. Returns 0 when the request may be
+ * handled (its body, if any, being content_length bytes). */
+static int admin_refuse(struct admin_conn *c, const struct admin_head *h)
+{
+	if (strlen(h->target) > ADMIN_MAX_TARGET)
+		admin_reply(c, false, 414, "URI Too Long", "text/plain", NULL, NULL);
+	else if (h->chunked)
+		admin_reply(c, false, 501, "Not Implemented", "text/plain", NULL, NULL);
+	else if (h->content_length > ADMIN_MAX_BODY)
+		admin_reply(c, false, 413, "Content Too Large", "text/plain", NULL, NULL);
+	else if (strcmp(h->method, "POST") == 0 && h->content_length == -1)
+		admin_reply(c, false, 411, "Length Required", "text/plain", NULL, NULL);
+	else
+		return 0;
+	return -1;
 }
 
 /* The end of the header block in in's first len bytes: the offset just past the blank
@@ -306,29 +472,49 @@ static void admin_on_read(struct bufferevent *bev, void *arg)
 	struct admin_conn *c = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	size_t len = evbuffer_get_length(in);
-	char req[ADMIN_MAX_HEADERS + 1];
-	char *method, *target;
-	const char *auth;
-	size_t end;
+	char req[ADMIN_MAX_HEADERS + ADMIN_MAX_BODY + 1];
+	struct admin_head h;
+	size_t end, blen;
+	char body[ADMIN_MAX_BODY + 1];
 
-	if (len > ADMIN_MAX_HEADERS)
-		len = ADMIN_MAX_HEADERS;
+	if (c->later != NULL) { /* one request per connection: the rest is not read */
+		admin_wipe(in);
+		evbuffer_drain(in, len);
+		return;
+	}
+	if (len > ADMIN_MAX_HEADERS + ADMIN_MAX_BODY)
+		len = ADMIN_MAX_HEADERS + ADMIN_MAX_BODY;
 	evbuffer_copyout(in, req, len);
-	end = admin_header_end(req, len);
+	end = admin_header_end(req, len < ADMIN_MAX_HEADERS ? len : ADMIN_MAX_HEADERS);
 	if (end == 0) {
-		if (evbuffer_get_length(in) >= ADMIN_MAX_HEADERS)
+		if (len >= ADMIN_MAX_HEADERS)
 			admin_reply(c, false, 431, "Request Header Fields Too Large", "text/plain",
 				    NULL, NULL);
 		goto out;
 	}
+	/* the body, kept aside before the header block is cut in place */
+	blen = len - end; /* at most ADMIN_MAX_BODY of it is kept: no longer body is taken */
+	if (blen > ADMIN_MAX_BODY)
+		blen = ADMIN_MAX_BODY;
+	memcpy(body, req + end, blen);
 	req[end] = '\0';
-	if (memchr(req, '\0', end) != NULL || admin_parse(req, &method, &target, &auth) == -1)
+	if (memchr(req, '\0', end) != NULL || admin_parse(req, &h) == -1) {
 		admin_reply(c, false, 400, "Bad Request", "text/plain", NULL, NULL);
-	else
-		admin_handle(c, method, target, auth);
+	} else if (admin_refuse(c, &h) == 0) {
+		size_t want = h.content_length > 0 ? (size_t)h.content_length : 0;
+
+		if (blen < want)
+			goto out; /* the rest of the body is still to come */
+		body[want] = '\0';
+		if (memchr(body, '\0', want) != NULL)
+			admin_reply(c, false, 400, "Bad Request", "text/plain", NULL, NULL);
+		else
+			admin_handle(c, &h, body, want);
+	}
 out:
-	/* the copy may hold the token, whichever way the request went */
+	/* the copies may hold the token, whichever way the request went */
 	OPENSSL_cleanse(req, len);
+	OPENSSL_cleanse(body, sizeof(body));
 }
 
 static void admin_on_write(struct bufferevent *bev, void *arg)
@@ -368,8 +554,8 @@ static void admin_on_accept(void *arg, int fd, const struct sockaddr *sa,
 	c->deadline = evtimer_new(adm->base, admin_on_deadline, c);
 	if (c->bev == NULL || c->deadline == NULL)
 		xalloc_fail("event");
-	/* never more than the header limit (and one byte to tell it was passed) held */
-	bufferevent_setwatermark(c->bev, EV_READ, 0, ADMIN_MAX_HEADERS);
+	/* never more than the header and body limits held */
+	bufferevent_setwatermark(c->bev, EV_READ, 0, ADMIN_MAX_HEADERS + ADMIN_MAX_BODY);
 	bufferevent_setcb(c->bev, admin_on_read, admin_on_write, admin_on_event, c);
 	bufferevent_enable(c->bev, EV_READ);
 	evtimer_add(c->deadline, &tv);
@@ -379,8 +565,9 @@ static void admin_on_accept(void *arg, int fd, const struct sockaddr *sa,
 	adm->conns = c;
 }
 
-struct admin *admin_new(struct event_base *base, const struct addr *a, const char *token,
-			const struct admin_ops *ops, void *arg, char *err, size_t errlen)
+struct admin *admin_new(struct event_base *base, const struct addr *a,
+			const struct tokens *tokens, const struct admin_ops *ops, void *arg,
+			char *err, size_t errlen)
 {
 	struct admin *adm = xcalloc(1, sizeof(*adm));
 	struct listener_limits lim = { .max_connections = ADMIN_MAX_CONNECTIONS,
@@ -391,8 +578,8 @@ struct admin *admin_new(struct event_base *base, const struct addr *a, const cha
 	adm->base = base;
 	adm->ops = ops;
 	adm->arg = arg;
-	adm->token = xstrdup(token);
-	if (token == NULL && !admin_is_loopback(a)) {
+	adm->tokens = tokens_copy(tokens);
+	if (tokens == NULL && !admin_is_loopback(a)) {
 		char where[ADDR_STRLEN];
 		addr_format((const struct sockaddr *)&a->ss, where, sizeof(where));
 		log_warn("event=admin_exposed addr=%s (not loopback and no admin_token_file: "
@@ -417,28 +604,24 @@ void admin_free(struct admin *adm)
 		admin_conn_free(adm->conns);
 	listener_free(adm->l);
 	listener_set_free(adm->set);
-	if (adm->token != NULL)
-		OPENSSL_cleanse(adm->token, strlen(adm->token));
-	free(adm->token);
+	tokens_free(adm->tokens);
 	free(adm);
 }
 
 int admin_reconfigure(struct admin **adm, struct event_base *base, const struct addr *a,
-		      const char *token, const struct admin_ops *ops, void *arg, char *err,
-		      size_t errlen)
+		      const struct tokens *tokens, const struct admin_ops *ops, void *arg,
+		      char *err, size_t errlen)
 {
 	if (*adm != NULL && a != NULL && addr_equal(listener_addr((*adm)->l), a)) {
-		if ((*adm)->token != NULL)
-			OPENSSL_cleanse((*adm)->token, strlen((*adm)->token));
-		free((*adm)->token);
-		(*adm)->token = xstrdup(token);
+		tokens_free((*adm)->tokens);
+		(*adm)->tokens = tokens_copy(tokens);
 		return 0;
 	}
 	admin_free(*adm);
 	*adm = NULL;
 	if (a == NULL)
 		return 0;
-	*adm = admin_new(base, a, token, ops, arg, err, errlen);
+	*adm = admin_new(base, a, tokens, ops, arg, err, errlen);
 	if (*adm == NULL) {
 		log_error("event=admin_failed error=\"%s\"", err);
 		return -1;

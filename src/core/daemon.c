@@ -16,7 +16,7 @@
 #include "core/filter.h"
 #include "core/lifecycle.h"
 #include "core/loop.h"
-#include "core/secret.h"
+#include "core/tokens.h"
 #include "core/xalloc.h"
 
 void daemon_conf_defaults(struct daemon_conf *d, const char *admin_addr)
@@ -32,27 +32,26 @@ void daemon_conf_defaults(struct daemon_conf *d, const char *admin_addr)
 
 static void daemon_token_free(struct daemon_conf *d)
 {
-	secret_free(d->admin_token);
-	d->admin_token = NULL;
+	tokens_free(d->admin_tokens);
+	d->admin_tokens = NULL;
 }
 
 void daemon_conf_free(struct daemon_conf *d)
 {
 	daemon_token_free(d);
 	free(d->user);
-	d->admin_token = NULL;
 	d->user = NULL;
 }
 
-/* Reads the admin token from path. */
-static char *daemon_read_token(struct conf *cf, const char *path)
+/* Reads the admin tokens from path. */
+static struct tokens *daemon_read_tokens(struct conf *cf, const char *path)
 {
 	char err[PATH_MAX + 128];
-	char *tok = secret_read_token(path, ADMIN_TOKEN_MIN, ADMIN_TOKEN_MAX, err, sizeof(err));
+	struct tokens *t = tokens_read(path, ADMIN_TOKEN_MIN, ADMIN_TOKEN_MAX, err, sizeof(err));
 
-	if (tok == NULL)
+	if (t == NULL)
 		conf_error(cf, "admin_token_file: %s", err);
-	return tok;
+	return t;
 }
 
 int daemon_conf_key(struct conf *cf, struct daemon_conf *d, const char *key, const char *v)
@@ -66,7 +65,7 @@ int daemon_conf_key(struct conf *cf, struct daemon_conf *d, const char *key, con
 	} else if (strcmp(key, "admin_token_file") == 0) {
 		char *path = conf_path(cf, v);
 		daemon_token_free(d);
-		d->admin_token = v[0] ? daemon_read_token(cf, path) : NULL;
+		d->admin_tokens = v[0] ? daemon_read_tokens(cf, path) : NULL;
 		if (v[0] == '\0')
 			conf_error(cf, "admin_token_file: empty value (want a file path)");
 		free(path);
@@ -182,7 +181,7 @@ static int daemon_admin(struct daemon *dm, const struct daemon_conf *c)
 	if (dm->admin == NULL && !c->admin_on)
 		return 0;
 	return admin_reconfigure(&dm->admin, dm->base, c->admin_on ? &c->admin : NULL,
-				 c->admin_token, dm->r->admin, dm->d, err, sizeof(err));
+				 c->admin_tokens, dm->r->admin, dm->d, err, sizeof(err));
 }
 
 static void daemon_reload(void *arg)
@@ -204,7 +203,7 @@ static void daemon_reload(void *arg)
 	}
 	/* apply may free cfg: what follows it is copied first */
 	c = *dm->r->conf(cfg);
-	c.admin_token = xstrdup(c.admin_token);
+	c.admin_tokens = tokens_copy(c.admin_tokens);
 	c.user = NULL;
 	if (dm->r->apply(dm->d, cfg) == -1) {
 		log_error("event=reload_failed error=\"kept the running configuration\"");
@@ -214,7 +213,7 @@ static void daemon_reload(void *arg)
 		log_set_level(c.log_level);
 		daemon_admin(dm, &c); /* a failure is logged and leaves the admin listener off */
 	}
-	secret_free(c.admin_token);
+	tokens_free(c.admin_tokens);
 }
 
 static double daemon_drain(void *arg)
@@ -299,7 +298,7 @@ static void *daemon_load(const struct daemon_role *r, const char *file, struct d
 		return NULL;
 	}
 	*run = *c;
-	run->admin_token = NULL;
+	run->admin_tokens = NULL;
 	run->user = xstrdup(c->user); /* never stay root for want of memory */
 	return cfg;
 }

@@ -14,7 +14,7 @@
 struct daemon_conf {
 	bool admin_on;
 	struct addr admin;
-	char *admin_token; /* the token from admin_token_file, or NULL: no token asked */
+	struct tokens *admin_tokens; /* from admin_token_file (core/tokens.h), or NULL: none asked */
 	enum log_level log_level;
 	char *user;      /* switch to this user once bound; NULL: stay as started */
 	bool allow_root; /* may run as root without user (also NETWALL_ALLOW_ROOT=1) */

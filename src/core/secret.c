@@ -40,15 +40,15 @@ static char *secret_parse(const char *path, char *raw, size_t len, size_t min, s
 	return xstrndup(raw + a, len - a);
 }
 
-char *secret_read_token(const char *path, size_t min, size_t max, char *err, size_t errlen)
+char *secret_read_file(const char *path, size_t cap, size_t *len, char *err, size_t errlen)
 {
-	size_t cap = max + 4096, len = 0; /* room for surrounding white space, and to see more */
-	char *raw, *tok = NULL;
+	char *raw;
 	ssize_t n = 0;
 	struct stat st;
 	/* non-blocking: a FIFO must not hold the loop in open() until a writer comes */
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 
+	*len = 0;
 	if (fd == -1) {
 		snprintf(err, errlen, "cannot read '%s': %s", path, strerror(errno));
 		return NULL;
@@ -59,15 +59,30 @@ char *secret_read_token(const char *path, size_t min, size_t max, char *err, siz
 		return NULL;
 	}
 	raw = xmalloc(cap);
-	while (len < cap && ((n = read(fd, raw + len, cap - len)) > 0 || (n == -1 && errno == EINTR)))
-		len += n > 0 ? (size_t)n : 0;
-	if (n == -1)
-		snprintf(err, errlen, "cannot read '%s': %s", path, strerror(errno));
-	else if (len == cap)
-		snprintf(err, errlen, "'%s': longer than %zu bytes", path, cap - 1);
-	else
-		tok = secret_parse(path, raw, len, min, max, err, errlen);
+	while (*len < cap &&
+	       ((n = read(fd, raw + *len, cap - *len)) > 0 || (n == -1 && errno == EINTR)))
+		*len += n > 0 ? (size_t)n : 0;
 	close(fd);
+	if (n == -1 || *len == cap) {
+		if (n == -1)
+			snprintf(err, errlen, "cannot read '%s': %s", path, strerror(errno));
+		else
+			snprintf(err, errlen, "'%s': longer than %zu bytes", path, cap - 1);
+		explicit_bzero(raw, cap);
+		free(raw);
+		return NULL;
+	}
+	return raw;
+}
+
+char *secret_read_token(const char *path, size_t min, size_t max, char *err, size_t errlen)
+{
+	size_t cap = max + 4096, len; /* room for surrounding white space, and to see more */
+	char *raw = secret_read_file(path, cap, &len, err, errlen), *tok;
+
+	if (raw == NULL)
+		return NULL;
+	tok = secret_parse(path, raw, len, min, max, err, errlen);
 	explicit_bzero(raw, cap);
 	free(raw);
 	return tok;

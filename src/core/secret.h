@@ -12,6 +12,11 @@
  * byte read is wiped. */
 char *secret_read_token(const char *path, size_t min, size_t max, char *err, size_t errlen);
 
+/* Reads the whole file at path into cap bytes of memory of its own (the caller wipes all
+ * cap bytes and frees it), its length in *len; a file of cap bytes or more is refused. Only
+ * a regular file is read. Returns NULL with err naming path, never the bytes. */
+char *secret_read_file(const char *path, size_t cap, size_t *len, char *err, size_t errlen);
+
 /* Wipes and frees a copy from secret_read_token. Accepts NULL. */
 void secret_free(char *token);
 

@@ -18,6 +18,7 @@
 #include "core/loop.h"
 #include "core/tls.h"
 #include "core/xalloc.h"
+#include "intake/browse_worker.h"
 #include "intake/budget.h"
 #include "intake/commit.h"
 #include "intake/conn.h"
@@ -69,6 +70,7 @@ static int intake_apply(struct intake *in, struct intake_config *cfg)
 	listener_set_limits(in->sources, &lim);
 	in->cfg->reuse_reject = cfg->reuse_reject;
 	in->cfg->strict = cfg->strict;
+	in->cfg->browse = cfg->browse; /* its thread starts on the first page */
 	in->cfg->drain_timeout = cfg->drain_timeout;
 	log_info("event=reloaded file=%s rules=%zu", cfg->file, in->cfg->nrules);
 	intake_config_free(cfg);
@@ -214,6 +216,7 @@ static void intake_free(struct intake *in)
 		conn_close(in->conns, "shutdown");
 	listener_set_free(in->accepted); /* every connection gave its count back */
 	listener_set_free(in->sources);
+	browse_worker_free(in->browser); /* after admin_free: its answers find no connection */
 	commit_free(in->commit); /* runs the last done callbacks: their jobs are orphans now */
 	loop_free_event(&in->resume_ev);
 	loop_free_event(&in->stall_ev);

@@ -324,6 +324,9 @@ static void intake_key_intake(struct conf *cf, struct intake_config *c, const ch
 	} else if (strcmp(key, "strict") == 0) {
 		if (conf_bool(v, &c->strict) == -1)
 			conf_error(cf, "strict: want on or off, got '%s'", v);
+	} else if (strcmp(key, "browse") == 0) {
+		if (conf_bool(v, &c->browse) == -1)
+			conf_error(cf, "browse: want on or off, got '%s'", v);
 	} else if (daemon_conf_key(cf, &c->d, key, v)) {
 		/* admin, admin_token_file, log_level, user, allow_root, seccomp */
 	} else if (strcmp(key, "drain_timeout") == 0) {
@@ -427,6 +430,8 @@ static void intake_check(struct conf *cf, struct intake_config *c, const struct 
 		conf_error(cf, "[intake]: memory_budget (%llu) is less than %u x max_message (%llu)",
 			   (unsigned long long)c->memory_budget, INTAKE_BUDGET_FACTOR,
 			   (unsigned long long)c->max_message);
+	if (c->browse && c->d.admin_tokens == NULL)
+		conf_error(cf, "browse: on needs admin_token_file (its pages show patient data)");
 	if (c->backoff_max < c->backoff_min)
 		conf_error(cf, "[deliver]: backoff_max is shorter than backoff_min");
 	if (!l->seen_route)

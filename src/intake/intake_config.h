@@ -61,6 +61,7 @@ struct intake_config {
 	char *deliver_ca;
 	double deliver_timeout, connect_timeout, backoff_min, backoff_max, poll;
 	uint64_t max_attempts, concurrency;
+	bool browse; /* the message browser on the admin listener (intake/browse.c) */
 	struct daemon_conf d; /* admin, log level, user, filter */
 	double drain_timeout;
 };

@@ -105,6 +105,7 @@ struct intake_err {
 };
 
 
+struct browse_worker;
 struct conn;
 struct job;
 
@@ -204,6 +205,7 @@ struct intake {
 	struct commit *commit;
 	struct deliver *deliver;
 	const char *store_kind; /* "sqlite" or "postgresql" */
+	struct browse_worker *browser; /* the message browser's thread, from its first page */
 	struct conn *conns;
 	uint64_t nconns;
 	uint64_t peak;

@@ -12,6 +12,7 @@
 #include "core/clock.h"
 #include "core/metrics.h"
 #include "core/page.h"
+#include "intake/browse.h"
 #include "intake/state.h"
 #include "intake/store.h"
 
@@ -321,4 +322,5 @@ const struct admin_ops status_admin_ops = {
 	.page_body = intake_page,
 	.status_json = status_json,
 	.health = intake_health,
+	.route = browse_route,
 };

@@ -21,36 +21,52 @@
 
 #define TOKEN "s3cret-token-0123456789"
 
+/* admin_authorized against a token file that holds text (NULL: no file). */
+static bool authorized(const char *auth, const char *text)
+{
+	char err[256];
+	struct tokens *t = NULL;
+	bool ok;
+
+	if (text != NULL) {
+		t = tokens_parse("t", text, strlen(text), 1, ADMIN_TOKEN_MAX, err, sizeof(err));
+		assert_non_null(t);
+	}
+	ok = admin_authorized(auth, t, NULL);
+	tokens_free(t);
+	return ok;
+}
+
 static void test_bearer(void **state)
 {
-	assert_true(admin_authorized(NULL, NULL));
-	assert_true(admin_authorized("anything", NULL));
-	assert_true(admin_authorized("Bearer " TOKEN, TOKEN));
-	assert_true(admin_authorized("bearer  " TOKEN, TOKEN));
-	assert_false(admin_authorized(NULL, TOKEN));
-	assert_false(admin_authorized("", TOKEN));
-	assert_false(admin_authorized("Bearer", TOKEN));
-	assert_false(admin_authorized("Bearer ", TOKEN));
-	assert_false(admin_authorized("Bearer " TOKEN "x", TOKEN));
-	assert_false(admin_authorized("Bearer s3cret-token-012345678", TOKEN));
-	assert_false(admin_authorized("Bearer S3CRET-TOKEN-0123456789", TOKEN));
-	assert_false(admin_authorized(TOKEN, TOKEN));
-	assert_false(admin_authorized("Token " TOKEN, TOKEN));
+	assert_true(authorized(NULL, NULL));
+	assert_true(authorized("anything", NULL));
+	assert_true(authorized("Bearer " TOKEN, TOKEN));
+	assert_true(authorized("bearer  " TOKEN, TOKEN));
+	assert_false(authorized(NULL, TOKEN));
+	assert_false(authorized("", TOKEN));
+	assert_false(authorized("Bearer", TOKEN));
+	assert_false(authorized("Bearer ", TOKEN));
+	assert_false(authorized("Bearer " TOKEN "x", TOKEN));
+	assert_false(authorized("Bearer s3cret-token-012345678", TOKEN));
+	assert_false(authorized("Bearer S3CRET-TOKEN-0123456789", TOKEN));
+	assert_false(authorized(TOKEN, TOKEN));
+	assert_false(authorized("Token " TOKEN, TOKEN));
 }
 
 static void test_basic(void **state)
 {
 	/* base64("ops:s3cret-token-0123456789"), base64(":..."), base64("ops:wrong") */
-	assert_true(admin_authorized("Basic b3BzOnMzY3JldC10b2tlbi0wMTIzNDU2Nzg5", TOKEN));
-	assert_true(admin_authorized("Basic OnMzY3JldC10b2tlbi0wMTIzNDU2Nzg5", TOKEN));
-	assert_false(admin_authorized("Basic b3BzOndyb25n", TOKEN));
+	assert_true(authorized("Basic b3BzOnMzY3JldC10b2tlbi0wMTIzNDU2Nzg5", TOKEN));
+	assert_true(authorized("Basic OnMzY3JldC10b2tlbi0wMTIzNDU2Nzg5", TOKEN));
+	assert_false(authorized("Basic b3BzOndyb25n", TOKEN));
 	/* no colon, bad base64, wrong length, empty */
-	assert_false(admin_authorized("Basic czNjcmV0LXRva2VuLTAxMjM0NTY3ODk=", TOKEN));
-	assert_false(admin_authorized("Basic !!!!", TOKEN));
-	assert_false(admin_authorized("Basic b3BzOnMzY3JldC10b2tlbi0wMTIzNDU2Nzg", TOKEN));
-	assert_false(admin_authorized("Basic ", TOKEN));
+	assert_false(authorized("Basic czNjcmV0LXRva2VuLTAxMjM0NTY3ODk=", TOKEN));
+	assert_false(authorized("Basic !!!!", TOKEN));
+	assert_false(authorized("Basic b3BzOnMzY3JldC10b2tlbi0wMTIzNDU2Nzg", TOKEN));
+	assert_false(authorized("Basic ", TOKEN));
 	/* the token followed by more: refused */
-	assert_false(admin_authorized("Basic b3BzOnMzY3JldC10b2tlbi0wMTIzNDU2Nzg5eA==", TOKEN));
+	assert_false(authorized("Basic b3BzOnMzY3JldC10b2tlbi0wMTIzNDU2Nzg5eA==", TOKEN));
 }
 
 /* The longest token a token file may hold also logs in through Basic, with a long user. */
@@ -69,9 +85,9 @@ static void test_basic_longest_token(void **state)
 	n = EVP_EncodeBlock(b64, (const unsigned char *)plain, (int)strlen(plain));
 	assert_true(n > 0);
 	snprintf(auth, sizeof(auth), "Basic %s", (const char *)b64);
-	assert_true(admin_authorized(auth, token));
+	assert_true(authorized(auth, token));
 	auth[strlen(auth) - 5] ^= 1; /* one bit off */
-	assert_false(admin_authorized(auth, token));
+	assert_false(authorized(auth, token));
 }
 
 static void test_minutes(void **state)
@@ -197,7 +213,7 @@ static void test_shared_keys(void **state)
 	assert_true(k.d.seccomp);
 	assert_false(k.d.allow_root);
 	assert_null(k.d.user);
-	assert_null(k.d.admin_token);
+	assert_null(k.d.admin_tokens);
 	assert_true(k.d.admin_on);
 	snprintf(text, sizeof(text),
 		 "[x]\nuser = nobody\nallow_root = yes\nseccomp = no\nadmin_token_file = %s\n"
@@ -209,7 +225,9 @@ static void test_shared_keys(void **state)
 	assert_true(k.d.allow_root);
 	assert_false(k.d.seccomp);
 	assert_false(k.d.admin_on);
-	assert_string_equal(k.d.admin_token, TOKEN);
+	assert_int_equal(k.d.admin_tokens->n, 1);
+	assert_string_equal(k.d.admin_tokens->t[0].secret, TOKEN);
+	assert_string_equal(k.d.admin_tokens->t[0].label, "admin");
 	assert_int_equal(k.d.log_level, LOG_WARN);
 	daemon_conf_free(&k.d);
 	/* a short token, a missing file, a token with a space, bad booleans */
@@ -221,7 +239,7 @@ static void test_shared_keys(void **state)
 	assert_non_null(strstr(msgs, ":2: admin_token_file:"));
 	assert_non_null(strstr(msgs, "want a token of 16 to 1024 characters"));
 	fd = open(tok, O_WRONLY | O_TRUNC);
-	assert_int_equal(write(fd, "0123456789 abcdefghij\n", 22), 22);
+	assert_int_equal(write(fd, "0123456789abcdefghij\x01\n", 22), 22);
 	close(fd);
 	assert_int_equal(load(text, &k, msgs, sizeof(msgs)), 1);
 	assert_non_null(strstr(msgs, "one line of printable ASCII"));
