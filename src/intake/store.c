@@ -142,7 +142,7 @@ int store_put(struct store *s, struct store_msg *msgs, size_t n, char *err, size
 	index = put_index(msgs, n);
 	rc = s->ops->put(s, msgs, n, err, errlen);
 	for (size_t i = 0; i < n; i++)
-		msgs[i].keys = rc == 0 && !msgs[i].duplicate ? msgs[i].index->nkeys : 0;
+		msgs[i].keys = rc == 0 && !msgs[i].duplicate ? msgs[i].index->nkeys + 1 : 0;
 	put_index_free(msgs, n, index);
 	if (made == NULL)
 		return rc;

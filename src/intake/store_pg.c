@@ -145,7 +145,7 @@ static void put_args_fill(struct put_args *a, const struct store_msg *m)
 	memcpy(a->lv, a->v, 3 * sizeof(a->lv[0]));
 	a->v[13] = m->warnings != NULL && m->warnings[0] != '\0' ? m->warnings : NULL;
 	a->v[14] = m->index->date;
-	store_pg_sql_keys(m->index, 1, NULL, a->keys);
+	store_pg_sql_keys(m->index, 1, NULL, m->control_id, a->keys);
 	for (int k = 0; k < 4; k++)
 		a->v[15 + k] = (const char *)buf_head(&a->keys[k]);
 	a->lv[3] = a->v[11];

@@ -63,7 +63,8 @@ static const char upgrade_v3_sql[] =
  * the keys only ever come from the message's own insert or from the merge. The sender's
  * index compares by byte: the dedupe lookup (sending_app, sending_facility, control_id)
  * must find its unique index in every plan, and a cached generic plan made on an empty
- * table picked the sender's index instead and read every message of the sender. */
+ * table picked the sender's index instead and read every message of the sender. The
+ * control ID is found as a key, as on SQLite. */
 static const char upgrade_v4_sql[] =
 	"CREATE TABLE message_keys_pending ("
 	" kind text NOT NULL,"
@@ -74,6 +75,10 @@ static const char upgrade_v4_sql[] =
 	"CREATE INDEX message_keys_pending_message ON message_keys_pending (message_id);"
 	"ALTER TABLE message_keys DROP CONSTRAINT IF EXISTS message_keys_message_id_fkey;"
 	"DROP INDEX messages_sender;"
+	"DROP INDEX messages_control;"
+	"INSERT INTO message_keys (kind, value, authority, id_type, message_id)"
+	" SELECT 'control', control_id, '', '', id FROM messages ORDER BY control_id, id"
+	" ON CONFLICT DO NOTHING;"
 	"CREATE INDEX messages_sender ON messages ((sending_app COLLATE \"C\"), id);";
 
 static const char backfill_select[] =
@@ -107,7 +112,7 @@ static int backfill_write(struct pg_store *p, const int64_t *ids, struct store_i
 	PGresult *r;
 	int rc;
 
-	store_pg_sql_keys(ix, n, ids, keys);
+	store_pg_sql_keys(ix, n, ids, NULL, keys);
 	buf_append(&dates[0], "{", 1);
 	buf_append(&dates[1], "{", 1);
 	for (size_t i = 0; i < n; i++) {

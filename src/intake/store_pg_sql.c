@@ -218,12 +218,19 @@ void store_pg_sql_array_add(struct buf *b, const char *s, bool first)
 }
 
 void store_pg_sql_keys(const struct store_index *ix, size_t n, const int64_t *ids,
-		       struct buf arr[5])
+		       const char *control, struct buf arr[5])
 {
 	bool first = true;
 
 	for (int a = 0; a < 5; a++)
 		buf_append(&arr[a], "{", 1);
+	if (control != NULL) {
+		store_pg_sql_array_add(&arr[0], store_key_kind_name(STORE_KEY_CONTROL), true);
+		store_pg_sql_array_add(&arr[1], control, true);
+		store_pg_sql_array_add(&arr[2], "", true);
+		store_pg_sql_array_add(&arr[3], "", true);
+		first = false;
+	}
 	for (size_t i = 0; i < n; i++) {
 		for (size_t j = 0; j < ix[i].nkeys; j++) {
 			const struct store_key *k = &ix[i].keys[j];

@@ -40,9 +40,10 @@ char *store_pg_sql_dup(const PGresult *r, int row, int col, size_t *len);
  * a NUL last, by the caller): a comma unless first, then s quoted. s is clean text. */
 void store_pg_sql_array_add(struct buf *b, const char *s, bool first);
 /* The four text arrays of the keys of ix (kind, value, authority, type), as parameters of
- * the statements that insert them; with ids (NULL: none) an array of id, once per key. */
+ * the statements that insert them; with ids (NULL: none) an array of id, once per key;
+ * without ids, a control ID (NULL: none) first, as a key of its own. */
 void store_pg_sql_keys(const struct store_index *ix, size_t n, const int64_t *ids,
-		       struct buf arr[5]);
+		       const char *control, struct buf arr[5]);
 /* Wipes a column of every row (raw messages) before the result is freed. */
 void store_pg_sql_wipe(PGresult *r, int col);
 int store_pg_sql_row(const PGresult *r, int i, struct store_row *row, bool with_body);

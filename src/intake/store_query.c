@@ -59,7 +59,7 @@ static void add_keys(struct store_query *q, const struct store_filter *f, bool p
 {
 	const char *v[STORE_KEY_NKINDS] = {
 		[STORE_KEY_PATIENT] = f->patient, [STORE_KEY_NAME] = f->name,
-		[STORE_KEY_ORDER] = f->order};
+		[STORE_KEY_ORDER] = f->order, [STORE_KEY_CONTROL] = f->control_id};
 
 	for (int k = 0; k < STORE_KEY_NKINDS; k++) {
 		const char *kind = store_key_kind_name((enum store_key_kind)k);
@@ -154,10 +154,10 @@ static const char *inner_order(const struct store_filter *f, bool pg)
 int store_query_list(struct store_query *q, const struct store_filter *f, const char *cols,
 		     bool pg)
 {
-	bool keyed = f->patient != NULL || f->name != NULL || f->order != NULL;
-	/* SQLite: the other conditions do not pick the index once a key or a control ID does */
-	const char *plus = !pg && (keyed || f->control_id != NULL) ? "+" : "";
-	const char *ctl_plus = !pg && keyed ? "+" : "";
+	bool keyed = f->patient != NULL || f->name != NULL || f->order != NULL ||
+		     f->control_id != NULL;
+	/* SQLite: the other conditions do not pick the index once a key does */
+	const char *plus = !pg && keyed ? "+" : "";
 
 	memset(q, 0, sizeof(*q));
 	add(q, "SELECT %s", cols);
@@ -167,8 +167,6 @@ int store_query_list(struct store_query *q, const struct store_filter *f, const 
 	if (f->limit > 0)
 		add(q, " AND id IN (SELECT id FROM messages WHERE %s", pg ? "true" : "1");
 	add_keys(q, f, pg);
-	if (f->control_id != NULL)
-		add(q, " AND %scontrol_id = %s", ctl_plus, text_param(q, pg, f->control_id));
 	if (f->app != NULL)
 		add(q, " AND %ssending_app%s = %s", plus, pg ? " COLLATE \"C\"" : "",
 		    text_param(q, pg, f->app));

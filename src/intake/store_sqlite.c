@@ -150,7 +150,7 @@ static int sq_put(struct store *s, struct store_msg *msgs, size_t n, char *err, 
 		m->id = sqlite3_last_insert_rowid(q->db);
 		m->reused = reused;
 		what = "insert keys";
-		rc = store_sqlite_conn_keys(q, q->st[ST_KEY], m->id, m->index);
+		rc = store_sqlite_conn_keys(q, q->st[ST_KEY], m->id, m->index, m->control_id);
 		if (rc != SQLITE_OK)
 			goto fail;
 		if (state != STORE_RECEIVED)

@@ -167,10 +167,18 @@ int store_sqlite_conn_pragma(struct sqlite_store *q, const char *sql, const char
 }
 
 int store_sqlite_conn_keys(struct sqlite_store *q, sqlite3_stmt *ins, int64_t id,
-			   const struct store_index *ix)
+			   const struct store_index *ix, const char *control)
 {
 	int rc = SQLITE_OK;
 
+	if (control != NULL) {
+		sqlite3_bind_text(ins, 1, store_key_kind_name(STORE_KEY_CONTROL), -1, SQLITE_STATIC);
+		sqlite3_bind_text(ins, 2, control, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(ins, 3, id);
+		sqlite3_bind_text(ins, 4, "", -1, SQLITE_STATIC);
+		sqlite3_bind_text(ins, 5, "", -1, SQLITE_STATIC);
+		rc = store_sqlite_conn_run(q, ins);
+	}
 	for (size_t i = 0; i < ix->nkeys && rc == SQLITE_OK; i++) {
 		const struct store_key *k = &ix->keys[i];
 

@@ -79,10 +79,11 @@ void store_sqlite_conn_rollback(struct sqlite_store *q);
 void store_sqlite_conn_text(char *dst, size_t cap, sqlite3_stmt *st, int col);
 /* A malloc'd copy of a BLOB column, *len set; never NULL. */
 char *store_sqlite_conn_blob(sqlite3_stmt *st, int col, size_t *len);
-/* Inserts the keys of ix for message id with ins (a prepared STORE_SQLITE_KEY_INSERT).
+/* Inserts the keys of ix for message id with ins (a prepared STORE_SQLITE_KEY_INSERT or
+ * STORE_SQLITE_PENDING_INSERT), and its control ID as a key unless control is NULL.
  * Returns SQLITE_OK or the error code. */
 int store_sqlite_conn_keys(struct sqlite_store *q, sqlite3_stmt *ins, int64_t id,
-			   const struct store_index *ix);
+			   const struct store_index *ix, const char *control);
 /* Runs a PRAGMA that answers with one text value and checks it is want (NULL: any).
  * Returns 0 or -1 with err. */
 int store_sqlite_conn_pragma(struct sqlite_store *q, const char *sql, const char *want, char *err,

@@ -92,7 +92,9 @@ static const char upgrade_v3_sql[] =
 	" BEGIN SELECT RAISE(ABORT, 'audit records cannot be deleted'); END;";
 
 /* Version 3 to 4: the keys store_put writes, appended in message order, until the intake
- * merges them into message_keys in bulk (store_merge_keys). */
+ * merges them into message_keys in bulk (store_merge_keys); the control ID is found as a
+ * key (its own index cost each commit a page per sender), every stored one moved in key
+ * order. */
 static const char upgrade_v4_sql[] =
 	"CREATE TABLE message_keys_pending ("
 	" message_id INTEGER NOT NULL REFERENCES messages (id),"
@@ -100,7 +102,10 @@ static const char upgrade_v4_sql[] =
 	" value TEXT NOT NULL,"
 	" authority TEXT NOT NULL DEFAULT '',"
 	" id_type TEXT NOT NULL DEFAULT '',"
-	" PRIMARY KEY (message_id, kind, value, authority, id_type)) WITHOUT ROWID;";
+	" PRIMARY KEY (message_id, kind, value, authority, id_type)) WITHOUT ROWID;"
+	"DROP INDEX messages_control;"
+	"INSERT INTO message_keys (kind, value, message_id, authority, id_type)"
+	" SELECT 'control', control_id, id, '', '' FROM messages ORDER BY control_id, id;";
 
 /* Messages indexed per step of the version 3 backfill: read, then written, so the
  * statement that reads is done before the table changes. */
@@ -130,7 +135,7 @@ static int backfill_step(struct sqlite_store *q, sqlite3_stmt *sel, sqlite3_stmt
 		sqlite3_bind_int64(date, 2, ids[i]);
 		rc = store_sqlite_conn_run(q, date);
 		if (rc == SQLITE_OK)
-			rc = store_sqlite_conn_keys(q, keys, ids[i], &ix[i]);
+			rc = store_sqlite_conn_keys(q, keys, ids[i], &ix[i], NULL);
 		if (rc != SQLITE_OK)
 			goto fail;
 	}

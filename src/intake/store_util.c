@@ -28,6 +28,7 @@ const char *store_key_kind_name(enum store_key_kind k)
 {
 	static const char *const names[STORE_KEY_NKINDS] = {
 		[STORE_KEY_PATIENT] = "patient", [STORE_KEY_NAME] = "name", [STORE_KEY_ORDER] = "order",
+		[STORE_KEY_CONTROL] = "control",
 	};
 
 	return (unsigned)k < STORE_KEY_NKINDS ? names[k] : "unknown";

@@ -39,6 +39,7 @@ enum store_key_kind {
 	STORE_KEY_PATIENT = 0, /* a PID-3 identifier (CX.1), with its authority and type */
 	STORE_KEY_NAME,        /* a PID-5 family name (XPN.1.1), ASCII letters upper-cased */
 	STORE_KEY_ORDER,       /* ORC-2 or ORC-3 (EI.1): the placer's or the filler's number */
+	STORE_KEY_CONTROL,     /* MSH-10 as stored (not decoded): written by the backends */
 	STORE_KEY_NKINDS
 };
 

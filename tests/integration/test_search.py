@@ -104,7 +104,7 @@ def store_sql(it, sql):
         db.close()
 
 
-KEYS_SENT = 18  # 6 + 3 + 3 + 3 + 3: patient identifiers, family names, order numbers
+KEYS_SENT = 23  # 7 + 4 + 4 + 4 + 4: patient identifiers, family names, order numbers, the control ID
 
 
 def test_pending_keys_are_merged(filled):

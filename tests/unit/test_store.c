@@ -1479,13 +1479,13 @@ static void test_search_merged(void **state)
 	}
 	put_ok(c->s, m, 12);
 	for (int i = 0; i < 12; i++) {
-		assert_int_equal(m[i].keys, 3); /* patient, name, order */
+		assert_int_equal(m[i].keys, 4); /* patient, name, order, control ID */
 		keys += m[i].keys;
 	}
 	assert_string_equal(found(c->s, (struct store_filter){ANY, .patient = "P507"}),
 			    ids_str(m[7].id, 0));
-	n = store_merge_keys(c->s, 4, err, sizeof(err));
-	assert_int_equal(n, 6); /* two whole messages: 4 keys asked */
+	n = store_merge_keys(c->s, 5, err, sizeof(err));
+	assert_int_equal(n, 8); /* two whole messages: 5 keys asked */
 	moved += (size_t)n;
 	/* half merged, half pending: both found */
 	assert_string_equal(found(c->s, (struct store_filter){ANY, .patient = "P500"}),
@@ -1515,13 +1515,13 @@ static void test_search_merged(void **state)
 
 static const char v3_to_v2_sqlite[] =
 	"DROP TABLE message_keys_pending;"
-	"DROP TABLE message_keys; DROP TABLE audit; DROP INDEX messages_control;"
+	"DROP TABLE message_keys; DROP TABLE audit;"
 	"DROP INDEX messages_type; DROP INDEX messages_sender; DROP INDEX messages_received;"
 	"DROP INDEX messages_date; ALTER TABLE messages DROP COLUMN message_date;"
 	"ALTER TABLE messages DROP COLUMN warnings; PRAGMA user_version = 2;";
 static const char v3_to_v2_pg[] =
 	"DROP TABLE message_keys, message_keys_pending, audit;"
-	"DROP INDEX messages_control, messages_type,"
+	"DROP INDEX messages_type,"
 	" messages_sender, messages_received, messages_date;"
 	"ALTER TABLE messages DROP COLUMN message_date, DROP COLUMN warnings;"
 	"UPDATE netwall_meta SET value = '2' WHERE key = 'schema_version';";
