@@ -23,7 +23,10 @@
 
 #define PRUNE_EVERY 60.0 /* seconds between passes */
 #define PRUNE_BATCH 500  /* messages per transaction */
-#define PRUNE_PAUSE 0.02 /* seconds between two transactions of a pass */
+#define PRUNE_PAUSE 0.02 /* seconds between two transactions of a pass, at least */
+/* ... and at least this many times as long as the last transaction took: the pruner holds
+ * the writer (SQLite has one) a third of the time at most, the committer has the rest */
+#define PRUNE_YIELD 2.0
 #define PRUNE_DAY_MS 86400000.0
 
 struct prune {
@@ -103,6 +106,7 @@ static void prune_pass(struct prune *p, double days, uint64_t limit)
 		 (unsigned long long)limit);
 	for (;;) {
 		uint64_t b;
+		double t = clock_mono();
 		int got = store_prune(p->store, &sel, &a, &b, err, sizeof(err));
 		bool stop;
 
@@ -116,7 +120,9 @@ static void prune_pass(struct prune *p, double days, uint64_t limit)
 		pthread_mutex_lock(&p->lock);
 		p->messages += (uint64_t)got;
 		p->bytes += b;
-		stop = (sel.before_ms == 0 && sel.excess == 0) || prune_wait(p, PRUNE_PAUSE, false);
+		t = (clock_mono() - t) * PRUNE_YIELD;
+		stop = (sel.before_ms == 0 && sel.excess == 0) ||
+		       prune_wait(p, t > PRUNE_PAUSE ? t : PRUNE_PAUSE, false);
 		pthread_mutex_unlock(&p->lock);
 		if (stop)
 			break;
