@@ -138,7 +138,10 @@ for b in $BACKENDS; do
 		for _ in $(seq 100); do psql -h 127.0.0.1 -p $P_PG -U postgres -Atc 'select 1' >/dev/null 2>&1 && break; sleep 0.2; done
 		log "postgresql: copying the store"
 		psql -h 127.0.0.1 -p $P_PG -U postgres -qc "DROP DATABASE IF EXISTS retain" \
-			-c "CREATE DATABASE retain TEMPLATE search$N" -c "ANALYZE" >/dev/null
+			-c "CREATE DATABASE retain TEMPLATE search$N" >/dev/null
+		# search.sh wrote the ids itself: the identity goes on after them
+		psql -h 127.0.0.1 -p $P_PG -U postgres -d retain -qc "ANALYZE" -c "SELECT setval(
+			pg_get_serial_sequence('messages', 'id'), (SELECT max(id) FROM messages))" >/dev/null
 		run postgresql "postgresql://postgres@127.0.0.1:$P_PG/retain" pg_size
 		psql -h 127.0.0.1 -p $P_PG -U postgres -qc "DROP DATABASE retain" >/dev/null
 		;;
