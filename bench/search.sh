@@ -20,6 +20,7 @@
 #               directory, removed at the end)
 #   --migrate   also time the migration of the SQLite store from schema 2 (its index and
 #               audit trail dropped, then netwall opens it and indexes every message again)
+#   --build-only  make the stores (in --dir, to be reused) and stop: bench/retain.sh's builder
 # As root (PostgreSQL runs as the postgres user), loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +33,7 @@ BACKENDS="sqlite postgresql"
 DIR=""
 MIGRATE=0
 RECORD=1
+BUILD_ONLY=0
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--n) N=$2; shift 2 ;;
@@ -40,7 +42,8 @@ while [[ $# -gt 0 ]]; do
 	--dir) DIR=$2; shift 2 ;;
 	--migrate) MIGRATE=1; shift ;;
 	--no-record) RECORD=0; shift ;;
-	-h | --help) sed -n '2,26p' "$0"; exit 0 ;;
+	--build-only) BUILD_ONLY=1; shift ;;
+	-h | --help) sed -n '2,27p' "$0"; exit 0 ;;
 	*) echo "search.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 done
@@ -203,6 +206,7 @@ for b in $BACKENDS; do
 	postgresql) make_pg ;;
 	*) echo "search.sh: unknown backend $b" >&2; exit 2 ;;
 	esac
+	((BUILD_ONLY)) && continue
 	run_searches "$b"
 	if [[ $b == sqlite && $MIGRATE == 1 ]]; then
 		cp "$STORE" "$TMP/v2.db"
@@ -218,6 +222,8 @@ for b in $BACKENDS; do
 		rm -f "$TMP/v2.db"*
 	fi
 done
+
+((BUILD_ONLY)) && exit 0
 
 # The table, in Markdown.
 {

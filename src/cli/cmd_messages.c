@@ -1,4 +1,4 @@
-/* netwall messages: list, show, count and replay the messages an intake stored. Reads the
+/* netwall messages: list, show, count, replay and purge the messages an intake stored. Reads the
  * store directly (the intake's config names it), so it works whether the intake runs or
  * not; replay puts messages back in the delivery queue of whichever intake runs. */
 #include <jansson.h>
@@ -41,11 +41,17 @@ static const char messages_usage[] =
 	"  replay ID           put a delivered, failed or dead message back in the queue\n"
 	"  replay --dead | --failed\n"
 	"                      put every dead (or failed) message back in the queue\n"
+	"  purge ID --reason TEXT\n"
+	"  purge --state S [--until WHEN] --reason TEXT\n"
+	"                      remove a message, or every one in state S (dead, delivered,\n"
+	"                      ignored or rejected) last changed before WHEN, with its search\n"
+	"                      keys; never a received or failed message (still to be\n"
+	"                      delivered); each batch is recorded in the audit trail\n"
 	"  audit [--limit N] [--before ID]\n"
 	"                      the audit trail, newest first: every show, search and replay,\n"
 	"                      when, by whom (the OS user), what was asked, which messages\n"
 	"\n"
-	"  --reason TEXT       why (show, search, replay): kept with the audit record\n"
+	"  --reason TEXT       why (show, search, replay, purge): kept with the audit record\n"
 	"  --json              machine-readable output (one JSON document)\n"
 	"  -h, --help          this text\n"
 	"\n"
@@ -217,8 +223,9 @@ static int parse_id(const char *s, int64_t *out)
  * search's criteria with search only. Returns -1 when it does, else the exit status. */
 static int check_args(struct messages_opts *o)
 {
-	bool criteria = o->patient || o->name || o->order || o->control_id || o->sender ||
-			o->date || o->since_ms || o->until_ms;
+	bool others = o->patient || o->name || o->order || o->control_id || o->sender ||
+		      o->date || o->since_ms;
+	bool criteria = others || o->until_ms;
 
 	if (o->cmd == NULL)
 		o->cmd = "list";
@@ -235,9 +242,18 @@ static int check_args(struct messages_opts *o)
 		fprintf(stderr, "netwall messages: replay needs one of ID, --dead or --failed\n");
 		return 2;
 	}
+	if (strcmp(o->cmd, "purge") == 0) {
+		if ((o->id > 0) == (o->state >= 0) || o->reason == NULL) {
+			fprintf(stderr, "netwall messages: purge needs ID or --state S, and --reason "
+					"TEXT\n");
+			return 2;
+		}
+		criteria = others || (o->until_ms && o->id > 0); /* --until with --state */
+	}
 	if (strcmp(o->cmd, "search") != 0 && criteria) {
 		fprintf(stderr, "netwall messages: --patient, --name, --order, --control-id, "
-				"--sender, --date, --since and --until are for search\n");
+				"--sender, --date, --since and --until are for search (and --until "
+				"for purge --state)\n");
 		return 2;
 	}
 	if (strcmp(o->cmd, "search") == 0 && !criteria && o->type == NULL && o->state < 0) {
@@ -298,7 +314,8 @@ static int parse_args(int argc, char **argv, struct messages_opts *o)
 		} else if (o->cmd == NULL && a[0] != '-') {
 			o->cmd = a;
 		} else if (o->cmd != NULL && o->id == 0 && a[0] != '-' &&
-			   (strcmp(o->cmd, "show") == 0 || strcmp(o->cmd, "replay") == 0)) {
+			   (strcmp(o->cmd, "show") == 0 || strcmp(o->cmd, "replay") == 0 ||
+			    strcmp(o->cmd, "purge") == 0)) {
 			if (parse_id(a, &o->id) == -1)
 				return 2;
 		} else {
@@ -347,6 +364,8 @@ int cmd_messages_main(int argc, char **argv)
 		rc = do_count(s, &o);
 	} else if (strcmp(o.cmd, "replay") == 0) {
 		rc = do_replay(s, &o);
+	} else if (strcmp(o.cmd, "purge") == 0) {
+		rc = messages_purge(s, &o);
 	} else {
 		fprintf(stderr, "netwall messages: unknown command '%s'\n\n%s", o.cmd,
 			messages_usage);

@@ -1,7 +1,8 @@
 /* netwall messages (cmd_messages.c): the options its rooms share. messages_out.c writes
  * what they print (times, JSON, text made safe for a terminal); messages_show.c shows one
  * message; messages_search.c finds messages by patient, order, sender, date and more;
- * messages_audit.c records every look at message content and lists the records. */
+ * messages_audit.c records every look at message content and lists the records;
+ * messages_purge.c removes messages by hand. */
 #ifndef NETWALL_CLI_MESSAGES_H
 #define NETWALL_CLI_MESSAGES_H
 #include <jansson.h>
@@ -49,7 +50,14 @@ int messages_search_opt(int argc, char **argv, int *i, struct messages_opts *o);
  * reason. Returns 0, or -1 having said why on stderr (then show nothing). */
 int messages_audit_note(struct store *s, const struct messages_opts *o, const char *action,
 			const char *what, const int64_t *ids, size_t n);
+/* The OS user running this command, "uid 1000" without a name; under sudo, "root (sudo
+ * by alice)": an audit record's who. */
+void messages_audit_who(char *out, size_t len);
 /* netwall messages audit: the records, newest first. Returns the exit status. */
 int messages_audit_list(struct store *s, const struct messages_opts *o);
+
+/* messages_purge.c: netwall messages purge (ID, or --state S [--until WHEN]), each
+ * transaction with its audit record. Returns the exit status. */
+int messages_purge(struct store *s, const struct messages_opts *o);
 
 #endif

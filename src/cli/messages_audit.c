@@ -13,9 +13,7 @@
 #include "cli/messages.h"
 #include "core/xalloc.h"
 
-/* The OS user running this command, "uid 1000" without a name; under sudo, "root (sudo
- * by alice)". */
-static void who_am_i(char *out, size_t len)
+void messages_audit_who(char *out, size_t len)
 {
 	struct passwd pw, *res = NULL;
 	char buf[1024], name[64];
@@ -38,7 +36,7 @@ int messages_audit_note(struct store *s, const struct messages_opts *o, const ch
 	struct store_audit a = {.who = who, .via = "cli", .action = action, .what = what,
 				.ids = ids, .nids = n, .reason = o->reason};
 
-	who_am_i(who, sizeof(who));
+	messages_audit_who(who, sizeof(who));
 	if (store_audit_add(s, &a, err, sizeof(err)) == -1) {
 		fprintf(stderr, "netwall messages: cannot write the audit record, so nothing is "
 				"shown: %s\n", err);

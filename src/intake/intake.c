@@ -25,6 +25,7 @@
 #include "intake/deliver.h"
 #include "intake/state.h"
 #include "intake/pipeline.h"
+#include "intake/prune.h"
 #include "intake/status.h"
 #include "intake/store.h"
 
@@ -72,6 +73,9 @@ static int intake_apply(struct intake *in, struct intake_config *cfg)
 	in->cfg->strict = cfg->strict;
 	in->cfg->browse = cfg->browse; /* its thread starts on the first page */
 	in->cfg->drain_timeout = cfg->drain_timeout;
+	in->cfg->retain_days = cfg->retain_days;
+	in->cfg->retain_bytes = cfg->retain_bytes;
+	prune_set(in->prune, cfg->retain_days, cfg->retain_bytes); /* a pass at once */
 	log_info("event=reloaded file=%s rules=%zu", cfg->file, in->cfg->nrules);
 	intake_config_free(cfg);
 	return 0;
@@ -217,6 +221,7 @@ static void intake_free(struct intake *in)
 	listener_set_free(in->accepted); /* every connection gave its count back */
 	listener_set_free(in->sources);
 	browse_worker_free(in->browser); /* after admin_free: its answers find no connection */
+	prune_free(in->prune);
 	commit_free(in->commit); /* runs the last done callbacks: their jobs are orphans now */
 	loop_free_event(&in->resume_ev);
 	loop_free_event(&in->stall_ev);
@@ -263,6 +268,11 @@ static struct intake *intake_new(struct event_base *base, struct intake_config *
 	}
 	if (cfg->url != NULL && intake_deliver_start(in) == -1)
 		goto fail;
+	in->prune = prune_new(cfg->store, cfg->retain_days, cfg->retain_bytes, err, sizeof(err));
+	if (in->prune == NULL) {
+		log_error("event=store_failed what=prune error=\"%s\"", err);
+		goto fail;
+	}
 	in->resume_ev = event_new(base, -1, 0, budget_resume_cb, in);
 	if (in->resume_ev == NULL)
 		xalloc_fail("event");

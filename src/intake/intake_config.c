@@ -16,6 +16,8 @@
 #define INTAKE_BUDGET_MAX (64ull * 1024 * 1024 * 1024)
 #define INTAKE_BUDGET_DEFAULT (64u * 1024 * 1024) /* or 4 x max_message, if more */
 #define INTAKE_BUDGET_FACTOR 4u
+#define INTAKE_RETAIN_DAYS_MAX 36500.0         /* retain_days: 0 (keep) .. 100 years */
+#define INTAKE_RETAIN_BYTES_MAX (1ull << 50)   /* retain_bytes: 0 (no bound) .. 1 PiB */
 
 /* The pharmacy message families and ADT: accepted when no [route] says otherwise. */
 static const char *const intake_default_accept[] = { "RDE", "RDS", "RAS", "RGV", "OMP",
@@ -331,6 +333,12 @@ static void intake_key_intake(struct conf *cf, struct intake_config *c, const ch
 		/* admin, admin_token_file, log_level, user, allow_root, seccomp */
 	} else if (strcmp(key, "drain_timeout") == 0) {
 		conf_seconds(cf, key, v, 0, 3600, &c->drain_timeout);
+	} else if (strcmp(key, "retain_days") == 0) {
+		if (num_seconds(v, 0, INTAKE_RETAIN_DAYS_MAX, &c->retain_days) == -1)
+			conf_error(cf, "retain_days: want days between 0 and %g (0: keep), got '%s'",
+				   INTAKE_RETAIN_DAYS_MAX, v);
+	} else if (strcmp(key, "retain_bytes") == 0) {
+		conf_count(cf, key, v, 0, INTAKE_RETAIN_BYTES_MAX, &c->retain_bytes);
 	} else {
 		conf_error(cf, "unknown key '%s' in [intake]", key);
 	}

@@ -62,6 +62,11 @@ struct intake_config {
 	double deliver_timeout, connect_timeout, backoff_min, backoff_max, poll;
 	uint64_t max_attempts, concurrency;
 	bool browse; /* the message browser on the admin listener (intake/browse.c) */
+	/* retention: delivered, ignored and rejected messages last changed longer ago than
+	 * retain_days (0: kept), and the oldest of them while the stored messages' bytes pass
+	 * retain_bytes (0: no bound), are removed by the pruning thread */
+	double retain_days;
+	uint64_t retain_bytes;
 	struct daemon_conf d; /* admin, log level, user, filter */
 	double drain_timeout;
 };

@@ -20,6 +20,7 @@
 #include "intake/commit.h"
 #include "intake/deliver.h"
 #include "intake/intake_config.h"
+#include "intake/prune.h"
 
 #define INTAKE_READ_CHUNK 65536        /* bytes fed to the framer per step */
 #define INTAKE_READ_MAX 16384          /* bytes one socket read may add to a connection's input;
@@ -204,6 +205,7 @@ struct intake {
 	size_t nls;
 	struct commit *commit;
 	struct deliver *deliver;
+	struct prune *prune; /* retention (prune.c) */
 	const char *store_kind; /* "sqlite" or "postgresql" */
 	struct browse_worker *browser; /* the message browser's thread, from its first page */
 	struct conn *conns;

@@ -182,6 +182,7 @@ static void status_register_metrics(struct metrics *m, void *arg)
 	metrics_add(m, status_conn_metrics, STATUS_NMETRICS(status_conn_metrics), s);
 	metrics_add(m, status_message_metrics, STATUS_NMETRICS(status_message_metrics), s);
 	metrics_add(m, status_store_metrics, STATUS_NMETRICS(status_store_metrics), s);
+	prune_metrics_add(in->prune, m);
 }
 
 /* /status's own keys: the store, the connections, the counts by state and their age

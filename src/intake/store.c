@@ -314,16 +314,12 @@ int store_merge_keys(struct store *s, size_t max, char *err, size_t errlen)
 	return s->ops->merge_keys(s, max, err, errlen);
 }
 
-int store_audit_add(struct store *s, const struct store_audit *a, char *err, size_t errlen)
+/* r made from a: clean copies of its text (audit_row_clear frees them), its ids joined. */
+static void audit_row_make(const struct store_audit *a, struct store_audit_row *r)
 {
-	struct store_audit_row r = {0};
 	struct buf ids = {0};
-	int rc;
 
-	if (a->who == NULL || a->action == NULL || a->via == NULL) {
-		err_set(err, errlen, "an audit record needs who, via and action");
-		return -1;
-	}
+	memset(r, 0, sizeof(*r));
 	for (size_t i = 0; i < a->nids; i++) {
 		char num[24];
 		int n = snprintf(num, sizeof(num), "%s%lld", i ? "," : "", (long long)a->ids[i]);
@@ -331,24 +327,81 @@ int store_audit_add(struct store *s, const struct store_audit *a, char *err, siz
 		buf_append(&ids, num, (size_t)n);
 	}
 	buf_append(&ids, "", 1);
-	r.at_ms = a->at_ms > 0 ? a->at_ms : clock_wall_ms();
-	r.messages = a->nids;
-	r.who = audit_text(a->who, true);
-	r.via = audit_text(a->via, true);
-	r.action = audit_text(a->action, true);
-	r.what = audit_text(a->what, true);
-	r.reason = a->reason != NULL && a->reason[0] != '\0' ? audit_text(a->reason, false) : NULL;
-	r.message_ids = xstrdup((const char *)buf_head(&ids));
+	r->at_ms = a->at_ms > 0 ? a->at_ms : clock_wall_ms();
+	r->messages = a->nids;
+	r->who = audit_text(a->who, true);
+	r->via = audit_text(a->via, true);
+	r->action = audit_text(a->action, true);
+	r->what = audit_text(a->what, true);
+	r->reason = a->reason != NULL && a->reason[0] != '\0' ? audit_text(a->reason, false) : NULL;
+	r->message_ids = xstrdup((const char *)buf_head(&ids));
 	buf_free(&ids);
+}
+
+static void audit_row_clear(struct store_audit_row *r)
+{
+	free(r->who);
+	free(r->via);
+	free(r->action);
+	store_wipe_free(r->what, strlen(r->what));
+	if (r->reason != NULL)
+		store_wipe_free(r->reason, strlen(r->reason));
+	free(r->message_ids);
+}
+
+int store_audit_add(struct store *s, const struct store_audit *a, char *err, size_t errlen)
+{
+	struct store_audit_row r;
+	int rc;
+
+	if (a->who == NULL || a->action == NULL || a->via == NULL) {
+		err_set(err, errlen, "an audit record needs who, via and action");
+		return -1;
+	}
+	audit_row_make(a, &r);
 	rc = s->ops->audit_add(s, &r, err, errlen);
-	free(r.who);
-	free(r.via);
-	free(r.action);
-	store_wipe_free(r.what, strlen(r.what));
-	if (r.reason != NULL)
-		store_wipe_free(r.reason, strlen(r.reason));
-	free(r.message_ids);
+	audit_row_clear(&r);
 	return rc;
+}
+
+int store_prune(struct store *s, const struct store_prune *p, const struct store_audit *a,
+		uint64_t *bytes, char *err, size_t errlen)
+{
+	struct store_audit_row r;
+	struct store_audit none = *a;
+	int rc;
+
+	*bytes = 0;
+	if (a->who == NULL || a->action == NULL || a->via == NULL) {
+		err_set(err, errlen, "an audit record needs who, via and action");
+		return -1;
+	}
+	if (p->id < 0 || p->state < -1 || p->state >= STORE_NSTATES ||
+	    (p->id == 0 && p->state != -1 && p->state != STORE_DELIVERED &&
+	     p->state != STORE_IGNORED && p->state != STORE_REJECTED && p->state != STORE_DEAD)) {
+		err_set(err, errlen, "received and failed messages are still to be delivered: "
+				     "they are never removed");
+		return -1;
+	}
+	if (p->max == 0 || (p->id == 0 && p->state == -1 && p->before_ms == 0 && p->excess == 0))
+		return 0;
+	none.ids = NULL; /* the backend names what it removed */
+	none.nids = 0;
+	audit_row_make(&none, &r);
+	rc = s->ops->prune(s, p, &r, bytes, err, errlen);
+	audit_row_clear(&r);
+	return rc;
+}
+
+int store_bytes(struct store *s, uint64_t *bytes, char *err, size_t errlen)
+{
+	*bytes = 0;
+	return s->ops->bytes(s, bytes, err, errlen);
+}
+
+int store_compact(struct store *s, char *err, size_t errlen)
+{
+	return s->ops->compact(s, err, errlen);
 }
 
 int store_audit_list(struct store *s, int64_t before_id, size_t limit,

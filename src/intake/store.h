@@ -111,4 +111,22 @@ int store_audit_add(struct store *s, const struct store_audit *a, char *err, siz
 int store_audit_list(struct store *s, int64_t before_id, size_t limit,
 		     struct store_audit_row **rows, char *err, size_t errlen);
 
+/* Removes the messages p selects (at most p->max, see struct store_prune) in ONE
+ * transaction, with their search keys and any delivery job, and appends a (clean) copy of
+ * the audit record a naming them in that same transaction (a's ids are not read); nothing
+ * is appended when nothing was removed. Audit records are never removed. Returns the number
+ * removed (0: none left to remove) with *bytes their stored sizes, or -1 with err. */
+int store_prune(struct store *s, const struct store_prune *p, const struct store_audit *a,
+		uint64_t *bytes, char *err, size_t errlen);
+
+/* The stored size of every message (their raw bytes), read through the indexes where they
+ * can answer. Returns 0 or -1 with err. */
+int store_bytes(struct store *s, uint64_t *bytes, char *err, size_t errlen);
+
+/* Gives the space of removed messages back: SQLite checkpoints its write-ahead log so the
+ * file truncated by the incremental vacuum of each prune shrinks on disk (a file made
+ * before auto_vacuum = INCREMENTAL only reuses the space); PostgreSQL: nothing to do, its
+ * autovacuum follows. Returns 0 or -1 with err. */
+int store_compact(struct store *s, char *err, size_t errlen);
+
 #endif

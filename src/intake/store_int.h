@@ -47,6 +47,12 @@ struct store_ops {
 			 size_t errlen);
 	int (*audit_list)(struct store *s, int64_t before_id, size_t limit,
 			  struct store_audit_row **rows, char *err, size_t errlen);
+	/* a: clean text, the record to append with the ids removed (its id, ids and count
+	 * are the backend's to fill) */
+	int (*prune)(struct store *s, const struct store_prune *p, const struct store_audit_row *a,
+		     uint64_t *bytes, char *err, size_t errlen);
+	int (*bytes)(struct store *s, uint64_t *bytes, char *err, size_t errlen);
+	int (*compact)(struct store *s, char *err, size_t errlen);
 };
 
 /* The first member of every backend's connection. */

@@ -23,6 +23,7 @@
 #include "core/xalloc.h"
 #include "intake/store_pg_audit.h"
 #include "intake/store_pg_conn.h"
+#include "intake/store_pg_prune.h"
 #include "intake/store_pg_read.h"
 #include "intake/store_pg_schema.h"
 #include "intake/store_pg_sql.h"
@@ -462,7 +463,8 @@ static struct store *pg_open(const char *url, char *err, size_t errlen)
 		goto fail;
 	}
 	PQsetNoticeProcessor(p->conn, quiet, NULL);
-	if (store_pg_schema_open(p, err, errlen) == -1 || store_pg_conn_session(p, err, errlen) == -1)
+	if (store_pg_schema_open(p, err, errlen) == -1 || store_pg_prune_index(p, err, errlen) == -1 ||
+	    store_pg_conn_session(p, err, errlen) == -1)
 		goto fail;
 	return &p->base;
 fail:
@@ -489,4 +491,7 @@ const struct store_ops store_pg_ops = {
 	.audit_add = store_pg_audit_add,
 	.audit_list = store_pg_audit_list,
 	.replay = pg_replay,
+	.prune = store_pg_prune,
+	.bytes = store_pg_prune_bytes,
+	.compact = store_pg_prune_compact,
 };

@@ -15,6 +15,7 @@
 #include "core/xalloc.h"
 #include "intake/store_sqlite_audit.h"
 #include "intake/store_sqlite_conn.h"
+#include "intake/store_sqlite_prune.h"
 #include "intake/store_sqlite_read.h"
 #include "intake/store_sqlite_schema.h"
 
@@ -422,10 +423,12 @@ static struct store *sqlite_open(const char *path, char *err, size_t errlen)
 	}
 	sqlite3_extended_result_codes(q->db, 1);
 	sqlite3_busy_handler(q->db, store_sqlite_conn_busy, q);
+	store_sqlite_prune_mode(q); /* first: a new file's mode is set before its tables */
 	/* the schema before foreign keys: migrating rebuilds the messages table */
 	if (store_sqlite_conn_pragma(q, "PRAGMA journal_mode = WAL", "wal", err, errlen) == -1 ||
 	    store_sqlite_conn_pragma(q, "PRAGMA synchronous = FULL", NULL, err, errlen) == -1 ||
 	    store_sqlite_schema_open(q, err, errlen) == -1 ||
+	    store_sqlite_prune_index(q, err, errlen) == -1 ||
 	    store_sqlite_conn_pragma(q, "PRAGMA foreign_keys = ON", NULL, err, errlen) == -1)
 		goto fail;
 	for (int i = 0; i < ST_N; i++) {
@@ -461,4 +464,7 @@ const struct store_ops store_sqlite_ops = {
 	.audit_add = store_sqlite_audit_add,
 	.audit_list = store_sqlite_audit_list,
 	.replay = sq_replay,
+	.prune = store_sqlite_prune,
+	.bytes = store_sqlite_prune_bytes,
+	.compact = store_sqlite_prune_compact,
 };

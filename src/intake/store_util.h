@@ -194,6 +194,19 @@ struct store_audit_row {
 	char *message_ids; /* "12,13,40" */
 };
 
+/* What store_prune removes in one transaction: retention (the intake's pruning thread) and
+ * netwall messages purge. Received and failed messages (still to be delivered) are never
+ * removed, whatever is asked. */
+struct store_prune {
+	int64_t id;        /* this message alone (delivered, ignored, rejected or dead); 0: by state */
+	int state;         /* -1: delivered, ignored and rejected, the least recently changed
+			    * first (retention); or one of those or dead, lowest id first */
+	int64_t before_ms; /* those last changed (updated_ms) before this; 0: no bound by age */
+	uint64_t excess;   /* with state -1: also the least recently changed whatever their
+			    * age, while the sizes taken so far are under this; 0: none */
+	size_t max;        /* messages at most */
+};
+
 /* Frees what store_claim, store_list and store_get handed out (raw bytes wiped). */
 void store_jobs_free(struct store_job *jobs, size_t n);
 void store_row_clear(struct store_row *row);
