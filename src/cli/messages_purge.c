@@ -9,7 +9,7 @@
 
 #include "cli/messages.h"
 
-#define PURGE_BATCH 500 /* messages per transaction: an intake writing meanwhile waits little */
+#define PURGE_BATCH 200 /* messages per transaction: an intake writing meanwhile waits little */
 
 static const char refused[] = "received and failed messages are still to be delivered, and "
 			      "purge never removes them (replay, or wait for delivery or a "

@@ -22,7 +22,7 @@
 #include "intake/store.h"
 
 #define PRUNE_EVERY 60.0 /* seconds between passes */
-#define PRUNE_BATCH 500  /* messages per transaction */
+#define PRUNE_BATCH 200  /* messages per transaction: an ACK waits for one at most */
 #define PRUNE_PAUSE 0.02 /* seconds between two transactions of a pass, at least */
 /* ... and at least this many times as long as the last transaction took: the pruner holds
  * the writer (SQLite has one) a third of the time at most, the committer has the rest */

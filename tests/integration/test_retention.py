@@ -187,14 +187,14 @@ def test_purge_by_hand_is_audited_and_refuses_what_is_undelivered(store):
     assert purges[1]["what"] == f"purge {ids['P-0']}"
 
 
-def test_sqlite_file_shrinks_in_batches_of_500(intake):
+def test_sqlite_file_shrinks_in_batches_of_200(intake):
     it = intake()
     it.proc.stop()
     old = int(time.time() * 1000) - 40 * DAY_MS
-    # 501 delivered messages of 16 KiB each, made old: one over a transaction's 500
+    # 201 delivered messages of 16 KiB each, made old: one over a transaction's 200
     subprocess.run(["sqlite3", it.store,
                     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
-                    "WHERE x < 501) INSERT INTO messages (sending_app, sending_facility, "
+                    "WHERE x < 201) INSERT INTO messages (sending_app, sending_facility, "
                     "control_id, type, version, peer, state, received_ms, updated_ms, size, "
                     "raw, ack, digest) SELECT 'A', 'F', 'C' || x, 'RDE^O11', '2.5.1', 'p', "
                     f"'delivered', {old}, {old}, 16384, randomblob(16384), x'00', "
@@ -202,14 +202,14 @@ def test_sqlite_file_shrinks_in_batches_of_500(intake):
     assert subprocess.run(["sqlite3", it.store, "PRAGMA auto_vacuum"], capture_output=True,
                           text=True, check=True).stdout.strip() == "2"   # incremental
     full = os.path.getsize(it.store)
-    assert full > 501 * 16384
+    assert full > 201 * 16384
     it2 = intake(store=it.store, intake={"retain_days": "30"})
     ev = it2.proc.wait_event("pruned", timeout=30)[0]
-    assert ev["messages"] == "501" and ev["bytes"] == str(501 * 16384)
+    assert ev["messages"] == "201" and ev["bytes"] == str(201 * 16384)
     # the file itself shrinks once the log is checkpointed (the pass ends with one)
     wait_until(lambda: os.path.getsize(it.store) < full // 4, 30, "the file shrinks")
     prune = [a for a in it2.messages("audit") if a["action"] == "prune"]
-    assert sorted(a["messages"] for a in prune) == [1, 500]
+    assert sorted(a["messages"] for a in prune) == [1, 200]
 
 
 @pytest.mark.parametrize("line, error", [
