@@ -172,7 +172,8 @@ static void admin_reply(struct admin_conn *c, bool head, int code, const char *r
 
 /* Takes the header line "Name: value" (cut in place) into h if it is one the listener
  * reads. Returns -1 when it makes the request malformed (a second Content-Length, a bad
- * one). */
+ * one, whitespace between the name and its colon: RFC 9112 5.1, as a proxy in front might
+ * read "Transfer-Encoding : chunked" otherwise than the listener). */
 static int admin_header(char *line, struct admin_head *h)
 {
 	static const struct {
@@ -191,6 +192,8 @@ static int admin_header(char *line, struct admin_head *h)
 	if (colon == NULL)
 		return 0;
 	nlen = (size_t)(colon - line);
+	if (nlen == 0 || strcspn(line, " \t") < nlen)
+		return -1;
 	for (v = colon + 1; *v == ' ' || *v == '\t'; v++)
 		;
 	/* the field value without its trailing whitespace */
@@ -528,9 +531,15 @@ static void admin_on_write(struct bufferevent *bev, void *arg)
 
 static void admin_on_event(struct bufferevent *bev, short what, void *arg)
 {
-	(void)bev;
-	(void)what;
-	admin_conn_free(arg);
+	struct admin_conn *c = arg;
+
+	/* a client that half-closed after its request (nc -N, some proxies) still waits for
+	 * the answer: the end of its input frees nothing while the answer is awaited */
+	if (c->later != NULL && (what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
+		bufferevent_disable(bev, EV_READ);
+		return;
+	}
+	admin_conn_free(c);
 }
 
 static void admin_on_deadline(evutil_socket_t fd, short what, void *arg)

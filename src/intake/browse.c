@@ -6,6 +6,8 @@
  * admin token that signed the page in, over the message id: a page of another site cannot
  * know it, even when the browser adds the cached Basic credentials to its forged POST.
  * Origin and Sec-Fetch-Site, when the browser sends them, must also say the same site.
+ * Every page, a GET too, is refused to a page of another site (browse_not_cross_site): a
+ * view is recorded under the signed-in label, and another site must not write that record.
  *
  * HEAD is refused (405): a view that shows nothing would still be one to record.
  *
@@ -581,6 +583,19 @@ static bool browse_origin_ok(const char *origin, const char *host)
 	return strcmp(origin, host) == 0;
 }
 
+/* Whether the browser, when it says, says the request is not another site's: every
+ * /messages page is refused to a page of another site, even a GET, which records a view
+ * under the signed-in label (an <img> of another site carries the browser's saved Basic
+ * credentials). Sec-Fetch-Site same-origin or none (typed, a bookmark), and an Origin
+ * naming this listener; a client that sends neither (curl, a script) is taken. */
+static bool browse_not_cross_site(const struct admin_req *req)
+{
+	if (req->fetch_site != NULL && strcmp(req->fetch_site, "same-origin") != 0 &&
+	    strcmp(req->fetch_site, "none") != 0)
+		return false;
+	return req->origin == NULL || browse_origin_ok(req->origin, req->host);
+}
+
 /* Whether a POST comes from a page of this listener: Sec-Fetch-Site (when sent) says
  * same-origin, Origin (when sent) is this host, and the form carries the anti-forgery
  * value of this message for the token that signed it in. The value is the defence; the
@@ -594,7 +609,7 @@ static bool browse_same_site(const struct admin_req *req, int64_t id)
 
 	if (req->fetch_site != NULL && strcmp(req->fetch_site, "same-origin") != 0)
 		return false;
-	if (req->origin != NULL && !browse_origin_ok(req->origin, req->host))
+	if (!browse_not_cross_site(req))
 		return false;
 	if (browse_terms_parse(req->body, names, 1, &t, why, sizeof(why)) == -1 || !t.set[0] ||
 	    strlen(t.v[0]) != 64)
@@ -688,6 +703,9 @@ int browse_route(const struct admin_req *req, struct admin_resp *resp, void *arg
 		return 0;
 	if (req->token == NULL) /* the configuration asks for a token file; never served open */
 		return browse_text(resp, 403, "Forbidden", "browse needs admin_token_file");
+	if (!browse_not_cross_site(req)) /* before anything is read or recorded */
+		return browse_text(resp, 403, "Forbidden", "refused: asked by a page of another "
+				   "site");
 	if (strcmp(tail, "/replay") == 0) {
 		if (!post)
 			return browse_method(resp, "POST");

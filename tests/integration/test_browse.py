@@ -364,3 +364,61 @@ def test_a_stalled_store_holds_no_ack(intake, postgres, tokens):
                "six searches recorded")
     code, _, page = request(port, search)
     assert code == 200 and page.count('<a href="/messages/') == 4
+
+
+def raw(port, data, shut=False):
+    """The bytes answered to data sent on one connection (shut: half-closed after it)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.sendall(data)
+    if shut:
+        s.shutdown(socket.SHUT_WR)
+    out = b""
+    while (b := s.recv(65536)):
+        out += b
+    s.close()
+    return out
+
+
+def test_refused_to_a_page_of_another_site(browsing):
+    """An <img> of another site's page carries the browser's saved Basic credentials: a GET
+    would record a search or a view under the operator's label. Refused, nothing recorded."""
+    it, port = browsing, browsing.admin.port
+    mid = ids_of(it, *MRN77)[0]
+    n = len(audit(it) or [])
+    for path in ("/messages?patient=MRN-77&reason=x", f"/messages/{mid}", "/messages"):
+        for h in ({"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},
+                  {"Origin": "http://evil.example"}, {"Origin": "null"},
+                  {"Origin": f"http://127.0.0.1:{port}", "Sec-Fetch-Site": "cross-site"}):
+            code, _, text = request(port, path, headers=h)
+            assert code == 403 and "MRN-77" not in text, (path, h, code)
+    assert len(audit(it) or []) == n
+    # typed or bookmarked (none), from its own pages (same-origin), or with no such header
+    for h in ({"Sec-Fetch-Site": "none"}, {"Sec-Fetch-Site": "same-origin",
+                                           "Origin": f"http://127.0.0.1:{port}"}, {}):
+        assert request(port, f"/messages/{mid}", headers=h)[0] == 200, h
+    assert len(audit(it)) == n + 3
+
+
+def test_half_closed_client_gets_its_page(browsing):
+    """A client that shuts its sending side after the request (nc -N) still gets the page
+    the worker makes."""
+    it, port = browsing, browsing.admin.port
+    mid = ids_of(it, *MRN77)[0]
+    out = raw(port, f"GET /messages/{mid} HTTP/1.1\r\nHost: x\r\n"
+                    f"Authorization: Bearer {ALICE}\r\n\r\n".encode(), shut=True)
+    assert out.startswith(b"HTTP/1.1 200 ") and b"MSH-10</td><td>BR-0<" in out, out[:80]
+
+
+def test_whitespace_before_a_header_colon_refused(browsing):
+    """RFC 9112 5.1: "Transfer-Encoding : chunked" is a 400, never a header ignored."""
+    it, port = browsing, browsing.admin.port
+    mid = ids_of(it, *MRN77)[0]
+    auth = f"Authorization: Bearer {ALICE}\r\n".encode()
+    post = f"POST /messages/{mid}/replay HTTP/1.1\r\nHost: x\r\n".encode() + auth
+    for te in (b"Transfer-Encoding : chunked", b"Transfer-Encoding\t: chunked"):
+        out = raw(port, post + te + b"\r\nContent-Length: 4\r\n\r\nabcd")
+        assert out.startswith(b"HTTP/1.1 400 "), (te, out[:40])
+    out = raw(port, b"GET /healthz HTTP/1.1\r\nHost : x\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400 "), out[:40]
+    assert raw(port, b"GET /healthz HTTP/1.1\r\nHost:x\r\n\r\n").startswith(b"HTTP/1.1 200 ")
+    assert [r for r in it.rows(state="dead") if r["id"] == mid]
