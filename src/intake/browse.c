@@ -296,7 +296,9 @@ static int browse_submit(struct intake *in, const struct admin_req *req,
 	    (in->browser = browse_worker_new(in->base, in->cfg->store, err, sizeof(err))) == NULL)
 		log_limited(&in->rate, LOG_WARN, "event=browse_failed what=thread error=\"%s\"",
 			    err);
-	if (in->browser == NULL || browse_worker_submit(in->browser, &r->job) == -1) {
+	/* the queue's room first: then a page the listener takes is always queued */
+	if (in->browser == NULL || browse_worker_full(in->browser) ||
+	    (r->later = admin_defer(req, BROWSE_ANSWER_MAX)) == NULL) {
 		browse_req_free(r);
 		if (in->browser != NULL)
 			log_limited(&in->rate, LOG_WARN, "event=browse_busy waiting=%d",
@@ -307,7 +309,9 @@ static int browse_submit(struct intake *in, const struct admin_req *req,
 			 BROWSE_HEADERS, BROWSE_RETRY_AFTER);
 		return 1;
 	}
-	r->later = admin_defer(req); /* the worker never reads later: done (loop) does */
+	/* the worker never reads later: done (loop) does */
+	if (browse_worker_submit(in->browser, &r->job) == -1)
+		abort(); /* a broken invariant: only this thread queues, and there was room */
 	return ADMIN_ROUTE_LATER;
 }
 
@@ -562,7 +566,8 @@ static void browse_show_run(struct browse_req *r, struct store *s)
 	snprintf(title, sizeof(title), "Message %lld", (long long)r->id);
 	browse_html(&r->resp);
 	browse_page_begin(r->resp.body, title, r->who.label);
-	browse_page_message(r->resp.body, &row, browse_replayable(row.state) ? csrf : NULL);
+	browse_page_message(r->resp.body, &row, browse_replayable(row.state) ? csrf : NULL,
+			    BROWSE_ANSWER_MAX - 1024); /* the header lines and the end */
 	browse_page_end(r->resp.body);
 	store_row_clear(&row);
 	OPENSSL_cleanse(csrf, sizeof(csrf));

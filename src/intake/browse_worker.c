@@ -148,6 +148,16 @@ fail:
 	return NULL;
 }
 
+bool browse_worker_full(struct browse_worker *w)
+{
+	bool full;
+
+	pthread_mutex_lock(&w->lock);
+	full = w->queued >= BROWSE_WORKER_QUEUE;
+	pthread_mutex_unlock(&w->lock);
+	return full;
+}
+
 int browse_worker_submit(struct browse_worker *w, struct browse_job *j)
 {
 	int rc = -1;

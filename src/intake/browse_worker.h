@@ -38,6 +38,10 @@ struct browse_worker;
 struct browse_worker *browse_worker_new(struct event_base *base, const char *spec, char *err,
 					size_t errlen);
 
+/* Whether BROWSE_WORKER_QUEUE jobs already wait (loop thread): a submit now would fail,
+ * and one after a false answer cannot, the loop thread being the only one to queue. */
+bool browse_worker_full(struct browse_worker *w);
+
 /* Queues j (loop thread). Returns 0, or -1 when BROWSE_WORKER_QUEUE jobs already wait: j
  * is then still the caller's. */
 int browse_worker_submit(struct browse_worker *w, struct browse_job *j);

@@ -422,3 +422,64 @@ def test_whitespace_before_a_header_colon_refused(browsing):
     assert out.startswith(b"HTTP/1.1 400 "), out[:40]
     assert raw(port, b"GET /healthz HTTP/1.1\r\nHost:x\r\n\r\n").startswith(b"HTTP/1.1 200 ")
     assert [r for r in it.rows(state="dead") if r["id"] == mid]
+
+
+ANSWER_MAX = 3 * 1024 * 1024      # BROWSE_ANSWER_MAX
+LATER_BYTES = 16 * 1024 * 1024    # ADMIN_LATER_BYTES
+
+
+def wide(ctrl, n):
+    """A message whose page would be 28 times its size: n one-byte components."""
+    return msg(ctrl, pid="MRN-W", segments=["ZZ1|" + "\"^" * n])
+
+
+def test_message_page_bounded(browsing):
+    """A message whose fields, one per row, would make a page of 5.6 MB: the page stops
+    listing them short of its ceiling and says so; the ACK is still shown."""
+    it, port = browsing, browsing.admin.port
+    with it.client() as c:
+        assert ack_code(c.call(wide("WIDE-1", 100_000))) == "AA"
+        assert ack_code(c.call(wide("WIDE-2", 500))) == "AA"
+    big, small = ids_of(it, "WIDE-1")[0], ids_of(it, "WIDE-2")[0]
+    code, _, page = request(port, f"/messages/{big}")
+    assert code == 200 and ANSWER_MAX - 64 * 1024 < len(page) <= ANSWER_MAX, len(page)
+    assert re.search(r'id="truncated">page truncated at \d+ bytes: the rest is not listed; '
+                     rf'use netwall messages show {big}<', page)
+    assert re.search(r'MSH-10</td><td>WIDE-1<', page) and "ZZ1-1.1<" in page
+    assert re.search(r'id="ack">MSH\|[^<]*\nMSA\|AA\|WIDE-1', page)
+    code, _, page = request(port, f"/messages/{small}")
+    assert code == 200 and 'id="truncated"' not in page and "ZZ1-1.500<" in page
+
+
+def test_answers_held_in_all_bounded(browsing):
+    """Pages nobody reads out hold at most 16 MiB of the intake together: five held pages of
+    3 MiB each and the sixth page is refused at once (503), before the store is read; when
+    a reader goes its bytes come back."""
+    it, port = browsing, browsing.admin.port
+    with it.client() as c:
+        assert ack_code(c.call(wide("WIDE-1", 100_000))) == "AA"
+    big = ids_of(it, "WIDE-1")[0]
+    get = f"GET /messages/{big} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ALICE}\r\n\r\n"
+    held = []
+    try:
+        for _ in range(5):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.settimeout(30)
+            s.connect(("127.0.0.1", port))
+            s.sendall(get.encode())
+            head = s.recv(4096)
+            assert head.startswith(b"HTTP/1.1 200 "), head[:40]
+            n = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+            assert n > (LATER_BYTES - ANSWER_MAX) // 5, n      # five hold more than 13 MiB
+            held.append(s)
+        n_audit = len(audit(it))
+        code, h, text = request(port, f"/messages/{big}")
+        assert code == 503 and h["Retry-After"] and "WIDE" not in text, code
+        assert len(audit(it)) == n_audit
+        held.pop().close()
+        wait_until(lambda: request(port, "/messages?patient=MRN-77")[0] == 200, 10,
+                   "a page once a held one is gone")
+    finally:
+        for s in held:
+            s.close()
