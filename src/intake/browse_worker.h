@@ -46,9 +46,9 @@ bool browse_worker_full(struct browse_worker *w);
  * is then still the caller's. */
 int browse_worker_submit(struct browse_worker *w, struct browse_job *j);
 
-/* Lets the running job finish (a store call in progress runs to its own bound), then runs
- * the done callback of every job, those never run with ran false, and frees w. Loop
- * thread. Accepts NULL. */
+/* Stops the thread: the running job's store call is interrupted (store_interrupt), so it
+ * fails at once rather than at the store's own bound; then runs the done callback of every
+ * job, those never run with ran false, and frees w. Loop thread. Accepts NULL. */
 void browse_worker_free(struct browse_worker *w);
 
 #endif

@@ -483,3 +483,41 @@ def test_answers_held_in_all_bounded(browsing):
     finally:
         for s in held:
             s.close()
+
+
+def test_stop_does_not_wait_for_a_stalled_page(intake, postgres, tokens):
+    """SIGTERM while a page waits on a store that does not answer (PostgreSQL's audit table
+    locked: the page would wait for statement_timeout, 30 s): the page's statement is
+    cancelled and the intake is gone within its drain_timeout and a margin."""
+    pg = postgres()
+    it = intake(store=pg_url(pg), intake={"browse": "on", "admin_token_file": tokens,
+                                          "drain_timeout": "1"})
+    port, search = it.admin.port, "/messages?patient=MRN-SD"
+    with it.client() as c:
+        assert ack_code(c.call(msg("SD-0", pid="MRN-SD"))) == "AA"
+    assert request(port, search)[0] == 200
+    lock = subprocess.Popen(["psql", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres",
+                             "-d", "netwall", "-v", "ON_ERROR_STOP=1"], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    pool = ThreadPoolExecutor(1)
+    try:
+        lock.stdin.write("BEGIN;\nLOCK TABLE audit IN ACCESS EXCLUSIVE MODE;\n")
+        lock.stdin.flush()
+        wait_until(lambda: psql(pg, AUDIT_LOCKS.format("AccessExclusiveLock")) == "1|0", 10,
+                   "the audit table locked")
+        page = pool.submit(request, port, search, timeout=60)
+        wait_until(lambda: psql(pg, AUDIT_LOCKS.format("RowExclusiveLock")) == "0|1", 10,
+                   "the browser's audit write waiting")
+        it.proc.stopped_by_test = True
+        it.proc.signal(signal.SIGTERM)
+        assert it.proc.wait_exit(1 + 3) is not None, "still running 4 s after SIGTERM"
+        assert it.proc.returncode == 0, it.proc.tail(20)
+        try:
+            code = page.result(timeout=30)[0]
+        except (http.client.HTTPException, OSError):
+            code = None                              # closed unanswered: the listener went
+        assert code != 200
+    finally:
+        if lock.poll() is None:
+            lock.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
