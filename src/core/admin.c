@@ -39,6 +39,7 @@ struct admin_conn {
 	struct event *deadline;
 	struct listener_src *src;
 	struct admin_later *later; /* while the daemon's answer is awaited */
+	size_t held;               /* bytes of a deferred answer it writes (admin_later_held) */
 	struct admin_conn *prev, *next;
 };
 
@@ -46,6 +47,7 @@ struct admin_conn {
 struct admin_later {
 	struct admin_conn *c; /* NULL once the connection is gone */
 	bool head;
+	size_t reserved; /* of admin_later_held, until the answer comes */
 };
 
 struct admin {
@@ -67,6 +69,11 @@ struct admin_head {
 };
 
 static double admin_started; /* when the first listener of the process began */
+/* Bytes every deferred answer of the process holds, whichever listener it came by (a
+ * reload may replace the listener while its answers are made): reserved while awaited,
+ * then the answer's own size until it is written out or its connection goes. At most
+ * ADMIN_LATER_BYTES. Loop thread. */
+static size_t admin_later_held;
 
 bool admin_authorized(const char *auth, const struct tokens *tokens, const struct token **by)
 {
@@ -147,6 +154,7 @@ static void admin_conn_free(struct admin_conn *c)
 		c->next->prev = c->prev;
 	if (c->later != NULL)
 		c->later->c = NULL; /* the daemon's answer, when it comes, is dropped */
+	admin_later_held -= c->held;
 	listener_set_release(adm->set, c->src);
 	loop_free_event(&c->deadline);
 	admin_wipe(bufferevent_get_input(c->bev)); /* it may hold the token */
@@ -172,7 +180,8 @@ static void admin_reply(struct admin_conn *c, bool head, int code, const char *r
 
 /* Takes the header line "Name: value" (cut in place) into h if it is one the listener
  * reads. Returns -1 when it makes the request malformed (a second Content-Length, a bad
- * one). */
+ * one, whitespace between the name and its colon: RFC 9112 5.1, as a proxy in front might
+ * read "Transfer-Encoding : chunked" otherwise than the listener). */
 static int admin_header(char *line, struct admin_head *h)
 {
 	static const struct {
@@ -191,6 +200,8 @@ static int admin_header(char *line, struct admin_head *h)
 	if (colon == NULL)
 		return 0;
 	nlen = (size_t)(colon - line);
+	if (nlen == 0 || strcspn(line, " \t") < nlen)
+		return -1;
 	for (v = colon + 1; *v == ' ' || *v == '\t'; v++)
 		;
 	/* the field value without its trailing whitespace */
@@ -338,12 +349,17 @@ static int admin_route(struct admin_conn *c, const struct admin_head *h, const c
 	return rc;
 }
 
-struct admin_later *admin_defer(const struct admin_req *req)
+struct admin_later *admin_defer(const struct admin_req *req, size_t reserve)
 {
 	struct admin_conn *c = req->conn;
-	struct admin_later *l = xcalloc(1, sizeof(*l));
+	struct admin_later *l;
 	struct timeval tv = clock_tv(ADMIN_LATER_TIMEOUT);
 
+	if (reserve > ADMIN_LATER_BYTES - admin_later_held)
+		return NULL;
+	l = xcalloc(1, sizeof(*l));
+	l->reserved = reserve;
+	admin_later_held += reserve;
 	l->c = c;
 	l->head = strcmp(req->method, "HEAD") == 0;
 	c->later = l;
@@ -356,6 +372,7 @@ void admin_later_answer(struct admin_later *l, const struct admin_resp *resp)
 	struct admin_conn *c = l->c;
 	struct timeval tv = clock_tv(ADMIN_TIMEOUT);
 
+	admin_later_held -= l->reserved;
 	if (c != NULL) {
 		c->later = NULL;
 		if (resp != NULL)
@@ -364,6 +381,9 @@ void admin_later_answer(struct admin_later *l, const struct admin_resp *resp)
 		else
 			admin_reply(c, l->head, 503, "Service Unavailable", "text/plain", NULL,
 				    NULL);
+		/* the answer's bytes count until they are written out or the client goes */
+		c->held = evbuffer_get_length(bufferevent_get_output(c->bev));
+		admin_later_held += c->held;
 		evtimer_add(c->deadline, &tv); /* to be read out */
 	}
 	free(l);
@@ -528,9 +548,15 @@ static void admin_on_write(struct bufferevent *bev, void *arg)
 
 static void admin_on_event(struct bufferevent *bev, short what, void *arg)
 {
-	(void)bev;
-	(void)what;
-	admin_conn_free(arg);
+	struct admin_conn *c = arg;
+
+	/* a client that half-closed after its request (nc -N, some proxies) still waits for
+	 * the answer: the end of its input frees nothing while the answer is awaited */
+	if (c->later != NULL && (what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
+		bufferevent_disable(bev, EV_READ);
+		return;
+	}
+	admin_conn_free(c);
 }
 
 static void admin_on_deadline(evutil_socket_t fd, short what, void *arg)

@@ -25,6 +25,9 @@
 				* past the store's own bounds (PostgreSQL's statement_timeout,
 				* 30 s; its keepalives, about a minute) */
 #define ADMIN_ROUTE_LATER 2    /* admin_ops.route's "answered later" (admin_defer) */
+#define ADMIN_LATER_BYTES (16 * 1024 * 1024) /* bytes all deferred answers of the process
+					      * may hold, awaited (as reserved) or being
+					      * written out; past it admin_defer refuses */
 
 struct admin_conn;
 
@@ -93,11 +96,16 @@ int admin_reconfigure(struct admin **adm, struct event_base *base, const struct 
 struct admin_later;
 
 /* From route only, for req: the request is to be answered by admin_later_answer, and
- * route returns ADMIN_ROUTE_LATER. The connection then waits up to ADMIN_LATER_TIMEOUT,
- * reading nothing more; if it closes or times out first it is freed (on the loop, as
- * ever) and the handle merely marked, so the answer is dropped. The daemon owns the
- * handle and must pass it to admin_later_answer exactly once, even after admin_free. */
-struct admin_later *admin_defer(const struct admin_req *req);
+ * route returns ADMIN_ROUTE_LATER. reserve is the most the answer will hold (its header
+ * lines and body): it counts against ADMIN_LATER_BYTES until the answer comes, then the
+ * answer's own size does, until it is written out. Returns NULL, nothing changed, when
+ * that would pass ADMIN_LATER_BYTES: the route answers now (503). The connection then
+ * waits up to ADMIN_LATER_TIMEOUT, reading nothing more (the end of its input, a client
+ * that half-closed, is no reason to go); if it fails or times out first it is freed (on
+ * the loop, as ever) and the handle merely marked, so the answer is dropped. The daemon
+ * owns the handle and must pass it to admin_later_answer exactly once, even after
+ * admin_free. */
+struct admin_later *admin_defer(const struct admin_req *req, size_t reserve);
 
 /* Sends resp (nothing of it is taken: the caller frees resp->body) on the request's
  * connection if it is still open, or a 503 when resp is NULL, and frees l. Loop thread. */

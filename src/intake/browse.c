@@ -6,6 +6,8 @@
  * admin token that signed the page in, over the message id: a page of another site cannot
  * know it, even when the browser adds the cached Basic credentials to its forged POST.
  * Origin and Sec-Fetch-Site, when the browser sends them, must also say the same site.
+ * Every page, a GET too, is refused to a page of another site (browse_not_cross_site): a
+ * view is recorded under the signed-in label, and another site must not write that record.
  *
  * HEAD is refused (405): a view that shows nothing would still be one to record.
  *
@@ -294,7 +296,9 @@ static int browse_submit(struct intake *in, const struct admin_req *req,
 	    (in->browser = browse_worker_new(in->base, in->cfg->store, err, sizeof(err))) == NULL)
 		log_limited(&in->rate, LOG_WARN, "event=browse_failed what=thread error=\"%s\"",
 			    err);
-	if (in->browser == NULL || browse_worker_submit(in->browser, &r->job) == -1) {
+	/* the queue's room first: then a page the listener takes is always queued */
+	if (in->browser == NULL || browse_worker_full(in->browser) ||
+	    (r->later = admin_defer(req, BROWSE_ANSWER_MAX)) == NULL) {
 		browse_req_free(r);
 		if (in->browser != NULL)
 			log_limited(&in->rate, LOG_WARN, "event=browse_busy waiting=%d",
@@ -305,7 +309,9 @@ static int browse_submit(struct intake *in, const struct admin_req *req,
 			 BROWSE_HEADERS, BROWSE_RETRY_AFTER);
 		return 1;
 	}
-	r->later = admin_defer(req); /* the worker never reads later: done (loop) does */
+	/* the worker never reads later: done (loop) does */
+	if (browse_worker_submit(in->browser, &r->job) == -1)
+		abort(); /* a broken invariant: only this thread queues, and there was room */
 	return ADMIN_ROUTE_LATER;
 }
 
@@ -560,7 +566,8 @@ static void browse_show_run(struct browse_req *r, struct store *s)
 	snprintf(title, sizeof(title), "Message %lld", (long long)r->id);
 	browse_html(&r->resp);
 	browse_page_begin(r->resp.body, title, r->who.label);
-	browse_page_message(r->resp.body, &row, browse_replayable(row.state) ? csrf : NULL);
+	browse_page_message(r->resp.body, &row, browse_replayable(row.state) ? csrf : NULL,
+			    BROWSE_ANSWER_MAX - 1024); /* the header lines and the end */
 	browse_page_end(r->resp.body);
 	store_row_clear(&row);
 	OPENSSL_cleanse(csrf, sizeof(csrf));
@@ -581,6 +588,19 @@ static bool browse_origin_ok(const char *origin, const char *host)
 	return strcmp(origin, host) == 0;
 }
 
+/* Whether the browser, when it says, says the request is not another site's: every
+ * /messages page is refused to a page of another site, even a GET, which records a view
+ * under the signed-in label (an <img> of another site carries the browser's saved Basic
+ * credentials). Sec-Fetch-Site same-origin or none (typed, a bookmark), and an Origin
+ * naming this listener; a client that sends neither (curl, a script) is taken. */
+static bool browse_not_cross_site(const struct admin_req *req)
+{
+	if (req->fetch_site != NULL && strcmp(req->fetch_site, "same-origin") != 0 &&
+	    strcmp(req->fetch_site, "none") != 0)
+		return false;
+	return req->origin == NULL || browse_origin_ok(req->origin, req->host);
+}
+
 /* Whether a POST comes from a page of this listener: Sec-Fetch-Site (when sent) says
  * same-origin, Origin (when sent) is this host, and the form carries the anti-forgery
  * value of this message for the token that signed it in. The value is the defence; the
@@ -594,7 +614,7 @@ static bool browse_same_site(const struct admin_req *req, int64_t id)
 
 	if (req->fetch_site != NULL && strcmp(req->fetch_site, "same-origin") != 0)
 		return false;
-	if (req->origin != NULL && !browse_origin_ok(req->origin, req->host))
+	if (!browse_not_cross_site(req))
 		return false;
 	if (browse_terms_parse(req->body, names, 1, &t, why, sizeof(why)) == -1 || !t.set[0] ||
 	    strlen(t.v[0]) != 64)
@@ -688,6 +708,9 @@ int browse_route(const struct admin_req *req, struct admin_resp *resp, void *arg
 		return 0;
 	if (req->token == NULL) /* the configuration asks for a token file; never served open */
 		return browse_text(resp, 403, "Forbidden", "browse needs admin_token_file");
+	if (!browse_not_cross_site(req)) /* before anything is read or recorded */
+		return browse_text(resp, 403, "Forbidden", "refused: asked by a page of another "
+				   "site");
 	if (strcmp(tail, "/replay") == 0) {
 		if (!post)
 			return browse_method(resp, "POST");

@@ -14,6 +14,11 @@
 #define BROWSE_TERM_MAX 128   /* bytes of one decoded search term; more: 400 */
 #define BROWSE_PAGE_MAX 200   /* results on one page (limit); default BROWSE_PAGE_DEFAULT */
 #define BROWSE_PAGE_DEFAULT 50
+/* Bytes of one answer of the browser: a message page stops listing fields short of it (a
+ * 1 MiB message of one-byte components would make a page of 29 MB). Each page waited for
+ * holds this much of the admin listener's ADMIN_LATER_BYTES until it is made; then its
+ * size, until it is written out. */
+#define BROWSE_ANSWER_MAX (3 * 1024 * 1024)
 
 struct intake;
 struct store;

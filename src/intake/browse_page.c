@@ -89,10 +89,29 @@ static void browse_value(struct evbuffer *out, const struct hl7_delims *d, struc
 	free(tmp);
 }
 
-/* One row: <tr><td class="f">NAME-F[r].c</td><td>value</td></tr>. */
-static void browse_field_row(struct evbuffer *out, const struct hl7_msg *m, const char *name,
-			     unsigned f, int r, int c, struct hl7_str v)
+/* Bytes of a page around the message's fields: the header table, the replay form, the
+ * ACK (ours, a few hundred bytes), the note and the end. The fields stop this far short of
+ * the page's ceiling. */
+#define BROWSE_PAGE_TAIL (16 * 1024)
+#define BROWSE_ROW_BYTES 128 /* a row's markup, its value aside */
+#define BROWSE_ESC_MAX 6     /* bytes one byte may become escaped ("&quot;") */
+
+/* Whether n bytes of a value, escaped, and a row's markup still fit out under max. */
+static bool browse_fits(const struct evbuffer *out, size_t max, size_t n)
 {
+	size_t have = evbuffer_get_length(out);
+
+	return have < max && max - have > BROWSE_ROW_BYTES &&
+	       n <= (max - have - BROWSE_ROW_BYTES) / BROWSE_ESC_MAX;
+}
+
+/* One row: <tr><td class="f">NAME-F[r].c</td><td>value</td></tr>; false, with nothing
+ * added, when it would not fit under max. */
+static bool browse_field_row(struct evbuffer *out, size_t max, const struct hl7_msg *m,
+			     const char *name, unsigned f, int r, int c, struct hl7_str v)
+{
+	if (!browse_fits(out, max, v.len))
+		return false;
 	evbuffer_add_printf(out, "<tr><td class=\"f\">%s-%u", name, f);
 	if (r > 0)
 		evbuffer_add_printf(out, "[%d]", r);
@@ -104,17 +123,23 @@ static void browse_field_row(struct evbuffer *out, const struct hl7_msg *m, cons
 	else
 		browse_value(out, &m->d, v);
 	evbuffer_add_printf(out, "</td></tr>\n");
+	return true;
 }
 
 /* Every valued field of segment si, its repetitions and components as netwall messages
- * show numbers them; each field walked once (hl7_iter). */
-static void browse_segment(struct evbuffer *out, const struct hl7_msg *m, unsigned si)
+ * show numbers them; each field walked once (hl7_iter). False when a row would not fit
+ * under max: the segment's table is closed there. */
+static bool browse_segment(struct evbuffer *out, size_t max, const struct hl7_msg *m,
+			   unsigned si)
 {
 	const char *name = m->segs[si].name;
+	bool fits = browse_fits(out, max, 0);
 
+	if (!fits)
+		return false;
 	evbuffer_add_printf(out, "<table class=\"seg\"><tr><th colspan=\"2\">%s</th></tr>\n",
 			    name);
-	for (unsigned f = 1; f <= m->segs[si].nfields; f++) {
+	for (unsigned f = 1; fits && f <= m->segs[si].nfields; f++) {
 		struct hl7_iter ri, ci;
 		struct hl7_str v, rep, comp;
 		bool reps;
@@ -123,6 +148,8 @@ static void browse_segment(struct evbuffer *out, const struct hl7_msg *m, unsign
 		if (!hl7_field(m, si, f, &v) || v.len == 0)
 			continue;
 		if (si == 0 && f <= 2) { /* MSH-1 and MSH-2: the delimiters, as they are */
+			if (!(fits = browse_fits(out, max, v.len)))
+				break;
 			evbuffer_add_printf(out, "<tr><td class=\"f\">%s-%u</td><td>", name, f);
 			browse_page_esc(out, v.p, v.len);
 			evbuffer_add_printf(out, "</td></tr>\n");
@@ -130,36 +157,44 @@ static void browse_segment(struct evbuffer *out, const struct hl7_msg *m, unsign
 		}
 		reps = memchr(v.p, m->d.rep, v.len) != NULL;
 		hl7_iter_init(&ri, v, m->d.rep);
-		while (hl7_iter_next(&ri, &rep)) {
+		while (fits && hl7_iter_next(&ri, &rep)) {
 			bool comps = rep.len > 0 && memchr(rep.p, m->d.comp, rep.len) != NULL;
 			int c = 0;
 
 			r++;
 			hl7_iter_init(&ci, rep, m->d.comp);
-			while (hl7_iter_next(&ci, &comp)) {
+			while (fits && hl7_iter_next(&ci, &comp)) {
 				c++;
 				if (comp.len > 0)
-					browse_field_row(out, m, name, f, reps ? r : 0, comps ? c : 0,
-							 comp);
+					fits = browse_field_row(out, max, m, name, f, reps ? r : 0,
+								comps ? c : 0, comp);
 			}
 		}
 	}
 	evbuffer_add_printf(out, "</table>\n");
+	return fits;
 }
 
-/* Bytes as received, a line per segment. */
-static void browse_lines(struct evbuffer *out, const char *id, const char *p, size_t n)
+/* Bytes as received, a line per segment; false when a line would not fit under max (the
+ * lines stop there). */
+static bool browse_lines(struct evbuffer *out, size_t max, const char *id, const char *p,
+			 size_t n)
 {
+	bool fits = true;
+
 	evbuffer_add_printf(out, "<pre id=\"%s\">", id);
 	for (size_t a = 0, i = 0; i <= n; i++) {
 		if (i < n && p[i] != '\r' && p[i] != '\n')
 			continue;
+		if (!(fits = browse_fits(out, max, i - a)))
+			break;
 		browse_page_esc(out, p + a, i - a);
 		if (i < n)
 			evbuffer_add(out, "\n", 1);
 		a = i + 1;
 	}
 	evbuffer_add_printf(out, "</pre>\n");
+	return fits;
 }
 
 /* A header row with a text value. */
@@ -201,10 +236,13 @@ static void browse_header(struct evbuffer *out, const struct store_row *r)
 	evbuffer_add_printf(out, "</table>\n");
 }
 
-void browse_page_message(struct evbuffer *out, const struct store_row *r, const char *csrf)
+void browse_page_message(struct evbuffer *out, const struct store_row *r, const char *csrf,
+			 size_t max)
 {
 	struct hl7_msg m;
 	struct hl7_error e;
+	size_t upto = max > 2 * BROWSE_PAGE_TAIL ? max - BROWSE_PAGE_TAIL : max / 2;
+	bool whole = true;
 
 	browse_header(out, r);
 	if (csrf != NULL)
@@ -216,15 +254,20 @@ void browse_page_message(struct evbuffer *out, const struct store_row *r, const 
 	evbuffer_add_printf(out, "<h2>Segments, field by field</h2>\n<div id=\"fields\">\n");
 	hl7_msg_init(&m);
 	if (hl7_parse(&m, r->raw, r->raw_len, &e) == 0) {
-		for (unsigned si = 0; si < m.nsegs; si++)
-			browse_segment(out, &m, si);
+		for (unsigned si = 0; whole && si < m.nsegs; si++)
+			whole = browse_segment(out, upto, &m, si);
 	} else {
 		evbuffer_add_printf(out, "<p class=\"none\">does not parse (");
 		page_esc(out, e.text);
 		evbuffer_add_printf(out, "); as received:</p>\n");
-		browse_lines(out, "raw", r->raw, r->raw_len);
+		whole = browse_lines(out, upto, "raw", r->raw, r->raw_len);
 	}
 	hl7_msg_free(&m);
+	if (!whole)
+		evbuffer_add_printf(out, "<p class=\"none\" id=\"truncated\">page truncated at %zu "
+					 "bytes: the rest is not listed; use netwall messages show "
+					 "%lld</p>\n",
+				    upto, (long long)r->id);
 	evbuffer_add_printf(out, "</div>\n<h2>The ACK it got</h2>\n");
-	browse_lines(out, "ack", r->ack, r->ack_len);
+	browse_lines(out, max - BROWSE_ROW_BYTES, "ack", r->ack, r->ack_len);
 }

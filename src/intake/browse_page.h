@@ -19,7 +19,10 @@ void browse_page_esc(struct evbuffer *out, const char *p, size_t n);
 /* Row r (from store_get: raw and ack filled) as a page: its header fields, every valued
  * field of every segment with its number (PID-3[2].1) and its decoded value, the ACK
  * segment by segment, and, when csrf is not NULL, the replay form carrying it. Linear in
- * the message. */
-void browse_page_message(struct evbuffer *out, const struct store_row *r, const char *csrf);
+ * the message. Appends at most about max bytes (out being empty but for the page's head,
+ * and max at least 64 KiB): past 16 KiB short of it the fields are no longer listed and a
+ * note (id "truncated") says so; one byte of a sender's becomes up to six escaped. */
+void browse_page_message(struct evbuffer *out, const struct store_row *r, const char *csrf,
+			 size_t max);
 
 #endif

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/clock.h"
@@ -15,12 +16,16 @@
 #include "core/xalloc.h"
 #include "intake/store.h"
 
+#define BROWSE_WORKER_NUDGE_MS 100 /* between interrupts of a stopping worker's store */
+
 struct browse_worker {
 	char *spec;
-	struct store *store; /* the thread's alone */
+	struct store *store; /* the thread's; set under lock, for browse_worker_free's interrupt */
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
+	pthread_cond_t gone; /* the thread is leaving (exited) */
+	bool exited;
 	/* under lock */
 	struct browse_job *queue, *queue_tail; /* submitted, not yet taken */
 	struct browse_job *done, *done_tail;   /* run (or skipped), done not yet called */
@@ -36,11 +41,16 @@ static struct store *browse_worker_store(struct browse_worker *w)
 {
 	char err[512], line[LOG_VALUE_SIZE(200)];
 
+	struct store *s;
+
 	if (w->store == NULL) {
-		w->store = store_open(w->spec, err, sizeof(err));
-		if (w->store == NULL)
+		s = store_open(w->spec, err, sizeof(err));
+		if (s == NULL)
 			log_warn("event=browse_failed what=open error=%s",
 				 log_value(line, sizeof(line), err));
+		pthread_mutex_lock(&w->lock);
+		w->store = s;
+		pthread_mutex_unlock(&w->lock);
 	}
 	return w->store;
 }
@@ -77,6 +87,8 @@ static void *browse_worker_main(void *arg)
 		while (write(w->efd, &one, sizeof(one)) == -1 && errno == EINTR)
 			; /* EAGAIN: the counter is far from zero, the loop will wake */
 	}
+	w->exited = true;
+	pthread_cond_signal(&w->gone);
 	pthread_mutex_unlock(&w->lock);
 	return NULL;
 }
@@ -110,6 +122,7 @@ struct browse_worker *browse_worker_new(struct event_base *base, const char *spe
 					size_t errlen)
 {
 	struct browse_worker *w = xcalloc(1, sizeof(*w));
+	pthread_condattr_t mono;
 	sigset_t all, old;
 	int rc;
 
@@ -126,6 +139,10 @@ struct browse_worker *browse_worker_new(struct event_base *base, const char *spe
 	}
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->wake, NULL);
+	pthread_condattr_init(&mono);
+	pthread_condattr_setclock(&mono, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->gone, &mono);
+	pthread_condattr_destroy(&mono);
 	/* signals stay with the loop thread */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -133,6 +150,7 @@ struct browse_worker *browse_worker_new(struct event_base *base, const char *spe
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0) {
 		snprintf(err, errlen, "browser thread: %s", strerror(rc));
+		pthread_cond_destroy(&w->gone);
 		pthread_cond_destroy(&w->wake);
 		pthread_mutex_destroy(&w->lock);
 		goto fail;
@@ -146,6 +164,16 @@ fail:
 	free(w->spec);
 	free(w);
 	return NULL;
+}
+
+bool browse_worker_full(struct browse_worker *w)
+{
+	bool full;
+
+	pthread_mutex_lock(&w->lock);
+	full = w->queued >= BROWSE_WORKER_QUEUE;
+	pthread_mutex_unlock(&w->lock);
+	return full;
 }
 
 int browse_worker_submit(struct browse_worker *w, struct browse_job *j)
@@ -177,6 +205,20 @@ void browse_worker_free(struct browse_worker *w)
 	pthread_mutex_lock(&w->lock);
 	w->stop = true;
 	pthread_cond_signal(&w->wake);
+	/* a job on a store that does not answer would hold the stop to the store's own bound
+	 * (PostgreSQL's statement_timeout, 30 s): its call is interrupted, and again each
+	 * BROWSE_WORKER_NUDGE_MS in case the next call had not begun */
+	while (!w->exited) {
+		struct timespec ts;
+
+		if (w->store != NULL)
+			store_interrupt(w->store);
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += BROWSE_WORKER_NUDGE_MS * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&w->gone, &w->lock, &ts);
+	}
 	pthread_mutex_unlock(&w->lock);
 	pthread_join(w->thread, NULL);
 	/* the jobs never taken join the finished ones, unrun */
@@ -192,6 +234,7 @@ void browse_worker_free(struct browse_worker *w)
 	event_free(w->ev);
 	close(w->efd);
 	store_close(w->store);
+	pthread_cond_destroy(&w->gone);
 	pthread_cond_destroy(&w->wake);
 	pthread_mutex_destroy(&w->lock);
 	free(w->spec);

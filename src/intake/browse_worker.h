@@ -38,13 +38,17 @@ struct browse_worker;
 struct browse_worker *browse_worker_new(struct event_base *base, const char *spec, char *err,
 					size_t errlen);
 
+/* Whether BROWSE_WORKER_QUEUE jobs already wait (loop thread): a submit now would fail,
+ * and one after a false answer cannot, the loop thread being the only one to queue. */
+bool browse_worker_full(struct browse_worker *w);
+
 /* Queues j (loop thread). Returns 0, or -1 when BROWSE_WORKER_QUEUE jobs already wait: j
  * is then still the caller's. */
 int browse_worker_submit(struct browse_worker *w, struct browse_job *j);
 
-/* Lets the running job finish (a store call in progress runs to its own bound), then runs
- * the done callback of every job, those never run with ran false, and frees w. Loop
- * thread. Accepts NULL. */
+/* Stops the thread: the running job's store call is interrupted (store_interrupt), so it
+ * fails at once rather than at the store's own bound; then runs the done callback of every
+ * job, those never run with ran false, and frees w. Loop thread. Accepts NULL. */
 void browse_worker_free(struct browse_worker *w);
 
 #endif

@@ -75,6 +75,38 @@ void search_terms_sender(struct store_filter *f, const char *sender, char *app, 
 	f->facility = slash != NULL ? slash + 1 : NULL;
 }
 
+/* Appends " OPT VALUE" at out + *used, VALUE as a shell reads one word: as it is when it
+ * holds only A-Z a-z 0-9 and - . _ / : ^ @ + , = %, else in single quotes, each ' in it
+ * written '\'' so that no value can read as more options. Cut at len - 1 bytes. */
+static void describe_add(char *out, size_t len, size_t *used, const char *opt, const char *v)
+{
+	static const char plain[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				    "0123456789-._/:^@+,=%";
+	bool quote = v[0] == '\0' || v[strspn(v, plain)] != '\0';
+	int n;
+
+	if (*used >= len)
+		return;
+	n = snprintf(out + *used, len - *used, " %s %s", opt, quote ? "'" : "");
+	*used += (size_t)n;
+	for (; *v != '\0' && *used + 1 < len; v++) {
+		const char *part = *v == '\'' ? "'\\''" : NULL;
+
+		if (part == NULL) {
+			out[(*used)++] = *v;
+		} else {
+			n = snprintf(out + *used, len - *used, "%s", part);
+			*used += (size_t)n;
+		}
+	}
+	if (*used < len)
+		out[*used] = '\0';
+	if (quote && *used < len) {
+		n = snprintf(out + *used, len - *used, "'");
+		*used += (size_t)n;
+	}
+}
+
 void search_terms_describe(const struct store_filter *f, const char *sender, char *out,
 			   size_t len)
 {
@@ -86,8 +118,8 @@ void search_terms_describe(const struct store_filter *f, const char *sender, cha
 
 	out[0] = '\0';
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (vals[i] != NULL && used < len)
-			used += (size_t)snprintf(out + used, len - used, " %s %s", names[i], vals[i]);
+		if (vals[i] != NULL)
+			describe_add(out, len, &used, names[i], vals[i]);
 	if (f->state >= 0 && used < len)
 		used += (size_t)snprintf(out + used, len - used, " --state %s",
 					 store_state_name((enum store_state)f->state));

@@ -22,8 +22,10 @@ int search_terms_date(const char *s, char *out, size_t len);
  * applen - 1 bytes), the facility the rest of sender after its first '/' (NULL: any). */
 void search_terms_sender(struct store_filter *f, const char *sender, char *app, size_t applen);
 
-/* The criteria of f as asked, for the audit record: " --patient MRN100 --state dead
- * --limit 50" (sender as given, or NULL), cut to len - 1 bytes. */
+/* The criteria of f as asked, for the audit record: " --patient MRN100 --name 'O'\''HARA
+ * --x' --state dead --limit 50" (sender as given, or NULL): a value with more than
+ * A-Z a-z 0-9 - . _ / : ^ @ + , = % in single quotes, shell-style, so that it never reads
+ * as another term. Cut to len - 1 bytes. */
 void search_terms_describe(const struct store_filter *f, const char *sender, char *out,
 			   size_t len);
 

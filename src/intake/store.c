@@ -43,6 +43,11 @@ void store_close(struct store *s)
 		s->ops->close(s);
 }
 
+void store_interrupt(struct store *s)
+{
+	s->ops->interrupt(s);
+}
+
 const char *store_kind(const struct store *s)
 {
 	return s->ops->kind;

@@ -24,6 +24,11 @@ struct store *store_open(const char *spec, char *err, size_t errlen);
 void store_close(struct store *s);
 /* "sqlite" or "postgresql". */
 const char *store_kind(const struct store *s);
+/* From any thread, for a stop: the call running on s fails soon, and so does every later
+ * one (SQLite: the statement interrupted, a wait for the lock cut short; PostgreSQL: the
+ * running statement cancelled, no other sent). s is then only to be closed, by its own
+ * thread once that call has returned. Safe to call more than once. */
+void store_interrupt(struct store *s);
 
 /* Stores n messages in ONE transaction, in order: each is inserted (with its delivery job
  * when RECEIVED, due now) unless its key exists, in which case it is marked duplicate and

@@ -22,6 +22,8 @@ struct store_ops {
 	/* Opens a connection to spec, creating the schema if missing; NULL with err filled. */
 	struct store *(*open)(const char *spec, char *err, size_t errlen);
 	void (*close)(struct store *s);
+	/* from another thread: store_interrupt */
+	void (*interrupt)(struct store *s);
 	int (*put)(struct store *s, struct store_msg *msgs, size_t n, char *err, size_t errlen);
 	int (*claim)(struct store *s, const char *owner, int64_t now_ms, int64_t lease_ms,
 		     size_t max, struct store_job **jobs, char *err, size_t errlen);

@@ -430,6 +430,8 @@ static void pg_close(struct store *s)
 {
 	struct pg_store *p = (struct pg_store *)s;
 
+	PQfreeCancel(p->cancel);
+	pthread_mutex_destroy(&p->cancel_mu);
 	PQfinish(p->conn);
 	free(p);
 }
@@ -445,6 +447,7 @@ static struct store *pg_open(const char *url, char *err, size_t errlen)
 	struct pg_store *p = xcalloc(1, sizeof(*p));
 
 	p->base.ops = &store_pg_ops;
+	pthread_mutex_init(&p->cancel_mu, NULL);
 	p->conn = PQconnectdbParams(keys, vals, 1);
 	if (p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK) {
 		/* libpq's text names the host and the reason; the URL's password is not in it */
@@ -476,6 +479,7 @@ const struct store_ops store_pg_ops = {
 	.kind = "postgresql",
 	.open = pg_open,
 	.close = pg_close,
+	.interrupt = store_pg_conn_interrupt,
 	.put = pg_put,
 	.claim = pg_claim,
 	.finish = pg_finish,

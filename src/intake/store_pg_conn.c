@@ -28,11 +28,30 @@ bool store_pg_conn_ok(const PGresult *r)
 	return st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK;
 }
 
+void store_pg_conn_interrupt(struct store *s)
+{
+	struct pg_store *p = (struct pg_store *)s;
+	char why[256];
+
+	atomic_store(&p->stopping, true);
+	pthread_mutex_lock(&p->cancel_mu);
+	if (p->cancel != NULL)
+		PQcancel(p->cancel, why, sizeof(why)); /* a failure: the statement runs to its bound */
+	pthread_mutex_unlock(&p->cancel_mu);
+}
+
 /* Session settings and prepared statements, after every (re)connection. */
 int store_pg_conn_session(struct pg_store *p, char *err, size_t errlen)
 {
 	/* a statement that runs 30 s (a server that hangs) fails, and the sender gets AE */
-	PGresult *r = PQexec(p->conn, p->relaxed ? "SET synchronous_commit = off; "
+	PGresult *r;
+
+	/* the server process changes with every connection: so does what cancels it */
+	pthread_mutex_lock(&p->cancel_mu);
+	PQfreeCancel(p->cancel);
+	p->cancel = PQgetCancel(p->conn);
+	pthread_mutex_unlock(&p->cancel_mu);
+	r = PQexec(p->conn, p->relaxed ? "SET synchronous_commit = off; "
 						    "SET statement_timeout = 30000"
 						  : "SET synchronous_commit = on; "
 						    "SET statement_timeout = 30000");
@@ -87,6 +106,10 @@ int store_pg_conn_reconnect(struct pg_store *p, char *err, size_t errlen)
 int store_pg_conn_begin(struct pg_store *p, bool *used, char *err, size_t errlen)
 {
 	*used = false;
+	if (atomic_load(&p->stopping)) {
+		err_set(err, errlen, "postgresql: stopping");
+		return -1;
+	}
 	if (PQstatus(p->conn) == CONNECTION_OK)
 		return 0;
 	*used = true;

@@ -6,6 +6,8 @@
 #ifndef NETWALL_STORE_PG_CONN_H
 #define NETWALL_STORE_PG_CONN_H
 #include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -15,6 +17,9 @@ struct pg_store {
 	struct store base;
 	PGconn *conn;
 	bool relaxed; /* synchronous_commit off (store_relax), kept across reconnects */
+	atomic_bool stopping; /* store_interrupt: no statement is sent any more */
+	pthread_mutex_t cancel_mu; /* guards cancel: made by the owner, used by any thread */
+	PGcancel *cancel;          /* for the connection's present server process */
 };
 
 /* One statement of a pipeline: a prepared statement and its parameters (text, except
@@ -32,6 +37,9 @@ void store_pg_conn_fail(struct pg_store *p, const PGresult *r, const char *what,
 			size_t errlen);
 /* True for a result that succeeded (rows or a command). */
 bool store_pg_conn_ok(const PGresult *r);
+/* store_interrupt: stopping set, and the running statement cancelled (PQcancel, safe
+ * from any thread). */
+void store_pg_conn_interrupt(struct store *s);
 /* Session settings and prepared statements, after every (re)connection. Returns 0 or -1. */
 int store_pg_conn_session(struct pg_store *p, char *err, size_t errlen);
 /* store_relax: synchronous_commit off, now and after every reconnection. */

@@ -385,6 +385,14 @@ static int sq_relax(struct store *s, char *err, size_t errlen)
 	return 0;
 }
 
+static void sq_interrupt(struct store *s)
+{
+	struct sqlite_store *q = (struct sqlite_store *)s;
+
+	atomic_store(&q->stopping, true);
+	sqlite3_interrupt(q->db); /* thread-safe, on an open connection */
+}
+
 static void sq_close(struct store *s)
 {
 	struct sqlite_store *q = (struct sqlite_store *)s;
@@ -424,6 +432,7 @@ static struct store *sqlite_open(const char *path, char *err, size_t errlen)
 	sqlite3_extended_result_codes(q->db, 1);
 	sqlite3_busy_handler(q->db, store_sqlite_conn_busy, q);
 	store_sqlite_prune_mode(q); /* first: a new file's mode is set before its tables */
+	sqlite3_progress_handler(q->db, 1000, store_sqlite_conn_progress, q); /* VM steps */
 	/* the schema before foreign keys: migrating rebuilds the messages table */
 	if (store_sqlite_conn_pragma(q, "PRAGMA journal_mode = WAL", "wal", err, errlen) == -1 ||
 	    store_sqlite_conn_pragma(q, "PRAGMA synchronous = FULL", NULL, err, errlen) == -1 ||
@@ -449,6 +458,7 @@ const struct store_ops store_sqlite_ops = {
 	.kind = "sqlite",
 	.open = sqlite_open,
 	.close = sq_close,
+	.interrupt = sq_interrupt,
 	.put = sq_put,
 	.claim = sq_claim,
 	.finish = sq_finish,

@@ -33,7 +33,7 @@ int store_sqlite_conn_busy(void *arg, int count)
 
 	if (count == 0)
 		q->busy_us = 0;
-	if (q->busy_us >= BUSY_LIMIT_US)
+	if (q->busy_us >= BUSY_LIMIT_US || atomic_load(&q->stopping))
 		return 0;
 	for (int i = 0; i < count && step < BUSY_STEP_MAX_US; i++)
 		step *= 2;
@@ -44,6 +44,13 @@ int store_sqlite_conn_busy(void *arg, int count)
 	nanosleep(&ts, NULL);
 	q->busy_us += step;
 	return 1;
+}
+
+int store_sqlite_conn_progress(void *arg)
+{
+	struct sqlite_store *q = arg;
+
+	return atomic_load(&q->stopping) ? 1 : 0;
 }
 
 /* Writers in one process (the committer and the delivery worker, each with its own

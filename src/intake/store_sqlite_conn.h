@@ -5,6 +5,7 @@
 #ifndef NETWALL_STORE_SQLITE_CONN_H
 #define NETWALL_STORE_SQLITE_CONN_H
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -59,6 +60,7 @@ struct sqlite_store {
 	sqlite3 *db;
 	long busy_us; /* waited so far for the current lock */
 	bool writing; /* holds the process's writer ticket */
+	atomic_bool stopping; /* store_interrupt: no more waiting, no more statements */
 	sqlite3_stmt *st[ST_N];
 };
 
@@ -66,8 +68,12 @@ struct sqlite_store {
  * success code) for what; returns -1. */
 int store_sqlite_conn_fail(struct sqlite_store *q, int rc, const char *what, char *err,
 			   size_t errlen);
-/* The busy handler (sqlite3_busy_handler) for a connection q. */
+/* The busy handler (sqlite3_busy_handler) for a connection q: gives up at once once q is
+ * stopping. */
 int store_sqlite_conn_busy(void *arg, int count);
+/* The progress handler (sqlite3_progress_handler): a statement begun after
+ * sqlite3_interrupt, which only stops those running, stops as well. */
+int store_sqlite_conn_progress(void *arg);
 /* Runs a statement that returns no rows and resets it; SQLITE_OK or the error code. */
 int store_sqlite_conn_run(struct sqlite_store *q, sqlite3_stmt *st);
 /* A write transaction: begin takes the process's writer ticket, then BEGIN IMMEDIATE;

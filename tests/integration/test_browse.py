@@ -364,3 +364,160 @@ def test_a_stalled_store_holds_no_ack(intake, postgres, tokens):
                "six searches recorded")
     code, _, page = request(port, search)
     assert code == 200 and page.count('<a href="/messages/') == 4
+
+
+def raw(port, data, shut=False):
+    """The bytes answered to data sent on one connection (shut: half-closed after it)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.sendall(data)
+    if shut:
+        s.shutdown(socket.SHUT_WR)
+    out = b""
+    while (b := s.recv(65536)):
+        out += b
+    s.close()
+    return out
+
+
+def test_refused_to_a_page_of_another_site(browsing):
+    """An <img> of another site's page carries the browser's saved Basic credentials: a GET
+    would record a search or a view under the operator's label. Refused, nothing recorded."""
+    it, port = browsing, browsing.admin.port
+    mid = ids_of(it, *MRN77)[0]
+    n = len(audit(it) or [])
+    for path in ("/messages?patient=MRN-77&reason=x", f"/messages/{mid}", "/messages"):
+        for h in ({"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},
+                  {"Origin": "http://evil.example"}, {"Origin": "null"},
+                  {"Origin": f"http://127.0.0.1:{port}", "Sec-Fetch-Site": "cross-site"}):
+            code, _, text = request(port, path, headers=h)
+            assert code == 403 and "MRN-77" not in text, (path, h, code)
+    assert len(audit(it) or []) == n
+    # typed or bookmarked (none), from its own pages (same-origin), or with no such header
+    for h in ({"Sec-Fetch-Site": "none"}, {"Sec-Fetch-Site": "same-origin",
+                                           "Origin": f"http://127.0.0.1:{port}"}, {}):
+        assert request(port, f"/messages/{mid}", headers=h)[0] == 200, h
+    assert len(audit(it)) == n + 3
+
+
+def test_half_closed_client_gets_its_page(browsing):
+    """A client that shuts its sending side after the request (nc -N) still gets the page
+    the worker makes."""
+    it, port = browsing, browsing.admin.port
+    mid = ids_of(it, *MRN77)[0]
+    out = raw(port, f"GET /messages/{mid} HTTP/1.1\r\nHost: x\r\n"
+                    f"Authorization: Bearer {ALICE}\r\n\r\n".encode(), shut=True)
+    assert out.startswith(b"HTTP/1.1 200 ") and b"MSH-10</td><td>BR-0<" in out, out[:80]
+
+
+def test_whitespace_before_a_header_colon_refused(browsing):
+    """RFC 9112 5.1: "Transfer-Encoding : chunked" is a 400, never a header ignored."""
+    it, port = browsing, browsing.admin.port
+    mid = ids_of(it, *MRN77)[0]
+    auth = f"Authorization: Bearer {ALICE}\r\n".encode()
+    post = f"POST /messages/{mid}/replay HTTP/1.1\r\nHost: x\r\n".encode() + auth
+    for te in (b"Transfer-Encoding : chunked", b"Transfer-Encoding\t: chunked"):
+        out = raw(port, post + te + b"\r\nContent-Length: 4\r\n\r\nabcd")
+        assert out.startswith(b"HTTP/1.1 400 "), (te, out[:40])
+    out = raw(port, b"GET /healthz HTTP/1.1\r\nHost : x\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400 "), out[:40]
+    assert raw(port, b"GET /healthz HTTP/1.1\r\nHost:x\r\n\r\n").startswith(b"HTTP/1.1 200 ")
+    assert [r for r in it.rows(state="dead") if r["id"] == mid]
+
+
+ANSWER_MAX = 3 * 1024 * 1024      # BROWSE_ANSWER_MAX
+LATER_BYTES = 16 * 1024 * 1024    # ADMIN_LATER_BYTES
+
+
+def wide(ctrl, n):
+    """A message whose page would be 28 times its size: n one-byte components."""
+    return msg(ctrl, pid="MRN-W", segments=["ZZ1|" + "\"^" * n])
+
+
+def test_message_page_bounded(browsing):
+    """A message whose fields, one per row, would make a page of 5.6 MB: the page stops
+    listing them short of its ceiling and says so; the ACK is still shown."""
+    it, port = browsing, browsing.admin.port
+    with it.client() as c:
+        assert ack_code(c.call(wide("WIDE-1", 100_000))) == "AA"
+        assert ack_code(c.call(wide("WIDE-2", 500))) == "AA"
+    big, small = ids_of(it, "WIDE-1")[0], ids_of(it, "WIDE-2")[0]
+    code, _, page = request(port, f"/messages/{big}")
+    assert code == 200 and ANSWER_MAX - 64 * 1024 < len(page) <= ANSWER_MAX, len(page)
+    assert re.search(r'id="truncated">page truncated at \d+ bytes: the rest is not listed; '
+                     rf'use netwall messages show {big}<', page)
+    assert re.search(r'MSH-10</td><td>WIDE-1<', page) and "ZZ1-1.1<" in page
+    assert re.search(r'id="ack">MSH\|[^<]*\nMSA\|AA\|WIDE-1', page)
+    code, _, page = request(port, f"/messages/{small}")
+    assert code == 200 and 'id="truncated"' not in page and "ZZ1-1.500<" in page
+
+
+def test_answers_held_in_all_bounded(browsing):
+    """Pages nobody reads out hold at most 16 MiB of the intake together: five held pages of
+    3 MiB each and the sixth page is refused at once (503), before the store is read; when
+    a reader goes its bytes come back."""
+    it, port = browsing, browsing.admin.port
+    with it.client() as c:
+        assert ack_code(c.call(wide("WIDE-1", 100_000))) == "AA"
+    big = ids_of(it, "WIDE-1")[0]
+    get = f"GET /messages/{big} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ALICE}\r\n\r\n"
+    held = []
+    try:
+        for _ in range(5):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.settimeout(30)
+            s.connect(("127.0.0.1", port))
+            s.sendall(get.encode())
+            head = s.recv(4096)
+            assert head.startswith(b"HTTP/1.1 200 "), head[:40]
+            n = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+            assert n > (LATER_BYTES - ANSWER_MAX) // 5, n      # five hold more than 13 MiB
+            held.append(s)
+        n_audit = len(audit(it))
+        code, h, text = request(port, f"/messages/{big}")
+        assert code == 503 and h["Retry-After"] and "WIDE" not in text, code
+        assert len(audit(it)) == n_audit
+        held.pop().close()
+        wait_until(lambda: request(port, "/messages?patient=MRN-77")[0] == 200, 10,
+                   "a page once a held one is gone")
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_stop_does_not_wait_for_a_stalled_page(intake, postgres, tokens):
+    """SIGTERM while a page waits on a store that does not answer (PostgreSQL's audit table
+    locked: the page would wait for statement_timeout, 30 s): the page's statement is
+    cancelled and the intake is gone within its drain_timeout and a margin."""
+    pg = postgres()
+    it = intake(store=pg_url(pg), intake={"browse": "on", "admin_token_file": tokens,
+                                          "drain_timeout": "1"})
+    port, search = it.admin.port, "/messages?patient=MRN-SD"
+    with it.client() as c:
+        assert ack_code(c.call(msg("SD-0", pid="MRN-SD"))) == "AA"
+    assert request(port, search)[0] == 200
+    lock = subprocess.Popen(["psql", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres",
+                             "-d", "netwall", "-v", "ON_ERROR_STOP=1"], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    pool = ThreadPoolExecutor(1)
+    try:
+        lock.stdin.write("BEGIN;\nLOCK TABLE audit IN ACCESS EXCLUSIVE MODE;\n")
+        lock.stdin.flush()
+        wait_until(lambda: psql(pg, AUDIT_LOCKS.format("AccessExclusiveLock")) == "1|0", 10,
+                   "the audit table locked")
+        page = pool.submit(request, port, search, timeout=60)
+        wait_until(lambda: psql(pg, AUDIT_LOCKS.format("RowExclusiveLock")) == "0|1", 10,
+                   "the browser's audit write waiting")
+        it.proc.stopped_by_test = True
+        it.proc.signal(signal.SIGTERM)
+        assert it.proc.wait_exit(1 + 3) is not None, "still running 4 s after SIGTERM"
+        assert it.proc.returncode == 0, it.proc.tail(20)
+        try:
+            code = page.result(timeout=30)[0]
+        except (http.client.HTTPException, OSError):
+            code = None                              # closed unanswered: the listener went
+        assert code != 200
+    finally:
+        if lock.poll() is None:
+            lock.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
