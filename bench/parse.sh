@@ -10,6 +10,6 @@ mkdir -p "$OUT"
 # shellcheck disable=SC2046
 gcc -std=c11 -D_GNU_SOURCE -O2 -I"$REPO/src" $(pkg-config --cflags jansson) -o "$OUT/parse" \
 	"$REPO/bench/parse.c" "$REPO/src/hl7/hl7.c" "$REPO/src/hl7/hl7json.c" \
-	"$REPO/src/core/log.c" "$REPO/src/core/xalloc.c" "$REPO/src/core/utf8.c" \
+	"$REPO/src/core/log.c" "$REPO/src/core/xalloc.c" "$REPO/src/core/utf8.c" "$REPO/src/core/num.c" \
 	$(pkg-config --libs jansson) -lpthread
 exec "$OUT/parse" "${1:-2}" "$REPO/tests/data"

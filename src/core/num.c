@@ -35,3 +35,14 @@ int num_seconds(const char *s, double min, double max, double *out)
 	*out = v;
 	return 0;
 }
+
+int num_hexdigit(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}

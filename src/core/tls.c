@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/num.h"
+
 /* AES-128-GCM first: with AES-NI it is the cheapest AEAD per byte relayed. */
 #define TLS_SUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 
@@ -131,17 +133,6 @@ int tls_fingerprint(X509 *x, uint8_t out[TLS_FP_LEN])
 	return 0;
 }
 
-static int tls_hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int tls_fingerprint_parse(const char *s, uint8_t out[TLS_FP_LEN])
 {
 	size_t n = 0;
@@ -151,7 +142,7 @@ int tls_fingerprint_parse(const char *s, uint8_t out[TLS_FP_LEN])
 		int v;
 		if (*s == ':')
 			continue;
-		v = tls_hexval((unsigned char)*s);
+		v = num_hexdigit((unsigned char)*s);
 		if (v < 0 || n == TLS_FP_LEN)
 			return -1;
 		if (hi < 0) {

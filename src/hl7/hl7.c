@@ -12,6 +12,7 @@
 #include <emmintrin.h>
 #endif
 
+#include "core/num.h"
 #include "core/log.h"
 
 #define SEGS_INIT 64
@@ -612,21 +613,10 @@ bool hl7_is_null(struct hl7_str v)
 	return v.len == 2 && v.p[0] == '"' && v.p[1] == '"';
 }
 
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 static bool all_hex(const char *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		if (hexval((unsigned char)s[i]) < 0)
+		if (num_hexdigit((unsigned char)s[i]) < 0)
 			return false;
 	}
 	return true;
@@ -732,7 +722,7 @@ static size_t decode(const struct hl7_delims *d, struct hl7_str v, char *out, si
 		if (e[1] == 'X' && close - e > 2 && (close - e - 2) % 2 == 0 &&
 		    all_hex(e + 2, (size_t)(close - e - 2))) {
 			for (const char *h = e + 2; h < close; h += 2) {
-				c = (char)(hexval((unsigned char)h[0]) << 4 | hexval((unsigned char)h[1]));
+				c = (char)(num_hexdigit((unsigned char)h[0]) << 4 | num_hexdigit((unsigned char)h[1]));
 				put(out, cap, &n, &c, 1);
 			}
 		} else {

@@ -88,17 +88,6 @@ static void browse_html(struct admin_resp *resp)
 	snprintf(resp->headers, sizeof(resp->headers), "%s", BROWSE_HEADERS);
 }
 
-static int browse_hex(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* p[0..n) form-decoded ('+' a space, %XX a byte) into out (cap bytes with its NUL).
  * Returns the length, or -1 when malformed, holding a NUL, or longer than cap - 1. */
 static int browse_decode(const char *p, size_t n, char *out, size_t cap)
@@ -111,8 +100,8 @@ static int browse_decode(const char *p, size_t n, char *out, size_t cap)
 		if (ch == '+') {
 			ch = ' ';
 		} else if (ch == '%') {
-			int hi = i + 2 < n ? browse_hex(p[i + 1]) : -1;
-			int lo = hi >= 0 ? browse_hex(p[i + 2]) : -1;
+			int hi = i + 2 < n ? num_hexdigit(p[i + 1]) : -1;
+			int lo = hi >= 0 ? num_hexdigit(p[i + 2]) : -1;
 
 			if (hi < 0 || lo < 0)
 				return -1;

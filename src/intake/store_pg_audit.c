@@ -22,9 +22,7 @@ int store_pg_audit_add(struct store *s, const struct store_audit_row *r, char *e
 	snprintf(at, sizeof(at), "%lld", (long long)r->at_ms);
 	snprintf(n, sizeof(n), "%llu", (unsigned long long)r->messages);
 	res = store_pg_conn_exec(p,
-				 "INSERT INTO audit (at_ms, who, via, action, what, message_ids, "
-				 "messages, reason) VALUES ($1::bigint, $2::text, $3::text, $4::text, "
-				 "$5::text, $6::text, $7::bigint, $8::text)",
+				 STORE_PG_AUDIT_INSERT,
 				 8, v, "audit", err, errlen);
 	if (res == NULL)
 		return -1;

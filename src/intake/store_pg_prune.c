@@ -163,9 +163,7 @@ static int audit(struct pg_store *p, const struct store_audit_row *a, const char
 	snprintf(at, sizeof(at), "%lld", (long long)a->at_ms);
 	snprintf(count, sizeof(count), "%d", n);
 	r = run(p,
-		"INSERT INTO audit (at_ms, who, via, action, what, message_ids, messages, reason) "
-		"VALUES ($1::bigint, $2::text, $3::text, $4::text, $5::text, $6::text, $7::bigint, "
-		"$8::text)",
+		STORE_PG_AUDIT_INSERT,
 		8, v, "prune: audit", err, errlen);
 	buf_free(&list);
 	if (r == NULL)

@@ -36,6 +36,12 @@ const char *store_pg_sql_class(const char *sqlstate);
 int64_t store_pg_sql_int(const PGresult *r, int row, int col);
 void store_pg_sql_text(char *dst, size_t cap, const PGresult *r, int row, int col);
 char *store_pg_sql_dup(const PGresult *r, int row, int col, size_t *len);
+/* Appends an audit record: at_ms, who, via, action, what, message_ids, messages, reason. */
+#define STORE_PG_AUDIT_INSERT                                                                      \
+	"INSERT INTO audit (at_ms, who, via, action, what, message_ids, messages, reason) "      \
+	"VALUES ($1::bigint, $2::text, $3::text, $4::text, $5::text, $6::text, $7::bigint, "     \
+	"$8::text)"
+
 /* Appends s to the text form of a PostgreSQL array being built in b ("{" first, "}" and
  * a NUL last, by the caller): a comma unless first, then s quoted. s is clean text. */
 void store_pg_sql_array_add(struct buf *b, const char *s, bool first);

@@ -11,10 +11,8 @@
 
 #define AUDIT_COLS "id, at_ms, who, via, action, what, message_ids, messages, reason"
 
-int store_sqlite_audit_add(struct store *s, const struct store_audit_row *r, char *err,
-			   size_t errlen)
+int store_sqlite_audit_insert(struct sqlite_store *q, const struct store_audit_row *r)
 {
-	struct sqlite_store *q = (struct sqlite_store *)s;
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(q->db,
 				    "INSERT INTO audit (at_ms, who, via, action, what, message_ids, "
@@ -22,7 +20,7 @@ int store_sqlite_audit_add(struct store *s, const struct store_audit_row *r, cha
 				    -1, &st, NULL);
 
 	if (rc != SQLITE_OK)
-		return store_sqlite_conn_fail(q, rc, "audit", err, errlen);
+		return rc;
 	sqlite3_bind_int64(st, 1, r->at_ms);
 	sqlite3_bind_text(st, 2, r->who, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, r->via, -1, SQLITE_STATIC);
@@ -32,12 +30,20 @@ int store_sqlite_audit_add(struct store *s, const struct store_audit_row *r, cha
 	sqlite3_bind_int64(st, 7, (sqlite3_int64)r->messages);
 	if (r->reason != NULL)
 		sqlite3_bind_text(st, 8, r->reason, -1, SQLITE_STATIC);
-	if (store_sqlite_conn_begin(q, err, errlen) == -1) {
-		sqlite3_finalize(st);
-		return -1;
-	}
 	rc = store_sqlite_conn_run(q, st);
 	sqlite3_finalize(st);
+	return rc;
+}
+
+int store_sqlite_audit_add(struct store *s, const struct store_audit_row *r, char *err,
+			   size_t errlen)
+{
+	struct sqlite_store *q = (struct sqlite_store *)s;
+	int rc;
+
+	if (store_sqlite_conn_begin(q, err, errlen) == -1)
+		return -1;
+	rc = store_sqlite_audit_insert(q, r);
 	if (rc != SQLITE_OK) {
 		store_sqlite_conn_fail(q, rc, "audit", err, errlen);
 		store_sqlite_conn_rollback(q);

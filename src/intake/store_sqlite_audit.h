@@ -6,7 +6,10 @@
 #include <stdint.h>
 
 #include "intake/store_int.h"
+#include "intake/store_sqlite_conn.h"
 
+/* Appends r inside the caller's write transaction; SQLITE_OK or the error code. */
+int store_sqlite_audit_insert(struct sqlite_store *q, const struct store_audit_row *r);
 int store_sqlite_audit_add(struct store *s, const struct store_audit_row *r, char *err,
 			   size_t errlen);
 int store_sqlite_audit_list(struct store *s, int64_t before_id, size_t limit,

@@ -10,6 +10,7 @@
 
 #include "core/buf.h"
 #include "core/xalloc.h"
+#include "intake/store_sqlite_audit.h"
 #include "intake/store_sqlite_conn.h"
 
 /* What retention removes; what a purge may remove besides: the dead letters. */
@@ -122,14 +123,9 @@ static int audit(struct sqlite_store *q, const struct store_audit_row *a, const 
 		 int n)
 {
 	struct buf list = {0};
-	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(q->db,
-				    "INSERT INTO audit (at_ms, who, via, action, what, message_ids, "
-				    "messages, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-				    -1, &st, NULL);
+	struct store_audit_row r = *a;
+	int rc;
 
-	if (rc != SQLITE_OK)
-		return rc;
 	for (int i = 0; i < n; i++) {
 		char num[24];
 		int len = snprintf(num, sizeof(num), "%s%lld", i ? "," : "", (long long)ids[i]);
@@ -137,17 +133,9 @@ static int audit(struct sqlite_store *q, const struct store_audit_row *a, const 
 		buf_append(&list, num, (size_t)len);
 	}
 	buf_append(&list, "", 1);
-	sqlite3_bind_int64(st, 1, a->at_ms);
-	sqlite3_bind_text(st, 2, a->who, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, a->via, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, a->action, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, a->what, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, (const char *)buf_head(&list), -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 7, n);
-	if (a->reason != NULL)
-		sqlite3_bind_text(st, 8, a->reason, -1, SQLITE_STATIC);
-	rc = store_sqlite_conn_run(q, st);
-	sqlite3_finalize(st);
+	r.message_ids = (char *)buf_head(&list);
+	r.messages = (uint64_t)n;
+	rc = store_sqlite_audit_insert(q, &r);
 	buf_free(&list);
 	return rc;
 }
