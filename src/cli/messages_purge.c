@@ -4,6 +4,7 @@
  * those are still to be delivered, and a lost order is the worst outcome there is, so no
  * option overrides it. Each transaction of at most PURGE_BATCH messages appends its own
  * audit record (action "purge", the ids) in that transaction. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -14,6 +15,24 @@
 static const char refused[] = "received and failed messages are still to be delivered, and "
 			      "purge never removes them (replay, or wait for delivery or a "
 			      "dead letter)";
+
+/* Whether id is the newest message of a SQLite store, which keeps it (its ids are the
+ * highest + 1; PostgreSQL's come from a sequence). */
+static bool purge_newest(struct store *s, int64_t id)
+{
+	struct store_filter f = {.state = -1, .limit = 1};
+	struct store_row *rows = NULL;
+	char err[256];
+	int n;
+
+	if (strcmp(store_kind(s), "sqlite") != 0)
+		return false;
+	n = store_list(s, &f, &rows, err, sizeof(err));
+	bool newest = n == 1 && rows[0].id == id;
+
+	store_rows_free(rows, n > 0 ? (size_t)n : 0);
+	return newest;
+}
 
 /* Checks one message: there, and in a state purge may remove. 0, or 1 having said why. */
 static int purge_check(struct store *s, int64_t id)
@@ -35,6 +54,12 @@ static int purge_check(struct store *s, int64_t id)
 		fprintf(stderr, "netwall messages: message %lld is %s: %s\n", (long long)id,
 			store_state_name(row.state), refused);
 	store_row_clear(&row);
+	if (rc == 0 && purge_newest(s, id)) {
+		fprintf(stderr, "netwall messages: message %lld is the newest stored, kept until "
+				"another comes so that its id is never given out again\n",
+			(long long)id);
+		rc = 1;
+	}
 	return rc;
 }
 

@@ -33,12 +33,15 @@ static const char *const pick_sql[3] = {
 	" AND updated_ms < $1::bigint LIMIT $2::bigint FOR UPDATE",
 };
 
-/* Removing messages: their keys (merged or pending), their jobs, then themselves (the
- * jobs' foreign key points at them); $1 the ids. */
+/* Removing messages: their pending keys, their merged keys, their jobs, then themselves
+ * (the jobs' foreign key points at them); $1 the ids. Pending first: an indexer's merge
+ * that holds some of them makes this wait until it commits, and the next statement, on a
+ * snapshot of its own, then sees the keys it moved; a merge that comes later skips the
+ * rows deleted here (SKIP LOCKED). The other order left a merged key behind for good. */
 #define REMOVE_STEPS 4
 static const char *const remove_sql[REMOVE_STEPS] = {
-	"DELETE FROM message_keys WHERE message_id = ANY ($1::bigint[])",
 	"DELETE FROM message_keys_pending WHERE message_id = ANY ($1::bigint[])",
+	"DELETE FROM message_keys WHERE message_id = ANY ($1::bigint[])",
 	"DELETE FROM deliveries WHERE message_id = ANY ($1::bigint[])",
 	"DELETE FROM messages WHERE id = ANY ($1::bigint[]) AND state IN " REMOVABLE,
 };

@@ -23,22 +23,26 @@
 	"CREATE INDEX IF NOT EXISTS messages_prune ON messages (updated_ms, size) WHERE state IN " \
 	PRUNABLE
 
+/* SQLite gives a new row the highest id + 1: the newest message is never removed, so that
+ * an id the audit trail names, or the EMAR was sent, is never given to another message. */
+#define NOT_NEWEST " AND id < (SELECT max(id) FROM messages)"
+
 /* The candidates: ?1 changed before, ?2 how many, ?3 the state, ?4 the message. */
 static const char *const pick_sql[3] = {
 	"SELECT id, size, updated_ms FROM messages INDEXED BY messages_prune WHERE state IN "
-	PRUNABLE " AND updated_ms < ?1 ORDER BY updated_ms LIMIT ?2",
-	"SELECT id, size, updated_ms FROM messages WHERE state = ?3 AND updated_ms < ?1 "
-	"ORDER BY id LIMIT ?2",
+	PRUNABLE " AND updated_ms < ?1" NOT_NEWEST " ORDER BY updated_ms LIMIT ?2",
+	"SELECT id, size, updated_ms FROM messages WHERE state = ?3 AND updated_ms < ?1"
+	NOT_NEWEST " ORDER BY id LIMIT ?2",
 	"SELECT id, size, updated_ms FROM messages WHERE id = ?4 AND state IN " REMOVABLE
-	" AND updated_ms < ?1 LIMIT ?2",
+	" AND updated_ms < ?1" NOT_NEWEST " LIMIT ?2",
 };
 
 /* Removing one message: its keys (merged or pending), its job, then itself (the foreign
  * keys point at it). */
 #define REMOVE_STEPS 4
 static const char *const remove_sql[REMOVE_STEPS] = {
-	"DELETE FROM message_keys WHERE message_id = ?1",
 	"DELETE FROM message_keys_pending WHERE message_id = ?1",
+	"DELETE FROM message_keys WHERE message_id = ?1",
 	"DELETE FROM deliveries WHERE message_id = ?1",
 	"DELETE FROM messages WHERE id = ?1 AND state IN " REMOVABLE,
 };

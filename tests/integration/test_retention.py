@@ -187,14 +187,71 @@ def test_purge_by_hand_is_audited_and_refuses_what_is_undelivered(store):
     assert purges[1]["what"] == f"purge {ids['P-0']}"
 
 
+def test_purge_while_keys_are_merged_leaves_no_key(intake, postgres):
+    """PostgreSQL: a purge that meets the indexer moving the message's pending keys (a
+    transaction of the same shape held open here) removes the moved keys too."""
+    store = Store(intake, "postgresql", postgres())
+    store.send(msg("RACE-1", pid="SECRET-PID-77"))
+    store.it.proc.stop()
+    store.set("RACE-1", "delivered", DAY_MS)
+    mid = store.ids()["RACE-1"]
+    cols = "kind, value, authority, id_type, message_id"
+    store.sql(f"INSERT INTO message_keys_pending ({cols}) SELECT {cols} FROM message_keys "
+              f"WHERE message_id = {mid}; DELETE FROM message_keys WHERE message_id = {mid}")
+    merge = subprocess.Popen(["psql", "-h", "127.0.0.1", "-p", str(store.pg.port), "-U",
+                              "postgres", "-d", "netwall", "-At"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    merge.stdin.write("BEGIN;\n"
+                      f"WITH moved AS (DELETE FROM message_keys_pending WHERE message_id = {mid}"
+                      f" RETURNING {cols}) INSERT INTO message_keys ({cols}) "
+                      "SELECT * FROM moved;\n")
+    merge.stdin.flush()
+    assert merge.stdout.readline().strip() == "BEGIN"
+    assert merge.stdout.readline().strip().startswith("INSERT 0 ")  # moved, not committed
+    purge = subprocess.Popen([NETWALL_BIN, "messages", "--store", store.spec, "purge", str(mid),
+                              "--reason", "race"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: store.sql("SELECT count(*) FROM pg_stat_activity WHERE "
+                                 "application_name = 'netwall' AND wait_event_type = 'Lock'")
+               == "1", 20, "the purge waiting on the move's locks")
+    merge.stdin.write("COMMIT;\n\\q\n")
+    merge.stdin.flush()
+    merge.wait(timeout=20)
+    out, err = purge.communicate(timeout=30)
+    assert purge.returncode == 0 and out.startswith("purged 1 message"), (out, err)
+    assert store.orphan_keys() == 0
+
+
+def test_sqlite_ids_are_not_given_out_again(intake):
+    """SQLite gives a new row the highest id + 1: the newest message is never removed, so
+    an id named in the audit trail or sent to the EMAR never comes back for another."""
+    store = Store(intake, "sqlite", None)
+    store.send(msg("ID-1"), msg("ID-2"))
+    store.it.proc.stop()
+    store.set("ID-1", "dead", DAY_MS)
+    store.set("ID-2", "dead", DAY_MS)
+    ids = store.ids()
+    r = store.cli("purge", str(ids["ID-2"]), "--reason", "newest")
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "newest" in r.stderr
+    r = store.cli("purge", "--state", "dead", "--reason", "all dead", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["purged"] == 1, r.stderr
+    assert set(store.ids()) == {"ID-2"}
+    it2 = intake(store=store.spec, name="intake2", route={"accept": "RDE"})
+    with it2.client() as c:
+        assert ack_code(c.call(msg("ID-3"))) == "AA"
+    assert store.ids()["ID-3"] > ids["ID-2"]
+
+
 def test_sqlite_file_shrinks_in_batches_of_200(intake):
     it = intake()
     it.proc.stop()
     old = int(time.time() * 1000) - 40 * DAY_MS
-    # 201 delivered messages of 16 KiB each, made old: one over a transaction's 200
+    # 202 delivered messages of 16 KiB each, made old: the newest is kept (its id must not
+    # come back), the other 201 are one over a transaction's 200
     subprocess.run(["sqlite3", it.store,
                     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
-                    "WHERE x < 201) INSERT INTO messages (sending_app, sending_facility, "
+                    "WHERE x < 202) INSERT INTO messages (sending_app, sending_facility, "
                     "control_id, type, version, peer, state, received_ms, updated_ms, size, "
                     "raw, ack, digest) SELECT 'A', 'F', 'C' || x, 'RDE^O11', '2.5.1', 'p', "
                     f"'delivered', {old}, {old}, 16384, randomblob(16384), x'00', "
@@ -202,7 +259,7 @@ def test_sqlite_file_shrinks_in_batches_of_200(intake):
     assert subprocess.run(["sqlite3", it.store, "PRAGMA auto_vacuum"], capture_output=True,
                           text=True, check=True).stdout.strip() == "2"   # incremental
     full = os.path.getsize(it.store)
-    assert full > 201 * 16384
+    assert full > 202 * 16384
     it2 = intake(store=it.store, intake={"retain_days": "30"})
     ev = it2.proc.wait_event("pruned", timeout=30)[0]
     assert ev["messages"] == "201" and ev["bytes"] == str(201 * 16384)
