@@ -59,8 +59,8 @@
 #define DELIVER_RESP_MAX 200        /* response bytes kept, for the dead-letter detail */
 #define DELIVER_CONCURRENCY_MAX 256 /* transfers in flight, whatever the config says */
 #define DELIVER_TOKEN_MAX 4096      /* bytes of bearer token file */
-#define DELIVER_KEY_MAX 720 /* Idempotency-Key header: 3 x 63 bytes percent-encoded, and for
-			     * a reused control ID "|" and the 64 hex digits of the digest */
+#define DELIVER_KEY_MAX 720 /* Idempotency-Key header: 3 x 63 bytes percent-encoded, "|" and
+			     * the 64 hex digits of the digest */
 
 /* One POST in flight. */
 struct xfer {
@@ -367,8 +367,10 @@ out:
 	explicit_bzero(detail, sizeof(detail));
 }
 
-/* x's request headers: the idempotency key (the message's key, and its digest when the
- * key was reused), the message id, the bearer token. */
+/* x's request headers: the idempotency key (the message's key and its digest: the same
+ * message sent again has the same key; another under its control ID, a sender's reset
+ * counter, another, even once the first was pruned and nothing stored says the ID was
+ * used), the message id, the bearer token. */
 static void deliver_headers(struct deliver *d, struct xfer *x, const struct store_job *job)
 {
 	size_t o = 0;
@@ -383,19 +385,15 @@ static void deliver_headers(struct deliver *d, struct xfer *x, const struct stor
 	if (o + 1 < sizeof(x->key))
 		p[o++] = '|';
 	deliver_key_part(job->control_id, p, sizeof(x->key), &o);
-	if (job->reused) {
-		/* the key alone names an earlier, different message: an API that honours the
-		 * key would take this one for it and drop it */
+	if (o + 1 < sizeof(x->key))
+		p[o++] = '|';
+	for (size_t i = 0; i < STORE_DIGEST_LEN && o + 2 < sizeof(x->key); i++) {
 		static const char hex[] = "0123456789abcdef";
 
-		if (o + 1 < sizeof(x->key))
-			p[o++] = '|';
-		for (size_t i = 0; i < STORE_DIGEST_LEN && o + 2 < sizeof(x->key); i++) {
-			p[o++] = hex[job->digest[i] >> 4];
-			p[o++] = hex[job->digest[i] & 15];
-		}
-		p[o] = '\0';
+		p[o++] = hex[job->digest[i] >> 4];
+		p[o++] = hex[job->digest[i] & 15];
 	}
+	p[o] = '\0';
 	snprintf(x->msgid, sizeof(x->msgid), "X-Netwall-Message-Id: %" PRId64, job->id);
 	x->hdr[0].data = (char *)"Content-Type: application/json";
 	x->hdr[1].data = (char *)"Expect:";

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import NETWALL_BIN, netwall, wait_until
-from hl7util import ack_code, intake, msg  # noqa: F401
+from hl7util import ack_code, emar, intake, msg  # noqa: F401
 
 DAY_MS = 86400 * 1000
 
@@ -241,6 +241,33 @@ def test_sqlite_ids_are_not_given_out_again(intake):
     with it2.client() as c:
         assert ack_code(c.call(msg("ID-3"))) == "AA"
     assert store.ids()["ID-3"] > ids["ID-2"]
+
+
+def test_idempotency_key_names_the_message_not_its_control_id(intake, emar):
+    """A message purged, then another under its control ID: the EMAR gets a key of its own
+    (the key holds the message's digest), though nothing stored says the ID was reused;
+    the first message sent again after its purge gets its first key."""
+    api = emar()
+    it = intake(route={"accept": "RDE"}, emar=api)
+    first, other = msg("CTL-1", pid="P-FIRST"), msg("CTL-1", pid="P-OTHER")
+    with it.client() as c:
+        assert ack_code(c.call(first)) == "AA"
+        assert ack_code(c.call(msg("CTL-2"))) == "AA"   # the newest, kept
+    api.wait_deliveries(2)
+    wait_until(lambda: {r["state"] for r in it.messages("list")} == {"delivered"}, 20,
+               "both delivered")
+    ids = {r["control_id"]: r["id"] for r in it.messages("list")}
+    r = subprocess.run([NETWALL_BIN, "messages", "--store", it.store, "purge",
+                        str(ids["CTL-1"]), "--reason", "test"], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stderr
+    with it.client() as c:
+        assert ack_code(c.call(other)) == "AA"
+        assert ack_code(c.call(first)) == "AA"
+    api.wait_deliveries(4)
+    keys = [d["idempotency_key"] for d in api.deliveries() if d["control_id"] == "CTL-1"]
+    assert len(keys) == 3
+    assert keys[1] != keys[0] and keys[2] == keys[0], keys
 
 
 def test_sqlite_file_shrinks_in_batches_of_200(intake):
