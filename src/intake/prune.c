@@ -4,7 +4,8 @@
  * changed of them whatever their age. It works in transactions of PRUNE_BATCH messages
  * with a pause between them, so the committer (on SQLite one writer at a time) keeps its
  * turn and senders keep their ACKs. A pass runs at start, every PRUNE_EVERY seconds and at
- * each reload. Received, failed and dead messages are never removed here. */
+ * each reload; a reload also ends a pass under way after its batch, and the next selects
+ * with the new settings. Received, failed and dead messages are never removed here. */
 #include "intake/prune.h"
 
 #include <errno.h>
@@ -121,8 +122,10 @@ static void prune_pass(struct prune *p, double days, uint64_t limit)
 		p->messages += (uint64_t)got;
 		p->bytes += b;
 		t = (clock_mono() - t) * PRUNE_YIELD;
+		/* a reload ends the pass after the batch under way: the next pass, at once,
+		 * selects with the new settings (retention off stops here) */
 		stop = (sel.before_ms == 0 && sel.excess == 0) ||
-		       prune_wait(p, t > PRUNE_PAUSE ? t : PRUNE_PAUSE, false);
+		       prune_wait(p, t > PRUNE_PAUSE ? t : PRUNE_PAUSE, true) || p->kick;
 		pthread_mutex_unlock(&p->lock);
 		if (stop)
 			break;

@@ -80,6 +80,42 @@ class Store:
                    for t in ("message_keys", "message_keys_pending"))
 
 
+class Held:
+    """A psql session holding statement's locks in an open transaction until release()."""
+
+    def __init__(self, pg, statement):
+        self.p = subprocess.Popen(["psql", "-h", "127.0.0.1", "-p", str(pg.port), "-U",
+                                   "postgres", "-d", "netwall", "-X", "-q", "-At", "-v",
+                                   "ON_ERROR_STOP=1"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        self.p.stdin.write(f"BEGIN;\n{statement};\nSELECT 'held';\n")
+        self.p.stdin.flush()
+        assert self.p.stdout.readline().strip() == "held"
+
+    def release(self):
+        if self.p.poll() is None:
+            self.p.stdin.write("COMMIT;\n\\q\n")
+            self.p.stdin.flush()
+            self.p.wait(timeout=30)
+
+
+def fill_delivered(store, n, size, changed_sql):
+    """n delivered messages of size bytes straight into a PostgreSQL store, message x (1..n)
+    last changed at changed_sql (an SQL expression of x)."""
+    store.sql("INSERT INTO messages (sending_app, sending_facility, control_id, type, version, "
+              "peer, state, received_ms, updated_ms, size, raw, ack, digest) SELECT 'A', 'F', "
+              f"'C' || x, 'RDE^O11', '2.5.1', 'p', 'delivered', {changed_sql}, {changed_sql}, "
+              f"{size}, convert_to(repeat('x', {size}), 'UTF8'), '\\x00'::bytea, "
+              f"sha256(int8send(x::bigint)) FROM generate_series(1, {n}) AS x")
+
+
+def waiting_on_audit(store):
+    """The intakes' sessions waiting for a lock to append to the audit trail."""
+    return int(store.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                         "'netwall' AND wait_event_type = 'Lock' AND query LIKE "
+                         "'INSERT INTO audit%'"))
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, intake, postgres):
     return Store(intake, request.param, postgres() if request.param == "postgresql" else None)
@@ -185,6 +221,35 @@ def test_purge_by_hand_is_audited_and_refuses_what_is_undelivered(store):
     assert [(a["message_ids"], a["reason"], a["via"]) for a in purges] == [
         ([ids["P-1"]], "old letters", "cli"), ([ids["P-0"]], "ticket 17", "cli")]
     assert purges[1]["what"] == f"purge {ids['P-0']}"
+
+
+def test_a_reload_narrows_the_pass_under_way(intake, postgres):
+    store = Store(intake, "postgresql", postgres())
+    store.it.proc.stop()
+    now = int(time.time() * 1000)
+    # 1500 last changed 50 days ago, then 1500 40 days ago
+    fill_delivered(store, 3000, 100,
+                   f"(CASE WHEN x <= 1500 THEN {now - 50 * DAY_MS} ELSE {now - 40 * DAY_MS} "
+                   "END + x)")
+    # the pass's first batch waits to append its audit record until released
+    held = Held(store.pg, "LOCK TABLE audit IN SHARE MODE")
+    try:
+        it = store.intake(store=store.spec, intake={"retain_days": "30"})
+        wait_until(lambda: waiting_on_audit(store) == 1, 20, "the first batch")
+        mark = it.proc.mark()
+        it.config.write_text(it.config.read_text().replace("retain_days = 30",
+                                                           "retain_days = 45"))
+        it.proc.signal(signal.SIGHUP)
+        it.proc.wait_event("reloaded", since=mark, timeout=20)
+    finally:
+        held.release()
+    # the batch under way ends the pass; the next keeps what 45 days keep
+    assert it.proc.wait_event("pruned", timeout=30)[0]["messages"] == "200"
+    assert it.proc.wait_event("pruned", timeout=30, count=2)[1]["messages"] == "1300"
+    assert int(store.sql("SELECT count(*) FROM messages")) == 1500
+    assert int(store.sql("SELECT min(updated_ms) FROM messages")) > now - 45 * DAY_MS
+    prune = [a for a in store.json("audit") if a["action"] == "prune"]
+    assert "retain_days=45" in prune[0]["what"] and "retain_days=30" in prune[-1]["what"]
 
 
 def test_sqlite_file_shrinks_in_batches_of_200(intake):
