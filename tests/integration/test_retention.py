@@ -252,6 +252,30 @@ def test_a_reload_narrows_the_pass_under_way(intake, postgres):
     assert "retain_days=45" in prune[0]["what"] and "retain_days=30" in prune[-1]["what"]
 
 
+def test_two_intakes_on_one_postgresql_store_prune_in_turn(intake, postgres):
+    store = Store(intake, "postgresql", postgres())
+    store.it.proc.stop()
+    now = int(time.time() * 1000)
+    fill_delivered(store, 2000, 100, f"{now} - x")
+    limit = 2000 * 100 // 2
+    held = Held(store.pg, "LOCK TABLE audit IN SHARE MODE")
+    try:
+        its = [store.intake(store=store.spec, name=n, intake={"retain_bytes": str(limit)})
+               for n in ("a", "b")]
+        # each has begun its pass: its first batch waits, or it found the other pruning
+        wait_until(lambda: waiting_on_audit(store) +
+                   sum(len(i.proc.events("prune_skipped")) for i in its) == 2, 20,
+                   "both passes")
+    finally:
+        held.release()
+    for i in its:
+        if not i.proc.events("prune_skipped"):
+            i.proc.wait_event("pruned", timeout=30)
+    left = int(store.sql("SELECT coalesce(sum(size), 0) FROM messages"))
+    assert left >= limit - 200 * 100, f"{limit - left} bytes under retain_bytes"
+    assert sum(len(i.proc.events("prune_skipped")) for i in its) == 1
+
+
 def test_sqlite_file_shrinks_in_batches_of_200(intake):
     it = intake()
     it.proc.stop()
