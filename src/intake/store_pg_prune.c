@@ -2,8 +2,8 @@
  * turns (a session advisory lock); in one transaction, the candidates are locked (FOR
  * UPDATE SKIP LOCKED: a purge meanwhile takes others, and a replay waits), then their
  * keys, jobs and rows are deleted by id arrays and the audit record naming them appended.
- * Batches stay small so autovacuum can follow; nothing here vacuums or shrinks a table
- * (PostgreSQL reuses the space). */
+ * Batches stay small (in messages and in bytes) so autovacuum can follow; nothing here
+ * vacuums or shrinks a table (PostgreSQL reuses the space). */
 #include "intake/store_pg_prune.h"
 
 #include <stdio.h>
@@ -95,7 +95,8 @@ int store_pg_prune_index(struct pg_store *p, char *err, size_t errlen)
 	return 0;
 }
 
-/* Locks the candidates and keeps in arr ("{1,2,3}") those p takes; *bytes their sizes.
+/* Locks the candidates and keeps in arr ("{1,2,3}") those p takes, and no more than
+ * STORE_PRUNE_BYTES of them (one at least); *bytes their sizes.
  * Returns the number kept or -1 with err. */
 static int pick(struct pg_store *p, const struct store_prune *sel, struct buf *arr,
 		uint64_t *bytes, char *err, size_t errlen)
@@ -123,6 +124,8 @@ static int pick(struct pg_store *p, const struct store_prune *sel, struct buf *a
 		/* oldest first: once one is young enough and the excess is covered, all are */
 		if (retain && !(sel->before_ms != 0 && changed < sel->before_ms) &&
 		    *bytes >= sel->excess)
+			break;
+		if (n > 0 && *bytes + size > STORE_PRUNE_BYTES) /* the rest in the next */
 			break;
 		len = snprintf(num, sizeof(num), "%s%lld", n ? "," : "",
 			       (long long)store_pg_sql_int(r, i, 0));

@@ -276,6 +276,30 @@ def test_two_intakes_on_one_postgresql_store_prune_in_turn(intake, postgres):
     assert sum(len(i.proc.events("prune_skipped")) for i in its) == 1
 
 
+def test_purge_reason_is_bounded_and_batches_are_bounded_by_bytes(store):
+    store.it.proc.stop()
+    big = 6 * 1024 * 1024
+    if store.kind == "sqlite":
+        store.sql("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5) "
+                  "INSERT INTO messages (sending_app, sending_facility, control_id, type, "
+                  "version, peer, state, received_ms, updated_ms, size, raw, ack, digest) "
+                  "SELECT 'A', 'F', 'C' || x, 'RDE^O11', '2.5.1', 'p', 'dead', 1, 1, "
+                  f"{big}, randomblob({big}), x'00', randomblob(32) FROM c")
+    else:
+        fill_delivered(store, 5, big, "1")
+        store.sql("UPDATE messages SET state = 'dead'")
+    r = store.cli("purge", "--state", "dead", "--reason", "x" * 1025)
+    assert r.returncode == 2 and r.stdout == "", r.stdout
+    assert r.stderr.strip() == "netwall messages: --reason: at most 1024 bytes", r.stderr
+    assert store.json("audit") == []
+    r = store.cli("purge", "--state", "dead", "--reason", "x" * 1024)
+    assert r.returncode == 0 and r.stdout.startswith("purged 5 messages "), r.stderr
+    # 16 MiB a transaction at most: two of these each, then the last one
+    purges = [a for a in store.json("audit") if a["action"] == "purge"]
+    assert sorted(a["messages"] for a in purges) == [1, 2, 2]
+    assert all(a["reason"] == "x" * 1024 for a in purges)
+
+
 def test_sqlite_file_shrinks_in_batches_of_200(intake):
     it = intake()
     it.proc.stop()
