@@ -13,6 +13,10 @@
 #include "intake/intake_config.h"
 #include "intake/store.h"
 
+/* Bytes of --reason at most: it is kept in every audit record the command appends (one
+ * per purge transaction), and audit records are never removed. */
+#define REASON_MAX 1024
+
 static const char messages_usage[] =
 	"usage: netwall messages (-c FILE | --store SPEC) [COMMAND] [OPTIONS]\n"
 	"\n"
@@ -51,7 +55,8 @@ static const char messages_usage[] =
 	"                      the audit trail, newest first: every show, search and replay,\n"
 	"                      when, by whom (the OS user), what was asked, which messages\n"
 	"\n"
-	"  --reason TEXT       why (show, search, replay, purge): kept with the audit record\n"
+	"  --reason TEXT       why (show, search, replay, purge), 1024 bytes at most: kept\n"
+	"                      with the audit record\n"
 	"  --json              machine-readable output (one JSON document)\n"
 	"  -h, --help          this text\n"
 	"\n"
@@ -232,6 +237,10 @@ static int check_args(struct messages_opts *o)
 	if ((o->config == NULL) == (o->store == NULL)) {
 		fprintf(stderr, "netwall messages: give either -c FILE or --store SPEC\n\n%s",
 			messages_usage);
+		return 2;
+	}
+	if (o->reason != NULL && strlen(o->reason) > REASON_MAX) {
+		fprintf(stderr, "netwall messages: --reason: at most %d bytes\n", REASON_MAX);
 		return 2;
 	}
 	if (strcmp(o->cmd, "show") == 0 && o->id == 0) {

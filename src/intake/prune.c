@@ -4,7 +4,10 @@
  * changed of them whatever their age. It works in transactions of PRUNE_BATCH messages
  * with a pause between them, so the committer (on SQLite one writer at a time) keeps its
  * turn and senders keep their ACKs. A pass runs at start, every PRUNE_EVERY seconds and at
- * each reload. Received, failed and dead messages are never removed here. */
+ * each reload; a reload also ends a pass under way after its batch, and the next selects
+ * with the new settings. Intakes sharing a PostgreSQL store take turns: a pass starts only
+ * with the store's pruning turn, and is skipped while another process holds it. Received,
+ * failed and dead messages are never removed here. */
 #include "intake/prune.h"
 
 #include <errno.h>
@@ -91,8 +94,9 @@ static bool prune_select(struct prune *p, double days, uint64_t limit, struct st
 	return sel->before_ms != 0 || sel->excess != 0;
 }
 
-/* One pass: batches until nothing is left to remove (or stop). Lock not held. */
-static void prune_pass(struct prune *p, double days, uint64_t limit)
+/* One pass: batches until nothing is left to remove (or stop, or a reload), with the
+ * store's pruning turn held. Lock not held. */
+static void prune_batches(struct prune *p, double days, uint64_t limit)
 {
 	struct store_prune sel;
 	char what[96], err[256];
@@ -121,8 +125,10 @@ static void prune_pass(struct prune *p, double days, uint64_t limit)
 		p->messages += (uint64_t)got;
 		p->bytes += b;
 		t = (clock_mono() - t) * PRUNE_YIELD;
+		/* a reload ends the pass after the batch under way: the next pass, at once,
+		 * selects with the new settings (retention off stops here) */
 		stop = (sel.before_ms == 0 && sel.excess == 0) ||
-		       prune_wait(p, t > PRUNE_PAUSE ? t : PRUNE_PAUSE, false);
+		       prune_wait(p, t > PRUNE_PAUSE ? t : PRUNE_PAUSE, true) || p->kick;
 		pthread_mutex_unlock(&p->lock);
 		if (stop)
 			break;
@@ -133,6 +139,27 @@ static void prune_pass(struct prune *p, double days, uint64_t limit)
 		log_warn("event=prune_failed what=compact error=\"%s\"", err);
 	log_info("event=pruned messages=%llu bytes=%llu seconds=%.1f", (unsigned long long)n,
 		 (unsigned long long)bytes, clock_mono() - t0);
+}
+
+/* One pass, when the store's pruning turn is this process's; skipped (and said) when
+ * another process's pass is under way. Lock not held. */
+static void prune_pass(struct prune *p, double days, uint64_t limit)
+{
+	char err[256];
+	int turn;
+
+	if (days <= 0 && limit == 0)
+		return;
+	turn = store_prune_turn(p->store, true, err, sizeof(err));
+	if (turn == -1)
+		log_warn("event=prune_failed what=turn error=\"%s\"", err);
+	else if (turn == 0)
+		log_info("event=prune_skipped why=another_process");
+	if (turn != 1)
+		return;
+	prune_batches(p, days, limit);
+	if (store_prune_turn(p->store, false, err, sizeof(err)) == -1)
+		log_warn("event=prune_failed what=turn error=\"%s\"", err);
 }
 
 static void *prune_main(void *arg)

@@ -404,6 +404,11 @@ int store_bytes(struct store *s, uint64_t *bytes, char *err, size_t errlen)
 	return s->ops->bytes(s, bytes, err, errlen);
 }
 
+int store_prune_turn(struct store *s, bool take, char *err, size_t errlen)
+{
+	return s->ops->prune_turn(s, take, err, errlen);
+}
+
 int store_compact(struct store *s, char *err, size_t errlen)
 {
 	return s->ops->compact(s, err, errlen);

@@ -124,6 +124,14 @@ int store_audit_list(struct store *s, int64_t before_id, size_t limit,
 int store_prune(struct store *s, const struct store_prune *p, const struct store_audit *a,
 		uint64_t *bytes, char *err, size_t errlen);
 
+/* Takes (take) or gives back the store's pruning turn, which one connection of all the
+ * processes sharing the store holds at a time, for a whole retention pass (whose excess
+ * over retain_bytes, read at its start, would otherwise be removed once by each).
+ * PostgreSQL: a session advisory lock (lost with the connection, if that breaks mid-pass);
+ * SQLite: always given, one process writes a SQLite store. Returns 1 taken, 0 held by
+ * another (nothing to give back), or -1 with err; giving back returns 0 or -1. */
+int store_prune_turn(struct store *s, bool take, char *err, size_t errlen);
+
 /* The stored size of every message (their raw bytes), read through the indexes where they
  * can answer. Returns 0 or -1 with err. */
 int store_bytes(struct store *s, uint64_t *bytes, char *err, size_t errlen);

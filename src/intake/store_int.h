@@ -55,6 +55,7 @@ struct store_ops {
 		     uint64_t *bytes, char *err, size_t errlen);
 	int (*bytes)(struct store *s, uint64_t *bytes, char *err, size_t errlen);
 	int (*compact)(struct store *s, char *err, size_t errlen);
+	int (*prune_turn)(struct store *s, bool take, char *err, size_t errlen);
 };
 
 /* The first member of every backend's connection. */

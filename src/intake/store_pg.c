@@ -498,4 +498,5 @@ const struct store_ops store_pg_ops = {
 	.prune = store_pg_prune,
 	.bytes = store_pg_prune_bytes,
 	.compact = store_pg_prune_compact,
+	.prune_turn = store_pg_prune_turn,
 };

@@ -1,8 +1,9 @@
-/* The PostgreSQL backend's pruning: in one transaction, the candidates are locked (FOR
- * UPDATE SKIP LOCKED: another intake pruning the same store takes others, and a replay
- * waits), then their keys, jobs and rows are deleted by id arrays and the audit record
- * naming them appended. Batches stay small so autovacuum can follow; nothing here vacuums
- * or shrinks a table (PostgreSQL reuses the space). */
+/* The PostgreSQL backend's pruning: retention passes of the intakes sharing a store take
+ * turns (a session advisory lock); in one transaction, the candidates are locked (FOR
+ * UPDATE SKIP LOCKED: a purge meanwhile takes others, and a replay waits), then their
+ * keys, jobs and rows are deleted by id arrays and the audit record naming them appended.
+ * Batches stay small (in messages and in bytes) so autovacuum can follow; nothing here
+ * vacuums or shrinks a table (PostgreSQL reuses the space). */
 #include "intake/store_pg_prune.h"
 
 #include <stdio.h>
@@ -19,6 +20,11 @@
 
 /* The schema's advisory lock: creating the index takes turns with creating the schema. */
 #define PRUNE_LOCK "SELECT pg_advisory_xact_lock(1853321265)"
+/* Retention passes take turns between the processes sharing the store: a session lock,
+ * held across the pass's transactions, on a key of its own (not the schema's). */
+#define TURN_KEY "1853321266"
+#define TURN_TAKE "SELECT pg_try_advisory_lock(" TURN_KEY ")"
+#define TURN_GIVE "SELECT pg_advisory_unlock(" TURN_KEY ")"
 #define PRUNE_INDEX                                                                                \
 	"CREATE INDEX IF NOT EXISTS messages_prune ON messages (updated_ms, size) WHERE state IN " \
 	PRUNABLE
@@ -92,7 +98,8 @@ int store_pg_prune_index(struct pg_store *p, char *err, size_t errlen)
 	return 0;
 }
 
-/* Locks the candidates and keeps in arr ("{1,2,3}") those p takes; *bytes their sizes.
+/* Locks the candidates and keeps in arr ("{1,2,3}") those p takes, and no more than
+ * STORE_PRUNE_BYTES of them (one at least); *bytes their sizes.
  * Returns the number kept or -1 with err. */
 static int pick(struct pg_store *p, const struct store_prune *sel, struct buf *arr,
 		uint64_t *bytes, char *err, size_t errlen)
@@ -120,6 +127,8 @@ static int pick(struct pg_store *p, const struct store_prune *sel, struct buf *a
 		/* oldest first: once one is young enough and the excess is covered, all are */
 		if (retain && !(sel->before_ms != 0 && changed < sel->before_ms) &&
 		    *bytes >= sel->excess)
+			break;
+		if (n > 0 && *bytes + size > STORE_PRUNE_BYTES) /* the rest in the next */
 			break;
 		len = snprintf(num, sizeof(num), "%s%lld", n ? "," : "",
 			       (long long)store_pg_sql_int(r, i, 0));
@@ -224,6 +233,20 @@ int store_pg_prune_bytes(struct store *s, uint64_t *bytes, char *err, size_t err
 	*bytes = (uint64_t)store_pg_sql_int(r, 0, 0);
 	PQclear(r);
 	return 0;
+}
+
+int store_pg_prune_turn(struct store *s, bool take, char *err, size_t errlen)
+{
+	struct pg_store *p = (struct pg_store *)s;
+	PGresult *r = store_pg_conn_exec(p, take ? TURN_TAKE : TURN_GIVE, 0, NULL, "prune turn",
+					 err, errlen);
+	bool got;
+
+	if (r == NULL)
+		return -1;
+	got = PQgetlength(r, 0, 0) == 1 && PQgetvalue(r, 0, 0)[0] != 0; /* binary bool */
+	PQclear(r);
+	return take && got ? 1 : 0; /* given back after a reconnect: the lock went with it */
 }
 
 int store_pg_prune_compact(struct store *s, char *err, size_t errlen)

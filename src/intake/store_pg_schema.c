@@ -2,7 +2,9 @@
  * and migrated from version 1 there), then brought to version 3 here: the new columns,
  * tables and indexes, and the index of every stored message read from its bytes, in one
  * transaction; then to version 4. Processes starting together take turns on an advisory lock; the one that
- * comes second finds the work done. The version is kept in netwall_meta. */
+ * comes second finds the work done. The version is kept in netwall_meta, and read first:
+ * a store at this version runs none of these statements (they lock the tables, and would
+ * wait for every open write on them while the writes that come after wait too). */
 #include "intake/store_pg_schema.h"
 
 #include <stdio.h>
@@ -226,18 +228,53 @@ fail:
 	return -1;
 }
 
-int store_pg_schema_open(struct pg_store *p, char *err, size_t errlen)
+/* The version the store is at, read without a lock on any table but netwall_meta (which
+ * nothing but the schema's own statements write): *version 0 when it or the row is missing
+ * (a new database). Returns 0 or -1 with err. */
+static int schema_version(struct pg_store *p, long *version, char *err, size_t errlen)
+{
+	PGresult *r = PQexec(p->conn, "SELECT value FROM netwall_meta WHERE key = 'schema_version'");
+	const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+	int rc = 0;
+
+	*version = 0;
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+		*version = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+	else if (PQresultStatus(r) != PGRES_TUPLES_OK &&
+		 (code == NULL || strcmp(code, "42P01") != 0)) { /* 42P01: no such table */
+		store_pg_conn_fail(p, r, "schema", err, errlen);
+		rc = -1;
+	}
+	PQclear(r);
+	return rc;
+}
+
+/* Creates the schema at version 2, or brings version 1 there: the schema query, whose
+ * CREATE ... IF NOT EXISTS locks the tables even when they exist, so it runs only when the
+ * store is new or that old. Returns 0 or -1 with err. */
+static int schema_create(struct pg_store *p, long *version, char *err, size_t errlen)
 {
 	PGresult *r = PQexec(p->conn, store_pg_sql_schema);
-	long version;
 
 	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
 		store_pg_conn_fail(p, r, "schema", err, errlen);
 		PQclear(r);
 		return -1;
 	}
-	version = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+	*version = strtol(PQgetvalue(r, 0, 0), NULL, 10);
 	PQclear(r);
+	return 0;
+}
+
+int store_pg_schema_open(struct pg_store *p, char *err, size_t errlen)
+{
+	long version;
+
+	/* a store at this version is opened without a lock that waits for its writers */
+	if (schema_version(p, &version, err, errlen) == -1)
+		return -1;
+	if (version < 2 && schema_create(p, &version, err, errlen) == -1)
+		return -1;
 	if (version == 2) {
 		if (upgrade(p, 2, upgrade_v3_sql, err, errlen) == -1)
 			return -1;

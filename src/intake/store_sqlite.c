@@ -477,4 +477,5 @@ const struct store_ops store_sqlite_ops = {
 	.prune = store_sqlite_prune,
 	.bytes = store_sqlite_prune_bytes,
 	.compact = store_sqlite_prune_compact,
+	.prune_turn = store_sqlite_prune_turn,
 };

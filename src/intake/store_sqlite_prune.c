@@ -62,8 +62,8 @@ int store_sqlite_prune_index(struct sqlite_store *q, char *err, size_t errlen)
 	return 0;
 }
 
-/* Reads the candidates into ids[] (p->max of room), keeping those p takes; *bytes their
- * sizes. Returns the number kept or -1 (rc in *rcp). */
+/* Reads the candidates into ids[] (p->max of room), keeping those p takes, and no more
+ * than STORE_PRUNE_BYTES of them (one at least); *bytes their sizes. Returns the number kept or -1 (rc in *rcp). */
 static int pick(struct sqlite_store *q, const struct store_prune *p, int64_t *ids,
 		uint64_t *bytes, int *rcp)
 {
@@ -88,6 +88,8 @@ static int pick(struct sqlite_store *q, const struct store_prune *p, int64_t *id
 
 		/* oldest first: once one is young enough and the excess is covered, all are */
 		if (retain && !(p->before_ms != 0 && changed < p->before_ms) && *bytes >= p->excess)
+			break;
+		if (n > 0 && *bytes + size > STORE_PRUNE_BYTES) /* the rest in the next */
 			break;
 		ids[n++] = sqlite3_column_int64(st, 0);
 		*bytes += size;
@@ -201,6 +203,14 @@ int store_sqlite_prune_bytes(struct store *s, uint64_t *bytes, char *err, size_t
 	if (rc != SQLITE_OK)
 		return store_sqlite_conn_fail(q, rc, "stored bytes", err, errlen);
 	return 0;
+}
+
+int store_sqlite_prune_turn(struct store *s, bool take, char *err, size_t errlen)
+{
+	(void)s;
+	(void)err;
+	(void)errlen;
+	return take ? 1 : 0; /* one process writes a SQLite store: the turn is always its own */
 }
 
 int store_sqlite_prune_compact(struct store *s, char *err, size_t errlen)

@@ -206,6 +206,9 @@ struct store_prune {
 			    * age, while the sizes taken so far are under this; 0: none */
 	size_t max;        /* messages at most */
 };
+/* The stored bytes of one store_prune transaction at most (a message larger alone): by
+ * count only, 200 messages of 64 MiB would be one 12.8 GB transaction. */
+#define STORE_PRUNE_BYTES (16ULL * 1024 * 1024)
 
 /* Frees what store_claim, store_list and store_get handed out (raw bytes wiped). */
 void store_jobs_free(struct store_job *jobs, size_t n);

@@ -80,6 +80,42 @@ class Store:
                    for t in ("message_keys", "message_keys_pending"))
 
 
+class Held:
+    """A psql session holding statement's locks in an open transaction until release()."""
+
+    def __init__(self, pg, statement):
+        self.p = subprocess.Popen(["psql", "-h", "127.0.0.1", "-p", str(pg.port), "-U",
+                                   "postgres", "-d", "netwall", "-X", "-q", "-At", "-v",
+                                   "ON_ERROR_STOP=1"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        self.p.stdin.write(f"BEGIN;\n{statement};\nSELECT 'held';\n")
+        self.p.stdin.flush()
+        assert self.p.stdout.readline().strip() == "held"
+
+    def release(self):
+        if self.p.poll() is None:
+            self.p.stdin.write("COMMIT;\n\\q\n")
+            self.p.stdin.flush()
+            self.p.wait(timeout=30)
+
+
+def fill_delivered(store, n, size, changed_sql):
+    """n delivered messages of size bytes straight into a PostgreSQL store, message x (1..n)
+    last changed at changed_sql (an SQL expression of x)."""
+    store.sql("INSERT INTO messages (sending_app, sending_facility, control_id, type, version, "
+              "peer, state, received_ms, updated_ms, size, raw, ack, digest) SELECT 'A', 'F', "
+              f"'C' || x, 'RDE^O11', '2.5.1', 'p', 'delivered', {changed_sql}, {changed_sql}, "
+              f"{size}, convert_to(repeat('x', {size}), 'UTF8'), '\\x00'::bytea, "
+              f"sha256(int8send(x::bigint)) FROM generate_series(1, {n}) AS x")
+
+
+def waiting_on_audit(store):
+    """The intakes' sessions waiting for a lock to append to the audit trail."""
+    return int(store.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                         "'netwall' AND wait_event_type = 'Lock' AND query LIKE "
+                         "'INSERT INTO audit%'"))
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, intake, postgres):
     return Store(intake, request.param, postgres() if request.param == "postgresql" else None)
@@ -268,6 +304,83 @@ def test_idempotency_key_names_the_message_not_its_control_id(intake, emar):
     keys = [d["idempotency_key"] for d in api.deliveries() if d["control_id"] == "CTL-1"]
     assert len(keys) == 3
     assert keys[1] != keys[0] and keys[2] == keys[0], keys
+
+
+def test_a_reload_narrows_the_pass_under_way(intake, postgres):
+    store = Store(intake, "postgresql", postgres())
+    store.it.proc.stop()
+    now = int(time.time() * 1000)
+    # 1500 last changed 50 days ago, then 1500 40 days ago
+    fill_delivered(store, 3000, 100,
+                   f"(CASE WHEN x <= 1500 THEN {now - 50 * DAY_MS} ELSE {now - 40 * DAY_MS} "
+                   "END + x)")
+    # the pass's first batch waits to append its audit record until released
+    held = Held(store.pg, "LOCK TABLE audit IN SHARE MODE")
+    try:
+        it = store.intake(store=store.spec, intake={"retain_days": "30"})
+        wait_until(lambda: waiting_on_audit(store) == 1, 20, "the first batch")
+        mark = it.proc.mark()
+        it.config.write_text(it.config.read_text().replace("retain_days = 30",
+                                                           "retain_days = 45"))
+        it.proc.signal(signal.SIGHUP)
+        it.proc.wait_event("reloaded", since=mark, timeout=20)
+    finally:
+        held.release()
+    # the batch under way ends the pass; the next keeps what 45 days keep
+    assert it.proc.wait_event("pruned", timeout=30)[0]["messages"] == "200"
+    assert it.proc.wait_event("pruned", timeout=30, count=2)[1]["messages"] == "1300"
+    assert int(store.sql("SELECT count(*) FROM messages")) == 1500
+    assert int(store.sql("SELECT min(updated_ms) FROM messages")) > now - 45 * DAY_MS
+    prune = [a for a in store.json("audit") if a["action"] == "prune"]
+    assert "retain_days=45" in prune[0]["what"] and "retain_days=30" in prune[-1]["what"]
+
+
+def test_two_intakes_on_one_postgresql_store_prune_in_turn(intake, postgres):
+    store = Store(intake, "postgresql", postgres())
+    store.it.proc.stop()
+    now = int(time.time() * 1000)
+    fill_delivered(store, 2000, 100, f"{now} - x")
+    limit = 2000 * 100 // 2
+    held = Held(store.pg, "LOCK TABLE audit IN SHARE MODE")
+    try:
+        its = [store.intake(store=store.spec, name=n, intake={"retain_bytes": str(limit)})
+               for n in ("a", "b")]
+        # each has begun its pass: its first batch waits, or it found the other pruning
+        wait_until(lambda: waiting_on_audit(store) +
+                   sum(len(i.proc.events("prune_skipped")) for i in its) == 2, 20,
+                   "both passes")
+    finally:
+        held.release()
+    for i in its:
+        if not i.proc.events("prune_skipped"):
+            i.proc.wait_event("pruned", timeout=30)
+    left = int(store.sql("SELECT coalesce(sum(size), 0) FROM messages"))
+    assert left >= limit - 200 * 100, f"{limit - left} bytes under retain_bytes"
+    assert sum(len(i.proc.events("prune_skipped")) for i in its) == 1
+
+
+def test_purge_reason_is_bounded_and_batches_are_bounded_by_bytes(store):
+    store.it.proc.stop()
+    big = 6 * 1024 * 1024
+    if store.kind == "sqlite":  # and a sixth, the newest, which SQLite keeps
+        store.sql("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 6) "
+                  "INSERT INTO messages (sending_app, sending_facility, control_id, type, "
+                  "version, peer, state, received_ms, updated_ms, size, raw, ack, digest) "
+                  "SELECT 'A', 'F', 'C' || x, 'RDE^O11', '2.5.1', 'p', 'dead', 1, 1, "
+                  f"{big}, randomblob({big}), x'00', randomblob(32) FROM c")
+    else:
+        fill_delivered(store, 5, big, "1")
+        store.sql("UPDATE messages SET state = 'dead'")
+    r = store.cli("purge", "--state", "dead", "--reason", "x" * 1025)
+    assert r.returncode == 2 and r.stdout == "", r.stdout
+    assert r.stderr.strip() == "netwall messages: --reason: at most 1024 bytes", r.stderr
+    assert store.json("audit") == []
+    r = store.cli("purge", "--state", "dead", "--reason", "x" * 1024)
+    assert r.returncode == 0 and r.stdout.startswith("purged 5 messages "), r.stderr
+    # 16 MiB a transaction at most: two of these each, then the last one
+    purges = [a for a in store.json("audit") if a["action"] == "purge"]
+    assert sorted(a["messages"] for a in purges) == [1, 2, 2]
+    assert all(a["reason"] == "x" * 1024 for a in purges)
 
 
 def test_sqlite_file_shrinks_in_batches_of_200(intake):

@@ -292,8 +292,15 @@ static void test_delivers(void **state)
 	lf = fopen(emar_log, "r");
 	assert_non_null(lf);
 	while (fgets(line, sizeof(line), lf) != NULL) {
-		if (strstr(line, "\"idempotency_key\": \"APP|FAC|OK3\"") != NULL) {
+		const char *key = strstr(line, "\"idempotency_key\": \"APP|FAC|OK3|");
+
+		if (key != NULL) {
+			/* the key ends in the message's SHA-256 */
+			const char *hex = key + strlen("\"idempotency_key\": \"APP|FAC|OK3|");
 			char want[64];
+
+			assert_int_equal(strspn(hex, "0123456789abcdef"), 64);
+			assert_int_equal(hex[64], '"');
 
 			snprintf(want, sizeof(want), "\"message_id_header\": \"%lld\"",
 				 (long long)ids[3]);

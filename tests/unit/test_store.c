@@ -1646,6 +1646,25 @@ static void test_migrate_v1(void **state)
 
 /* The database file, its WAL and its shared memory are the owner's alone, whatever the
  * umask. */
+/* The pruning turn: one connection of all holds it at a time (PostgreSQL: across
+ * processes) until it gives it back; SQLite gives it to every one. */
+static void test_prune_turn(void **state)
+{
+	struct ctx *c = *state;
+	struct store *other = reopen(c);
+	char err[256] = "";
+
+	assert_int_equal(store_prune_turn(c->s, true, err, sizeof(err)), 1);
+	assert_int_equal(store_prune_turn(other, true, err, sizeof(err)), c->pg ? 0 : 1);
+	assert_int_equal(store_prune_turn(c->s, false, err, sizeof(err)), 0);
+	if (!c->pg)
+		assert_int_equal(store_prune_turn(other, false, err, sizeof(err)), 0);
+	assert_int_equal(store_prune_turn(other, true, err, sizeof(err)), 1);
+	assert_int_equal(store_prune_turn(c->s, true, err, sizeof(err)), c->pg ? 0 : 1);
+	assert_int_equal(store_prune_turn(other, false, err, sizeof(err)), 0);
+	store_close(other);
+}
+
 static void test_sqlite_files_private(void **state)
 {
 	struct ctx *c = *state;
@@ -1711,6 +1730,7 @@ int main(void)
 			BOTH(test_index_limits),
 			BOTH(test_migrate_v2_indexes_stored_messages),
 			BOTH(test_audit),
+			BOTH(test_prune_turn),
 		};
 #undef SETUP
 		failed += cmocka_run_group_tests_name("store_sqlite", sqlite_tests, NULL, NULL);
@@ -1743,6 +1763,7 @@ int main(void)
 			BOTH(test_index_limits),
 			BOTH(test_migrate_v2_indexes_stored_messages),
 			BOTH(test_audit),
+			BOTH(test_prune_turn),
 		};
 #undef SETUP
 		failed += cmocka_run_group_tests_name("store_postgresql", pg_tests, NULL, NULL);
