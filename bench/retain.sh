@@ -180,7 +180,7 @@ now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"
 entry = (f"## Retention on {int(n):,} messages ({now}, bench/retain.sh, {rev})\n\n"
          f"`bench/retain.sh`: bench/search.sh's store of {int(n):,} messages (90 days; delivered, "
          "5 % ignored, 0.1 % dead), an intake started with `retain_days` set so that the older "
-         f"half goes (batches of 500, each followed by a pause twice as long as it took). ACK rate: bench/mllp_load, {int(load):,} "
+         f"half goes (batches of 200, each followed by a pause twice as long as it took). ACK rate: bench/mllp_load, {int(load):,} "
          f"RDE^O11 of about 1 KiB over {conns} connections, first without pruning, then at once "
          "after the pruning intake starts, then again once its pass is over. 2-core machine, one "
          "run.\n\n" + open(table).read())

@@ -24,7 +24,9 @@
 #include "core/log.h"
 #include "core/xalloc.h"
 
-#define INDEXER_BATCH 4096   /* keys per merge transaction (whole messages: a few more) */
+#define INDEXER_BATCH 1024   /* keys per merge transaction (whole messages: a few more): on a
+			     * store of a million messages 4,096 held the writer long enough to
+			     * raise the ACK p99 under load from 20 to 40-49 ms */
 #define INDEXER_HIGH 65536   /* keys pending: merge even while commits keep coming */
 #define INDEXER_QUIET 0.5    /* seconds without a commit: merge what is pending */
 #define INDEXER_EVERY 10.0   /* seconds a key may wait for a quiet moment */
