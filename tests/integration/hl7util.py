@@ -23,6 +23,14 @@ DATA = REPO / "tests" / "data"
 EMAR_PY = Path(__file__).resolve().parent / "helpers" / "emar.py"
 
 
+def pg_url(pg, db="netwall"):
+    """Creates database db on the test's PostgreSQL pg; its URL for netwall's store."""
+    r = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "-c",
+                        f"CREATE DATABASE {db}"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return f"postgresql://postgres@127.0.0.1:{pg.port}/{db}"
+
+
 def frame(msg: bytes) -> bytes:
     return VT + msg + FS + CR
 

@@ -12,14 +12,7 @@ import subprocess
 import pytest
 
 from conftest import NETWALL_BIN
-from hl7util import ack_code, intake, msg  # noqa: F401
-
-
-def pg_url(pg, db="netwall"):
-    r = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "-c",
-                        f"CREATE DATABASE {db}"], capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0, r.stderr
-    return f"postgresql://postgres@127.0.0.1:{pg.port}/{db}"
+from hl7util import ack_code, intake, msg, pg_url  # noqa: F401
 
 
 class Store:

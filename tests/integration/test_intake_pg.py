@@ -5,14 +5,7 @@ import subprocess
 import threading
 
 from conftest import wait_until
-from hl7util import ack_code, emar, field, intake, msg  # noqa: F401
-
-
-def pg_url(pg, db="netwall"):
-    r = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "-c",
-                        f"CREATE DATABASE {db}"], capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0, r.stderr
-    return f"postgresql://postgres@127.0.0.1:{pg.port}/{db}"
+from hl7util import ack_code, emar, field, intake, msg, pg_url  # noqa: F401
 
 
 def test_pipeline_on_postgresql(intake, emar, postgres):

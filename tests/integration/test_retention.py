@@ -14,16 +14,9 @@ import time
 import pytest
 
 from conftest import NETWALL_BIN, netwall, wait_until
-from hl7util import ack_code, emar, intake, msg  # noqa: F401
+from hl7util import ack_code, emar, intake, msg, pg_url  # noqa: F401
 
 DAY_MS = 86400 * 1000
-
-
-def pg_url(pg, db="netwall"):
-    r = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "-c",
-                        f"CREATE DATABASE {db}"], capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0, r.stderr
-    return f"postgresql://postgres@127.0.0.1:{pg.port}/{db}"
 
 
 class Store:

@@ -11,14 +11,7 @@ import subprocess
 import pytest
 
 from conftest import NETWALL_BIN, wait_until
-from hl7util import ack_code, intake, msg  # noqa: F401
-
-
-def pg_url(pg, db="netwall"):
-    r = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "-c",
-                        f"CREATE DATABASE {db}"], capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0, r.stderr
-    return f"postgresql://postgres@127.0.0.1:{pg.port}/{db}"
+from hl7util import ack_code, intake, msg, pg_url  # noqa: F401
 
 
 def patient_msg(ctrl, pid3, pid5, orc2, orc3="", typ="RDE^O11", app="PHARM", fac="ST-MARY",
