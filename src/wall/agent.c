@@ -64,15 +64,33 @@ static void ag_dial(struct ag_dialer *d);
 
 /* ---- gateway authentication ---- */
 
+/* The pin of the gateway the tunnel on ssl dials: its own, else gateway_fingerprint's;
+ * NULL when the CA verifies it. */
+static const uint8_t *ag_pin(const struct agent *ag, SSL *ssl)
+{
+	const struct config_agentd *cfg = ag->cfg;
+	struct tunnel *t = ssl != NULL ? tunnel_from_ssl(ssl) : NULL;
+
+	for (size_t i = 0; i < ag->ndialers && t != NULL; i++) {
+		const struct ag_dialer *d = &ag->dialers[i];
+
+		if (d->t == t && cfg->gateway_pinned[d->gw])
+			return cfg->gateway_pin[d->gw];
+	}
+	return cfg->has_pin ? cfg->gateway_fp : NULL;
+}
+
 static int ag_verify(X509_STORE_CTX *xs, void *arg)
 {
 	struct agent *ag = arg;
 	X509 *leaf = X509_STORE_CTX_get0_cert(xs);
+	SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+	const uint8_t *pin = ag_pin(ag, ssl);
 	uint8_t fp[TLS_FP_LEN];
 
-	if (ag->cfg->has_pin) {
+	if (pin != NULL) {
 		if (leaf != NULL && tls_fingerprint(leaf, fp) == 0 &&
-		    memcmp(fp, ag->cfg->gateway_fp, TLS_FP_LEN) == 0)
+		    memcmp(fp, pin, TLS_FP_LEN) == 0)
 			return 1;
 		X509_STORE_CTX_set_error(xs, X509_V_ERR_CERT_REJECTED);
 		return 0;
@@ -521,7 +539,9 @@ static bool ag_same_tunnels(const struct config_agentd *a, const struct config_a
 	    a->has_pin != b->has_pin || memcmp(a->gateway_fp, b->gateway_fp, TLS_FP_LEN) != 0)
 		return false;
 	for (size_t i = 0; i < a->ngateways; i++)
-		if (!addr_equal(&a->gateways[i], &b->gateways[i]))
+		if (!addr_equal(&a->gateways[i], &b->gateways[i]) ||
+		    a->gateway_pinned[i] != b->gateway_pinned[i] ||
+		    memcmp(a->gateway_pin[i], b->gateway_pin[i], TLS_FP_LEN) != 0)
 			return false;
 	if (strcmp(a->c.cert, b->c.cert) != 0 || strcmp(a->c.key, b->c.key) != 0)
 		return false;

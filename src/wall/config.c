@@ -495,6 +495,45 @@ static void ag_target_key(struct conf *cf, struct config_target *t, const char *
 	}
 }
 
+/* "gateway = HOST:PORT [SHA256]": an address, and the pin of that gateway's certificate
+ * when it has a key of its own. The same address twice is an error. */
+static void ag_gateway_key(struct conf *cf, struct config_agentd *a, const char *v)
+{
+	size_t i = a->ngateways, n = strcspn(v, " \t");
+	char addr[300];
+	uint16_t port;
+
+	if (i == CONFIG_MAX_LIST) {
+		conf_error(cf, "gateway: more than %d", CONFIG_MAX_LIST);
+		return;
+	}
+	if (n >= sizeof(addr)) {
+		conf_error(cf, "gateway: address too long");
+		return;
+	}
+	memcpy(addr, v, n);
+	addr[n] = '\0';
+	v += n + strspn(v + n, " \t");
+	if (v[0] != '\0') {
+		if (tls_fingerprint_parse(v, a->gateway_pin[i]) == -1) {
+			conf_error(cf, "gateway: want HOST:PORT and optionally the gateway's SHA-256 "
+				       "(64 hex digits), got '%s' after the address", v);
+			return;
+		}
+		a->gateway_pinned[i] = true;
+	}
+	config_addr(cf, "gateway", addr, &a->gateways[i]);
+	for (size_t k = 0; k < i; k++) {
+		if (addr_equal(&a->gateways[k], &a->gateways[i])) {
+			conf_error(cf, "gateway: %s given twice", addr);
+			return;
+		}
+	}
+	if (addr_split(addr, a->gateway_host[i], 256, &port) == -1)
+		a->gateway_host[i][0] = '\0';
+	a->ngateways++;
+}
+
 static void ag_on_key(struct conf *cf, const char *section, const char *key, const char *v)
 {
 	struct ag_load *l = cf->user;
@@ -514,17 +553,12 @@ static void ag_on_key(struct conf *cf, const char *section, const char *key, con
 	if (config_common_key(cf, &a->c, key, v))
 		return;
 	if (strcmp(key, "gateway") == 0) {
-		uint16_t port;
-		if (a->ngateways == CONFIG_MAX_LIST) {
-			conf_error(cf, "gateway: more than %d", CONFIG_MAX_LIST);
-			return;
-		}
-		config_addr(cf, key, v, &a->gateways[a->ngateways]);
-		if (addr_split(v, a->gateway_host[a->ngateways], 256, &port) == -1)
-			a->gateway_host[a->ngateways][0] = '\0';
-		a->ngateways++;
+		ag_gateway_key(cf, a, v);
 	} else if (strcmp(key, "gateway_fingerprint") == 0) {
-		if (tls_fingerprint_parse(v, a->gateway_fp) == -1)
+		if (a->has_pin)
+			conf_error(cf, "gateway_fingerprint: given twice (a gateway with a key of "
+				       "its own takes its pin on its line: gateway = HOST:PORT SHA256)");
+		else if (tls_fingerprint_parse(v, a->gateway_fp) == -1)
 			conf_error(cf, "gateway_fingerprint: want 64 hex digits (SHA-256), got '%s'",
 				   v);
 		else
@@ -558,9 +592,13 @@ static void ag_check(struct conf *cf, struct config_agentd *a, bool seen, int li
 	config_common_check(cf, &a->c, "agent");
 	if (a->ngateways == 0)
 		conf_error(cf, "[agent]: missing required key 'gateway'");
-	if (!a->has_pin && a->c.ca == NULL)
-		conf_error(cf, "[agent]: set 'gateway_fingerprint' (pinned) or 'ca' to verify the "
-			       "gateway");
+	for (size_t i = 0; i < a->ngateways && a->c.ca == NULL && !a->has_pin; i++) {
+		if (!a->gateway_pinned[i]) {
+			conf_error(cf, "[agent]: set 'gateway_fingerprint' (pinned), a pin on the "
+				       "gateway's line, or 'ca' to verify the gateway");
+			break;
+		}
+	}
 	if (a->backoff_max < a->backoff_initial)
 		conf_error(cf, "[agent]: backoff_max is shorter than backoff_initial");
 	if (a->ntargets == 0)

@@ -83,7 +83,10 @@ struct config_agentd {
 	struct addr gateways[CONFIG_MAX_LIST];
 	char gateway_host[CONFIG_MAX_LIST][256];
 	size_t ngateways;
-	bool has_pin;
+	/* a gateway's own pin ("gateway = HOST:PORT SHA256"), else gateway_fingerprint's */
+	bool gateway_pinned[CONFIG_MAX_LIST];
+	uint8_t gateway_pin[CONFIG_MAX_LIST][TLS_FP_LEN];
+	bool has_pin; /* gateway_fingerprint: the pin of the gateways without their own */
 	uint8_t gateway_fp[TLS_FP_LEN];
 	char *server_name;
 	unsigned tunnels;

@@ -1035,9 +1035,9 @@ def netwall_bin():
 
 @pytest.fixture(scope="session")
 def keys(netwall_bin, tmp_path_factory):
-    """Identities made by `netwall keygen`: gateway, site-a, site-b, stranger."""
+    """Identities made by `netwall keygen`: gateway, gateway-b, site-a, site-b, stranger."""
     d = tmp_path_factory.mktemp("keys")
-    return {n: keygen(d, n) for n in ("gateway", "site-a", "site-b", "stranger")}
+    return {n: keygen(d, n) for n in ("gateway", "gateway-b", "site-a", "site-b", "stranger")}
 
 
 @pytest.fixture(scope="session")

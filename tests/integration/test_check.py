@@ -136,6 +136,14 @@ BAD = {
     "agent_bad_gateway_fingerprint": ("agent", lambda l: replace(
         l, next(x for x in l if x.startswith("gateway_fingerprint")),
         "gateway_fingerprint = " + "g" * 64)),
+    # a second one used to replace the first silently
+    "agent_gateway_fingerprint_twice": ("agent", lambda l: insert_after(
+        l, next(x for x in l if x.startswith("gateway_fingerprint")),
+        "gateway_fingerprint = " + "a" * 64)),
+    "agent_bad_gateway_pin": ("agent", lambda l: replace(
+        l, "gateway = 127.0.0.1:17443", "gateway = 127.0.0.1:17443 " + "a" * 63)),
+    "agent_gateway_twice": ("agent", lambda l: insert_after(
+        l, "gateway = 127.0.0.1:17443", "gateway = 127.0.0.1:17443 " + "a" * 64)),
 }
 
 

@@ -1,0 +1,48 @@
+"""Several gateways: each with a key of its own, pinned on its agent's `gateway` line; the
+agent keeps its tunnels to every gateway it is given, and a gateway killed takes nothing
+from the visitors of the others."""
+
+from conftest import curl_sha256, svc
+
+
+def two_gateways(wall, target, pin_b=None):
+    a = wall.gateway({"web": svc()}, name="gw-a")
+    b = wall.gateway({"web": svc()}, name="gw-b", identity=wall.keys["gateway-b"])
+    pin_b = pin_b or b.identity.fingerprint
+    ag = wall.agent("site-a", [a, b], {"web": target},
+                    gateway_addrs=[f"{a.tunnel_addr} {a.identity.fingerprint}",
+                                   f"{b.tunnel_addr} {pin_b}"])
+    return a, b, ag
+
+
+def test_each_gateway_pinned_and_one_killed(wall, nginx, www):
+    web = nginx()
+    a, b, ag = two_gateways(wall, web.addr)
+    a.wait_tunnels(2)
+    b.wait_tunnels(2)
+    want = www["1k.bin"].sha256
+    urls = {g: f"http://127.0.0.1:{g.port('web')}/1k.bin" for g in (a, b)}
+    for g in (a, b):
+        assert curl_sha256(urls[g])[1] == want
+
+    a.proc.kill()                                   # kill -9
+    ag.proc.wait_event("tunnel_down", gateway=a.tunnel_addr)
+    for i in range(20):                             # the other's visitors see no error
+        rc, sha, _, err = curl_sha256(urls[b])
+        assert rc == 0 and sha == want, f"request {i} through the surviving gateway: {err}"
+
+    a.restart(wait=False)
+    a.wait_tunnels(2)                               # the dead one's visitors come back
+    assert curl_sha256(urls[a])[1] == want
+    assert curl_sha256(urls[b])[1] == want
+
+
+def test_a_wrong_pin_refuses_that_gateway_only(wall, nginx, www):
+    web = nginx()
+    a, b, ag = two_gateways(wall, web.addr, pin_b=wall.keys["stranger"].fingerprint)
+    a.wait_tunnels(2)
+    ag.proc.wait_event("dial_failed", gateway=b.tunnel_addr)
+    ag.admin.wait_metric("netwall_tunnels_up", lambda v: v == 2, 10)
+    assert ag.admin.metric("netwall_tunnels_up") == 2   # gateway a's two, none of b's
+    assert b.proc.events("tunnel_up") == []
+    assert curl_sha256(f"http://127.0.0.1:{a.port('web')}/1k.bin")[1] == www["1k.bin"].sha256
