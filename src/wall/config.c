@@ -555,14 +555,17 @@ static void ag_on_key(struct conf *cf, const char *section, const char *key, con
 	if (strcmp(key, "gateway") == 0) {
 		ag_gateway_key(cf, a, v);
 	} else if (strcmp(key, "gateway_fingerprint") == 0) {
-		if (a->has_pin)
-			conf_error(cf, "gateway_fingerprint: given twice (a gateway with a key of "
-				       "its own takes its pin on its line: gateway = HOST:PORT SHA256)");
-		else if (tls_fingerprint_parse(v, a->gateway_fp) == -1)
+		uint8_t fp[TLS_FP_LEN];
+
+		if (tls_fingerprint_parse(v, fp) == -1)
 			conf_error(cf, "gateway_fingerprint: want 64 hex digits (SHA-256), got '%s'",
 				   v);
+		else if (a->has_pin)
+			conf_error(cf, "gateway_fingerprint: given twice (a gateway with a key of "
+				       "its own takes its pin on its line: gateway = HOST:PORT SHA256)");
 		else
-			a->has_pin = true;
+			memcpy(a->gateway_fp, fp, TLS_FP_LEN);
+		a->has_pin = true;
 	} else if (strcmp(key, "server_name") == 0) {
 		free(a->server_name);
 		a->server_name = xstrdup(v);
@@ -592,12 +595,14 @@ static void ag_check(struct conf *cf, struct config_agentd *a, bool seen, int li
 	config_common_check(cf, &a->c, "agent");
 	if (a->ngateways == 0)
 		conf_error(cf, "[agent]: missing required key 'gateway'");
-	for (size_t i = 0; i < a->ngateways && a->c.ca == NULL && !a->has_pin; i++) {
-		if (!a->gateway_pinned[i]) {
-			conf_error(cf, "[agent]: set 'gateway_fingerprint' (pinned), a pin on the "
-				       "gateway's line, or 'ca' to verify the gateway");
-			break;
-		}
+	if (a->c.ca == NULL && !a->has_pin) {
+		bool all = a->ngateways > 0;
+
+		for (size_t i = 0; i < a->ngateways; i++)
+			all = all && a->gateway_pinned[i];
+		if (!all)
+			conf_error(cf, "[agent]: set 'gateway_fingerprint' (pinned) or 'ca' to "
+				       "verify the gateway, or pin each gateway on its line");
 	}
 	if (a->backoff_max < a->backoff_initial)
 		conf_error(cf, "[agent]: backoff_max is shorter than backoff_initial");
