@@ -2,7 +2,9 @@
 agent keeps its tunnels to every gateway it is given, and a gateway killed takes nothing
 from the visitors of the others."""
 
-from conftest import curl_sha256, svc
+import re
+
+from conftest import curl_sha256, http_get, svc
 
 
 def two_gateways(wall, target, pin_b=None):
@@ -15,6 +17,14 @@ def two_gateways(wall, target, pin_b=None):
     return a, b, ag
 
 
+def tunnel_rows(ag):
+    """The agent's status page: (gateway, state) of every tunnel it keeps."""
+    status, page = http_get(ag.admin.port, "/")
+    assert status == 200
+    return re.findall(r'<tr><td>([^<]+)</td><td class="n">\d+</td><td class="\w+">(\w+)</td>',
+                      page)
+
+
 def test_each_gateway_pinned_and_one_killed(wall, nginx, www):
     web = nginx()
     a, b, ag = two_gateways(wall, web.addr)
@@ -25,8 +35,15 @@ def test_each_gateway_pinned_and_one_killed(wall, nginx, www):
     for g in (a, b):
         assert curl_sha256(urls[g])[1] == want
 
+    ag.admin.wait_metric("netwall_tunnels_up", lambda v: v == 4, 10)
+    assert sorted(tunnel_rows(ag)) == sorted([(a.tunnel_addr, "up")] * 2 +
+                                             [(b.tunnel_addr, "up")] * 2)
+
     a.proc.kill()                                   # kill -9
-    ag.proc.wait_event("tunnel_down", gateway=a.tunnel_addr)
+    ag.proc.wait_event("tunnel_down", gateway=a.tunnel_addr, count=2)
+    rows = tunnel_rows(ag)                          # the page shows each gateway
+    assert sorted(rows) == sorted([(a.tunnel_addr, "connecting")] * 2 +
+                                  [(b.tunnel_addr, "up")] * 2), rows
     for i in range(20):                             # the other's visitors see no error
         rc, sha, _, err = curl_sha256(urls[b])
         assert rc == 0 and sha == want, f"request {i} through the surviving gateway: {err}"
