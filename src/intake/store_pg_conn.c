@@ -40,6 +40,20 @@ void store_pg_conn_interrupt(struct store *s)
 	pthread_mutex_unlock(&p->cancel_mu);
 }
 
+/* Checks r (a result the caller no longer needs): 0, or -1 with err about what. */
+static int conn_done(struct pg_store *p, PGresult *r, const char *what, char *err,
+		     size_t errlen)
+{
+	int rc = 0;
+
+	if (!store_pg_conn_ok(r)) {
+		store_pg_conn_fail(p, r, what, err, errlen);
+		rc = -1;
+	}
+	PQclear(r);
+	return rc;
+}
+
 /* Session settings and prepared statements, after every (re)connection. */
 int store_pg_conn_session(struct pg_store *p, char *err, size_t errlen)
 {
@@ -56,21 +70,13 @@ int store_pg_conn_session(struct pg_store *p, char *err, size_t errlen)
 						  : "SET synchronous_commit = on; "
 						    "SET statement_timeout = 30000");
 
-	if (!store_pg_conn_ok(r)) {
-		store_pg_conn_fail(p, r, "session", err, errlen);
-		PQclear(r);
+	if (conn_done(p, r, "session", err, errlen) == -1)
 		return -1;
-	}
-	PQclear(r);
 	for (size_t i = 0; i < store_pg_sql_nstmts; i++) {
 		r = PQprepare(p->conn, store_pg_sql_stmts[i].name, store_pg_sql_stmts[i].sql, 0,
 			      NULL);
-		if (!store_pg_conn_ok(r)) {
-			store_pg_conn_fail(p, r, "prepare", err, errlen);
-			PQclear(r);
+		if (conn_done(p, r, "prepare", err, errlen) == -1)
 			return -1;
-		}
-		PQclear(r);
 	}
 	return 0;
 }
@@ -82,13 +88,7 @@ int store_pg_conn_relax(struct store *s, char *err, size_t errlen)
 
 	p->relaxed = true;
 	r = PQexec(p->conn, "SET synchronous_commit = off");
-	if (!store_pg_conn_ok(r)) {
-		store_pg_conn_fail(p, r, "relax", err, errlen);
-		PQclear(r);
-		return -1;
-	}
-	PQclear(r);
-	return 0;
+	return conn_done(p, r, "relax", err, errlen);
 }
 
 int store_pg_conn_reconnect(struct pg_store *p, char *err, size_t errlen)
