@@ -6,7 +6,7 @@ libcmocka-dev libsqlite3-dev libpq-dev libcurl4-openssl-dev libjansson-dev pytho
 python3-cryptography
 python3-hl7 sqlite3 irssi weechat-headless tmux docker-compose openssl curl nginx redis-server
 redis-tools postgresql
-postgresql-client iproute2 nftables procps libseccomp-dev clang chromium fonts-dejavu-core man-db
+postgresql-client iproute2 nftables util-linux mount procps libseccomp-dev clang chromium fonts-dejavu-core man-db
 groff-base strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libcharon-extra-plugins wireguard-tools
 wireguard-go prometheus universal-ctags"
 missing=""

@@ -35,18 +35,20 @@ int addr_split(const char *s, char *host, size_t hostlen, uint16_t *port)
 	return 0;
 }
 
-int addr_parse(const char *s, struct addr *out, char *err, size_t errlen)
+/* Resolves s ("HOST:PORT") into at most max addresses, in the resolver's order and without
+ * repeats. Returns how many, or -1 with err filled. */
+int addr_resolve(const char *s, struct addr *out, size_t max, char *err, size_t errlen)
 {
 	struct addrinfo hints, *res = NULL;
 	char host[256];
 	uint16_t port;
+	size_t n = 0;
 	int rc;
 
 	if (addr_split(s, host, sizeof(host), &port) == -1) {
 		snprintf(err, errlen, "bad address '%s' (want HOST:PORT or [IPV6]:PORT)", s);
 		return -1;
 	}
-	memset(out, 0, sizeof(*out));
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
@@ -60,14 +62,35 @@ int addr_parse(const char *s, struct addr *out, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot resolve '%s': %s", host, gai_strerror(rc));
 		return -1;
 	}
-	memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
-	out->len = res->ai_addrlen;
+	for (const struct addrinfo *ai = res; ai != NULL && n < max; ai = ai->ai_next) {
+		struct addr *a = &out[n];
+		bool seen = false;
+		if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
+		    ai->ai_addrlen > sizeof(a->ss))
+			continue;
+		memset(a, 0, sizeof(*a));
+		memcpy(&a->ss, ai->ai_addr, ai->ai_addrlen);
+		a->len = ai->ai_addrlen;
+		if (a->ss.ss_family == AF_INET)
+			((struct sockaddr_in *)&a->ss)->sin_port = htons(port);
+		else
+			((struct sockaddr_in6 *)&a->ss)->sin6_port = htons(port);
+		for (size_t k = 0; k < n && !seen; k++)
+			seen = addr_equal(&out[k], a);
+		if (!seen)
+			n++;
+	}
 	freeaddrinfo(res);
-	if (out->ss.ss_family == AF_INET)
-		((struct sockaddr_in *)&out->ss)->sin_port = htons(port);
-	else
-		((struct sockaddr_in6 *)&out->ss)->sin6_port = htons(port);
-	return 0;
+	if (n == 0) {
+		snprintf(err, errlen, "cannot resolve '%s': no IPv4 or IPv6 address", host);
+		return -1;
+	}
+	return (int)n;
+}
+
+int addr_parse(const char *s, struct addr *out, char *err, size_t errlen)
+{
+	return addr_resolve(s, out, 1, err, errlen) == -1 ? -1 : 0;
 }
 
 int addr_parse_numeric(const char *s, struct addr *out)

@@ -25,6 +25,10 @@ struct addr_cidr {
  * Fills err on failure. */
 int addr_parse(const char *s, struct addr *out, char *err, size_t errlen);
 
+/* Like addr_parse, but gives every address the name resolves to (at most max, in the
+ * resolver's order, no repeats): several gateways behind one name. Returns how many. */
+int addr_resolve(const char *s, struct addr *out, size_t max, char *err, size_t errlen);
+
 /* Like addr_parse, but the host must be a numeric address: for peer-supplied text. */
 int addr_parse_numeric(const char *s, struct addr *out);
 

@@ -497,16 +497,19 @@ static void ag_target_key(struct conf *cf, struct config_target *t, const char *
 
 /* "gateway = HOST:PORT [SHA256]": an address, and the pin of that gateway's certificate
  * when it has a key of its own. The same address twice is an error. */
+/* "gateway = HOST:PORT [SHA256]". A name that resolves to several addresses (DNS round
+ * robin in front of several gateways) is a gateway per address, sharing the line's pin:
+ * every gateway a visitor may reach needs this agent's tunnels. */
 static void ag_gateway_key(struct conf *cf, struct config_agentd *a, const char *v)
 {
 	size_t i = a->ngateways, n = strcspn(v, " \t");
-	char addr[300];
+	struct addr found[CONFIG_MAX_LIST];
+	bool pinned = false;
+	uint8_t pin[TLS_FP_LEN];
+	char addr[300], err[300], host[256];
 	uint16_t port;
+	int nfound;
 
-	if (i == CONFIG_MAX_LIST) {
-		conf_error(cf, "gateway: more than %d", CONFIG_MAX_LIST);
-		return;
-	}
 	if (n >= sizeof(addr)) {
 		conf_error(cf, "gateway: address too long");
 		return;
@@ -515,23 +518,37 @@ static void ag_gateway_key(struct conf *cf, struct config_agentd *a, const char 
 	addr[n] = '\0';
 	v += n + strspn(v + n, " \t");
 	if (v[0] != '\0') {
-		if (tls_fingerprint_parse(v, a->gateway_pin[i]) == -1) {
+		if (tls_fingerprint_parse(v, pin) == -1) {
 			conf_error(cf, "gateway: want HOST:PORT and optionally the gateway's SHA-256 "
 				       "(64 hex digits), got '%s' after the address", v);
 			return;
 		}
-		a->gateway_pinned[i] = true;
+		pinned = true;
 	}
-	config_addr(cf, "gateway", addr, &a->gateways[i]);
-	for (size_t k = 0; k < i; k++) {
-		if (addr_equal(&a->gateways[k], &a->gateways[i])) {
-			conf_error(cf, "gateway: %s given twice", addr);
-			return;
+	if ((nfound = addr_resolve(addr, found, CONFIG_MAX_LIST, err, sizeof(err))) == -1) {
+		conf_error(cf, "gateway: %s", err);
+		return;
+	}
+	if (i + (size_t)nfound > CONFIG_MAX_LIST) {
+		conf_error(cf, "gateway: more than %d addresses", CONFIG_MAX_LIST);
+		return;
+	}
+	if (addr_split(addr, host, sizeof(host), &port) == -1)
+		host[0] = '\0';
+	for (int f = 0; f < nfound; f++) {
+		for (size_t k = 0; k < a->ngateways; k++) {
+			if (addr_equal(&a->gateways[k], &found[f])) {
+				conf_error(cf, "gateway: %s given twice", addr);
+				return;
+			}
 		}
+		a->gateways[i] = found[f];
+		a->gateway_pinned[i] = pinned;
+		if (pinned)
+			memcpy(a->gateway_pin[i], pin, TLS_FP_LEN);
+		snprintf(a->gateway_host[i], sizeof(a->gateway_host[i]), "%s", host);
+		a->ngateways = ++i;
 	}
-	if (addr_split(addr, a->gateway_host[i], 256, &port) == -1)
-		a->gateway_host[i][0] = '\0';
-	a->ngateways++;
 }
 
 static void ag_on_key(struct conf *cf, const char *section, const char *key, const char *v)

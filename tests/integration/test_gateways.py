@@ -63,3 +63,48 @@ def test_a_wrong_pin_refuses_that_gateway_only(wall, nginx, www):
     assert ag.admin.metric("netwall_tunnels_up") == 2   # gateway a's two, none of b's
     assert b.proc.events("tunnel_up") == []
     assert curl_sha256(f"http://127.0.0.1:{a.port('web')}/1k.bin")[1] == www["1k.bin"].sha256
+
+
+def private_hosts(wall, text):
+    """A command prefix that runs a program with its own /etc/hosts (a private mount
+    namespace: util-linux's unshare, then a bind mount over the file)."""
+    import shutil
+    import subprocess
+    if shutil.which("unshare") is None:
+        raise AssertionError("unshare is missing (package util-linux)")
+    hosts = wall.dir / "hosts"
+    hosts.write_text(text)
+    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                            f"mount --bind {hosts} /etc/hosts && getent ahostsv4 wall.test"],
+                           capture_output=True, text=True, timeout=10)
+    if probe.returncode != 0:
+        import pytest
+        pytest.skip(f"no private mount namespace here: {probe.stderr.strip()}")
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            f'mount --bind {hosts} /etc/hosts && exec "$@"', "sh"]
+
+
+def test_a_name_with_two_addresses_is_two_gateways(wall, nginx, www):
+    """DNS round robin: one name, two A records, a gateway behind each; the agent keeps
+    tunnels to both, so a visitor sent to either address is served."""
+    from conftest import free_port
+    web = nginx()
+    port = free_port()
+    a = wall.gateway({"web": svc()}, name="gw-a", tunnel_host="127.0.0.1", tunnel_port=port)
+    b = wall.gateway({"web": svc()}, name="gw-b", tunnel_host="127.0.0.2", tunnel_port=port)
+    prefix = private_hosts(wall, "127.0.0.1 localhost\n127.0.0.1 wall.test\n"
+                                 "127.0.0.2 wall.test\n")
+    ag = wall.agent("site-a", [a, b], {"web": web.addr}, prefix=prefix,
+                    gateway_addrs=[f"wall.test:{port}"])
+    a.wait_tunnels(2)
+    b.wait_tunnels(2)
+    ag.proc.wait_event("tunnel_up", gateway=f"127.0.0.1:{port}", count=2)
+    ag.proc.wait_event("tunnel_up", gateway=f"127.0.0.2:{port}", count=2)
+    want = www["1k.bin"].sha256
+    for g in (a, b):
+        assert curl_sha256(f"http://127.0.0.1:{g.port('web')}/1k.bin")[1] == want
+    b.proc.kill()
+    ag.proc.wait_event("tunnel_down", gateway=f"127.0.0.2:{port}", count=2)
+    for i in range(10):
+        rc, sha, _, err = curl_sha256(f"http://127.0.0.1:{a.port('web')}/1k.bin")
+        assert rc == 0 and sha == want, f"request {i} through the other address: {err}"

@@ -176,6 +176,23 @@ static void test_parse_format_round_trip(void **state)
 	}
 }
 
+/* addr_resolve: a numeric address is one address with its port; a name that does not
+ * resolve fills err. (A name with two addresses: test_gateways.py, with its own hosts.) */
+static void test_resolve(void **state)
+{
+	struct addr a[4];
+	char err[256] = "";
+
+	assert_int_equal(addr_resolve("127.0.0.1:7443", a, 4, err, sizeof(err)), 1);
+	assert_int_equal(addr_port(sa(&a[0].ss)), 7443);
+	assert_int_equal(addr_resolve("[::1]:1", a, 4, err, sizeof(err)), 1);
+	assert_int_equal(a[0].ss.ss_family, AF_INET6);
+	assert_int_equal(addr_resolve("no-such-host.invalid:80", a, 4, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "no-such-host.invalid"));
+	assert_int_equal(addr_resolve("nonsense", a, 4, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "'nonsense'"));
+}
+
 static void test_parse_numeric(void **state)
 {
 	struct addr a, b;
@@ -525,6 +542,7 @@ int main(void)
 		cmocka_unit_test(test_parse_ipv6),
 		cmocka_unit_test(test_parse_bad_syntax_fills_err),
 		cmocka_unit_test(test_parse_format_round_trip),
+		cmocka_unit_test(test_resolve),
 		cmocka_unit_test(test_parse_numeric),
 		cmocka_unit_test(test_equal),
 		cmocka_unit_test(test_format),
