@@ -9,6 +9,8 @@
 
 #define CONFIG_WINDOW_MIN (64u * 1024) /* stream_window: 64 KiB .. 1 GiB, both included */
 #define CONFIG_WINDOW_MAX (1u << 30)
+#define CONFIG_RATE_MIN 1024u                   /* rate_limit: 1 KiB/s .. 1 TB/s, or 0 */
+#define CONFIG_RATE_MAX 1000000000000ull
 #define CONFIG_BUDGET_MIN (1ull << 20) /* memory_budget: 1 MiB .. 1 TiB, both included */
 #define CONFIG_BUDGET_MAX (1ull << 40)
 #define CONFIG_BUDGET_DEFAULT (64ull << 20) /* a small VM's share */
@@ -271,6 +273,14 @@ static int gw_service_limit(struct conf *cf, struct config_service *s, const cha
 		conf_seconds(cf, key, v, 0, 7 * 86400, &s->idle_timeout);
 	} else if (strcmp(key, "first_byte_timeout") == 0) {
 		conf_seconds(cf, key, v, 0, 3600, &s->first_byte_timeout);
+	} else if (strcmp(key, "rate_limit") == 0 || strcmp(key, "visitor_rate_limit") == 0) {
+		if (num_u64(v, 0, CONFIG_RATE_MAX, &n) == -1 || (n > 0 && n < CONFIG_RATE_MIN))
+			conf_error(cf, "%s: want bytes a second, 0 (no limit) or %u .. %llu, got '%s'",
+				   key, CONFIG_RATE_MIN, CONFIG_RATE_MAX, v);
+		else if (key[0] == 'r')
+			s->rate_limit = n;
+		else
+			s->visitor_rate_limit = n;
 	} else {
 		return 0;
 	}

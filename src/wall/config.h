@@ -37,6 +37,8 @@ struct config_service {
 	int proxy; /* 0, 1 or 2 */
 	double idle_timeout; /* seconds, 0: none */
 	double first_byte_timeout; /* seconds a visitor may stay silent at first, 0: no limit */
+	uint64_t rate_limit;         /* bytes a second each way, all visitors together; 0: none */
+	uint64_t visitor_rate_limit; /* ... each visitor alone; 0: none */
 };
 
 enum config_target_kind { CONFIG_TARGET_TCP = 0, CONFIG_TARGET_UNIX };

@@ -197,6 +197,8 @@ static void gw_on_visitor(struct gw_listener *gl, int fd, const struct sockaddr 
 	v.proxy = svc->cfg.proxy;
 	v.idle_timeout = svc->cfg.idle_timeout;
 	v.bytes = svc->bytes;
+	v.rate = &svc->rate;
+	v.visitor_rate = svc->cfg.visitor_rate_limit;
 	memcpy(&v.src, sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
 						     : sizeof(struct sockaddr_in));
 	/* the address the visitor reached: the listener's own, unless it is a wildcard */
@@ -448,6 +450,8 @@ static int gw_apply(struct gateway *gw, const struct config_gateway *cfg)
 		next[i]->cfg = cfg->services[i];
 		gw_limits(&next[i]->cfg, &lim);
 		listener_set_limits(next[i]->set, &lim);
+		for (int d = 0; d < 2; d++)
+			rate_bucket_set(&next[i]->rate.b[d], next[i]->cfg.rate_limit, clock_mono());
 	}
 	memcpy(gw->tls, tls, sizeof(tls));
 	gw->ntls = ntls;

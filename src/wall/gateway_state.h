@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "core/page.h"
 #include "wall/config.h"
+#include "wall/rate.h"
 #include "wall/tunnel.h"
 
 #define GW_MAX_TUNNELS 4096     /* agents' connections, handshaking ones included */
@@ -53,6 +54,7 @@ struct gw_service {
 	struct listener_set *set; /* admission: max_connections, max_per_source, allow */
 	uint64_t rejected[GW_REJ_COUNT];
 	uint64_t bytes[2]; /* read from, written to visitors (tunnel_visit.bytes) */
+	struct rate_share rate; /* rate_limit's buckets, each way (tunnel_visit.rate) */
 	unsigned rr;
 	bool removed; /* gone from the config; freed when its last visitor leaves */
 };

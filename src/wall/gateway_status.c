@@ -67,6 +67,11 @@ static void gws_bytes_out(struct metric_out *o, void *base)
 	gws_per_service(o, base, offsetof(struct gw_service, bytes[1]));
 }
 
+static void gws_rate_limited(struct metric_out *o, void *base)
+{
+	gws_per_service(o, base, offsetof(struct gw_service, rate.throttled));
+}
+
 static void gws_rejected(struct metric_out *o, void *base)
 {
 	const struct gateway *gw = base;
@@ -88,6 +93,9 @@ static const struct metric gws_metrics[] = {
 	  "Bytes read from visitors, per service.", "service", METRIC_READ(gws_bytes_in) },
 	{ "netwall_service_bytes_out_total", METRIC_COUNTER,
 	  "Bytes written to visitors, per service.", "service", METRIC_READ(gws_bytes_out) },
+	{ "netwall_service_rate_limited_total", METRIC_COUNTER,
+	  "Times a visitor's stream waited for rate_limit or visitor_rate_limit, per service.",
+	  "service", METRIC_READ(gws_rate_limited) },
 	{ "netwall_rejected_total", METRIC_COUNTER, "Visitors refused, by service and reason.",
 	  "service", METRIC_READ(gws_rejected), .label2 = "reason" },
 };

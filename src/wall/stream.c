@@ -38,12 +38,12 @@
 
 #include "core/clock.h"
 #include "core/log.h"
-#include "core/metrics.h"
 #include "core/loop.h"
 #include "core/sock.h"
 #include "core/tls.h"
 #include "core/xalloc.h"
 #include "wall/budget.h"
+#include "wall/rate.h"
 #include "wall/share.h"
 #include "wall/stream.h"
 #include "wall/stream_state.h"
@@ -234,6 +234,28 @@ void tstream_window_opened(struct tstream *s)
 	stream_resume_reading(s);
 }
 
+/* A rate bucket (rate.h) that paused the stream has refilled. */
+static void stream_paced(void *arg, int dir)
+{
+	struct tstream *s = arg;
+	struct tstream_sink *t = s->t;
+
+	t->busy(t->arg);
+	if (dir == RATE_FROM_VISITOR)
+		stream_resume_reading(s);
+	else
+		tstream_flush(s);
+	t->unbusy(t->arg);
+}
+
+void tstream_set_rate(struct tstream *s, struct rate_share *service, uint64_t visitor_rate)
+{
+	if ((service == NULL || (service->b[0].rate <= 0 && service->b[1].rate <= 0)) &&
+	    visitor_rate == 0)
+		return;
+	s->pace = rate_pace_new(s->t->base, service, visitor_rate, stream_paced, s);
+}
+
 void tstream_start(struct tstream *s)
 {
 	struct event_base *base = s->t->base;
@@ -315,6 +337,7 @@ void tstream_free(struct tstream *s)
 		t->emptied(t->arg); /* a drained tunnel closes */
 	evbuffer_free(s->in);
 	evbuffer_free(s->out);
+	rate_pace_free(s->pace);
 	if (s->req != NULL) {
 		explicit_bzero(s->req, sizeof(*s->req));
 		free(s->req);
@@ -542,7 +565,13 @@ static void stream_read(struct tstream *s)
 	if (s->rhint == 0)
 		s->rhint = STREAM_READ_MIN;
 	want = room < s->rhint ? room : s->rhint;
+	if (s->pace != NULL && (want = rate_pace_allow(s->pace, RATE_FROM_VISITOR, want)) == 0) {
+		stream_set_reading(s, false); /* its timer reads again (stream_paced) */
+		return;
+	}
 	n = stream_read_some(s, want);
+	if (n > 0 && s->pace != NULL)
+		rate_pace_spent(s->pace, RATE_FROM_VISITOR, (size_t)n);
 	if (n > 0) {
 		if ((size_t)n == want && s->rhint < STREAM_READ_CHUNK)
 			s->rhint *= 2;
@@ -587,15 +616,18 @@ static void stream_read(struct tstream *s)
 	t->flush(t->arg);
 }
 
-static ssize_t stream_write_some(struct tstream *s)
+/* Writes at most max bytes of s->out to the socket. */
+static ssize_t stream_write_some(struct tstream *s, size_t max)
 {
 	struct evbuffer_iovec v;
 	int n, err;
 
 	if (s->ssl == NULL)
-		return evbuffer_write(s->out, s->fd);
+		return evbuffer_write_atmost(s->out, s->fd, max > INT32_MAX ? -1 : (ev_ssize_t)max);
 	if (evbuffer_peek(s->out, -1, NULL, &v, 1) < 1)
 		return 0;
+	if (v.iov_len > max)
+		v.iov_len = max;
 	ERR_clear_error();
 	n = SSL_write(s->ssl, v.iov_base, (int)(v.iov_len > 65536 ? 65536 : v.iov_len));
 	if (n > 0) {
@@ -619,7 +651,16 @@ void tstream_flush(struct tstream *s)
 	if (s->fd == -1 || s->connecting || s->handshaking)
 		return;
 	while (evbuffer_get_length(s->out) > 0) {
-		ssize_t n = stream_write_some(s);
+		size_t max = SIZE_MAX;
+		ssize_t n;
+		if (s->pace != NULL &&
+		    (max = rate_pace_allow(s->pace, RATE_TO_VISITOR, evbuffer_get_length(s->out))) == 0) {
+			stream_set_writing(s, false); /* its timer writes again (stream_paced) */
+			return;
+		}
+		n = stream_write_some(s, max);
+		if (n > 0 && s->pace != NULL)
+			rate_pace_spent(s->pace, RATE_TO_VISITOR, (size_t)n);
 		if (n > 0) {
 			tstream_stats.bytes_out += (uint64_t)n;
 			if (s->bytes != NULL)
@@ -824,39 +865,4 @@ static void stream_on_write(evutil_socket_t fd, short what, void *arg)
 	else
 		tstream_flush(s);
 	t->unbusy(t->arg);
-}
-
-/* ---- metrics ---- */
-
-#define TSTREAM_FIELD(f) METRIC_FIELD(struct tstream_stats, f)
-
-static const struct metric tstream_metrics[] = {
-	{ "netwall_streams_open", METRIC_GAUGE, "Streams open.", NULL,
-	  TSTREAM_FIELD(streams_open) },
-	{ "netwall_streams_total", METRIC_COUNTER, "Streams opened.", NULL,
-	  TSTREAM_FIELD(streams_total) },
-	{ "netwall_stream_resets_total", METRIC_COUNTER, "Streams ended by a reset.", NULL,
-	  TSTREAM_FIELD(resets) },
-	{ "netwall_stream_idle_timeouts_total", METRIC_COUNTER,
-	  "Streams reset after carrying nothing for idle_timeout.", NULL,
-	  TSTREAM_FIELD(idle_timeouts) },
-};
-
-/* The byte counters, whose help names the local sockets: [enum tstream_local][in, out]. */
-static const struct metric tstream_bytes[2][2] = {
-	{ { "netwall_bytes_in_total", METRIC_COUNTER, "Bytes read from visitors.", NULL,
-	    TSTREAM_FIELD(bytes_in) },
-	  { "netwall_bytes_out_total", METRIC_COUNTER, "Bytes written to visitors.", NULL,
-	    TSTREAM_FIELD(bytes_out) } },
-	{ { "netwall_bytes_in_total", METRIC_COUNTER, "Bytes read from targets.", NULL,
-	    TSTREAM_FIELD(bytes_in) },
-	  { "netwall_bytes_out_total", METRIC_COUNTER, "Bytes written to targets.", NULL,
-	    TSTREAM_FIELD(bytes_out) } },
-};
-
-void tstream_register_metrics(struct metrics *m, enum tstream_local local)
-{
-	metrics_add(m, tstream_metrics, sizeof(tstream_metrics) / sizeof(tstream_metrics[0]),
-		    &tstream_stats);
-	metrics_add(m, tstream_bytes[local], 2, &tstream_stats);
 }

@@ -47,6 +47,10 @@ void tstream_h2_closed(struct tstream *s, uint32_t code);
 void tstream_on_response(struct tstream *s, const char *status);
 void tstream_expire_idle(struct tstream_sink *t, double now);
 void tstream_window_opened(struct tstream *s);
+/* Gateway: hold the stream to its service's buckets and, if visitor_rate is not 0, to
+ * buckets of its own of that many bytes a second (rate.h). */
+struct rate_share;
+void tstream_set_rate(struct tstream *s, struct rate_share *service, uint64_t visitor_rate);
 
 /* Agent side of a stream: connect it to a target. */
 struct tstream_target {

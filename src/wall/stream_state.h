@@ -69,6 +69,7 @@ struct tstream_req {
 	char tls_name[STREAM_HDR_MAX];
 };
 
+struct rate_pace; /* rate.c: a stream's rate limits */
 struct tshare; /* share.c: the window held by one source network's streams */
 
 struct tstream {
@@ -90,6 +91,7 @@ struct tstream {
 	size_t in_held;    /* bytes of in held against the budget (all of them) */
 	unsigned wants;    /* STREAM_WANT_*: what it waits for while on the budget's queue */
 	struct tshare *share; /* its source network's share, or NULL (tstream_set_source) */
+	struct rate_pace *pace; /* gateway: its rate limits (rate.h), or NULL */
 	struct tstream *prev, *next, *dirty_next, *wait_prev, *wait_next;
 	struct tstream *park_prev, *park_next; /* on its share's list, waiting for a grant */
 	bool connecting, handshaking, rd_eof, rd_err, eof_sent, remote_eof, wr_shut;

@@ -19,6 +19,8 @@ struct tunnel_params {
 };
 
 /* What a visitor's stream carries to the agent. */
+struct rate_share;
+
 struct tunnel_visit {
 	const char *service;
 	struct sockaddr_storage src; /* the visitor */
@@ -27,6 +29,9 @@ struct tunnel_visit {
 	double idle_timeout;         /* gateway: seconds without traffic before reset; 0: none */
 	uint64_t *bytes;             /* gateway: [0] read from, [1] written to the visitor; the
 				      * counters outlive the stream (the service holds them) */
+	struct rate_share *rate;     /* gateway: the service's rate buckets (they outlive the
+				      * stream too), or NULL */
+	uint64_t visitor_rate;       /* gateway: bytes a second each way for this visitor; 0: none */
 };
 
 struct tunnel;

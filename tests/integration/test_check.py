@@ -76,6 +76,14 @@ def test_valid_gateway_config(confdir, keys):
     assert r.returncode == 0, r.stderr
 
 
+def test_rate_limits_at_their_bounds_are_valid(confdir, keys):
+    lines = gateway_lines(keys)
+    insert_after(lines, "agents = site-a", "rate_limit = 1024")
+    insert_after(lines, "agents = site-a", "visitor_rate_limit = 1000000000000")
+    r = run_check(write(confdir / "gateway.ini", lines))
+    assert r.returncode == 0, r.stderr
+
+
 def test_valid_agent_config(confdir, keys):
     r = run_check(write(confdir / "agent.ini", agent_lines(keys)))
     assert r.returncode == 0, r.stderr
@@ -125,6 +133,13 @@ BAD = {
                                                   "drain_timeout = soon")),
     "window_too_small": ("gateway", lambda l: insert_after(l, "drain_timeout = 0.5",
                                                            "stream_window = 1000")),
+    # rate limits: 1024 bytes a second at least (or 0), 10^12 at most
+    "rate_limit_under_least": ("gateway", lambda l: insert_after(l, "agents = site-a",
+                                                                 "rate_limit = 1023")),
+    "rate_limit_over_most": ("gateway", lambda l: insert_after(l, "agents = site-a",
+                                                               "rate_limit = 1000000000001")),
+    "visitor_rate_limit_not_a_number": ("gateway", lambda l: insert_after(
+        l, "agents = site-a", "visitor_rate_limit = 10M")),
     "agent_unknown_key": ("agent", lambda l: insert_after(l, "tunnels = 2", "tunels = 3")),
     "agent_tunnels_range": ("agent", lambda l: replace(l, "tunnels = 2", "tunnels = 17")),
     "agent_missing_target": ("agent", lambda l: remove(l, "target = 127.0.0.1:18081",
