@@ -39,8 +39,24 @@ def test_each_gateway_pinned_and_one_killed(wall, nginx, www):
     assert sorted(tunnel_rows(ag)) == sorted([(a.tunnel_addr, "up")] * 2 +
                                              [(b.tunnel_addr, "up")] * 2)
 
-    a.proc.kill()                                   # kill -9
-    ag.proc.wait_event("tunnel_down", gateway=a.tunnel_addr, count=2)
+    # visitors keep using the other gateway while this one is killed
+    import threading
+    stop, results = threading.Event(), []
+
+    def visitor_loop():
+        while not stop.is_set() or len(results) < 5:
+            rc, sha, _, err = curl_sha256(urls[b])
+            results.append((rc, sha == want, err))
+    loop = threading.Thread(target=visitor_loop)
+    loop.start()
+    try:
+        a.proc.kill()                               # kill -9
+        ag.proc.wait_event("tunnel_down", gateway=a.tunnel_addr, count=2)
+    finally:
+        stop.set()
+        loop.join(60)
+    bad = [r for r in results if r[0] != 0 or not r[1]]
+    assert not bad, f"{len(bad)} of {len(results)} visitors of the surviving gateway failed: {bad[:3]}"
     rows = tunnel_rows(ag)                          # the page shows each gateway
     assert sorted(rows) == sorted([(a.tunnel_addr, "connecting")] * 2 +
                                   [(b.tunnel_addr, "up")] * 2), rows
