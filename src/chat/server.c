@@ -291,6 +291,9 @@ static struct chat *chat_new(struct event_base *base, struct chat_config *cfg)
 		}
 		/* IRC clients are often older than TLS 1.3 */
 		SSL_CTX_set_min_proto_version(ch->tls, TLS1_2_VERSION);
+		/* Clients are many and mostly idle: OpenSSL's read and write buffers (about
+		 * 34 KiB a connection) go back to the heap whenever no record is in flight */
+		SSL_CTX_set_mode(ch->tls, SSL_MODE_RELEASE_BUFFERS);
 	}
 	if (chat_load_accounts(ch) == -1)
 		goto fail;
