@@ -60,6 +60,14 @@ NFT
 	fi
 }
 
+# What a previous run left, or anything else on make run's ports, is in the way: say so
+# rather than take its namespace's name or print that netwall runs when it could not listen.
+if [ "$(id -u)" = 0 ] && command -v ip >/dev/null &&
+	left=$(ip netns pids "$NS" 2>/dev/null | tr '\n' ' ') && [ -n "$left" ]; then
+	echo "make run: a previous run still has processes in network namespace $NS (PIDs $left);" >&2
+	echo "  stop them (kill $left) and remove it (ip netns del $NS) first" >&2
+	exit 1
+fi
 LAYOUT=loopback
 WHY=""
 if [ "${NETWALL_RUN_NETNS:-auto}" = off ]; then
@@ -70,7 +78,16 @@ elif ! command -v ip >/dev/null || ! command -v nft >/dev/null; then
 	WHY="ip or nft missing (packages iproute2, nftables)"
 elif WHY=$(ns_up); then
 	LAYOUT=netns
+	trap ns_down EXIT # until the daemons start (stop() below takes over)
 fi
+ports="8080 2575 7443 9100"                                   # on this host
+[ "$LAYOUT" = netns ] || ports="$ports 8000 8088 9101 9102 12575" # ... and the private half
+for port in $ports; do
+	if ss -Htln "sport = :$port" 2>/dev/null | grep -q .; then
+		echo "make run: port $port is in use (another make run?): stop what listens there first" >&2
+		exit 1
+	fi
+done
 if [ "$LAYOUT" = netns ]; then
 	TUNNEL_LISTEN=$HOST_IP:7443
 	PRIV=(ip netns exec "$NS")
@@ -195,8 +212,15 @@ ready() {
 		"${PRIV[@]}" curl -fso /dev/null http://127.0.0.1:8000/ &&
 		"${PRIV[@]}" curl -so /dev/null http://127.0.0.1:8088/
 }
+names=(demo-service emar-stand-in intake agent gateway)
 up=0
 for _ in $(seq 100); do
+	for i in "${!pids[@]}"; do
+		if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+			echo "make run: the ${names[$i]} exited at start: see $RUN_DIR/*.log" >&2
+			exit 1
+		fi
+	done
 	if ready; then
 		up=1
 		break

@@ -36,7 +36,8 @@ int addr_split(const char *s, char *host, size_t hostlen, uint16_t *port)
 }
 
 /* Resolves s ("HOST:PORT") into at most max addresses, in the resolver's order and without
- * repeats. Returns how many, or -1 with err filled. */
+ * repeats. Returns how many there are (more than max when max were too few), or -1 with
+ * err filled. */
 int addr_resolve(const char *s, struct addr *out, size_t max, char *err, size_t errlen)
 {
 	struct addrinfo hints, *res = NULL;
@@ -62,8 +63,8 @@ int addr_resolve(const char *s, struct addr *out, size_t max, char *err, size_t 
 		snprintf(err, errlen, "cannot resolve '%s': %s", host, gai_strerror(rc));
 		return -1;
 	}
-	for (const struct addrinfo *ai = res; ai != NULL && n < max; ai = ai->ai_next) {
-		struct addr *a = &out[n];
+	for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+		struct addr x, *a = n < max ? &out[n] : &x;
 		bool seen = false;
 		if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
 		    ai->ai_addrlen > sizeof(a->ss))
@@ -75,7 +76,7 @@ int addr_resolve(const char *s, struct addr *out, size_t max, char *err, size_t 
 			((struct sockaddr_in *)&a->ss)->sin_port = htons(port);
 		else
 			((struct sockaddr_in6 *)&a->ss)->sin6_port = htons(port);
-		for (size_t k = 0; k < n && !seen; k++)
+		for (size_t k = 0; k < n && k < max && !seen; k++)
 			seen = addr_equal(&out[k], a);
 		if (!seen)
 			n++;
@@ -170,6 +171,32 @@ void addr_format(const struct sockaddr *sa, char *buf, size_t len)
 		snprintf(buf, len, "%s:%u", host, addr_port(sa));
 	else
 		snprintf(buf, len, "%s", host);
+}
+
+int addr_cmp(const void *pa, const void *pb)
+{
+	const struct sockaddr_storage *a = &((const struct addr *)pa)->ss;
+	const struct sockaddr_storage *b = &((const struct addr *)pb)->ss;
+	const void *xa, *xb;
+	size_t n;
+	int c;
+
+	if (a->ss_family != b->ss_family)
+		return a->ss_family < b->ss_family ? -1 : 1;
+	if (a->ss_family == AF_INET) {
+		xa = &((const struct sockaddr_in *)a)->sin_addr;
+		xb = &((const struct sockaddr_in *)b)->sin_addr;
+		n = 4;
+	} else if (a->ss_family == AF_INET6) {
+		xa = &((const struct sockaddr_in6 *)a)->sin6_addr;
+		xb = &((const struct sockaddr_in6 *)b)->sin6_addr;
+		n = 16;
+	} else {
+		return 0;
+	}
+	if ((c = memcmp(xa, xb, n)) != 0)
+		return c;
+	return (int)addr_port((const struct sockaddr *)a) - (int)addr_port((const struct sockaddr *)b);
 }
 
 bool addr_equal(const struct addr *a, const struct addr *b)

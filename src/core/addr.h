@@ -26,7 +26,8 @@ struct addr_cidr {
 int addr_parse(const char *s, struct addr *out, char *err, size_t errlen);
 
 /* Like addr_parse, but gives every address the name resolves to (at most max, in the
- * resolver's order, no repeats): several gateways behind one name. Returns how many. */
+ * resolver's order, no repeats): several gateways behind one name. Returns how many there
+ * are, which is more than max when some did not fit (their repeats beyond max are counted). */
 int addr_resolve(const char *s, struct addr *out, size_t max, char *err, size_t errlen);
 
 /* Like addr_parse, but the host must be a numeric address: for peer-supplied text. */
@@ -43,6 +44,8 @@ void addr_format_host(const struct sockaddr *sa, char *buf, size_t len);
 
 uint16_t addr_port(const struct sockaddr *sa);
 bool addr_equal(const struct addr *a, const struct addr *b);
+/* A total order of addresses (family, address, port), for qsort of struct addr. */
+int addr_cmp(const void *a, const void *b);
 /* True if a and b are in the same network: their first v4_bits (IPv4) or v6_bits (IPv6)
  * bits agree. Ports are ignored; IPv4-mapped IPv6 counts as IPv4. 32/128 compare hosts. */
 bool addr_same_net(const struct sockaddr *a, const struct sockaddr *b, unsigned v4_bits,

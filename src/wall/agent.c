@@ -511,7 +511,10 @@ static void ag_start_dialers(struct agent *ag)
 		struct ag_dialer *d = &ag->dialers[i];
 		d->ag = ag;
 		d->gw = i / cfg->tunnels;
-		d->slot = (unsigned)(i % cfg->tunnels);
+		/* a slot names the dialer among all of them, not only among one gateway's: one
+		 * gateway may be two addresses (a name with an A and an AAAA record), and the
+		 * gateway replaces a registration of the same instance and slot */
+		d->slot = (unsigned)i;
 		d->fd = -1;
 		d->bo.initial = cfg->backoff_initial;
 		d->bo.max = cfg->backoff_max;

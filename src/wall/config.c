@@ -540,9 +540,13 @@ static void ag_gateway_key(struct conf *cf, struct config_agentd *a, const char 
 		return;
 	}
 	if (i + (size_t)nfound > CONFIG_MAX_LIST) {
-		conf_error(cf, "gateway: more than %d addresses", CONFIG_MAX_LIST);
+		conf_error(cf, "gateway: %s makes more than %d gateway addresses in all (it has %d)",
+			   addr, CONFIG_MAX_LIST, nfound);
 		return;
 	}
+	/* in a fixed order: a resolver that rotates its answers (DNS round robin) does not
+	 * make a reload see other gateways and redial every tunnel */
+	qsort(found, (size_t)nfound, sizeof(found[0]), addr_cmp);
 	if (addr_split(addr, host, sizeof(host), &port) == -1)
 		host[0] = '\0';
 	for (int f = 0; f < nfound; f++) {

@@ -379,6 +379,7 @@ static void gw_service_unref(struct gw_service *svc)
 	for (size_t i = 0; i < svc->nls; i++)
 		gw_listener_free(svc->ls[i]);
 	listener_set_free(svc->set);
+	rate_share_free(&svc->rate);
 	free(svc);
 }
 
@@ -430,6 +431,7 @@ static int gw_apply(struct gateway *gw, const struct config_gateway *cfg)
 			char name[CONF_NAME_MAX + 16];
 			svc = xcalloc(1, sizeof(*svc));
 			svc->gw = gw;
+			rate_share_init(&svc->rate, gw->base);
 			svc->cfg = cfg->services[i];
 			gw_limits(&svc->cfg, &lim);
 			snprintf(name, sizeof(name), "service=%s", svc->cfg.name);
@@ -452,6 +454,7 @@ static int gw_apply(struct gateway *gw, const struct config_gateway *cfg)
 		listener_set_limits(next[i]->set, &lim);
 		for (int d = 0; d < 2; d++)
 			rate_bucket_set(&next[i]->rate.b[d], next[i]->cfg.rate_limit, clock_mono());
+		next[i]->rate.visitor_rate = next[i]->cfg.visitor_rate_limit;
 	}
 	memcpy(gw->tls, tls, sizeof(tls));
 	gw->ntls = ntls;

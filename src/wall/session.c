@@ -99,7 +99,7 @@ static int h2_on_header(nghttp2_session *h2, const nghttp2_frame *frame, const u
 		else if (HDR_IS(name, namelen, "x-netwall-instance"))
 			h2_copy_header(t->instance, sizeof(t->instance), value, valuelen);
 		else if (HDR_IS(name, namelen, "x-netwall-slot"))
-			t->slot = (unsigned)strtoul((const char *)value, NULL, 10) & 0xff;
+			t->slot = (unsigned)strtoul((const char *)value, NULL, 10) & 0xffff;
 		else if (HDR_IS(name, namelen, "x-netwall-services")) {
 			free(t->services);
 			t->services = xstrndup((const char *)value, valuelen);

@@ -177,6 +177,8 @@ static void stream_grow(struct tstream *s)
 	inc = t->stream_window > s->win ? t->stream_window - s->win : 0;
 	if (inc > s->win)
 		inc = s->win;
+	if (s->pace != NULL && rate_pace_burst(s->pace, RATE_TO_VISITOR) < (size_t)s->win + inc)
+		inc = 0; /* more window than the bucket lets out at once would only sit here */
 	if (!s->blocked && inc > 0 && !s->h2_closed && t->h2 != NULL && share_widen(s, inc)) {
 		s->win += inc;
 		nghttp2_session_set_local_window_size(t->h2, NGHTTP2_FLAG_NONE, s->id,
@@ -484,7 +486,8 @@ void tstream_expire_idle(struct tstream_sink *t, double now)
 
 	for (; s != NULL; s = next) {
 		next = s->next;
-		if (s->idle_limit > 0 && s->fd != -1 && now - s->last_io > s->idle_limit) {
+		if (s->idle_limit > 0 && s->fd != -1 && now - s->last_io > s->idle_limit &&
+		    (s->pace == NULL || !rate_pace_waiting(s->pace))) {
 			log_debug("event=stream_idle_timeout stream=%d idle_s=%.1f", s->id,
 				  now - s->last_io);
 			tstream_stats.idle_timeouts++;
@@ -656,6 +659,7 @@ void tstream_flush(struct tstream *s)
 		if (s->pace != NULL &&
 		    (max = rate_pace_allow(s->pace, RATE_TO_VISITOR, evbuffer_get_length(s->out))) == 0) {
 			stream_set_writing(s, false); /* its timer writes again (stream_paced) */
+			s->blocked = true; /* the window does not grow past what the bucket lets out */
 			return;
 		}
 		n = stream_write_some(s, max);
