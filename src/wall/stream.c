@@ -714,18 +714,27 @@ static void stream_handshake(struct tstream *s)
 	stream_reset(s, NGHTTP2_CONNECT_ERROR);
 }
 
+/* The connect failed before a byte went to the target: whoever chose it is told, and the
+ * stream is reset. */
+static void stream_connect_failed(struct tstream *s, const char *why)
+{
+	log_limited(&stream_log_rate, LOG_WARN, "event=target_connect_failed stream=%d error=\"%s\"",
+		    s->id, why);
+	if (s->failed != NULL)
+		s->failed(s->failed_arg, s->failed_key);
+	stream_reset(s, NGHTTP2_CONNECT_ERROR);
+}
+
 static void stream_connected(struct tstream *s)
 {
 	int err = sock_error(s->fd);
 
 	if (err != 0) {
-		log_limited(&stream_log_rate, LOG_WARN,
-			    "event=target_connect_failed stream=%d error=\"%s\"", s->id,
-			    strerror(err));
-		stream_reset(s, NGHTTP2_CONNECT_ERROR);
+		stream_connect_failed(s, strerror(err));
 		return;
 	}
 	s->connecting = false;
+	s->failed = NULL;
 	if (s->req != NULL && s->req->hdrlen > 0 &&
 	    write(s->fd, s->req->hdr, s->req->hdrlen) != (ssize_t)s->req->hdrlen) {
 		stream_reset(s, NGHTTP2_CONNECT_ERROR);
@@ -747,9 +756,7 @@ static void stream_on_timeout(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	t->busy(t->arg);
-	log_limited(&stream_log_rate, LOG_WARN, "event=target_connect_failed stream=%d error=timeout",
-		    s->id);
-	stream_reset(s, NGHTTP2_CONNECT_ERROR);
+	stream_connect_failed(s, "timeout"); /* s->failed is NULL once the connect is done */
 	t->unbusy(t->arg);
 }
 
@@ -759,13 +766,13 @@ void tstream_connect(struct tstream *s, const struct tstream_target *tg)
 	bool pending;
 	int fd;
 
+	s->failed = tg->failed;
+	s->failed_arg = tg->failed_arg;
+	s->failed_key = tg->failed_key;
 	fd = tg->sa != NULL ? sock_connect(tg->sa, tg->salen) : sock_connect_unix(tg->unix_path);
 	pending = errno == EINPROGRESS;
 	if (fd == -1) {
-		log_limited(&stream_log_rate, LOG_WARN,
-			    "event=target_connect_failed stream=%d error=\"%s\"", s->id,
-			    strerror(errno));
-		stream_reset(s, NGHTTP2_CONNECT_ERROR);
+		stream_connect_failed(s, strerror(errno));
 		return;
 	}
 	s->fd = fd;

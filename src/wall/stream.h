@@ -56,6 +56,11 @@ struct tstream_target {
 	SSL_CTX *tls; /* non-NULL: originate TLS to the target */
 	const char *tls_name; /* SNI and verified name, or NULL */
 	double connect_timeout;
+	/* Optional: told when the connect fails before a byte went to the target (refused,
+	 * unreachable, timed out), just before the stream is reset; key is handed back. */
+	void (*failed)(void *arg, uint64_t key);
+	void *failed_arg;
+	uint64_t failed_key;
 };
 void tstream_connect(struct tstream *s, const struct tstream_target *target);
 /* Agent: refuse the stream (REFUSED_STREAM); the gateway closes the visitor. */

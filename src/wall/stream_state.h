@@ -90,6 +90,9 @@ struct tstream {
 	size_t in_held;    /* bytes of in held against the budget (all of them) */
 	unsigned wants;    /* STREAM_WANT_*: what it waits for while on the budget's queue */
 	struct tshare *share; /* its source network's share, or NULL (tstream_set_source) */
+	void (*failed)(void *arg, uint64_t key); /* agent: tstream_target's, while connecting */
+	void *failed_arg;
+	uint64_t failed_key;
 	struct tstream *prev, *next, *dirty_next, *wait_prev, *wait_next;
 	struct tstream *park_prev, *park_next; /* on its share's list, waiting for a grant */
 	bool connecting, handshaking, rd_eof, rd_err, eof_sent, remote_eof, wr_shut;
