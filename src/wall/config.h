@@ -11,6 +11,7 @@
 #include "core/conf.h"
 #include "core/log.h"
 #include "core/tls.h"
+#include "wall/config_target.h"
 #include "wall/tunnel.h"
 
 #define CONFIG_MAX_LIST 64 /* listeners, agents, allow entries, gateways per config */
@@ -37,42 +38,6 @@ struct config_service {
 	int proxy; /* 0, 1 or 2 */
 	double idle_timeout; /* seconds, 0: none */
 	double first_byte_timeout; /* seconds a visitor may stay silent at first, 0: no limit */
-};
-
-enum config_target_kind { CONFIG_TARGET_TCP = 0, CONFIG_TARGET_UNIX };
-
-#define CONFIG_MAX_TARGETS 16 /* addresses per agent service */
-#define CONFIG_LABEL_MAX 256  /* a target's address as written (config lines are shorter) */
-
-/* How a service's targets are checked. DEFAULT is resolved when the file is read: tcp for
- * a service with several targets, off for one. */
-enum config_health { CONFIG_HEALTH_DEFAULT = 0, CONFIG_HEALTH_OFF, CONFIG_HEALTH_TCP,
-		     CONFIG_HEALTH_HTTP };
-
-/* One address of an agent service. */
-struct config_endpoint {
-	enum config_target_kind kind;
-	struct addr addr;
-	char *unix_path;
-	char host[256]; /* the target's host, the default TLS server name and HTTP Host */
-	char label[CONFIG_LABEL_MAX]; /* "HOST:PORT" or "unix:PATH", as written */
-};
-
-/* An agent service: its targets and how to reach and check them. */
-struct config_target {
-	char name[CONF_NAME_MAX + 1];
-	int line;
-	struct config_endpoint ep[CONFIG_MAX_TARGETS];
-	size_t nep;
-	bool tls;
-	bool tls_verify;
-	char *tls_ca;
-	int tls_line; /* where tls was set */
-	char *tls_server_name;
-	enum config_health health;
-	char health_path[CONFIG_LABEL_MAX]; /* CONFIG_HEALTH_HTTP: the path GET asks for */
-	double health_interval, health_timeout; /* seconds */
-	unsigned health_fall, health_rise; /* consecutive results that change a target's state */
 };
 
 struct config_common {
