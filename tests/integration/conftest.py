@@ -988,12 +988,12 @@ def start_echo(procs, *, host="127.0.0.1", port=None, prefix=()):
     return Target(p, port, host)
 
 
-def start_health_target(procs, mode, *, host="127.0.0.1", port=None):
+def start_health_target(procs, mode, *, host="127.0.0.1", port=None, tls=None):
     """helpers/health_target.py: an HTTP target answering `mode` (status:NNN, hold,
-    endless, noline)."""
+    endless, noline); tls=(cert, key): over TLS."""
     port = port or free_port()
     p = procs.start("health-target", [sys.executable, HERE / "helpers" / "health_target.py",
-                                      host, port, mode])
+                                      host, port, mode, *(tls or ())])
     wait_port(port, host)
     return Target(p, port, host)
 

@@ -9,6 +9,7 @@ refuses them at once. Every check is bounded in time and in bytes.
 import json
 import signal
 import socket
+import subprocess
 
 from conftest import (http_get, start_health_target, start_nginx, svc, visitor_closed_within,
                       wait_until)
@@ -203,3 +204,33 @@ def test_reload_keeps_state(wall, procs, tmp_path):
     assert not ag.proc.events("target_down", since=mark, target=dead_addr)
     wait_until(lambda: {get_who(gw)[1] for _ in range(4)} == {"A", "B"}, 10, "both serving")
     dead.close()
+
+
+def make_cert(tmp_path, name):
+    crt, key = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", f"/CN={name}",
+                    "-addext", f"subjectAltName=DNS:{name}", "-keyout", key, "-out", crt],
+                   check=True, capture_output=True)
+    return crt, key
+
+
+def test_http_check_over_tls(wall, procs, tmp_path):
+    """tls = on: the http check speaks TLS with the service's verification; a target whose
+    certificate names another host fails it (tls_failed) while the others pass."""
+    good_crt, good_key = make_cert(tmp_path, "target.internal")
+    other_crt, other_key = make_cert(tmp_path, "other.internal")
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text(good_crt.read_text() + other_crt.read_text())
+    good = start_health_target(procs, "status:204", tls=(good_crt, good_key))
+    other = start_health_target(procs, "status:204", tls=(other_crt, other_key))
+    gw = wall.gateway({"svc": svc()})
+    ag = wall.agent("site-a", gw, {"svc": {
+        "target": f"{good.addr}, {other.addr}", "tls": "on", "tls_ca": str(bundle),
+        "tls_server_name": "target.internal", "health_check": "http /health", **FAST}})
+    gw.wait_tunnels(2)
+    ev = ag.proc.wait_event("target_down", service="svc", target=other.addr)
+    assert ev[0]["reason"] == "tls_failed"
+    ag.proc.wait_event("target_up", service="svc", target=good.addr)
+    ag.admin.wait_metric("netwall_agent_target_checks_total", lambda v: v >= 3, service="svc",
+                         target=good.addr, result="ok")

@@ -1,4 +1,5 @@
-"""An HTTP target that answers health checks badly on purpose: health_target.py HOST PORT MODE.
+"""An HTTP target that answers health checks badly on purpose:
+health_target.py HOST PORT MODE [CERT KEY] (with CERT and KEY: over TLS).
 
 MODE is one of
   status:NNN  every request gets status NNN with a short body naming the port
@@ -9,6 +10,7 @@ MODE is one of
 Prints "ready" once listening.
 """
 import asyncio
+import ssl
 import sys
 
 CHUNK = b"x" * 65536
@@ -35,19 +37,23 @@ async def handle(reader, writer, mode, port):
             while True:
                 writer.write(CHUNK)
                 await writer.drain()
-    except (ConnectionError, OSError, asyncio.IncompleteReadError):
+    except (ConnectionError, OSError, asyncio.IncompleteReadError, ssl.SSLError):
         pass
     finally:
         writer.close()
 
 
-async def main(host, port, mode):
+async def main(host, port, mode, tls=None):
+    ctx = None
+    if tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*tls)
     server = await asyncio.start_server(lambda r, w: handle(r, w, mode, port), host, port,
-                                        reuse_address=True)
+                                        reuse_address=True, ssl=ctx)
     print("ready", flush=True)
     async with server:
         await server.serve_forever()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3]))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:6] or None))
