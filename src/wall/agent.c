@@ -54,7 +54,7 @@ struct agent {
 	char *services;
 	struct ag_dialer *dialers;
 	size_t ndialers;
-	struct health *health; /* the targets' health and the pick of one per stream */
+	struct health *health;   /* the targets' health and the pick of one per stream */
 	struct tunnel **retired; /* tunnels the gateway retired, finishing their streams */
 	size_t nretired;
 	bool draining;
@@ -386,7 +386,9 @@ static void ag_visit(struct tunnel *t, struct tstream *s, const struct tunnel_vi
 		char shown[LOG_VALUE_SIZE(AG_SERVICE_SHOWN)];
 		log_limited(&ag->rate_visit, LOG_WARN, "event=stream_refused service=%s reason=%s",
 			    log_value(shown, sizeof(shown), v->service),
-			    tg == NULL ? "unknown_service" : ag->draining ? "draining" : "no_target_up");
+			    tg == NULL     ? "unknown_service"
+			    : ag->draining ? "draining"
+					   : "no_target_up");
 		tstream_refuse(s);
 		return;
 	}

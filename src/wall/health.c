@@ -189,9 +189,9 @@ static void health_wait(struct health_ep *ep, short what)
 /* The request of an http check: GET PATH with the Host the target expects. */
 static void health_request(struct health_ep *ep)
 {
-	const char *host = ep->tg->tls_server_name != NULL ? ep->tg->tls_server_name
-		: ep->e->kind == CONFIG_TARGET_TCP		? ep->e->label
-								: "localhost";
+	const char *host = ep->tg->tls_server_name != NULL    ? ep->tg->tls_server_name
+			   : ep->e->kind == CONFIG_TARGET_TCP ? ep->e->label
+							      : "localhost";
 	int n = snprintf(ep->req, sizeof(ep->req),
 			 "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: netwall-health\r\n"
 			 "Connection: close\r\n\r\n",
@@ -223,6 +223,23 @@ static int health_status(struct health_ep *ep, enum health_result *r)
 	return code >= 200 && code < 400 ? 1 : -1;
 }
 
+/* A read or write that returned n <= 0: true if it only has to wait (ep->io is then set
+ * to wake it), false if the check failed. */
+static bool health_again(struct health_ep *ep, int n, short what)
+{
+	if (ep->ssl != NULL) {
+		int err = SSL_get_error(ep->ssl, n);
+		if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE)
+			return false;
+		health_wait(ep, err == SSL_ERROR_WANT_READ ? EV_READ : EV_WRITE);
+		return true;
+	}
+	if (n != -1 || (errno != EAGAIN && errno != EINTR))
+		return false;
+	health_wait(ep, what);
+	return true;
+}
+
 /* Sends the request, then reads the answer's head. Returns a result, or -1 to wait for
  * what ep->io now waits for. */
 static int health_exchange(struct health_ep *ep)
@@ -231,30 +248,19 @@ static int health_exchange(struct health_ep *ep)
 	int n, st;
 
 	while (ep->reqoff < ep->reqlen) {
-		n = ep->ssl ? SSL_write(ep->ssl, ep->req + ep->reqoff, (int)(ep->reqlen - ep->reqoff))
-			    : (int)write(ep->fd, ep->req + ep->reqoff, ep->reqlen - ep->reqoff);
-		if (n > 0) {
-			ep->reqoff += (size_t)n;
-			continue;
-		}
-		if (ep->ssl ? SSL_get_error(ep->ssl, n) == SSL_ERROR_WANT_WRITE : errno == EAGAIN) {
-			health_wait(ep, EV_WRITE);
-			return -1;
-		}
-		return HEALTH_BAD_ANSWER;
+		size_t left = ep->reqlen - ep->reqoff;
+		n = ep->ssl ? SSL_write(ep->ssl, ep->req + ep->reqoff, (int)left)
+			    : (int)write(ep->fd, ep->req + ep->reqoff, left);
+		if (n <= 0)
+			return health_again(ep, n, EV_WRITE) ? -1 : HEALTH_BAD_ANSWER;
+		ep->reqoff += (size_t)n;
 	}
 	for (;;) {
 		size_t room = sizeof(ep->ans) - ep->anslen;
 		n = ep->ssl ? SSL_read(ep->ssl, ep->ans + ep->anslen, (int)room)
 			    : (int)read(ep->fd, ep->ans + ep->anslen, room);
-		if (n <= 0) {
-			if (ep->ssl ? SSL_get_error(ep->ssl, n) == SSL_ERROR_WANT_READ
-				    : n == -1 && (errno == EAGAIN || errno == EINTR)) {
-				health_wait(ep, EV_READ);
-				return -1;
-			}
-			return HEALTH_BAD_ANSWER; /* closed before its status line */
-		}
+		if (n <= 0) /* or closed before its status line */
+			return health_again(ep, n, EV_READ) ? -1 : HEALTH_BAD_ANSWER;
 		ep->anslen += (size_t)n;
 		st = health_status(ep, &r);
 		if (st != 0)
