@@ -370,18 +370,59 @@ static void ag_tunnel_draining(struct tunnel *t, void *arg)
 	ag_dial(d);
 }
 
+/* The stream target for address i of service tg, picked as key. */
+static void ag_target(const struct agent *ag, const struct config_target *tg, int i, uint64_t key,
+		      struct tstream_target *out);
+
+/* A visitor's connect failed (stream.c): the target is told; a first connect dials another
+ * target of the service that is not down, if there is one. */
+static bool ag_connect_failed(void *arg, uint64_t key, struct tstream_target *next)
+{
+	struct agent *ag = arg;
+	int svc = health_connect_failed(ag->health, key);
+	uint64_t other = 0;
+	int i;
+
+	if (svc == -1 || next == NULL || ag->draining)
+		return false;
+	i = health_pick(ag->health, (size_t)svc, key, &other);
+	if (i == -1)
+		return false;
+	ag_target(ag, &ag->cfg->targets[svc], i, other, next);
+	return true;
+}
+
+static void ag_target(const struct agent *ag, const struct config_target *tg, int i, uint64_t key,
+		      struct tstream_target *out)
+{
+	const struct config_endpoint *e = &tg->ep[i];
+
+	memset(out, 0, sizeof(*out));
+	if (e->kind == CONFIG_TARGET_TCP) {
+		out->sa = (const struct sockaddr *)&e->addr.ss;
+		out->salen = e->addr.len;
+	} else {
+		out->unix_path = e->unix_path;
+	}
+	out->tls = ag->target_tls[tg - ag->cfg->targets];
+	out->tls_name = tg->tls_server_name ? tg->tls_server_name : e->host;
+	out->connect_timeout = ag->cfg->connect_timeout;
+	out->failed = ag_connect_failed;
+	out->failed_arg = (void *)ag;
+	out->failed_key = key;
+}
+
 static void ag_visit(struct tunnel *t, struct tstream *s, const struct tunnel_visit *v, void *arg)
 {
 	struct agent *ag = arg;
 	const struct config_target *tg = config_find_target(ag->cfg, v->service);
-	const struct config_endpoint *e = NULL;
 	struct tstream_target target;
 	uint64_t key = 0;
 	int i = -1;
 
 	(void)t;
 	if (tg != NULL && !ag->draining)
-		i = health_pick(ag->health, (size_t)(tg - ag->cfg->targets), &key);
+		i = health_pick(ag->health, (size_t)(tg - ag->cfg->targets), 0, &key);
 	if (i == -1) {
 		char shown[LOG_VALUE_SIZE(AG_SERVICE_SHOWN)];
 		log_limited(&ag->rate_visit, LOG_WARN, "event=stream_refused service=%s reason=%s",
@@ -392,20 +433,7 @@ static void ag_visit(struct tunnel *t, struct tstream *s, const struct tunnel_vi
 		tstream_refuse(s);
 		return;
 	}
-	e = &tg->ep[i];
-	memset(&target, 0, sizeof(target));
-	if (e->kind == CONFIG_TARGET_TCP) {
-		target.sa = (const struct sockaddr *)&e->addr.ss;
-		target.salen = e->addr.len;
-	} else {
-		target.unix_path = e->unix_path;
-	}
-	target.tls = ag->target_tls[tg - ag->cfg->targets];
-	target.tls_name = tg->tls_server_name ? tg->tls_server_name : e->host;
-	target.connect_timeout = ag->cfg->connect_timeout;
-	target.failed = health_connect_failed;
-	target.failed_arg = ag->health;
-	target.failed_key = key;
+	ag_target(ag, tg, i, key, &target);
 	tstream_connect(s, &target);
 }
 

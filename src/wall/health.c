@@ -10,7 +10,8 @@
  *
  * State: unknown (counts as up) until the first result, which decides; then health_fall
  * failures in a row take a target down and health_rise successes bring it back. A
- * visitor's connect that fails counts as a failure and brings the next check forward.
+ * visitor's connect that fails counts as a failure and brings the next check forward (the
+ * stream itself is dialled once more, to another target not down: agent.c, stream.c).
  * Every transition is logged (event=target_down / target_up) and reported to the agent,
  * which stops announcing a service with every target down. */
 #include "wall/health.h"
@@ -463,13 +464,13 @@ void health_free(struct health *h)
 	free(h);
 }
 
-int health_pick(struct health *h, size_t svc, uint64_t *key)
+int health_pick(struct health *h, size_t svc, uint64_t avoid, uint64_t *key)
 {
 	struct health_svc *s = &h->svcs[svc];
 
 	for (size_t k = 0; k < s->nep; k++) {
 		size_t i = (s->rr + k) % s->nep;
-		if (s->ep[i]->state == HEALTH_DOWN)
+		if (s->ep[i]->state == HEALTH_DOWN || s->ep[i]->key == avoid)
 			continue;
 		s->rr = i + 1;
 		s->ep[i]->streams++;
@@ -489,21 +490,22 @@ bool health_service_up(const struct health *h, size_t svc)
 	return false;
 }
 
-void health_connect_failed(void *arg, uint64_t key)
+int health_connect_failed(struct health *h, uint64_t key)
 {
-	struct health *h = arg;
-
 	for (size_t i = 0; i < h->nsvcs; i++) {
 		for (size_t j = 0; j < h->svcs[i].nep; j++) {
 			struct health_ep *ep = h->svcs[i].ep[j];
-			if (ep->key != key || !health_on(ep))
+			if (ep->key != key)
 				continue;
-			if (ep->fd == -1)
-				health_arm(ep, 0); /* check now */
-			health_result(ep, HEALTH_STREAM_FAILED);
-			return;
+			if (health_on(ep)) {
+				if (ep->fd == -1)
+					health_arm(ep, 0); /* check now */
+				health_result(ep, HEALTH_STREAM_FAILED);
+			}
+			return (int)i;
 		}
 	}
+	return -1;
 }
 
 /* ---- views ---- */

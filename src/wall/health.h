@@ -30,15 +30,16 @@ struct health *health_new(struct event_base *base, void (*changed)(void *arg), v
 void health_apply(struct health *h, const struct config_agentd *cfg, SSL_CTX *const *tls);
 void health_free(struct health *h);
 
-/* The target of cfg->targets[svc] a new stream goes to: round robin over those not down.
- * Returns its index in ep[] and sets *key (for health_connect_failed), or -1 if all are
- * down. */
-int health_pick(struct health *h, size_t svc, uint64_t *key);
+/* The target of cfg->targets[svc] a new stream goes to: round robin over those not down,
+ * other than the one avoid names (0: none). Returns its index in ep[] and sets *key (for
+ * health_connect_failed), or -1 if there is none. */
+int health_pick(struct health *h, size_t svc, uint64_t avoid, uint64_t *key);
 /* True if a target of cfg->targets[svc] is not down. */
 bool health_service_up(const struct health *h, size_t svc);
-/* A visitor's connect to the target key names failed (tstream_target.failed): counted as a
- * failed check, and a check is made now. arg is the struct health. */
-void health_connect_failed(void *arg, uint64_t key);
+/* A visitor's connect to the target key names failed: counted as a failed check when its
+ * service is checked, and a check is made now. Returns the index of its service, or -1 if
+ * the target is gone (a reload). */
+int health_connect_failed(struct health *h, uint64_t key);
 
 /* Per service and target: up, streams, check results (core/metrics.h). */
 void health_register_metrics(struct metrics *m, struct health *h);

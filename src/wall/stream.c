@@ -234,7 +234,8 @@ void tstream_window_opened(struct tstream *s)
 	stream_resume_reading(s);
 }
 
-void tstream_start(struct tstream *s)
+/* The socket's read and write events (not added yet). */
+static void stream_watch(struct tstream *s)
 {
 	struct event_base *base = s->t->base;
 
@@ -242,6 +243,11 @@ void tstream_start(struct tstream *s)
 	s->wev = event_new(base, s->fd, EV_WRITE | EV_PERSIST, stream_on_write, s);
 	if (s->rev == NULL || s->wev == NULL)
 		xalloc_fail("event");
+}
+
+void tstream_start(struct tstream *s)
+{
+	stream_watch(s);
 	s->counted = true;
 	tstream_stats.streams_open++;
 	tstream_stats.streams_total++;
@@ -255,17 +261,13 @@ void tstream_start(struct tstream *s)
 		tstream_grant(s); /* the gateway grants when its HEADERS have gone out */
 }
 
-/* Closes the socket: gracefully, or with a reset when hard is set. */
-static void stream_close_fd(struct tstream *s, bool hard)
+/* Frees the socket's events and TLS and closes it: gracefully, or with a reset when hard
+ * is set. */
+static void stream_drop_socket(struct tstream *s, bool hard)
 {
-	struct tstream_sink *t = s->t;
-
-	if (s->fd == -1)
-		return;
 	loop_free_event(&s->rev);
 	loop_free_event(&s->wev);
 	loop_free_event(&s->tmo);
-	s->rev = s->wev = s->tmo = NULL;
 	s->reading = s->writing = false;
 	if (s->ssl != NULL) {
 		if (!hard)
@@ -279,6 +281,16 @@ static void stream_close_fd(struct tstream *s, bool hard)
 	else
 		close(s->fd);
 	s->fd = -1;
+}
+
+/* Closes the socket (stream_drop_socket); the stream counts as open no more. */
+static void stream_close_fd(struct tstream *s, bool hard)
+{
+	struct tstream_sink *t = s->t;
+
+	if (s->fd == -1)
+		return;
+	stream_drop_socket(s, hard);
 	if (s->counted) {
 		s->counted = false;
 		tstream_stats.streams_open--;
@@ -714,15 +726,25 @@ static void stream_handshake(struct tstream *s)
 	stream_reset(s, NGHTTP2_CONNECT_ERROR);
 }
 
-/* The connect failed before a byte went to the target: whoever chose it is told, and the
- * stream is reset. */
+/* The connect failed before a byte went to the target: whoever chose it is told, and may
+ * name another target for a first connect (the stream keeps its window, the bytes the peer
+ * sent and the PROXY header to write; only the socket changes); else the stream is reset. */
 static void stream_connect_failed(struct tstream *s, const char *why)
 {
+	struct tstream_target next;
+
 	log_limited(&stream_log_rate, LOG_WARN, "event=target_connect_failed stream=%d error=\"%s\"",
 		    s->id, why);
-	if (s->failed != NULL)
-		s->failed(s->failed_arg, s->failed_key);
-	stream_reset(s, NGHTTP2_CONNECT_ERROR);
+	memset(&next, 0, sizeof(next));
+	if (s->failed == NULL || !s->failed(s->failed_arg, s->failed_key,
+					    s->redialled ? NULL : &next)) {
+		stream_reset(s, NGHTTP2_CONNECT_ERROR);
+		return;
+	}
+	if (s->fd != -1)
+		stream_drop_socket(s, true);
+	s->redialled = true;
+	tstream_connect(s, &next);
 }
 
 static void stream_connected(struct tstream *s)
@@ -792,7 +814,13 @@ void tstream_connect(struct tstream *s, const struct tstream_target *tg)
 		xalloc_fail("event");
 	evtimer_add(s->tmo, &tv);
 	s->connecting = pending;
-	tstream_start(s); /* waits for writability while the connect is pending */
+	if (!s->counted) {
+		tstream_start(s); /* waits for writability while the connect is pending */
+	} else { /* a second target's socket */
+		stream_watch(s);
+		if (pending)
+			stream_set_writing(s, true);
+	}
 	if (!pending) {
 		s->connecting = true;
 		stream_connected(s);

@@ -70,6 +70,7 @@ struct tstream_req {
 };
 
 struct tshare; /* share.c: the window held by one source network's streams */
+struct tstream_target;
 
 struct tstream {
 	struct tstream_sink *t; /* its tunnel, as far as a stream sees it */
@@ -90,7 +91,8 @@ struct tstream {
 	size_t in_held;    /* bytes of in held against the budget (all of them) */
 	unsigned wants;    /* STREAM_WANT_*: what it waits for while on the budget's queue */
 	struct tshare *share; /* its source network's share, or NULL (tstream_set_source) */
-	void (*failed)(void *arg, uint64_t key); /* agent: tstream_target's, while connecting */
+	/* agent: tstream_target's, while connecting */
+	bool (*failed)(void *arg, uint64_t key, struct tstream_target *next);
 	void *failed_arg;
 	uint64_t failed_key;
 	struct tstream *prev, *next, *dirty_next, *wait_prev, *wait_next;
@@ -103,6 +105,7 @@ struct tstream {
 	bool parked;      /* waits for its share to have room for a first window */
 	bool peer_ready;  /* gateway: the agent answered 200, after granting window if it could */
 	bool peer_opened; /* the peer has given the stream window at least once */
+	bool redialled;   /* agent: its first target refused it, it dialled another */
 };
 
 #endif

@@ -11,6 +11,8 @@ import signal
 import socket
 import subprocess
 
+import pytest
+
 from conftest import (http_get, start_health_target, start_nginx, svc, visitor_closed_within,
                       wait_until)
 
@@ -79,6 +81,33 @@ def test_spread_fail_over_and_back(wall, procs, tmp_path):
     ag.proc.wait_event("target_up", since=mark, service="svc", target=a.addr)
     again = {get_who(gw)[1] for _ in range(4)}
     assert again == {"A", "B"}
+
+
+@pytest.mark.parametrize("proxy", [False, True])
+def test_connect_refused_dials_the_other_target(wall, procs, tmp_path, proxy):
+    """Between checks, a target that refuses a visitor's connect: the stream dials the
+    other target once, so no visitor sees the outage (with its PROXY header, when the
+    service has one), and the refusals take the target out."""
+    a = start_nginx(procs, tmp_path, who_root(tmp_path, "A"), proxy_protocol=proxy)
+    b = start_nginx(procs, tmp_path, who_root(tmp_path, "B"), proxy_protocol=proxy)
+    gw = wall.gateway({"svc": svc(proxy_protocol="v1" if proxy else "off")})
+    ag = wall.agent("site-a", gw, {"svc": {"target": f"{a.addr}, {b.addr}",
+                                           "health_interval": "3600"}})
+    gw.wait_tunnels(2)
+    ag.proc.wait_event("target_up", service="svc", target=a.addr)
+    ag.proc.wait_event("target_up", service="svc", target=b.addr)
+    mark = ag.proc.mark()
+    a.proc.kill()
+    assert [get_who(gw) for _ in range(20)] == [(200, "B")] * 20
+    assert ag.proc.events("target_connect_failed", since=mark)
+    ev = ag.proc.wait_event("target_down", since=mark, service="svc", target=a.addr)
+    assert ev[0]["reason"] in ("connect_failed", "stream_connect_failed")
+    assert ag.metric("netwall_agent_target_checks_total", service="svc", target=a.addr,
+                     result="stream_connect_failed") >= 1
+    assert ag.metric("netwall_stream_resets_total") == 0
+    if proxy:  # every request B logged came with the visitor's address
+        log = b.extra["access_log"].read_text().splitlines()
+        assert len(log) == 20 and all(" pp=127.0.0.1:" in x for x in log), log
 
 
 def test_http_check_drops_bad_status(wall, procs, tmp_path):
