@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <linux/netlink.h>
 #include <sched.h>
+#include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <termios.h>
 #include <fcntl.h>
@@ -77,10 +78,10 @@ static const char *const filter_sanitizer[] = {
 static const int filter_families[] = { AF_UNIX, AF_INET, AF_INET6 };
 static const int filter_types[] = { SOCK_STREAM, SOCK_DGRAM };
 
-/* ioctl(): what the libraries ask of descriptors; nothing that reaches a terminal's input
- * (TIOCSTI) or a device. */
+/* ioctl(): what the libraries ask of descriptors, and a socket's unsent bytes (sock_unsent);
+ * nothing that reaches a terminal's input (TIOCSTI) or a device. */
 static const unsigned long filter_ioctls[] = { FIONREAD, FIONBIO, FIOCLEX, FIONCLEX, TCGETS,
-						TIOCGWINSZ };
+						TIOCGWINSZ, SIOCOUTQNSD };
 
 /* Threads, not processes in new namespaces: clone without CLONE_NEW*; clone3 (whose flags
  * sit in memory a filter cannot read) answers ENOSYS, and glibc falls back to clone. */

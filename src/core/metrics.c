@@ -119,39 +119,65 @@ void metric_emit(struct metric_out *o, const char *label_value, uint64_t value)
 	}
 }
 
-void metric_emit2(struct metric_out *o, const char *value1, const char *value2,
-		  uint64_t value)
+/* A sample of a metric with n labels (2 or 3): Prometheus text, or JSON objects nested a
+ * level per label. */
+static void metric_emit_n(struct metric_out *o, const char *const *values, size_t n,
+			  uint64_t value)
 {
 	const struct metric *m = o->m;
-	json_t *inner;
+	const char *names[3] = { m->label, m->label2, m->label3 };
+	json_t *at;
 
-	if (value1 == NULL || value2 == NULL || !metric_label_ok(value1) || !metric_label_ok(value2))
-		return;
+	for (size_t i = 0; i < n; i++)
+		if (values[i] == NULL || !metric_label_ok(values[i]))
+			return;
 	switch (o->view) {
 	case VIEW_PROM:
-		evbuffer_add_printf(o->buf, "%s{%s=\"", m->name, m->label);
-		metric_prom_label(o->buf, value1);
-		evbuffer_add_printf(o->buf, "\",%s=\"", m->label2);
-		metric_prom_label(o->buf, value2);
-		evbuffer_add_printf(o->buf, "\"} %" PRIu64 "\n", value);
+		evbuffer_add_printf(o->buf, "%s{", m->name);
+		for (size_t i = 0; i < n; i++) {
+			evbuffer_add_printf(o->buf, "%s%s=\"", i ? "," : "", names[i]);
+			metric_prom_label(o->buf, values[i]);
+			evbuffer_add(o->buf, "\"", 1);
+		}
+		evbuffer_add_printf(o->buf, "} %" PRIu64 "\n", value);
 		break;
 	case VIEW_JSON:
 		if (!json_is_object(o->json)) {
 			json_decref(o->json);
 			o->json = json_object();
 		}
-		inner = json_object_get(o->json, value1);
-		if (inner == NULL) {
-			inner = json_object();
-			if (json_object_set_new(o->json, value1, inner) == -1)
-				break; /* jansson freed inner */
+		at = o->json;
+		for (size_t i = 0; i + 1 < n; i++) {
+			json_t *inner = json_object_get(at, values[i]);
+			if (inner == NULL) {
+				inner = json_object();
+				if (json_object_set_new(at, values[i], inner) == -1)
+					return; /* jansson freed inner */
+			}
+			at = inner;
 		}
-		json_object_set_new(inner, value2, json_integer((json_int_t)value));
+		json_object_set_new(at, values[n - 1], json_integer((json_int_t)value));
 		break;
 	case VIEW_SUM:
 		o->sum += value;
 		break;
 	}
+}
+
+void metric_emit2(struct metric_out *o, const char *value1, const char *value2,
+		  uint64_t value)
+{
+	const char *v[2] = { value1, value2 };
+
+	metric_emit_n(o, v, 2, value);
+}
+
+void metric_emit3(struct metric_out *o, const char *value1, const char *value2,
+		  const char *value3, uint64_t value)
+{
+	const char *v[3] = { value1, value2, value3 };
+
+	metric_emit_n(o, v, 3, value);
 }
 
 void metric_emit_hist(struct metric_out *o, const double *bounds, const uint64_t *counts,

@@ -32,6 +32,7 @@ struct metric {
 	void (*read)(struct metric_out *o, void *base);
 	const char *tile; /* the status page shows it as a tile with this label, or NULL */
 	const char *label2; /* a second label's name (read functions, metric_emit2), or NULL */
+	const char *label3; /* a third (metric_emit3), or NULL */
 };
 
 #define METRIC_FIELD(type, field) .off = offsetof(type, field)
@@ -45,6 +46,9 @@ void metric_emit(struct metric_out *o, const char *label_value, uint64_t value);
 /* A sample of a metric with two labels (label and label2 set). */
 void metric_emit2(struct metric_out *o, const char *value1, const char *value2,
 		  uint64_t value);
+/* A sample of a metric with three labels (label, label2 and label3 set). */
+void metric_emit3(struct metric_out *o, const char *value1, const char *value2,
+		  const char *value3, uint64_t value);
 void metric_emit_hist(struct metric_out *o, const double *bounds, const uint64_t *counts,
 		      size_t n, double sum);
 

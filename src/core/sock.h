@@ -3,6 +3,7 @@
 #define NETWALL_SOCK_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include "core/addr.h"
@@ -23,5 +24,7 @@ int sock_error(int fd);
 void sock_nodelay(int fd);
 /* Closes fd so the peer sees a reset (SO_LINGER 0), for carrying a reset end to end. */
 void sock_abort(int fd);
+/* Bytes the kernel holds for a TCP socket and has not sent yet (0 for other sockets). */
+uint32_t sock_unsent(int fd);
 
 #endif

@@ -21,6 +21,7 @@
 #include "core/xalloc.h"
 #include "wall/budget.h"
 #include "wall/config.h"
+#include "wall/health.h"
 #include "wall/share.h"
 #include "wall/stream.h"
 #include "wall/tunnel.h"
@@ -53,6 +54,7 @@ struct agent {
 	char *services;
 	struct ag_dialer *dialers;
 	size_t ndialers;
+	struct health *health;   /* the targets' health and the pick of one per stream */
 	struct tunnel **retired; /* tunnels the gateway retired, finishing their streams */
 	size_t nretired;
 	bool draining;
@@ -147,9 +149,10 @@ static void ag_target_ctxs_free(SSL_CTX **v, size_t n)
 	free(v);
 }
 
-/* The comma-separated service list the hello announces. */
-static char *ag_services(const struct config_agentd *cfg)
+/* The comma-separated service list the hello announces: every service with a target up. */
+static char *ag_services(const struct agent *ag)
 {
+	const struct config_agentd *cfg = ag->cfg;
 	size_t len = 1, off = 0;
 	char *s;
 
@@ -158,12 +161,40 @@ static char *ag_services(const struct config_agentd *cfg)
 	s = xcalloc(1, len);
 	for (size_t i = 0; i < cfg->ntargets; i++) {
 		size_t n = strlen(cfg->targets[i].name);
-		if (i)
+		if (!health_service_up(ag->health, i))
+			continue;
+		if (off > 0)
 			s[off++] = ',';
 		memcpy(s + off, cfg->targets[i].name, n);
 		off += n;
 	}
 	return s;
+}
+
+/* Tells every tunnel's gateway the services now announced (a re-hello if they changed). */
+static void ag_announce(struct agent *ag)
+{
+	for (size_t i = 0; i < ag->ndialers; i++)
+		if (ag->dialers[i].t != NULL)
+			tunnel_set_hello(ag->dialers[i].t, ag->instance, ag->dialers[i].slot,
+					 ag->services);
+}
+
+/* A target changed state (health.c): a service whose targets are all down is no longer
+ * announced, so the gateway sends its visitors elsewhere or refuses them at once. */
+static void ag_health_changed(void *arg)
+{
+	struct agent *ag = arg;
+	char *now = ag_services(ag);
+
+	if (ag->services != NULL && strcmp(now, ag->services) == 0) {
+		free(now);
+		return;
+	}
+	free(ag->services);
+	ag->services = now;
+	log_info("event=services_announced services=%s", ag->services);
+	ag_announce(ag);
 }
 
 /* ---- dialing ---- */
@@ -339,31 +370,70 @@ static void ag_tunnel_draining(struct tunnel *t, void *arg)
 	ag_dial(d);
 }
 
+/* The stream target for address i of service tg, picked as key. */
+static void ag_target(const struct agent *ag, const struct config_target *tg, int i, uint64_t key,
+		      struct tstream_target *out);
+
+/* A visitor's connect failed (stream.c): the target is told; a first connect dials another
+ * target of the service that is not down, if there is one. */
+static bool ag_connect_failed(void *arg, uint64_t key, struct tstream_target *next)
+{
+	struct agent *ag = arg;
+	int svc = health_connect_failed(ag->health, key);
+	uint64_t other = 0;
+	int i;
+
+	if (svc == -1 || next == NULL || ag->draining)
+		return false;
+	i = health_pick(ag->health, (size_t)svc, key, &other);
+	if (i == -1)
+		return false;
+	ag_target(ag, &ag->cfg->targets[svc], i, other, next);
+	return true;
+}
+
+static void ag_target(const struct agent *ag, const struct config_target *tg, int i, uint64_t key,
+		      struct tstream_target *out)
+{
+	const struct config_endpoint *e = &tg->ep[i];
+
+	memset(out, 0, sizeof(*out));
+	if (e->kind == CONFIG_TARGET_TCP) {
+		out->sa = (const struct sockaddr *)&e->addr.ss;
+		out->salen = e->addr.len;
+	} else {
+		out->unix_path = e->unix_path;
+	}
+	out->tls = ag->target_tls[tg - ag->cfg->targets];
+	out->tls_name = tg->tls_server_name ? tg->tls_server_name : e->host;
+	out->connect_timeout = ag->cfg->connect_timeout;
+	out->failed = ag_connect_failed;
+	out->failed_arg = (void *)ag;
+	out->failed_key = key;
+}
+
 static void ag_visit(struct tunnel *t, struct tstream *s, const struct tunnel_visit *v, void *arg)
 {
 	struct agent *ag = arg;
 	const struct config_target *tg = config_find_target(ag->cfg, v->service);
 	struct tstream_target target;
+	uint64_t key = 0;
+	int i = -1;
 
 	(void)t;
-	if (tg == NULL || ag->draining) {
+	if (tg != NULL && !ag->draining)
+		i = health_pick(ag->health, (size_t)(tg - ag->cfg->targets), 0, &key);
+	if (i == -1) {
 		char shown[LOG_VALUE_SIZE(AG_SERVICE_SHOWN)];
 		log_limited(&ag->rate_visit, LOG_WARN, "event=stream_refused service=%s reason=%s",
 			    log_value(shown, sizeof(shown), v->service),
-			    tg == NULL ? "unknown_service" : "draining");
+			    tg == NULL     ? "unknown_service"
+			    : ag->draining ? "draining"
+					   : "no_target_up");
 		tstream_refuse(s);
 		return;
 	}
-	memset(&target, 0, sizeof(target));
-	if (tg->kind == CONFIG_TARGET_TCP) {
-		target.sa = (const struct sockaddr *)&tg->addr.ss;
-		target.salen = tg->addr.len;
-	} else {
-		target.unix_path = tg->unix_path;
-	}
-	target.tls = ag->target_tls[tg - ag->cfg->targets];
-	target.tls_name = tg->tls_server_name ? tg->tls_server_name : tg->host;
-	target.connect_timeout = ag->cfg->connect_timeout;
+	ag_target(ag, tg, i, key, &target);
 	tstream_connect(s, &target);
 }
 
@@ -406,8 +476,11 @@ static const struct metric ag_metrics[] = {
 
 static void ag_register_metrics(struct metrics *m, void *arg)
 {
+	struct agent *ag = arg;
+
 	metrics_add(m, ag_metrics, sizeof(ag_metrics) / sizeof(ag_metrics[0]), arg);
 	tstream_register_metrics(m, TSTREAM_TARGETS);
+	health_register_metrics(m, ag->health);
 	tunnel_register_metrics(m);
 	budget_register_metrics(m);
 }
@@ -428,7 +501,8 @@ static json_t *ag_status_json(void *arg)
 							 (json_int_t)(d->t ? tunnel_nstreams(d->t)
 									   : 0)));
 	}
-	return json_pack("{s:s,s:o}", "instance", ag->instance, "tunnels", tunnels);
+	return json_pack("{s:s,s:o,s:s,s:o}", "instance", ag->instance, "tunnels", tunnels,
+			 "announced", ag->services, "services", health_json(ag->health));
 }
 
 static void ag_page_body(struct evbuffer *out, const struct metrics *m, void *arg)
@@ -463,21 +537,8 @@ static void ag_page_body(struct evbuffer *out, const struct metrics *m, void *ar
 				    d->slot, on ? "up" : "down", on ? "up" : "connecting",
 				    d->t ? tunnel_nstreams(d->t) : (size_t)0);
 	}
-	evbuffer_add_printf(out, "</table>\n<h2>Services</h2><table id=\"targets\"><tr>"
-				 "<th>service</th><th>target</th></tr>\n");
-	for (size_t i = 0; i < ag->cfg->ntargets; i++) {
-		const struct config_target *t = &ag->cfg->targets[i];
-		evbuffer_add_printf(out, "<tr><td>%s</td><td>", t->name);
-		if (t->kind == CONFIG_TARGET_UNIX) {
-			evbuffer_add_printf(out, "unix:");
-			page_esc(out, t->unix_path);
-		} else {
-			page_esc(out, t->host);
-			evbuffer_add_printf(out, ":%u", addr_port((const struct sockaddr *)&t->addr.ss));
-		}
-		evbuffer_add_printf(out, "%s</td></tr>\n", t->tls ? " (TLS)" : "");
-	}
 	evbuffer_add_printf(out, "</table>\n");
+	health_page(out, ag->health);
 }
 
 static int ag_health(char *why, size_t len, void *arg)
@@ -571,6 +632,7 @@ static int ag_apply(void *arg, void *config)
 	same = ag_same_tunnels(ag->cfg, cfg);
 	if (!same)
 		ag_stop_dialers(ag);
+	health_apply(ag->health, cfg, tls); /* before the old config and contexts go */
 	ag_target_ctxs_free(ag->target_tls, ag->cfg->ntargets);
 	ag->target_tls = tls;
 	SSL_CTX_free(ag->ctx);
@@ -578,14 +640,11 @@ static int ag_apply(void *arg, void *config)
 	config_agent_free(ag->cfg);
 	ag->cfg = cfg;
 	free(ag->services);
-	ag->services = ag_services(cfg);
+	ag->services = ag_services(ag);
 	budget_set_limit(cfg->c.memory_budget);
 	tstream_budget_raised(); /* streams waiting for a budget now larger */
 	if (same) {
-		for (size_t i = 0; i < ag->ndialers; i++)
-			if (ag->dialers[i].t != NULL)
-				tunnel_set_hello(ag->dialers[i].t, ag->instance,
-						 ag->dialers[i].slot, ag->services);
+		ag_announce(ag);
 	} else {
 		ag_start_dialers(ag);
 	}
@@ -635,6 +694,7 @@ static void ag_free(void *arg)
 	while (ag->nretired > 0)
 		tunnel_close(ag->retired[ag->nretired - 1], "shutdown");
 	free(ag->retired);
+	health_free(ag->health);
 	ag_target_ctxs_free(ag->target_tls, ag->cfg->ntargets);
 	SSL_CTX_free(ag->ctx);
 	free(ag->services);
@@ -658,13 +718,15 @@ static void *ag_new(struct event_base *base, void *config)
 		abort();
 	for (size_t i = 0; i < sizeof(rnd); i++)
 		snprintf(ag->instance + 2 * i, 3, "%02x", rnd[i]);
-	ag->services = ag_services(cfg);
 	ag->ctx = ag_ctx(ag, cfg);
 	ag->target_tls = ag->ctx ? ag_target_ctxs(cfg) : NULL;
 	if (ag->ctx == NULL || ag->target_tls == NULL) {
 		ag_free(ag);
 		return NULL;
 	}
+	ag->health = health_new(base, ag_health_changed, ag);
+	health_apply(ag->health, cfg, ag->target_tls);
+	ag->services = ag_services(ag);
 	log_info("event=starting instance=%s gateways=%zu tunnels=%u services=%s", ag->instance,
 		 cfg->ngateways, cfg->tunnels, ag->services);
 	ag_start_dialers(ag);

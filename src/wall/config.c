@@ -6,6 +6,7 @@
 
 #include "core/num.h"
 #include "core/xalloc.h"
+#include "wall/config_target.h"
 
 #define CONFIG_WINDOW_MIN (64u * 1024) /* stream_window: 64 KiB .. 1 GiB, both included */
 #define CONFIG_WINDOW_MAX (1u << 30)
@@ -461,47 +462,10 @@ static void ag_on_section(struct conf *cf, const char *section)
 		l->target = &a->targets[a->ntargets - 1];
 		snprintf(l->target->name, sizeof(l->target->name), "%s", name);
 		l->target->line = cf->line;
-		l->target->tls_verify = true;
+		config_target_defaults(l->target);
 	} else {
 		l->bad_section = true;
 		conf_error(cf, "unknown section [%s] (want [agent] or [service NAME])", section);
-	}
-}
-
-static void ag_target_key(struct conf *cf, struct config_target *t, const char *section,
-			  const char *key, const char *v)
-{
-	uint16_t port;
-
-	if (strcmp(key, "target") == 0) {
-		if (strncmp(v, "unix:", 5) == 0 && v[5] == '\0') {
-			conf_error(cf, "target: empty Unix socket path");
-		} else if (strncmp(v, "unix:", 5) == 0) {
-			t->kind = CONFIG_TARGET_UNIX;
-			free(t->unix_path);
-			t->unix_path = conf_path(cf, v + 5);
-			snprintf(t->host, sizeof(t->host), "localhost");
-		} else {
-			t->kind = CONFIG_TARGET_TCP;
-			config_addr(cf, key, v, &t->addr);
-			if (addr_split(v, t->host, sizeof(t->host), &port) == -1)
-				t->host[0] = '\0';
-		}
-	} else if (strcmp(key, "tls") == 0) {
-		t->tls_line = cf->line;
-		if (conf_bool(v, &t->tls) == -1)
-			conf_error(cf, "tls: want on or off, got '%s'", v);
-	} else if (strcmp(key, "tls_verify") == 0) {
-		if (conf_bool(v, &t->tls_verify) == -1)
-			conf_error(cf, "tls_verify: want on or off, got '%s'", v);
-	} else if (strcmp(key, "tls_ca") == 0) {
-		free(t->tls_ca);
-		t->tls_ca = conf_path(cf, v);
-	} else if (strcmp(key, "tls_server_name") == 0) {
-		free(t->tls_server_name);
-		t->tls_server_name = xstrdup(v);
-	} else {
-		conf_error(cf, "unknown key '%s' in [%s]", key, section);
 	}
 }
 
@@ -574,7 +538,7 @@ static void ag_on_key(struct conf *cf, const char *section, const char *key, con
 	if (l->bad_section)
 		return;
 	if (l->target != NULL) {
-		ag_target_key(cf, l->target, section, key, v);
+		config_target_key(cf, l->target, section, key, v);
 		return;
 	}
 	if (!l->in_agent) {
@@ -639,16 +603,8 @@ static void ag_check(struct conf *cf, struct config_agentd *a, bool seen, int li
 		conf_error(cf, "[agent]: backoff_max is shorter than backoff_initial");
 	if (a->ntargets == 0)
 		conf_error(cf, "no [service NAME] section: the agent would serve nothing");
-	for (size_t i = 0; i < a->ntargets; i++) {
-		struct config_target *t = &a->targets[i];
-		cf->line = t->line;
-		if (t->kind == CONFIG_TARGET_TCP && t->addr.len == 0 && t->unix_path == NULL)
-			conf_error(cf, "[service %s]: missing required key 'target'", t->name);
-		if (t->kind == CONFIG_TARGET_UNIX && t->tls && t->tls_server_name == NULL &&
-		    t->tls_verify)
-			conf_error(cf, "[service %s]: TLS to a Unix socket needs tls_server_name",
-				   t->name);
-	}
+	for (size_t i = 0; i < a->ntargets; i++)
+		config_target_check(cf, &a->targets[i]);
 }
 
 struct config_agentd *config_agent_load(const char *file, char **msgs)
@@ -683,9 +639,7 @@ void config_agent_free(struct config_agentd *a)
 		return;
 	config_common_free(&a->c);
 	for (size_t i = 0; i < a->ntargets; i++) {
-		free(a->targets[i].unix_path);
-		free(a->targets[i].tls_ca);
-		free(a->targets[i].tls_server_name);
+		config_target_clear(&a->targets[i]);
 	}
 	free(a->targets);
 	free(a->server_name);

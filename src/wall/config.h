@@ -11,6 +11,7 @@
 #include "core/conf.h"
 #include "core/log.h"
 #include "core/tls.h"
+#include "wall/config_target.h"
 #include "wall/tunnel.h"
 
 #define CONFIG_MAX_LIST 64 /* listeners, agents, allow entries, gateways per config */
@@ -39,22 +40,6 @@ struct config_service {
 	double first_byte_timeout; /* seconds a visitor may stay silent at first, 0: no limit */
 	uint64_t rate_limit;         /* bytes a second each way, all visitors together; 0: none */
 	uint64_t visitor_rate_limit; /* ... each visitor alone; 0: none */
-};
-
-enum config_target_kind { CONFIG_TARGET_TCP = 0, CONFIG_TARGET_UNIX };
-
-struct config_target {
-	char name[CONF_NAME_MAX + 1];
-	int line;
-	enum config_target_kind kind;
-	struct addr addr;
-	char *unix_path;
-	char host[256]; /* the target's host, the default TLS server name */
-	bool tls;
-	bool tls_verify;
-	char *tls_ca;
-	int tls_line; /* where tls was set */
-	char *tls_server_name;
 };
 
 struct config_common {

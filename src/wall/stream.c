@@ -27,7 +27,6 @@
  * the bytes it left cannot be read without the budget that is missing. Any other FIN is a
  * half-close, read in turn. */
 #include <errno.h>
-#include <linux/tcp.h> /* struct tcp_info with tcpi_notsent_bytes */
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <poll.h>
@@ -145,20 +144,6 @@ static bool stream_read_again(struct tstream *s)
 	return true;
 }
 
-
-/* Bytes the kernel holds for the socket and has not sent yet (TCP; 0 for other sockets). */
-static uint32_t stream_unsent(const struct tstream *s)
-{
-	struct tcp_info ti;
-	socklen_t len = sizeof(ti);
-
-	memset(&ti, 0, sizeof(ti));
-	if (getsockopt(s->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == -1 ||
-	    len < offsetof(struct tcp_info, tcpi_notsent_bytes) + sizeof(ti.tcpi_notsent_bytes))
-		return 0;
-	return ti.tcpi_notsent_bytes;
-}
-
 /* Doubles the window of a stream whose socket took a whole window without blocking and
  * with the kernel keeping at most an eighth of it unsent (a reader that stops reading may
  * be absorbed by a send buffer of megabytes before the socket blocks; a reader slower than
@@ -172,7 +157,7 @@ static void stream_grow(struct tstream *s)
 
 	if (s->win == 0 || s->drained < s->win)
 		return;
-	if (!s->blocked && stream_unsent(s) > s->win / 8)
+	if (!s->blocked && sock_unsent(s->fd) > s->win / 8)
 		s->blocked = true;
 	inc = t->stream_window > s->win ? t->stream_window - s->win : 0;
 	if (inc > s->win)
@@ -258,7 +243,8 @@ void tstream_set_rate(struct tstream *s, struct rate_share *service, uint64_t vi
 	s->pace = rate_pace_new(s->t->base, service, visitor_rate, stream_paced, s);
 }
 
-void tstream_start(struct tstream *s)
+/* The socket's read and write events (not added yet). */
+static void stream_watch(struct tstream *s)
 {
 	struct event_base *base = s->t->base;
 
@@ -266,6 +252,11 @@ void tstream_start(struct tstream *s)
 	s->wev = event_new(base, s->fd, EV_WRITE | EV_PERSIST, stream_on_write, s);
 	if (s->rev == NULL || s->wev == NULL)
 		xalloc_fail("event");
+}
+
+void tstream_start(struct tstream *s)
+{
+	stream_watch(s);
 	s->counted = true;
 	tstream_stats.streams_open++;
 	tstream_stats.streams_total++;
@@ -279,17 +270,13 @@ void tstream_start(struct tstream *s)
 		tstream_grant(s); /* the gateway grants when its HEADERS have gone out */
 }
 
-/* Closes the socket: gracefully, or with a reset when hard is set. */
-static void stream_close_fd(struct tstream *s, bool hard)
+/* Frees the socket's events and TLS and closes it: gracefully, or with a reset when hard
+ * is set. */
+static void stream_drop_socket(struct tstream *s, bool hard)
 {
-	struct tstream_sink *t = s->t;
-
-	if (s->fd == -1)
-		return;
 	loop_free_event(&s->rev);
 	loop_free_event(&s->wev);
 	loop_free_event(&s->tmo);
-	s->rev = s->wev = s->tmo = NULL;
 	s->reading = s->writing = false;
 	if (s->ssl != NULL) {
 		if (!hard)
@@ -303,6 +290,16 @@ static void stream_close_fd(struct tstream *s, bool hard)
 	else
 		close(s->fd);
 	s->fd = -1;
+}
+
+/* Closes the socket (stream_drop_socket); the stream counts as open no more. */
+static void stream_close_fd(struct tstream *s, bool hard)
+{
+	struct tstream_sink *t = s->t;
+
+	if (s->fd == -1)
+		return;
+	stream_drop_socket(s, hard);
 	if (s->counted) {
 		s->counted = false;
 		tstream_stats.streams_open--;
@@ -759,18 +756,37 @@ static void stream_handshake(struct tstream *s)
 	stream_reset(s, NGHTTP2_CONNECT_ERROR);
 }
 
+/* The connect failed before a byte went to the target: whoever chose it is told, and may
+ * name another target for a first connect (the stream keeps its window, the bytes the peer
+ * sent and the PROXY header to write; only the socket changes); else the stream is reset. */
+static void stream_connect_failed(struct tstream *s, const char *why)
+{
+	struct tstream_target next;
+
+	log_limited(&stream_log_rate, LOG_WARN, "event=target_connect_failed stream=%d error=\"%s\"",
+		    s->id, why);
+	memset(&next, 0, sizeof(next));
+	if (s->failed == NULL || !s->failed(s->failed_arg, s->failed_key,
+					    s->redialled ? NULL : &next)) {
+		stream_reset(s, NGHTTP2_CONNECT_ERROR);
+		return;
+	}
+	if (s->fd != -1)
+		stream_drop_socket(s, true);
+	s->redialled = true;
+	tstream_connect(s, &next);
+}
+
 static void stream_connected(struct tstream *s)
 {
 	int err = sock_error(s->fd);
 
 	if (err != 0) {
-		log_limited(&stream_log_rate, LOG_WARN,
-			    "event=target_connect_failed stream=%d error=\"%s\"", s->id,
-			    strerror(err));
-		stream_reset(s, NGHTTP2_CONNECT_ERROR);
+		stream_connect_failed(s, strerror(err));
 		return;
 	}
 	s->connecting = false;
+	s->failed = NULL;
 	if (s->req != NULL && s->req->hdrlen > 0 &&
 	    write(s->fd, s->req->hdr, s->req->hdrlen) != (ssize_t)s->req->hdrlen) {
 		stream_reset(s, NGHTTP2_CONNECT_ERROR);
@@ -792,9 +808,7 @@ static void stream_on_timeout(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	t->busy(t->arg);
-	log_limited(&stream_log_rate, LOG_WARN, "event=target_connect_failed stream=%d error=timeout",
-		    s->id);
-	stream_reset(s, NGHTTP2_CONNECT_ERROR);
+	stream_connect_failed(s, "timeout"); /* s->failed is NULL once the connect is done */
 	t->unbusy(t->arg);
 }
 
@@ -804,13 +818,13 @@ void tstream_connect(struct tstream *s, const struct tstream_target *tg)
 	bool pending;
 	int fd;
 
+	s->failed = tg->failed;
+	s->failed_arg = tg->failed_arg;
+	s->failed_key = tg->failed_key;
 	fd = tg->sa != NULL ? sock_connect(tg->sa, tg->salen) : sock_connect_unix(tg->unix_path);
 	pending = errno == EINPROGRESS;
 	if (fd == -1) {
-		log_limited(&stream_log_rate, LOG_WARN,
-			    "event=target_connect_failed stream=%d error=\"%s\"", s->id,
-			    strerror(errno));
-		stream_reset(s, NGHTTP2_CONNECT_ERROR);
+		stream_connect_failed(s, strerror(errno));
 		return;
 	}
 	s->fd = fd;
@@ -830,7 +844,13 @@ void tstream_connect(struct tstream *s, const struct tstream_target *tg)
 		xalloc_fail("event");
 	evtimer_add(s->tmo, &tv);
 	s->connecting = pending;
-	tstream_start(s); /* waits for writability while the connect is pending */
+	if (!s->counted) {
+		tstream_start(s); /* waits for writability while the connect is pending */
+	} else { /* a second target's socket */
+		stream_watch(s);
+		if (pending)
+			stream_set_writing(s, true);
+	}
 	if (!pending) {
 		s->connecting = true;
 		stream_connected(s);

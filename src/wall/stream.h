@@ -5,6 +5,7 @@
 
 #include <nghttp2/nghttp2.h>
 #include <openssl/ssl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -60,6 +61,13 @@ struct tstream_target {
 	SSL_CTX *tls; /* non-NULL: originate TLS to the target */
 	const char *tls_name; /* SNI and verified name, or NULL */
 	double connect_timeout;
+	/* Optional: told when the connect fails before a byte went to the target (refused,
+	 * unreachable, timed out), with key handed back. On the stream's first connect next is
+	 * non-NULL: a callee that fills it in and returns true has the stream dial that target
+	 * instead (once); otherwise the stream is reset. */
+	bool (*failed)(void *arg, uint64_t key, struct tstream_target *next);
+	void *failed_arg;
+	uint64_t failed_key;
 };
 void tstream_connect(struct tstream *s, const struct tstream_target *target);
 /* Agent: refuse the stream (REFUSED_STREAM); the gateway closes the visitor. */

@@ -71,6 +71,7 @@ struct tstream_req {
 
 struct rate_pace; /* rate.c: a stream's rate limits */
 struct tshare; /* share.c: the window held by one source network's streams */
+struct tstream_target;
 
 struct tstream {
 	struct tstream_sink *t; /* its tunnel, as far as a stream sees it */
@@ -92,6 +93,10 @@ struct tstream {
 	unsigned wants;    /* STREAM_WANT_*: what it waits for while on the budget's queue */
 	struct tshare *share; /* its source network's share, or NULL (tstream_set_source) */
 	struct rate_pace *pace; /* gateway: its rate limits (rate.h), or NULL */
+	/* agent: tstream_target's, while connecting */
+	bool (*failed)(void *arg, uint64_t key, struct tstream_target *next);
+	void *failed_arg;
+	uint64_t failed_key;
 	struct tstream *prev, *next, *dirty_next, *wait_prev, *wait_next;
 	struct tstream *park_prev, *park_next; /* on its share's list, waiting for a grant */
 	bool connecting, handshaking, rd_eof, rd_err, eof_sent, remote_eof, wr_shut;
@@ -102,6 +107,7 @@ struct tstream {
 	bool parked;      /* waits for its share to have room for a first window */
 	bool peer_ready;  /* gateway: the agent answered 200, after granting window if it could */
 	bool peer_opened; /* the peer has given the stream window at least once */
+	bool redialled;   /* agent: its first target refused it, it dialled another */
 };
 
 #endif

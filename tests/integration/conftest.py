@@ -123,6 +123,8 @@ _port_lock = threading.Lock()
 _used_ports = set()
 _PORT_LOW = 15000
 _PORT_HIGH = max(_PORT_LOW + 2000, min(_ephemeral_low(), 32768))
+if os.environ.get("NETWALL_TEST_PORTS"):  # "LOW-HIGH": a range of one's own
+    _PORT_LOW, _PORT_HIGH = map(int, os.environ["NETWALL_TEST_PORTS"].split("-"))
 _next_port = [random.randrange(_PORT_LOW, _PORT_HIGH)]
 
 
@@ -983,6 +985,16 @@ def start_echo(procs, *, host="127.0.0.1", port=None, prefix=()):
                              host, port])
     if not prefix:
         wait_port(port, host)
+    return Target(p, port, host)
+
+
+def start_health_target(procs, mode, *, host="127.0.0.1", port=None, tls=None):
+    """helpers/health_target.py: an HTTP target answering `mode` (status:NNN, hold,
+    endless, noline); tls=(cert, key): over TLS."""
+    port = port or free_port()
+    p = procs.start("health-target", [sys.executable, HERE / "helpers" / "health_target.py",
+                                      host, port, mode, *(tls or ())])
+    wait_port(port, host)
     return Target(p, port, host)
 
 

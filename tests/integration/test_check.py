@@ -159,6 +159,16 @@ BAD = {
         l, "gateway = 127.0.0.1:17443", "gateway = 127.0.0.1:17443 " + "a" * 63)),
     "agent_gateway_twice": ("agent", lambda l: insert_after(
         l, "gateway = 127.0.0.1:17443", "gateway = 127.0.0.1:17443 " + "a" * 64)),
+    "agent_target_twice": ("agent", lambda l: replace(l, "target = 127.0.0.1:18081",
+                                                      "target = 127.0.0.1:18081, 127.0.0.1:18081")),
+    # 16 addresses are the most: the line with the 17th is named
+    "agent_too_many_targets": ("agent", lambda l: [
+        insert_after(l, "target = 127.0.0.1:18081", f"target = 127.0.0.2:{18099 - i}")
+        for i in range(16)][-1] + 15),
+    "agent_bad_health_check": ("agent", lambda l: insert_after(
+        l, "target = 127.0.0.1:18081", "health_check = udp")),
+    "agent_health_interval_zero": ("agent", lambda l: insert_after(
+        l, "target = 127.0.0.1:18081", "health_interval = 0")),
 }
 
 

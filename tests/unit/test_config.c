@@ -1068,10 +1068,10 @@ static void test_ag_full(void **state)
 	t = &a->targets[0];
 	assert_string_equal(t->name, "web");
 	assert_int_equal(t->line, 21);
-	assert_int_equal(t->kind, CONFIG_TARGET_TCP);
-	assert_addr(&t->addr, "127.0.0.1:8080");
-	assert_string_equal(t->host, "127.0.0.1");
-	assert_null(t->unix_path);
+	assert_int_equal(t->ep[0].kind, CONFIG_TARGET_TCP);
+	assert_addr(&t->ep[0].addr, "127.0.0.1:8080");
+	assert_string_equal(t->ep[0].host, "127.0.0.1");
+	assert_null(t->ep[0].unix_path);
 	assert_false(t->tls);
 	assert_true(t->tls_verify);
 	assert_null(t->tls_ca);
@@ -1080,9 +1080,9 @@ static void test_ag_full(void **state)
 	t = &a->targets[1];
 	assert_string_equal(t->name, "api");
 	assert_int_equal(t->line, 24);
-	assert_int_equal(t->kind, CONFIG_TARGET_TCP);
-	assert_addr(&t->addr, "[::1]:8443");
-	assert_string_equal(t->host, "::1");
+	assert_int_equal(t->ep[0].kind, CONFIG_TARGET_TCP);
+	assert_addr(&t->ep[0].addr, "[::1]:8443");
+	assert_string_equal(t->ep[0].host, "::1");
 	assert_true(t->tls);
 	assert_false(t->tls_verify);
 	fx_path(fx, "ca/api.pem", want, sizeof(want));
@@ -1092,15 +1092,15 @@ static void test_ag_full(void **state)
 	t = &a->targets[2];
 	assert_string_equal(t->name, "sock");
 	assert_int_equal(t->line, 31);
-	assert_int_equal(t->kind, CONFIG_TARGET_UNIX);
-	assert_string_equal(t->unix_path, "/run/app.sock");
+	assert_int_equal(t->ep[0].kind, CONFIG_TARGET_UNIX);
+	assert_string_equal(t->ep[0].unix_path, "/run/app.sock");
 	assert_false(t->tls);
 
 	t = &a->targets[3];
 	assert_string_equal(t->name, "rel.sock");
-	assert_int_equal(t->kind, CONFIG_TARGET_UNIX);
+	assert_int_equal(t->ep[0].kind, CONFIG_TARGET_UNIX);
 	fx_path(fx, "run/rel.sock", want, sizeof(want));
-	assert_string_equal(t->unix_path, want);
+	assert_string_equal(t->ep[0].unix_path, want);
 
 	config_agent_free(a);
 }
@@ -1146,7 +1146,7 @@ static void test_ag_defaults(void **state)
 	assert_null(t->tls_ca);
 	/* tls_server_name defaults to the host of target */
 	assert_null(t->tls_server_name);
-	assert_string_equal(t->host, "127.0.0.1");
+	assert_string_equal(t->ep[0].host, "127.0.0.1");
 	config_agent_free(a);
 }
 
@@ -1187,7 +1187,8 @@ static void test_ag_ca_mode(void **state)
 	       3, "set 'gateway_fingerprint' (pinned) or 'ca'", 1);
 }
 
-/* Repeated keys: gateway adds, single keys take the last value without leaking the first. */
+/* Repeated keys: gateway and target add, single keys take the last value without leaking the
+ * first. */
 static void test_ag_repeated_keys(void **state)
 {
 	struct fixture *fx = *state;
@@ -1214,8 +1215,11 @@ static void test_ag_repeated_keys(void **state)
 	assert_string_equal(a->c.cert, want);
 	t = config_find_target(a, "two");
 	assert_non_null(t);
-	assert_int_equal(t->kind, CONFIG_TARGET_UNIX);
-	assert_string_equal(t->unix_path, "/b.sock");
+	/* target lines add up: each an address of the service */
+	assert_int_equal(t->nep, 2);
+	assert_int_equal(t->ep[0].kind, CONFIG_TARGET_UNIX);
+	assert_string_equal(t->ep[0].unix_path, "/a.sock");
+	assert_string_equal(t->ep[1].unix_path, "/b.sock");
 	fx_path(fx, "b.pem", want, sizeof(want));
 	assert_string_equal(t->tls_ca, want);
 	assert_string_equal(t->tls_server_name, "two");
@@ -1253,14 +1257,14 @@ static void test_ag_unix_target(void **state)
 
 	t = config_find_target(a, "db");
 	assert_non_null(t);
-	assert_int_equal(t->kind, CONFIG_TARGET_UNIX);
-	assert_string_equal(t->unix_path, "/run/postgresql/.s.PGSQL.5432");
+	assert_int_equal(t->ep[0].kind, CONFIG_TARGET_UNIX);
+	assert_string_equal(t->ep[0].unix_path, "/run/postgresql/.s.PGSQL.5432");
 	assert_false(t->tls);
 	t = config_find_target(a, "app");
 	assert_non_null(t);
-	assert_int_equal(t->kind, CONFIG_TARGET_UNIX);
+	assert_int_equal(t->ep[0].kind, CONFIG_TARGET_UNIX);
 	fx_path(fx, "sockets/app.sock", want, sizeof(want));
-	assert_string_equal(t->unix_path, want);
+	assert_string_equal(t->ep[0].unix_path, want);
 	config_agent_free(a);
 }
 
@@ -1305,10 +1309,10 @@ static void test_ag_target_host_name(void **state)
 	char host[ADDR_STRLEN];
 
 	assert_string_equal(t->name, "local");
-	assert_int_equal(t->kind, CONFIG_TARGET_TCP);
-	assert_string_equal(t->host, "localhost");
-	assert_int_equal(addr_port((const struct sockaddr *)&t->addr.ss), 80);
-	addr_format_host((const struct sockaddr *)&t->addr.ss, host, sizeof(host));
+	assert_int_equal(t->ep[0].kind, CONFIG_TARGET_TCP);
+	assert_string_equal(t->ep[0].host, "localhost");
+	assert_int_equal(addr_port((const struct sockaddr *)&t->ep[0].addr.ss), 80);
+	addr_format_host((const struct sockaddr *)&t->ep[0].addr.ss, host, sizeof(host));
 	if (strcmp(host, "127.0.0.1") != 0 && strcmp(host, "::1") != 0)
 		fail_msg("localhost resolved to %s", host);
 	config_agent_free(a);
@@ -1539,6 +1543,126 @@ static void test_ag_missing_required_keys(void **state)
 #undef EMPTY_AGENT
 }
 
+/* Several targets: a comma list and more target lines add up; health keys and defaults. */
+static void test_ag_several_targets(void **state)
+{
+	struct fixture *fx = *state;
+	struct config_agentd *a = ag_ok(fx, AG_BASE "[service api]\n"
+						    "target = 10.0.0.5:8000, [2001:db8::6]:8000\n"
+						    "target =unix:/run/api.sock\n"
+						    "health_check = http /healthz?full=1\n"
+						    "health_interval = 0.5\n"
+						    "health_timeout = 0.25\n"
+						    "health_fall = 3\n"
+						    "health_rise = 1\n"
+						    "[service two]\n"
+						    "target = 10.0.0.5:80,10.0.0.6:80\n");
+	const struct config_target *t = config_find_target(a, "api");
+
+	assert_int_equal(t->nep, 3);
+	assert_addr(&t->ep[0].addr, "10.0.0.5:8000");
+	assert_string_equal(t->ep[0].label, "10.0.0.5:8000");
+	assert_string_equal(t->ep[0].host, "10.0.0.5");
+	assert_addr(&t->ep[1].addr, "[2001:db8::6]:8000");
+	assert_string_equal(t->ep[1].label, "[2001:db8::6]:8000");
+	assert_int_equal(t->ep[2].kind, CONFIG_TARGET_UNIX);
+	assert_string_equal(t->ep[2].unix_path, "/run/api.sock");
+	assert_string_equal(t->ep[2].label, "unix:/run/api.sock");
+	assert_int_equal(t->health, CONFIG_HEALTH_HTTP);
+	assert_string_equal(t->health_path, "/healthz?full=1");
+	assert_secs(t->health_interval, 0.5);
+	assert_secs(t->health_timeout, 0.25);
+	assert_int_equal(t->health_fall, 3);
+	assert_int_equal(t->health_rise, 1);
+	/* defaults: several targets are checked over TCP, one is not checked */
+	t = config_find_target(a, "two");
+	assert_int_equal(t->nep, 2);
+	assert_int_equal(t->health, CONFIG_HEALTH_TCP);
+	assert_secs(t->health_interval, 5);
+	assert_secs(t->health_timeout, 2);
+	assert_int_equal(t->health_fall, 2);
+	assert_int_equal(t->health_rise, 2);
+	t = config_find_target(a, "web");
+	assert_int_equal(t->nep, 1);
+	assert_int_equal(t->health, CONFIG_HEALTH_OFF);
+	config_agent_free(a);
+
+	a = ag_ok(fx, "[service web]\n"
+		      "target = 127.0.0.1:8080\n"
+		      "health_check = tcp\n"
+		      "[agent]\n"
+		      "gateway = 127.0.0.1:7443\n"
+		      "cert = agent.crt\n"
+		      "key = agent.key\n"
+		      "gateway_fingerprint = " FP_A "\n"
+		      "[service two]\n"
+			      "target = 10.0.0.5:80, 10.0.0.6:80\n"
+			      "health_check = off\n");
+	assert_int_equal(a->targets[0].health, CONFIG_HEALTH_TCP);
+	assert_int_equal(a->targets[1].health, CONFIG_HEALTH_OFF);
+	config_agent_free(a);
+}
+
+static void test_ag_bad_targets(void **state)
+{
+	struct fixture *fx = *state;
+	char text[2048];
+	size_t off;
+
+	ag_bad(fx, AG_BASE "[service two]\n"                        /* 8 */
+			   "target = 10.0.0.5:80, 10.0.0.6:80\n"    /* 9 */
+			   "target = 10.0.0.6:80\n",                /* 10 */
+	       10, "target: 10.0.0.6:80 given twice in [service two]", 1);
+	ag_bad(fx, AG_BASE "[service two]\n"                        /* 8 */
+			   "target = unix:/a.sock, unix:/a.sock\n", /* 9 */
+	       9, "target: unix:/a.sock given twice", 1);
+	ag_bad(fx, AG_BASE "[service two]\n"                        /* 8 */
+			   "target = 10.0.0.5:80,\n",               /* 9 */
+	       9, "target: an empty or overlong address in the list", 1);
+	ag_bad(fx, AG_BASE "[service two]\n"                        /* 8 */
+			   "target = 10.0.0.5:80, 8080\n",          /* 9 */
+	       9, "target: bad address '8080'", 1);
+	/* 16 addresses are the most: the 17th is refused */
+	off = (size_t)snprintf(text, sizeof(text), AG_BASE "[service many]\n");
+	for (int i = 0; i < 17; i++)
+		off += (size_t)snprintf(text + off, sizeof(text) - off, "target = 10.0.0.%d:80\n",
+					i + 1);
+	ag_bad(fx, text, 25, "target: more than 16 addresses in [service many]", 1);
+	text[off - strlen("target = 10.0.0.17:80\n")] = '\0';
+	config_agent_free(ag_ok(fx, text));
+}
+
+/* AG_BASE and a service of two targets: appended text starts at line 10. */
+#define AG_SVC AG_BASE "[service two]\ntarget = 10.0.0.5:80, 10.0.0.6:80\n"
+
+static void test_ag_bad_health(void **state)
+{
+	struct fixture *fx = *state;
+
+	ag_bad(fx, AG_SVC "health_check = ping\n", 10,
+	       "health_check: want off, tcp or http /PATH, got 'ping'", 1);
+	ag_bad(fx, AG_SVC "health_check = http\n", 10, "health_check: want off, tcp or http", 1);
+	ag_bad(fx, AG_SVC "health_check = http healthz\n", 10,
+	       "health_check: want http /PATH (printable, no spaces), got 'http healthz'", 1);
+	ag_bad(fx, AG_SVC "health_check = http /a b\n", 10, "health_check: want http /PATH", 1);
+	ag_bad(fx, AG_SVC "health_interval = 0\n", 10,
+	       "health_interval: want seconds between 0.05 and 3600, got '0'", 1);
+	ag_bad(fx, AG_SVC "health_timeout = 0\n", 10, "health_timeout: want seconds between", 1);
+	ag_bad(fx, AG_SVC "health_fall = 0\n", 10,
+	       "health_fall: want a whole number between 1 and 100, got '0'", 1);
+	ag_bad(fx, AG_SVC "health_rise = 101\n", 10, "health_rise: want a whole number between 1", 1);
+	/* health keys belong to a service, not to [agent] */
+	ag_bad(fx,
+	       "[agent]\n"                           /* 1 */
+	       "gateway = 127.0.0.1:7443\n"          /* 2 */
+	       "cert = agent.crt\n"                  /* 3 */
+	       "key = agent.key\n"                   /* 4 */
+	       "gateway_fingerprint = " FP_A "\n"    /* 5 */
+	       "health_check = tcp\n"                /* 6 */
+	       "[service web]\ntarget = 127.0.0.1:80\n",
+	       6, "unknown key 'health_check' in [agent]", 1);
+}
+
 static void test_ag_duplicate_sections(void **state)
 {
 	struct fixture *fx = *state;
@@ -1686,7 +1810,7 @@ static void test_find_target(void **state)
 
 	assert_ptr_equal(config_find_target(a, "web"), &a->targets[0]);
 	assert_ptr_equal(config_find_target(a, "api"), &a->targets[1]);
-	assert_addr(&config_find_target(a, "api")->addr, "[::1]:8443");
+	assert_addr(&config_find_target(a, "api")->ep[0].addr, "[::1]:8443");
 	assert_null(config_find_target(a, "Web"));
 	assert_null(config_find_target(a, "we"));
 	assert_null(config_find_target(a, ""));
@@ -1750,6 +1874,9 @@ int main(void)
 		fx_test(test_ag_timing_checks),
 		fx_test(test_ag_missing_required_keys),
 		fx_test(test_ag_duplicate_sections),
+		fx_test(test_ag_several_targets),
+		fx_test(test_ag_bad_targets),
+		fx_test(test_ag_bad_health),
 		fx_test(test_ag_missing_agent_section),
 		fx_test(test_ag_no_service),
 		fx_test(test_ag_msgs_handover),

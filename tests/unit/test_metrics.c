@@ -198,6 +198,49 @@ static void test_label_not_utf8(void **state)
 	metrics_free(m);
 }
 
+static void read_checks(struct metric_out *o, void *base)
+{
+	(void)base;
+	metric_emit3(o, "web", "10.0.0.5:80", "ok", 4);
+	metric_emit3(o, "web", "10.0.0.5:80", "timeout", 1);
+	metric_emit3(o, "web", "[::1]:80", "ok", 2);
+	metric_emit3(o, "web", "x", "caf\xe9", 9); /* not UTF-8: left out */
+}
+
+static const struct metric three_table[] = {
+	{ "netwall_x_checks_total", METRIC_COUNTER, "Checks.", "service",
+	  METRIC_READ(read_checks), .label2 = "target", .label3 = "result" },
+};
+
+/* Three labels: one Prometheus sample each, JSON nested a level per label. */
+static void test_three_labels(void **state)
+{
+	struct metrics *m = metrics_new();
+	json_t *j, *web;
+	char *s;
+
+	(void)state;
+	metrics_add(m, three_table, 1, NULL);
+	s = render(m, 0);
+	assert_non_null(strstr(s, "netwall_x_checks_total{service=\"web\",target=\"10.0.0.5:80\","
+				  "result=\"ok\"} 4\n"
+				  "netwall_x_checks_total{service=\"web\",target=\"10.0.0.5:80\","
+				  "result=\"timeout\"} 1\n"
+				  "netwall_x_checks_total{service=\"web\",target=\"[::1]:80\","
+				  "result=\"ok\"} 2\n"));
+	assert_null(strstr(s, "target=\"x\""));
+	free(s);
+	j = metrics_json(m);
+	web = json_object_get(json_object_get(j, "netwall_x_checks_total"), "web");
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(web, "10.0.0.5:80"),
+							    "timeout")), 1);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(web, "[::1]:80"),
+							    "ok")), 2);
+	assert_int_equal(json_object_size(web), 2);
+	json_decref(j);
+	metrics_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -205,6 +248,7 @@ int main(void)
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_scratch),
 		cmocka_unit_test(test_label_not_utf8),
+		cmocka_unit_test(test_three_labels),
 		cmocka_unit_test(test_tiles),
 	};
 
