@@ -1,5 +1,6 @@
 /* netwall gateway|agent|intake -c FILE, netwall chat serve -c FILE: the arguments, then the
  * daemon's role run by core/daemon.c. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -11,17 +12,20 @@
 #include "wall/gateway.h"
 
 static const char gateway_usage[] =
-	"usage: netwall gateway -c FILE\n"
+	"usage: netwall gateway -c FILE [--takeover]\n"
 	"\n"
 	"Runs the public gateway: listens for agents' tunnels and for visitors on every\n"
 	"[service] listener, and carries each visitor through a tunnel of an allowed agent.\n"
 	"Logs key=value lines to stderr. SIGTERM/SIGINT drain and exit; SIGHUP reloads FILE.\n"
 	"\n"
 	"  -c, --config FILE   gateway config (see examples/gateway.ini, docs/config.md)\n"
+	"  --takeover          take the listening sockets of the gateway running on the\n"
+	"                      config's handover socket, which then drains and exits: an\n"
+	"                      upgrade or restart that refuses no visitor (docs/deploy.md)\n"
 	"  -h, --help          this text\n";
 
 static const char agent_usage[] =
-	"usage: netwall agent -c FILE\n"
+	"usage: netwall agent -c FILE [--takeover]\n"
 	"\n"
 	"Runs the agent inside the private network: dials out to the gateway(s), keeps its\n"
 	"tunnels up, and connects each stream to the service's local target. It never listens\n"
@@ -29,6 +33,8 @@ static const char agent_usage[] =
 	"Logs key=value lines to stderr. SIGTERM/SIGINT drain and exit; SIGHUP reloads FILE.\n"
 	"\n"
 	"  -c, --config FILE   agent config (see examples/agent.ini, docs/config.md)\n"
+	"  --takeover          replace the agent running on the config's handover socket:\n"
+	"                      this one dials its tunnels, then the old one drains and exits\n"
 	"  -h, --help          this text\n";
 
 static const char intake_usage[] =
@@ -54,11 +60,16 @@ static const char chat_usage[] =
 	"  -c, --config FILE   chat config (see examples/chat.ini, docs/config.md)\n"
 	"  -h, --help          this text\n";
 
+/* takeover: NULL where the daemon has no --takeover */
 static int daemon_args(int argc, char **argv, const char *usage, const char *name,
-		       const char **file)
+		       const char **file, bool *takeover)
 {
 	*file = NULL;
 	for (int i = 1; i < argc; i++) {
+		if (takeover != NULL && strcmp(argv[i], "--takeover") == 0) {
+			*takeover = true;
+			continue;
+		}
 		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
 			fputs(usage, stdout);
 			return 0;
@@ -81,31 +92,33 @@ static int daemon_args(int argc, char **argv, const char *usage, const char *nam
 int cmd_gateway_main(int argc, char **argv)
 {
 	const char *file;
-	int rc = daemon_args(argc, argv, gateway_usage, "gateway", &file);
+	bool takeover = false;
+	int rc = daemon_args(argc, argv, gateway_usage, "gateway", &file, &takeover);
 
-	return rc >= 0 ? rc : daemon_run(&gateway_role, file);
+	return rc >= 0 ? rc : daemon_run(&gateway_role, file, takeover);
 }
 
 int cmd_agent_main(int argc, char **argv)
 {
 	const char *file;
-	int rc = daemon_args(argc, argv, agent_usage, "agent", &file);
+	bool takeover = false;
+	int rc = daemon_args(argc, argv, agent_usage, "agent", &file, &takeover);
 
-	return rc >= 0 ? rc : daemon_run(&agent_role, file);
+	return rc >= 0 ? rc : daemon_run(&agent_role, file, takeover);
 }
 
 int cmd_intake_main(int argc, char **argv)
 {
 	const char *file;
-	int rc = daemon_args(argc, argv, intake_usage, "intake", &file);
+	int rc = daemon_args(argc, argv, intake_usage, "intake", &file, NULL);
 
-	return rc >= 0 ? rc : daemon_run(&intake_role, file);
+	return rc >= 0 ? rc : daemon_run(&intake_role, file, false);
 }
 
 int cmd_chat_serve_main(int argc, char **argv)
 {
 	const char *file;
-	int rc = daemon_args(argc, argv, chat_usage, "chat", &file);
+	int rc = daemon_args(argc, argv, chat_usage, "chat", &file, NULL);
 
-	return rc >= 0 ? rc : daemon_run(&chat_role, file);
+	return rc >= 0 ? rc : daemon_run(&chat_role, file, false);
 }

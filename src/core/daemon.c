@@ -13,8 +13,11 @@
 #include <unistd.h>
 
 #include "core/admin.h"
+#include "core/clock.h"
 #include "core/filter.h"
+#include "core/handover.h"
 #include "core/lifecycle.h"
+#include "core/listener.h"
 #include "core/loop.h"
 #include "core/tokens.h"
 #include "core/xalloc.h"
@@ -41,6 +44,8 @@ void daemon_conf_free(struct daemon_conf *d)
 	daemon_token_free(d);
 	free(d->user);
 	d->user = NULL;
+	free(d->handover);
+	d->handover = NULL;
 }
 
 /* Reads the admin tokens from path. */
@@ -171,6 +176,10 @@ struct daemon {
 	void *d;
 	struct admin *admin;
 	struct lifecycle *life;
+	struct handover *ho;   /* listening for a process that takes over, or NULL */
+	int take_conn;         /* taking over: the old process's connection, else -1 */
+	struct event *take_ev; /* ... the check for ready */
+	double take_deadline;
 };
 
 /* The admin listener as the config says (off, an address, a token). */
@@ -300,7 +309,122 @@ static void *daemon_load(const struct daemon_role *r, const char *file, struct d
 	*run = *c;
 	run->admin_tokens = NULL;
 	run->user = xstrdup(c->user); /* never stay root for want of memory */
+	run->handover = c->handover != NULL ? xstrdup(c->handover) : NULL;
 	return cfg;
+}
+
+/* ---- handover (core/handover.h) ---- */
+
+/* Old process: the new one polls every socket. */
+static void daemon_ho_taken(void *arg, size_t sockets)
+{
+	struct daemon *dm = arg;
+
+	log_info("event=handover_started sockets=%zu", sockets);
+	if (dm->r->handover_taken != NULL)
+		dm->r->handover_taken(dm->d);
+}
+
+/* Old process: the new one serves; this one stops answering its admin address (the new
+ * one holds the same socket) and drains as on SIGTERM. */
+static void daemon_ho_serving(void *arg)
+{
+	struct daemon *dm = arg;
+
+	admin_free(dm->admin);
+	dm->admin = NULL;
+	log_info("event=handover_done streams_left=%s", "draining");
+	lifecycle_drain(dm->life, "reason=handover");
+}
+
+static void daemon_ho_aborted(void *arg, const char *why)
+{
+	struct daemon *dm = arg;
+
+	log_warn("event=handover_aborted reason=%s (serving on as before)", why);
+	if (dm->r->handover_aborted != NULL)
+		dm->r->handover_aborted(dm->d);
+}
+
+static const struct handover_ops daemon_handover_ops = {
+	.taken = daemon_ho_taken,
+	.serving = daemon_ho_serving,
+	.aborted = daemon_ho_aborted,
+};
+
+/* New process: serves once the role is ready, or HANDOVER_WAIT after taking over. */
+static void daemon_take_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *dm = arg;
+	struct timeval tv = clock_tv(LIFECYCLE_DRAIN_TICK);
+	bool ready = dm->r->handover_ready == NULL || dm->r->handover_ready(dm->d);
+
+	(void)fd;
+	(void)what;
+	if (!ready && clock_mono() < dm->take_deadline) {
+		evtimer_add(dm->take_ev, &tv);
+		return;
+	}
+	if (dm->r->handover_serve != NULL)
+		dm->r->handover_serve(dm->d);
+	if (handover_send_serving(dm->take_conn) == -1)
+		log_warn("event=takeover_serving ready=%s error=\"the old process did not hear it\"",
+			 ready ? "yes" : "timeout");
+	else
+		log_info("event=takeover_serving ready=%s", ready ? "yes" : "timeout");
+	dm->take_conn = -1;
+}
+
+/* New process, with --takeover: takes the old process's sockets. 0 (also when nobody
+ * listens: a fresh start), or -1 once the reason is logged. */
+static int daemon_take(struct daemon *dm, const struct daemon_conf *run)
+{
+	char err[256];
+	int rc;
+
+	if (run->handover == NULL) {
+		log_error("event=start_failed error=\"--takeover needs handover = PATH\"");
+		return -1;
+	}
+	rc = handover_take(run->handover, dm->r->name, &dm->take_conn, err, sizeof(err));
+	if (rc == -1)
+		log_error("event=start_failed error=\"%s\"", err);
+	else if (rc == 0)
+		log_info("event=takeover_none (nobody listens on the handover socket: a fresh "
+			 "start)");
+	return rc == -1 ? -1 : 0;
+}
+
+/* Once built: closes what the new config does not listen on, holds, tells the old process
+ * TAKEN; then listens for the next takeover. 0, or -1 once the reason is logged. */
+static int daemon_handover(struct daemon *dm, const struct daemon_conf *run)
+{
+	char err[256];
+	struct timeval tv = clock_tv(LIFECYCLE_DRAIN_TICK);
+
+	if (dm->take_conn != -1) {
+		size_t unused = listener_adopted_close();
+		if (dm->r->handover_hold != NULL)
+			dm->r->handover_hold(dm->d);
+		if (handover_send_taken(dm->take_conn) == -1) {
+			log_error("event=start_failed error=\"handover: the old process went away\"");
+			return -1;
+		}
+		log_info("event=takeover_taken unused_closed=%zu", unused);
+		dm->take_deadline = clock_mono() + HANDOVER_WAIT;
+		dm->take_ev = evtimer_new(dm->base, daemon_take_tick, dm);
+		if (dm->take_ev == NULL || evtimer_add(dm->take_ev, &tv) == -1)
+			xalloc_fail("event");
+	}
+	if (run->handover == NULL)
+		return 0;
+	dm->ho = handover_new(dm->base, run->handover, dm->r->name, &daemon_handover_ops, dm,
+			      err, sizeof(err));
+	if (dm->ho == NULL) {
+		log_error("event=start_failed error=\"%s\"", err);
+		return -1;
+	}
+	return 0;
 }
 
 /* Runs the loop of a daemon built and served; returns its exit status. */
@@ -325,9 +449,9 @@ static int daemon_loop(struct daemon *dm, const struct daemon_conf *run)
 	return rc;
 }
 
-int daemon_run(const struct daemon_role *r, const char *file)
+int daemon_run(const struct daemon_role *r, const char *file, bool takeover)
 {
-	struct daemon dm = { .r = r, .file = file };
+	struct daemon dm = { .r = r, .file = file, .take_conn = -1 };
 	struct daemon_conf run = { 0 };
 	void *cfg;
 	int rc = 1;
@@ -335,10 +459,19 @@ int daemon_run(const struct daemon_role *r, const char *file)
 	log_init(r->name, LOG_INFO);
 	dm.base = loop_new();
 	cfg = daemon_load(r, file, &run);
+	if (cfg != NULL && takeover && daemon_take(&dm, &run) == -1) {
+		r->cfg_free(cfg);
+		cfg = NULL;
+	}
 	/* the daemon keeps its config while it runs: its shared part stays readable */
 	if (cfg != NULL && (dm.d = r->new(dm.base, cfg)) != NULL &&
-	    daemon_admin(&dm, r->conf(cfg)) == 0)
+	    daemon_admin(&dm, r->conf(cfg)) == 0 && daemon_handover(&dm, &run) == 0)
 		rc = daemon_loop(&dm, &run);
+	listener_adopted_close();
+	loop_free_event(&dm.take_ev);
+	if (dm.take_conn != -1)
+		close(dm.take_conn);
+	handover_free(dm.ho);
 	admin_free(dm.admin);
 	lifecycle_free(dm.life);
 	if (dm.d != NULL)

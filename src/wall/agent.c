@@ -622,6 +622,18 @@ static bool ag_idle(void *arg)
 	return ag->nretired == 0;
 }
 
+/* A new process taking over (core/handover.h): ready once every slot's tunnel is up, so
+ * the old process may drain. */
+static bool ag_handover_ready(void *arg)
+{
+	struct agent *ag = arg;
+
+	for (size_t i = 0; i < ag->ndialers; i++)
+		if (ag->dialers[i].t == NULL || ag->dialers[i].up_since == 0)
+			return false;
+	return true;
+}
+
 static void ag_free(void *arg)
 {
 	struct agent *ag = arg;
@@ -695,4 +707,5 @@ const struct daemon_role agent_role = {
 	.housekeeping = tunnel_housekeeping,
 	.free = ag_free,
 	.admin = &ag_admin_ops,
+	.handover_ready = ag_handover_ready,
 };

@@ -55,6 +55,8 @@ struct config_target {
 	char *tls_server_name;
 };
 
+#define CONFIG_HANDOVER_PATH_MAX 107 /* a Unix socket's path (sun_path, less its NUL) */
+
 struct config_common {
 	char *cert;
 	char *key;

@@ -22,6 +22,7 @@
 #include "core/xalloc.h"
 #include "wall/budget.h"
 #include "wall/gateway_auth.h"
+#include "wall/gateway_handover.h"
 #include "wall/gateway_state.h"
 #include "wall/gateway_status.h"
 #include "wall/share.h"
@@ -33,6 +34,7 @@
 #define GW_PER_SOURCE_MIN 8     /* the default max_per_source: a quarter of max_connections, */
 #define GW_PER_SOURCE_MAX 256   /* ... at least 8 (or all, if fewer), at most 256 */
 #define GW_SERVICES_SHOWN 512   /* bytes of an agent's services list that reach the log */
+#define GW_SUPERSEDE_PROBE 2.0  /* seconds an agent's other instance has to answer a PING */
 
 static const struct tunnel_ops gw_tunnel_ops;
 
@@ -44,16 +46,23 @@ static void gw_tunnel_up(struct tunnel *t, void *arg)
 	char services[LOG_VALUE_SIZE(GW_SERVICES_SHOWN)];
 
 	/* A reconnecting agent replaces its stale registration at once: same identity and
-	 * slot, or another instance (the process restarted) of the same identity. */
+	 * slot. Another instance of the same identity is a new process: it takes the new
+	 * visitors, while the old one's tunnels finish their streams (it may be handing over)
+	 * or, if it is gone without a close, fail a PING and close. A tunnel of the slot moved in
+	 * a handover that came back retires: it closes once empty. */
 	for (size_t i = gw->ntunnels; i-- > 0;) { /* backwards: closing swaps the last in */
 		struct tunnel *u = gw->tunnels[i];
 		if (u == t || strcmp(tunnel_peer(u), tunnel_peer(t)) != 0 ||
 		    tunnel_instance(u)[0] == '\0')
 			continue;
-		if (strcmp(tunnel_instance(u), tunnel_instance(t)) != 0 ||
-		    (tunnel_slot(u) == tunnel_slot(t) && !tunnel_is_retiring(u)))
+		if (strcmp(tunnel_instance(u), tunnel_instance(t)) != 0)
+			tunnel_supersede(u, GW_SUPERSEDE_PROBE);
+		else if (tunnel_slot(u) == tunnel_slot(t) && tunnel_is_moved(u))
+			tunnel_retire(u);
+		else if (tunnel_slot(u) == tunnel_slot(t) && !tunnel_is_retiring(u))
 			tunnel_close(u, "replaced");
 	}
+	gateway_handover_tunnel_up(gw, t);
 	log_info("event=tunnel_up agent=%s peer=%s slot=%u services=%s", tunnel_peer(t),
 		 tunnel_peer_addr(t), tunnel_slot(t),
 		 log_value(services, sizeof(services), tunnel_services(t)));
@@ -637,4 +646,9 @@ const struct daemon_role gateway_role = {
 	.housekeeping = tunnel_housekeeping,
 	.free = gw_free,
 	.admin = &gateway_status_ops,
+	.handover_taken = gateway_handover_taken,
+	.handover_aborted = gateway_handover_aborted,
+	.handover_hold = gateway_handover_hold,
+	.handover_ready = gateway_handover_ready,
+	.handover_serve = gateway_handover_serve,
 };

@@ -1,0 +1,230 @@
+"""Upgrades and restarts that refuse nobody: `netwall gateway --takeover` (and `netwall
+agent --takeover`) takes the running daemon's listening sockets over its handover socket;
+the old process gives way only once the new one serves, then drains and exits 0. A new
+binary and the same binary (the operator's restart) take the same path."""
+
+import os
+import random
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+
+import pytest
+
+from conftest import (NETWALL_BIN, VisitorLoop, curl_sha256, echo_works, svc, wait_until)
+
+_PORTS = list(range(25000, 25500))
+random.shuffle(_PORTS)
+
+
+def port():
+    """A port of this file's range (25000-25499) free on 127.0.0.1."""
+    while _PORTS:
+        p = _PORTS.pop()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", p))
+                return p
+            except OSError:
+                continue
+    raise RuntimeError("no free port in 25000-25499")
+
+
+def gateway(wall, tmp_path, services, sock=None, **extra):
+    opts = {"handover": sock or str(tmp_path / "gateway.sock"), "log_level": "debug", **extra}
+    for spec in services.values():
+        spec.setdefault("listen", [f"127.0.0.1:{port()}"])
+    return wall.gateway(services, tunnel_port=port(), extra=opts)
+
+
+def visitors(proc):
+    return len(proc.events("visitor"))
+
+
+def handed_over(old, new):
+    """Waits for a whole handover: the new process serves, the old one drained and
+    exited 0."""
+    new.wait_event("takeover_serving", timeout=15)
+    old.wait_event("handover_done", timeout=5)
+    assert old.wait_exit(15) == 0, old.tail(30)
+
+
+def test_gateway_upgrade_then_restart_refuse_no_visitor(wall, echo, tmp_path):
+    """A visitor loop runs through an upgrade (another binary) and then a restart (the same
+    binary, the same command): not one visitor fails, and each of the three processes
+    answered some."""
+    target = echo()
+    gw = gateway(wall, tmp_path, {"echo": svc()})
+    wall.agent("site-a", gw, {"echo": target.addr})
+    gw.wait_tunnels(2)
+    upgraded = tmp_path / "netwall-next"
+    shutil.copy2(NETWALL_BIN, upgraded)
+
+    loop = VisitorLoop(gw.port("echo")).start()
+    try:
+        loop.wait_ok(20)
+        first, second = gw.takeover(binary=upgraded)
+        handed_over(first, second)
+        assert second.events("takeover_serving")[0]["ready"] == "yes"
+        loop.wait_ok(20)
+        _, third = gw.takeover()
+        handed_over(second, third)
+        loop.wait_ok(20)
+    finally:
+        ok, failed = loop.stop()
+    print(f"visitors answered {ok}, failed {failed}")
+    assert failed == 0, loop.errors
+    served = [visitors(p) for p in (first, second, third)]
+    assert all(n > 0 for n in served), f"visitors per process {served}"
+    assert first.events("handover_started")[0]["sockets"] == "4"  # tunnel, echo, admin, handover
+    gw.wait_tunnels(2)
+    assert echo_works(gw.port("echo"))
+
+
+def test_long_download_finishes_byte_exact_across_a_handover(wall, nginx, www, tmp_path):
+    """A 64 MiB download read slowly, started before the handover, finishes byte-exact
+    through the old process after it stopped accepting; the new one serves meanwhile."""
+    web = nginx()
+    gw = gateway(wall, tmp_path, {"web": svc()}, drain_timeout="60")
+    wall.agent("site-a", gw, {"web": web.addr})
+    gw.wait_tunnels(2)
+    f = www["64m.bin"]
+    result = {}
+    url = f"http://127.0.0.1:{gw.port('web')}/{f.name}"
+    dl = threading.Thread(target=lambda: result.update(
+        r=curl_sha256(url, "--limit-rate", "12M", timeout=60)))
+    dl.start()
+    old = gw.proc
+    old.wait_event("visitor", timeout=5)
+    _, new = gw.takeover()
+    new.wait_event("takeover_serving", timeout=15)
+    old.wait_event("handover_done", timeout=5)
+    assert old.alive() and dl.is_alive(), "the download ended before the handover"
+    rc, digest, size, err = curl_sha256(f"http://127.0.0.1:{gw.port('web')}/1k.bin")
+    assert rc == 0 and digest == www["1k.bin"].sha256, err
+    assert visitors(new) == 1
+    dl.join(90)
+    rc, digest, size, err = result["r"]
+    assert rc == 0, err
+    assert (size, digest) == (f.size, f.sha256)
+    assert old.wait_exit(15) == 0
+
+
+def test_agent_handover_refuses_no_visitor(wall, echo, tmp_path):
+    """A new agent with --takeover dials its tunnels first; only then does the old one
+    drain and exit. The gateway gives new visitors to the new instance and lets the old
+    one's streams finish (no reset of another instance's tunnels)."""
+    target = echo()
+    gw = wall.gateway({"echo": svc()})
+    ag = wall.agent("site-a", gw, {"echo": target.addr},
+                    extra={"handover": str(tmp_path / "agent.sock")})
+    gw.wait_tunnels(2)
+    loop = VisitorLoop(gw.port("echo")).start()
+    try:
+        loop.wait_ok(20)
+        before = ag.metric("netwall_streams_total")
+        assert before > 0
+        old, new = ag.takeover()
+        new.wait_event("takeover_serving", timeout=15)
+        old.wait_event("handover_done", timeout=5)
+        assert old.wait_exit(15) == 0, old.tail(30)
+        loop.wait_ok(20)
+    finally:
+        ok, failed = loop.stop()
+    print(f"visitors answered {ok}, failed {failed}")
+    assert failed == 0, loop.errors
+    assert new.events("takeover_serving")[0]["ready"] == "yes"
+    assert ag.metric("netwall_streams_total") > 0     # the new process's own count
+    assert gw.proc.events("tunnel_down", reason="replaced") == []
+    gw.wait_tunnels(2)
+
+
+def test_new_gateway_killed_mid_handover_old_serves_on(wall, echo, tmp_path):
+    """The new process dies (kill -9) while it waits for an agent that never comes: the
+    old one takes tunnels again, its retired tunnels carry visitors meanwhile, and no
+    visitor fails; a later takeover still works."""
+    target = echo()
+    # site-b never connects: the new process waits for it (HANDOVER_WAIT) before serving
+    gw = gateway(wall, tmp_path, {"echo": svc(agents=("site-a", "site-b"))})
+    wall.agent("site-a", gw, {"echo": target.addr})
+    gw.wait_tunnels(2)
+    old = gw.proc
+    loop = VisitorLoop(gw.port("echo")).start()
+    try:
+        loop.wait_ok(20)
+        _, new = gw.takeover()
+        new.wait_event("takeover_taken", timeout=10)
+        old.wait_event("handover_started", timeout=5)
+        new.wait_event("tunnel_up", count=2, timeout=10)   # the agent moved to the new one
+        new.kill()
+        old.wait_event("handover_aborted", timeout=5)
+        old.wait_event("tunnel_up", count=4, timeout=15)   # ... and came back
+        loop.wait_ok(50)
+    finally:
+        ok, failed = loop.stop()
+    print(f"visitors answered {ok}, failed {failed}")
+    assert failed == 0, loop.errors
+    assert visitors(new) == 0
+    gw.proc = old
+    _, again = gw.takeover()
+    handed_over(old, again)
+    assert echo_works(gw.port("echo"))
+
+
+def msg(magic=b"netwall1", kind=1, count=0, role=b"gateway"):
+    """A handover message as core/handover.c lays it out (32 bytes)."""
+    return magic + struct.pack("=II", kind, count) + role.ljust(16, b"\0")
+
+
+def test_handover_socket_refuses_other_uid_and_garbage(wall, echo, tmp_path):
+    """The handover socket is 0600 and answers only its own uid (SO_PEERCRED); a message of
+    the wrong shape, type or role ends only that connection. The daemon serves on
+    throughout, and hands over after all that."""
+    if shutil.which("setpriv") is None:
+        pytest.fail("setpriv is needed (util-linux; scripts/deps.sh installs it)")
+    target = echo()
+    # a directory another uid may enter, so that only the socket's own checks stand
+    where = tempfile.mkdtemp(prefix="netwall-upgrade-", dir="/tmp")
+    os.chmod(where, 0o755)
+    path = os.path.join(where, "gateway.sock")
+    try:
+        gw = gateway(wall, tmp_path, {"echo": svc()}, sock=path)
+        wall.agent("site-a", gw, {"echo": target.addr})
+        gw.wait_tunnels(2)
+        assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+
+        os.chmod(path, 0o666)    # past the mode: the uid check must still refuse
+        probe = ("import socket,sys\n"
+                 "s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n"
+                 "s.connect(sys.argv[1]); s.settimeout(5)\n"
+                 "try:\n"
+                 "    s.send(sys.argv[2].encode()); print(repr(s.recv(64)))\n"
+                 "except (BrokenPipeError, ConnectionResetError):\n"
+                 "    print(repr(b''))\n")
+        r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                            "/usr/bin/python3", "-c", probe, path, "hello"], capture_output=True,
+                           text=True, timeout=10)
+        assert r.returncode == 0 and r.stdout.strip() == "b''", (r.stdout, r.stderr)
+        gw.proc.wait_event("handover_refused", reason="uid")
+        os.chmod(path, 0o600)
+
+        for junk in (b"x", msg() + b"more", os.urandom(32), msg(magic=b"netwall0"),
+                     msg(kind=99), msg(role=b"agent")):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+                s.connect(path)
+                s.settimeout(5)
+                s.send(junk)
+                assert s.recv(64) == b""
+        gw.proc.wait_event("handover_refused", reason="garbage", count=5)
+        gw.proc.wait_event("handover_refused", reason="role")
+        assert gw.proc.events("handover_started") == []
+        assert echo_works(gw.port("echo"))
+        old, new = gw.takeover()
+        handed_over(old, new)
+        assert echo_works(gw.port("echo"))
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
