@@ -8,7 +8,7 @@ python3-hl7 sqlite3 irssi weechat-headless tmux docker-compose openssl curl ngin
 redis-tools postgresql
 postgresql-client iproute2 nftables procps libseccomp-dev clang chromium fonts-dejavu-core man-db
 groff-base strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libcharon-extra-plugins wireguard-tools
-wireguard-go prometheus universal-ctags"
+wireguard-go prometheus universal-ctags util-linux"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"

@@ -19,6 +19,7 @@
 #include "core/lifecycle.h"
 #include "core/listener.h"
 #include "core/loop.h"
+#include "core/notify.h"
 #include "core/tokens.h"
 #include "core/xalloc.h"
 
@@ -180,6 +181,7 @@ struct daemon {
 	int take_conn;         /* taking over: the old process's connection, else -1 */
 	struct event *take_ev; /* ... the check for ready */
 	double take_deadline;
+	int ready_fd; /* --detach: the waiting parent's pipe, told once we serve; else -1 */
 };
 
 /* The admin listener as the config says (off, an address, a token). */
@@ -352,6 +354,21 @@ static const struct handover_ops daemon_handover_ops = {
 	.aborted = daemon_ho_aborted,
 };
 
+/* We serve: the service manager and a waiting parent (--detach) hear it. */
+static void daemon_serving(struct daemon *dm)
+{
+	char state[64];
+
+	snprintf(state, sizeof(state), "MAINPID=%ld\nREADY=1", (long)getpid());
+	if (notify_send(state) == -1)
+		log_warn("event=notify_failed error=\"%s\"", strerror(errno));
+	if (dm->ready_fd != -1) {
+		(void)!write(dm->ready_fd, "S", 1);
+		close(dm->ready_fd);
+		dm->ready_fd = -1;
+	}
+}
+
 /* New process: serves once the role is ready, or HANDOVER_WAIT after taking over. */
 static void daemon_take_tick(evutil_socket_t fd, short what, void *arg)
 {
@@ -367,6 +384,7 @@ static void daemon_take_tick(evutil_socket_t fd, short what, void *arg)
 	}
 	if (dm->r->handover_serve != NULL)
 		dm->r->handover_serve(dm->d);
+	daemon_serving(dm); /* the manager's main process changes before the old one goes */
 	if (handover_send_serving(dm->take_conn) == -1)
 		log_warn("event=takeover_serving ready=%s error=\"the old process did not hear it\"",
 			 ready ? "yes" : "timeout");
@@ -442,6 +460,8 @@ static int daemon_loop(struct daemon *dm, const struct daemon_conf *run)
 		 run->seccomp ? "on" : "off");
 	probe = daemon_probe(dm->base);
 	dm->life = lifecycle_new(dm->base, &daemon_lifecycle_ops, dm);
+	if (dm->take_conn == -1)
+		daemon_serving(dm);
 	event_base_dispatch(dm->base);
 	rc = dm->r->status != NULL ? dm->r->status(dm->d) : 0;
 	if (probe != NULL)
@@ -449,17 +469,45 @@ static int daemon_loop(struct daemon *dm, const struct daemon_conf *run)
 	return rc;
 }
 
-int daemon_run(const struct daemon_role *r, const char *file, bool takeover)
+/* --detach: the parent waits for the child to serve (exit 0) or fail (exit 1); the child
+ * returns with dm->ready_fd to tell it. Before anything else is opened. */
+static int daemon_detach(struct daemon *dm)
 {
-	struct daemon dm = { .r = r, .file = file, .take_conn = -1 };
+	int p[2];
+	char c = 0;
+	ssize_t n;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) == -1 || (pid = fork()) == -1) {
+		fprintf(stderr, "netwall: cannot detach: %s\n", strerror(errno));
+		return 1;
+	}
+	if (pid == 0) {
+		close(p[0]);
+		dm->ready_fd = p[1];
+		return -1;
+	}
+	close(p[1]);
+	do
+		n = read(p[0], &c, 1);
+	while (n == -1 && errno == EINTR);
+	return n == 1 && c == 'S' ? 0 : 1;
+}
+
+int daemon_run(const struct daemon_role *r, const char *file, unsigned flags)
+{
+	struct daemon dm = { .r = r, .file = file, .take_conn = -1, .ready_fd = -1 };
 	struct daemon_conf run = { 0 };
 	void *cfg;
 	int rc = 1;
 
+	if ((flags & DAEMON_DETACH) && (rc = daemon_detach(&dm)) != -1)
+		return rc;
+	rc = 1;
 	log_init(r->name, LOG_INFO);
 	dm.base = loop_new();
 	cfg = daemon_load(r, file, &run);
-	if (cfg != NULL && takeover && daemon_take(&dm, &run) == -1) {
+	if (cfg != NULL && (flags & DAEMON_TAKEOVER) && daemon_take(&dm, &run) == -1) {
 		r->cfg_free(cfg);
 		cfg = NULL;
 	}
@@ -472,6 +520,8 @@ int daemon_run(const struct daemon_role *r, const char *file, bool takeover)
 	if (dm.take_conn != -1)
 		close(dm.take_conn);
 	handover_free(dm.ho);
+	if (dm.ready_fd != -1)
+		close(dm.ready_fd);
 	admin_free(dm.admin);
 	lifecycle_free(dm.life);
 	if (dm.d != NULL)

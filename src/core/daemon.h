@@ -78,8 +78,14 @@ struct daemon_role {
 	void (*handover_serve)(void *d);
 };
 
-/* Runs role r from config file to exit; with takeover, first takes the sockets of the
- * daemon listening on the config's handover path, if one does. Returns the exit status. */
-int daemon_run(const struct daemon_role *r, const char *file, bool takeover);
+enum daemon_flags {
+	DAEMON_TAKEOVER = 1 << 0, /* first take the sockets of the daemon on the handover path */
+	DAEMON_DETACH = 1 << 1,   /* run in a child; return once it serves (systemd ExecReload) */
+};
+
+/* Runs role r from config file to exit (flags: enum daemon_flags). Tells the service
+ * manager when it serves (core/notify.h: READY=1, and MAINPID after a takeover). Returns
+ * the exit status. */
+int daemon_run(const struct daemon_role *r, const char *file, unsigned flags);
 
 #endif

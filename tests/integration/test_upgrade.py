@@ -228,3 +228,55 @@ def test_handover_socket_refuses_other_uid_and_garbage(wall, echo, tmp_path):
         assert echo_works(gw.port("echo"))
     finally:
         shutil.rmtree(where, ignore_errors=True)
+
+
+def gone(pid):
+    """True once pid has exited (reaped, or a zombie of whoever adopted it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_systemd_reload_detaches_and_names_the_new_main_pid(wall, echo, tmp_path, monkeypatch):
+    """deploy/systemd's ExecReload: `--takeover --detach` returns 0 once the new process
+    serves, leaving it running, and the new process tells the service manager it is the
+    main one (MAINPID=, READY=1 on $NOTIFY_SOCKET) before the old one goes."""
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(15)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    target = echo()
+    gw = gateway(wall, tmp_path, {"echo": svc()})
+    assert notify.recv(256).decode() == f"MAINPID={gw.proc.pid}\nREADY=1"
+    monkeypatch.delenv("NOTIFY_SOCKET")      # the agent is another service
+    wall.agent("site-a", gw, {"echo": target.addr})
+    gw.wait_tunnels(2)
+    old = gw.proc
+    log = tmp_path / "reload.log"
+    new_pid = None
+    try:
+        with open(log, "wb") as out:
+            r = subprocess.run([NETWALL_BIN, "gateway", "-c", gw.config_path, "--takeover",
+                                "--detach"], stdout=out, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, timeout=30,
+                               env={**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify")})
+        assert r.returncode == 0, log.read_text()
+        state = notify.recv(256).decode()
+        assert state.startswith("MAINPID=") and state.endswith("\nREADY=1"), state
+        new_pid = int(state.split("\n")[0].split("=")[1])
+        assert new_pid != old.pid and not gone(new_pid)
+        assert "event=takeover_serving ready=yes" in log.read_text()
+        old.wait_event("handover_done", timeout=5)
+        assert old.wait_exit(15) == 0
+        assert echo_works(gw.port("echo"))
+    finally:
+        if new_pid is not None and not gone(new_pid):
+            os.kill(new_pid, signal.SIGTERM)
+            wait_until(lambda: gone(new_pid), 15, "the detached gateway to exit")
+    text = log.read_text()
+    for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", ": runtime error: ",
+                   "event=forbidden_syscall"):
+        assert marker not in text, text[-3000:]
+    assert "event=stopped" in text
