@@ -182,6 +182,7 @@ struct daemon {
 	struct event *take_ev; /* ... the check for ready */
 	double take_deadline;
 	int ready_fd; /* --detach: the waiting parent's pipe, told once we serve; else -1 */
+	double taken_at; /* the old process: when the new one took the sockets */
 };
 
 /* The admin listener as the config says (off, an address, a token). */
@@ -322,6 +323,7 @@ static void daemon_ho_taken(void *arg, size_t sockets)
 {
 	struct daemon *dm = arg;
 
+	dm->taken_at = clock_mono();
 	log_info("event=handover_started sockets=%zu", sockets);
 	if (dm->r->handover_taken != NULL)
 		dm->r->handover_taken(dm->d);
@@ -335,7 +337,7 @@ static void daemon_ho_serving(void *arg)
 
 	admin_free(dm->admin);
 	dm->admin = NULL;
-	log_info("event=handover_done streams_left=%s", "draining");
+	log_info("event=handover_done took_s=%.3f", clock_mono() - dm->taken_at);
 	lifecycle_drain(dm->life, "reason=handover");
 }
 
@@ -385,6 +387,8 @@ static void daemon_take_tick(evutil_socket_t fd, short what, void *arg)
 	if (dm->r->handover_serve != NULL)
 		dm->r->handover_serve(dm->d);
 	daemon_serving(dm); /* the manager's main process changes before the old one goes */
+	if (dm->ho != NULL)
+		handover_pause(dm->ho, false); /* ours to hand over from now on */
 	if (handover_send_serving(dm->take_conn) == -1)
 		log_warn("event=takeover_serving ready=%s error=\"the old process did not hear it\"",
 			 ready ? "yes" : "timeout");
@@ -442,6 +446,8 @@ static int daemon_handover(struct daemon *dm, const struct daemon_conf *run)
 		log_error("event=start_failed error=\"%s\"", err);
 		return -1;
 	}
+	if (dm->take_conn != -1)
+		handover_pause(dm->ho, true);
 	return 0;
 }
 

@@ -375,9 +375,14 @@ void handover_free(struct handover *ho)
 	free(ho);
 }
 
-bool handover_busy(const struct handover *ho)
+void handover_pause(struct handover *ho, bool paused)
 {
-	return ho != NULL && ho->state != HANDOVER_IDLE && ho->state != HANDOVER_DONE;
+	if (ho->state != HANDOVER_IDLE || ho->lev == NULL)
+		return;
+	if (paused)
+		event_del(ho->lev);
+	else
+		event_add(ho->lev, NULL);
 }
 
 /* ---- the new process ---- */

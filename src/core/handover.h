@@ -41,8 +41,9 @@ struct handover *handover_new(struct event_base *base, const char *path, const c
 			      const struct handover_ops *ops, void *arg, char *err,
 			      size_t errlen);
 void handover_free(struct handover *ho);
-/* True from hello to SERVING or abort. */
-bool handover_busy(const struct handover *ho);
+/* Paused, the socket is not polled: a takeover waits in its backlog (a process that is
+ * itself still taking over). */
+void handover_pause(struct handover *ho, bool paused);
 
 /* ---- the new process ----
  * Connects to path and takes every socket the old process holds (the listening TCP

@@ -308,7 +308,7 @@ static void gw_on_accept(void *arg, int fd, const struct sockaddr *sa, struct li
 		/* tunnels are admitted by their own pending-handshake rules (gw_admit_pending) */
 		listener_set_release(gl->gw->tunnel_set, src);
 		gw_on_agent(gl, fd, sa);
-	} else if (gl->gw->draining) {
+	} else if (gl->gw->draining && !gl->gw->handed_over) {
 		listener_set_refuse(gl->svc->set, src, sa, "draining");
 		sock_abort(fd);
 	} else {
@@ -547,19 +547,19 @@ static double gw_drain(void *arg)
 	struct gateway *gw = arg;
 
 	gw->draining = true;
-	for (size_t i = 0; i < gw->nsvcs; i++) {
+	for (size_t i = 0; i < gw->nsvcs && !gw->handed_over; i++) {
 		for (size_t j = 0; j < gw->svcs[i]->nls; j++)
 			gw_listener_free(gw->svcs[i]->ls[j]);
 		gw->svcs[i]->nls = 0;
 	}
+	gateway_handover_drain(gw);
 	log_info("event=drain_started streams=%llu", (unsigned long long)tstream_stats.streams_open);
 	return gw->cfg->c.drain_timeout;
 }
 
 static bool gw_idle(void *arg)
 {
-	(void)arg;
-	return tstream_stats.streams_open == 0;
+	return tstream_stats.streams_open == 0 && gateway_handover_idle(arg);
 }
 
 static void gw_free(void *arg)

@@ -79,6 +79,20 @@ void gateway_handover_serve(void *arg)
 	gw_ho_visitor_listeners(arg, true);
 }
 
+void gateway_handover_drain(struct gateway *gw)
+{
+	if (gw->handed_over)
+		gw_ho_visitor_listeners(gw, false);
+}
+
+bool gateway_handover_idle(struct gateway *gw)
+{
+	for (size_t i = 0; i < gw->nsvcs && gw->handed_over; i++)
+		if (listener_set_stats(gw->svcs[i]->set)->open > 0)
+			return false;
+	return true;
+}
+
 void gateway_handover_tunnel_up(struct gateway *gw, struct tunnel *t)
 {
 	if (gw->handed_over) /* it was in its handshake when the sockets went */

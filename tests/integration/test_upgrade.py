@@ -5,6 +5,7 @@ binary and the same binary (the operator's restart) take the same path."""
 
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -112,6 +113,41 @@ def test_long_download_finishes_byte_exact_across_a_handover(wall, nginx, www, t
     assert rc == 0, err
     assert (size, digest) == (f.size, f.sha256)
     assert old.wait_exit(15) == 0
+
+
+def holder(server_port, client_port):
+    """The pid whose socket is the server end of the connection from client_port (ss), or
+    None while the connection still waits in the accept queue."""
+    r = subprocess.run(["ss", "-Htnp", "state", "established", "(", "sport", "=",
+                        f":{server_port}", "and", "dport", "=", f":{client_port}", ")"],
+                       capture_output=True, text=True, timeout=10)
+    m = re.search(r"pid=(\d+)", r.stdout)
+    return int(m.group(1)) if m else None
+
+
+def test_visitor_waiting_for_its_first_byte_is_served_by_the_old_process(wall, echo, tmp_path):
+    """With first_byte_timeout a visitor waits in the listener until it speaks: one that
+    connected before the handover and speaks after it is still carried by the old process
+    (which keeps such visitors while it drains), not dropped with its listener."""
+    target = echo()
+    gw = gateway(wall, tmp_path, {"echo": svc(first_byte_timeout="30")}, drain_timeout="30")
+    wall.agent("site-a", gw, {"echo": target.addr})
+    gw.wait_tunnels(2)
+    quiet = socket.create_connection(("127.0.0.1", gw.port("echo")), timeout=10)
+    try:
+        wait_until(lambda: holder(gw.port("echo"), quiet.getsockname()[1]) == gw.proc.pid, 5,
+                   "the old process to accept the quiet visitor")
+        old, new = gw.takeover()
+        new.wait_event("takeover_serving", timeout=15)
+        old.wait_event("handover_done", timeout=5)
+        assert old.alive()
+        assert echo_works(gw.port("echo"))             # a new visitor: the new process
+        quiet.sendall(b"late\n")
+        assert quiet.recv(16) == b"late\n"
+    finally:
+        quiet.close()
+    assert old.wait_exit(15) == 0
+    assert visitors(old) == 1 and visitors(new) == 1
 
 
 def test_agent_handover_refuses_no_visitor(wall, echo, tmp_path):
