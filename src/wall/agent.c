@@ -622,14 +622,15 @@ static bool ag_idle(void *arg)
 	return ag->nretired == 0;
 }
 
-/* A new process taking over (core/handover.h): ready once every slot's tunnel is up, so
+/* A new process taking over (core/handover.h): ready once every slot's tunnel has
+ * answered its gateway's hello (from then on the gateway gives us the new visitors), so
  * the old process may drain. */
 static bool ag_handover_ready(void *arg)
 {
 	struct agent *ag = arg;
 
 	for (size_t i = 0; i < ag->ndialers; i++)
-		if (ag->dialers[i].t == NULL || ag->dialers[i].up_since == 0)
+		if (ag->dialers[i].t == NULL || !tunnel_hello_answered(ag->dialers[i].t))
 			return false;
 	return true;
 }

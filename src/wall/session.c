@@ -171,7 +171,8 @@ static void session_answer_hello(struct tunnel *t, int32_t id)
 
 	snprintf(slot, sizeof(slot), "%u", t->slot);
 	nva[2].valuelen = strlen(slot);
-	nghttp2_submit_response(t->sink.h2, id, nva, 4, NULL);
+	if (nghttp2_submit_response(t->sink.h2, id, nva, 4, NULL) == 0)
+		t->hello_answered = true;
 }
 
 /* Agent: a complete request header block arrived on stream s. */

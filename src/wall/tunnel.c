@@ -601,6 +601,11 @@ double tunnel_age(const struct tunnel *t)
 	return clock_mono() - t->t0;
 }
 
+bool tunnel_hello_answered(const struct tunnel *t)
+{
+	return t->hello_answered;
+}
+
 bool tunnel_is_established(const struct tunnel *t)
 {
 	return t->established;

@@ -59,6 +59,7 @@ struct tunnel {
 	bool dead, established, wev_on, flush_on, retire_sent, read_blocked;
 	bool retire_forced; /* gateway: retired by a handover, not for want of stream IDs */
 	bool moved;         /* TUNNEL_PING_MOVE sent (gateway) or heard (agent) */
+	bool hello_answered; /* agent: the gateway knows our services (it routes to us) */
 	bool superseded;    /* gateway: another instance of its agent said hello */
 	const char *close_reason;
 	char peer[64];
