@@ -86,6 +86,32 @@ def test_gateway_upgrade_then_restart_refuse_no_visitor(wall, echo, tmp_path):
     assert echo_works(gw.port("echo"))
 
 
+def test_handover_applies_the_new_config_listeners(wall, echo, tmp_path):
+    """The new process builds from its own config: an address both configs name is taken
+    over (its visitors never refused), one only the old had is closed, one only the new
+    has is bound fresh."""
+    target = echo()
+    a, b, c = port(), port(), port()
+    gw = gateway(wall, tmp_path, {"echo": svc(listen=[f"127.0.0.1:{a}", f"127.0.0.1:{b}"])})
+    wall.agent("site-a", gw, {"echo": target.addr})
+    gw.wait_tunnels(2)
+    cfg = gw.config_path.read_text()
+    gw.config_path.write_text(cfg.replace(f"127.0.0.1:{b}", f"127.0.0.1:{c}"))
+    loop = VisitorLoop(a).start()
+    try:
+        loop.wait_ok(20)
+        old, new = gw.takeover()
+        handed_over(old, new)
+        loop.wait_ok(20)
+    finally:
+        ok, failed = loop.stop()
+    assert failed == 0, loop.errors
+    assert new.events("takeover_taken")[0]["unused_closed"] == "1"
+    assert echo_works(c)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", b), timeout=5)
+
+
 def test_long_download_finishes_byte_exact_across_a_handover(wall, nginx, www, tmp_path):
     """A 64 MiB download read slowly, started before the handover, finishes byte-exact
     through the old process after it stopped accepting; the new one serves meanwhile."""
@@ -206,8 +232,11 @@ def test_new_gateway_killed_mid_handover_old_serves_on(wall, echo, tmp_path):
     assert failed == 0, loop.errors
     assert visitors(new) == 0
     gw.proc = old
+    # the next takeover, without the agent that never comes, still works
+    gw.config_path.write_text(gw.config_path.read_text().replace("site-a, site-b", "site-a"))
     _, again = gw.takeover()
     handed_over(old, again)
+    assert again.events("takeover_serving")[0]["ready"] == "yes"
     assert echo_works(gw.port("echo"))
 
 
