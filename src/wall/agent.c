@@ -56,6 +56,7 @@ struct agent {
 	struct tunnel **retired; /* tunnels the gateway retired, finishing their streams */
 	size_t nretired;
 	bool draining;
+	bool holding; /* taking over: tunnels announce no service until the old agent may go */
 	struct log_rate rate_dial, rate_visit;
 };
 
@@ -236,7 +237,7 @@ static void ag_on_connected(evutil_socket_t fd, short what, void *arg)
 	}
 	d->t = tunnel_new(ag->base, TUNNEL_AGENT, fd, ag->ctx, &ag->cfg->c.tp, &ag_tunnel_ops, ag);
 	tunnel_set_user(d->t, d);
-	tunnel_set_hello(d->t, ag->instance, d->slot, ag->services);
+	tunnel_set_hello(d->t, ag->instance, d->slot, ag->holding ? "" : ag->services);
 	if (ag->cfg->c.ca != NULL)
 		tunnel_set_server_name(d->t, ag->cfg->server_name ? ag->cfg->server_name
 								  : ag->cfg->gateway_host[d->gw]);
@@ -582,7 +583,7 @@ static int ag_apply(void *arg, void *config)
 		for (size_t i = 0; i < ag->ndialers; i++)
 			if (ag->dialers[i].t != NULL)
 				tunnel_set_hello(ag->dialers[i].t, ag->instance,
-						 ag->dialers[i].slot, ag->services);
+						 ag->dialers[i].slot, ag->holding ? "" : ag->services);
 	} else {
 		ag_start_dialers(ag);
 	}
@@ -622,9 +623,25 @@ static bool ag_idle(void *arg)
 	return ag->nretired == 0;
 }
 
-/* A new process taking over (core/handover.h): ready once every slot's tunnel has
- * answered its gateway's hello (from then on the gateway gives us the new visitors), so
- * the old process may drain. */
+/* A new process taking over (core/handover.h). Its tunnels first announce no service, so
+ * that the gateways give it no visitor while it might still fail; once every slot has
+ * said hello, they announce the services (the gateways ask again), and once every slot
+ * has answered that, the gateways give the new visitors to it, and the old agent may
+ * drain. */
+static void ag_announce(struct agent *ag, bool services)
+{
+	ag->holding = !services;
+	for (size_t i = 0; i < ag->ndialers; i++)
+		if (ag->dialers[i].t != NULL)
+			tunnel_set_hello(ag->dialers[i].t, ag->instance, ag->dialers[i].slot,
+					 services ? ag->services : "");
+}
+
+static void ag_handover_hold(void *arg)
+{
+	ag_announce(arg, false);
+}
+
 static bool ag_handover_ready(void *arg)
 {
 	struct agent *ag = arg;
@@ -632,7 +649,18 @@ static bool ag_handover_ready(void *arg)
 	for (size_t i = 0; i < ag->ndialers; i++)
 		if (ag->dialers[i].t == NULL || !tunnel_hello_answered(ag->dialers[i].t))
 			return false;
-	return true;
+	if (!ag->holding)
+		return true;
+	ag_announce(ag, true); /* every slot is up: now with the services */
+	return false;
+}
+
+static void ag_handover_serve(void *arg)
+{
+	struct agent *ag = arg;
+
+	if (ag->holding) /* not ready in time: serve with what is up */
+		ag_announce(ag, true);
 }
 
 static void ag_free(void *arg)
@@ -708,5 +736,7 @@ const struct daemon_role agent_role = {
 	.housekeeping = tunnel_housekeeping,
 	.free = ag_free,
 	.admin = &ag_admin_ops,
+	.handover_hold = ag_handover_hold,
 	.handover_ready = ag_handover_ready,
+	.handover_serve = ag_handover_serve,
 };

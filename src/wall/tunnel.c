@@ -458,6 +458,7 @@ void tunnel_set_hello(struct tunnel *t, const char *instance, unsigned slot, con
 		return;
 	free(t->services);
 	t->services = xstrdup(services);
+	t->hello_answered = false; /* until the gateway has asked again */
 	session_rehello(t);
 }
 

@@ -97,7 +97,8 @@ const char *tunnel_services(const struct tunnel *t);  /* gateway: from hello, co
 bool tunnel_serves(const struct tunnel *t, const char *service); /* ... names service */
 bool tunnel_is_up(const struct tunnel *t);            /* hello done, not draining */
 bool tunnel_is_established(const struct tunnel *t);   /* TLS handshake done */
-bool tunnel_hello_answered(const struct tunnel *t);   /* agent: the gateway heard our hello */
+bool tunnel_hello_answered(const struct tunnel *t);   /* agent: the gateway heard our hello,
+						       * with the services last set */
 double tunnel_age(const struct tunnel *t);            /* seconds since accepted or dialled */
 bool tunnel_is_retiring(const struct tunnel *t);      /* gateway: stream IDs nearly used up,
 						       * a handover, or superseded */

@@ -205,6 +205,39 @@ def test_agent_handover_refuses_no_visitor(wall, echo, tmp_path):
     gw.wait_tunnels(2)
 
 
+def test_new_agent_killed_mid_handover_old_serves_on(wall, echo, tmp_path):
+    """A new agent that cannot be ready (its config names a second gateway that is down) is
+    killed while it waits: its tunnels, which announced no service yet, go; the old agent,
+    never told to drain, serves on, and no visitor fails."""
+    target = echo()
+    gw = wall.gateway({"echo": svc()})
+    ag = wall.agent("site-a", gw, {"echo": target.addr},
+                    extra={"handover": str(tmp_path / "agent.sock")})
+    gw.wait_tunnels(2)
+    down = port()
+    ag.config_path.write_text(ag.config_path.read_text().replace(
+        f"gateway = {gw.tunnel_addr}", f"gateway = {gw.tunnel_addr}\ngateway = 127.0.0.1:{down}"))
+    loop = VisitorLoop(gw.port("echo")).start()
+    try:
+        loop.wait_ok(20)
+        mark = gw.proc.mark()
+        old, new = ag.takeover()
+        new.wait_event("takeover_taken", timeout=10)
+        gw.proc.wait_event("tunnel_up", since=mark, count=2, timeout=10)  # the new instance
+        loop.wait_ok(20)
+        new.kill()
+        gw.proc.wait_event("tunnel_down", since=mark, count=2, timeout=10)
+        loop.wait_ok(50)
+    finally:
+        ok, failed = loop.stop()
+    print(f"visitors answered {ok}, failed {failed}")
+    assert failed == 0, loop.errors
+    assert old.alive() and old.events("handover_done") == []
+    old.wait_event("handover_aborted", timeout=5)
+    assert echo_works(gw.port("echo"))
+    ag.proc = old
+
+
 def test_new_gateway_killed_mid_handover_old_serves_on(wall, echo, tmp_path):
     """The new process dies (kill -9) while it waits for an agent that never comes: the
     old one takes tunnels again, its retired tunnels carry visitors meanwhile, and no
