@@ -375,11 +375,16 @@ def echo(port):
 
 def loop(port, seconds, out):
     # Visitors back to back for `seconds`: connect, a line out, the same line back, close.
+    # Also the longest stretch of time in which every visitor failed.
     ok = failed = 0
     t_end = time.monotonic() + seconds
     i = 0
+    down_since = None
+    outage = 0.0
     while time.monotonic() < t_end:
         i += 1
+        t0 = time.monotonic()
+        before = failed
         line = b"visitor %d\n" % i
         try:
             with connect(port, 5) as s:
@@ -396,8 +401,13 @@ def loop(port, seconds, out):
                 failed += 1
         except OSError:
             failed += 1
+        if failed > before:
+            down_since = t0 if down_since is None else down_since
+            outage = max(outage, time.monotonic() - down_since)
+        else:
+            down_since = None
     with open(out, "w") as f:
-        f.write("%d %d\n" % (ok, failed))
+        f.write("%d %d %.3f\n" % (ok, failed, outage))
     return 0
 
 def iperf(path):

@@ -46,7 +46,7 @@ EOC
 }
 
 # upgrade_round WAY: one visitor loop through a replacement done WAY (handover | restart);
-# sets UP_OK and UP_FAILED, and leaves the new gateway in UP_GW.
+# sets UP_OK, UP_FAILED and UP_OUTAGE (seconds), and leaves the new gateway in UP_GW.
 upgrade_round() {
     local way=$1 d=$TMP/upgrade out=$TMP/upgrade/loop-$1.txt loop_pid i
     "$PY" "$TMP/helper.py" loop "$NW_HTTP" "$UPGRADE_SECONDS" "$out" &
@@ -65,8 +65,8 @@ upgrade_round() {
         UP_GW=$LAST_PID
     fi
     wait "$loop_pid" || die "the visitor loop failed: $(cat "$out" 2>/dev/null)"
-    read -r UP_OK UP_FAILED <"$out"
-    log "  $way: $UP_OK visitors answered, $UP_FAILED failed"
+    read -r UP_OK UP_FAILED UP_OUTAGE <"$out"
+    log "  $way: $UP_OK visitors answered, $UP_FAILED failed, longest outage ${UP_OUTAGE}s"
     for i in $(seq 1 100); do "$PY" "$TMP/helper.py" probe-echo "$NW_HTTP" && break; sleep 0.1; done
 }
 
@@ -84,13 +84,13 @@ run_upgrade() {
     for i in $(seq 1 100); do "$PY" "$TMP/helper.py" probe-echo "$NW_HTTP" && break; sleep 0.1; done
     "$PY" "$TMP/helper.py" probe-echo "$NW_HTTP" || die "no echo through the gateway"
     upgrade_round handover
-    local h_ok=$UP_OK h_failed=$UP_FAILED
+    local h_ok=$UP_OK h_failed=$UP_FAILED h_outage=$UP_OUTAGE
     upgrade_round restart
     echo
-    echo "| gateway replaced by | visitors answered | visitors failed |"
-    echo "|---|---|---|"
-    echo "| handover (\`netwall gateway --takeover\`) | $h_ok | $h_failed |"
-    echo "| stop, then start | $UP_OK | $UP_FAILED |"
+    echo "| gateway replaced by | visitors answered | visitors failed | longest outage (s) |"
+    echo "|---|---|---|---|"
+    echo "| handover (\`netwall gateway --takeover\`) | $h_ok | $h_failed | $h_outage |"
+    echo "| stop, then start | $UP_OK | $UP_FAILED | $UP_OUTAGE |"
     echo
     echo "(${UPGRADE_SECONDS} s of back-to-back visitors each, one loopback client; $NETWALL_DESC)"
 }
