@@ -238,7 +238,8 @@ static void handover_on_conn(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	if (what & EV_TIMEOUT) {
-		log_limited(&ho->rate, LOG_WARN, "event=handover_refused reason=timeout");
+		if (ho->state == HANDOVER_HELLO_WAIT)
+			log_limited(&ho->rate, LOG_WARN, "event=handover_refused reason=timeout");
 		handover_end(ho, "timeout");
 		return;
 	}
@@ -364,6 +365,10 @@ struct handover *handover_new(struct event_base *base, const char *path, const c
 
 void handover_free(struct handover *ho)
 {
+	if (handover_inherited != -1) { /* taken over, but never listened on */
+		close(handover_inherited);
+		handover_inherited = -1;
+	}
 	if (ho == NULL)
 		return;
 	loop_free_event(&ho->cev);

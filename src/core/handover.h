@@ -40,6 +40,7 @@ struct handover;
 struct handover *handover_new(struct event_base *base, const char *path, const char *role,
 			      const struct handover_ops *ops, void *arg, char *err,
 			      size_t errlen);
+/* Also closes a handover socket a takeover brought that no handover_new() took. */
 void handover_free(struct handover *ho);
 /* Paused, the socket is not polled: a takeover waits in its backlog (a process that is
  * itself still taking over). */
