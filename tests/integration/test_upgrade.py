@@ -144,6 +144,8 @@ def test_long_download_finishes_byte_exact_across_a_handover(wall, nginx, www, t
 def holder(server_port, client_port):
     """The pid whose socket is the server end of the connection from client_port (ss), or
     None while the connection still waits in the accept queue."""
+    if shutil.which("ss") is None:
+        pytest.fail("ss is needed (iproute2; scripts/deps.sh installs it)")
     r = subprocess.run(["ss", "-Htnp", "state", "established", "(", "sport", "=",
                         f":{server_port}", "and", "dport", "=", f":{client_port}", ")"],
                        capture_output=True, text=True, timeout=10)
