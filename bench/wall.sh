@@ -38,6 +38,9 @@ Options:
   --base-port N      first of the loopback ports used (default 21000; uses N .. N+40)
   --no-record        print the table only; do not touch bench/RESULTS.md
   --keep-tmp         keep the temporary directory (configs, keys, logs) for inspection
+  --upgrade          only the upgrade part: visitors failed while the gateway is replaced by
+                     a handover (--takeover), and by a stop and start; never recorded
+  --upgrade-seconds S  length of each visitor loop of --upgrade (default 10; quick 4)
   -h, --help         this text
 EOF
 }
@@ -57,6 +60,9 @@ NETWALL=${NETWALL:-$REPO/build/netwall}
 BASE_PORT=21000
 RECORD=1
 KEEP_TMP=0
+UPGRADE_ONLY=0
+UPGRADE_SECONDS=10
+((QUICK)) && UPGRADE_SECONDS=4
 
 need_arg() { [[ $# -ge 2 && -n $2 ]] || { echo "wall.sh: $1 needs a value" >&2; exit 2; }; }
 while (($#)); do
@@ -71,13 +77,15 @@ while (($#)); do
         --base-port) need_arg "$@"; BASE_PORT=$2; shift ;;
         --no-record) RECORD=0 ;;
         --keep-tmp) KEEP_TMP=1 ;;
+        --upgrade) UPGRADE_ONLY=1; RECORD=0; PATHS_SEL=netwall ;;
+        --upgrade-seconds) need_arg "$@"; UPGRADE_SECONDS=$2; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "wall.sh: unknown option: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
 
-for v in REPS DURATION REDIS_N CONNS BASE_PORT; do
+for v in REPS DURATION REDIS_N CONNS BASE_PORT UPGRADE_SECONDS; do
     [[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || { echo "wall.sh: $v must be a positive integer" >&2; exit 2; }
 done
 ((BASE_PORT >= 1024 && BASE_PORT + 40 <= 65535)) || { echo "wall.sh: --base-port out of range" >&2; exit 2; }
@@ -219,7 +227,7 @@ ensure_packages() {
     # the packages' own system services (port 80, 6379, 22) are not started
     apt_install "${pkgs[@]}" || die "apt-get install ${pkgs[*]} failed"
 }
-ensure_packages
+((UPGRADE_ONLY)) || ensure_packages
 
 PY=/usr/bin/python3
 [[ -x $PY ]] || PY=$(command -v python3)
@@ -337,6 +345,71 @@ def hold(port, n, ready, release, limit):
         s.close()
     return 0
 
+def probe_echo(port):
+    with connect(port, 3) as s:
+        s.sendall(b"ping\n")
+        buf = b""
+        while len(buf) < 5:
+            d = s.recv(64)
+            if not d:
+                break
+            buf += d
+    return buf == b"ping\n"
+
+def echo(port):
+    # A threaded echo target for the upgrade part.
+    import socketserver
+    class H(socketserver.BaseRequestHandler):
+        def handle(self):
+            while True:
+                d = self.request.recv(65536)
+                if not d:
+                    return
+                self.request.sendall(d)
+    class S(socketserver.ThreadingTCPServer):
+        allow_reuse_address = True
+        daemon_threads = True
+        request_queue_size = 1024
+    with S(("127.0.0.1", port), H) as srv:
+        srv.serve_forever()
+
+def loop(port, seconds, out):
+    # Visitors back to back for `seconds`: connect, a line out, the same line back, close.
+    # Also the longest stretch of time in which every visitor failed.
+    ok = failed = 0
+    t_end = time.monotonic() + seconds
+    i = 0
+    down_since = None
+    outage = 0.0
+    while time.monotonic() < t_end:
+        i += 1
+        t0 = time.monotonic()
+        before = failed
+        line = b"visitor %d\n" % i
+        try:
+            with connect(port, 5) as s:
+                s.sendall(line)
+                buf = b""
+                while len(buf) < len(line):
+                    d = s.recv(len(line) - len(buf))
+                    if not d:
+                        break
+                    buf += d
+            if buf == line:
+                ok += 1
+            else:
+                failed += 1
+        except OSError:
+            failed += 1
+        if failed > before:
+            down_since = t0 if down_since is None else down_since
+            outage = max(outage, time.monotonic() - down_since)
+        else:
+            down_since = None
+    with open(out, "w") as f:
+        f.write("%d %d %.3f\n" % (ok, failed, outage))
+    return 0
+
 def iperf(path):
     with open(path) as f:
         j = json.load(f)
@@ -354,12 +427,18 @@ def main(argv):
             return 0 if probe_redis(int(argv[2])) else 1
         if cmd == "probe-http":
             return 0 if probe_http(int(argv[2])) else 1
+        if cmd == "probe-echo":
+            return 0 if probe_echo(int(argv[2])) else 1
     except OSError:
         return 1
     if cmd == "hold":
         return hold(int(argv[2]), int(argv[3]), argv[4], argv[5], float(argv[6]))
     if cmd == "iperf":
         return iperf(argv[2])
+    if cmd == "echo":
+        return echo(int(argv[2]))
+    if cmd == "loop":
+        return loop(int(argv[2]), float(argv[3]), argv[4])
     print("unknown command", cmd, file=sys.stderr)
     return 2
 
@@ -747,6 +826,13 @@ measure_memory() {
     add_res mem "$path" "$(awk -v a="$after" -v b="$base" -v n="$CONNS" 'BEGIN { printf "%.2f", (a - b) / n }')"
     sleep "$SETTLE"
 }
+
+if ((UPGRADE_ONLY)); then
+    # shellcheck source=bench/wall_upgrade.sh
+    . "$SCRIPT_DIR/wall_upgrade.sh"
+    run_upgrade
+    exit 0
+fi
 
 # ---------------------------------------------------------------- run
 

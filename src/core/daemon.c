@@ -13,9 +13,13 @@
 #include <unistd.h>
 
 #include "core/admin.h"
+#include "core/clock.h"
 #include "core/filter.h"
+#include "core/handover.h"
 #include "core/lifecycle.h"
+#include "core/listener.h"
 #include "core/loop.h"
+#include "core/notify.h"
 #include "core/tokens.h"
 #include "core/xalloc.h"
 
@@ -41,6 +45,8 @@ void daemon_conf_free(struct daemon_conf *d)
 	daemon_token_free(d);
 	free(d->user);
 	d->user = NULL;
+	free(d->handover);
+	d->handover = NULL;
 }
 
 /* Reads the admin tokens from path. */
@@ -171,6 +177,12 @@ struct daemon {
 	void *d;
 	struct admin *admin;
 	struct lifecycle *life;
+	struct handover *ho;   /* listening for a process that takes over, or NULL */
+	int take_conn;         /* taking over: the old process's connection, else -1 */
+	struct event *take_ev; /* ... the check for ready */
+	double take_deadline;
+	int ready_fd; /* --detach: the waiting parent's pipe, told once we serve; else -1 */
+	double taken_at; /* the old process: when the new one took the sockets */
 };
 
 /* The admin listener as the config says (off, an address, a token). */
@@ -300,7 +312,143 @@ static void *daemon_load(const struct daemon_role *r, const char *file, struct d
 	*run = *c;
 	run->admin_tokens = NULL;
 	run->user = xstrdup(c->user); /* never stay root for want of memory */
+	run->handover = c->handover != NULL ? xstrdup(c->handover) : NULL;
 	return cfg;
+}
+
+/* ---- handover (core/handover.h) ---- */
+
+/* Old process: the new one polls every socket. */
+static void daemon_ho_taken(void *arg, size_t sockets)
+{
+	struct daemon *dm = arg;
+
+	dm->taken_at = clock_mono();
+	log_info("event=handover_started sockets=%zu", sockets);
+	if (dm->r->handover_taken != NULL)
+		dm->r->handover_taken(dm->d);
+}
+
+/* Old process: the new one serves; this one stops answering its admin address (the new
+ * one holds the same socket) and drains as on SIGTERM. */
+static void daemon_ho_serving(void *arg)
+{
+	struct daemon *dm = arg;
+
+	admin_free(dm->admin);
+	dm->admin = NULL;
+	log_info("event=handover_done took_s=%.3f", clock_mono() - dm->taken_at);
+	lifecycle_drain(dm->life, "reason=handover");
+}
+
+static void daemon_ho_aborted(void *arg, const char *why)
+{
+	struct daemon *dm = arg;
+
+	log_warn("event=handover_aborted reason=%s (serving on as before)", why);
+	if (dm->r->handover_aborted != NULL)
+		dm->r->handover_aborted(dm->d);
+}
+
+static const struct handover_ops daemon_handover_ops = {
+	.taken = daemon_ho_taken,
+	.serving = daemon_ho_serving,
+	.aborted = daemon_ho_aborted,
+};
+
+/* We serve: the service manager and a waiting parent (--detach) hear it. */
+static void daemon_serving(struct daemon *dm)
+{
+	char state[64];
+
+	snprintf(state, sizeof(state), "MAINPID=%ld\nREADY=1", (long)getpid());
+	if (notify_send(state) == -1)
+		log_warn("event=notify_failed error=\"%s\"", strerror(errno));
+	if (dm->ready_fd != -1) {
+		(void)!write(dm->ready_fd, "S", 1);
+		close(dm->ready_fd);
+		dm->ready_fd = -1;
+	}
+}
+
+/* New process: serves once the role is ready, or HANDOVER_WAIT after taking over. */
+static void daemon_take_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *dm = arg;
+	struct timeval tv = clock_tv(LIFECYCLE_DRAIN_TICK);
+	bool ready = dm->r->handover_ready == NULL || dm->r->handover_ready(dm->d);
+
+	(void)fd;
+	(void)what;
+	if (!ready && clock_mono() < dm->take_deadline) {
+		evtimer_add(dm->take_ev, &tv);
+		return;
+	}
+	if (dm->r->handover_serve != NULL)
+		dm->r->handover_serve(dm->d);
+	daemon_serving(dm); /* the manager's main process changes before the old one goes */
+	if (dm->ho != NULL)
+		handover_pause(dm->ho, false); /* ours to hand over from now on */
+	if (handover_send_serving(dm->take_conn) == -1)
+		log_warn("event=takeover_serving ready=%s error=\"the old process did not hear it\"",
+			 ready ? "yes" : "timeout");
+	else
+		log_info("event=takeover_serving ready=%s", ready ? "yes" : "timeout");
+	dm->take_conn = -1;
+}
+
+/* New process, with --takeover: takes the old process's sockets. 0 (also when nobody
+ * listens: a fresh start), or -1 once the reason is logged. */
+static int daemon_take(struct daemon *dm, const struct daemon_conf *run)
+{
+	char err[256];
+	int rc;
+
+	if (run->handover == NULL) {
+		log_error("event=start_failed error=\"--takeover needs handover = PATH\"");
+		return -1;
+	}
+	rc = handover_take(run->handover, dm->r->name, &dm->take_conn, err, sizeof(err));
+	if (rc == -1)
+		log_error("event=start_failed error=\"%s\"", err);
+	else if (rc == 0)
+		log_info("event=takeover_none (nobody listens on the handover socket: a fresh "
+			 "start)");
+	return rc == -1 ? -1 : 0;
+}
+
+/* Once built: closes what the new config does not listen on, holds, tells the old process
+ * TAKEN; then listens for the next takeover. 0, or -1 once the reason is logged. */
+static int daemon_handover(struct daemon *dm, const struct daemon_conf *run)
+{
+	char err[256];
+	struct timeval tv = clock_tv(LIFECYCLE_DRAIN_TICK);
+
+	if (dm->take_conn != -1) {
+		size_t unused = listener_adopted_close();
+		if (dm->r->handover_hold != NULL)
+			dm->r->handover_hold(dm->d);
+		if (handover_send_taken(dm->take_conn) == -1) {
+			log_error("event=start_failed error=\"handover: the old process went away\"");
+			return -1;
+		}
+		log_info("event=takeover_taken unused_closed=%zu", unused);
+		dm->take_deadline = clock_mono() + HANDOVER_WAIT;
+		dm->take_ev = evtimer_new(dm->base, daemon_take_tick, dm);
+		if (dm->take_ev == NULL || evtimer_add(dm->take_ev, &tv) == -1)
+			xalloc_fail("event");
+	}
+	if (run->handover == NULL)
+		return 0;
+	dm->ho = handover_new(dm->base, run->handover, dm->r->name, &daemon_handover_ops, dm,
+			      err, sizeof(err));
+	if (dm->ho == NULL) {
+		log_error("event=start_failed error=\"%s\"", err);
+		return -1;
+	}
+	if (dm->take_conn != -1)
+		handover_pause(dm->ho, true);
+	return 0;
 }
 
 /* Runs the loop of a daemon built and served; returns its exit status. */
@@ -318,6 +466,8 @@ static int daemon_loop(struct daemon *dm, const struct daemon_conf *run)
 		 run->seccomp ? "on" : "off");
 	probe = daemon_probe(dm->base);
 	dm->life = lifecycle_new(dm->base, &daemon_lifecycle_ops, dm);
+	if (dm->take_conn == -1)
+		daemon_serving(dm);
 	event_base_dispatch(dm->base);
 	rc = dm->r->status != NULL ? dm->r->status(dm->d) : 0;
 	if (probe != NULL)
@@ -325,20 +475,59 @@ static int daemon_loop(struct daemon *dm, const struct daemon_conf *run)
 	return rc;
 }
 
-int daemon_run(const struct daemon_role *r, const char *file)
+/* --detach: the parent waits for the child to serve (exit 0) or fail (exit 1); the child
+ * returns with dm->ready_fd to tell it. Before anything else is opened. */
+static int daemon_detach(struct daemon *dm)
 {
-	struct daemon dm = { .r = r, .file = file };
+	int p[2];
+	char c = 0;
+	ssize_t n;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) == -1 || (pid = fork()) == -1) {
+		fprintf(stderr, "netwall: cannot detach: %s\n", strerror(errno));
+		return 1;
+	}
+	if (pid == 0) {
+		close(p[0]);
+		dm->ready_fd = p[1];
+		return -1;
+	}
+	close(p[1]);
+	do
+		n = read(p[0], &c, 1);
+	while (n == -1 && errno == EINTR);
+	return n == 1 && c == 'S' ? 0 : 1;
+}
+
+int daemon_run(const struct daemon_role *r, const char *file, unsigned flags)
+{
+	struct daemon dm = { .r = r, .file = file, .take_conn = -1, .ready_fd = -1 };
 	struct daemon_conf run = { 0 };
 	void *cfg;
 	int rc = 1;
 
+	if ((flags & DAEMON_DETACH) && (rc = daemon_detach(&dm)) != -1)
+		return rc;
+	rc = 1;
 	log_init(r->name, LOG_INFO);
 	dm.base = loop_new();
 	cfg = daemon_load(r, file, &run);
+	if (cfg != NULL && (flags & DAEMON_TAKEOVER) && daemon_take(&dm, &run) == -1) {
+		r->cfg_free(cfg);
+		cfg = NULL;
+	}
 	/* the daemon keeps its config while it runs: its shared part stays readable */
 	if (cfg != NULL && (dm.d = r->new(dm.base, cfg)) != NULL &&
-	    daemon_admin(&dm, r->conf(cfg)) == 0)
+	    daemon_admin(&dm, r->conf(cfg)) == 0 && daemon_handover(&dm, &run) == 0)
 		rc = daemon_loop(&dm, &run);
+	listener_adopted_close();
+	loop_free_event(&dm.take_ev);
+	if (dm.take_conn != -1)
+		close(dm.take_conn);
+	handover_free(dm.ho);
+	if (dm.ready_fd != -1)
+		close(dm.ready_fd);
 	admin_free(dm.admin);
 	lifecycle_free(dm.life);
 	if (dm.d != NULL)

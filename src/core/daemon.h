@@ -19,6 +19,7 @@ struct daemon_conf {
 	char *user;      /* switch to this user once bound; NULL: stay as started */
 	bool allow_root; /* may run as root without user (also NETWALL_ALLOW_ROOT=1) */
 	bool seccomp;    /* install the system call filter (default yes) */
+	char *handover;  /* the handover socket's path (core/handover.h), or NULL: none */
 };
 
 /* Defaults: admin on admin_addr (a literal that parses), log level info, seccomp on. */
@@ -66,9 +67,25 @@ struct daemon_role {
 	int (*status)(void *d);            /* the exit status once the loop ends; may be NULL */
 	void (*free)(void *d);
 	const struct admin_ops *admin;     /* the admin listener's views (arg: the daemon) */
+	/* Handover (core/handover.h); NULL where the step needs nothing of the role. The old
+	 * process: the new one polls every socket now (taken), or went away before it served
+	 * (aborted: take everything back). The new process, built on the sockets it took:
+	 * hold (take no visitors yet), ready (polled until true or HANDOVER_WAIT), serve. */
+	void (*handover_taken)(void *d);
+	void (*handover_aborted)(void *d);
+	void (*handover_hold)(void *d);
+	bool (*handover_ready)(void *d);
+	void (*handover_serve)(void *d);
 };
 
-/* Runs role r from config file to exit. Returns the exit status. */
-int daemon_run(const struct daemon_role *r, const char *file);
+enum daemon_flags {
+	DAEMON_TAKEOVER = 1 << 0, /* first take the sockets of the daemon on the handover path */
+	DAEMON_DETACH = 1 << 1,   /* run in a child; return once it serves (systemd ExecReload) */
+};
+
+/* Runs role r from config file to exit (flags: enum daemon_flags). Tells the service
+ * manager when it serves (core/notify.h: READY=1, and MAINPID after a takeover). Returns
+ * the exit status. */
+int daemon_run(const struct daemon_role *r, const char *file, unsigned flags);
 
 #endif

@@ -33,10 +33,22 @@ static void lifecycle_on_drain_tick(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(lc->drain_ev, &tv);
 }
 
+void lifecycle_drain(struct lifecycle *lc, const char *why)
+{
+	double timeout;
+
+	if (lc->draining)
+		return;
+	lc->draining = true;
+	timeout = lc->ops->drain(lc->arg);
+	log_info("event=draining %s timeout_s=%g", why, timeout);
+	lc->deadline = clock_mono() + timeout;
+	lifecycle_on_drain_tick(-1, 0, lc);
+}
+
 static void lifecycle_on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct lifecycle *lc = arg;
-	double timeout;
 
 	(void)what;
 	if (sig == SIGHUP) {
@@ -46,14 +58,7 @@ static void lifecycle_on_signal(evutil_socket_t sig, short what, void *arg)
 			lc->ops->reload(lc->arg);
 		return;
 	}
-	if (lc->draining)
-		return;
-	lc->draining = true;
-	timeout = lc->ops->drain(lc->arg);
-	log_info("event=draining signal=%s timeout_s=%g", sig == SIGTERM ? "TERM" : "INT",
-		 timeout);
-	lc->deadline = clock_mono() + timeout;
-	lifecycle_on_drain_tick(-1, 0, lc);
+	lifecycle_drain(lc, sig == SIGTERM ? "signal=TERM" : "signal=INT");
 }
 
 static void lifecycle_on_housekeeping(evutil_socket_t fd, short what, void *arg)

@@ -25,5 +25,8 @@ struct lifecycle *lifecycle_new(struct event_base *base, const struct lifecycle_
 				void *arg);
 void lifecycle_free(struct lifecycle *lc);
 bool lifecycle_draining(const struct lifecycle *lc);
+/* Starts the drain as SIGTERM does (once; later calls do nothing); why names the cause in
+ * the log ("signal=TERM", "reason=handover"). */
+void lifecycle_drain(struct lifecycle *lc, const char *why);
 
 #endif

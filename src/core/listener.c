@@ -58,7 +58,16 @@ struct listener {
 	int fd;
 	bool on;
 	struct event *ev, *pause;
+	struct listener *prev_all, *next_all; /* every listener of the process */
 };
+
+/* Every listener of the process, for listener_each(); adopted sockets not yet taken. */
+static struct listener *listener_all;
+static struct listener_adopted {
+	int fd;
+	struct addr a;
+} listener_adopted[LISTENER_ADOPT_MAX];
+static size_t listener_nadopted;
 
 /* ---- the per-source table ---- */
 
@@ -399,14 +408,63 @@ static void listener_on_accept(evutil_socket_t lfd, short what, void *arg)
 	}
 }
 
+/* The adopted socket listening on a, which the caller now owns, or -1. */
+static int listener_take_adopted(const struct addr *a)
+{
+	for (size_t i = 0; i < listener_nadopted; i++) {
+		int fd = listener_adopted[i].fd;
+		if (addr_equal(&listener_adopted[i].a, a)) {
+			listener_adopted[i] = listener_adopted[--listener_nadopted];
+			return fd;
+		}
+	}
+	return -1;
+}
+
+int listener_adopt(int fd)
+{
+	struct listener_adopted *x = &listener_adopted[listener_nadopted];
+	int type = 0, on = 0;
+	socklen_t tl = sizeof(type), ol = sizeof(on);
+
+	x->a.len = sizeof(x->a.ss);
+	memset(&x->a.ss, 0, sizeof(x->a.ss));
+	if (listener_nadopted == LISTENER_ADOPT_MAX ||
+	    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == -1 || type != SOCK_STREAM ||
+	    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &ol) == -1 || !on ||
+	    getsockname(fd, (struct sockaddr *)&x->a.ss, &x->a.len) == -1 ||
+	    (x->a.ss.ss_family != AF_INET && x->a.ss.ss_family != AF_INET6)) {
+		close(fd);
+		return -1;
+	}
+	x->fd = fd;
+	listener_nadopted++;
+	return 0;
+}
+
+size_t listener_adopted_close(void)
+{
+	size_t n = listener_nadopted;
+
+	while (listener_nadopted > 0)
+		close(listener_adopted[--listener_nadopted].fd);
+	return n;
+}
+
+void listener_each(void (*fn)(void *arg, int fd, const struct addr *a), void *arg)
+{
+	for (struct listener *l = listener_all; l != NULL; l = l->next_all)
+		fn(arg, l->fd, &l->a);
+}
+
 struct listener *listener_new(struct event_base *base, const struct addr *a,
 			      struct listener_set *set, listener_accept_fn *accept,
 			      listener_refuse_fn *refuse, void *arg, char *err, size_t errlen)
 {
 	struct listener *l;
-	int fd = sock_listen(a, err, errlen);
+	int fd = listener_take_adopted(a);
 
-	if (fd == -1)
+	if (fd == -1 && (fd = sock_listen(a, err, errlen)) == -1)
 		return NULL;
 	l = xcalloc(1, sizeof(*l));
 	l->base = base;
@@ -420,6 +478,10 @@ struct listener *listener_new(struct event_base *base, const struct addr *a,
 	l->pause = evtimer_new(base, listener_on_resume, l);
 	if (l->ev == NULL || l->pause == NULL)
 		xalloc_fail("event");
+	l->next_all = listener_all;
+	if (listener_all != NULL)
+		listener_all->prev_all = l;
+	listener_all = l;
 	listener_enable(l, true);
 	return l;
 }
@@ -447,6 +509,12 @@ void listener_free(struct listener *l)
 	}
 	loop_free_event(&l->ev);
 	loop_free_event(&l->pause);
+	if (l->prev_all != NULL)
+		l->prev_all->next_all = l->next_all;
+	else
+		listener_all = l->next_all;
+	if (l->next_all != NULL)
+		l->next_all->prev_all = l->prev_all;
 	close(l->fd);
 	free(l);
 }

@@ -93,8 +93,9 @@ const struct listener_stats *listener_set_stats(const struct listener_set *set);
 /* Connections open from the source network of src. */
 unsigned listener_src_count(const struct listener_src *src);
 
-/* Listens on a and admits connections into set. Returns NULL with err filled if a cannot be
- * bound. The listener starts enabled. */
+/* Listens on a and admits connections into set: on a socket adopted for a (below) if there
+ * is one, else on one bound now. Returns NULL with err filled if a cannot be bound. The
+ * listener starts enabled. */
 struct listener *listener_new(struct event_base *base, const struct addr *a,
 			      struct listener_set *set, listener_accept_fn *accept,
 			      listener_refuse_fn *refuse, void *arg, char *err, size_t errlen);
@@ -104,5 +105,18 @@ void listener_free(struct listener *l);
 const struct addr *listener_addr(const struct listener *l);
 /* Bound to 0.0.0.0 or [::]: the address a visitor reached must be read from its socket. */
 bool listener_wildcard(const struct listener *l);
+
+/* ---- sockets handed over by the process this one replaces (core/handover.c) ----
+ * Adopted sockets wait here until listener_new() asks for their address; the rest are
+ * closed by listener_adopted_close() once the daemon is built. */
+#define LISTENER_ADOPT_MAX 4096 /* sockets one process may hand over */
+
+/* Takes ownership of fd, a listening TCP socket: its address is read from the socket
+ * itself. Returns 0, or -1 (fd closed) if it is not one or the table is full. */
+int listener_adopt(int fd);
+/* Closes the adopted sockets no listener took; returns how many. */
+size_t listener_adopted_close(void);
+/* Calls fn for every listener of the process with its socket (for handing them over). */
+void listener_each(void (*fn)(void *arg, int fd, const struct addr *a), void *arg);
 
 #endif

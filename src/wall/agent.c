@@ -58,6 +58,7 @@ struct agent {
 	struct tunnel **retired; /* tunnels the gateway retired, finishing their streams */
 	size_t nretired;
 	bool draining;
+	bool holding; /* taking over: tunnels announce no service until the old agent may go */
 	struct log_rate rate_dial, rate_visit;
 };
 
@@ -177,7 +178,7 @@ static void ag_announce(struct agent *ag)
 	for (size_t i = 0; i < ag->ndialers; i++)
 		if (ag->dialers[i].t != NULL)
 			tunnel_set_hello(ag->dialers[i].t, ag->instance, ag->dialers[i].slot,
-					 ag->services);
+					 ag->holding ? "" : ag->services);
 }
 
 /* A target changed state (health.c): a service whose targets are all down is no longer
@@ -267,7 +268,7 @@ static void ag_on_connected(evutil_socket_t fd, short what, void *arg)
 	}
 	d->t = tunnel_new(ag->base, TUNNEL_AGENT, fd, ag->ctx, &ag->cfg->c.tp, &ag_tunnel_ops, ag);
 	tunnel_set_user(d->t, d);
-	tunnel_set_hello(d->t, ag->instance, d->slot, ag->services);
+	tunnel_set_hello(d->t, ag->instance, d->slot, ag->holding ? "" : ag->services);
 	if (ag->cfg->c.ca != NULL)
 		tunnel_set_server_name(d->t, ag->cfg->server_name ? ag->cfg->server_name
 								  : ag->cfg->gateway_host[d->gw]);
@@ -684,6 +685,44 @@ static bool ag_idle(void *arg)
 	return ag->nretired == 0;
 }
 
+/* A new process taking over (core/handover.h). Its tunnels first announce no service, so
+ * that the gateways give it no visitor while it might still fail; once every slot has
+ * said hello, they announce the services (the gateways ask again), and once every slot
+ * has answered that, the gateways give the new visitors to it, and the old agent may
+ * drain. */
+/* Taking over (handover): tunnels announce no service until the old agent may go. */
+static void ag_hold(struct agent *ag, bool hold)
+{
+	ag->holding = hold;
+	ag_announce(ag);
+}
+
+static void ag_handover_hold(void *arg)
+{
+	ag_hold(arg, true);
+}
+
+static bool ag_handover_ready(void *arg)
+{
+	struct agent *ag = arg;
+
+	for (size_t i = 0; i < ag->ndialers; i++)
+		if (ag->dialers[i].t == NULL || !tunnel_hello_answered(ag->dialers[i].t))
+			return false;
+	if (!ag->holding)
+		return true;
+	ag_hold(ag, false); /* every slot is up: now with the services */
+	return false;
+}
+
+static void ag_handover_serve(void *arg)
+{
+	struct agent *ag = arg;
+
+	if (ag->holding) /* not ready in time: serve with what is up */
+		ag_hold(ag, false);
+}
+
 static void ag_free(void *arg)
 {
 	struct agent *ag = arg;
@@ -760,4 +799,7 @@ const struct daemon_role agent_role = {
 	.housekeeping = tunnel_housekeeping,
 	.free = ag_free,
 	.admin = &ag_admin_ops,
+	.handover_hold = ag_handover_hold,
+	.handover_ready = ag_handover_ready,
+	.handover_serve = ag_handover_serve,
 };

@@ -85,6 +85,12 @@ static int config_common_key(struct conf *cf, struct config_common *c, const cha
 		conf_seconds(cf, key, v, 0.1, 600, &c->tp.handshake_timeout);
 	} else if (strcmp(key, "drain_timeout") == 0) {
 		conf_seconds(cf, key, v, 0, 3600, &c->drain_timeout);
+	} else if (strcmp(key, "handover") == 0) {
+		free(c->d.handover);
+		c->d.handover = v[0] != '\0' ? conf_path(cf, v) : NULL;
+		if (c->d.handover == NULL || strlen(c->d.handover) > CONFIG_HANDOVER_PATH_MAX)
+			conf_error(cf, "handover: want a socket path of at most %d bytes",
+				   CONFIG_HANDOVER_PATH_MAX);
 	} else if (strcmp(key, "stream_window") == 0) {
 		if (num_u64(v, CONFIG_WINDOW_MIN, CONFIG_WINDOW_MAX, &n) == -1)
 			conf_error(cf, "stream_window: want bytes between %u and %u, got '%s'",

@@ -42,6 +42,8 @@ struct config_service {
 	uint64_t visitor_rate_limit; /* ... each visitor alone; 0: none */
 };
 
+#define CONFIG_HANDOVER_PATH_MAX 107 /* a Unix socket's path (sun_path, less its NUL) */
+
 struct config_common {
 	char *cert;
 	char *key;

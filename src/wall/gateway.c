@@ -22,6 +22,7 @@
 #include "core/xalloc.h"
 #include "wall/budget.h"
 #include "wall/gateway_auth.h"
+#include "wall/gateway_handover.h"
 #include "wall/gateway_state.h"
 #include "wall/gateway_status.h"
 #include "wall/share.h"
@@ -33,6 +34,7 @@
 #define GW_PER_SOURCE_MIN 8     /* the default max_per_source: a quarter of max_connections, */
 #define GW_PER_SOURCE_MAX 256   /* ... at least 8 (or all, if fewer), at most 256 */
 #define GW_SERVICES_SHOWN 512   /* bytes of an agent's services list that reach the log */
+#define GW_SUPERSEDE_PROBE 2.0  /* seconds an agent's other instance has to answer a PING */
 
 static const struct tunnel_ops gw_tunnel_ops;
 
@@ -44,16 +46,23 @@ static void gw_tunnel_up(struct tunnel *t, void *arg)
 	char services[LOG_VALUE_SIZE(GW_SERVICES_SHOWN)];
 
 	/* A reconnecting agent replaces its stale registration at once: same identity and
-	 * slot, or another instance (the process restarted) of the same identity. */
+	 * slot. Another instance of the same identity is a new process: it takes the new
+	 * visitors, while the old one's tunnels finish their streams (it may be handing over)
+	 * or, if it is gone without a close, fail a PING and close. A tunnel of the slot moved in
+	 * a handover that came back retires: it closes once empty. */
 	for (size_t i = gw->ntunnels; i-- > 0;) { /* backwards: closing swaps the last in */
 		struct tunnel *u = gw->tunnels[i];
 		if (u == t || strcmp(tunnel_peer(u), tunnel_peer(t)) != 0 ||
 		    tunnel_instance(u)[0] == '\0')
 			continue;
-		if (strcmp(tunnel_instance(u), tunnel_instance(t)) != 0 ||
-		    (tunnel_slot(u) == tunnel_slot(t) && !tunnel_is_retiring(u)))
+		if (strcmp(tunnel_instance(u), tunnel_instance(t)) != 0)
+			tunnel_supersede(u, GW_SUPERSEDE_PROBE);
+		else if (tunnel_slot(u) == tunnel_slot(t) && tunnel_is_moved(u))
+			tunnel_retire(u);
+		else if (tunnel_slot(u) == tunnel_slot(t) && !tunnel_is_retiring(u))
 			tunnel_close(u, "replaced");
 	}
+	gateway_handover_tunnel_up(gw, t);
 	log_info("event=tunnel_up agent=%s peer=%s slot=%u services=%s", tunnel_peer(t),
 		 tunnel_peer_addr(t), tunnel_slot(t),
 		 log_value(services, sizeof(services), tunnel_services(t)));
@@ -301,7 +310,7 @@ static void gw_on_accept(void *arg, int fd, const struct sockaddr *sa, struct li
 		/* tunnels are admitted by their own pending-handshake rules (gw_admit_pending) */
 		listener_set_release(gl->gw->tunnel_set, src);
 		gw_on_agent(gl, fd, sa);
-	} else if (gl->gw->draining) {
+	} else if (gl->gw->draining && !gl->gw->handed_over) {
 		listener_set_refuse(gl->svc->set, src, sa, "draining");
 		sock_abort(fd);
 	} else {
@@ -545,19 +554,19 @@ static double gw_drain(void *arg)
 	struct gateway *gw = arg;
 
 	gw->draining = true;
-	for (size_t i = 0; i < gw->nsvcs; i++) {
+	for (size_t i = 0; i < gw->nsvcs && !gw->handed_over; i++) {
 		for (size_t j = 0; j < gw->svcs[i]->nls; j++)
 			gw_listener_free(gw->svcs[i]->ls[j]);
 		gw->svcs[i]->nls = 0;
 	}
+	gateway_handover_drain(gw);
 	log_info("event=drain_started streams=%llu", (unsigned long long)tstream_stats.streams_open);
 	return gw->cfg->c.drain_timeout;
 }
 
 static bool gw_idle(void *arg)
 {
-	(void)arg;
-	return tstream_stats.streams_open == 0;
+	return tstream_stats.streams_open == 0 && gateway_handover_idle(arg);
 }
 
 static void gw_free(void *arg)
@@ -644,4 +653,9 @@ const struct daemon_role gateway_role = {
 	.housekeeping = tunnel_housekeeping,
 	.free = gw_free,
 	.admin = &gateway_status_ops,
+	.handover_taken = gateway_handover_taken,
+	.handover_aborted = gateway_handover_aborted,
+	.handover_hold = gateway_handover_hold,
+	.handover_ready = gateway_handover_ready,
+	.handover_serve = gateway_handover_serve,
 };

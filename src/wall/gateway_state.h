@@ -71,6 +71,7 @@ struct gateway {
 	struct tunnel *tunnels[GW_MAX_TUNNELS];
 	size_t ntunnels;
 	bool draining;
+	bool handed_over; /* a handover retired the tunnels (wall/gateway_handover.c) */
 	struct log_rate rate_reject;
 	struct minutes visits; /* visitors accepted per minute, for the status page */
 	struct gw_refused {    /* the sources refused lately, for the status page */

@@ -171,7 +171,8 @@ static void session_answer_hello(struct tunnel *t, int32_t id)
 
 	snprintf(slot, sizeof(slot), "%u", t->slot);
 	nva[2].valuelen = strlen(slot);
-	nghttp2_submit_response(t->sink.h2, id, nva, 4, NULL);
+	if (nghttp2_submit_response(t->sink.h2, id, nva, 4, NULL) == 0)
+		t->hello_answered = true;
 }
 
 /* Agent: a complete request header block arrived on stream s. */
@@ -300,6 +301,13 @@ static int h2_on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, voi
 		    memcmp(frame->ping.opaque_data, TUNNEL_PING_REHELLO, 8) == 0 &&
 		    t->hello_id <= 0 && t->state == TUNNEL_UP)
 			session_send_hello(t);
+		if (t->role == TUNNEL_AGENT && !(frame->hd.flags & NGHTTP2_FLAG_ACK) &&
+		    memcmp(frame->ping.opaque_data, TUNNEL_PING_MOVE, 8) == 0 &&
+		    t->state == TUNNEL_UP && !t->moved) {
+			t->moved = true;
+			if (t->ops->draining != NULL)
+				t->ops->draining(t, t->arg);
+		}
 		break;
 	case NGHTTP2_WINDOW_UPDATE:
 		/* sockets stopped for want of window read again; a connection-level update
@@ -455,7 +463,8 @@ static uint32_t session_retire_id(const struct tunnel *t)
 bool session_retiring(const struct tunnel *t)
 {
 	return t->role == TUNNEL_GATEWAY && t->sink.h2 != NULL &&
-	       nghttp2_session_get_next_stream_id(t->sink.h2) > session_retire_id(t);
+	       (t->retire_forced ||
+		nghttp2_session_get_next_stream_id(t->sink.h2) > session_retire_id(t));
 }
 
 bool session_retired(const struct tunnel *t)
@@ -473,14 +482,14 @@ void session_retire(struct tunnel *t)
 		session_hook_spent = true;
 #endif
 		t->retire_at = clock_mono();
-		log_info("event=tunnel_retiring peer=%s agent=%s slot=%u reason=stream_ids_used "
-			 "streams=%zu",
-			 t->addr, t->peer, t->slot, t->sink.nstreams);
+		log_info("event=tunnel_retiring peer=%s agent=%s slot=%u reason=%s streams=%zu",
+			 t->addr, t->peer, t->slot, t->retire_forced ? "handover" : "stream_ids_used",
+			 t->sink.nstreams);
 		nghttp2_submit_goaway(t->sink.h2, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, NULL, 0);
 		session_flush_soon(t);
 	} else if (t->sink.nstreams == 0 && clock_mono() - t->retire_at >= TUNNEL_RETIRE_WAIT) {
-		log_info("event=tunnel_retired peer=%s agent=%s slot=%u reason=stream_ids_used",
-			 t->addr, t->peer, t->slot);
+		log_info("event=tunnel_retired peer=%s agent=%s slot=%u reason=%s", t->addr,
+			 t->peer, t->slot, t->retire_forced ? "handover" : "stream_ids_used");
 		session_fail(t, "retired");
 	}
 }

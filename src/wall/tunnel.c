@@ -312,6 +312,9 @@ static void tunnel_on_tick(evutil_socket_t fd, short what, void *arg)
 			tunnel_handshake_failed(t, "timeout", "");
 	} else if (t->state == TUNNEL_HELLO && now - t->t0 > t->p.handshake_timeout) {
 		tunnel_close(t, "hello_timeout");
+	} else if (t->probe_at > 0 && t->last_rx < t->probe_at &&
+		   now - t->probe_at > t->probe_within) {
+		tunnel_close(t, "replaced");
 	} else if (t->state == TUNNEL_UP && session_retiring(t)) {
 		session_retire(t);
 	} else if (now - t->last_rx > t->p.peer_timeout) {
@@ -455,6 +458,7 @@ void tunnel_set_hello(struct tunnel *t, const char *instance, unsigned slot, con
 		return;
 	free(t->services);
 	t->services = xstrdup(services);
+	t->hello_answered = false; /* until the gateway has asked again */
 	session_rehello(t);
 }
 
@@ -465,9 +469,43 @@ int tunnel_open(struct tunnel *t, int fd, const struct tunnel_visit *v, void *ow
 	return session_open(t, fd, v, owner);
 }
 
+void tunnel_move(struct tunnel *t)
+{
+	if (t->moved || t->state != TUNNEL_UP || t->dead)
+		return;
+	t->moved = true;
+	nghttp2_submit_ping(t->sink.h2, NGHTTP2_FLAG_NONE, (const uint8_t *)TUNNEL_PING_MOVE);
+	session_flush_soon(t);
+}
+
+bool tunnel_is_moved(const struct tunnel *t)
+{
+	return t->moved;
+}
+
+void tunnel_retire(struct tunnel *t)
+{
+	if (t->retire_forced)
+		return;
+	t->retire_forced = true;
+	if (t->state == TUNNEL_UP)
+		session_retire(t);
+}
+
+void tunnel_supersede(struct tunnel *t, double within)
+{
+	if (t->superseded || t->sink.h2 == NULL)
+		return;
+	t->superseded = true;
+	t->probe_at = clock_mono();
+	t->probe_within = within;
+	nghttp2_submit_ping(t->sink.h2, NGHTTP2_FLAG_NONE, NULL);
+	session_flush_soon(t);
+}
+
 bool tunnel_is_retiring(const struct tunnel *t)
 {
-	return session_retiring(t);
+	return session_retiring(t) || t->superseded;
 }
 
 void tunnel_set_server_name(struct tunnel *t, const char *name)
@@ -562,6 +600,11 @@ bool tunnel_is_up(const struct tunnel *t)
 double tunnel_age(const struct tunnel *t)
 {
 	return clock_mono() - t->t0;
+}
+
+bool tunnel_hello_answered(const struct tunnel *t)
+{
+	return t->hello_answered;
 }
 
 bool tunnel_is_established(const struct tunnel *t)

@@ -46,6 +46,23 @@ void tunnel_close(struct tunnel *t, const char *reason);
 /* Agent: GOAWAY, then close once the streams have ended (or at deadline). */
 void tunnel_drain(struct tunnel *t);
 
+/* Gateway, a handover: asks the agent to dial a replacement for this tunnel's slot
+ * (TUNNEL_PING_MOVE), which lands on the process taking over, while this one goes on
+ * carrying streams, new ones too, until we close it. */
+void tunnel_move(struct tunnel *t);
+bool tunnel_is_moved(const struct tunnel *t);
+
+/* Gateway: retires the tunnel now (GOAWAY): no new streams unless nothing else can take
+ * them; it closes once its streams are done. (A moved tunnel whose replacement came back
+ * to us: the process taking over went away.) */
+void tunnel_retire(struct tunnel *t);
+
+/* Gateway: another instance of the tunnel's agent said hello (a new process replacing
+ * this one). Visitors go to other tunnels from now on; a PING asks whether this one
+ * lives, and without an answer within `within` seconds it closes with reason "replaced"
+ * (a restarted agent's stale tunnel). */
+void tunnel_supersede(struct tunnel *t, double within);
+
 /* Agent: what hello answers. services is copied; a change on an up tunnel triggers a
  * re-hello. */
 void tunnel_set_hello(struct tunnel *t, const char *instance, unsigned slot, const char *services);
@@ -80,8 +97,11 @@ const char *tunnel_services(const struct tunnel *t);  /* gateway: from hello, co
 bool tunnel_serves(const struct tunnel *t, const char *service); /* ... names service */
 bool tunnel_is_up(const struct tunnel *t);            /* hello done, not draining */
 bool tunnel_is_established(const struct tunnel *t);   /* TLS handshake done */
+bool tunnel_hello_answered(const struct tunnel *t);   /* agent: the gateway heard our hello,
+						       * with the services last set */
 double tunnel_age(const struct tunnel *t);            /* seconds since accepted or dialled */
-bool tunnel_is_retiring(const struct tunnel *t);      /* gateway: stream IDs nearly used up */
+bool tunnel_is_retiring(const struct tunnel *t);      /* gateway: stream IDs nearly used up,
+						       * a handover, or superseded */
 size_t tunnel_nstreams(const struct tunnel *t);
 void *tunnel_user(const struct tunnel *t);
 void tunnel_set_user(struct tunnel *t, void *user);

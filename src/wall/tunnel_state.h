@@ -52,10 +52,15 @@ struct tunnel {
 	struct buf plain;  /* HTTP/2 output not yet encrypted */
 	uint8_t *rbuf;
 	double t0, last_rx, last_ping, retire_at;
+	double probe_at, probe_within; /* gateway: superseded, PING sent then; dead past within */
 	int32_t hello_id;
 	unsigned ticks;
 	int busy;
 	bool dead, established, wev_on, flush_on, retire_sent, read_blocked;
+	bool retire_forced; /* gateway: retired by a handover, not for want of stream IDs */
+	bool moved;         /* TUNNEL_PING_MOVE sent (gateway) or heard (agent) */
+	bool hello_answered; /* agent: the gateway knows our services (it routes to us) */
+	bool superseded;    /* gateway: another instance of its agent said hello */
 	const char *close_reason;
 	char peer[64];
 	char reject[32];

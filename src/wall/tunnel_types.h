@@ -41,7 +41,10 @@ struct tunnel_ops {
 	/* Gateway: the agent answered hello (first time or again). Agent: TLS is up. */
 	void (*up)(struct tunnel *t, void *arg);
 	/* The peer sent GOAWAY: no new streams; existing ones go on. (Gateway: the agent is
-	 * draining. Agent: the gateway retires this tunnel, so dial a replacement.) */
+	 * draining. Agent: the gateway retires this tunnel, so dial a replacement.) Agent
+	 * also: the gateway sent TUNNEL_PING_MOVE, so dial a replacement, which lands on the
+	 * process taking over, and keep this one, which goes on carrying streams until the
+	 * gateway closes it. */
 	void (*draining)(struct tunnel *t, void *arg);
 	/* The tunnel is gone; all its streams are already closed. t is freed after this. */
 	void (*down)(struct tunnel *t, const char *reason, void *arg);
@@ -54,5 +57,7 @@ struct tunnel_ops {
 
 /* The payload of the agent's PING that asks for a new hello (tunnel.h). */
 #define TUNNEL_PING_REHELLO "nw-hello"
+/* Gateway to agent, in a handover: dial a replacement for this tunnel's slot, keep this. */
+#define TUNNEL_PING_MOVE "nw-move!"
 
 #endif

@@ -773,6 +773,16 @@ class Gateway:
         """Start a new process with the same config and ports."""
         return self.start(wait)
 
+    def takeover(self, binary=None):
+        """Start a new process with --takeover (binary: another build, else the one under
+        test): it takes this gateway's sockets over and the old one drains. Returns
+        (old Proc, new Proc); self.proc is the new one from then on."""
+        old = self.proc
+        self.proc = self.wall.procs.start(
+            self.name, [*self.prefix, binary or NETWALL_BIN, "gateway", "-c", self.config_path,
+                        "--takeover"], check_exit=True)
+        return old, self.proc
+
     def wait_tunnels(self, n, timeout=10):
         """Wait until exactly n agent tunnels are up on this gateway."""
         return self.admin.wait_metric("netwall_tunnels_up", lambda v: v == n, timeout,
@@ -803,6 +813,15 @@ class Agent:
                 return admin_answers(self.admin.port)
             wait_until(ready, 10, f"{self.name} admin listener")
         return self
+
+    def takeover(self, binary=None):
+        """Start a new agent process with --takeover: it dials its tunnels, then the old one
+        drains. Returns (old Proc, new Proc); self.proc is the new one from then on."""
+        old = self.proc
+        self.proc = self.wall.procs.start(
+            self.name, [*self.prefix, binary or NETWALL_BIN, "agent", "-c", self.config_path,
+                        "--takeover"], check_exit=True)
+        return old, self.proc
 
 
 class Wall:
@@ -996,6 +1015,61 @@ def start_health_target(procs, mode, *, host="127.0.0.1", port=None, tls=None):
                                       host, port, mode, *(tls or ())])
     wait_port(port, host)
     return Target(p, port, host)
+
+
+class VisitorLoop:
+    """A thread opening visitors back to back to an echo service on port: each connects,
+    sends a line, reads it back whole and closes. Counts the answered and the failed (with
+    the first few failures' reasons)."""
+
+    def __init__(self, port, host="127.0.0.1"):
+        self.port, self.host = port, host
+        self.ok = 0
+        self.failed = 0
+        self.errors = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _one(self, i):
+        line = f"visitor {i}\n".encode()
+        with socket.create_connection((self.host, self.port), timeout=5) as s:
+            s.sendall(line)
+            got = b""
+            while len(got) < len(line):
+                chunk = s.recv(len(line) - len(got))
+                if not chunk:
+                    raise ConnectionError(f"closed after {len(got)} bytes")
+                got += chunk
+            if got != line:
+                raise ValueError(f"answered {got!r}")
+
+    def _run(self):
+        i = 0
+        while not self._stop.is_set():
+            i += 1
+            try:
+                self._one(i)
+                self.ok += 1
+            except (OSError, ValueError) as e:
+                self.failed += 1
+                if len(self.errors) < 5:
+                    self.errors.append(f"visitor {i}: {e!r}")
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def wait_ok(self, n, timeout=10):
+        """Wait until n more visitors than now have been answered."""
+        want = self.ok + n
+        wait_until(lambda: self.ok >= want or self.failed, timeout,
+                   f"{n} visitors answered")
+        return self.ok
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(10)
+        return self.ok, self.failed
 
 
 # ---------------------------------------------------------------- HTTP helpers

@@ -33,7 +33,8 @@ def test_frozen_agent_is_detected_and_heals(wall, echo):
 
 def test_restarted_agent_replaces_stale_registration(wall, echo):
     """With a long peer_timeout, a new instance of the same agent identity still takes over
-    at once: its hello closes the old instance's tunnels (reason=replaced)."""
+    at once: its hello supersedes the old instance's tunnels, and each, silent to the PING
+    that follows, is closed within GW_SUPERSEDE_PROBE (reason=replaced), not peer_timeout."""
     target = echo()
     slow = {"ping_interval": "10", "peer_timeout": "60"}
     gw = wall.gateway({"echo": svc()}, extra=slow)
