@@ -133,7 +133,10 @@ static struct tunnel *gw_pick(struct gateway *gw, struct gw_service *svc)
 			allowed = strcmp(svc->cfg.agents[j], tunnel_peer(t)) == 0;
 		if (!allowed)
 			continue;
-		/* a retiring tunnel only when nothing else can take the visitor */
+		/* a retiring tunnel only when nothing else can take the visitor, and never a spent
+		 * one (tunnel.h) */
+		if (tunnel_is_spent(t))
+			continue;
 		if (best == NULL || (tunnel_is_retiring(best) && !tunnel_is_retiring(t)) ||
 		    (tunnel_is_retiring(best) == tunnel_is_retiring(t) &&
 		     tunnel_nstreams(t) < tunnel_nstreams(best)))

@@ -503,6 +503,11 @@ void tunnel_supersede(struct tunnel *t, double within)
 	session_flush_soon(t);
 }
 
+bool tunnel_is_spent(const struct tunnel *t)
+{
+	return t->retire_sent && t->sink.nstreams == 0;
+}
+
 bool tunnel_is_retiring(const struct tunnel *t)
 {
 	return session_retiring(t) || t->superseded;

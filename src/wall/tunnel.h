@@ -100,6 +100,9 @@ bool tunnel_is_established(const struct tunnel *t);   /* TLS handshake done */
 bool tunnel_hello_answered(const struct tunnel *t);   /* agent: the gateway heard our hello,
 						       * with the services last set */
 double tunnel_age(const struct tunnel *t);            /* seconds since accepted or dialled */
+/* Gateway: it said GOAWAY and has no stream left. nghttp2 reads nothing more on such a
+ * session (want_read is 0), so a stream opened there would hang: it takes none. */
+bool tunnel_is_spent(const struct tunnel *t);
 bool tunnel_is_retiring(const struct tunnel *t);      /* gateway: stream IDs nearly used up,
 						       * a handover, or superseded */
 size_t tunnel_nstreams(const struct tunnel *t);
