@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/num.h"
+#include "wall/config_route.h"
 #include "core/xalloc.h"
 
 #define CONFIG_WINDOW_MIN (64u * 1024) /* stream_window: 64 KiB .. 1 GiB, both included */
@@ -214,6 +215,8 @@ static void gw_gateway_key(struct conf *cf, struct config_gateway *g, const char
 			conf_error(cf, "listen: more than %d", CONFIG_MAX_LIST);
 		else
 			config_addr(cf, key, v, &g->listen[g->nlisten++]);
+	} else if (strcmp(key, "route_timeout") == 0) {
+		conf_seconds(cf, key, v, 0.1, 600, &g->route_timeout);
 	} else if (strcmp(key, "crl") == 0) {
 		if (v[0] == '\0') {
 			conf_error(cf, "crl: empty value (want a file path)");
@@ -271,6 +274,7 @@ static int gw_service_limit(struct conf *cf, struct config_service *s, const cha
 		conf_seconds(cf, key, v, 0, 7 * 86400, &s->idle_timeout);
 	} else if (strcmp(key, "first_byte_timeout") == 0) {
 		conf_seconds(cf, key, v, 0, 3600, &s->first_byte_timeout);
+		s->fbt_line = cf->line;
 	} else {
 		return 0;
 	}
@@ -297,6 +301,13 @@ static void gw_service_key(struct conf *cf, struct config_service *s, const char
 			conf_error(cf, "allow: empty value (omit the key to allow everyone)");
 		else
 			conf_list(v, gw_allow_item, &x);
+	} else if (strcmp(key, "sni") == 0 || strcmp(key, "host") == 0) {
+		config_route_names(cf, s, key, v);
+	} else if (strcmp(key, "default") == 0) {
+		if (conf_bool(v, &s->is_default) == -1)
+			conf_error(cf, "default: want yes or no, got '%s'", v);
+		if (s->route_line == 0)
+			s->route_line = cf->line;
 	} else if (strcmp(key, "proxy_protocol") == 0) {
 		if (strcmp(v, "off") == 0)
 			s->proxy = 0;
@@ -367,6 +378,7 @@ static void gw_check(struct conf *cf, struct config_gateway *g, bool seen, int l
 						       "gateway's tunnel address",
 						   s->name);
 	}
+	config_route_check(cf, g->services, g->nservices);
 }
 
 struct config_gateway *config_gateway_load(const char *file, char **msgs)
@@ -377,6 +389,7 @@ struct config_gateway *config_gateway_load(const char *file, char **msgs)
 			   .on_key = gw_on_key };
 
 	config_common_defaults(&g->c, 9100);
+	g->route_timeout = 10;
 	conf_load(&cf);
 	if (cf.errors == 0 || l.seen_gateway)
 		gw_check(&cf, g, l.seen_gateway, l.gateway_line);
