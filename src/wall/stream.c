@@ -382,6 +382,18 @@ ssize_t tstream_provide(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t le
 	return (ssize_t)n;
 }
 
+void tstream_preload(struct tstream *s, const uint8_t *p, size_t n)
+{
+	if (n == 0)
+		return;
+	if (evbuffer_add(s->in, p, n) == -1)
+		xalloc_fail("evbuffer");
+	s->in_held += n;
+	tstream_stats.bytes_in += n;
+	if (s->bytes != NULL)
+		s->bytes[0] += n;
+}
+
 int tstream_send_data(struct tstream *s, const uint8_t *framehd, size_t length)
 {
 	struct tstream_sink *t;

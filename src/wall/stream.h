@@ -47,6 +47,9 @@ void tstream_h2_closed(struct tstream *s, uint32_t code);
 void tstream_on_response(struct tstream *s, const char *status);
 void tstream_expire_idle(struct tstream_sink *t, double now);
 void tstream_window_opened(struct tstream *s);
+/* Gateway: bytes read from the visitor before the stream existed go first; their budget
+ * count (taken by the reader) becomes the stream's, given back as they are framed. */
+void tstream_preload(struct tstream *s, const uint8_t *p, size_t n);
 
 /* Agent side of a stream: connect it to a target. */
 struct tstream_target {

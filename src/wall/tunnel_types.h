@@ -27,6 +27,12 @@ struct tunnel_visit {
 	double idle_timeout;         /* gateway: seconds without traffic before reset; 0: none */
 	uint64_t *bytes;             /* gateway: [0] read from, [1] written to the visitor; the
 				      * counters outlive the stream (the service holds them) */
+	/* gateway: bytes already read from the visitor (the ClientHello or request head that
+	 * named its service), sent before any read from its socket. They were taken from the
+	 * memory budget by the reader; a stream opened takes over that count (tunnel_open
+	 * returns 0), else it stays the caller's. */
+	const uint8_t *early;
+	size_t nearly;
 };
 
 struct tunnel;
