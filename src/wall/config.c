@@ -306,8 +306,7 @@ static void gw_service_key(struct conf *cf, struct config_service *s, const char
 	} else if (strcmp(key, "default") == 0) {
 		if (conf_bool(v, &s->is_default) == -1)
 			conf_error(cf, "default: want yes or no, got '%s'", v);
-		if (s->route_line == 0)
-			s->route_line = cf->line;
+		s->default_line = cf->line;
 	} else if (strcmp(key, "proxy_protocol") == 0) {
 		if (strcmp(v, "off") == 0)
 			s->proxy = 0;

@@ -100,9 +100,13 @@ static void route_check_shared(struct conf *cf, struct config_service *svcs, siz
 				       "services of an address use the same)",
 				   s->name, s->route == CONFIG_ROUTE_SNI ? "sni" : "host", as,
 				   t->name, t->route == CONFIG_ROUTE_SNI ? "sni" : "host");
-		if (t->is_default && s->is_default)
+		if (t->is_default && s->is_default) {
+			int line = cf->line;
+			cf->line = s->default_line;
 			conf_error(cf, "[service %s]: a second default on %s ([service %s] is one)",
 				   s->name, as, t->name);
+			cf->line = line;
+		}
 		for (size_t m = 0; m < s->nnames; m++)
 			for (size_t n = 0; n < t->nnames; n++)
 				if (strcmp(s->names[m], t->names[n]) == 0)
@@ -124,7 +128,7 @@ void config_route_check(struct conf *cf, struct config_service *svcs, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		struct config_service *s = &svcs[i];
 		if (s->is_default && s->route == CONFIG_ROUTE_NONE) {
-			cf->line = s->route_line;
+			cf->line = s->default_line;
 			conf_error(cf, "[service %s]: default needs sni or host (or a service "
 				       "sharing its address that sets one)",
 				   s->name);

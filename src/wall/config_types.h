@@ -48,7 +48,8 @@ struct config_service {
 	char names[CONFIG_MAX_LIST][SNI_NAME_MAX + 1]; /* sni or host: names, "*.x" patterns */
 	size_t nnames;
 	bool is_default; /* default = yes: takes the names no service of its address has */
-	int route_line;  /* where sni, host or default was set */
+	int route_line;  /* where sni or host was set */
+	int default_line; /* where default was set */
 	int fbt_line;    /* where first_byte_timeout was set */
 };
 
