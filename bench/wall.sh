@@ -105,6 +105,8 @@ has_path() { [[ " ${PATHS[*]} " == *" $1 "* ]]; }
 # ---------------------------------------------------------------- ports
 
 P_IPERF=$((BASE_PORT + 0)); P_REDIS=$((BASE_PORT + 1)); P_HTTP=$((BASE_PORT + 2))
+P_HTTPS=$((BASE_PORT + 3))   # nginx over TLS, for the SNI part
+NW_TLS=$((BASE_PORT + 14)); NW_SNI=$((BASE_PORT + 15))   # netwall: TLS on a port of its own, and shared by SNI
 NW_TUN=$((BASE_PORT + 10))
 NW_IPERF=$((BASE_PORT + 11)); NW_REDIS=$((BASE_PORT + 12)); NW_HTTP=$((BASE_PORT + 13))
 SSH_PORT=$((BASE_PORT + 20))
@@ -461,6 +463,11 @@ start_targets() {
     mkdir -p "$TMP/nginx/www" "$TMP/nginx/tmp"
     # a small static file: 1 KiB of text
     head -c 1024 /dev/zero | tr '\0' 'x' >"$TMP/nginx/www/small.html"
+    # a certificate for the HTTPS server (wrk does not verify it; SNI is the URL's host)
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=localhost -addext "subjectAltName = DNS:localhost" \
+        -keyout "$TMP/nginx/tls.key" -out "$TMP/nginx/tls.crt" >"$TMP/log/openssl-nginx.log" 2>&1 ||
+        die "openssl could not make nginx's certificate: $(tail -n 3 "$TMP/log/openssl-nginx.log")"
     cat >"$TMP/nginx/nginx.conf" <<EOF
 user root;
 worker_processes auto;
@@ -483,6 +490,12 @@ http {
     types { text/html html; }
     server {
         listen 127.0.0.1:$P_HTTP backlog=4096;
+        root $TMP/nginx/www;
+    }
+    server {
+        listen 127.0.0.1:$P_HTTPS ssl backlog=4096;
+        ssl_certificate $TMP/nginx/tls.crt;
+        ssl_certificate_key $TMP/nginx/tls.key;
         root $TMP/nginx/www;
     }
 }
@@ -561,6 +574,28 @@ max_per_source = 10000
 listen = 127.0.0.1:$NW_HTTP
 agents = bench
 max_per_source = 10000
+
+# HTTPS to nginx: on a port of its own, and two services sharing one port told apart by SNI
+# (wrk names localhost; both loopback families, whichever localhost resolves to first)
+[service tls]
+listen = 127.0.0.1:$NW_TLS
+listen = [::1]:$NW_TLS
+agents = bench
+max_per_source = 10000
+
+[service sni-a]
+listen = 127.0.0.1:$NW_SNI
+listen = [::1]:$NW_SNI
+agents = bench
+max_per_source = 10000
+sni = localhost
+
+[service sni-b]
+listen = 127.0.0.1:$NW_SNI
+listen = [::1]:$NW_SNI
+agents = bench
+max_per_source = 10000
+sni = *.example.test
 EOF
     cat >"$d/agent.ini" <<EOF
 [agent]
@@ -580,6 +615,15 @@ target = 127.0.0.1:$P_REDIS
 
 [service http]
 target = 127.0.0.1:$P_HTTP
+
+[service tls]
+target = 127.0.0.1:$P_HTTPS
+
+[service sni-a]
+target = 127.0.0.1:$P_HTTPS
+
+[service sni-b]
+target = 127.0.0.1:$P_HTTPS
 EOF
     local f
     for f in gateway agent; do
@@ -763,6 +807,27 @@ wrk_errors() {
                print s }' <<<"$1"
 }
 
+# measure_https NAME PORT: wrk over TLS (SNI localhost) to nginx through netwall, keep-alive
+# (requests/s) and Connection: close (new TLS connections/s); results into HTTPS_RES.
+declare -A HTTPS_RES
+measure_https() {
+    local name=$1 port=$2 mode rps
+    for mode in keepalive close; do
+        local args=(-t2 -c50 -d"${DURATION}s")
+        [[ $mode == close ]] && args+=(-H "Connection: close")
+        run_client $((DURATION + 60)) "$TMP/wrk.out" "$TMP/wrk.out" wrk "${args[@]}" \
+            "https://localhost:$port/small.html"
+        rps=$(awk '/^Requests\/sec:/ { print $2 }' "$TMP/wrk.out")
+        is_num "$rps" || die_path netwall "wrk HTTPS ($name, $mode) gave no Requests/sec: $(tail -n 5 "$TMP/wrk.out")"
+        local errs
+        errs=$(wrk_errors "$(cat "$TMP/wrk.out")")
+        [[ -n $errs ]] && NOTES+=("wrk HTTPS $name $mode: $errs")
+        local key=${name}_$([[ $mode == keepalive ]] && echo rps || echo conn_rate)
+        HTTPS_RES[$key]="${HTTPS_RES[$key]:-}${HTTPS_RES[$key]:+ }$rps"
+        log "  netwall HTTPS $key = $rps"
+    done
+}
+
 measure_wrk() {
     local path=$1 mode=$2 port out rps p99 errs
     port=$(port_of "$path" http)
@@ -872,6 +937,19 @@ for rep in $(seq 1 "$REPS"); do
     log "wrk Connection: close (new connections), repetition $rep/$REPS"
     for path in "${PATHS[@]}"; do measure_wrk "$path" close; sleep "$SETTLE"; done
 done
+
+# HTTPS through netwall: a port of its own against a port shared by two SNI services
+if has_path netwall; then
+    for rep in $(seq 1 "$REPS"); do
+        log "wrk HTTPS through netwall, own port and SNI-shared port, repetition $rep/$REPS"
+        measure_https sni "$NW_SNI"; sleep "$SETTLE"
+        measure_https tls "$NW_TLS"; sleep "$SETTLE"
+    done
+    for key in tls_rps sni_rps tls_conn_rate sni_conn_rate; do
+        [[ -n ${HTTPS_RES[$key]:-} ]] &&
+            NOTES+=("netwall HTTPS $key (req/s, reps: ${HTTPS_RES[$key]}): median $(median ${HTTPS_RES[$key]})")
+    done
+fi
 
 # anything a relay logged (netwall runs at log_level = warn, so every line is worth a look)
 for f in netwall-gateway netwall-agent; do

@@ -61,6 +61,7 @@ max_len() {
 	fuzz_hl7json) echo 8194 ;;  # two control bytes and a message; the target widens it
 	fuzz_conf) echo 4096 ;;
 	fuzz_passwd) echo 2048 ;;
+	fuzz_sni) echo 17000 ;;     # SNI_HELLO_CAP is 16389
 	*) echo 4096 ;;
 	esac
 }

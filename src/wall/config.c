@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/num.h"
+#include "wall/config_route.h"
 #include "core/xalloc.h"
 #include "wall/config_target.h"
 
@@ -223,6 +224,8 @@ static void gw_gateway_key(struct conf *cf, struct config_gateway *g, const char
 			conf_error(cf, "listen: more than %d", CONFIG_MAX_LIST);
 		else
 			config_addr(cf, key, v, &g->listen[g->nlisten++]);
+	} else if (strcmp(key, "route_timeout") == 0) {
+		conf_seconds(cf, key, v, 0.1, 600, &g->route_timeout);
 	} else if (strcmp(key, "crl") == 0) {
 		if (v[0] == '\0') {
 			conf_error(cf, "crl: empty value (want a file path)");
@@ -280,6 +283,7 @@ static int gw_service_limit(struct conf *cf, struct config_service *s, const cha
 		conf_seconds(cf, key, v, 0, 7 * 86400, &s->idle_timeout);
 	} else if (strcmp(key, "first_byte_timeout") == 0) {
 		conf_seconds(cf, key, v, 0, 3600, &s->first_byte_timeout);
+		s->fbt_line = cf->line;
 	} else if (strcmp(key, "rate_limit") == 0 || strcmp(key, "visitor_rate_limit") == 0) {
 		if (num_u64(v, 0, CONFIG_RATE_MAX, &n) == -1 || (n > 0 && n < CONFIG_RATE_MIN))
 			conf_error(cf, "%s: want bytes a second, 0 (no limit) or %u .. %llu, got '%s'",
@@ -314,6 +318,12 @@ static void gw_service_key(struct conf *cf, struct config_service *s, const char
 			conf_error(cf, "allow: empty value (omit the key to allow everyone)");
 		else
 			conf_list(v, gw_allow_item, &x);
+	} else if (strcmp(key, "sni") == 0 || strcmp(key, "host") == 0) {
+		config_route_names(cf, s, key, v);
+	} else if (strcmp(key, "default") == 0) {
+		if (conf_bool(v, &s->is_default) == -1)
+			conf_error(cf, "default: want yes or no, got '%s'", v);
+		s->default_line = cf->line;
 	} else if (strcmp(key, "proxy_protocol") == 0) {
 		if (strcmp(v, "off") == 0)
 			s->proxy = 0;
@@ -384,6 +394,7 @@ static void gw_check(struct conf *cf, struct config_gateway *g, bool seen, int l
 						       "gateway's tunnel address",
 						   s->name);
 	}
+	config_route_check(cf, g->services, g->nservices);
 }
 
 struct config_gateway *config_gateway_load(const char *file, char **msgs)
@@ -394,6 +405,7 @@ struct config_gateway *config_gateway_load(const char *file, char **msgs)
 			   .on_key = gw_on_key };
 
 	config_common_defaults(&g->c, 9100);
+	g->route_timeout = 10;
 	conf_load(&cf);
 	if (cf.errors == 0 || l.seen_gateway)
 		gw_check(&cf, g, l.seen_gateway, l.gateway_line);

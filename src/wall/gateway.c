@@ -23,6 +23,7 @@
 #include "wall/budget.h"
 #include "wall/gateway_auth.h"
 #include "wall/gateway_handover.h"
+#include "wall/gateway_route.h"
 #include "wall/gateway_state.h"
 #include "wall/gateway_status.h"
 #include "wall/share.h"
@@ -176,14 +177,10 @@ found:
 	r->last = clock_wall();
 }
 
-/* The listener refused a visitor (allowlist, max_connections, max_per_source). */
-static void gw_on_refused(void *arg, const struct sockaddr *sa, enum listener_reason r)
+/* A service's admission refused a visitor (allowlist, max_connections, max_per_source). */
+static void gw_service_refused(struct gw_service *svc, const struct sockaddr *sa,
+			       enum listener_reason r)
 {
-	struct gw_listener *gl = arg;
-	struct gw_service *svc = gl->svc;
-
-	if (svc == NULL)
-		return;
 	if (r == LISTENER_NOT_ALLOWED)
 		svc->rejected[GW_REJ_SOURCE]++;
 	else if (r == LISTENER_MAX_CONNECTIONS)
@@ -192,13 +189,24 @@ static void gw_on_refused(void *arg, const struct sockaddr *sa, enum listener_re
 		svc->rejected[GW_REJ_FIRST_BYTE]++;
 	else
 		svc->rejected[GW_REJ_PER_SOURCE]++;
-	gw_note_refused(gl->gw, sa, svc->cfg.name, listener_reason_names[r]);
+	gw_note_refused(svc->gw, sa, svc->cfg.name, listener_reason_names[r]);
 }
 
-static void gw_on_visitor(struct gw_listener *gl, int fd, const struct sockaddr *sa,
-			  struct listener_src *src)
+/* The listener refused a visitor. */
+static void gw_on_refused(void *arg, const struct sockaddr *sa, enum listener_reason r)
 {
-	struct gw_service *svc = gl->svc;
+	struct gw_listener *gl = arg;
+
+	if (gl->svc != NULL)
+		gw_service_refused(gl->svc, sa, r);
+}
+
+/* Hands the visitor on fd, admitted by svc's set (src), to a tunnel, with the bytes early
+ * already read from it (their budget count passes to the stream, or is given back). */
+static void gw_visit(struct gw_service *svc, const struct listener *l, int fd,
+		     const struct sockaddr *sa, struct listener_src *src, const uint8_t *early,
+		     size_t nearly)
+{
 	struct gw_visitor *vis;
 	struct tunnel_visit v;
 	socklen_t len = sizeof(v.dst);
@@ -211,11 +219,13 @@ static void gw_on_visitor(struct gw_listener *gl, int fd, const struct sockaddr 
 	v.bytes = svc->bytes;
 	v.rate = &svc->rate;
 	v.visitor_rate = svc->cfg.visitor_rate_limit;
+	v.early = early;
+	v.nearly = nearly;
 	memcpy(&v.src, sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
 						     : sizeof(struct sockaddr_in));
 	/* the address the visitor reached: the listener's own, unless it is a wildcard */
-	if (!listener_wildcard(gl->l) || getsockname(fd, (struct sockaddr *)&v.dst, &len) == -1)
-		memcpy(&v.dst, &listener_addr(gl->l)->ss, sizeof(v.dst));
+	if (!listener_wildcard(l) || getsockname(fd, (struct sockaddr *)&v.dst, &len) == -1)
+		memcpy(&v.dst, &listener_addr(l)->ss, sizeof(v.dst));
 	sock_nodelay(fd);
 	vis = xmalloc(sizeof(*vis));
 	vis->svc = svc;
@@ -223,6 +233,7 @@ static void gw_on_visitor(struct gw_listener *gl, int fd, const struct sockaddr 
 	t = gw_pick(svc->gw, svc);
 	if (t == NULL || tunnel_open(t, fd, &v, vis) == -1) {
 		free(vis);
+		share_give(nearly, 0);
 		svc->rejected[GW_REJ_NO_AGENT]++;
 		gw_note_refused(svc->gw, sa, svc->cfg.name, "no_agent");
 		listener_set_refuse(svc->set, src, sa, "no_agent");
@@ -317,9 +328,36 @@ static void gw_on_accept(void *arg, int fd, const struct sockaddr *sa, struct li
 		listener_set_refuse(gl->svc->set, src, sa, "draining");
 		sock_abort(fd);
 	} else {
-		gw_on_visitor(gl, fd, sa, src);
+		gw_visit(gl->svc, gl->l, fd, sa, src, NULL, 0);
 	}
 }
+
+/* A visitor of a shared address named svc: admitted by svc's limits, then handed over. */
+static void gw_route_visit(struct gateway *gw, struct gw_service *svc, const struct listener *l,
+			   int fd, const struct sockaddr *sa, const uint8_t *early, size_t nearly)
+{
+	enum listener_reason why = LISTENER_REFUSED_BY_OWNER;
+	struct listener_src *src = gw->draining ? NULL : listener_set_admit(svc->set, sa, &why);
+	char peer[ADDR_STRLEN];
+
+	if (src == NULL) {
+		if (!gw->draining)
+			gw_service_refused(svc, sa, why);
+		addr_format(sa, peer, sizeof(peer));
+		log_limited(&gw->rate_reject, LOG_WARN,
+			    "event=visitor_rejected service=%s peer=%s reason=%s", svc->cfg.name,
+			    peer, gw->draining ? "draining" : listener_reason_names[why]);
+		share_give(nearly, 0);
+		close(fd);
+		return;
+	}
+	gw_visit(svc, l, fd, sa, src, early, nearly);
+}
+
+static const struct gateway_route_ops gw_route_ops = {
+	.visit = gw_route_visit,
+	.refused = gw_note_refused,
+};
 
 static struct gw_listener *gw_listen(struct gateway *gw, struct gw_service *svc,
 				     const struct addr *a)
@@ -426,6 +464,101 @@ static struct gw_service *gw_find_service(struct gateway *gw, const char *name)
 	return NULL;
 }
 
+/* The waiting visitors' limits of shared address a: the sum of its services'
+ * max_connections, the largest max_per_source, the first service's source networks; no
+ * allowlist (each service's own applies once the name picks it). */
+static void gw_route_limits(const struct config_gateway *cfg, const struct addr *a,
+			    struct listener_limits *lim)
+{
+	struct listener_limits one;
+	bool first = true;
+
+	memset(lim, 0, sizeof(*lim));
+	for (size_t i = 0; i < cfg->nservices; i++) {
+		const struct config_service *c = &cfg->services[i];
+		bool here = false;
+		for (size_t j = 0; j < c->nlisten && !here; j++)
+			here = addr_equal(&c->listen[j], a);
+		if (!here || c->route == CONFIG_ROUTE_NONE)
+			continue;
+		gw_limits(c, &one);
+		lim->max_connections += one.max_connections;
+		if (one.max_per_source > lim->max_per_source)
+			lim->max_per_source = one.max_per_source;
+		if (first) {
+			lim->v4_prefix = one.v4_prefix;
+			lim->v6_prefix = one.v6_prefix;
+			first = false;
+		}
+	}
+}
+
+/* The route of a (and kind) among r[0..n), not yet taken; NULL if none. */
+static struct gateway_route *gw_find_route(struct gateway_route **r, size_t n, bool *taken,
+					   const struct addr *a, enum config_route kind)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!taken[i] && gateway_route_kind(r[i]) == kind &&
+		    addr_equal(gateway_route_addr(r[i]), a)) {
+			taken[i] = true;
+			return r[i];
+		}
+	}
+	return NULL;
+}
+
+/* Makes gw->routes the shared addresses of cfg, keeping those that stay (their waiting
+ * visitors too). On failure nothing has changed. */
+static int gw_sync_routes(struct gateway *gw, const struct config_gateway *cfg)
+{
+	struct gateway_route **next = NULL;
+	bool *taken = xcalloc(gw->nroutes + 1, sizeof(*taken));
+	size_t nnext = 0;
+	struct listener_limits lim;
+	char err[256];
+
+	for (size_t i = 0; i < cfg->nservices; i++) {
+		const struct config_service *c = &cfg->services[i];
+		for (size_t j = 0; c->route != CONFIG_ROUTE_NONE && j < c->nlisten; j++) {
+			struct gateway_route *r = NULL;
+			for (size_t k = 0; k < nnext && r == NULL; k++)
+				if (addr_equal(gateway_route_addr(next[k]), &c->listen[j]))
+					r = next[k];
+			if (r != NULL)
+				continue;
+			gw_route_limits(cfg, &c->listen[j], &lim);
+			r = gw_find_route(gw->routes, gw->nroutes, taken, &c->listen[j], c->route);
+			if (r != NULL)
+				gateway_route_set_limits(r, &lim);
+			else if ((r = gateway_route_new(gw, &c->listen[j], c->route, &lim,
+							&gw_route_ops, err, sizeof(err))) == NULL)
+				goto fail;
+			next = xrealloc(next, (nnext + 1) * sizeof(*next));
+			next[nnext++] = r;
+		}
+	}
+	for (size_t k = 0; k < gw->nroutes; k++)
+		if (!taken[k])
+			gateway_route_free(gw->routes[k]);
+	free(gw->routes);
+	free(taken);
+	gw->routes = next;
+	gw->nroutes = nnext;
+	return 0;
+fail:
+	log_error("event=listen_failed what=shared error=\"%s\"", err);
+	for (size_t k = 0; k < nnext; k++) {
+		bool old = false;
+		for (size_t m = 0; m < gw->nroutes; m++)
+			old |= gw->routes[m] == next[k];
+		if (!old)
+			gateway_route_free(next[k]);
+	}
+	free(next);
+	free(taken);
+	return -1;
+}
+
 /* Applies cfg's listeners and services. On failure nothing has changed. */
 static int gw_apply(struct gateway *gw, const struct config_gateway *cfg)
 {
@@ -449,15 +582,19 @@ static int gw_apply(struct gateway *gw, const struct config_gateway *cfg)
 			snprintf(name, sizeof(name), "service=%s", svc->cfg.name);
 			svc->set = listener_set_new("visitor_rejected", name, &lim);
 		}
+		/* a service routed by name listens through its address's route */
 		if (gw_sync_listeners(gw, svc, svc->ls, &svc->nls, cfg->services[i].listen,
-				      cfg->services[i].nlisten) == -1) {
+				      cfg->services[i].route != CONFIG_ROUTE_NONE
+					      ? 0
+					      : cfg->services[i].nlisten) == -1) {
 			if (old == NULL)
 				gw_service_unref(svc);
 			goto fail;
 		}
 		next[i] = svc;
 	}
-	if (gw_sync_listeners(gw, NULL, tls, &ntls, cfg->listen, cfg->nlisten) == -1)
+	if (gw_sync_routes(gw, cfg) == -1 ||
+	    gw_sync_listeners(gw, NULL, tls, &ntls, cfg->listen, cfg->nlisten) == -1)
 		goto fail;
 	/* every bind succeeded: only now do the services take their new settings */
 	for (i = 0; i < cfg->nservices; i++) {
@@ -562,6 +699,12 @@ static double gw_drain(void *arg)
 			gw_listener_free(gw->svcs[i]->ls[j]);
 		gw->svcs[i]->nls = 0;
 	}
+	/* as the services' listeners: after a handover the visitors still waiting for their
+	 * name stay with this process while it drains */
+	for (size_t i = 0; i < gw->nroutes && !gw->handed_over; i++)
+		gateway_route_free(gw->routes[i]);
+	if (!gw->handed_over)
+		gw->nroutes = 0;
 	gateway_handover_drain(gw);
 	log_info("event=drain_started streams=%llu", (unsigned long long)tstream_stats.streams_open);
 	return gw->cfg->c.drain_timeout;
@@ -578,6 +721,9 @@ static void gw_free(void *arg)
 
 	if (gw == NULL)
 		return;
+	for (size_t i = 0; i < gw->nroutes; i++)
+		gateway_route_free(gw->routes[i]);
+	free(gw->routes);
 	while (gw->ntunnels > 0)
 		tunnel_close(gw->tunnels[gw->ntunnels - 1], "shutdown");
 	for (size_t i = 0; i < gw->nsvcs; i++)
@@ -606,6 +752,12 @@ static void gw_log_listeners(const struct gateway *gw)
 			log_info("event=listening what=service service=%s addr=%s",
 				 gw->svcs[i]->cfg.name, a);
 		}
+	}
+	for (size_t i = 0; i < gw->nroutes; i++) {
+		const struct gateway_route *r = gw->routes[i];
+		addr_format((const struct sockaddr *)&gateway_route_addr(r)->ss, a, sizeof(a));
+		log_info("event=listening what=shared by=%s addr=%s",
+			 gateway_route_kind(r) == CONFIG_ROUTE_SNI ? "sni" : "host", a);
 	}
 }
 

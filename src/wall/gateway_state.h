@@ -1,5 +1,6 @@
 /* The gateway's state, shared by its rooms: gateway.c (tunnels, listeners, services, the
- * role), gateway_auth.c (agents' certificates) and gateway_status.c (the admin views). Types
+ * role), gateway_auth.c (agents' certificates), gateway_route.c (shared addresses) and
+ * gateway_status.c (the admin views). Types
  * only: each room's functions stay in its own file. */
 #ifndef NETWALL_GATEWAY_STATE_H
 #define NETWALL_GATEWAY_STATE_H
@@ -44,6 +45,21 @@ enum gw_reject {
 	GW_REJ_COUNT
 };
 
+/* Visitors of a shared address that no service took, by reason: the order of
+ * gateway_route_reasons (gateway_route.c). */
+enum gw_unrouted {
+	GW_UNR_UNKNOWN_NAME = 0, /* a name no service has, and no default */
+	GW_UNR_NO_NAME,          /* no name sent, and no default */
+	GW_UNR_MALFORMED,        /* not TLS (not HTTP/1.x), and no default */
+	GW_UNR_TOO_BIG,          /* the name not within the cap */
+	GW_UNR_TIMEOUT,          /* the name not within route_timeout */
+	GW_UNR_MEMORY,           /* the memory budget had no room for its bytes */
+	GW_UNR_CLOSED,           /* the visitor left before naming a service */
+	GW_UNR_COUNT
+};
+
+struct gateway_route;
+
 struct gw_service {
 	struct gateway *gw;
 	struct config_service cfg;
@@ -68,6 +84,9 @@ struct gateway {
 	struct gw_service **svcs;
 	size_t nsvcs;
 	struct listener_set *tunnel_set; /* the tunnel listeners: no limits of its own */
+	struct gateway_route **routes; /* the addresses shared by services told apart by name */
+	size_t nroutes;
+	uint64_t unrouted[GW_UNR_COUNT];
 	struct tunnel *tunnels[GW_MAX_TUNNELS];
 	size_t ntunnels;
 	bool draining;

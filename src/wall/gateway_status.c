@@ -14,6 +14,7 @@
 #include "core/metrics.h"
 #include "core/page.h"
 #include "wall/budget.h"
+#include "wall/gateway_route.h"
 #include "wall/gateway_state.h"
 #include "wall/stream.h"
 #include "wall/tunnel.h"
@@ -98,6 +99,9 @@ static const struct metric gws_metrics[] = {
 	  "service", METRIC_READ(gws_rate_limited) },
 	{ "netwall_rejected_total", METRIC_COUNTER, "Visitors refused, by service and reason.",
 	  "service", METRIC_READ(gws_rejected), .label2 = "reason" },
+	{ "netwall_gateway_visitors_unrouted_total", METRIC_COUNTER,
+	  "Visitors of a shared address that no service took, by reason.", "reason",
+	  METRIC_FIELDS(struct gateway, unrouted, gateway_route_reasons, GW_UNR_COUNT) },
 };
 
 static void gws_register_metrics(struct metrics *m, void *arg)

@@ -542,6 +542,7 @@ int session_open(struct tunnel *t, int fd, const struct tunnel_visit *v, void *o
 	s->idle_limit = v->idle_timeout;
 	s->bytes = v->bytes;
 	s->last_io = clock_mono();
+	tstream_preload(s, v->early, v->nearly);
 	tstream_set_source(s, (const struct sockaddr *)&v->src);
 	tstream_set_rate(s, v->rate, v->visitor_rate);
 	if (session_retiring(t))

@@ -1,4 +1,11 @@
-/* The window and the budget a stream waits for (share.c). */
+/* The window and the budget a stream waits for (share.c).
+ *
+ * Shares: once the windows granted pass a quarter of the budget, the streams of one source
+ * network (the visitor's address, IPv4 /32, IPv6 /64; the agent reads it from
+ * x-netwall-src) hold together at most 1/STREAM_SHARE_DIV of the budget as window, or one
+ * STREAM_WINDOW_FIRST. Its streams past that are parked on the share, oldest first, and
+ * granted as its own streams give window back, so one source whose visitors never read
+ * cannot take the window every other visitor needs. */
 #ifndef NETWALL_SHARE_H
 #define NETWALL_SHARE_H
 

@@ -11,14 +11,8 @@
  * what it had. Windows take at most half the budget, so sockets can always be read. A
  * socket is read only up to what the peer's window lets us send (at most STREAM_IN_CAP) and
  * while the budget has room; the bytes read are held until framed. A stream that finds the
- * budget full waits on a queue, woken in order as bytes are given back.
- *
- * Shares: once the windows granted pass a quarter of the budget, the streams of one source
- * network (the visitor's address, IPv4 /32, IPv6 /64; the agent reads it from
- * x-netwall-src) hold together at most 1/STREAM_SHARE_DIV of the budget as window, or one
- * STREAM_WINDOW_FIRST. Its streams past that are parked on the share,
- * oldest first, and granted as its own streams give window back, so one source whose
- * visitors never read cannot take the window every other visitor needs.
+ * budget full waits on a queue, woken in order as bytes are given back. Source networks'
+ * shares of the window: share.h.
  *
  * Hang-ups: a socket that is neither read nor written (its stream waits for window or for
  * the budget) is polled each second for its peer hanging up. A reset ends the stream.
@@ -402,6 +396,18 @@ ssize_t tstream_provide(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t le
 		s->eof_sent = true;
 	}
 	return (ssize_t)n;
+}
+
+void tstream_preload(struct tstream *s, const uint8_t *p, size_t n)
+{
+	if (n == 0)
+		return;
+	if (evbuffer_add(s->in, p, n) == -1)
+		xalloc_fail("evbuffer");
+	s->in_held += n;
+	tstream_stats.bytes_in += n;
+	if (s->bytes != NULL)
+		s->bytes[0] += n;
 }
 
 int tstream_send_data(struct tstream *s, const uint8_t *framehd, size_t length)

@@ -52,6 +52,9 @@ void tstream_window_opened(struct tstream *s);
  * buckets of its own of that many bytes a second (rate.h). */
 struct rate_share;
 void tstream_set_rate(struct tstream *s, struct rate_share *service, uint64_t visitor_rate);
+/* Gateway: bytes read from the visitor before the stream existed go first; their budget
+ * count (taken by the reader) becomes the stream's, given back as they are framed. */
+void tstream_preload(struct tstream *s, const uint8_t *p, size_t n);
 
 /* Agent side of a stream: connect it to a target. */
 struct tstream_target {

@@ -32,6 +32,12 @@ struct tunnel_visit {
 	struct rate_share *rate;     /* gateway: the service's rate buckets (they outlive the
 				      * stream too), or NULL */
 	uint64_t visitor_rate;       /* gateway: bytes a second each way for this visitor; 0: none */
+	/* gateway: bytes already read from the visitor (the ClientHello or request head that
+	 * named its service), sent before any read from its socket. They were taken from the
+	 * memory budget by the reader; a stream opened takes over that count (tunnel_open
+	 * returns 0), else it stays the caller's. */
+	const uint8_t *early;
+	size_t nearly;
 };
 
 struct tunnel;

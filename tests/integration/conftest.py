@@ -936,7 +936,7 @@ http {{
     default_type application/octet-stream;
     server {{
         listen {listen}{pp};
-        root {root};
+        root {root};{tls}
         location / {{ }}
     }}
 }}
@@ -944,12 +944,16 @@ http {{
 
 
 def start_nginx(procs, workdir, root, *, host="127.0.0.1", port=None, proxy_protocol=False,
-                prefix=()):
+                prefix=(), tls=None):
+    """nginx serving root; tls=(certificate, key) makes it HTTPS on the same port."""
     port = port or free_port()
     d = Path(tempfile.mkdtemp(prefix="nginx-", dir=workdir))
     conf = d / "nginx.conf"
+    tls_conf = "" if tls is None else (
+        f"\n        ssl_certificate {tls[0]};\n        ssl_certificate_key {tls[1]};")
     conf.write_text(NGINX_CONF.format(dir=d, root=root, listen=hostport(host, port),
-                                      pp=" proxy_protocol" if proxy_protocol else ""))
+                                      pp=(" proxy_protocol" if proxy_protocol else "")
+                                      + (" ssl" if tls else ""), tls=tls_conf))
     p = procs.start("nginx", [*prefix, "nginx", "-p", d, "-c", conf], stop_signal=signal.SIGTERM)
     if not prefix:
         wait_port(port, host if host not in ("0.0.0.0", "::") else "127.0.0.1")

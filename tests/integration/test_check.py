@@ -106,8 +106,32 @@ def remove(lines, old, header):
     return lines.index(header) + 1
 
 
+def add_service(lines, web, two, report):
+    """Adds lines web to [service web] and a [service two] with lines two; returns the line
+    of two's entry report (an exact line, or the section header when None)."""
+    at = lines.index("proxy_protocol = v2") + 1
+    lines[at:at] = web
+    lines += ["[service two]", *two, ""]
+    return len(lines) - len(two) - 1 if report is None else lines.index(report, at + len(web)) + 1
+
+
+SHARED = "listen = 127.0.0.1:18080"
 # name: (which config, edit(lines) -> expected 1-based line)
 BAD = {
+    # services sharing a listen address
+    "shared_listen_without_names": ("gateway", lambda l: add_service(
+        l, [], [SHARED, "agents = site-a"], None)),
+    "shared_listen_sni_and_host": ("gateway", lambda l: add_service(
+        l, ["sni = a.example"], [SHARED, "agents = site-a", "host = b.example"],
+        "host = b.example")),
+    "shared_listen_same_name": ("gateway", lambda l: add_service(
+        l, ["sni = a.example, *.b.example"], [SHARED, "agents = site-a",
+                                              "sni = *.B.example"], "sni = *.B.example")),
+    "shared_listen_two_defaults": ("gateway", lambda l: add_service(
+        l, ["sni = a.example", "default = yes"],
+        [SHARED, "agents = site-a", "sni = c.example", "default = yes"], "default = yes")),
+    "sni_bad_name": ("gateway", lambda l: insert_after(l, "proxy_protocol = v2",
+                                                       "sni = a..example")),
     "unknown_key": ("gateway", lambda l: insert_after(l, "key = gateway.key", "colour = blue")),
     "unknown_section": ("gateway", lambda l: insert_after(l, "", "[bogus]")),
     "bad_address": ("gateway", lambda l: replace(l, "listen = 127.0.0.1:18080",
@@ -185,6 +209,14 @@ def test_invalid_config_names_file_and_line(confdir, keys, case):
     assert r.returncode == 1, f"exit {r.returncode}, stderr: {r.stderr!r}"
     assert any(f"{path}:{n}:" in r.stderr for n in want), (
         f"expected '{path}:{want[0]}:' (line: {lines[want[0] - 1]!r}) in stderr:\n{r.stderr}")
+
+
+def test_shared_listen_with_names_is_valid(confdir, keys):
+    lines = gateway_lines(keys)
+    add_service(lines, ["sni = a.example", "default = yes"],
+                [SHARED, "agents = site-a", "sni = *.a.example"], None)
+    r = run_check(write(confdir / "shared.ini", lines))
+    assert r.returncode == 0, r.stderr
 
 
 def test_check_missing_file(tmp_path, netwall_bin):

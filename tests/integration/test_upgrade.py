@@ -4,7 +4,6 @@ the old process gives way only once the new one serves, then drains and exits 0.
 binary and the same binary (the operator's restart) take the same path."""
 
 import os
-import random
 import re
 import shutil
 import signal
@@ -16,23 +15,12 @@ import threading
 
 import pytest
 
-from conftest import (NETWALL_BIN, VisitorLoop, curl_sha256, echo_works, svc, wait_until)
-
-_PORTS = list(range(25000, 25500))
-random.shuffle(_PORTS)
-
+from conftest import (NETWALL_BIN, VisitorLoop, curl_sha256, echo_works, free_port, svc,
+                      wait_until)
 
 def port():
-    """A port of this file's range (25000-25499) free on 127.0.0.1."""
-    while _PORTS:
-        p = _PORTS.pop()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", p))
-                return p
-            except OSError:
-                continue
-    raise RuntimeError("no free port in 25000-25499")
+    """One port from the suite's allocator (conftest.free_port): never one it gave out."""
+    return free_port()
 
 
 def gateway(wall, tmp_path, services, sock=None, **extra):

@@ -1817,6 +1817,117 @@ static void test_find_target(void **state)
 	config_agent_free(a);
 }
 
+/* Services told apart by name on one address: sni, host, default, route_timeout. */
+#define GW_SNI_A                                      \
+	"[service a]\n"                 /* 10 */      \
+	"listen = 127.0.0.1:8443\n"     /* 11 */      \
+	"agents = edge\n"               /* 12 */      \
+	"sni = App.Example.org, *.Clinic.example\n" /* 13 */
+
+static void test_gw_route_accepted(void **state)
+{
+	struct fixture *fx = *state;
+	struct config_gateway *g;
+	const struct config_service *a, *b, *c;
+
+	g = gw_ok(fx, GW_BASE "route_timeout = 2.5\n" /* 10 */
+			      "[service a]\n"             /* 11 */
+			      "listen = 127.0.0.1:8443\n" /* 12 */
+			      "agents = edge\n"           /* 13 */
+			      "sni = App.Example.org, *.Clinic.example\n"
+			      "[service b]\n"
+			      "listen = 127.0.0.1:8443\n"
+			      "agents = edge\n"
+			      "sni = other.example.org\n"
+			      "[service c]\n" /* a default without names: takes sni from a, b */
+			      "listen = 127.0.0.1:8443\n"
+			      "agents = edge\n"
+			      "default = yes\n"
+			      "[service d]\n" /* host alone on its address */
+			      "listen = 127.0.0.1:8444\n"
+			      "agents = edge\n"
+			      "host = x.example\n");
+	assert_true(fabs(g->route_timeout - 2.5) < 1e-9);
+	a = config_find_service(g, "a");
+	b = config_find_service(g, "b");
+	c = config_find_service(g, "c");
+	assert_int_equal(a->route, CONFIG_ROUTE_SNI);
+	assert_int_equal(a->nnames, 2);
+	assert_string_equal(a->names[0], "app.example.org");
+	assert_string_equal(a->names[1], "*.clinic.example");
+	assert_false(a->is_default || b->is_default);
+	assert_true(c->is_default);
+	assert_int_equal(c->route, CONFIG_ROUTE_SNI);
+	assert_int_equal(c->nnames, 0);
+	assert_int_equal(config_find_service(g, "d")->route, CONFIG_ROUTE_HOST);
+	config_gateway_free(g);
+}
+
+static void test_gw_route_refused(void **state)
+{
+	struct fixture *fx = *state;
+
+	/* the default route_timeout */
+	{
+		struct config_gateway *g = gw_ok(fx, GW_BASE);
+		assert_true(fabs(g->route_timeout - 10) < 1e-9);
+		config_gateway_free(g);
+	}
+	/* sharing an address without names, as before */
+	gw_bad(fx,
+	       GW_BASE "[service two]\n"           /* 10 */
+		       "listen = 127.0.0.1:8080\n" /* 11 */
+		       "agents = edge\n",          /* 12 */
+	       10, "[service two]: listen 127.0.0.1:8080 is also [service web]'s", 1);
+	/* one with sni, one without */
+	gw_bad(fx,
+	       GW_BASE GW_SNI_A "[service b]\n"    /* 14 */
+			"listen = 127.0.0.1:8443\n" /* 15 */
+			"agents = edge\n",          /* 16 */
+	       14, "listen 127.0.0.1:8443 is also [service a]'s", 1);
+	/* sni and host on one address */
+	gw_bad(fx,
+	       GW_BASE GW_SNI_A "[service b]\n"    /* 14 */
+			"listen = 127.0.0.1:8443\n" /* 15 */
+			"agents = edge\n"           /* 16 */
+			"host = b.example\n",       /* 17 */
+	       17, "[service b]: routed by host on 127.0.0.1:8443, [service a] by sni", 1);
+	/* the same name twice on one address, names compared in lower case */
+	gw_bad(fx,
+	       GW_BASE GW_SNI_A "[service b]\n"    /* 14 */
+			"listen = 127.0.0.1:8443\n" /* 15 */
+			"agents = edge\n"           /* 16 */
+			"sni = b.example, *.CLINIC.example\n", /* 17 */
+	       17, "[service b]: name *.clinic.example on 127.0.0.1:8443 is also [service a]'s",
+	       1);
+	/* two defaults */
+	gw_bad(fx,
+	       GW_BASE GW_SNI_A "default = yes\n"  /* 14 */
+			"[service b]\n"             /* 15 */
+			"listen = 127.0.0.1:8443\n" /* 16 */
+			"agents = edge\n"           /* 17 */
+			"default = on\n",           /* 18 */
+	       18, "[service b]: a second default on 127.0.0.1:8443 ([service a] is one)", 1);
+	/* a default with no way to read a name */
+	gw_bad(fx,
+	       GW_BASE "[service b]\n"             /* 10 */
+		       "listen = 127.0.0.1:8443\n" /* 11 */
+		       "agents = edge\n"           /* 12 */
+		       "default = yes\n",          /* 13 */
+	       13, "[service b]: default needs sni or host", 1);
+	/* sni and host on one service; bad names; first_byte_timeout; a bad default */
+	gw_bad(fx, GW_BASE GW_SNI_A "host = a.example\n", 14,
+	       "host: the service already has sni", 1);
+	gw_bad(fx, GW_BASE GW_SNI_A "sni = a..example\n", 14, "sni: bad name 'a..example'", 1);
+	gw_bad(fx, GW_BASE GW_SNI_A "sni = a.*.example\n", 14, "sni: bad name", 1);
+	gw_bad(fx, GW_BASE GW_SNI_A "sni = \n", 14, "sni: empty value", 1);
+	gw_bad(fx, GW_BASE GW_SNI_A "host = *\n", 14, "host: the service already has sni", 0);
+	gw_bad(fx, GW_BASE GW_SNI_A "first_byte_timeout = 5\n", 14,
+	       "first_byte_timeout: not used with sni or host", 1);
+	gw_bad(fx, GW_BASE GW_SNI_A "default = maybe\n", 14, "default: want yes or no", 1);
+	gw_bad(fx, GW_BASE "route_timeout = 0\n", 10, "route_timeout: want seconds", 1);
+}
+
 #define fx_test(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown)
 
 int main(void)
@@ -1842,6 +1953,8 @@ int main(void)
 		fx_test(test_gw_bad_proxy_protocol),
 		fx_test(test_gw_numbers_out_of_range),
 		fx_test(test_gw_peer_timeout_not_above_ping),
+		fx_test(test_gw_route_accepted),
+		fx_test(test_gw_route_refused),
 		fx_test(test_gw_service_unknown_agent),
 		fx_test(test_gw_service_listen_is_tunnel_listen),
 		fx_test(test_gw_missing_required_keys),
