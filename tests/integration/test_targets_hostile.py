@@ -1,0 +1,128 @@
+"""Several targets per agent service under hostile and careless use: targets whose
+connects fail at once, a target whose health flaps, streams in flight while their service
+is withdrawn, reloads while checks are in flight."""
+import http.client
+import signal
+
+from conftest import http_get, start_health_target, start_nginx, svc, visitor_closed_within
+
+from test_targets import get_who, who_root
+
+
+def test_every_target_fails_at_once(wall, procs, tmp_path):
+    """Two Unix targets whose sockets do not exist: the first connect and its redial both
+    fail inside the visit; the visitor is closed, the agent lives on and serves the next
+    service, and the redial went to the other target once."""
+    good = start_nginx(procs, tmp_path, who_root(tmp_path, "A"))
+    a, b = tmp_path / "a.sock", tmp_path / "b.sock"
+    gw = wall.gateway({"svc": svc(), "ok": svc()})
+    ag = wall.agent("site-a", gw, {
+        "svc": {"target": f"unix:{a}, unix:{b}", "health_check": "off"},
+        "ok": good.addr})
+    gw.wait_tunnels(2)
+    for _ in range(4):
+        assert visitor_closed_within(gw.port("svc"), 10, send=b"GET / HTTP/1.0\r\n\r\n") \
+            is not None
+    assert len(ag.proc.events("target_connect_failed")) == 8  # each stream: both targets
+    assert get_who(gw, "ok") == (200, "A")
+    assert ag.proc.alive()
+
+
+def test_stream_in_flight_survives_withdraw(wall, procs, tmp_path):
+    """A visitor's keep-alive connection open while the only target fails its http check
+    and the service is withdrawn: the connection in flight still works (a withdraw stops new
+    streams, it does not cut the open ones)."""
+    root = who_root(tmp_path, "A")
+    a = start_nginx(procs, tmp_path, root)
+    gw = wall.gateway({"svc": svc()})
+    ag = wall.agent("site-a", gw, {"svc": {
+        "target": a.addr, "health_check": "http /health", "health_interval": "0.2",
+        "health_timeout": "1", "health_fall": "1", "health_rise": "1"}})
+    gw.wait_tunnels(2)
+    ag.proc.wait_event("target_up", service="svc", target=a.addr)
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port("svc"), timeout=10)
+    conn.request("GET", "/who.txt")
+    r = conn.getresponse()
+    assert (r.status, r.read()) == (200, b"A")
+    (root / "health").unlink()
+    ag.proc.wait_event("target_down", service="svc", target=a.addr)
+    ag.proc.wait_event("services_announced", services="")
+    conn.request("GET", "/who.txt")
+    r = conn.getresponse()
+    assert (r.status, r.read()) == (200, b"A")
+    conn.close()
+
+
+def test_flapping_target_is_damped(wall, procs, tmp_path):
+    """A target answering 200 and 500 in turn, with health_fall = health_rise = 1 (the
+    lowest an operator may set) and a short interval: every check flips its state. The
+    gateways must not get a re-hello per check: announcements of the service stay a small
+    fraction of the checks."""
+    flap = start_health_target(procs, "flap")
+    gw = wall.gateway({"svc": svc()})
+    ag = wall.agent("site-a", gw, {"svc": {
+        "target": flap.addr, "health_check": "http /health", "health_interval": "0.05",
+        "health_timeout": "1", "health_fall": "1", "health_rise": "1"}})
+    gw.wait_tunnels(2)
+    ag.admin.wait_metric("netwall_agent_target_checks_total", lambda v: v >= 40,
+                         service="svc", target=flap.addr, result="ok")
+    checks = sum(ag.metric("netwall_agent_target_checks_total", service="svc",
+                           target=flap.addr, result=r) for r in ("ok", "bad_status"))
+    announced = len(ag.proc.events("services_announced"))
+    assert announced <= checks // 10, f"{announced} announcements for {checks} checks"
+
+
+def test_reload_removes_target_mid_check(wall, procs, tmp_path):
+    """SIGHUP that removes targets whose http checks are in flight (held by the target):
+    the checks are dropped, nothing freed is touched (a sanitized build aborts otherwise),
+    the remaining target serves."""
+    good = start_nginx(procs, tmp_path, who_root(tmp_path, "A"))
+    holds = [start_health_target(procs, "hold") for _ in range(3)]
+    listed = ", ".join([good.addr] + [h.addr for h in holds])
+    gw = wall.gateway({"svc": svc()})
+    ag = wall.agent("site-a", gw, {"svc": {
+        "target": listed, "health_check": "http /health", "health_interval": "0.05",
+        "health_timeout": "30"}})
+    gw.wait_tunnels(2)
+    ag.proc.wait_event("target_up", service="svc", target=good.addr)
+    def reload(old, new):
+        cfg = ag.config_path.read_text()
+        ag.config_path.write_text(cfg.replace(f"target = {old}\n", f"target = {new}\n"))
+        mark = ag.proc.mark()
+        ag.proc.signal(signal.SIGHUP)
+        ag.proc.wait_event("reloaded", since=mark)
+
+    for _ in range(3):
+        reload(listed, good.addr)
+        reload(good.addr, listed)
+    reload(listed, good.addr)
+    assert [get_who(gw) for _ in range(3)] == [(200, "A")] * 3
+    assert http_get(ag.admin.port, "/status")[0] == 200
+    assert ag.proc.alive()
+
+
+def test_new_target_unchecked_takes_no_stream(wall, procs, tmp_path):
+    """SIGHUP that adds a target accepting connects but never answering its http check:
+    until a check passes it must take no visitor while the service has a target known up.
+    (A target not yet checked counts as up: visitors are sent to it and hang.)"""
+    good = start_nginx(procs, tmp_path, who_root(tmp_path, "A"))
+    hold = start_health_target(procs, "hold")
+    gw = wall.gateway({"svc": svc()})
+    ag = wall.agent("site-a", gw, {"svc": {
+        "target": good.addr,
+        "health_check": "http /health", "health_interval": "0.2", "health_timeout": "30"}})
+    gw.wait_tunnels(2)
+    ag.proc.wait_event("target_up", service="svc", target=good.addr)
+    cfg = ag.config_path.read_text()
+    ag.config_path.write_text(cfg.replace(f"target = {good.addr}\n",
+                                          f"target = {good.addr}, {hold.addr}\n"))
+    mark = ag.proc.mark()
+    ag.proc.signal(signal.SIGHUP)
+    ag.proc.wait_event("reloaded", since=mark)
+    got = []
+    for _ in range(4):
+        try:
+            got.append(get_who(gw))
+        except OSError as e:  # the visitor sent to the held target times out
+            got.append(type(e).__name__)
+    assert got == [(200, "A")] * 4
