@@ -3,10 +3,13 @@ connects fail at once, a target whose health flaps, streams in flight while thei
 is withdrawn, reloads while checks are in flight."""
 import http.client
 import signal
+import socket
+import threading
 
-from conftest import http_get, start_health_target, start_nginx, svc, visitor_closed_within
+from conftest import (SANITIZED, http_get, start_echo, start_health_target, start_nginx, svc,
+                      visitor_closed_within, wait_until)
 
-from test_targets import get_who, who_root
+from test_targets import _rss_kib, get_who, who_root
 
 
 def test_every_target_fails_at_once(wall, procs, tmp_path):
@@ -126,3 +129,110 @@ def test_new_target_unchecked_takes_no_stream(wall, procs, tmp_path):
         except OSError as e:  # the visitor sent to the held target times out
             got.append(type(e).__name__)
     assert got == [(200, "A")] * 4
+
+
+def _blackhole():
+    """A listener whose accept queue is full: a connect to it stays pending (its SYN is
+    dropped) until the dialler gives up. Returns (listener, fillers, addr)."""
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(0)
+    fillers = []
+    for _ in range(3):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(lst.getsockname())
+        fillers.append(c)
+    return lst, fillers, f"127.0.0.1:{lst.getsockname()[1]}"
+
+
+def test_redial_after_timeout_keeps_bytes_and_proxy_header(wall, procs, tmp_path):
+    """The first target's connect hangs until connect_timeout while the visitor sends 2 MB:
+    the stream dials the echo target once, which gets the PROXY header exactly once and
+    then every byte in order; the agent's memory stays bounded by the stream's window."""
+    hole, fillers, hole_addr = _blackhole()
+    echo = start_echo(procs)
+    gw = wall.gateway({"svc": svc(proxy_protocol="v1")})
+    ag = wall.agent("site-a", gw, {"svc": {"target": f"{hole_addr}, {echo.addr}",
+                                           "health_check": "off"}},
+                    extra={"connect_timeout": "1"})
+    gw.wait_tunnels(2)
+    payload = bytes(range(256)) * 8192  # 2 MB
+    rss = _rss_kib(ag.proc.pid)
+    s = socket.create_connection(("127.0.0.1", gw.port("svc")), timeout=20)
+    sender = threading.Thread(target=s.sendall, args=(payload,), daemon=True)
+    sender.start()
+    got = b""
+    while b"\r\n" not in got or len(got) < got.index(b"\r\n") + 2 + len(payload):
+        chunk = s.recv(65536)
+        assert chunk, f"closed after {len(got)} bytes"
+        got += chunk
+    sender.join(10)
+    s.close()
+    head, _, body = got.partition(b"\r\n")
+    assert head.startswith(b"PROXY TCP4 127.0.0.1 "), head[:80]
+    assert body == payload  # no second header, nothing lost or doubled
+    assert ag.proc.events("target_connect_failed")[0]["error"] == "timeout"
+    assert _rss_kib(ag.proc.pid) - rss < (65536 if SANITIZED else 8192)
+    hole.close()
+    for c in fillers:
+        c.close()
+
+
+def _lines(holes):
+    """16 addresses do not fit one config line: two target lines of 8."""
+    return [", ".join(h[2] for h in holes[:8]), ", ".join(h[2] for h in holes[8:])]
+
+
+def test_own_fd_shortage_is_not_the_targets_fault(wall, procs, tmp_path):
+    """The agent short of file descriptors (32 checks held open by targets that never
+    accept, under a low RLIMIT_NOFILE): a check of a healthy target that cannot get a
+    socket says nothing about the target; it must not be taken down (and its service
+    withdrawn) for the agent's own shortage."""
+    good = start_nginx(procs, tmp_path, who_root(tmp_path, "A"))
+    holes = [_blackhole() for _ in range(32)]
+    slow = {"health_check": "tcp", "health_interval": "0.2", "health_timeout": "30"}
+    gw = wall.gateway({"svc": svc(), "many1": svc(), "many2": svc()})
+    ag = wall.agent("site-a", gw, {
+        "svc": {"target": good.addr, **slow},
+        "many1": {"target": _lines(holes[:16]), **slow},
+        "many2": {"target": _lines(holes[16:]), **slow}},
+        prefix=("prlimit", "--nofile=40:40"))
+    gw.wait_tunnels(2)
+    # a knock on the admin port makes the agent log accept_paused, each 0.1 s at most,
+    # while it is short of descriptors: 20 of them span several of svc's checks (every
+    # 0.2 s), all made while short
+
+    def paused_enough():
+        try:
+            socket.create_connection(("127.0.0.1", ag.admin.port), timeout=1).close()
+        except OSError:
+            pass
+        return len(ag.proc.events("accept_paused")) >= 20
+    wait_until(paused_enough, 30, "the agent short of descriptors")
+    down = ag.proc.events("target_down", service="svc")
+    assert not down, down
+    for lst, fillers, _ in holes:
+        lst.close()
+        for c in fillers:
+            c.close()
+
+
+def test_sigterm_with_checks_in_flight(wall, procs, tmp_path):
+    """SIGTERM while http checks on held connections and on pending connects are
+    in flight: the agent exits cleanly (under a sanitizer: nothing leaked or touched after
+    free)."""
+    good = start_nginx(procs, tmp_path, who_root(tmp_path, "A"))
+    hold = start_health_target(procs, "hold")
+    hole, fillers, hole_addr = _blackhole()
+    gw = wall.gateway({"svc": svc()})
+    ag = wall.agent("site-a", gw, {"svc": {
+        "target": f"{good.addr}, {hold.addr}, {hole_addr}", "health_check": "http /health",
+        "health_interval": "0.05", "health_timeout": "30"}})
+    gw.wait_tunnels(2)
+    ag.proc.wait_event("target_up", service="svc", target=good.addr)
+    ag.proc.signal(signal.SIGTERM)
+    assert ag.proc.wait_exit(15) == 0
+    hole.close()
+    for c in fillers:
+        c.close()
