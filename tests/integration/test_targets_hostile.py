@@ -72,7 +72,9 @@ def test_flapping_target_is_damped(wall, procs, tmp_path):
     checks = sum(ag.metric("netwall_agent_target_checks_total", service="svc",
                            target=flap.addr, result=r) for r in ("ok", "bad_status"))
     announced = len(ag.proc.events("services_announced"))
-    assert announced <= checks // 10, f"{announced} announcements for {checks} checks"
+    asked = len(gw.proc.events("tunnel_up", agent="site-a"))
+    assert announced <= checks // 10, \
+        f"{announced} announcements, {asked} hellos at the gateway, for {checks} checks"
 
 
 def test_reload_removes_target_mid_check(wall, procs, tmp_path):
