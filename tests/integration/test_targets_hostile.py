@@ -9,7 +9,7 @@ import threading
 from conftest import (SANITIZED, http_get, start_echo, start_health_target, start_nginx, svc,
                       visitor_closed_within, wait_until)
 
-from test_targets import _rss_kib, get_who, who_root
+from test_targets import _rss_kib, get_who, http_get_status, make_cert, who_root
 
 
 def test_every_target_fails_at_once(wall, procs, tmp_path):
@@ -238,3 +238,26 @@ def test_sigterm_with_checks_in_flight(wall, procs, tmp_path):
     hole.close()
     for c in fillers:
         c.close()
+
+
+def test_tls_failure_counts_against_the_target(wall, procs, tmp_path):
+    """tls = on with the default tcp check: a target that accepts TCP but cannot do TLS
+    (here: it speaks plain HTTP and waits for a request, so the handshake stalls) passes
+    every check, and each visitor sent to it is reset at connect_timeout. Visitors' failed
+    handshakes must count against the target (as their failed connects do) and take it
+    out."""
+    crt, key = make_cert(tmp_path, "target.internal")
+    good = start_health_target(procs, "status:200", tls=(crt, key))
+    plain = start_health_target(procs, "status:200")
+    gw = wall.gateway({"svc": svc()})
+    ag = wall.agent("site-a", gw, {"svc": {
+        "target": f"{good.addr}, {plain.addr}", "tls": "on", "tls_ca": str(crt),
+        "tls_server_name": "target.internal", "health_interval": "0.2"}},
+        extra={"connect_timeout": "1"})
+    gw.wait_tunnels(2)
+    ag.proc.wait_event("target_up", service="svc", target=plain.addr)
+    for _ in range(6):
+        http_get_status(gw.port("svc"))
+    # the visitors sent to it were reset
+    assert ag.proc.events("target_connect_failed") or ag.proc.events("target_tls_failed")
+    ag.proc.wait_event("target_down", service="svc", target=plain.addr)
