@@ -45,6 +45,7 @@
 #include "wall/rate.h"
 #include "wall/share.h"
 #include "wall/stream.h"
+#include "wall/stream_io.h"
 #include "wall/stream_state.h"
 
 
@@ -497,45 +498,6 @@ void tstream_expire_idle(struct tstream_sink *t, double now)
 
 /* ---- socket side ---- */
 
-/* Reads from the socket into s->in. Returns bytes read, 0 at EOF, -1 with errno. */
-static ssize_t stream_read_some(struct tstream *s, size_t room)
-{
-	struct evbuffer_iovec v;
-	int n, err;
-
-	if (s->ssl == NULL) {
-		/* one read() into reserved space: evbuffer_read would ask FIONREAD first */
-		ssize_t r;
-		if (evbuffer_reserve_space(s->in, (ev_ssize_t)room, &v, 1) < 1)
-			xalloc_fail("evbuffer");
-		r = read(s->fd, v.iov_base, v.iov_len < room ? v.iov_len : room);
-		if (r > 0) {
-			v.iov_len = (size_t)r;
-			evbuffer_commit_space(s->in, &v, 1);
-		}
-		return r;
-	}
-	if (evbuffer_reserve_space(s->in, (ev_ssize_t)(room < 16384 ? room : 16384), &v, 1) < 1)
-		xalloc_fail("evbuffer");
-	ERR_clear_error();
-	n = SSL_read(s->ssl, v.iov_base, (int)(v.iov_len < room ? v.iov_len : room));
-	if (n > 0) {
-		v.iov_len = (size_t)n;
-		evbuffer_commit_space(s->in, &v, 1);
-		return n;
-	}
-	err = SSL_get_error(s->ssl, n);
-	if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-		errno = EAGAIN;
-		return -1;
-	}
-	if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0))
-		return 0;
-	ERR_clear_error();
-	errno = ECONNRESET;
-	return -1;
-}
-
 static void stream_read(struct tstream *s)
 {
 	struct tstream_sink *t = s->t;
@@ -569,7 +531,7 @@ static void stream_read(struct tstream *s)
 		stream_set_reading(s, false); /* its timer reads again (stream_paced) */
 		return;
 	}
-	n = stream_read_some(s, want);
+	n = stream_io_read(s, want);
 	if (n > 0 && s->pace != NULL)
 		rate_pace_spent(s->pace, RATE_FROM_VISITOR, (size_t)n);
 	if (n > 0) {
@@ -616,34 +578,6 @@ static void stream_read(struct tstream *s)
 	t->flush(t->arg);
 }
 
-/* Writes at most max bytes of s->out to the socket. */
-static ssize_t stream_write_some(struct tstream *s, size_t max)
-{
-	struct evbuffer_iovec v;
-	int n, err;
-
-	if (s->ssl == NULL)
-		return evbuffer_write_atmost(s->out, s->fd, max > INT32_MAX ? -1 : (ev_ssize_t)max);
-	if (evbuffer_peek(s->out, -1, NULL, &v, 1) < 1)
-		return 0;
-	if (v.iov_len > max)
-		v.iov_len = max;
-	ERR_clear_error();
-	n = SSL_write(s->ssl, v.iov_base, (int)(v.iov_len > 65536 ? 65536 : v.iov_len));
-	if (n > 0) {
-		evbuffer_drain(s->out, (size_t)n);
-		return n;
-	}
-	err = SSL_get_error(s->ssl, n);
-	if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-		errno = EAGAIN;
-		return -1;
-	}
-	ERR_clear_error();
-	errno = EPIPE;
-	return -1;
-}
-
 void tstream_flush(struct tstream *s)
 {
 	struct tstream_sink *t = s->t;
@@ -659,7 +593,7 @@ void tstream_flush(struct tstream *s)
 			s->blocked = true; /* the window does not grow past what the bucket lets out */
 			return;
 		}
-		n = stream_write_some(s, max);
+		n = stream_io_write(s, max);
 		if (n > 0 && s->pace != NULL)
 			rate_pace_spent(s->pace, RATE_TO_VISITOR, (size_t)n);
 		if (n > 0) {
