@@ -646,12 +646,14 @@ static void stream_established(struct tstream *s)
 	nghttp2_data_provider prd = { .source.ptr = NULL, .read_callback = tstream_provide };
 
 	loop_free_event(&s->tmo);
-	s->tmo = NULL;
 	if (s->req != NULL) {
 		explicit_bzero(s->req, sizeof(*s->req));
 		free(s->req);
 		s->req = NULL;
 	}
+	s->failed = NULL; /* from here on bytes go to the target: no other may take over */
+	if (s->reached != NULL)
+		s->reached(s->failed_arg, s->failed_key);
 	if (nghttp2_submit_response(t->h2, s->id, &nv, 1, &prd) != 0) {
 		stream_reset(s, NGHTTP2_INTERNAL_ERROR);
 		return;
@@ -661,6 +663,28 @@ static void stream_established(struct tstream *s)
 	stream_set_reading(s, true);
 	stream_mark_dirty(s);
 	t->flush(t->arg);
+}
+
+/* The connect or the handshake failed before a byte of the visitor's went to the target
+ * (the caller logged why): whoever chose it is told, and may name another target for a
+ * first connect (the stream keeps its window and the bytes the peer sent; the PROXY header
+ * is written again on the new socket; only the socket changes); else, and for a failure
+ * that is the process's own (local), the stream is reset. */
+static void stream_connect_failed(struct tstream *s, bool local)
+{
+	struct tstream_target next;
+
+	memset(&next, 0, sizeof(next));
+	if (local || s->failed == NULL ||
+	    !s->failed(s->failed_arg, s->failed_key, s->redialled ? NULL : &next)) {
+		stream_reset(s, NGHTTP2_CONNECT_ERROR);
+		return;
+	}
+	if (s->fd != -1)
+		stream_drop_socket(s, true);
+	s->connecting = s->handshaking = false;
+	s->redialled = true;
+	tstream_connect(s, &next);
 }
 
 static void stream_handshake(struct tstream *s)
@@ -687,28 +711,7 @@ static void stream_handshake(struct tstream *s)
 	}
 	log_limited(&stream_log_rate, LOG_WARN, "event=target_tls_failed stream=%d reason=%s detail=%s",
 		    s->id, tls_failure_reason(detail, sizeof(detail)), detail);
-	stream_reset(s, NGHTTP2_CONNECT_ERROR);
-}
-
-/* The connect failed before a byte went to the target: whoever chose it is told, and may
- * name another target for a first connect (the stream keeps its window, the bytes the peer
- * sent and the PROXY header to write; only the socket changes); else the stream is reset. */
-static void stream_connect_failed(struct tstream *s, const char *why)
-{
-	struct tstream_target next;
-
-	log_limited(&stream_log_rate, LOG_WARN, "event=target_connect_failed stream=%d error=\"%s\"",
-		    s->id, why);
-	memset(&next, 0, sizeof(next));
-	if (s->failed == NULL || !s->failed(s->failed_arg, s->failed_key,
-					    s->redialled ? NULL : &next)) {
-		stream_reset(s, NGHTTP2_CONNECT_ERROR);
-		return;
-	}
-	if (s->fd != -1)
-		stream_drop_socket(s, true);
-	s->redialled = true;
-	tstream_connect(s, &next);
+	stream_connect_failed(s, false);
 }
 
 static void stream_connected(struct tstream *s)
@@ -716,11 +719,12 @@ static void stream_connected(struct tstream *s)
 	int err = sock_error(s->fd);
 
 	if (err != 0) {
-		stream_connect_failed(s, strerror(err));
+		log_limited(&stream_log_rate, LOG_WARN,
+			    "event=target_connect_failed stream=%d error=\"%s\"", s->id, strerror(err));
+		stream_connect_failed(s, false);
 		return;
 	}
 	s->connecting = false;
-	s->failed = NULL;
 	if (s->req != NULL && s->req->hdrlen > 0 &&
 	    write(s->fd, s->req->hdr, s->req->hdrlen) != (ssize_t)s->req->hdrlen) {
 		stream_reset(s, NGHTTP2_CONNECT_ERROR);
@@ -734,6 +738,8 @@ static void stream_connected(struct tstream *s)
 	}
 }
 
+/* connect_timeout passed before the stream reached its target: in the connect or in the
+ * TLS handshake (the timer is freed once established). */
 static void stream_on_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct tstream *s = arg;
@@ -742,7 +748,13 @@ static void stream_on_timeout(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	t->busy(t->arg);
-	stream_connect_failed(s, "timeout"); /* s->failed is NULL once the connect is done */
+	if (s->handshaking)
+		log_limited(&stream_log_rate, LOG_WARN,
+			    "event=target_tls_failed stream=%d reason=handshake_timeout", s->id);
+	else
+		log_limited(&stream_log_rate, LOG_WARN,
+			    "event=target_connect_failed stream=%d error=\"timeout\"", s->id);
+	stream_connect_failed(s, false);
 	t->unbusy(t->arg);
 }
 
@@ -750,15 +762,20 @@ void tstream_connect(struct tstream *s, const struct tstream_target *tg)
 {
 	struct timeval tv = clock_tv(tg->connect_timeout);
 	bool pending;
-	int fd;
+	int fd, err;
 
 	s->failed = tg->failed;
+	s->reached = tg->reached;
 	s->failed_arg = tg->failed_arg;
 	s->failed_key = tg->failed_key;
 	fd = tg->sa != NULL ? sock_connect(tg->sa, tg->salen) : sock_connect_unix(tg->unix_path);
-	pending = errno == EINPROGRESS;
+	err = errno;
+	pending = err == EINPROGRESS;
 	if (fd == -1) {
-		stream_connect_failed(s, strerror(errno));
+		log_limited(&stream_log_rate, LOG_WARN,
+			    "event=target_connect_failed stream=%d error=\"%s\"%s", s->id,
+			    strerror(err), sock_local_error(err) ? " local=yes" : "");
+		stream_connect_failed(s, sock_local_error(err));
 		return;
 	}
 	s->fd = fd;
