@@ -281,3 +281,65 @@ def test_status_code_of_four_digits_is_no_status(wall, procs, tmp_path):
     ag.proc.wait_event("target_up", service="svc", target=good.addr)
     ev = ag.proc.wait_event("target_down", service="svc", target=odd.addr)[0]
     assert ev["reason"] == "bad_answer", ev
+
+
+def _proxy_then_tls(crt, key):
+    """A target that reads a PROXY v1 line in the clear, then does TLS and echoes what comes
+    until the peer closes. Returns (listener, the header lines it read, its address)."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(crt, key)
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(4)
+    heads = []
+
+    def serve():
+        while True:
+            try:
+                c, _ = lst.accept()
+            except OSError:
+                return
+            with c:
+                line = b""
+                while not line.endswith(b"\r\n") and len(line) < 108:
+                    b = c.recv(1)  # byte by byte: the handshake follows at once
+                    if not b:
+                        break
+                    line += b
+                heads.append(line)
+                try:
+                    with ctx.wrap_socket(c, server_side=True) as t:
+                        while (data := t.recv(65536)):
+                            t.sendall(data)
+                except (OSError, ssl.SSLError):
+                    pass
+    threading.Thread(target=serve, daemon=True).start()
+    return lst, heads, f"127.0.0.1:{lst.getsockname()[1]}"
+
+
+def test_redial_after_stalled_handshake_writes_proxy_header_once(wall, procs, tmp_path):
+    """tls = on with a PROXY header: the first target takes the header and stalls the TLS
+    handshake until connect_timeout; the stream dials the second target, which gets the
+    header exactly once, in the clear before the handshake (a header missing or sent twice
+    breaks the handshake), and then the visitor's bytes."""
+    crt, key = make_cert(tmp_path, "target.internal")
+    stall = start_health_target(procs, "hold")
+    lst, heads, good_addr = _proxy_then_tls(crt, key)
+    gw = wall.gateway({"svc": svc(proxy_protocol="v1")})
+    ag = wall.agent("site-a", gw, {"svc": {
+        "target": f"{stall.addr}, {good_addr}", "health_check": "off", "tls": "on",
+        "tls_ca": str(crt), "tls_server_name": "target.internal"}},
+        extra={"connect_timeout": "0.5"})
+    gw.wait_tunnels(2)
+    with socket.create_connection(("127.0.0.1", gw.port("svc")), timeout=10) as s:
+        s.sendall(b"hello through a redial\n")
+        got = b""
+        while len(got) < 23:
+            chunk = s.recv(64)
+            assert chunk, f"closed after {got!r}"
+            got += chunk
+    assert got == b"hello through a redial\n"
+    assert ag.proc.events("target_tls_failed", reason="handshake_timeout")
+    assert len(heads) == 1 and heads[0].startswith(b"PROXY TCP4 127.0.0.1 "), heads
+    lst.close()
