@@ -87,6 +87,11 @@ int sock_connect_unix(const char *path)
 	return sock_connect_any(AF_UNIX, (const struct sockaddr *)&sun, sizeof(sun));
 }
 
+bool sock_local_error(int err)
+{
+	return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
 int sock_error(int fd)
 {
 	int e = 0;

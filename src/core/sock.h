@@ -2,6 +2,7 @@
 #ifndef NETWALL_SOCK_H
 #define NETWALL_SOCK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -19,6 +20,9 @@ int sock_connect(const struct sockaddr *sa, socklen_t len);
 /* The same for a Unix stream socket at path. */
 int sock_connect_unix(const char *path);
 
+/* True if err, from a connect, is this process's own shortage (descriptors, buffers,
+ * memory), which says nothing about the peer: EMFILE, ENFILE, ENOBUFS, ENOMEM. */
+bool sock_local_error(int err);
 /* Returns the pending SO_ERROR of fd (0 if none). */
 int sock_error(int fd);
 void sock_nodelay(int fd);

@@ -393,6 +393,14 @@ static bool ag_connect_failed(void *arg, uint64_t key, struct tstream_target *ne
 	return true;
 }
 
+/* A visitor's stream reached its target (stream.c): the target is told. */
+static void ag_reached(void *arg, uint64_t key)
+{
+	struct agent *ag = arg;
+
+	health_stream_ok(ag->health, key);
+}
+
 static void ag_target(const struct agent *ag, const struct config_target *tg, int i, uint64_t key,
 		      struct tstream_target *out)
 {
@@ -409,6 +417,7 @@ static void ag_target(const struct agent *ag, const struct config_target *tg, in
 	out->tls_name = tg->tls_server_name ? tg->tls_server_name : e->host;
 	out->connect_timeout = ag->cfg->connect_timeout;
 	out->failed = ag_connect_failed;
+	out->reached = ag_reached;
 	out->failed_arg = (void *)ag;
 	out->failed_key = key;
 }

@@ -10,10 +10,17 @@
  *
  * State: unknown (counts as up) until the first result, which decides; then health_fall
  * failures in a row take a target down and health_rise successes bring it back. A
- * visitor's connect that fails counts as a failure and brings the next check forward (the
- * stream itself is dialled once more, to another target not down: agent.c, stream.c).
- * Every transition is logged (event=target_down / target_up) and reported to the agent,
- * which stops announcing a service with every target down. */
+ * visitor's connect or TLS handshake that fails counts as a failure and brings the next
+ * check forward (the stream itself is dialled once more, to another target not down:
+ * agent.c, stream.c); health_fall of those with no stream reaching the target in between
+ * take it down even when its checks pass (a tcp check does not see TLS). A check that gets
+ * no socket for the agent's own shortage (EMFILE, ENOBUFS...) counts as local_error and
+ * moves nothing. Streams go to targets known up, to unknown ones only when none is.
+ *
+ * Every transition is logged (event=target_down / target_up). A service with every target
+ * down is withdrawn at once; it is announced again once a target has stayed back for
+ * health_hold() (each change starts that wait over), so a flapping target does not make
+ * the gateways ask again at every check. */
 #include "wall/health.h"
 
 #include <errno.h>
@@ -33,6 +40,7 @@
 #include "core/xalloc.h"
 
 #define HEALTH_REQUEST_MAX (CONFIG_LABEL_MAX * 2 + 128) /* the GET request we send */
+#define HEALTH_HOLD_MIN 1.0 /* seconds a service is back before it is announced again */
 
 enum health_state { HEALTH_UNKNOWN = 0, HEALTH_UP, HEALTH_DOWN };
 
@@ -44,12 +52,13 @@ enum health_result {
 	HEALTH_BAD_STATUS,
 	HEALTH_BAD_ANSWER,
 	HEALTH_STREAM_FAILED,
+	HEALTH_LOCAL_ERROR, /* no socket for the check: the agent's own shortage */
 	HEALTH_NRESULTS
 };
 
 static const char *const health_result_names[HEALTH_NRESULTS] = {
 	"ok", "connect_failed", "timeout", "tls_failed", "bad_status", "bad_answer",
-	"stream_connect_failed",
+	"stream_connect_failed", "local_error",
 };
 
 static const char *const health_state_names[] = { "unknown", "up", "down" };
@@ -64,6 +73,7 @@ struct health_ep {
 	SSL_CTX *tls; /* the service's TLS context, or NULL */
 	enum health_state state;
 	unsigned oks, fails; /* consecutive results */
+	unsigned stream_fails; /* visitors' failed connects since one reached it or it rose */
 	uint64_t results[HEALTH_NRESULTS];
 	uint64_t streams;
 	const char *reason; /* the last failure's name */
@@ -80,9 +90,13 @@ struct health_ep {
 };
 
 struct health_svc {
+	struct health *h;
 	struct health_ep *ep[CONFIG_MAX_TARGETS];
 	size_t nep;
 	size_t rr; /* where the next pick starts */
+	bool any_up;  /* a target is not down */
+	bool up;      /* announced: any_up, and so for health_hold() since it last changed */
+	struct event *hold; /* announces it again once the hold-down has passed */
 };
 
 struct health {
@@ -97,6 +111,8 @@ struct health {
 
 static void health_on_timer(evutil_socket_t fd, short what, void *arg);
 static void health_on_io(evutil_socket_t fd, short what, void *arg);
+static void health_svc_changed(struct health *h, size_t i);
+static void health_ep_free(struct health_ep *ep);
 
 static bool health_on(const struct health_ep *ep)
 {
@@ -150,23 +166,30 @@ static void health_result(struct health_ep *ep, enum health_result r)
 	enum health_state was = ep->state;
 
 	ep->results[r]++;
+	if (r == HEALTH_LOCAL_ERROR)
+		return; /* says nothing about the target */
 	if (r == HEALTH_OK) {
 		ep->fails = 0;
 		ep->oks++;
 		if (ep->state == HEALTH_UNKNOWN ||
-		    (ep->state == HEALTH_DOWN && ep->oks >= ep->tg->health_rise))
+		    (ep->state == HEALTH_DOWN && ep->oks >= ep->tg->health_rise)) {
 			ep->state = HEALTH_UP;
+			ep->stream_fails = 0;
+		}
 	} else {
 		ep->oks = 0;
 		ep->fails++;
+		if (r == HEALTH_STREAM_FAILED)
+			ep->stream_fails++; /* checks that pass between them do not wipe these */
 		ep->reason = health_result_names[r];
 		if (ep->state == HEALTH_UNKNOWN ||
-		    (ep->state == HEALTH_UP && ep->fails >= ep->tg->health_fall))
+		    (ep->state == HEALTH_UP && (ep->fails >= ep->tg->health_fall ||
+						ep->stream_fails >= ep->tg->health_fall)))
 			ep->state = HEALTH_DOWN;
 	}
 	if (ep->state != was) {
 		health_log(ep, ep->state == HEALTH_UP);
-		ep->h->changed(ep->h->arg);
+		health_svc_changed(ep->h, ep->svc);
 	}
 }
 
@@ -212,9 +235,10 @@ static int health_status(struct health_ep *ep, enum health_result *r)
 		*r = HEALTH_BAD_ANSWER;
 		return ep->anslen == sizeof(ep->ans) ? -1 : 0;
 	}
+	/* "HTTP/1.x NNN" then a space (the reason) or CR: not "HTTP/1.1 2000" */
 	if (end - ep->ans < 12 || memcmp(ep->ans, "HTTP/1.", 7) != 0 || ep->ans[8] != ' ' ||
 	    ep->ans[9] < '1' || ep->ans[9] > '5' || ep->ans[10] < '0' || ep->ans[10] > '9' ||
-	    ep->ans[11] < '0' || ep->ans[11] > '9') {
+	    ep->ans[11] < '0' || ep->ans[11] > '9' || (ep->ans[12] != ' ' && ep->ans[12] != '\r')) {
 		*r = HEALTH_BAD_ANSWER;
 		return -1;
 	}
@@ -340,7 +364,7 @@ static void health_start(struct health_ep *ep)
 			 ? sock_connect((const struct sockaddr *)&e->addr.ss, e->addr.len)
 			 : sock_connect_unix(e->unix_path);
 	if (ep->fd == -1) {
-		health_done(ep, HEALTH_CONNECT_FAILED);
+		health_done(ep, sock_local_error(errno) ? HEALTH_LOCAL_ERROR : HEALTH_CONNECT_FAILED);
 		return;
 	}
 	ep->connecting = true;
@@ -359,6 +383,78 @@ static void health_on_timer(evutil_socket_t fd, short what, void *arg)
 		health_done(ep, HEALTH_TIMEOUT);
 	else if (health_on(ep))
 		health_start(ep);
+}
+
+/* ---- services ---- */
+
+/* How long a service whose targets were all down must have a target up before it is
+ * announced again: health_interval * health_rise, at least HEALTH_HOLD_MIN seconds. */
+static double health_hold(const struct config_target *tg)
+{
+	double d = tg->health_interval * tg->health_rise;
+
+	return d > HEALTH_HOLD_MIN ? d : HEALTH_HOLD_MIN;
+}
+
+static bool health_any_up(const struct health_svc *s)
+{
+	for (size_t i = 0; i < s->nep; i++)
+		if (s->ep[i]->state != HEALTH_DOWN)
+			return true;
+	return false;
+}
+
+static void health_on_hold(evutil_socket_t fd, short what, void *arg)
+{
+	struct health_svc *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (s->any_up && !s->up) {
+		s->up = true;
+		s->h->changed(s->h->arg);
+	}
+}
+
+/* A target of service i changed state. A service with every target down is withdrawn at
+ * once; one with a target back is announced again only once that has held for
+ * health_hold() since its last change (each change starts the wait over on the one
+ * timer), so a flapping target costs the gateways one withdraw, not a re-hello a check. */
+static void health_svc_changed(struct health *h, size_t i)
+{
+	struct health_svc *s = &h->svcs[i];
+	struct timeval tv;
+	bool any = health_any_up(s);
+
+	if (any == s->any_up)
+		return;
+	s->any_up = any;
+	if (!any) {
+		if (s->hold != NULL)
+			evtimer_del(s->hold);
+		if (s->up) {
+			s->up = false;
+			h->changed(h->arg);
+		}
+		return;
+	}
+	if (s->hold == NULL) {
+		s->hold = evtimer_new(h->base, health_on_hold, s);
+		if (s->hold == NULL)
+			xalloc_fail("event");
+	}
+	tv = clock_tv(health_hold(&h->cfg->targets[i]));
+	evtimer_add(s->hold, &tv);
+}
+
+static void health_svcs_free(struct health_svc *svcs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		for (size_t j = 0; j < svcs[i].nep; j++)
+			health_ep_free(svcs[i].ep[j]);
+		loop_free_event(&svcs[i].hold);
+	}
+	free(svcs);
 }
 
 /* ---- targets ---- */
@@ -428,6 +524,7 @@ void health_apply(struct health *h, const struct config_agentd *cfg, SSL_CTX *co
 	for (size_t i = 0; i < cfg->ntargets; i++) {
 		const struct config_target *tg = &cfg->targets[i];
 		struct health_svc *s = &h->svcs[i];
+		s->h = h;
 		s->nep = tg->nep;
 		for (size_t j = 0; j < tg->nep; j++) {
 			struct health_ep *ep = health_take(old, nold, tg->name, &tg->ep[j]);
@@ -446,21 +543,16 @@ void health_apply(struct health *h, const struct config_agentd *cfg, SSL_CTX *co
 				ep->state = HEALTH_UNKNOWN; /* never checked: always picked */
 			}
 		}
+		s->any_up = s->up = health_any_up(s); /* a reload announces at once */
 	}
-	for (size_t i = 0; i < nold; i++)
-		for (size_t j = 0; j < old[i].nep; j++)
-			health_ep_free(old[i].ep[j]);
-	free(old);
+	health_svcs_free(old, nold);
 }
 
 void health_free(struct health *h)
 {
 	if (h == NULL)
 		return;
-	for (size_t i = 0; i < h->nsvcs; i++)
-		for (size_t j = 0; j < h->svcs[i].nep; j++)
-			health_ep_free(h->svcs[i].ep[j]);
-	free(h->svcs);
+	health_svcs_free(h->svcs, h->nsvcs);
 	free(h);
 }
 
@@ -468,26 +560,24 @@ int health_pick(struct health *h, size_t svc, uint64_t avoid, uint64_t *key)
 {
 	struct health_svc *s = &h->svcs[svc];
 
-	for (size_t k = 0; k < s->nep; k++) {
-		size_t i = (s->rr + k) % s->nep;
-		if (s->ep[i]->state == HEALTH_DOWN || s->ep[i]->key == avoid)
-			continue;
-		s->rr = i + 1;
-		s->ep[i]->streams++;
-		*key = s->ep[i]->key;
-		return (int)i;
+	/* targets known up first; those not checked yet only when none is known up */
+	for (int pass = HEALTH_UP; pass >= (int)HEALTH_UNKNOWN; pass--) {
+		for (size_t k = 0; k < s->nep; k++) {
+			size_t i = (s->rr + k) % s->nep;
+			if ((int)s->ep[i]->state != pass || s->ep[i]->key == avoid)
+				continue;
+			s->rr = i + 1;
+			s->ep[i]->streams++;
+			*key = s->ep[i]->key;
+			return (int)i;
+		}
 	}
 	return -1;
 }
 
 bool health_service_up(const struct health *h, size_t svc)
 {
-	const struct health_svc *s = &h->svcs[svc];
-
-	for (size_t i = 0; i < s->nep; i++)
-		if (s->ep[i]->state != HEALTH_DOWN)
-			return true;
-	return false;
+	return h->svcs[svc].up;
 }
 
 int health_connect_failed(struct health *h, uint64_t key)
@@ -506,6 +596,14 @@ int health_connect_failed(struct health *h, uint64_t key)
 		}
 	}
 	return -1;
+}
+
+void health_stream_ok(struct health *h, uint64_t key)
+{
+	for (size_t i = 0; i < h->nsvcs; i++)
+		for (size_t j = 0; j < h->svcs[i].nep; j++)
+			if (h->svcs[i].ep[j]->key == key)
+				h->svcs[i].ep[j]->stream_fails = 0;
 }
 
 /* ---- views ---- */

@@ -1,8 +1,9 @@
 /* The health of an agent's targets (health.c): every target of a service whose
  * health_check is on is checked on the agent's loop (a TCP connect, or an HTTP/1.1 GET whose
  * status line must say 2xx or 3xx), taken out after health_fall failures in a row and taken
- * back after health_rise successes; new streams go round robin over the targets not out.
- * A target starts unknown and counts as up; its first result decides at once. */
+ * back after health_rise successes; new streams go round robin over the targets known up,
+ * or, when none is, over those not checked yet. A target starts unknown and counts as up
+ * for its service's announcement; its first result decides at once. */
 #ifndef NETWALL_HEALTH_H
 #define NETWALL_HEALTH_H
 
@@ -30,16 +31,21 @@ struct health *health_new(struct event_base *base, void (*changed)(void *arg), v
 void health_apply(struct health *h, const struct config_agentd *cfg, SSL_CTX *const *tls);
 void health_free(struct health *h);
 
-/* The target of cfg->targets[svc] a new stream goes to: round robin over those not down,
- * other than the one avoid names (0: none). Returns its index in ep[] and sets *key (for
+/* The target of cfg->targets[svc] a new stream goes to, other than the one avoid names
+ * (0: none): round robin over those known up, else over those not checked yet (unknown). Returns its index in ep[] and sets *key (for
  * health_connect_failed), or -1 if there is none. */
 int health_pick(struct health *h, size_t svc, uint64_t avoid, uint64_t *key);
-/* True if a target of cfg->targets[svc] is not down. */
+/* True if cfg->targets[svc] is announced: withdrawn as soon as every target is down,
+ * announced again once a target has been back for max(1 s, health_interval *
+ * health_rise) with no change in between. */
 bool health_service_up(const struct health *h, size_t svc);
-/* A visitor's connect to the target key names failed: counted as a failed check when its
- * service is checked, and a check is made now. Returns the index of its service, or -1 if
- * the target is gone (a reload). */
+/* A visitor's connect (or TLS handshake) to the target key names failed: counted as a
+ * failed check when its service is checked, and a check is made now; health_fall of them
+ * with no stream reaching the target in between take it down even if its checks pass.
+ * Returns the index of its service, or -1 if the target is gone (a reload). */
 int health_connect_failed(struct health *h, uint64_t key);
+/* A visitor's stream reached the target key names (connected, handshaken). */
+void health_stream_ok(struct health *h, uint64_t key);
 
 /* Per service and target: up, streams, check results (core/metrics.h). */
 void health_register_metrics(struct metrics *m, struct health *h);

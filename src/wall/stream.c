@@ -39,6 +39,7 @@
 #include "wall/rate.h"
 #include "wall/share.h"
 #include "wall/stream.h"
+#include "wall/stream_io.h"
 #include "wall/stream_state.h"
 
 
@@ -503,45 +504,6 @@ void tstream_expire_idle(struct tstream_sink *t, double now)
 
 /* ---- socket side ---- */
 
-/* Reads from the socket into s->in. Returns bytes read, 0 at EOF, -1 with errno. */
-static ssize_t stream_read_some(struct tstream *s, size_t room)
-{
-	struct evbuffer_iovec v;
-	int n, err;
-
-	if (s->ssl == NULL) {
-		/* one read() into reserved space: evbuffer_read would ask FIONREAD first */
-		ssize_t r;
-		if (evbuffer_reserve_space(s->in, (ev_ssize_t)room, &v, 1) < 1)
-			xalloc_fail("evbuffer");
-		r = read(s->fd, v.iov_base, v.iov_len < room ? v.iov_len : room);
-		if (r > 0) {
-			v.iov_len = (size_t)r;
-			evbuffer_commit_space(s->in, &v, 1);
-		}
-		return r;
-	}
-	if (evbuffer_reserve_space(s->in, (ev_ssize_t)(room < 16384 ? room : 16384), &v, 1) < 1)
-		xalloc_fail("evbuffer");
-	ERR_clear_error();
-	n = SSL_read(s->ssl, v.iov_base, (int)(v.iov_len < room ? v.iov_len : room));
-	if (n > 0) {
-		v.iov_len = (size_t)n;
-		evbuffer_commit_space(s->in, &v, 1);
-		return n;
-	}
-	err = SSL_get_error(s->ssl, n);
-	if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-		errno = EAGAIN;
-		return -1;
-	}
-	if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0))
-		return 0;
-	ERR_clear_error();
-	errno = ECONNRESET;
-	return -1;
-}
-
 static void stream_read(struct tstream *s)
 {
 	struct tstream_sink *t = s->t;
@@ -575,7 +537,7 @@ static void stream_read(struct tstream *s)
 		stream_set_reading(s, false); /* its timer reads again (stream_paced) */
 		return;
 	}
-	n = stream_read_some(s, want);
+	n = stream_io_read(s, want);
 	if (n > 0 && s->pace != NULL)
 		rate_pace_spent(s->pace, RATE_FROM_VISITOR, (size_t)n);
 	if (n > 0) {
@@ -622,34 +584,6 @@ static void stream_read(struct tstream *s)
 	t->flush(t->arg);
 }
 
-/* Writes at most max bytes of s->out to the socket. */
-static ssize_t stream_write_some(struct tstream *s, size_t max)
-{
-	struct evbuffer_iovec v;
-	int n, err;
-
-	if (s->ssl == NULL)
-		return evbuffer_write_atmost(s->out, s->fd, max > INT32_MAX ? -1 : (ev_ssize_t)max);
-	if (evbuffer_peek(s->out, -1, NULL, &v, 1) < 1)
-		return 0;
-	if (v.iov_len > max)
-		v.iov_len = max;
-	ERR_clear_error();
-	n = SSL_write(s->ssl, v.iov_base, (int)(v.iov_len > 65536 ? 65536 : v.iov_len));
-	if (n > 0) {
-		evbuffer_drain(s->out, (size_t)n);
-		return n;
-	}
-	err = SSL_get_error(s->ssl, n);
-	if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-		errno = EAGAIN;
-		return -1;
-	}
-	ERR_clear_error();
-	errno = EPIPE;
-	return -1;
-}
-
 void tstream_flush(struct tstream *s)
 {
 	struct tstream_sink *t = s->t;
@@ -665,7 +599,7 @@ void tstream_flush(struct tstream *s)
 			s->blocked = true; /* the window does not grow past what the bucket lets out */
 			return;
 		}
-		n = stream_write_some(s, max);
+		n = stream_io_write(s, max);
 		if (n > 0 && s->pace != NULL)
 			rate_pace_spent(s->pace, RATE_TO_VISITOR, (size_t)n);
 		if (n > 0) {
@@ -718,12 +652,14 @@ static void stream_established(struct tstream *s)
 	nghttp2_data_provider prd = { .source.ptr = NULL, .read_callback = tstream_provide };
 
 	loop_free_event(&s->tmo);
-	s->tmo = NULL;
 	if (s->req != NULL) {
 		explicit_bzero(s->req, sizeof(*s->req));
 		free(s->req);
 		s->req = NULL;
 	}
+	s->failed = NULL; /* from here on bytes go to the target: no other may take over */
+	if (s->reached != NULL)
+		s->reached(s->failed_arg, s->failed_key);
 	if (nghttp2_submit_response(t->h2, s->id, &nv, 1, &prd) != 0) {
 		stream_reset(s, NGHTTP2_INTERNAL_ERROR);
 		return;
@@ -733,6 +669,28 @@ static void stream_established(struct tstream *s)
 	stream_set_reading(s, true);
 	stream_mark_dirty(s);
 	t->flush(t->arg);
+}
+
+/* The connect or the handshake failed before a byte of the visitor's went to the target
+ * (the caller logged why): whoever chose it is told, and may name another target for a
+ * first connect (the stream keeps its window and the bytes the peer sent; the PROXY header
+ * is written again on the new socket; only the socket changes); else, and for a failure
+ * that is the process's own (local), the stream is reset. */
+static void stream_connect_failed(struct tstream *s, bool local)
+{
+	struct tstream_target next;
+
+	memset(&next, 0, sizeof(next));
+	if (local || s->failed == NULL ||
+	    !s->failed(s->failed_arg, s->failed_key, s->redialled ? NULL : &next)) {
+		stream_reset(s, NGHTTP2_CONNECT_ERROR);
+		return;
+	}
+	if (s->fd != -1)
+		stream_drop_socket(s, true);
+	s->connecting = s->handshaking = false;
+	s->redialled = true;
+	tstream_connect(s, &next);
 }
 
 static void stream_handshake(struct tstream *s)
@@ -759,28 +717,7 @@ static void stream_handshake(struct tstream *s)
 	}
 	log_limited(&stream_log_rate, LOG_WARN, "event=target_tls_failed stream=%d reason=%s detail=%s",
 		    s->id, tls_failure_reason(detail, sizeof(detail)), detail);
-	stream_reset(s, NGHTTP2_CONNECT_ERROR);
-}
-
-/* The connect failed before a byte went to the target: whoever chose it is told, and may
- * name another target for a first connect (the stream keeps its window, the bytes the peer
- * sent and the PROXY header to write; only the socket changes); else the stream is reset. */
-static void stream_connect_failed(struct tstream *s, const char *why)
-{
-	struct tstream_target next;
-
-	log_limited(&stream_log_rate, LOG_WARN, "event=target_connect_failed stream=%d error=\"%s\"",
-		    s->id, why);
-	memset(&next, 0, sizeof(next));
-	if (s->failed == NULL || !s->failed(s->failed_arg, s->failed_key,
-					    s->redialled ? NULL : &next)) {
-		stream_reset(s, NGHTTP2_CONNECT_ERROR);
-		return;
-	}
-	if (s->fd != -1)
-		stream_drop_socket(s, true);
-	s->redialled = true;
-	tstream_connect(s, &next);
+	stream_connect_failed(s, false);
 }
 
 static void stream_connected(struct tstream *s)
@@ -788,11 +725,12 @@ static void stream_connected(struct tstream *s)
 	int err = sock_error(s->fd);
 
 	if (err != 0) {
-		stream_connect_failed(s, strerror(err));
+		log_limited(&stream_log_rate, LOG_WARN,
+			    "event=target_connect_failed stream=%d error=\"%s\"", s->id, strerror(err));
+		stream_connect_failed(s, false);
 		return;
 	}
 	s->connecting = false;
-	s->failed = NULL;
 	if (s->req != NULL && s->req->hdrlen > 0 &&
 	    write(s->fd, s->req->hdr, s->req->hdrlen) != (ssize_t)s->req->hdrlen) {
 		stream_reset(s, NGHTTP2_CONNECT_ERROR);
@@ -806,6 +744,8 @@ static void stream_connected(struct tstream *s)
 	}
 }
 
+/* connect_timeout passed before the stream reached its target: in the connect or in the
+ * TLS handshake (the timer is freed once established). */
 static void stream_on_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct tstream *s = arg;
@@ -814,7 +754,13 @@ static void stream_on_timeout(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	t->busy(t->arg);
-	stream_connect_failed(s, "timeout"); /* s->failed is NULL once the connect is done */
+	if (s->handshaking)
+		log_limited(&stream_log_rate, LOG_WARN,
+			    "event=target_tls_failed stream=%d reason=handshake_timeout", s->id);
+	else
+		log_limited(&stream_log_rate, LOG_WARN,
+			    "event=target_connect_failed stream=%d error=\"timeout\"", s->id);
+	stream_connect_failed(s, false);
 	t->unbusy(t->arg);
 }
 
@@ -822,15 +768,20 @@ void tstream_connect(struct tstream *s, const struct tstream_target *tg)
 {
 	struct timeval tv = clock_tv(tg->connect_timeout);
 	bool pending;
-	int fd;
+	int fd, err;
 
 	s->failed = tg->failed;
+	s->reached = tg->reached;
 	s->failed_arg = tg->failed_arg;
 	s->failed_key = tg->failed_key;
 	fd = tg->sa != NULL ? sock_connect(tg->sa, tg->salen) : sock_connect_unix(tg->unix_path);
-	pending = errno == EINPROGRESS;
+	err = errno;
+	pending = err == EINPROGRESS;
 	if (fd == -1) {
-		stream_connect_failed(s, strerror(errno));
+		log_limited(&stream_log_rate, LOG_WARN,
+			    "event=target_connect_failed stream=%d error=\"%s\"%s", s->id,
+			    strerror(err), sock_local_error(err) ? " local=yes" : "");
+		stream_connect_failed(s, sock_local_error(err));
 		return;
 	}
 	s->fd = fd;

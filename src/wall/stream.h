@@ -64,11 +64,16 @@ struct tstream_target {
 	SSL_CTX *tls; /* non-NULL: originate TLS to the target */
 	const char *tls_name; /* SNI and verified name, or NULL */
 	double connect_timeout;
-	/* Optional: told when the connect fails before a byte went to the target (refused,
-	 * unreachable, timed out), with key handed back. On the stream's first connect next is
-	 * non-NULL: a callee that fills it in and returns true has the stream dial that target
-	 * instead (once); otherwise the stream is reset. */
+	/* Optional: told when the connect or the TLS handshake fails before a byte went to the
+	 * target (refused, unreachable, timed out, TLS failed), with key handed back. On the
+	 * stream's first connect next is non-NULL: a callee that fills it in and returns true
+	 * has the stream dial that target instead (once); otherwise the stream is reset. Not
+	 * called for a failure that is this process's own (sock_local_error): the stream is
+	 * reset. */
 	bool (*failed)(void *arg, uint64_t key, struct tstream_target *next);
+	/* Optional: told, with the key, when the stream reached its target (connected and
+	 * handshaken); never after failed. */
+	void (*reached)(void *arg, uint64_t key);
 	void *failed_arg;
 	uint64_t failed_key;
 };

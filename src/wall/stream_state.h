@@ -95,6 +95,7 @@ struct tstream {
 	struct rate_pace *pace; /* gateway: its rate limits (rate.h), or NULL */
 	/* agent: tstream_target's, while connecting */
 	bool (*failed)(void *arg, uint64_t key, struct tstream_target *next);
+	void (*reached)(void *arg, uint64_t key);
 	void *failed_arg;
 	uint64_t failed_key;
 	struct tstream *prev, *next, *dirty_next, *wait_prev, *wait_next;

@@ -76,7 +76,7 @@ PACKAGE_OF = {
     "swanctl": "strongswan-swanctl", "/usr/lib/ipsec/charon": "strongswan-charon",
     "wg": "wireguard-tools", "wg-quick": "wireguard-tools", "wireguard-go": "wireguard-go",
     "prometheus": "prometheus", "promtool": "prometheus", "docker-compose": "docker-compose",
-    "clang": "clang",
+    "clang": "clang", "prlimit": "util-linux",
     str(PG_BIN / "postgres"): "postgresql", str(PG_BIN / "initdb"): "postgresql",
 }
 

@@ -6,6 +6,7 @@ MODE is one of
   hold        accepts, reads, never answers
   endless     "HTTP/1.1 200 OK" and headers, then a body that never ends
   noline      an answer without a line end, never ending
+  flap        200 and 500 in turn, one request after another
 
 Prints "ready" once listening.
 """
@@ -16,9 +17,15 @@ import sys
 CHUNK = b"x" * 65536
 
 
+FLAP = [0]
+
+
 async def handle(reader, writer, mode, port):
     try:
         await reader.readuntil(b"\r\n\r\n")
+        if mode == "flap":
+            FLAP[0] += 1
+            mode = "status:200" if FLAP[0] % 2 else "status:500"
         if mode.startswith("status:"):
             code = int(mode.split(":", 1)[1])
             body = f"port {port} status {code}\n".encode()
