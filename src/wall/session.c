@@ -424,6 +424,11 @@ void session_start(struct tunnel *t)
 	nghttp2_option_set_peer_max_concurrent_streams(opt, TUNNEL_MAX_STREAMS);
 	/* no priorities are used: closed streams need not be kept for the tree */
 	nghttp2_option_set_no_closed_streams(opt, 1);
+	/* Agent: every RST_STREAM from the gateway is a visitor that reset or left. nghttp2's
+	 * defence against rapid-reset floods (GOAWAY past 1,000 in a burst, then 33 a second)
+	 * would let any visitor close the tunnel for all by resetting connections fast; the
+	 * gateway is authenticated and admits visitors by its own limits. */
+	nghttp2_option_set_stream_reset_rate_limit(opt, UINT64_MAX, 1); /* 2^64: never spent */
 	if (t->role == TUNNEL_GATEWAY)
 		rc = nghttp2_session_client_new2(&t->sink.h2, h2_callbacks(), t, opt);
 	else

@@ -433,3 +433,31 @@ def test_failed_reload_changes_no_service(wall, echo):
         assert "level=debug" not in gw.proc.text(since=mark)
     finally:
         busy.close()
+
+
+def test_visitors_resetting_fast_do_not_make_the_agent_close_its_tunnels(wall, echo):
+    """Each visitor that resets its connection makes the gateway reset its stream
+    (RST_STREAM to the agent). nghttp2 answers a peer that resets more than 1,000 streams in
+    a burst (then 33 a second) with GOAWAY, its defence against rapid-reset floods; on the
+    agent that would let any visitor close every tunnel, and refuse every other visitor,
+    by opening and resetting connections. The agent's peer is its own authenticated
+    gateway, which admits visitors by its own limits: the agent sets no such limit."""
+    e = echo()
+    gw, ag = wall.stack(e.addr, "echo", svc_opts={"max_per_source": "1000"})
+    linger = struct.pack("ii", 1, 0)
+    refused = 0
+    for i in range(2600):                            # 1,300 a tunnel
+        try:
+            s = connect(gw.port("echo"), source=f"127.0.{1 + i // 250}.{1 + i % 250}")
+            s.sendall(b"x")
+        except OSError:                              # the gateway had no tunnel for it
+            refused += 1
+            continue
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+        s.close()                                    # a reset
+    assert refused == 0, f"{refused} visitors refused: the tunnels went"
+    gw.admin.wait_metric("netwall_stream_resets_total", lambda v: v >= 2400, 30,
+                         "the visitors' resets")
+    assert echo_works(gw.port("echo"))
+    assert gw.proc.events("tunnel_draining") == [], "the agent sent GOAWAY on its tunnels"
+    assert gw.metric("netwall_tunnels_up") == 2
