@@ -3,10 +3,12 @@ peer of its own uid (or root), as the old side already requires of the new one."
 import os
 import socket
 import struct
+import shutil
 import subprocess
+import tempfile
 import pytest
 
-from conftest import NETWALL_BIN
+from conftest import NETWALL_BIN, svc
 from test_upgrade import gateway
 
 
@@ -35,19 +37,26 @@ def _fake_old_daemon(path, uid):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another uid")
 def test_takeover_refuses_an_old_daemon_of_another_uid(wall, echo, tmp_path):
-    shared = tmp_path / "shared"
-    shared.mkdir()
+    shared = tempfile.mkdtemp(prefix="netwall-shared-", dir="/tmp")
     os.chmod(shared, 0o1777)  # a careless operator's /tmp
-    sock = str(shared / "gateway.sock")
-    gw = gateway(wall, tmp_path, {"echo": {"target": echo}}, sock=sock)
-    gw.proc.stop() if hasattr(gw.proc, "stop") else gw.proc.kill()
+    sock = os.path.join(shared, "gateway.sock")
+    gw = gateway(wall, tmp_path, {"echo": svc()}, sock=sock)
+    gw.proc.stop()
     if os.path.exists(sock):
         os.unlink(sock)
     pid = _fake_old_daemon(sock, 65534)
+    new = subprocess.Popen([NETWALL_BIN, "gateway", "-c", str(gw.config_path), "--takeover"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        p = subprocess.run([NETWALL_BIN, "gateway", "-c", gw.config_path, "--takeover"],
-                           capture_output=True, text=True, timeout=20)
-        assert p.returncode != 0, "took over from a process of another uid:\n" + p.stderr
+        # refusing exits at once; a takeover that trusts the peer goes on serving
+        rc = new.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        rc = None
     finally:
+        if new.poll() is None:
+            new.kill()
+        err = new.communicate()[1]
         os.kill(pid, 9)
         os.waitpid(pid, 0)
+        shutil.rmtree(shared, ignore_errors=True)
+    assert rc not in (None, 0), "took over from a process of uid 65534:\n" + err[-2000:]
