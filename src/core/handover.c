@@ -419,6 +419,8 @@ int handover_take(const char *path, const char *role, int *conn, char *err, size
 	struct sockaddr_un sun;
 	struct timeval tv = clock_tv(HANDOVER_TIMEOUT);
 	struct handover_msg m;
+	struct ucred cred = { .uid = (uid_t)-1 };
+	socklen_t credlen = sizeof(cred);
 	size_t got = 0;
 	int s, fd;
 
@@ -434,6 +436,14 @@ int handover_take(const char *path, const char *role, int *conn, char *err, size
 			return 0;
 		}
 		goto fail;
+	}
+	/* the old daemon must be ours too: whoever answers on the path hands us listeners */
+	if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) == -1 ||
+	    !handover_uid_allowed(cred.uid, geteuid())) {
+		snprintf(err, errlen, "handover: %s is answered by uid %ld, not ours", path,
+			 (long)cred.uid);
+		close(s);
+		return -1;
 	}
 	if (setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == -1 ||
 	    setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == -1 ||
