@@ -143,6 +143,36 @@ static int handover_recv(int s, struct handover_msg *m, int *fd, int flags)
 	return rc;
 }
 
+/* The socket's directory must be writable by no one but its owner: in one that others may
+ * write to (/tmp, even with its sticky bit), another user could put a socket of their own at
+ * the path before the daemon binds it, and a --takeover would talk to them. */
+static int handover_dir_ok(const char *path, char *err, size_t errlen)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	const char *slash = strrchr(path, '/');
+	struct stat st;
+
+	if (slash == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == path)
+		snprintf(dir, sizeof(dir), "/");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	if (stat(dir, &st) == -1) {
+		if (errno == ENOENT) /* nobody can be there; a bind says so itself */
+			return 0;
+		snprintf(err, errlen, "handover: %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		snprintf(err, errlen, "handover: %s is writable by others (mode %04o): put the "
+			 "socket in a directory only its owner may write to", dir,
+			 (unsigned)(st.st_mode & 07777));
+		return -1;
+	}
+	return 0;
+}
+
 static int handover_addr(const char *path, struct sockaddr_un *sun, char *err, size_t errlen)
 {
 	memset(sun, 0, sizeof(*sun));
@@ -153,7 +183,7 @@ static int handover_addr(const char *path, struct sockaddr_un *sun, char *err, s
 		return -1;
 	}
 	memcpy(sun->sun_path, path, strlen(path));
-	return 0;
+	return handover_dir_ok(path, err, errlen);
 }
 
 /* ---- the old process ---- */
@@ -310,8 +340,11 @@ static int handover_bind(const char *path, char *err, size_t errlen)
 
 	if (handover_addr(path, &sun, err, errlen) == -1)
 		return -1;
-	probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (probe != -1 && connect(probe, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+	/* non-blocking: a daemon in its handover may have a full queue (EAGAIN), which is
+	 * still a daemon that runs, not a reason to hang at start */
+	probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (probe != -1 && (connect(probe, (struct sockaddr *)&sun, sizeof(sun)) == 0 ||
+			    errno == EAGAIN || errno == EINPROGRESS)) {
 		close(probe);
 		snprintf(err, errlen, "handover: %s answers: a daemon runs; start with --takeover",
 			 path);

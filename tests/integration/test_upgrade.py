@@ -23,11 +23,11 @@ def port():
     return free_port()
 
 
-def gateway(wall, tmp_path, services, sock=None, **extra):
+def gateway(wall, tmp_path, services, sock=None, start=True, **extra):
     opts = {"handover": sock or str(tmp_path / "gateway.sock"), "log_level": "debug", **extra}
     for spec in services.values():
         spec.setdefault("listen", [f"127.0.0.1:{port()}"])
-    return wall.gateway(services, tunnel_port=port(), extra=opts)
+    return wall.gateway(services, tunnel_port=port(), extra=opts, start=start)
 
 
 def visitors(proc):

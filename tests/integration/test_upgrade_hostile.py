@@ -37,8 +37,11 @@ def _fake_old_daemon(path, uid):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another uid")
 def test_takeover_refuses_an_old_daemon_of_another_uid(wall, echo, tmp_path):
+    """The directory is the other user's own (mode 0700, so not refused as writable by
+    others); root's daemon binds there, stops, and that user puts a socket at the path."""
     shared = tempfile.mkdtemp(prefix="netwall-shared-", dir="/tmp")
-    os.chmod(shared, 0o1777)  # a careless operator's /tmp
+    os.chown(shared, 65534, 65534)
+    os.chmod(shared, 0o700)
     sock = os.path.join(shared, "gateway.sock")
     gw = gateway(wall, tmp_path, {"echo": svc()}, sock=sock)
     gw.proc.stop()
@@ -60,3 +63,19 @@ def test_takeover_refuses_an_old_daemon_of_another_uid(wall, echo, tmp_path):
         os.waitpid(pid, 0)
         shutil.rmtree(shared, ignore_errors=True)
     assert rc not in (None, 0), "took over from a process of uid 65534:\n" + err[-2000:]
+
+
+def test_a_handover_path_in_a_directory_others_may_write_is_refused(wall, echo, tmp_path):
+    """In /tmp (mode 1777) anyone may put a socket at the path before the daemon binds it:
+    the daemon does not start, and says why."""
+    shared = tempfile.mkdtemp(prefix="netwall-shared-", dir="/tmp")
+    os.chmod(shared, 0o1777)
+    try:
+        gw = gateway(wall, tmp_path, {"echo": svc()}, sock=os.path.join(shared, "gw.sock"),
+                     start=False)
+        r = subprocess.run([NETWALL_BIN, "gateway", "-c", str(gw.config_path)],
+                           capture_output=True, text=True, timeout=30)
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+    assert r.returncode != 0
+    assert "is writable by others (mode 1777)" in r.stderr, r.stderr[-2000:]
