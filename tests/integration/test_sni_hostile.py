@@ -1,0 +1,114 @@
+"""A hostile visitor on a port shared by services routed by name (sni =, host =): requests
+whose Host a backend may read otherwise than the gateway did, and visitors still naming
+their service while the gateway hands its sockets over. Echo servers stand behind the
+agents: a routed visitor gets its own bytes back, a refused one the gateway's answer."""
+
+import socket
+import struct
+
+from conftest import connect, echo_works, free_port, svc, wait_until
+from test_upgrade import holder
+
+APP = "app.example.test"
+CLINIC = "*.clinic.example.test"
+
+
+def shared(wall, echo, kind, gw_extra=None):
+    """Services app and clinic on one gateway port, routed by kind ("sni" or "host"), each
+    an echo server behind its own agent."""
+    a, b = echo(), echo()
+    port = free_port()
+    listen = f"127.0.0.1:{port}"
+    gw = wall.gateway({"app": svc(["site-a"], listen, **{kind: APP}),
+                       "clinic": svc(["site-b"], listen, **{kind: CLINIC})},
+                      tunnel_port=free_port(), extra=gw_extra)
+    wall.agent("site-a", gw, {"app": a.addr})
+    wall.agent("site-b", gw, {"clinic": b.addr})
+    gw.wait_tunnels(4)
+    return gw, port
+
+
+def answer(port, data, timeout=10):
+    """What comes back for data, until the gateway or the echo server has said all."""
+    s = connect(port, timeout=timeout)
+    s.sendall(data)
+    got = b""
+    try:
+        while len(got) < len(data) and (chunk := s.recv(65536)):
+            got += chunk
+    except (ConnectionResetError, socket.timeout):
+        pass
+    s.close()
+    return got
+
+
+def unrouted(gw, reason):
+    return gw.metric("netwall_gateway_visitors_unrouted_total", 0, reason=reason)
+
+
+def client_hello(name):
+    """A TLS 1.2-shaped ClientHello record with one server_name."""
+    host = name.encode()
+    sni = struct.pack("!HBH", len(host) + 3, 0, len(host)) + host
+    ext = struct.pack("!HH", 0, len(sni)) + sni
+    body = (b"\x03\x03" + b"\x11" * 32 + b"\x00" + b"\x00\x02\x13\x01" + b"\x01\x00"
+            + struct.pack("!H", len(ext)) + ext)
+    hs = b"\x01" + struct.pack("!I", len(body))[1:] + body
+    return b"\x16\x03\x01" + struct.pack("!H", len(hs)) + hs
+
+
+def test_host_repeated_or_folded_is_refused(wall, echo):
+    """RFC 9112 3.2: a request with two Host lines gets 400; 5.2: obs-fold is refused (or
+    unfolded), and 5.1: whitespace before the colon is refused. Routing by the first Host
+    (or by none) while the backend reads the last, the folded one or "Host :" sends the
+    visitor to a service's backend with another service's name."""
+    gw, port = shared(wall, echo, "host")
+    heads = [
+        b"GET / HTTP/1.1\r\nHost: " + APP.encode() + b"\r\nHost: x.clinic.example.test\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost:\r\n " + APP.encode() + b"\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost : " + APP.encode() + b"\r\n\r\n",
+    ]
+    for i, head in enumerate(heads, 1):
+        got = answer(port, head)
+        assert got.startswith(b"HTTP/1.1 400 "), (head, got[:60])
+        wait_until(lambda: unrouted(gw, "malformed") == i, 5, "malformed counted")
+
+
+def test_host_with_trailing_dot_is_the_same_name(wall, echo):
+    """"app.example.test." is the fully qualified app.example.test (RFC 3986 3.2.2): routed
+    to app, not answered 421."""
+    gw, port = shared(wall, echo, "host")
+    head = b"GET / HTTP/1.1\r\nHost: app.example.test.:80\r\n\r\n"
+    assert answer(port, head) == head
+    assert unrouted(gw, "unknown_name") == 0
+
+
+def test_visitor_naming_its_service_during_a_handover_is_served(wall, echo, tmp_path):
+    """A visitor that connected to a shared port before a takeover and sends its
+    ClientHello after it stays with the old process (gateway.c keeps such visitors while it
+    drains): it must be carried to its service, as on a port of its own
+    (test_upgrade.py's test_visitor_waiting_for_its_first_byte_is_served_by_the_old_process),
+    not refused as "draining"."""
+    gw, port = shared(wall, echo, "sni", gw_extra={
+        "handover": str(tmp_path / "gateway.sock"), "log_level": "debug",
+        "drain_timeout": "30", "route_timeout": "30"})
+    hello = client_hello(APP)
+    s = connect(port, timeout=10)
+    try:
+        s.sendall(hello[:3])
+        wait_until(lambda: holder(port, s.getsockname()[1]) == gw.proc.pid, 5,
+                   "the old process to hold the visitor")
+        old, new = gw.takeover()
+        new.wait_event("takeover_serving", timeout=15)
+        old.wait_event("handover_done", timeout=5)
+        s.sendall(hello[3:])
+        got = b""
+        try:
+            while len(got) < len(hello) and (chunk := s.recv(65536)):
+                got += chunk
+        except ConnectionResetError:
+            pass
+        assert got == hello, old.tail(20)
+    finally:
+        s.close()
+    assert old.wait_exit(15) == 0
