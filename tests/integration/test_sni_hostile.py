@@ -101,6 +101,15 @@ def test_visitor_naming_its_service_during_a_handover_is_served(wall, echo, tmp_
         old, new = gw.takeover()
         new.wait_event("takeover_serving", timeout=15)
         old.wait_event("handover_done", timeout=5)
+        # new visitors of the shared port are the new process's: the old one, which keeps
+        # its waiting visitor, accepts no more on the sockets it gave away
+        fresh = [connect(port, timeout=10) for _ in range(16)]
+        for f in fresh:
+            f.sendall(hello[:3])
+        for f in fresh:
+            wait_until(lambda: holder(port, f.getsockname()[1]) is not None, 5, "accepted")
+            assert holder(port, f.getsockname()[1]) == new.pid
+            f.close()
         s.sendall(hello[3:])
         got = b""
         try:
