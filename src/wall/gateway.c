@@ -337,16 +337,17 @@ static void gw_route_visit(struct gateway *gw, struct gw_service *svc, const str
 			   int fd, const struct sockaddr *sa, const uint8_t *early, size_t nearly)
 {
 	enum listener_reason why = LISTENER_REFUSED_BY_OWNER;
-	struct listener_src *src = gw->draining ? NULL : listener_set_admit(svc->set, sa, &why);
+	bool refuse = gw->draining && !gw->handed_over;
+	struct listener_src *src = refuse ? NULL : listener_set_admit(svc->set, sa, &why);
 	char peer[ADDR_STRLEN];
 
 	if (src == NULL) {
-		if (!gw->draining)
+		if (!refuse)
 			gw_service_refused(svc, sa, why);
 		addr_format(sa, peer, sizeof(peer));
 		log_limited(&gw->rate_reject, LOG_WARN,
 			    "event=visitor_rejected service=%s peer=%s reason=%s", svc->cfg.name,
-			    peer, gw->draining ? "draining" : listener_reason_names[why]);
+			    peer, refuse ? "draining" : listener_reason_names[why]);
 		share_give(nearly, 0);
 		close(fd);
 		return;

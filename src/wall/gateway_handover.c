@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "wall/gateway_state.h"
 #include "wall/gateway_handover.h"
+#include "wall/gateway_route.h"
 #include "wall/tunnel.h"
 
 static void gw_ho_tunnel_listeners(struct gateway *gw, bool on)
@@ -26,6 +27,8 @@ static void gw_ho_visitor_listeners(struct gateway *gw, bool on)
 	for (size_t i = 0; i < gw->nsvcs; i++)
 		for (size_t j = 0; j < gw->svcs[i]->nls; j++)
 			listener_enable(gw->svcs[i]->ls[j]->l, on);
+	for (size_t i = 0; i < gw->nroutes; i++)
+		gateway_route_enable(gw->routes[i], on);
 }
 
 void gateway_handover_taken(void *arg)
@@ -89,6 +92,9 @@ bool gateway_handover_idle(struct gateway *gw)
 {
 	for (size_t i = 0; i < gw->nsvcs && gw->handed_over; i++)
 		if (listener_set_stats(gw->svcs[i]->set)->open > 0)
+			return false;
+	for (size_t i = 0; i < gw->nroutes && gw->handed_over; i++)
+		if (gateway_route_waiting(gw->routes[i]) > 0)
 			return false;
 	return true;
 }

@@ -335,6 +335,11 @@ void gateway_route_set_limits(struct gateway_route *r, const struct listener_lim
 	listener_set_limits(r->set, lim);
 }
 
+void gateway_route_enable(struct gateway_route *r, bool on)
+{
+	listener_enable(r->l, on);
+}
+
 const struct addr *gateway_route_addr(const struct gateway_route *r)
 {
 	return listener_addr(r->l);

@@ -51,6 +51,8 @@ struct gateway_route *gateway_route_new(struct gateway *gw, const struct addr *a
 void gateway_route_free(struct gateway_route *r);
 /* A reload's limits for the waiting visitors. */
 void gateway_route_set_limits(struct gateway_route *r, const struct listener_limits *lim);
+/* Whether the address accepts new visitors (a handover holds it off); those waiting stay. */
+void gateway_route_enable(struct gateway_route *r, bool on);
 const struct addr *gateway_route_addr(const struct gateway_route *r);
 enum config_route gateway_route_kind(const struct gateway_route *r);
 /* Visitors waiting for their name. */
