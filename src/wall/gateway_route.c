@@ -194,17 +194,12 @@ static ssize_t route_read(struct route_wait *w, size_t cap)
 		return -2;
 	if (want > room)
 		want = (size_t)room;
-	if (w->len + want > w->size) {
-		size_t size = w->size;
-		while (size < w->len + want && size < cap)
-			size *= 2;
-		if (size > cap)
-			size = cap;
-		w->buf = xrealloc(w->buf, size);
-		w->size = size;
-		if (want > size - w->len)
-			want = size - w->len;
+	if (w->len == w->size) { /* grown only once full: held memory follows bytes read */
+		w->size = w->size * 2 < cap ? w->size * 2 : cap;
+		w->buf = xrealloc(w->buf, w->size);
 	}
+	if (want > w->size - w->len)
+		want = w->size - w->len;
 	n = read(w->fd, w->buf + w->len, want);
 	if (n > 0) {
 		if (!budget_take((uint64_t)n))

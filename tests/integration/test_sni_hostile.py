@@ -127,7 +127,7 @@ def test_waiting_visitors_hold_no_more_than_they_sent(wall, echo):
     """Visitors that sent a record header and one byte of a ClientHello each hold what
     they sent (counted in netwall_memory_held_bytes) and a first buffer, not a buffer
     grown to the 16 KiB cap for bytes that never came, outside the budget."""
-    from conftest import mem_kib
+    from conftest import SANITIZED, mem_kib
     gw, port = shared(wall, echo, "sni", gw_extra={"route_timeout": "60"})
     start = b"\x16\x03\x01\x40\x00\x01"
     base = gw.metric("netwall_memory_held_bytes")
@@ -143,7 +143,9 @@ def test_waiting_visitors_hold_no_more_than_they_sent(wall, echo):
         grown = mem_kib(gw.proc.pid)["Rss"] - before
         print(f"{len(socks)} waiting visitors: Rss +{grown} KiB")
         # a route_wait, its two events and its first 2 KiB buffer: under 4 KiB each
-        assert grown < 4 * len(socks), grown
+        # (sanitizers' redzones and quarantine make growth meaningless there)
+        if not SANITIZED:
+            assert grown < 4 * len(socks), grown
     finally:
         for s in socks:
             s.close()
