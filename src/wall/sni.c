@@ -214,7 +214,22 @@ static bool sni_request_start_bad(const uint8_t *p, size_t n)
 	return false;
 }
 
-/* The Host header's value v[0..n): its host, without port or brackets. */
+/* A header line "name:value" whose name has no whitespace: not an obs-fold, not
+ * "Host :" (RFC 9112 5.1, 5.2), which a backend might read as a Host we did not. */
+static bool sni_field_line(const uint8_t *l, size_t n)
+{
+	const uint8_t *colon = memchr(l, ':', n);
+
+	if (colon == NULL || colon == l)
+		return false;
+	for (const uint8_t *c = l; c < colon; c++)
+		if (*c == ' ' || *c == '\t')
+			return false;
+	return true;
+}
+
+/* The Host header's value v[0..n): its host, without port or brackets, or the trailing
+ * dot of a fully qualified name (RFC 3986 3.2.2: "a.example." is "a.example"). */
 static enum sni_result sni_host_value(const uint8_t *v, size_t n, char name[SNI_NAME_MAX + 1])
 {
 	size_t end, i, skip = 0;
@@ -239,6 +254,8 @@ static enum sni_result sni_host_value(const uint8_t *v, size_t n, char name[SNI_
 		const uint8_t *colon = memrchr(v, ':', n);
 		end = colon != NULL ? (size_t)(colon - v) : n;
 		i = end;
+		if (end > 1 && v[end - 1] == '.')
+			end--;
 	}
 	if (i < n) { /* ":port": digits only, or nothing */
 		if (n - i - 1 > 5)
@@ -273,7 +290,16 @@ enum sni_result sni_http_host(const uint8_t *p, size_t n, size_t cap,
 				return SNI_BAD;
 		} else if (len == 0) {
 			return SNI_NONE; /* the head ended without a Host line */
+		} else if (!sni_field_line(p + off, len)) {
+			return SNI_BAD;
 		} else if (len >= 5 && strncasecmp((const char *)p + off, "host:", 5) == 0) {
+			size_t next = (size_t)(nl - p) + 1;
+			if (next == lim) { /* the next line's first byte tells an obs-fold */
+				*from = off;
+				return lim >= cap ? SNI_TOO_BIG : SNI_NEED_MORE;
+			}
+			if (p[next] == ' ' || p[next] == '\t')
+				return SNI_BAD;
 			return sni_host_value(p + off + 5, len - 5, name);
 		}
 		off = (size_t)(nl - p) + 1;

@@ -305,6 +305,13 @@ static void test_http(void **state)
 	http_each("GET /HTTP/1.1\r\nHost: a\r\n\r\n", SNI_BAD, NULL);
 	http_each("\x16\x03\x01\x02\x00\x01", SNI_BAD, NULL);
 	http_each("get / HTTP/1.1\r\n", SNI_BAD, NULL);
+	/* what a backend might read as another Host (RFC 9112 5.1, 5.2), a trailing dot */
+	http_each("GET / HTTP/1.1\r\nHost:\r\n a.example\r\n\r\n", SNI_BAD, NULL);
+	http_each("GET / HTTP/1.1\r\nHost: a\r\n\tb\r\n\r\n", SNI_BAD, NULL);
+	http_each("GET / HTTP/1.1\r\nHost : a.example\r\n\r\n", SNI_BAD, NULL);
+	http_each("GET / HTTP/1.1\r\n Host: b\r\nHost: a\r\n\r\n", SNI_BAD, NULL);
+	http_each("GET / HTTP/1.1\r\nNoColon\r\nHost: a\r\n\r\n", SNI_BAD, NULL);
+	http_each("GET / HTTP/1.1\r\nHost: A.Example.:80\r\n\r\n", SNI_NAME, "a.example");
 	/* a head without its Host line within the cap */
 	n = (size_t)snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nX: ");
 	memset(big + n, 'a', sizeof(big) - n - 1);
@@ -314,8 +321,18 @@ static void test_http(void **state)
 	assert_int_equal(sni_http_host((const uint8_t *)big, SNI_HTTP_CAP, SNI_HTTP_CAP, name,
 				       &from),
 			 SNI_TOO_BIG);
-	/* a Host line that ends at the cap's last byte is read */
+	/* a Host line that ends a byte before the cap is read (that byte, the next line's
+	 * first, tells an obs-fold); one that ends at the cap's last byte is too big */
 	n = SNI_HTTP_CAP - strlen("\r\nHost: h\r\n");
+	memcpy(big + n, "\r\nHost: h\r\n", strlen("\r\nHost: h\r\n"));
+	from = 0;
+	assert_int_equal(sni_http_host((const uint8_t *)big, sizeof(big), SNI_HTTP_CAP, name,
+				       &from),
+			 SNI_TOO_BIG);
+	memset(big, 'a', sizeof(big) - 1);
+	n = (size_t)snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nX: ");
+	big[n] = 'a';
+	n = SNI_HTTP_CAP - strlen("\r\nHost: h\r\n") - 1;
 	memcpy(big + n, "\r\nHost: h\r\n", strlen("\r\nHost: h\r\n"));
 	from = 0;
 	assert_int_equal(sni_http_host((const uint8_t *)big, sizeof(big), SNI_HTTP_CAP, name,
