@@ -6,7 +6,7 @@ agents: a routed visitor gets its own bytes back, a refused one the gateway's an
 import socket
 import struct
 
-from conftest import connect, echo_works, free_port, svc, wait_until
+from conftest import connect, free_port, svc, wait_until
 from test_upgrade import holder
 
 APP = "app.example.test"
@@ -161,3 +161,44 @@ def test_waiting_visitors_hold_no_more_than_they_sent(wall, echo):
     finally:
         for s in socks:
             s.close()
+
+
+def test_reload_moves_a_name_and_drops_the_address_while_visitors_wait(wall, echo):
+    """A visitor waiting for its name when a reload gives that name to the other service
+    goes to the new owner; one waiting when a reload takes the shared address away is
+    closed; their bytes go back to the budget, and the sanitizers see no freed memory
+    used."""
+    import signal
+    from pathlib import Path
+    gw, port = shared(wall, echo, "sni", gw_extra={"route_timeout": "60",
+                                                   "log_level": "debug"})
+    base = gw.metric("netwall_memory_held_bytes")
+    hello = client_hello(APP)
+    s, t = connect(port, timeout=10), connect(port, timeout=10)
+    s.sendall(hello[:3])
+    t.sendall(hello[:3])
+    gw.admin.wait_metric("netwall_memory_held_bytes", lambda v: v == base + 6)
+    conf = Path(gw.config_path)
+    text = conf.read_text()
+    conf.write_text(text.replace(f"sni = {APP}", "sni = @A@").replace(
+        f"sni = {CLINIC}", f"sni = {APP}").replace("sni = @A@", f"sni = {CLINIC}"))
+    mark = gw.proc.mark()
+    gw.proc.signal(signal.SIGHUP)
+    gw.proc.wait_event("reloaded", since=mark)
+    s.sendall(hello[3:])
+    got = b""
+    while len(got) < len(hello) and (chunk := s.recv(65536)):
+        got += chunk
+    assert got == hello
+    gw.proc.wait_event("visitor", service="clinic")
+    assert gw.proc.events("visitor", service="app") == []
+    # the shared address goes: the waiting visitor is closed, its bytes given back
+    other = free_port()
+    conf.write_text(conf.read_text().replace(f"127.0.0.1:{port}", f"127.0.0.1:{other}"))
+    mark = gw.proc.mark()
+    gw.proc.signal(signal.SIGHUP)
+    gw.proc.wait_event("reloaded", since=mark)
+    t.settimeout(10)
+    assert t.recv(16) == b""
+    s.close()
+    gw.admin.wait_metric("netwall_memory_held_bytes", lambda v: v == base)
