@@ -37,7 +37,8 @@ struct route_wait {
 	uint8_t *buf;
 	size_t len, size;
 	size_t need; /* TLS: the length worth reading before the next try */
-	size_t from; /* HTTP: where the next try starts */
+	size_t from; /* HTTP: where the next try starts, */
+	char host[SNI_NAME_MAX + 1]; /* ... and the Host read so far */
 };
 
 struct gateway_route {
@@ -236,9 +237,9 @@ static void route_on_read(evutil_socket_t fd, short what, void *arg)
 	if (tls && w->len < w->need)
 		return;
 	res = tls ? sni_client_hello(w->buf, w->len, cap, name, &w->need)
-		  : sni_http_host(w->buf, w->len, cap, name, &w->from);
+		  : sni_http_host(w->buf, w->len, cap, w->host, &w->from);
 	if (res != SNI_NEED_MORE)
-		route_decide(w, res, name);
+		route_decide(w, res, tls ? name : w->host);
 }
 
 static void route_on_timeout(evutil_socket_t fd, short what, void *arg)

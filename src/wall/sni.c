@@ -289,18 +289,23 @@ enum sni_result sni_http_host(const uint8_t *p, size_t n, size_t cap,
 			if (!sni_request_line(p, len))
 				return SNI_BAD;
 		} else if (len == 0) {
-			return SNI_NONE; /* the head ended without a Host line */
+			return name[0] != '\0' ? SNI_NAME : SNI_NONE; /* the head ends */
 		} else if (!sni_field_line(p + off, len)) {
 			return SNI_BAD;
 		} else if (len >= 5 && strncasecmp((const char *)p + off, "host:", 5) == 0) {
 			size_t next = (size_t)(nl - p) + 1;
+			if (name[0] != '\0')
+				return SNI_BAD; /* a second Host */
 			if (next == lim) { /* the next line's first byte tells an obs-fold */
 				*from = off;
 				return lim >= cap ? SNI_TOO_BIG : SNI_NEED_MORE;
 			}
 			if (p[next] == ' ' || p[next] == '\t')
 				return SNI_BAD;
-			return sni_host_value(p + off + 5, len - 5, name);
+			if (sni_host_value(p + off + 5, len - 5, name) != SNI_NAME) {
+				name[0] = '\0';
+				return SNI_BAD; /* an empty Host is no name to route by either */
+			}
 		}
 		off = (size_t)(nl - p) + 1;
 	}

@@ -33,12 +33,13 @@ extern const char *const sni_result_names[];
 enum sni_result sni_client_hello(const uint8_t *p, size_t n, size_t cap,
 				 char name[SNI_NAME_MAX + 1], size_t *need);
 
-/* Reads an HTTP/1.x request head at the start of p[0..n) up to its first Host header line:
- * SNI_NAME with the host in lower case, its port (and an IPv6 literal's brackets) taken
- * off; SNI_NONE when the head ends without one. *from is where the next try starts (the
- * first line not yet whole): 0 at first, then left as this call sets it, so that bytes that
- * come one at a time are scanned once. A head whose Host line does not end within cap bytes
- * is SNI_TOO_BIG; a request line that is not "METHOD TARGET HTTP/1.x" is SNI_BAD. */
+/* Reads an HTTP/1.x request head at the start of p[0..n) to its end: SNI_NAME with its Host
+ * in lower case, its port (and an IPv6 literal's brackets) taken off; SNI_NONE when the
+ * head has none; SNI_BAD for an empty Host or a second Host line (a backend might read either: RFC 9112
+ * 3.2). *from is where the next try starts (the first line not yet whole) and name what
+ * the head named so far: 0 and "" at first, then left as this call sets them, so that
+ * bytes that come one at a time are scanned once. A head that does not end within cap
+ * bytes is SNI_TOO_BIG; a request line that is not "METHOD TARGET HTTP/1.x" is SNI_BAD. */
 enum sni_result sni_http_host(const uint8_t *p, size_t n, size_t cap,
 			      char name[SNI_NAME_MAX + 1], size_t *from);
 

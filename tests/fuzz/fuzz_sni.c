@@ -5,7 +5,7 @@
  *   size) nor past the cap; a wait names a length past what it has, and the input fed in
  *   the pieces its waits ask for gives what the whole gives; a name is lower case, 1..255
  *   bytes without control bytes or spaces.
- * - sni_http_host fed one byte at a time (its resume offset kept) gives what the whole
+ * - sni_http_host fed one byte at a time (its resume offset and name kept) gives what the whole
  *   gives, with the same name; the cap holds.
  * - sni_match: a name matches itself, and "*." before it matches one label more.
  * Built by scripts/fuzz.sh; with -DFUZZ_STANDALONE a plain program over the files named. */
@@ -34,7 +34,7 @@ static enum sni_result hello_copy(const uint8_t *data, size_t n, char *name, siz
 
 static void hello(const uint8_t *data, size_t size)
 {
-	char name[SNI_NAME_MAX + 1], name2[SNI_NAME_MAX + 1];
+	char name[SNI_NAME_MAX + 1] = "", name2[SNI_NAME_MAX + 1] = "";
 	size_t need = 0, n = 0, need2;
 	enum sni_result whole = hello_copy(data, size, name, &need), r;
 

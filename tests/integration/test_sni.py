@@ -312,8 +312,9 @@ def test_http_head_cap(wall, procs, tmp_path, pki):
     assert got.startswith(b"HTTP/1.1 431 "), got[:80]
     gw.admin.wait_metric("netwall_gateway_visitors_unrouted_total", lambda v: v == 1,
                          reason="too_big")
-    # just under it, the Host line is found
-    pad = 8192 - len(b"GET /who.txt HTTP/1.1\r\nX-Pad: \r\nHost: app.example.test\r\n") - 1
+    # just under it, the whole head (read to its end: a second Host is refused) is read
+    pad = 8192 - len(b"GET /who.txt HTTP/1.1\r\nX-Pad: \r\nHost: app.example.test\r\n"
+                     b"Connection: close\r\n\r\n")
     s = connect(port)
     s.sendall(b"GET /who.txt HTTP/1.1\r\nX-Pad: " + b"a" * pad
               + b"\r\nHost: app.example.test\r\nConnection: close\r\n\r\n")

@@ -272,7 +272,7 @@ static void test_lies(void **state)
 /* The head p, fed one byte at a time with from kept, and whole from 0, gives want. */
 static void http_each(const char *p, enum sni_result want, const char *wname)
 {
-	char name[SNI_NAME_MAX + 1];
+	char name[SNI_NAME_MAX + 1] = "";
 	size_t n = strlen(p), from = 0;
 	enum sni_result r = SNI_NEED_MORE;
 
@@ -280,6 +280,7 @@ static void http_each(const char *p, enum sni_result want, const char *wname)
 		r = sni_http_host((const uint8_t *)p, k, SNI_HTTP_CAP, name, &from);
 	assert_int_equal(r, want);
 	from = 0;
+	name[0] = '\0';
 	assert_int_equal(sni_http_host((const uint8_t *)p, n, SNI_HTTP_CAP, name, &from), want);
 	if (wname != NULL)
 		assert_string_equal(name, wname);
@@ -298,7 +299,10 @@ static void test_http(void **state)
 	http_each("GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", SNI_NAME, "::1");
 	http_each("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", SNI_NAME, "127.0.0.1");
 	http_each("GET / HTTP/1.1\r\nUser-Agent: x\r\n\r\n", SNI_NONE, NULL);
-	http_each("GET / HTTP/1.1\r\nHost: \r\n\r\n", SNI_NONE, NULL);
+	http_each("GET / HTTP/1.1\r\nHost: \r\n\r\n", SNI_BAD, NULL);
+	/* two Host lines: a backend might read either (RFC 9112 3.2) */
+	http_each("GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nhost: b\r\n\r\n", SNI_BAD, NULL);
+	http_each("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", SNI_BAD, NULL);
 	http_each("GET / HTTP/1.1\r\nHost: a:b\r\n\r\n", SNI_BAD, NULL);
 	http_each("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", SNI_BAD, NULL);
 	http_each("GET / HTTP/2.0\r\nHost: a\r\n\r\n", SNI_BAD, NULL);
@@ -312,33 +316,36 @@ static void test_http(void **state)
 	http_each("GET / HTTP/1.1\r\n Host: b\r\nHost: a\r\n\r\n", SNI_BAD, NULL);
 	http_each("GET / HTTP/1.1\r\nNoColon\r\nHost: a\r\n\r\n", SNI_BAD, NULL);
 	http_each("GET / HTTP/1.1\r\nHost: A.Example.:80\r\n\r\n", SNI_NAME, "a.example");
-	/* a head without its Host line within the cap */
+	/* a head that does not end within the cap */
 	n = (size_t)snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nX: ");
 	memset(big + n, 'a', sizeof(big) - n - 1);
+	name[0] = '\0';
 	assert_int_equal(sni_http_host((const uint8_t *)big, SNI_HTTP_CAP - 1, SNI_HTTP_CAP, name,
 				       &from),
 			 SNI_NEED_MORE);
 	assert_int_equal(sni_http_host((const uint8_t *)big, SNI_HTTP_CAP, SNI_HTTP_CAP, name,
 				       &from),
 			 SNI_TOO_BIG);
-	/* a Host line that ends a byte before the cap is read (that byte, the next line's
-	 * first, tells an obs-fold); one that ends at the cap's last byte is too big */
-	n = SNI_HTTP_CAP - strlen("\r\nHost: h\r\n");
-	memcpy(big + n, "\r\nHost: h\r\n", strlen("\r\nHost: h\r\n"));
+	/* a head with its Host that ends at the cap's last byte is read; a byte more and the
+	 * head does not end within the cap */
+	n = SNI_HTTP_CAP - strlen("\r\nHost: h\r\n\r\n");
+	memcpy(big + n, "\r\nHost: h\r\n\r\n", strlen("\r\nHost: h\r\n\r\n"));
 	from = 0;
-	assert_int_equal(sni_http_host((const uint8_t *)big, sizeof(big), SNI_HTTP_CAP, name,
-				       &from),
-			 SNI_TOO_BIG);
-	memset(big, 'a', sizeof(big) - 1);
-	n = (size_t)snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nX: ");
-	big[n] = 'a';
-	n = SNI_HTTP_CAP - strlen("\r\nHost: h\r\n") - 1;
-	memcpy(big + n, "\r\nHost: h\r\n", strlen("\r\nHost: h\r\n"));
-	from = 0;
+	name[0] = '\0';
 	assert_int_equal(sni_http_host((const uint8_t *)big, sizeof(big), SNI_HTTP_CAP, name,
 				       &from),
 			 SNI_NAME);
 	assert_string_equal(name, "h");
+	memset(big, 'a', sizeof(big) - 1);
+	n = (size_t)snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nX: ");
+	big[n] = 'a';
+	n = SNI_HTTP_CAP + 1 - strlen("\r\nHost: h\r\n\r\n");
+	memcpy(big + n, "\r\nHost: h\r\n\r\n", strlen("\r\nHost: h\r\n\r\n"));
+	from = 0;
+	name[0] = '\0';
+	assert_int_equal(sni_http_host((const uint8_t *)big, sizeof(big), SNI_HTTP_CAP, name,
+				       &from),
+			 SNI_TOO_BIG);
 }
 
 static void test_match(void **state)
