@@ -34,7 +34,7 @@ static enum sni_result hello_copy(const uint8_t *data, size_t n, char *name, siz
 
 static void hello(const uint8_t *data, size_t size)
 {
-	char name[SNI_NAME_MAX + 1] = "", name2[SNI_NAME_MAX + 1] = "";
+	char name[SNI_NAME_MAX + 1], name2[SNI_NAME_MAX + 1];
 	size_t need = 0, n = 0, need2;
 	enum sni_result whole = hello_copy(data, size, name, &need), r;
 
@@ -59,7 +59,7 @@ static void hello(const uint8_t *data, size_t size)
 
 static void http(const uint8_t *data, size_t size)
 {
-	char name[SNI_NAME_MAX + 1], name2[SNI_NAME_MAX + 1];
+	char name[SNI_NAME_MAX + 1] = "", name2[SNI_NAME_MAX + 1] = "";
 	size_t from = 0, lim = size < SNI_HTTP_CAP + 16 ? size : SNI_HTTP_CAP + 16;
 	uint8_t *p = fuzz_dup(data, lim, 0);
 	enum sni_result whole = sni_http_host(p, lim, SNI_HTTP_CAP, name, &from), r = SNI_NEED_MORE;
