@@ -1080,23 +1080,23 @@ cat "$REPORT"
 
 if ((RECORD)); then
     new=$TMP/RESULTS.new
-    {
-        echo "# netwall relay benchmark results"
-        echo
-        echo "Produced by \`bench/wall.sh\` (run it as root: \`bench/wall.sh\`, or \`bench/wall.sh --quick\` for a smoke run)."
-        echo "Newest run first: each run is inserted below this header, older runs are kept."
-        echo
-        echo "$RESULTS_MARKER"
-        echo
-        cat "$REPORT"
-        if [[ -f $RESULTS_FILE ]]; then
-            if grep -qxF "$RESULTS_MARKER" "$RESULTS_FILE"; then
-                awk -v m="$RESULTS_MARKER" 'found { print } $0 == m { found = 1 }' "$RESULTS_FILE" | sed '1{/^$/d}'
-            else
-                cat "$RESULTS_FILE"
-            fi
-        fi
-    } >"$new"
+    # the file's head (and the hand-written sections above the marker) stay; the run goes
+    # right below the marker, above the older runs
+    if [[ -f $RESULTS_FILE ]] && grep -qxF "$RESULTS_MARKER" "$RESULTS_FILE"; then
+        awk -v m="$RESULTS_MARKER" -v r="$REPORT" '
+            { print }
+            $0 == m && !done { print ""; while ((getline l < r) > 0) print l; done = 1 }
+        ' "$RESULTS_FILE" >"$new"
+    else
+        {
+            echo "# netwall benchmark results"
+            echo
+            echo "$RESULTS_MARKER"
+            echo
+            cat "$REPORT"
+            [[ -f $RESULTS_FILE ]] && cat "$RESULTS_FILE"
+        } >"$new"
+    fi
     cp "$new" "$RESULTS_FILE"
     log "results added to $RESULTS_FILE"
 fi
