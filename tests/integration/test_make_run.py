@@ -31,18 +31,20 @@ def port_busy(port):
 
 
 class MakeRun:
-    def __init__(self, tmp_path, netns):
-        busy = [p for p in HOST_PORTS + LOOPBACK_PORTS if port_busy(p)]
+    """`make run` (or argv) in a session of its own, its output in tmp_path/TAG.out."""
+
+    def __init__(self, tmp_path, netns, argv=("make", "--no-print-directory", "run"),
+                 tag="make-run", check_ports=True):
+        busy = [p for p in HOST_PORTS + LOOPBACK_PORTS if port_busy(p)] if check_ports else []
         assert not busy, f"make run's ports are in use ({busy}): is a make run running?"
         env = {k: v for k, v in os.environ.items()
                if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
         env["NETWALL_RUN_DIR"] = str(tmp_path / "run")
         env["NETWALL_RUN_NETNS"] = "auto" if netns else "off"
-        self.out_path = tmp_path / "make-run.out"
+        self.out_path = tmp_path / f"{tag}.out"
         self.out = open(self.out_path, "w")
-        self.proc = subprocess.Popen(["make", "--no-print-directory", "run"], cwd=REPO, env=env,
-                                     stdout=self.out, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(list(argv), cwd=REPO, env=env, stdout=self.out,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
 
     def text(self):
         return self.out_path.read_text(errors="replace")

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from conftest import REPO, wait_until
-from test_make_run import HOST_PORTS, LOOPBACK_PORTS, port_busy
+from test_make_run import HOST_PORTS, LOOPBACK_PORTS, MakeRun, port_busy
 
 
 def netns_pids(name="nwrun-priv"):
@@ -18,31 +18,17 @@ def netns_pids(name="nwrun-priv"):
     return [int(p) for p in r.stdout.split()] if r.returncode == 0 else []
 
 
-class Run:
-    def __init__(self, tmp_path, tag):
-        env = dict(os.environ, NETWALL_RUN_DIR=str(tmp_path / "run"), NETWALL_RUN_NETNS="auto")
-        self.out_path = tmp_path / f"run-{tag}.out"
-        self.out = open(self.out_path, "w")
-        self.proc = subprocess.Popen(["scripts/run.sh"], cwd=REPO, env=env, stdout=self.out,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+class Run(MakeRun):
+    """scripts/run.sh itself (no make, no port check: the test sets the scene)."""
 
-    def text(self):
-        return self.out_path.read_text(errors="replace")
+    def __init__(self, tmp_path, tag):
+        super().__init__(tmp_path, True, argv=["scripts/run.sh"], tag=f"run-{tag}",
+                         check_ports=False)
 
     def wait_settled(self):
         """Until it prints that it runs, or exits."""
         wait_until(lambda: self.proc.poll() is not None or "Press Ctrl-C" in self.text(), 120,
                    "run.sh to run or exit")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGINT)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        self.out.close()
 
 
 def test_a_run_after_a_killed_run_keeps_its_namespace_and_says_why(tmp_path):

@@ -27,6 +27,18 @@ def reload(daemon, text):
     daemon.proc.wait_event("reloaded", 5, since=mark)
 
 
+def push(port, size, source=None, timeout=5):
+    """A visitor that sends size bytes, as many as the kernel takes at once, and is left
+    non-blocking (its stream then waits for its bucket)."""
+    s = connect(port, source=source, timeout=timeout)
+    s.setblocking(False)
+    try:
+        s.send(b"x" * size)
+    except BlockingIOError:
+        pass
+    return s
+
+
 def test_bytes_are_kept_both_ways_through_a_limited_service(wall, echo):
     """An echo through a service limited each way: what comes back is what went in."""
     e = echo()
@@ -67,12 +79,7 @@ def test_a_visitor_waiting_for_the_bucket_is_not_idle(wall, echo):
     e = echo()
     gw, _ = wall.stack(e.addr, "echo", svc_opts={"rate_limit": "1024",
                                                   "idle_timeout": "2"})
-    s = connect(gw.port("echo"), timeout=30)
-    s.setblocking(False)
-    try:
-        s.send(b"x" * (64 * 1024))
-    except BlockingIOError:
-        pass
+    s = push(gw.port("echo"), 64 * 1024, timeout=30)
     wait_until(lambda: gw.metric("netwall_stream_idle_timeouts_total", 0) > 0 or
                gw.metric("netwall_service_rate_limited_total", 0, service="echo") >= 3, 30,
                "the stream to wait for the bucket three times (or be reset as idle)")
@@ -90,13 +97,8 @@ def test_many_paused_visitors_do_not_spin(wall, echo):
     socks = []
     try:
         for k in range(100):
-            s = connect(gw.port("echo"), source=f"127.0.{1 + k // 50}.{1 + k % 50}")
-            s.setblocking(False)
-            try:
-                s.send(b"x" * (64 * 1024))
-            except BlockingIOError:
-                pass
-            socks.append(s)
+            socks.append(push(gw.port("echo"), 64 * 1024,
+                              source=f"127.0.{1 + k // 50}.{1 + k % 50}"))
         gw.admin.wait_metric("netwall_connections_open", lambda v: v == 100, 20,
                              "the visitors", service="echo")
         start = gw.metric("netwall_service_rate_limited_total", service="echo")
@@ -122,13 +124,7 @@ def test_reload_removes_a_service_whose_streams_are_paused(wall, echo):
     gw.wait_tunnels(2)
     socks = []
     for _ in range(10):
-        s = connect(gw.port("slow"))
-        s.setblocking(False)
-        try:
-            s.send(b"x" * (256 * 1024))
-        except BlockingIOError:
-            pass
-        socks.append(s)
+        socks.append(push(gw.port("slow"), 256 * 1024))
     gw.admin.wait_metric("netwall_service_rate_limited_total", lambda v: v >= 10, 20,
                          "the streams to wait for the bucket", service="slow")
     text = gw.config_path.read_text()
@@ -200,13 +196,8 @@ def test_many_visitors_on_a_fast_shared_bucket_do_not_wake_in_a_herd(wall, echo)
     socks = []
     try:
         for k in range(100):
-            s = connect(gw.port("echo"), source=f"127.0.{1 + k // 50}.{1 + k % 50}")
-            s.setblocking(False)
-            try:
-                s.send(b"x" * (256 * 1024))
-            except BlockingIOError:
-                pass
-            socks.append(s)
+            socks.append(push(gw.port("echo"), 256 * 1024,
+                              source=f"127.0.{1 + k // 50}.{1 + k % 50}"))
         gw.admin.wait_metric("netwall_connections_open", lambda v: v == 100, 20,
                              "the visitors", service="echo")
         start = gw.metric("netwall_service_bytes_in_total", service="echo")
