@@ -12,6 +12,7 @@
 #define RATE_BURST_DIV 8.0     /* ... or an eighth of a second's worth */
 #define RATE_CHUNK 4096        /* a paused stream waits for this much, or what it wants, */
 #define RATE_CHUNK_DIV 16.0    /* ... or a sixteenth of a second's worth, whichever is less */
+#define RATE_WAKE_MAX 64       /* waiters told at one wake; the next wake tells the rest */
 
 struct rate_pace {
 	struct rate_bucket own[2];
@@ -120,22 +121,27 @@ static void rate_share_arm(struct rate_share *s, int d)
 }
 
 /* The share's bucket has refilled: the oldest waiters it can serve get their turn (at least
- * the first), each told to try again; those that still find it short queue again. At most
- * the queue's length are woken, so a waiter queued again this turn is not woken twice. */
+ * the first, at most RATE_WAKE_MAX), each told to try again; those that still find it short
+ * queue again. They are taken off the queue and the timer armed for the rest before any is
+ * told: a waiter told may end its stream, and the last stream of a service removed by a
+ * reload frees the service and this share with it, so nothing here is touched after. A
+ * waiter told frees at most its own pace: the others in turn[] stay valid. */
 static void rate_share_wake(struct rate_share *s, int d)
 {
-	size_t room = rate_bucket_room(&s->b[d], clock_mono()), n = s->queued[d];
+	struct rate_pace *turn[RATE_WAKE_MAX];
+	size_t room = rate_bucket_room(&s->b[d], clock_mono()), n = 0;
 
-	for (size_t k = 0; k < n && s->head[d] != NULL; k++) {
+	while (n < RATE_WAKE_MAX && s->head[d] != NULL &&
+	       (n == 0 || room >= s->head[d]->need[d])) {
 		struct rate_pace *p = s->head[d];
-		if (k > 0 && room < p->need[d])
-			break;
 		room = room > p->need[d] ? room - p->need[d] : 0;
 		rate_queue_del(s, p, d);
 		p->woken[d] = true;
-		p->resume(p->arg, d); /* may free p, or other waiters: they leave the queue */
+		turn[n++] = p;
 	}
 	rate_share_arm(s, d);
+	for (size_t k = 0; k < n; k++)
+		turn[k]->resume(turn[k]->arg, d);
 }
 
 static void rate_share_on_timer_in(evutil_socket_t fd, short what, void *arg)

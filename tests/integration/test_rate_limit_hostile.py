@@ -213,3 +213,35 @@ def test_many_visitors_on_a_fast_shared_bucket_do_not_wake_in_a_herd(wall, echo)
     finally:
         for s in socks:
             s.close()
+
+
+def test_a_removed_service_freed_by_its_last_paced_download(wall, nginx, www):
+    """A service removed by reload goes when its last visitor's stream ends. When that
+    stream ends inside its bucket's wake (the last bytes written once the bucket refilled,
+    after the agent had ended the stream), the service and its bucket must not be freed
+    under the wake that is still walking the bucket's queue (ASan build)."""
+    web = nginx()
+    gw = wall.gateway({"web": svc(rate_limit="262144"), "other": svc()})
+    wall.agent("site-a", gw, {"web": web.addr, "other": web.addr})
+    gw.wait_tunnels(2)
+    url = f"http://127.0.0.1:{gw.port('web')}/64m.bin"
+    downloads = [subprocess.Popen(["curl", "-sS", "-o", "/dev/null", "-r", "0-524287", url],
+                                  stderr=subprocess.PIPE) for _ in range(3)]
+    gw.admin.wait_metric("netwall_service_rate_limited_total", lambda v: v >= 3, 20,
+                         "the downloads to wait for the bucket", service="web")
+    text = gw.config_path.read_text()
+    head, _, tail = text.partition("[service web]")
+    rest = tail.split("\n[", 1)
+    reload(gw, head + ("[" + rest[1] if len(rest) > 1 else ""))
+    for d in downloads:
+        assert d.wait(60) == 0, d.stderr.read()
+    wait_until(lambda: gw.metric("netwall_streams_open", 0) == 0, 30, "the streams to end")
+    assert gw.proc.alive()
+    assert echo_or_page(gw.port("other"))
+
+
+def echo_or_page(port):
+    r = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                        f"http://127.0.0.1:{port}/1k.bin"], capture_output=True, text=True,
+                       timeout=30)
+    return r.stdout == "200"
